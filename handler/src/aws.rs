@@ -1,0 +1,44 @@
+//! Building AWS SDK configuration the same way everywhere: TLS through rustls with ring (no C
+//! toolchain needed to cross-compile), the SDK's standard retry policy, and an optional endpoint
+//! override for local emulators.
+
+use aws_config::{retry::RetryConfig, BehaviorVersion, SdkConfig};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_http_client::{
+    tls::{self, rustls_provider::CryptoMode},
+    Builder,
+};
+
+/// The HTTPS client every SDK client of sgwatch uses.
+pub fn http_client() -> SharedHttpClient {
+    Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// A config loader with sgwatch's HTTP client and retry policy; the caller adds profile, region
+/// and endpoint. The standard credential chain and `AWS_ENDPOINT_URL` are honoured as usual.
+pub fn config_loader() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client())
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
+}
+
+/// Loads configuration from the environment (the Lambda's own credentials and region).
+pub async fn load_from_env() -> SdkConfig {
+    config_loader().load().await
+}
+
+/// True when requests go to an endpoint other than AWS's (e.g. a local emulator), where S3 needs
+/// path-style addressing.
+pub fn uses_custom_endpoint(config: &SdkConfig) -> bool {
+    config.endpoint_url().is_some()
+}
+
+/// An S3 client for `config`, path-style when the endpoint is overridden.
+pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(uses_custom_endpoint(config))
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}

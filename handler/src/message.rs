@@ -1,0 +1,364 @@
+//! Reading what arrives: the three input shapes (SNS event, EventBridge event, bare Config
+//! message) and the AWS Config message types inside them.
+//!
+//! Parsing is lenient about what sgwatch does not need and strict about what it does: a record
+//! that cannot be read becomes an [`Envelope`] holding a [`ParseError`], never a panic, so one bad
+//! record does not hide the others of the same event.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The AWS Config message type of a configuration item change.
+pub const ITEM_CHANGE: &str = "ConfigurationItemChangeNotification";
+/// The AWS Config message type sent when the item is too large for SNS.
+pub const OVERSIZED_ITEM_CHANGE: &str = "OversizedConfigurationItemChangeNotification";
+
+/// Why a record could not be read as a Config message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the SNS message is not JSON: {0}")]
+    MessageNotJson(String),
+    #[error("the SNS record has no Sns.Message string")]
+    MissingSnsMessage,
+    #[error("the event is neither an SNS event, an EventBridge aws.config event nor a Config message")]
+    UnknownShape,
+    #[error("the {message_type} message is malformed: {detail}")]
+    Malformed { message_type: String, detail: String },
+}
+
+/// One record found in an input event, with what identifies it in the logs.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The SNS `MessageId` or the EventBridge event `id`, when the record came with one.
+    pub message_id: Option<String>,
+    pub message: Result<ConfigMessage, ParseError>,
+}
+
+/// The AWS Config messages sgwatch distinguishes.
+#[derive(Debug, Clone)]
+pub enum ConfigMessage {
+    /// A configuration item changed; the whole item and its diff are in the message.
+    ItemChange(ItemChange),
+    /// A configuration item changed but is too large for SNS; it waits in S3.
+    Oversized(Oversized),
+    /// Any other Config message: snapshot and history deliveries, compliance changes, etc.
+    Other { message_type: String },
+}
+
+impl ConfigMessage {
+    pub fn message_type(&self) -> &str {
+        match self {
+            ConfigMessage::ItemChange(_) => ITEM_CHANGE,
+            ConfigMessage::Oversized(_) => OVERSIZED_ITEM_CHANGE,
+            ConfigMessage::Other { message_type } => message_type,
+        }
+    }
+}
+
+/// A `ConfigurationItemChangeNotification`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemChange {
+    pub configuration_item: ConfigurationItem,
+    #[serde(default)]
+    pub configuration_item_diff: Option<ItemDiff>,
+}
+
+/// `configurationItem`: the state of the resource after the change.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigurationItem {
+    pub resource_type: String,
+    pub resource_id: String,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    #[serde(default)]
+    pub aws_account_id: String,
+    #[serde(default)]
+    pub aws_region: String,
+    #[serde(default, rename = "ARN")]
+    pub arn: Option<String>,
+    #[serde(default)]
+    pub configuration_item_status: Option<String>,
+    #[serde(default)]
+    pub configuration_item_capture_time: Option<String>,
+    /// A number in AWS's messages; kept as JSON so a string does not reject the record.
+    #[serde(default)]
+    pub configuration_state_id: Option<Value>,
+    /// The resource's own description; `null` for a deleted resource.
+    #[serde(default)]
+    pub configuration: Option<Value>,
+    /// The tags as a map; values that are not strings are kept as their JSON text.
+    #[serde(default, deserialize_with = "lenient_tags")]
+    pub tags: BTreeMap<String, String>,
+}
+
+impl ConfigurationItem {
+    /// True for `ResourceDeleted` and `ResourceDeletedNotRecorded`.
+    pub fn is_deleted(&self) -> bool {
+        self.configuration_item_status
+            .as_deref()
+            .is_some_and(|s| s.starts_with("ResourceDeleted"))
+    }
+}
+
+/// `configurationItemDiff`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemDiff {
+    #[serde(default)]
+    pub changed_properties: BTreeMap<String, ChangedProperty>,
+    #[serde(default)]
+    pub change_type: Option<String>,
+}
+
+/// One entry of `changedProperties`, keyed by property path and array position.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangedProperty {
+    #[serde(default)]
+    pub previous_value: Value,
+    #[serde(default)]
+    pub updated_value: Value,
+    #[serde(default)]
+    pub change_type: Option<String>,
+}
+
+/// An `OversizedConfigurationItemChangeNotification`: only a summary and where the item is in S3.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Oversized {
+    pub configuration_item_summary: ItemSummary,
+    pub s3_delivery_summary: S3DeliverySummary,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemSummary {
+    pub resource_type: String,
+    pub resource_id: String,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    #[serde(default)]
+    pub aws_account_id: String,
+    #[serde(default)]
+    pub aws_region: String,
+    #[serde(default)]
+    pub change_type: Option<String>,
+    #[serde(default)]
+    pub configuration_state_id: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct S3DeliverySummary {
+    /// `bucket/key`, as AWS Config writes it.
+    #[serde(default)]
+    pub s3_bucket_location: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+impl S3DeliverySummary {
+    /// The bucket and key of the oversized item, when the location is usable.
+    pub fn bucket_and_key(&self) -> Option<(&str, &str)> {
+        let location = self.s3_bucket_location.as_deref()?;
+        let location = location.strip_prefix("s3://").unwrap_or(location);
+        let (bucket, key) = location.split_once('/')?;
+        (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
+    }
+}
+
+fn lenient_tags<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = Option::<BTreeMap<String, Value>>::deserialize(deserializer)?;
+    Ok(value
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => s,
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
+}
+
+/// Every record of an input event: an SNS event, an EventBridge event or a bare Config message.
+pub fn envelopes(event: &Value) -> Vec<Envelope> {
+    if let Some(records) = event.get("Records").and_then(Value::as_array) {
+        return records.iter().map(sns_record).collect();
+    }
+    if event.get("detail-type").is_some() || event.get("source").and_then(Value::as_str) == Some("aws.config") {
+        let message_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
+        let message = match event.get("detail") {
+            Some(detail) if event.get("source").and_then(Value::as_str) == Some("aws.config") => {
+                parse_message(detail)
+            }
+            _ => Err(ParseError::UnknownShape),
+        };
+        return vec![Envelope { message_id, message }];
+    }
+    vec![Envelope { message_id: None, message: parse_message(event) }]
+}
+
+fn sns_record(record: &Value) -> Envelope {
+    let sns = record.get("Sns");
+    let message_id = sns
+        .and_then(|s| s.get("MessageId"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let message = match sns.and_then(|s| s.get("Message")).and_then(Value::as_str) {
+        None => Err(ParseError::MissingSnsMessage),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(inner) => parse_message(&inner),
+            Err(e) => Err(ParseError::MessageNotJson(e.to_string())),
+        },
+    };
+    Envelope { message_id, message }
+}
+
+/// Reads one bare Config message.
+pub fn parse_message(value: &Value) -> Result<ConfigMessage, ParseError> {
+    let Some(message_type) = value.get("messageType").and_then(Value::as_str) else {
+        return Err(ParseError::UnknownShape);
+    };
+    let malformed = |e: serde_json::Error| ParseError::Malformed {
+        message_type: message_type.to_owned(),
+        detail: e.to_string(),
+    };
+    match message_type {
+        ITEM_CHANGE => ItemChange::deserialize(value)
+            .map(ConfigMessage::ItemChange)
+            .map_err(malformed),
+        OVERSIZED_ITEM_CHANGE => Oversized::deserialize(value)
+            .map(ConfigMessage::Oversized)
+            .map_err(malformed),
+        other => Ok(ConfigMessage::Other { message_type: other.to_owned() }),
+    }
+}
+
+/// Reads the object AWS Config leaves in S3 for an oversized notification: the full change
+/// notification, or (in older deliveries) the bare configuration item.
+pub fn parse_oversized_object(value: &Value) -> Result<ItemChange, ParseError> {
+    let malformed = |e: serde_json::Error| ParseError::Malformed {
+        message_type: OVERSIZED_ITEM_CHANGE.to_owned(),
+        detail: e.to_string(),
+    };
+    if value.get("configurationItem").is_some() {
+        ItemChange::deserialize(value).map_err(malformed)
+    } else {
+        let item = ConfigurationItem::deserialize(value).map_err(malformed)?;
+        Ok(ItemChange { configuration_item: item, configuration_item_diff: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
+    }
+
+    #[test]
+    fn sns_event_yields_its_message_with_the_message_id() {
+        let found = envelopes(&fixture("rdp-opened.sns-event.json"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].message_id.as_deref(), Some("95df01b4-ee98-5cb9-9903-4c221d41eb5e"));
+        let Ok(ConfigMessage::ItemChange(change)) = &found[0].message else {
+            panic!("expected an item change, got {:?}", found[0].message)
+        };
+        assert_eq!(change.configuration_item.resource_id, "sg-0123456789abcdef0");
+        assert_eq!(change.configuration_item.tags["OwnerDL"], "platform-team@example.com");
+    }
+
+    #[test]
+    fn eventbridge_event_yields_its_detail() {
+        let bare = fixture("rdp-opened.json");
+        let event = serde_json::json!({
+            "version": "0", "id": "ev-1", "detail-type": "Config Configuration Item Change",
+            "source": "aws.config", "account": "123456789012", "region": "us-east-1",
+            "detail": bare,
+        });
+        let found = envelopes(&event);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].message_id.as_deref(), Some("ev-1"));
+        assert!(matches!(found[0].message, Ok(ConfigMessage::ItemChange(_))));
+    }
+
+    #[test]
+    fn eventbridge_event_from_another_source_is_unknown() {
+        let event = serde_json::json!({"detail-type": "x", "source": "aws.ec2", "detail": {}});
+        assert_eq!(envelopes(&event)[0].message.as_ref().unwrap_err(), &ParseError::UnknownShape);
+    }
+
+    #[test]
+    fn bare_messages_of_each_type() {
+        assert!(matches!(parse_message(&fixture("rdp-opened.json")), Ok(ConfigMessage::ItemChange(_))));
+        let Ok(ConfigMessage::Oversized(o)) = parse_message(&fixture("oversized.json")) else {
+            panic!("oversized not recognised")
+        };
+        let (bucket, key) = o.s3_delivery_summary.bucket_and_key().unwrap();
+        assert_eq!(bucket, "config-bucket-123456789012");
+        assert!(key.starts_with("AWSLogs/123456789012/Config/"));
+        let Ok(ConfigMessage::Other { message_type }) = parse_message(&fixture("snapshot-delivery.json")) else {
+            panic!("snapshot delivery not recognised")
+        };
+        assert_eq!(message_type, "ConfigurationSnapshotDeliveryCompleted");
+        for other in [
+            "ComplianceChangeNotification",
+            "ConfigRulesEvaluationStarted",
+            "ConfigurationHistoryDeliveryCompleted",
+            "SomethingNew",
+        ] {
+            let msg = parse_message(&serde_json::json!({ "messageType": other })).unwrap();
+            assert_eq!(msg.message_type(), other);
+        }
+    }
+
+    #[test]
+    fn sns_record_with_non_json_message_is_an_error_not_a_panic() {
+        let event = serde_json::json!({"Records": [
+            {"Sns": {"MessageId": "m-1", "Message": "{not json"}},
+            {"Sns": {"MessageId": "m-2"}},
+            {"Sns": {"MessageId": "m-3", "Message": "{\"messageType\": 5}"}},
+        ]});
+        let found = envelopes(&event);
+        assert!(matches!(found[0].message, Err(ParseError::MessageNotJson(_))));
+        assert_eq!(found[1].message.as_ref().unwrap_err(), &ParseError::MissingSnsMessage);
+        assert_eq!(found[2].message.as_ref().unwrap_err(), &ParseError::UnknownShape);
+    }
+
+    #[test]
+    fn item_change_without_resource_id_is_malformed() {
+        let err = parse_message(&serde_json::json!({
+            "messageType": ITEM_CHANGE,
+            "configurationItem": {"resourceType": "AWS::EC2::SecurityGroup"}
+        }))
+        .unwrap_err();
+        assert!(matches!(err, ParseError::Malformed { .. }), "{err}");
+        assert!(err.to_string().contains("resourceId"), "{err}");
+    }
+
+    #[test]
+    fn tags_with_non_string_values_are_kept_as_text() {
+        let msg = parse_message(&serde_json::json!({
+            "messageType": ITEM_CHANGE,
+            "configurationItem": {"resourceType": "t", "resourceId": "r", "tags": {"a": 1, "b": null}}
+        }))
+        .unwrap();
+        let ConfigMessage::ItemChange(c) = msg else { panic!() };
+        assert_eq!(c.configuration_item.tags["a"], "1");
+        assert_eq!(c.configuration_item.tags["b"], "");
+    }
+}

@@ -1,0 +1,261 @@
+//! The handler's settings: read once from the Lambda environment and validated at start, so a
+//! wrong setting stops the function with one clear error instead of failing at the first event.
+
+use std::str::FromStr;
+
+use crate::recipients::parse_address;
+use crate::severity::Severity;
+
+/// The default resource type sgwatch watches.
+pub const SECURITY_GROUP: &str = "AWS::EC2::SecurityGroup";
+
+/// What the pure decision logic needs: which resources, which tags, who else to tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Tag whose value `Yes` (or `true`) opts a group in.
+    pub notify_tag: String,
+    /// Tag listing the owners' addresses.
+    pub owner_tag: String,
+    /// Resource types considered; always contains `AWS::EC2::SecurityGroup`.
+    pub resource_types: Vec<String>,
+    /// Gets the email when the owner tag has no valid address, and every change at or above
+    /// `always_notify_at`.
+    pub fallback_recipient: Option<String>,
+    pub always_notify_at: Option<Severity>,
+    /// Attach/detach of instances and ENIs notifies only when this is on.
+    pub notify_on_relationship_changes: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            notify_tag: "NotifyOnChange".to_owned(),
+            owner_tag: "OwnerDL".to_owned(),
+            resource_types: vec![SECURITY_GROUP.to_owned()],
+            fallback_recipient: None,
+            always_notify_at: None,
+            notify_on_relationship_changes: false,
+        }
+    }
+}
+
+/// Everything the running handler needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub policy: Policy,
+    /// The SES identity the email is sent from.
+    pub sender: String,
+    /// Look up who made the change in CloudTrail.
+    pub lookup_actor: bool,
+}
+
+/// A setting that is missing or has a value the handler cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0} is not set; set it to the verified SES identity the email is sent from")]
+    Missing(&'static str),
+    #[error("{name}={value:?} is invalid: {why}")]
+    Invalid { name: &'static str, value: String, why: String },
+}
+
+impl Policy {
+    /// Builds a policy from optional raw values (environment variables or CLI flags), checking
+    /// each one.
+    pub fn from_raw(raw: &RawPolicy) -> Result<Policy, SettingsError> {
+        let mut policy = Policy::default();
+        if let Some(tag) = non_empty(&raw.notify_tag) {
+            policy.notify_tag = tag_key("SGWATCH_NOTIFY_TAG", tag)?;
+        }
+        if let Some(tag) = non_empty(&raw.owner_tag) {
+            policy.owner_tag = tag_key("SGWATCH_OWNER_TAG", tag)?;
+        }
+        if let Some(types) = non_empty(&raw.resource_types) {
+            for t in types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if !is_resource_type(t) {
+                    return Err(SettingsError::Invalid {
+                        name: "SGWATCH_RESOURCE_TYPES",
+                        value: types.to_owned(),
+                        why: format!("{t:?} is not a CloudFormation type name like AWS::EC2::SecurityGroup"),
+                    });
+                }
+                if !policy.resource_types.iter().any(|x| x == t) {
+                    policy.resource_types.push(t.to_owned());
+                }
+            }
+        }
+        if let Some(fallback) = non_empty(&raw.fallback_recipient) {
+            let address = parse_address(fallback).map_err(|why| SettingsError::Invalid {
+                name: "SGWATCH_FALLBACK_RECIPIENT",
+                value: fallback.to_owned(),
+                why,
+            })?;
+            policy.fallback_recipient = Some(address);
+        }
+        if let Some(level) = non_empty(&raw.always_notify_at) {
+            let severity = Severity::from_str(level).map_err(|why| SettingsError::Invalid {
+                name: "SGWATCH_ALWAYS_NOTIFY_AT",
+                value: level.to_owned(),
+                why,
+            })?;
+            if policy.fallback_recipient.is_none() {
+                return Err(SettingsError::Invalid {
+                    name: "SGWATCH_ALWAYS_NOTIFY_AT",
+                    value: level.to_owned(),
+                    why: "it sends to the fallback recipient; set SGWATCH_FALLBACK_RECIPIENT too".to_owned(),
+                });
+            }
+            policy.always_notify_at = Some(severity);
+        }
+        if let Some(flag) = non_empty(&raw.notify_on_relationship_changes) {
+            policy.notify_on_relationship_changes =
+                parse_bool("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES", flag)?;
+        }
+        Ok(policy)
+    }
+}
+
+/// Raw values of the policy settings, before validation.
+#[derive(Debug, Clone, Default)]
+pub struct RawPolicy {
+    pub notify_tag: Option<String>,
+    pub owner_tag: Option<String>,
+    pub resource_types: Option<String>,
+    pub fallback_recipient: Option<String>,
+    pub always_notify_at: Option<String>,
+    pub notify_on_relationship_changes: Option<String>,
+}
+
+impl Settings {
+    /// Reads `SGWATCH_*` variables through `get` (the process environment in the Lambda).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let raw = RawPolicy {
+            notify_tag: get("SGWATCH_NOTIFY_TAG"),
+            owner_tag: get("SGWATCH_OWNER_TAG"),
+            resource_types: get("SGWATCH_RESOURCE_TYPES"),
+            fallback_recipient: get("SGWATCH_FALLBACK_RECIPIENT"),
+            always_notify_at: get("SGWATCH_ALWAYS_NOTIFY_AT"),
+            notify_on_relationship_changes: get("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES"),
+        };
+        let policy = Policy::from_raw(&raw)?;
+        let sender = get("SGWATCH_SENDER");
+        let sender = non_empty(&sender).ok_or(SettingsError::Missing("SGWATCH_SENDER"))?;
+        let sender = parse_address(sender).map_err(|why| SettingsError::Invalid {
+            name: "SGWATCH_SENDER",
+            value: sender.to_owned(),
+            why,
+        })?;
+        let lookup_actor = match non_empty(&get("SGWATCH_LOOKUP_ACTOR")) {
+            Some(v) => parse_bool("SGWATCH_LOOKUP_ACTOR", v)?,
+            None => true,
+        };
+        Ok(Settings { policy, sender, lookup_actor })
+    }
+
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+fn parse_bool(name: &'static str, value: &str) -> Result<bool, SettingsError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" | "on" => Ok(true),
+        "false" | "no" | "0" | "off" => Ok(false),
+        _ => Err(SettingsError::Invalid {
+            name,
+            value: value.to_owned(),
+            why: "expected true or false".to_owned(),
+        }),
+    }
+}
+
+fn tag_key(name: &'static str, value: &str) -> Result<String, SettingsError> {
+    // AWS tag keys: up to 128 characters, no control characters, not starting with aws:.
+    if value.chars().count() > 128 || value.chars().any(char::is_control) || value.starts_with("aws:") {
+        return Err(SettingsError::Invalid {
+            name,
+            value: value.to_owned(),
+            why: "a tag key has at most 128 printable characters and does not start with aws:".to_owned(),
+        });
+    }
+    Ok(value.to_owned())
+}
+
+fn is_resource_type(t: &str) -> bool {
+    let parts: Vec<&str> = t.split("::").collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_only_a_sender() {
+        let s = settings(&[("SGWATCH_SENDER", "alerts@example.com")]).unwrap();
+        assert_eq!(s.sender, "alerts@example.com");
+        assert_eq!(s.policy, Policy::default());
+        assert!(s.lookup_actor);
+    }
+
+    #[test]
+    fn missing_sender_is_one_clear_error() {
+        let err = settings(&[]).unwrap_err();
+        assert_eq!(err, SettingsError::Missing("SGWATCH_SENDER"));
+        assert!(err.to_string().contains("SGWATCH_SENDER is not set"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let cases = [
+            ("SGWATCH_SENDER", "not-an-address"),
+            ("SGWATCH_FALLBACK_RECIPIENT", "nope"),
+            ("SGWATCH_ALWAYS_NOTIFY_AT", "severe"),
+            ("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES", "maybe"),
+            ("SGWATCH_LOOKUP_ACTOR", "perhaps"),
+            ("SGWATCH_RESOURCE_TYPES", "SecurityGroup"),
+            ("SGWATCH_NOTIFY_TAG", "aws:reserved"),
+        ];
+        for (name, value) in cases {
+            let mut vars = vec![("SGWATCH_SENDER", "alerts@example.com")];
+            vars.retain(|(k, _)| *k != name);
+            vars.push((name, value));
+            let err = settings(&vars).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn always_notify_at_needs_a_fallback() {
+        let err = settings(&[("SGWATCH_SENDER", "a@example.com"), ("SGWATCH_ALWAYS_NOTIFY_AT", "high")])
+            .unwrap_err();
+        assert!(err.to_string().contains("SGWATCH_FALLBACK_RECIPIENT"), "{err}");
+        let ok = settings(&[
+            ("SGWATCH_SENDER", "a@example.com"),
+            ("SGWATCH_ALWAYS_NOTIFY_AT", "HIGH"),
+            ("SGWATCH_FALLBACK_RECIPIENT", "secops@example.com"),
+            ("SGWATCH_RESOURCE_TYPES", "AWS::EC2::NetworkAcl, AWS::EC2::SecurityGroup"),
+            ("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES", "true"),
+            ("SGWATCH_LOOKUP_ACTOR", "false"),
+        ])
+        .unwrap();
+        assert_eq!(ok.policy.always_notify_at, Some(Severity::High));
+        assert_eq!(ok.policy.resource_types, vec![SECURITY_GROUP, "AWS::EC2::NetworkAcl"]);
+        assert!(ok.policy.notify_on_relationship_changes);
+        assert!(!ok.lookup_actor);
+    }
+}

@@ -1,0 +1,1 @@
+//! `sgwatch explain`: placeholder until the handler's decision logic is wired in.
