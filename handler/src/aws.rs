@@ -3,11 +3,11 @@
 //! override for local emulators.
 
 use aws_config::{retry::RetryConfig, BehaviorVersion, SdkConfig};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_http_client::{
     tls::{self, rustls_provider::CryptoMode},
     Builder,
 };
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// The HTTPS client every SDK client of sgwatch uses.
 pub fn http_client() -> SharedHttpClient {

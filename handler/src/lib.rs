@@ -1,1 +1,16 @@
-pub fn x() {}
+//! sgwatch's Lambda handler: reads AWS Config notifications about security groups, works out
+//! what changed and how dangerous it is, and emails the group's owners through SES.
+//!
+//! The decision path (`message` → `decide` (with `rules`, `severity`, `recipients`) → `render`)
+//! is pure and shared with `sgwatch explain`; the AWS calls live at the edge (`actor`, `mail`,
+//! `oversized`) and `process` ties them together for one Lambda invocation.
+
+pub mod aws;
+pub mod decide;
+pub mod explain;
+pub mod message;
+pub mod recipients;
+pub mod render;
+pub mod rules;
+pub mod settings;
+pub mod severity;

@@ -22,10 +22,15 @@ pub enum ParseError {
     MessageNotJson(String),
     #[error("the SNS record has no Sns.Message string")]
     MissingSnsMessage,
-    #[error("the event is neither an SNS event, an EventBridge aws.config event nor a Config message")]
+    #[error(
+        "the event is neither an SNS event, an EventBridge aws.config event nor a Config message"
+    )]
     UnknownShape,
     #[error("the {message_type} message is malformed: {detail}")]
-    Malformed { message_type: String, detail: String },
+    Malformed {
+        message_type: String,
+        detail: String,
+    },
 }
 
 /// One record found in an input event, with what identifies it in the logs.
@@ -64,6 +69,9 @@ pub struct ItemChange {
     pub configuration_item: ConfigurationItem,
     #[serde(default)]
     pub configuration_item_diff: Option<ItemDiff>,
+    /// Set by `sgwatch test-event`: the email says it is a test.
+    #[serde(default, rename = "sgwatchTest")]
+    pub test: bool,
 }
 
 /// `configurationItem`: the state of the resource after the change.
@@ -197,7 +205,9 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
     if let Some(records) = event.get("Records").and_then(Value::as_array) {
         return records.iter().map(sns_record).collect();
     }
-    if event.get("detail-type").is_some() || event.get("source").and_then(Value::as_str) == Some("aws.config") {
+    if event.get("detail-type").is_some()
+        || event.get("source").and_then(Value::as_str) == Some("aws.config")
+    {
         let message_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
         let message = match event.get("detail") {
             Some(detail) if event.get("source").and_then(Value::as_str) == Some("aws.config") => {
@@ -205,9 +215,15 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
             }
             _ => Err(ParseError::UnknownShape),
         };
-        return vec![Envelope { message_id, message }];
+        return vec![Envelope {
+            message_id,
+            message,
+        }];
     }
-    vec![Envelope { message_id: None, message: parse_message(event) }]
+    vec![Envelope {
+        message_id: None,
+        message: parse_message(event),
+    }]
 }
 
 fn sns_record(record: &Value) -> Envelope {
@@ -223,7 +239,10 @@ fn sns_record(record: &Value) -> Envelope {
             Err(e) => Err(ParseError::MessageNotJson(e.to_string())),
         },
     };
-    Envelope { message_id, message }
+    Envelope {
+        message_id,
+        message,
+    }
 }
 
 /// Reads one bare Config message.
@@ -242,7 +261,9 @@ pub fn parse_message(value: &Value) -> Result<ConfigMessage, ParseError> {
         OVERSIZED_ITEM_CHANGE => Oversized::deserialize(value)
             .map(ConfigMessage::Oversized)
             .map_err(malformed),
-        other => Ok(ConfigMessage::Other { message_type: other.to_owned() }),
+        other => Ok(ConfigMessage::Other {
+            message_type: other.to_owned(),
+        }),
     }
 }
 
@@ -257,7 +278,11 @@ pub fn parse_oversized_object(value: &Value) -> Result<ItemChange, ParseError> {
         ItemChange::deserialize(value).map_err(malformed)
     } else {
         let item = ConfigurationItem::deserialize(value).map_err(malformed)?;
-        Ok(ItemChange { configuration_item: item, configuration_item_diff: None })
+        Ok(ItemChange {
+            configuration_item: item,
+            configuration_item_diff: None,
+            test: false,
+        })
     }
 }
 
@@ -274,12 +299,21 @@ mod tests {
     fn sns_event_yields_its_message_with_the_message_id() {
         let found = envelopes(&fixture("rdp-opened.sns-event.json"));
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].message_id.as_deref(), Some("95df01b4-ee98-5cb9-9903-4c221d41eb5e"));
+        assert_eq!(
+            found[0].message_id.as_deref(),
+            Some("95df01b4-ee98-5cb9-9903-4c221d41eb5e")
+        );
         let Ok(ConfigMessage::ItemChange(change)) = &found[0].message else {
             panic!("expected an item change, got {:?}", found[0].message)
         };
-        assert_eq!(change.configuration_item.resource_id, "sg-0123456789abcdef0");
-        assert_eq!(change.configuration_item.tags["OwnerDL"], "platform-team@example.com");
+        assert_eq!(
+            change.configuration_item.resource_id,
+            "sg-0123456789abcdef0"
+        );
+        assert_eq!(
+            change.configuration_item.tags["OwnerDL"],
+            "platform-team@example.com"
+        );
     }
 
     #[test]
@@ -299,19 +333,27 @@ mod tests {
     #[test]
     fn eventbridge_event_from_another_source_is_unknown() {
         let event = serde_json::json!({"detail-type": "x", "source": "aws.ec2", "detail": {}});
-        assert_eq!(envelopes(&event)[0].message.as_ref().unwrap_err(), &ParseError::UnknownShape);
+        assert_eq!(
+            envelopes(&event)[0].message.as_ref().unwrap_err(),
+            &ParseError::UnknownShape
+        );
     }
 
     #[test]
     fn bare_messages_of_each_type() {
-        assert!(matches!(parse_message(&fixture("rdp-opened.json")), Ok(ConfigMessage::ItemChange(_))));
+        assert!(matches!(
+            parse_message(&fixture("rdp-opened.json")),
+            Ok(ConfigMessage::ItemChange(_))
+        ));
         let Ok(ConfigMessage::Oversized(o)) = parse_message(&fixture("oversized.json")) else {
             panic!("oversized not recognised")
         };
         let (bucket, key) = o.s3_delivery_summary.bucket_and_key().unwrap();
         assert_eq!(bucket, "config-bucket-123456789012");
         assert!(key.starts_with("AWSLogs/123456789012/Config/"));
-        let Ok(ConfigMessage::Other { message_type }) = parse_message(&fixture("snapshot-delivery.json")) else {
+        let Ok(ConfigMessage::Other { message_type }) =
+            parse_message(&fixture("snapshot-delivery.json"))
+        else {
             panic!("snapshot delivery not recognised")
         };
         assert_eq!(message_type, "ConfigurationSnapshotDeliveryCompleted");
@@ -334,9 +376,18 @@ mod tests {
             {"Sns": {"MessageId": "m-3", "Message": "{\"messageType\": 5}"}},
         ]});
         let found = envelopes(&event);
-        assert!(matches!(found[0].message, Err(ParseError::MessageNotJson(_))));
-        assert_eq!(found[1].message.as_ref().unwrap_err(), &ParseError::MissingSnsMessage);
-        assert_eq!(found[2].message.as_ref().unwrap_err(), &ParseError::UnknownShape);
+        assert!(matches!(
+            found[0].message,
+            Err(ParseError::MessageNotJson(_))
+        ));
+        assert_eq!(
+            found[1].message.as_ref().unwrap_err(),
+            &ParseError::MissingSnsMessage
+        );
+        assert_eq!(
+            found[2].message.as_ref().unwrap_err(),
+            &ParseError::UnknownShape
+        );
     }
 
     #[test]
@@ -357,7 +408,9 @@ mod tests {
             "configurationItem": {"resourceType": "t", "resourceId": "r", "tags": {"a": 1, "b": null}}
         }))
         .unwrap();
-        let ConfigMessage::ItemChange(c) = msg else { panic!() };
+        let ConfigMessage::ItemChange(c) = msg else {
+            panic!()
+        };
         assert_eq!(c.configuration_item.tags["a"], "1");
         assert_eq!(c.configuration_item.tags["b"], "");
     }

@@ -55,7 +55,11 @@ pub enum SettingsError {
     #[error("{0} is not set; set it to the verified SES identity the email is sent from")]
     Missing(&'static str),
     #[error("{name}={value:?} is invalid: {why}")]
-    Invalid { name: &'static str, value: String, why: String },
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
 }
 
 impl Policy {
@@ -75,7 +79,9 @@ impl Policy {
                     return Err(SettingsError::Invalid {
                         name: "SGWATCH_RESOURCE_TYPES",
                         value: types.to_owned(),
-                        why: format!("{t:?} is not a CloudFormation type name like AWS::EC2::SecurityGroup"),
+                        why: format!(
+                            "{t:?} is not a CloudFormation type name like AWS::EC2::SecurityGroup"
+                        ),
                     });
                 }
                 if !policy.resource_types.iter().any(|x| x == t) {
@@ -101,7 +107,8 @@ impl Policy {
                 return Err(SettingsError::Invalid {
                     name: "SGWATCH_ALWAYS_NOTIFY_AT",
                     value: level.to_owned(),
-                    why: "it sends to the fallback recipient; set SGWATCH_FALLBACK_RECIPIENT too".to_owned(),
+                    why: "it sends to the fallback recipient; set SGWATCH_FALLBACK_RECIPIENT too"
+                        .to_owned(),
                 });
             }
             policy.always_notify_at = Some(severity);
@@ -148,7 +155,11 @@ impl Settings {
             Some(v) => parse_bool("SGWATCH_LOOKUP_ACTOR", v)?,
             None => true,
         };
-        Ok(Settings { policy, sender, lookup_actor })
+        Ok(Settings {
+            policy,
+            sender,
+            lookup_actor,
+        })
     }
 
     /// Reads the settings from the process environment.
@@ -175,11 +186,15 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, SettingsError> {
 
 fn tag_key(name: &'static str, value: &str) -> Result<String, SettingsError> {
     // AWS tag keys: up to 128 characters, no control characters, not starting with aws:.
-    if value.chars().count() > 128 || value.chars().any(char::is_control) || value.starts_with("aws:") {
+    if value.chars().count() > 128
+        || value.chars().any(char::is_control)
+        || value.starts_with("aws:")
+    {
         return Err(SettingsError::Invalid {
             name,
             value: value.to_owned(),
-            why: "a tag key has at most 128 printable characters and does not start with aws:".to_owned(),
+            why: "a tag key has at most 128 printable characters and does not start with aws:"
+                .to_owned(),
         });
     }
     Ok(value.to_owned())
@@ -199,8 +214,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -241,20 +258,32 @@ mod tests {
 
     #[test]
     fn always_notify_at_needs_a_fallback() {
-        let err = settings(&[("SGWATCH_SENDER", "a@example.com"), ("SGWATCH_ALWAYS_NOTIFY_AT", "high")])
-            .unwrap_err();
-        assert!(err.to_string().contains("SGWATCH_FALLBACK_RECIPIENT"), "{err}");
+        let err = settings(&[
+            ("SGWATCH_SENDER", "a@example.com"),
+            ("SGWATCH_ALWAYS_NOTIFY_AT", "high"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("SGWATCH_FALLBACK_RECIPIENT"),
+            "{err}"
+        );
         let ok = settings(&[
             ("SGWATCH_SENDER", "a@example.com"),
             ("SGWATCH_ALWAYS_NOTIFY_AT", "HIGH"),
             ("SGWATCH_FALLBACK_RECIPIENT", "secops@example.com"),
-            ("SGWATCH_RESOURCE_TYPES", "AWS::EC2::NetworkAcl, AWS::EC2::SecurityGroup"),
+            (
+                "SGWATCH_RESOURCE_TYPES",
+                "AWS::EC2::NetworkAcl, AWS::EC2::SecurityGroup",
+            ),
             ("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES", "true"),
             ("SGWATCH_LOOKUP_ACTOR", "false"),
         ])
         .unwrap();
         assert_eq!(ok.policy.always_notify_at, Some(Severity::High));
-        assert_eq!(ok.policy.resource_types, vec![SECURITY_GROUP, "AWS::EC2::NetworkAcl"]);
+        assert_eq!(
+            ok.policy.resource_types,
+            vec![SECURITY_GROUP, "AWS::EC2::NetworkAcl"]
+        );
         assert!(ok.policy.notify_on_relationship_changes);
         assert!(!ok.lookup_actor);
     }

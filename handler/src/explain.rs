@@ -1,0 +1,208 @@
+//! What the handler would decide and send for an event, as the JSON `sgwatch explain` prints.
+//! Offline: no AWS call, so the actor is always unknown and oversized items are not fetched.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::decide::{analyze, decide, PropertyChange};
+use crate::message::{envelopes, ConfigMessage};
+use crate::render::{render, ActorLookup};
+use crate::rules::Change;
+use crate::settings::Policy;
+use crate::severity::Severity;
+
+/// One entry of the `explain` output.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Explained {
+    Decision(Box<ExplainedDecision>),
+    Error { error: String },
+}
+
+/// The contract of DESIGN.md, section "`explain` output".
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExplainedDecision {
+    pub message_type: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub change_type: Option<String>,
+    /// `None` (JSON `null`) when the item must first be read from S3.
+    pub notify: Option<bool>,
+    pub reason: String,
+    pub recipients: Vec<String>,
+    pub severity: Option<Severity>,
+    pub changes: Vec<Change>,
+    pub properties: Vec<PropertyChange>,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+}
+
+/// The actor line `explain` renders, since it looks nothing up.
+pub const OFFLINE_ACTOR: &str = "not looked up by sgwatch explain";
+
+/// Explains every notification found in `event`.
+pub fn explain(event: &Value, policy: &Policy) -> Vec<Explained> {
+    envelopes(event)
+        .into_iter()
+        .map(|envelope| match envelope.message {
+            Err(e) => Explained::Error {
+                error: e.to_string(),
+            },
+            Ok(message) => explain_message(&message, policy),
+        })
+        .collect()
+}
+
+fn explain_message(message: &ConfigMessage, policy: &Policy) -> Explained {
+    match message {
+        ConfigMessage::ItemChange(change) => match analyze(change) {
+            Err(e) => Explained::Error {
+                error: e.to_string(),
+            },
+            Ok(analysis) => {
+                let d = decide(analysis, policy);
+                let email = d
+                    .notify
+                    .then(|| render(&d, &ActorLookup::Unknown(OFFLINE_ACTOR.to_owned())));
+                let s = &d.analysis.subject;
+                Explained::Decision(Box::new(ExplainedDecision {
+                    message_type: message.message_type().to_owned(),
+                    resource_type: Some(s.resource_type.clone()),
+                    resource_id: Some(s.resource_id.clone()),
+                    account: Some(s.account.clone()),
+                    region: Some(s.region.clone()),
+                    change_type: Some(s.change_type.clone()),
+                    notify: Some(d.notify),
+                    reason: d.reason.clone(),
+                    recipients: d.recipients.clone(),
+                    severity: Some(d.analysis.severity),
+                    changes: d.analysis.changes.clone(),
+                    properties: d.analysis.properties.clone(),
+                    subject: email.as_ref().map(|e| e.subject.clone()),
+                    text: email.map(|e| e.text),
+                }))
+            }
+        },
+        ConfigMessage::Oversized(o) => {
+            let s = &o.configuration_item_summary;
+            let location = o
+                .s3_delivery_summary
+                .s3_bucket_location
+                .as_deref()
+                .unwrap_or("(no location given)");
+            Explained::Decision(Box::new(ExplainedDecision {
+                message_type: message.message_type().to_owned(),
+                resource_type: Some(s.resource_type.clone()),
+                resource_id: Some(s.resource_id.clone()),
+                account: Some(s.aws_account_id.clone()),
+                region: Some(s.aws_region.clone()),
+                change_type: s.change_type.clone(),
+                notify: None,
+                reason: format!(
+                    "the configuration item is too large for SNS; the handler reads it from s3://{location} and decides then"
+                ),
+                ..Default::default()
+            }))
+        }
+        ConfigMessage::Other { message_type } => Explained::Decision(Box::new(ExplainedDecision {
+            message_type: message_type.clone(),
+            notify: Some(false),
+            reason: format!(
+                "message type {message_type} is not a configuration item change; ignored"
+            ),
+            ..Default::default()
+        })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sns_fixture_explains_as_the_contract_says() {
+        let out = serde_json::to_value(explain(
+            &fixture("rdp-opened.sns-event.json"),
+            &Policy::default(),
+        ))
+        .unwrap();
+        let d = &out[0];
+        assert_eq!(out.as_array().unwrap().len(), 1);
+        assert_eq!(d["message_type"], "ConfigurationItemChangeNotification");
+        assert_eq!(d["resource_type"], "AWS::EC2::SecurityGroup");
+        assert_eq!(d["resource_id"], "sg-0123456789abcdef0");
+        assert_eq!(d["account"], "123456789012");
+        assert_eq!(d["region"], "us-east-1");
+        assert_eq!(d["change_type"], "UPDATE");
+        assert_eq!(d["notify"], true);
+        assert_eq!(d["recipients"], json!(["platform-team@example.com"]));
+        assert_eq!(d["severity"], "critical");
+        assert_eq!(
+            d["changes"],
+            json!([{"action": "added", "direction": "ingress", "protocol": "tcp", "from_port": 3389,
+                    "to_port": 3389, "source": "0.0.0.0/0", "description": null}])
+        );
+        assert_eq!(d["properties"], json!([]));
+        assert!(d["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("[sgwatch CRITICAL] sg-0123456789abcdef0"));
+        assert!(d["text"].as_str().unwrap().contains(OFFLINE_ACTOR));
+    }
+
+    #[test]
+    fn oversized_is_null_notify_and_others_are_ignored() {
+        let out =
+            serde_json::to_value(explain(&fixture("oversized.json"), &Policy::default())).unwrap();
+        assert_eq!(out[0]["notify"], Value::Null);
+        assert!(out[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("s3://config-bucket-123456789012/"));
+        let out = serde_json::to_value(explain(
+            &fixture("snapshot-delivery.json"),
+            &Policy::default(),
+        ))
+        .unwrap();
+        assert_eq!(out[0]["notify"], false);
+        assert_eq!(
+            out[0]["message_type"],
+            "ConfigurationSnapshotDeliveryCompleted"
+        );
+    }
+
+    #[test]
+    fn all_protocols_have_null_ports() {
+        let mut v = fixture("rdp-opened.json");
+        v["configurationItemDiff"]["changedProperties"]["Configuration.IpPermissions.1"]
+            ["updatedValue"] = json!({"ipProtocol": "-1", "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}]});
+        let out = serde_json::to_value(explain(&v, &Policy::default())).unwrap();
+        let c = &out[0]["changes"][0];
+        assert_eq!(
+            (
+                c["protocol"].clone(),
+                c["from_port"].clone(),
+                c["to_port"].clone()
+            ),
+            (json!("all"), Value::Null, Value::Null)
+        );
+    }
+
+    #[test]
+    fn unreadable_records_become_errors() {
+        let out =
+            serde_json::to_value(explain(&json!({"hello": "world"}), &Policy::default())).unwrap();
+        assert!(out[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("neither an SNS event"));
+    }
+}

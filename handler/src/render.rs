@@ -1,0 +1,464 @@
+//! The email: a one-line subject, a text part and an HTML part.
+//!
+//! Every value that comes from the resource (names, descriptions, tag values, sources) is
+//! escaped in the HTML part and kept on one line in the subject and text part, so a hostile
+//! group name can neither inject markup nor forge header or body lines.
+
+use std::fmt::Write as _;
+
+use html_escape::{encode_double_quoted_attribute, encode_text};
+
+use crate::decide::{one_line, Decision};
+use crate::rules::{Action, Change};
+use crate::severity::classify;
+
+/// Who made the change, from CloudTrail.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Actor {
+    pub arn: Option<String>,
+    pub source_ip: Option<String>,
+    pub time: Option<String>,
+    pub event_name: Option<String>,
+}
+
+/// The outcome of looking up the actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActorLookup {
+    Found(Actor),
+    /// Not found or not looked up; the text says why.
+    Unknown(String),
+}
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Longest subject we send; SES and mail clients cope with more, people do not.
+const SUBJECT_MAX_CHARS: usize = 200;
+
+/// The opening body tag of the HTML part; a notice goes right after it.
+const BODY_OPEN: &str = "<body style=\"font-family:sans-serif\">";
+
+impl Email {
+    /// The same email with a notice on top, e.g. why the fallback recipient receives it.
+    pub fn with_notice(&self, notice: &str) -> Email {
+        let notice = one_line(notice);
+        Email {
+            subject: self.subject.clone(),
+            text: format!("NOTE: {notice}\n\n{}", self.text),
+            html: self.html.replacen(
+                BODY_OPEN,
+                &format!(
+                    "{BODY_OPEN}<p style=\"background:#fff3cd;padding:8px\"><strong>Note:</strong> {}</p>",
+                    encode_text(&notice)
+                ),
+                1,
+            ),
+        }
+    }
+}
+
+/// The console page of a security group, when the id and region look like AWS's.
+pub fn console_link(region: &str, group_id: &str) -> Option<String> {
+    let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    (plain(region) && plain(group_id)).then(|| {
+        format!("https://{region}.console.aws.amazon.com/ec2/home?region={region}#SecurityGroup:groupId={group_id}")
+    })
+}
+
+/// `+ingress tcp/3389 from 0.0.0.0/0`
+fn change_line(change: &Change) -> String {
+    let sign = match change.action {
+        Action::Added => '+',
+        Action::Removed => '-',
+    };
+    one_line(&format!("{sign}{}", change.rule))
+}
+
+/// What the subject says after the colon.
+fn gist(d: &Decision) -> String {
+    let a = &d.analysis;
+    let mut out = match a.subject.change_type.as_str() {
+        "CREATE" => "group created".to_owned(),
+        "DELETE" => format!("group deleted ({} rules)", a.changes.len()),
+        _ => String::new(),
+    };
+    if a.subject.change_type != "DELETE" {
+        if let Some(first) = a.changes.first() {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&change_line(first));
+            if a.changes.len() > 1 {
+                let _ = write!(out, " (+{} more)", a.changes.len() - 1);
+            }
+        } else if !a.properties.is_empty() {
+            let names: Vec<&str> = a
+                .properties
+                .iter()
+                .take(3)
+                .map(|p| p.name.as_str())
+                .collect();
+            let more = a.properties.len().saturating_sub(3);
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("changed {}", names.join(", ")));
+            if more > 0 {
+                let _ = write!(out, " (+{more} more)");
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("changed");
+    }
+    out
+}
+
+/// The subject line: severity, group, account/region and the gist. Never holds CR or LF.
+pub fn subject(d: &Decision) -> String {
+    let a = &d.analysis;
+    let s = &a.subject;
+    let test = if a.test { "TEST " } else { "" };
+    let name = s
+        .name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let line = one_line(&format!(
+        "[sgwatch {test}{}] {}{name} {}/{}: {}",
+        a.severity.as_str().to_uppercase(),
+        s.resource_id,
+        s.account,
+        s.region,
+        gist(d)
+    ));
+    if line.chars().count() > SUBJECT_MAX_CHARS {
+        let mut cut: String = line.chars().take(SUBJECT_MAX_CHARS - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        line
+    }
+}
+
+fn actor_text(actor: &ActorLookup) -> String {
+    match actor {
+        ActorLookup::Found(a) => {
+            let mut s = one_line(a.arn.as_deref().unwrap_or("an unnamed principal"));
+            if let Some(ip) = &a.source_ip {
+                let _ = write!(s, " from {}", one_line(ip));
+            }
+            if let Some(t) = &a.time {
+                let _ = write!(s, " at {}", one_line(t));
+            }
+            if let Some(e) = &a.event_name {
+                let _ = write!(s, " ({})", one_line(e));
+            }
+            s
+        }
+        ActorLookup::Unknown(why) => format!("unknown ({})", one_line(why)),
+    }
+}
+
+/// Renders the email for a decision to notify.
+pub fn render(d: &Decision, actor: &ActorLookup) -> Email {
+    Email {
+        subject: subject(d),
+        text: text(d, actor),
+        html: html(d, actor),
+    }
+}
+
+fn text(d: &Decision, actor: &ActorLookup) -> String {
+    let a = &d.analysis;
+    let s = &a.subject;
+    let mut t = String::new();
+    if a.test {
+        t.push_str("THIS IS A TEST sent by `sgwatch test-event`: nothing necessarily changed.\n\n");
+    }
+    let name = s
+        .name
+        .as_deref()
+        .map(|n| format!(" ({})", one_line(n)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        t,
+        "sgwatch: security group {}{name} was changed.\n",
+        one_line(&s.resource_id)
+    );
+    let _ = writeln!(t, "Severity:   {}", a.severity.as_str().to_uppercase());
+    let _ = writeln!(t, "Account:    {}", one_line(&s.account));
+    let _ = writeln!(t, "Region:     {}", one_line(&s.region));
+    let when = s
+        .capture_time
+        .as_deref()
+        .map(|c| format!(" at {}", one_line(c)))
+        .unwrap_or_default();
+    let _ = writeln!(t, "Change:     {}{when}", one_line(&s.change_type));
+    let _ = writeln!(t, "Changed by: {}", actor_text(actor));
+    for (title, action) in [
+        ("Rules added", Action::Added),
+        ("Rules removed", Action::Removed),
+    ] {
+        let list: Vec<&Change> = a.changes.iter().filter(|c| c.action == action).collect();
+        if list.is_empty() {
+            continue;
+        }
+        let _ = writeln!(t, "\n{title} ({}):", list.len());
+        for c in list {
+            let _ = write!(t, "  [{}] {}", classify(c), change_line(c));
+            if let Some(desc) = &c.rule.description {
+                let _ = write!(t, "  \"{}\"", one_line(desc));
+            }
+            t.push('\n');
+        }
+    }
+    if !a.properties.is_empty() {
+        t.push_str("\nOther changes:\n");
+        for p in &a.properties {
+            let show = |v: &Option<String>| {
+                v.as_deref()
+                    .map(|v| format!("\"{}\"", one_line(v)))
+                    .unwrap_or_else(|| "(none)".to_owned())
+            };
+            let _ = writeln!(
+                t,
+                "  {}: {} -> {}",
+                one_line(&p.name),
+                show(&p.previous),
+                show(&p.updated)
+            );
+        }
+    }
+    if let Some(link) = console_link(&s.region, &s.resource_id) {
+        let _ = writeln!(t, "\nOpen in the console: {link}");
+    }
+    let _ = writeln!(t, "\nWhy you got this: {}", one_line(&d.reason));
+    t.push_str("-- \nsgwatch\n");
+    t
+}
+
+fn html(d: &Decision, actor: &ActorLookup) -> String {
+    let a = &d.analysis;
+    let s = &a.subject;
+    let e = |v: &str| encode_text(v).into_owned();
+    let mut h = format!("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head>{BODY_OPEN}");
+    if a.test {
+        h.push_str("<p><strong>THIS IS A TEST</strong> sent by <code>sgwatch test-event</code>: nothing necessarily changed.</p>");
+    }
+    let name = s
+        .name
+        .as_deref()
+        .map(|n| format!(" ({})", e(n)))
+        .unwrap_or_default();
+    let _ = write!(
+        h,
+        "<h2>Security group {}{name} was changed</h2>",
+        e(&s.resource_id)
+    );
+    h.push_str("<table cellpadding=\"4\">");
+    let when = s
+        .capture_time
+        .as_deref()
+        .map(|c| format!(" at {}", e(c)))
+        .unwrap_or_default();
+    for (k, v) in [
+        (
+            "Severity",
+            format!("<strong>{}</strong>", a.severity.as_str().to_uppercase()),
+        ),
+        ("Account", e(&s.account)),
+        ("Region", e(&s.region)),
+        ("Change", format!("{}{when}", e(&s.change_type))),
+        ("Changed by", e(&actor_text(actor))),
+    ] {
+        let _ = write!(h, "<tr><th align=\"left\">{k}</th><td>{v}</td></tr>");
+    }
+    h.push_str("</table>");
+    if !a.changes.is_empty() {
+        h.push_str("<h3>Rules</h3><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">");
+        h.push_str("<tr><th>Change</th><th>Severity</th><th>Direction</th><th>Protocol/ports</th><th>Source</th><th>Description</th></tr>");
+        for c in &a.changes {
+            let r = &c.rule;
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                match c.action {
+                    Action::Added => "added",
+                    Action::Removed => "removed",
+                },
+                classify(c),
+                r.direction.as_str(),
+                e(&r.protocol_and_ports()),
+                e(r.source.as_str()),
+                e(r.description.as_deref().unwrap_or("")),
+            );
+        }
+        h.push_str("</table>");
+    }
+    if !a.properties.is_empty() {
+        h.push_str("<h3>Other changes</h3><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">");
+        h.push_str("<tr><th>Property</th><th>Previous</th><th>Updated</th></tr>");
+        for p in &a.properties {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                e(&p.name),
+                e(p.previous.as_deref().unwrap_or("(none)")),
+                e(p.updated.as_deref().unwrap_or("(none)")),
+            );
+        }
+        h.push_str("</table>");
+    }
+    if let Some(link) = console_link(&s.region, &s.resource_id) {
+        let _ = write!(
+            h,
+            "<p><a href=\"{}\">Open the security group in the AWS console</a></p>",
+            encode_double_quoted_attribute(&link)
+        );
+    }
+    let _ = write!(
+        h,
+        "<p style=\"color:#555\">Why you got this: {}</p>",
+        e(&d.reason)
+    );
+    h.push_str("<p style=\"color:#555\">sgwatch</p></body></html>");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{analyze, decide};
+    use crate::message::{parse_message, ConfigMessage};
+    use crate::settings::Policy;
+    use serde_json::{json, Value};
+
+    fn decision(v: Value) -> Decision {
+        let ConfigMessage::ItemChange(c) = parse_message(&v).unwrap() else {
+            panic!()
+        };
+        decide(analyze(&c).unwrap(), &Policy::default())
+    }
+
+    fn fixture() -> Value {
+        let path = format!(
+            "{}/../tests/fixtures/rdp-opened.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn found() -> ActorLookup {
+        ActorLookup::Found(Actor {
+            arn: Some("arn:aws:iam::123456789012:user/dept-b-admin".into()),
+            source_ip: Some("203.0.113.7".into()),
+            time: Some("2026-11-20T09:13:58Z".into()),
+            event_name: Some("AuthorizeSecurityGroupIngress".into()),
+        })
+    }
+
+    #[test]
+    fn subject_has_severity_group_account_region_and_gist() {
+        let email = render(&decision(fixture()), &found());
+        assert_eq!(
+            email.subject,
+            "[sgwatch CRITICAL] sg-0123456789abcdef0 (shared-http) 123456789012/us-east-1: +ingress tcp/3389 from 0.0.0.0/0"
+        );
+    }
+
+    #[test]
+    fn text_tells_who_what_where_and_why() {
+        let email = render(&decision(fixture()), &found());
+        let t = &email.text;
+        assert!(t.contains("Changed by: arn:aws:iam::123456789012:user/dept-b-admin from 203.0.113.7 at 2026-11-20T09:13:58Z (AuthorizeSecurityGroupIngress)"), "{t}");
+        assert!(
+            t.contains("Rules added (1):\n  [critical] +ingress tcp/3389 from 0.0.0.0/0\n"),
+            "{t}"
+        );
+        assert!(t.contains("https://us-east-1.console.aws.amazon.com/ec2/home?region=us-east-1#SecurityGroup:groupId=sg-0123456789abcdef0"));
+        assert!(t.contains("Why you got this: tag NotifyOnChange=Yes; recipients from tag OwnerDL"));
+        let unknown = render(
+            &decision(fixture()),
+            &ActorLookup::Unknown("CloudTrail had no matching event".into()),
+        );
+        assert!(unknown
+            .text
+            .contains("Changed by: unknown (CloudTrail had no matching event)"));
+    }
+
+    #[test]
+    fn hostile_names_descriptions_and_tags_are_escaped_and_kept_on_one_line() {
+        let mut v = fixture();
+        v["configurationItem"]["resourceName"] =
+            json!("<script>alert(\"x\")</script>\r\nBcc: evil@attacker.example");
+        v["configurationItem"]["tags"]["NotifyOnChange"] = json!("Yes");
+        v["configurationItemDiff"]["changedProperties"]["Configuration.Description"] = json!({"previousValue": "it's \"fine\"", "updatedValue": "<img src=x onerror=alert(1)>", "changeType": "UPDATE"});
+        v["configurationItemDiff"]["changedProperties"]["Configuration.IpPermissions.1"]
+            ["updatedValue"]["ipv4Ranges"][0]["description"] =
+            json!("</td><script>steal()</script>");
+        let email = render(&decision(v), &found());
+        assert!(
+            !email.subject.contains('\r') && !email.subject.contains('\n'),
+            "{:?}",
+            email.subject
+        );
+        assert!(!email.html.contains("<script>"), "{}", email.html);
+        assert!(!email.html.contains("<img"), "{}", email.html);
+        assert!(
+            email
+                .html
+                .contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;"),
+            "{}",
+            email.html
+        );
+        assert!(email
+            .html
+            .contains("&lt;/td&gt;&lt;script&gt;steal()&lt;/script&gt;"));
+        assert!(email.html.contains("it's \"fine\""));
+        // In the text part the CR/LF cannot start a new line.
+        assert!(
+            !email.text.lines().any(|l| l.starts_with("Bcc:")),
+            "{}",
+            email.text
+        );
+    }
+
+    #[test]
+    fn subject_is_bounded_and_counts_more_changes() {
+        let mut v = fixture();
+        v["configurationItem"]["resourceName"] = json!("n".repeat(500));
+        v["configurationItemDiff"]["changedProperties"]["Configuration.IpPermissions.2"] = json!({"previousValue": null, "updatedValue": {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipv4Ranges": [{"cidrIp": "10.0.0.0/8"}]}, "changeType": "CREATE"});
+        let s = subject(&decision(v));
+        assert_eq!(s.chars().count(), SUBJECT_MAX_CHARS);
+        let mut v = fixture();
+        v["configurationItemDiff"]["changedProperties"]["Configuration.IpPermissions.2"] = json!({"previousValue": null, "updatedValue": {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipv4Ranges": [{"cidrIp": "10.0.0.0/8"}]}, "changeType": "CREATE"});
+        assert!(subject(&decision(v)).ends_with("+ingress tcp/3389 from 0.0.0.0/0 (+1 more)"));
+    }
+
+    #[test]
+    fn notice_and_test_marker() {
+        let mut v = fixture();
+        v["sgwatchTest"] = json!(true);
+        let email =
+            render(&decision(v), &found()).with_notice("could not deliver to <a@b.example>");
+        assert!(email.subject.starts_with("[sgwatch TEST CRITICAL]"));
+        assert!(email
+            .text
+            .starts_with("NOTE: could not deliver to <a@b.example>\n\nTHIS IS A TEST"));
+        assert!(email
+            .html
+            .contains("could not deliver to &lt;a@b.example&gt;"));
+    }
+
+    #[test]
+    fn console_link_refuses_odd_ids() {
+        assert!(console_link("us-east-1", "sg-1\"><script>").is_none());
+        assert!(console_link("us-east-1", "sg-0abc").is_some());
+    }
+}
