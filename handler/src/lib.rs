@@ -5,10 +5,14 @@
 //! is pure and shared with `sgwatch explain`; the AWS calls live at the edge (`actor`, `mail`,
 //! `oversized`) and `process` ties them together for one Lambda invocation.
 
+pub mod actor;
 pub mod aws;
 pub mod decide;
 pub mod explain;
+pub mod mail;
 pub mod message;
+pub mod oversized;
+pub mod process;
 pub mod recipients;
 pub mod render;
 pub mod rules;

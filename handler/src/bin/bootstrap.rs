@@ -1,1 +1,33 @@
-fn main() {}
+//! The Lambda entry point: JSON logs, settings checked once, SDK clients built once, then the
+//! runtime loop.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+use sgwatch_handler::{aws, process, settings::Settings};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_current_span(false)
+        .with_target(false)
+        .without_time()
+        .init();
+
+    // A wrong setting stops the function here, once, with one clear message.
+    let settings =
+        Settings::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid settings"))?;
+    let config = aws::load_from_env().await;
+    let services = process::Services::new(&config);
+    let (settings, services) = (&settings, &services);
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let report = process::handle(&event.payload, settings, services).await?;
+        Ok::<_, Error>(report)
+    }))
+    .await
+}
