@@ -1,1 +1,91 @@
-fn main() {}
+//! decide + render per notification: the fixtures, and a group with 500 rules.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde_json::{json, Value};
+use sgwatch_handler::decide::{analyze, decide};
+use sgwatch_handler::message::{envelopes, ConfigMessage};
+use sgwatch_handler::render::{render, ActorLookup};
+use sgwatch_handler::settings::Policy;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A group with `n` ingress rules whose first one was removed: every position shifts.
+fn large_group(n: usize) -> Value {
+    let rule = |i: usize| {
+        json!({"ipProtocol": "tcp", "fromPort": 1000 + i, "toPort": 1000 + i,
+               "ipv4Ranges": [{"cidrIp": format!("10.{}.{}.0/24", i / 256, i % 256), "description": format!("rule {i}")}],
+               "ipRanges": [format!("10.{}.{}.0/24", i / 256, i % 256)],
+               "ipv6Ranges": [], "prefixListIds": [], "userIdGroupPairs": []})
+    };
+    let mut message = fixture("rdp-opened.json");
+    let mut changed = serde_json::Map::new();
+    for i in 0..n {
+        let updated = if i + 1 < n { rule(i + 1) } else { Value::Null };
+        changed.insert(
+            format!("Configuration.IpPermissions.{i}"),
+            json!({"previousValue": rule(i), "updatedValue": updated, "changeType": if i + 1 < n { "UPDATE" } else { "DELETE" }}),
+        );
+    }
+    // One world-open rule added too, so the email has a critical line.
+    changed.insert(
+        format!("Configuration.IpPermissions.{n}"),
+        json!({"previousValue": null, "updatedValue": {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}]}, "changeType": "CREATE"}),
+    );
+    message["configurationItemDiff"]["changedProperties"] = Value::Object(changed);
+    message["configurationItem"]["configuration"]["ipPermissions"] =
+        Value::Array((1..n).map(rule).collect());
+    message
+}
+
+/// The whole pure path the Lambda runs per record: read, diff, decide, render.
+fn decide_and_render(event: &Value, policy: &Policy) -> usize {
+    let mut bytes = 0;
+    for envelope in envelopes(event) {
+        if let Ok(ConfigMessage::ItemChange(change)) = envelope.message {
+            let d = decide(analyze(&change).unwrap(), policy);
+            if d.notify {
+                let email = render(&d, &ActorLookup::Unknown("benchmark".into()));
+                bytes += email.text.len() + email.html.len();
+            }
+        }
+    }
+    bytes
+}
+
+fn bench(c: &mut Criterion) {
+    let policy = Policy::default();
+    let mut group = c.benchmark_group("decide_render");
+    group.throughput(Throughput::Elements(1));
+    for name in [
+        "rdp-opened.sns-event.json",
+        "rdp-opened.json",
+        "oversized.json",
+        "snapshot-delivery.json",
+    ] {
+        let event = fixture(name);
+        assert!(name.starts_with("rdp") == (decide_and_render(&event, &policy) > 0));
+        group.bench_with_input(BenchmarkId::new("fixture", name), &event, |b, e| {
+            b.iter(|| decide_and_render(std::hint::black_box(e), &policy))
+        });
+    }
+    let large = large_group(500);
+    assert!(decide_and_render(&large, &policy) > 0);
+    group.bench_with_input(BenchmarkId::new("group", "500-rules"), &large, |b, e| {
+        b.iter(|| decide_and_render(std::hint::black_box(e), &policy))
+    });
+    // The SNS path includes parsing the message string, as the Lambda does.
+    let sns_text = serde_json::to_string(&fixture("rdp-opened.sns-event.json")).unwrap();
+    group.bench_function("sns-from-bytes", |b| {
+        b.iter(|| {
+            let v: Value = serde_json::from_str(std::hint::black_box(&sns_text)).unwrap();
+            decide_and_render(&v, &policy)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
