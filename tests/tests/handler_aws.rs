@@ -1,0 +1,115 @@
+//! The handler's AWS edges against a real moto server: SES sends what a user receives, an
+//! oversized notification is resolved from a real S3 object, CloudTrail's absence (moto has no
+//! `LookupEvents`) yields an email that says the actor is unknown, and failures fail the invocation.
+
+use serde_json::{json, Value};
+use sgwatch_handler::process::{handle, Report, Services};
+use sgwatch_handler::settings::Settings;
+use sgwatch_tests::{fixture, Moto};
+
+const SENDER: &str = "alerts@example.com";
+
+fn settings(extra: &[(&str, &str)]) -> Settings {
+    let mut vars = vec![("SGWATCH_SENDER", SENDER)];
+    vars.extend_from_slice(extra);
+    Settings::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap()
+}
+
+fn sns(message: &Value, id: &str) -> Value {
+    json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": id, "Message": message.to_string()}}]})
+}
+
+#[tokio::test]
+async fn sns_event_sends_the_owner_an_email_through_ses() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let services = Services::new(&config);
+
+    let report = handle(&fixture("rdp-opened.sns-event.json"), &settings(&[]), &services)
+        .await
+        .expect("delivered");
+    assert_eq!(report, Report { records: 1, sent: 1, skipped: 0, failed: 0 });
+
+    let mail = moto.ses_messages().await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    let m = &mail[0];
+    assert_eq!(m.source, SENDER);
+    assert_eq!(m.destinations, ["platform-team@example.com"]);
+    assert_eq!(
+        m.subject.as_deref(),
+        Some("[sgwatch CRITICAL] sg-0123456789abcdef0 (shared-http) 123456789012/us-east-1: +ingress tcp/3389 from 0.0.0.0/0")
+    );
+    let text = m.text.as_deref().unwrap();
+    assert!(text.contains("[critical] +ingress tcp/3389 from 0.0.0.0/0"), "{text}");
+    // moto has no CloudTrail LookupEvents: the email still goes out, saying so.
+    assert!(text.contains("Changed by: unknown (the CloudTrail lookup failed)"), "{text}");
+    assert!(m.html.as_deref().unwrap().contains("<td>0.0.0.0/0</td>"));
+}
+
+#[tokio::test]
+async fn untagged_group_and_other_message_types_send_nothing() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let services = Services::new(&config);
+
+    let mut untagged = fixture("rdp-opened.json");
+    untagged["configurationItem"]["tags"] = json!({});
+    untagged["configurationItem"]["configuration"]["tags"] = json!([]);
+    let event = json!({"Records": [
+        sns(&untagged, "m-1")["Records"][0],
+        sns(&fixture("snapshot-delivery.json"), "m-2")["Records"][0],
+        {"Sns": {"MessageId": "m-3", "Message": "{truncated"}},
+    ]});
+    let report = handle(&event, &settings(&[]), &services).await.unwrap();
+    assert_eq!(report, Report { records: 3, sent: 0, skipped: 3, failed: 0 });
+    assert!(moto.ses_messages().await.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_notification_is_read_from_the_config_bucket() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let services = Services::new(&config);
+    let oversized = fixture("oversized.json");
+    let location = oversized["s3DeliverySummary"]["s3BucketLocation"].as_str().unwrap();
+    let (bucket, key) = location.split_once('/').unwrap();
+
+    // Before the object exists the invocation fails, so Lambda retries it: never dropped.
+    let s3 = sgwatch_handler::aws::s3_client(&config);
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let err = handle(&sns(&oversized, "m-big"), &settings(&[]), &services).await.unwrap_err();
+    assert_eq!((err.records, err.failed), (1, 1));
+    assert!(err.to_string().contains("s3:GetObject"), "{err}");
+
+    let mut item = fixture("rdp-opened.json");
+    item["configurationItem"]["configuration"]["description"] = json!("big group");
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(item.to_string().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let report = handle(&sns(&oversized, "m-big"), &settings(&[]), &services).await.unwrap();
+    assert_eq!(report.sent, 1);
+    let mail = moto.ses_messages().await;
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].subject.as_deref().unwrap().starts_with("[sgwatch CRITICAL] sg-0123456789abcdef0"));
+}
+
+#[tokio::test]
+async fn unverified_sender_fails_the_invocation_so_lambda_retries() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    // No identity for the sender: SES rejects, no fallback, nothing delivered → an error.
+    let services = Services::new(&config);
+    let err = handle(&fixture("rdp-opened.sns-event.json"), &settings(&[]), &services)
+        .await
+        .unwrap_err();
+    assert_eq!(err.failed, 1);
+    assert!(err.to_string().contains("SES rejected"), "{err}");
+    assert!(moto.ses_messages().await.is_empty());
+}
