@@ -229,3 +229,131 @@ async fn deliver(
         None => Err(first),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sesv2::operation::send_email::{SendEmailError, SendEmailOutput};
+    use aws_sdk_sesv2::types::error::{MessageRejected, TooManyRequestsException};
+    use aws_sdk_sesv2::Client as Ses;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn services(ses: aws_sdk_sesv2::Client) -> Services {
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let cloudtrail = mock_client!(aws_sdk_cloudtrail, []);
+        Services {
+            ses,
+            s3,
+            cloudtrail,
+        }
+    }
+
+    fn settings(fallback: Option<&str>) -> Settings {
+        Settings::from_lookup(|k| match k {
+            "SGWATCH_SENDER" => Some("alerts@example.com".into()),
+            "SGWATCH_LOOKUP_ACTOR" => Some("false".into()),
+            "SGWATCH_FALLBACK_RECIPIENT" => fallback.map(str::to_owned),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    fn event(owners: &str) -> Value {
+        let path = format!(
+            "{}/../tests/fixtures/rdp-opened.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        v["configurationItem"]["tags"]["OwnerDL"] = owners.into();
+        serde_json::json!({"Records": [{"Sns": {"MessageId": "m-1", "Message": v.to_string()}}]})
+    }
+
+    fn to(addresses: &'static [&'static str]) -> Rule {
+        mock!(Ses::send_email)
+            .match_requests(move |r| {
+                r.destination().map(|d| d.to_addresses())
+                    == Some(&addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>()[..])
+            })
+            .then_output(|| SendEmailOutput::builder().message_id("ok").build())
+    }
+
+    fn rejected() -> Rule {
+        mock!(Ses::send_email).then_error(|| {
+            SendEmailError::MessageRejected(
+                MessageRejected::builder()
+                    .message("Email address is not verified: b@corp.example")
+                    .build(),
+            )
+        })
+    }
+
+    #[tokio::test]
+    async fn a_rejected_owner_is_reported_to_the_fallback_recipient() {
+        // Both owners at once: rejected; a alone: sent; b alone: rejected; fallback: sent.
+        let (first, a, b, fallback) = (
+            rejected(),
+            to(&["a@corp.example"]),
+            rejected(),
+            to(&["secops@corp.example"]),
+        );
+        let ses = mock_client!(
+            aws_sdk_sesv2,
+            RuleMode::Sequential,
+            [&first, &a, &b, &fallback]
+        );
+        let report = handle(
+            &event("a@corp.example b@corp.example"),
+            &settings(Some("secops@corp.example")),
+            &services(ses),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.sent, 1);
+        assert_eq!(
+            (
+                first.num_calls(),
+                a.num_calls(),
+                b.num_calls(),
+                fallback.num_calls()
+            ),
+            (1, 1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn all_rejected_without_fallback_fails_the_invocation() {
+        let only = rejected();
+        let ses = mock_client!(aws_sdk_sesv2, RuleMode::Sequential, [&only]);
+        let err = handle(&event("b@corp.example"), &settings(None), &services(ses))
+            .await
+            .unwrap_err();
+        assert_eq!(err.failed, 1);
+        assert!(err.to_string().contains("SES rejected"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn throttling_fails_the_invocation_without_trying_the_fallback() {
+        let throttled = mock!(Ses::send_email).then_error(|| {
+            SendEmailError::TooManyRequestsException(
+                TooManyRequestsException::builder()
+                    .message("Maximum sending rate exceeded.")
+                    .build(),
+            )
+        });
+        let ses = mock_client!(aws_sdk_sesv2, RuleMode::Sequential, [&throttled]);
+        let err = handle(
+            &event("a@corp.example"),
+            &settings(Some("secops@corp.example")),
+            &services(ses),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("throttling"), "{err}");
+        assert_eq!(throttled.num_calls(), 1);
+    }
+}
