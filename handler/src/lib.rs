@@ -8,6 +8,7 @@
 pub mod actor;
 pub mod aws;
 pub mod decide;
+pub mod dedupe;
 pub mod explain;
 pub mod mail;
 pub mod message;

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use crate::decide::{analyze, decide, Decision};
+use crate::dedupe::{Claim, Dedupe};
 use crate::mail::{self, SendError};
 use crate::message::{envelopes, ConfigMessage, Envelope, ItemChange};
 use crate::render::{render, ActorLookup, Email};
@@ -21,14 +22,20 @@ pub struct Services {
     pub ses: aws_sdk_sesv2::Client,
     pub s3: aws_sdk_s3::Client,
     pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// Present when an idempotency table is configured.
+    pub dedupe: Option<Dedupe>,
 }
 
 impl Services {
-    pub fn new(config: &SdkConfig) -> Services {
+    pub fn new(config: &SdkConfig, settings: &Settings) -> Services {
         Services {
             ses: aws_sdk_sesv2::Client::new(config),
             s3: aws::s3_client(config),
             cloudtrail: aws_sdk_cloudtrail::Client::new(config),
+            dedupe: settings.idempotency_table.as_ref().map(|table| Dedupe {
+                client: aws_sdk_dynamodb::Client::new(config),
+                table: table.clone(),
+            }),
         }
     }
 }
@@ -144,6 +151,20 @@ async fn process_change(
     if !d.notify {
         return Outcome::Skipped;
     }
+    let claim = match &services.dedupe {
+        None => Claim::Unkeyed,
+        Some(dedupe) => match dedupe.claim(s).await {
+            Ok(claim) => claim,
+            Err(e) => {
+                error!(message_id, resource_id = %s.resource_id, error = %e, "not sent");
+                return Outcome::Failed(e.to_string());
+            }
+        },
+    };
+    if claim == Claim::Duplicate {
+        info!(message_id, resource_id = %s.resource_id, state_id = ?s.state_id, "duplicate delivery: this configuration state was already emailed");
+        return Outcome::Skipped;
+    }
     let actor = if settings.lookup_actor {
         actor::lookup(
             &services.cloudtrail,
@@ -158,10 +179,21 @@ async fn process_change(
     match deliver(settings, services, &d, &email).await {
         Ok(ids) => {
             info!(message_id, resource_id = %s.resource_id, ses_message_ids = ?ids, subject = %email.subject, "sent");
+            if let (Some(dedupe), Claim::Acquired) = (&services.dedupe, &claim) {
+                // The email is out; a failure here only risks a duplicate after the lease.
+                if let Err(e) = dedupe.mark_sent(s).await {
+                    warn!(message_id, error = %e, "could not record the email as sent");
+                }
+            }
             Outcome::Sent
         }
         Err(e) => {
             error!(message_id, resource_id = %s.resource_id, error = %e, "not sent");
+            if let (Some(dedupe), Claim::Acquired) = (&services.dedupe, &claim) {
+                if let Err(e) = dedupe.release(s).await {
+                    warn!(message_id, error = %e, "could not release the idempotency claim; the retry waits for its lease");
+                }
+            }
             Outcome::Failed(e.to_string())
         }
     }
@@ -250,6 +282,7 @@ mod tests {
             ses,
             s3,
             cloudtrail,
+            dedupe: None,
         }
     }
 

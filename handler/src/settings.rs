@@ -47,6 +47,8 @@ pub struct Settings {
     pub sender: String,
     /// Look up who made the change in CloudTrail.
     pub lookup_actor: bool,
+    /// DynamoDB table that makes repeated deliveries send one email.
+    pub idempotency_table: Option<String>,
 }
 
 /// A setting that is missing or has a value the handler cannot use.
@@ -155,10 +157,12 @@ impl Settings {
             Some(v) => parse_bool("SGWATCH_LOOKUP_ACTOR", v)?,
             None => true,
         };
+        let idempotency_table = non_empty(&get("SGWATCH_IDEMPOTENCY_TABLE")).map(str::to_owned);
         Ok(Settings {
             policy,
             sender,
             lookup_actor,
+            idempotency_table,
         })
     }
 

@@ -12,7 +12,12 @@ const SENDER: &str = "alerts@example.com";
 fn settings(extra: &[(&str, &str)]) -> Settings {
     let mut vars = vec![("SGWATCH_SENDER", SENDER)];
     vars.extend_from_slice(extra);
-    Settings::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap()
+    Settings::from_lookup(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
 }
 
 fn sns(message: &Value, id: &str) -> Value {
@@ -24,12 +29,24 @@ async fn sns_event_sends_the_owner_an_email_through_ses() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    let services = Services::new(&config);
+    let services = Services::new(&config, &settings(&[]));
 
-    let report = handle(&fixture("rdp-opened.sns-event.json"), &settings(&[]), &services)
-        .await
-        .expect("delivered");
-    assert_eq!(report, Report { records: 1, sent: 1, skipped: 0, failed: 0 });
+    let report = handle(
+        &fixture("rdp-opened.sns-event.json"),
+        &settings(&[]),
+        &services,
+    )
+    .await
+    .expect("delivered");
+    assert_eq!(
+        report,
+        Report {
+            records: 1,
+            sent: 1,
+            skipped: 0,
+            failed: 0
+        }
+    );
 
     let mail = moto.ses_messages().await;
     assert_eq!(mail.len(), 1, "{mail:#?}");
@@ -41,9 +58,15 @@ async fn sns_event_sends_the_owner_an_email_through_ses() {
         Some("[sgwatch CRITICAL] sg-0123456789abcdef0 (shared-http) 123456789012/us-east-1: +ingress tcp/3389 from 0.0.0.0/0")
     );
     let text = m.text.as_deref().unwrap();
-    assert!(text.contains("[critical] +ingress tcp/3389 from 0.0.0.0/0"), "{text}");
+    assert!(
+        text.contains("[critical] +ingress tcp/3389 from 0.0.0.0/0"),
+        "{text}"
+    );
     // moto has no CloudTrail LookupEvents: the email still goes out, saying so.
-    assert!(text.contains("Changed by: unknown (the CloudTrail lookup failed)"), "{text}");
+    assert!(
+        text.contains("Changed by: unknown (the CloudTrail lookup failed)"),
+        "{text}"
+    );
     assert!(m.html.as_deref().unwrap().contains("<td>0.0.0.0/0</td>"));
 }
 
@@ -52,7 +75,7 @@ async fn untagged_group_and_other_message_types_send_nothing() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    let services = Services::new(&config);
+    let services = Services::new(&config, &settings(&[]));
 
     let mut untagged = fixture("rdp-opened.json");
     untagged["configurationItem"]["tags"] = json!({});
@@ -63,7 +86,15 @@ async fn untagged_group_and_other_message_types_send_nothing() {
         {"Sns": {"MessageId": "m-3", "Message": "{truncated"}},
     ]});
     let report = handle(&event, &settings(&[]), &services).await.unwrap();
-    assert_eq!(report, Report { records: 3, sent: 0, skipped: 3, failed: 0 });
+    assert_eq!(
+        report,
+        Report {
+            records: 3,
+            sent: 0,
+            skipped: 3,
+            failed: 0
+        }
+    );
     assert!(moto.ses_messages().await.is_empty());
 }
 
@@ -72,15 +103,19 @@ async fn oversized_notification_is_read_from_the_config_bucket() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    let services = Services::new(&config);
+    let services = Services::new(&config, &settings(&[]));
     let oversized = fixture("oversized.json");
-    let location = oversized["s3DeliverySummary"]["s3BucketLocation"].as_str().unwrap();
+    let location = oversized["s3DeliverySummary"]["s3BucketLocation"]
+        .as_str()
+        .unwrap();
     let (bucket, key) = location.split_once('/').unwrap();
 
     // Before the object exists the invocation fails, so Lambda retries it: never dropped.
     let s3 = sgwatch_handler::aws::s3_client(&config);
     s3.create_bucket().bucket(bucket).send().await.unwrap();
-    let err = handle(&sns(&oversized, "m-big"), &settings(&[]), &services).await.unwrap_err();
+    let err = handle(&sns(&oversized, "m-big"), &settings(&[]), &services)
+        .await
+        .unwrap_err();
     assert_eq!((err.records, err.failed), (1, 1));
     assert!(err.to_string().contains("s3:GetObject"), "{err}");
 
@@ -93,11 +128,17 @@ async fn oversized_notification_is_read_from_the_config_bucket() {
         .send()
         .await
         .unwrap();
-    let report = handle(&sns(&oversized, "m-big"), &settings(&[]), &services).await.unwrap();
+    let report = handle(&sns(&oversized, "m-big"), &settings(&[]), &services)
+        .await
+        .unwrap();
     assert_eq!(report.sent, 1);
     let mail = moto.ses_messages().await;
     assert_eq!(mail.len(), 1);
-    assert!(mail[0].subject.as_deref().unwrap().starts_with("[sgwatch CRITICAL] sg-0123456789abcdef0"));
+    assert!(mail[0]
+        .subject
+        .as_deref()
+        .unwrap()
+        .starts_with("[sgwatch CRITICAL] sg-0123456789abcdef0"));
 }
 
 #[tokio::test]
@@ -105,11 +146,103 @@ async fn unverified_sender_fails_the_invocation_so_lambda_retries() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     // No identity for the sender: SES rejects, no fallback, nothing delivered → an error.
-    let services = Services::new(&config);
-    let err = handle(&fixture("rdp-opened.sns-event.json"), &settings(&[]), &services)
-        .await
-        .unwrap_err();
+    let services = Services::new(&config, &settings(&[]));
+    let err = handle(
+        &fixture("rdp-opened.sns-event.json"),
+        &settings(&[]),
+        &services,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.failed, 1);
     assert!(err.to_string().contains("SES rejected"), "{err}");
     assert!(moto.ses_messages().await.is_empty());
+}
+
+/// Creates the idempotency table as the stack does (key `pk`, TTL on `expires_at`).
+async fn idempotency_table(config: &aws_config::SdkConfig, name: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_repeated_delivery_of_the_same_state_sends_one_email() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    idempotency_table(&config, "sgwatch-idempotency").await;
+    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
+    let services = Services::new(&config, &settings);
+
+    let event = fixture("rdp-opened.sns-event.json");
+    let first = handle(&event, &settings, &services).await.unwrap();
+    let again = handle(&event, &settings, &services).await.unwrap();
+    assert_eq!((first.sent, again.sent, again.skipped), (1, 0, 1));
+    assert_eq!(moto.ses_messages().await.len(), 1);
+
+    // A new configuration state of the same group is a new email.
+    let mut next = fixture("rdp-opened.json");
+    next["configurationItem"]["configurationStateId"] = json!(1763629447999u64);
+    let report = handle(&sns(&next, "m-next"), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 1);
+    assert_eq!(moto.ses_messages().await.len(), 2);
+
+    let item = aws_sdk_dynamodb::Client::new(&config)
+        .get_item()
+        .table_name("sgwatch-idempotency")
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(
+                "123456789012/us-east-1/sg-0123456789abcdef0/1763629447512".into(),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = item
+        .item()
+        .and_then(|i| i.get("status"))
+        .and_then(|s| s.as_s().ok())
+        .cloned();
+    assert_eq!(status.as_deref(), Some("sent"));
+}
+
+#[tokio::test]
+async fn a_failed_send_releases_its_claim_so_the_retry_sends() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    idempotency_table(&config, "sgwatch-idempotency").await;
+    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
+    let services = Services::new(&config, &settings);
+    let event = fixture("rdp-opened.sns-event.json");
+    // The sender is not verified yet: SES rejects, the claim is released.
+    assert!(handle(&event, &settings, &services).await.is_err());
+    moto.verify_sender(&config, SENDER).await;
+    let retry = handle(&event, &settings, &services).await.unwrap();
+    assert_eq!(retry.sent, 1);
+    assert_eq!(moto.ses_messages().await.len(), 1);
 }

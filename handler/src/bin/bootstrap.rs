@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
     let settings =
         Settings::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid settings"))?;
     let config = aws::load_from_env().await;
-    let services = process::Services::new(&config);
+    let services = process::Services::new(&config, &settings);
     let (settings, services) = (&settings, &services);
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
