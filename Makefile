@@ -1,0 +1,29 @@
+# Entry points for building, checking and testing sgwatch. `make test` is what CI runs
+# (.ci/run): it sets up the tools, lints, and runs every test, the moto-backed ones included.
+
+# The project's Python tools (moto, cfn-lint, checkov, cargo-lambda, zig) come first.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup lint test bench demo package
+
+setup:
+	scripts/setup.sh
+
+lint: setup
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	@if [ -e scripts/lint-templates.sh ]; then bash scripts/lint-templates.sh; fi
+
+# The integration tests start their own moto servers (tests/src/lib.rs); they need only .venv.
+test: setup lint
+	cargo test --workspace
+
+bench:
+	cargo bench -p sgwatch-handler
+
+demo: setup
+	@if [ -e scripts/demo.sh ]; then bash scripts/demo.sh; \
+	 else echo "make demo: not yet (scripts/demo.sh does not exist)" >&2; exit 1; fi
+
+package: setup
+	cargo run -p sgwatch -- package
