@@ -5,14 +5,19 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use sgwatch_handler::{aws, process, settings::Settings};
 
+/// `RUST_LOG` as a single level (`error` … `trace`); `info` when unset or unreadable.
+fn log_level() -> tracing::Level {
+    std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(tracing::Level::INFO)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(log_level())
         .with_current_span(false)
         .with_target(false)
         .without_time()
