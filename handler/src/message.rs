@@ -235,7 +235,7 @@ fn sns_record(record: &Value) -> Envelope {
     let message = match sns.and_then(|s| s.get("Message")).and_then(Value::as_str) {
         None => Err(ParseError::MissingSnsMessage),
         Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(inner) => parse_message(&inner),
+            Ok(inner) => parse_owned_message(inner),
             Err(e) => Err(ParseError::MessageNotJson(e.to_string())),
         },
     };
@@ -247,22 +247,28 @@ fn sns_record(record: &Value) -> Envelope {
 
 /// Reads one bare Config message.
 pub fn parse_message(value: &Value) -> Result<ConfigMessage, ParseError> {
+    parse_owned_message(value.clone())
+}
+
+/// Reads one bare Config message, consuming it: no part of a large group is copied.
+pub fn parse_owned_message(value: Value) -> Result<ConfigMessage, ParseError> {
     let Some(message_type) = value.get("messageType").and_then(Value::as_str) else {
         return Err(ParseError::UnknownShape);
     };
+    let message_type = message_type.to_owned();
     let malformed = |e: serde_json::Error| ParseError::Malformed {
-        message_type: message_type.to_owned(),
+        message_type: message_type.clone(),
         detail: e.to_string(),
     };
-    match message_type {
+    match message_type.as_str() {
         ITEM_CHANGE => ItemChange::deserialize(value)
             .map(ConfigMessage::ItemChange)
             .map_err(malformed),
         OVERSIZED_ITEM_CHANGE => Oversized::deserialize(value)
             .map(ConfigMessage::Oversized)
             .map_err(malformed),
-        other => Ok(ConfigMessage::Other {
-            message_type: other.to_owned(),
+        _ => Ok(ConfigMessage::Other {
+            message_type: message_type.clone(),
         }),
     }
 }
