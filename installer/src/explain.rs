@@ -66,9 +66,13 @@ pub fn run(args: &ExplainArgs) -> Result<i32> {
     }
     let explained = match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(event) => explain(&event, &policy),
-        Err(e) => vec![Explained::Error { error: format!("the input is not JSON: {e}") }],
+        Err(e) => vec![Explained::Error {
+            error: format!("the input is not JSON: {e}"),
+        }],
     };
     println!("{}", serde_json::to_string_pretty(&explained)?);
-    let failed = explained.iter().any(|e| matches!(e, Explained::Error { .. }));
+    let failed = explained
+        .iter()
+        .any(|e| matches!(e, Explained::Error { .. }));
     Ok(i32::from(failed))
 }
