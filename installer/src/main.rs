@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod explain;
+#[allow(dead_code)] // wired to the CLI with the installer commands
+mod rollout;
 
 #[derive(Debug, Parser)]
 #[command(

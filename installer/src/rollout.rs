@@ -1,0 +1,537 @@
+//! `sgwatch rollout`: one action over many accounts and regions.
+//!
+//! The targets file is read and checked whole before anything runs (errors name the line); each
+//! account/region then runs with its own `sts:AssumeRole` credentials, concurrently up to a bound,
+//! and one failing target never stops the others.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Regions sgwatch can be rolled out to (commercial partitions, GovCloud and China).
+pub const KNOWN_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+];
+
+/// Settings a target can set or inherit from `defaults` (the install/plan flags, snake_case).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSettings {
+    pub role_name: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub regions: Option<Vec<String>>,
+    pub sender: Option<String>,
+    pub fallback_recipient: Option<String>,
+    pub always_notify_at: Option<String>,
+    pub notify_tag: Option<String>,
+    pub owner_tag: Option<String>,
+    pub resource_types: Option<String>,
+    pub notify_on_relationship_changes: Option<bool>,
+    pub stack_name: Option<String>,
+    pub source: Option<String>,
+    pub extend_recorder: Option<bool>,
+}
+
+impl TargetSettings {
+    /// `self` with every unset field taken from `defaults`.
+    fn over(self, defaults: &TargetSettings) -> TargetSettings {
+        let d = defaults.clone();
+        TargetSettings {
+            role_name: self.role_name.or(d.role_name),
+            role_arn: self.role_arn.or(d.role_arn),
+            external_id: self.external_id.or(d.external_id),
+            regions: self.regions.or(d.regions),
+            sender: self.sender.or(d.sender),
+            fallback_recipient: self.fallback_recipient.or(d.fallback_recipient),
+            always_notify_at: self.always_notify_at.or(d.always_notify_at),
+            notify_tag: self.notify_tag.or(d.notify_tag),
+            owner_tag: self.owner_tag.or(d.owner_tag),
+            resource_types: self.resource_types.or(d.resource_types),
+            notify_on_relationship_changes: self
+                .notify_on_relationship_changes
+                .or(d.notify_on_relationship_changes),
+            stack_name: self.stack_name.or(d.stack_name),
+            source: self.source.or(d.source),
+            extend_recorder: self.extend_recorder.or(d.extend_recorder),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetsFile {
+    #[serde(default)]
+    defaults: TargetSettings,
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    account: Option<serde_yaml::Value>,
+    #[serde(flatten)]
+    settings: TargetSettings,
+}
+
+/// One account and region to act on, with everything it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub account: String,
+    pub region: String,
+    /// The role assumed in the account.
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub settings: TargetSettings,
+}
+
+/// A targets file that cannot be used; says where and what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct TargetsError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Reads and checks a targets file, expanding each account to its regions.
+pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError> {
+    let err = |line: usize, message: String| TargetsError {
+        file: file.to_owned(),
+        line,
+        message,
+    };
+    let parsed: TargetsFile = serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line()).unwrap_or(1);
+        err(line, format!("not a valid targets file: {e}"))
+    })?;
+    if parsed.targets.is_empty() {
+        return Err(err(
+            line_of(text, "targets", 1),
+            "`targets` is empty: list at least one account".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    // The n-th `- ` item under `targets:` is where target n starts.
+    let starts = target_lines(text);
+    for (i, raw) in parsed.targets.into_iter().enumerate() {
+        let line = starts.get(i).copied().unwrap_or(1);
+        let account = match &raw.account {
+            Some(serde_yaml::Value::String(s)) => s.trim().to_owned(),
+            Some(serde_yaml::Value::Number(n)) if n.to_string().len() == 12 => n.to_string(),
+            Some(serde_yaml::Value::Number(n)) => {
+                return Err(err(line, format!("account {n} must be quoted (\"{n:0>12}\"): YAML reads it as a number and drops leading zeros")))
+            }
+            Some(other) => return Err(err(line, format!("account must be a 12-digit string, not {other:?}"))),
+            None => return Err(err(line, format!("target {} has no `account` (a 12-digit AWS account id)", i + 1))),
+        };
+        if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+            return Err(err(
+                line,
+                format!("account {account:?} is not a 12-digit AWS account id"),
+            ));
+        }
+        let settings = raw.settings.over(&parsed.defaults);
+        let regions = settings.regions.clone().unwrap_or_default();
+        if regions.is_empty() {
+            return Err(err(
+                line,
+                format!("account {account} has no regions: set `regions` on it or in `defaults`"),
+            ));
+        }
+        for region in &regions {
+            if !KNOWN_REGIONS.contains(&region.as_str()) {
+                return Err(err(
+                    line_of(text, region, line),
+                    format!("unknown region {region:?} for account {account}"),
+                ));
+            }
+            if !seen.insert((account.clone(), region.clone())) {
+                return Err(err(
+                    line,
+                    format!("account {account} in {region} is listed twice"),
+                ));
+            }
+        }
+        let role_arn = match (&settings.role_arn, &settings.role_name) {
+            (Some(arn), _) => {
+                if !arn.starts_with("arn:aws") || !arn.contains(":role/") {
+                    return Err(err(line, format!("role_arn {arn:?} is not an IAM role ARN")));
+                }
+                arn.replace("{account}", &account)
+            }
+            (None, Some(name)) => format!("arn:aws:iam::{account}:role/{name}"),
+            (None, None) => {
+                return Err(err(line, format!("account {account} has no role to assume: set `role_name` (or `role_arn`) on it or in `defaults`")))
+            }
+        };
+        if settings.sender.as_deref().unwrap_or("").is_empty() {
+            return Err(err(
+                line,
+                format!("account {account} has no `sender`: set it on the target or in `defaults`"),
+            ));
+        }
+        for region in regions {
+            out.push(Target {
+                account: account.clone(),
+                region,
+                role_arn: role_arn.clone(),
+                external_id: settings.external_id.clone(),
+                settings: settings.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn target_lines(text: &str) -> Vec<usize> {
+    let mut in_targets = false;
+    let mut lines = Vec::new();
+    for (n, l) in text.lines().enumerate() {
+        if l.starts_with("targets:") {
+            in_targets = true;
+        } else if in_targets
+            && !l.starts_with(' ')
+            && !l.starts_with('-')
+            && !l.trim().is_empty()
+            && !l.starts_with('#')
+        {
+            in_targets = false;
+        } else if in_targets && l.trim_start().starts_with("- ") {
+            lines.push(n + 1);
+        }
+    }
+    lines
+}
+
+fn line_of(text: &str, needle: &str, fallback: usize) -> usize {
+    text.lines()
+        .enumerate()
+        .skip(fallback.saturating_sub(1))
+        .find(|(_, l)| l.contains(needle))
+        .map(|(n, _)| n + 1)
+        .unwrap_or(fallback)
+}
+
+/// The result of one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub account: String,
+    pub region: String,
+    pub action: String,
+    /// `ok` or `failed`.
+    pub result: String,
+    /// What changed (or would change), as the action reports it.
+    pub changes: Vec<String>,
+    pub error: Option<String>,
+    pub duration_secs: f64,
+}
+
+/// Runs `action` on every target, at most `concurrency` at a time. `on_done` is called as each
+/// finishes (for a progress line). Reports come back in target order.
+pub async fn run_all<F, Fut>(
+    targets: Vec<Target>,
+    action: &str,
+    concurrency: usize,
+    run: F,
+    on_done: impl Fn(&TargetReport),
+) -> Vec<TargetReport>
+where
+    F: Fn(Target) -> Fut,
+    Fut: Future<Output = anyhow::Result<Vec<String>>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut set = JoinSet::new();
+    for (i, target) in targets.into_iter().enumerate() {
+        let permits = Arc::clone(&permits);
+        let (account, region) = (target.account.clone(), target.region.clone());
+        let work = run(target);
+        let action = action.to_owned();
+        set.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let started = Instant::now();
+            let outcome = work.await;
+            let duration_secs = round_secs(started.elapsed());
+            let report = match outcome {
+                Ok(changes) => TargetReport {
+                    account,
+                    region,
+                    action,
+                    result: "ok".into(),
+                    changes,
+                    error: None,
+                    duration_secs,
+                },
+                Err(e) => TargetReport {
+                    account,
+                    region,
+                    action,
+                    result: "failed".into(),
+                    changes: vec![],
+                    error: Some(format!("{e:#}")),
+                    duration_secs,
+                },
+            };
+            (i, report)
+        });
+    }
+    let mut done = BTreeMap::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((i, report)) => {
+                on_done(&report);
+                done.insert(i, report);
+            }
+            // A panic in one target is that target's failure; it cannot be matched back to its
+            // index, so it is reported after the others.
+            Err(e) => {
+                let report = TargetReport {
+                    account: "?".into(),
+                    region: "?".into(),
+                    action: action.to_owned(),
+                    result: "failed".into(),
+                    changes: vec![],
+                    error: Some(format!("the task failed: {e}")),
+                    duration_secs: 0.0,
+                };
+                on_done(&report);
+                done.insert(usize::MAX - done.len(), report);
+            }
+        }
+    }
+    done.into_values().collect()
+}
+
+fn round_secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 100.0).round() / 100.0
+}
+
+/// The final table: one row per account/region.
+pub fn table(reports: &[TargetReport]) -> String {
+    let mut out = format!(
+        "{:<14} {:<16} {:<9} {:<7} {:>8}  {}\n",
+        "ACCOUNT", "REGION", "ACTION", "RESULT", "SECONDS", "DETAIL"
+    );
+    for r in reports {
+        let detail = match &r.error {
+            Some(e) => e.replace('\n', " "),
+            None if r.changes.is_empty() => "no changes".to_owned(),
+            None => r.changes.join("; "),
+        };
+        out.push_str(&format!(
+            "{:<14} {:<16} {:<9} {:<7} {:>8.2}  {}\n",
+            r.account, r.region, r.action, r.result, r.duration_secs, detail
+        ));
+    }
+    let failed = reports.iter().filter(|r| r.result != "ok").count();
+    out.push_str(&format!(
+        "{} target(s), {} ok, {} failed\n",
+        reports.len(),
+        reports.len() - failed,
+        failed
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+defaults:
+  role_name: OrganizationAccountAccessRole   # assumed in each account
+  regions: [us-east-1, eu-west-1]
+  sender: alerts@example.com
+  fallback_recipient: secops@example.com
+targets:
+  - account: "111122223333"
+  - account: "444455556666"
+    regions: [us-west-2]
+    external_id: xyz
+"#;
+
+    #[test]
+    fn expands_accounts_to_regions_with_defaults() {
+        let t = parse_targets("targets.yaml", GOOD).unwrap();
+        let pairs: Vec<(&str, &str)> = t
+            .iter()
+            .map(|t| (t.account.as_str(), t.region.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("111122223333", "us-east-1"),
+                ("111122223333", "eu-west-1"),
+                ("444455556666", "us-west-2")
+            ]
+        );
+        assert_eq!(
+            t[0].role_arn,
+            "arn:aws:iam::111122223333:role/OrganizationAccountAccessRole"
+        );
+        assert_eq!(t[2].external_id.as_deref(), Some("xyz"));
+        assert_eq!(
+            t[2].settings.fallback_recipient.as_deref(),
+            Some("secops@example.com")
+        );
+    }
+
+    fn error(text: &str) -> TargetsError {
+        parse_targets("t.yaml", text).unwrap_err()
+    }
+
+    #[test]
+    fn bad_yaml_names_the_line() {
+        let e =
+            error("defaults:\n  regions: [us-east-1\ntargets:\n  - account: \"111122223333\"\n");
+        assert!(e.line >= 2, "{e}");
+        assert!(e.to_string().starts_with("t.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn missing_account_unknown_region_and_duplicates_name_the_line() {
+        let base = "defaults:\n  role_name: R\n  sender: a@example.com\n  regions: [us-east-1]\ntargets:\n";
+        let e = error(&format!(
+            "{base}  - account: \"111122223333\"\n  - regions: [us-east-1]\n"
+        ));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.message.contains("has no `account`"), "{e}");
+
+        let e = error(&format!(
+            "{base}  - account: \"111122223333\"\n    regions: [us-east-1, mars-north-1]\n"
+        ));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.message.contains("unknown region \"mars-north-1\""), "{e}");
+
+        let e = error(&format!(
+            "{base}  - account: \"111122223333\"\n  - account: \"111122223333\"\n"
+        ));
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.message.contains("listed twice"), "{e}");
+
+        let e = error(&format!("{base}  - account: 11122223333\n"));
+        assert!(e.message.contains("must be quoted"), "{e}");
+
+        let e = error(&format!("{base}  - account: \"1234\"\n"));
+        assert!(e.message.contains("not a 12-digit"), "{e}");
+
+        let e = error("targets:\n  - account: \"111122223333\"\n    regions: [us-east-1]\n    sender: a@example.com\n");
+        assert!(e.message.contains("no role to assume"), "{e}");
+
+        let e = error(&format!(
+            "{base}  - account: \"111122223333\"\n    colour: blue\n"
+        ));
+        assert!(e.message.contains("unknown field `colour`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn one_failure_does_not_stop_the_others_and_order_is_kept() {
+        let targets = parse_targets("t", GOOD).unwrap();
+        let reports = run_all(
+            targets,
+            "install",
+            2,
+            |t: Target| async move {
+                if t.region == "eu-west-1" {
+                    anyhow::bail!(
+                        "SES identity alerts@example.com is not verified in {}",
+                        t.region
+                    )
+                }
+                Ok(vec![format!("created stack in {}", t.region)])
+            },
+            |_| {},
+        )
+        .await;
+        let results: Vec<(&str, &str)> = reports
+            .iter()
+            .map(|r| (r.region.as_str(), r.result.as_str()))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("us-east-1", "ok"),
+                ("eu-west-1", "failed"),
+                ("us-west-2", "ok")
+            ]
+        );
+        assert!(table(&reports).contains("3 target(s), 2 ok, 1 failed"));
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_bounded() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let text = format!(
+            "defaults:\n  role_name: R\n  sender: a@example.com\n  regions: [us-east-1, us-west-2]\ntargets:\n{}",
+            (0..5).map(|i| format!("  - account: \"{:012}\"\n", i + 1)).collect::<String>()
+        );
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let (r, p) = (Arc::clone(&running), Arc::clone(&peak));
+        let reports = run_all(
+            parse_targets("t", &text).unwrap(),
+            "status",
+            3,
+            move |_t| {
+                let (r, p) = (Arc::clone(&r), Arc::clone(&p));
+                async move {
+                    let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    r.fetch_sub(1, Ordering::SeqCst);
+                    Ok(vec![])
+                }
+            },
+            |_| {},
+        )
+        .await;
+        assert_eq!(reports.len(), 10);
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+}
