@@ -1,0 +1,819 @@
+//! The CloudFormation template, read as data.
+//!
+//! moto's CloudFormation reports `AWS::SNS::TopicPolicy`, `AWS::S3::BucketPolicy`,
+//! `AWS::Lambda::EventInvokeConfig` and `AWS::SNS::Subscription` as created while creating
+//! nothing, so a deploy on moto proves nothing about them: these tests check them here, together
+//! with the installer's contract (parameter, resource and output names) and least privilege.
+//! cfn-lint and checkov (`scripts/lint-templates.sh`) check the rest.
+//!
+//! The template is written in long form (`Ref:`, `Fn::Sub:`), so it reads as plain JSON values.
+
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/sgwatch.yaml");
+
+/// The SES identity the handler may send through, and nothing else.
+const SENDER_IDENTITY_ARN: &str =
+    "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}";
+
+/// The handler's log group and its streams (where PutLogEvents is authorised).
+const LOG_STREAMS_ARN: &str =
+    "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${LogGroup}:*";
+
+fn source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        std::fs::read_to_string(TEMPLATE).unwrap_or_else(|e| panic!("reading {TEMPLATE}: {e}"))
+    })
+}
+
+fn template() -> &'static Value {
+    static PARSED: OnceLock<Value> = OnceLock::new();
+    PARSED.get_or_init(|| {
+        serde_yaml::from_str(source()).unwrap_or_else(|e| {
+            panic!("{TEMPLATE} is not plain YAML (short tags like !Ref are not allowed): {e}")
+        })
+    })
+}
+
+fn resource(id: &str) -> &'static Value {
+    let r = &template()["Resources"][id];
+    assert!(r.is_object(), "resource {id} is missing");
+    r
+}
+
+fn props(id: &str) -> &'static Value {
+    let p = &resource(id)["Properties"];
+    assert!(p.is_object(), "resource {id} has no Properties");
+    p
+}
+
+/// A value that may be one item or a list of them (IAM's Action, Resource, Statement...).
+fn list(v: &Value) -> Vec<&Value> {
+    match v {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        one => vec![one],
+    }
+}
+
+fn strings(v: &Value) -> Vec<&str> {
+    list(v)
+        .into_iter()
+        .map(|s| s.as_str().unwrap_or_else(|| panic!("not a string: {s}")))
+        .collect()
+}
+
+fn r#ref(name: &str) -> Value {
+    json!({ "Ref": name })
+}
+
+fn get_att(id: &str, attribute: &str) -> Value {
+    json!({ "Fn::GetAtt": [id, attribute] })
+}
+
+fn sub(text: &str) -> Value {
+    json!({ "Fn::Sub": text })
+}
+
+fn statements(doc: &Value) -> Vec<&Value> {
+    let s = list(&doc["Statement"]);
+    assert!(!s.is_empty(), "policy document has no statement: {doc}");
+    s
+}
+
+fn statement<'a>(doc: &'a Value, sid: &str) -> &'a Value {
+    statements(doc)
+        .into_iter()
+        .find(|s| s["Sid"] == sid)
+        .unwrap_or_else(|| panic!("no statement {sid} in {doc}"))
+}
+
+fn actions(statement: &Value) -> Vec<&str> {
+    strings(&statement["Action"])
+}
+
+fn is_allow(statement: &Value) -> bool {
+    statement["Effect"] == "Allow"
+}
+
+/// Every IAM policy document in the template, with where it sits.
+fn policy_documents() -> Vec<(String, &'static Value)> {
+    let resources = template()["Resources"]
+        .as_object()
+        .expect("Resources is a map");
+    let mut docs = Vec::new();
+    for (id, r) in resources {
+        let p = &r["Properties"];
+        match r["Type"].as_str().unwrap_or_default() {
+            "AWS::IAM::Role" => {
+                docs.push((format!("{id} trust policy"), &p["AssumeRolePolicyDocument"]));
+                for policy in list(&p["Policies"]) {
+                    let name = policy["PolicyName"].as_str().unwrap_or("?");
+                    docs.push((format!("{id} policy {name}"), &policy["PolicyDocument"]));
+                }
+            }
+            "AWS::IAM::Policy"
+            | "AWS::IAM::ManagedPolicy"
+            | "AWS::SNS::TopicPolicy"
+            | "AWS::S3::BucketPolicy"
+            | "AWS::SQS::QueuePolicy" => docs.push((id.clone(), &p["PolicyDocument"])),
+            _ => {}
+        }
+    }
+    docs
+}
+
+/// The Allow statements of a role's inline policies.
+fn role_allows(role: &str) -> Vec<&'static Value> {
+    list(&props(role)["Policies"])
+        .into_iter()
+        .flat_map(|p| statements(&p["PolicyDocument"]))
+        .filter(|s| is_allow(s))
+        .collect()
+}
+
+/// The one Allow statement of `role` that grants `action`.
+fn allow_for(role: &str, action: &str) -> &'static Value {
+    let found: Vec<_> = role_allows(role)
+        .into_iter()
+        .filter(|s| actions(s).contains(&action))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "{role} should grant {action} in exactly one statement: {found:?}"
+    );
+    found[0]
+}
+
+fn assert_service_trust(role: &str, service: &str) {
+    let trust = statements(&props(role)["AssumeRolePolicyDocument"]);
+    assert_eq!(trust.len(), 1, "{role} trusts one principal");
+    assert!(is_allow(trust[0]));
+    assert_eq!(
+        trust[0]["Principal"],
+        json!({ "Service": service }),
+        "{role} trust principal"
+    );
+    assert_eq!(actions(trust[0]), ["sts:AssumeRole"]);
+}
+
+// ------------------------------------------------------------------------------ the contract
+
+#[test]
+fn template_is_plain_yaml_in_long_form() {
+    fn find_tag(v: &serde_yaml::Value, at: &str) -> Option<String> {
+        match v {
+            serde_yaml::Value::Tagged(t) => Some(format!("{} at {at}", t.tag)),
+            serde_yaml::Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| find_tag(x, &format!("{at}[{i}]"))),
+            serde_yaml::Value::Mapping(m) => m.iter().find_map(|(k, x)| {
+                find_tag(k, at)
+                    .or_else(|| find_tag(x, &format!("{at}.{}", k.as_str().unwrap_or("?"))))
+            }),
+            _ => None,
+        }
+    }
+    let raw: serde_yaml::Value = serde_yaml::from_str(source()).expect("template is YAML");
+    assert_eq!(
+        find_tag(&raw, "$"),
+        None,
+        "use the long form (Ref:, Fn::Sub:) instead of tags"
+    );
+
+    let t = template();
+    assert_eq!(t["AWSTemplateFormatVersion"], "2010-09-09");
+    assert!(t["Description"]
+        .as_str()
+        .is_some_and(|d| d.contains("sgwatch")));
+    assert_eq!(t["Metadata"]["sgwatch"]["template-version"], json!(1));
+}
+
+#[test]
+fn parameters_match_the_installer_contract() {
+    const SEVERITIES: &[&str] = &["", "critical", "high", "medium", "low", "info"];
+    const BOOLS: &[&str] = &["true", "false"];
+    // (name, type, default (None: required), allowed values)
+    let contract: &[(&str, &str, Option<Value>, Option<&[&str]>)] = &[
+        ("Sender", "String", None, None),
+        ("SenderIdentity", "String", None, None),
+        ("FallbackRecipient", "String", Some(json!("")), None),
+        (
+            "AlwaysNotifyAt",
+            "String",
+            Some(json!("")),
+            Some(SEVERITIES),
+        ),
+        ("NotifyTag", "String", Some(json!("NotifyOnChange")), None),
+        ("OwnerTag", "String", Some(json!("OwnerDL")), None),
+        ("ResourceTypes", "String", Some(json!("")), None),
+        (
+            "NotifyOnRelationshipChanges",
+            "String",
+            Some(json!("false")),
+            Some(BOOLS),
+        ),
+        ("LookupActor", "String", Some(json!("true")), Some(BOOLS)),
+        (
+            "Architecture",
+            "String",
+            Some(json!("arm64")),
+            Some(&["arm64", "x86_64"]),
+        ),
+        ("ArtifactBucket", "String", None, None),
+        ("ArtifactKey", "String", None, None),
+        (
+            "EventSource",
+            "String",
+            Some(json!("sns")),
+            Some(&["sns", "eventbridge"]),
+        ),
+        ("LogRetentionDays", "Number", Some(json!(30)), None),
+    ];
+    let params = template()["Parameters"]
+        .as_object()
+        .expect("Parameters is a map");
+    for (name, kind, default, allowed) in contract {
+        let p = params
+            .get(*name)
+            .unwrap_or_else(|| panic!("parameter {name} is missing"));
+        assert_eq!(p["Type"], *kind, "type of {name}");
+        match default {
+            Some(d) => assert_eq!(&p["Default"], d, "default of {name}"),
+            None => assert!(p.get("Default").is_none(), "{name} is required: no default"),
+        }
+        if let Some(allowed) = allowed {
+            let declared: BTreeSet<_> = strings(&p["AllowedValues"]).into_iter().collect();
+            assert_eq!(
+                declared,
+                allowed.iter().copied().collect(),
+                "allowed values of {name}"
+            );
+        }
+    }
+    // A required parameter the installer does not know about would make every install fail.
+    for (name, p) in params {
+        if p.get("Default").is_none() {
+            assert!(
+                contract.iter().any(|(n, _, d, _)| n == name && d.is_none()),
+                "parameter {name} has no default but is not in the installer's contract"
+            );
+        }
+    }
+}
+
+#[test]
+fn resources_have_the_logical_ids_and_types_the_installer_expects() {
+    let expected = [
+        ("Topic", "AWS::SNS::Topic"),
+        ("TopicPolicy", "AWS::SNS::TopicPolicy"),
+        ("ConfigBucket", "AWS::S3::Bucket"),
+        ("ConfigBucketPolicy", "AWS::S3::BucketPolicy"),
+        ("ConfigRole", "AWS::IAM::Role"),
+        ("FailureQueue", "AWS::SQS::Queue"),
+        ("IdempotencyTable", "AWS::DynamoDB::Table"),
+        ("HandlerRole", "AWS::IAM::Role"),
+        ("LogGroup", "AWS::Logs::LogGroup"),
+        ("Function", "AWS::Lambda::Function"),
+        ("SnsPermission", "AWS::Lambda::Permission"),
+        ("EventRule", "AWS::Events::Rule"),
+        ("EventRulePermission", "AWS::Lambda::Permission"),
+        ("InvokeConfig", "AWS::Lambda::EventInvokeConfig"),
+    ];
+    for (id, kind) in expected {
+        assert_eq!(resource(id)["Type"], kind, "type of {id}");
+    }
+    let resources = template()["Resources"].as_object().unwrap();
+    assert_eq!(
+        resources.len(),
+        expected.len(),
+        "unexpected resources: {:?}",
+        resources.keys()
+    );
+}
+
+#[test]
+fn outputs_match_the_installer_contract() {
+    let expected = [
+        ("TopicArn", r#ref("Topic")),
+        ("ConfigBucketName", r#ref("ConfigBucket")),
+        ("ConfigRoleArn", get_att("ConfigRole", "Arn")),
+        ("FunctionName", r#ref("Function")),
+        ("FunctionArn", get_att("Function", "Arn")),
+        ("HandlerRoleArn", get_att("HandlerRole", "Arn")),
+        ("FailureQueueUrl", r#ref("FailureQueue")),
+        ("FailureQueueArn", get_att("FailureQueue", "Arn")),
+        ("IdempotencyTableName", r#ref("IdempotencyTable")),
+        ("LogGroupName", r#ref("LogGroup")),
+    ];
+    for (name, value) in expected {
+        assert_eq!(template()["Outputs"][name]["Value"], value, "output {name}");
+    }
+}
+
+#[test]
+fn checkov_suppressions_each_say_why() {
+    let mut count = 0;
+    for (id, r) in template()["Resources"].as_object().unwrap() {
+        for skip in list(&r["Metadata"]["checkov"]["skip"]) {
+            count += 1;
+            assert!(
+                skip["id"].as_str().is_some_and(|c| c.starts_with("CKV")),
+                "{id}: {skip}"
+            );
+            let why = skip["comment"].as_str().unwrap_or_default();
+            assert!(
+                why.len() >= 40,
+                "{id}: suppression {} needs a real reason",
+                skip["id"]
+            );
+        }
+    }
+    assert!(
+        count > 0,
+        "no suppression found: is the Metadata shape still checkov's?"
+    );
+}
+
+// ------------------------------------------------------------------------------ SNS
+
+#[test]
+fn topic_subscribes_the_function_inline_when_the_source_is_sns() {
+    // Inline because moto skips AWS::SNS::Subscription; none may sneak back in.
+    for (id, r) in template()["Resources"].as_object().unwrap() {
+        assert_ne!(
+            r["Type"], "AWS::SNS::Subscription",
+            "{id}: subscribe inline on the Topic"
+        );
+    }
+    assert_eq!(
+        props("Topic")["Subscription"],
+        json!({ "Fn::If": [
+            "SourceIsSns",
+            [{ "Protocol": "lambda", "Endpoint": get_att("Function", "Arn") }],
+            r#ref("AWS::NoValue"),
+        ]})
+    );
+    let conditions = &template()["Conditions"];
+    assert_eq!(
+        conditions["SourceIsSns"],
+        json!({ "Fn::Equals": [r#ref("EventSource"), "sns"] })
+    );
+    assert_eq!(
+        conditions["SourceIsEventBridge"],
+        json!({ "Fn::Equals": [r#ref("EventSource"), "eventbridge"] })
+    );
+}
+
+#[test]
+fn topic_is_unencrypted_because_config_cannot_publish_to_encrypted_topics() {
+    // The AWS Config developer guide, "Permissions for the Amazon SNS Topic": "AWS Config does
+    // not support encrypted Amazon SNS topics". Encrypting it would lose every notification.
+    assert!(props("Topic").get("KmsMasterKeyId").is_none());
+}
+
+#[test]
+fn topic_policy_lets_only_this_accounts_config_publish() {
+    let p = props("TopicPolicy");
+    assert_eq!(p["Topics"], json!([r#ref("Topic")]));
+    let all = statements(&p["PolicyDocument"]);
+    assert_eq!(all.len(), 1, "one statement: {all:?}");
+    let s = all[0];
+    assert!(is_allow(s));
+    assert_eq!(s["Principal"], json!({ "Service": "config.amazonaws.com" }));
+    assert_eq!(actions(s), ["sns:Publish"]);
+    assert_eq!(s["Resource"], r#ref("Topic"));
+    assert_eq!(
+        s["Condition"],
+        json!({ "StringEquals": { "AWS:SourceAccount": r#ref("AWS::AccountId") } })
+    );
+}
+
+// ------------------------------------------------------------------------------ S3
+
+#[test]
+fn config_bucket_blocks_public_access_and_is_encrypted_and_versioned() {
+    let p = props("ConfigBucket");
+    let block = &p["PublicAccessBlockConfiguration"];
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[flag], json!(true), "{flag}");
+    }
+    let rules = list(&p["BucketEncryption"]["ServerSideEncryptionConfiguration"]);
+    assert!(!rules.is_empty(), "no default encryption");
+    for rule in rules {
+        let algorithm = &rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"];
+        assert!(
+            algorithm == "AES256" || algorithm == "aws:kms",
+            "SSE algorithm {algorithm}"
+        );
+    }
+    assert_eq!(p["VersioningConfiguration"]["Status"], "Enabled");
+    assert_eq!(
+        p["OwnershipControls"]["Rules"],
+        json!([{ "ObjectOwnership": "BucketOwnerEnforced" }])
+    );
+}
+
+#[test]
+fn config_bucket_policy_is_the_one_aws_config_documents() {
+    let p = props("ConfigBucketPolicy");
+    assert_eq!(p["Bucket"], r#ref("ConfigBucket"));
+    let doc = &p["PolicyDocument"];
+    let this_account = json!({ "AWS:SourceAccount": r#ref("AWS::AccountId") });
+    let bucket = get_att("ConfigBucket", "Arn");
+
+    for (sid, action) in [
+        ("AWSConfigBucketPermissionsCheck", "s3:GetBucketAcl"),
+        ("AWSConfigBucketExistenceCheck", "s3:ListBucket"),
+    ] {
+        let s = statement(doc, sid);
+        assert!(is_allow(s), "{sid}");
+        assert_eq!(
+            s["Principal"],
+            json!({ "Service": "config.amazonaws.com" }),
+            "{sid}"
+        );
+        assert_eq!(actions(s), [action], "{sid}");
+        assert_eq!(s["Resource"], bucket, "{sid}");
+        assert_eq!(
+            s["Condition"],
+            json!({ "StringEquals": this_account }),
+            "{sid}"
+        );
+    }
+
+    let s = statement(doc, "AWSConfigBucketDelivery");
+    assert!(is_allow(s));
+    assert_eq!(s["Principal"], json!({ "Service": "config.amazonaws.com" }));
+    assert_eq!(actions(s), ["s3:PutObject"]);
+    assert_eq!(
+        s["Resource"],
+        sub("${ConfigBucket.Arn}/AWSLogs/${AWS::AccountId}/Config/*")
+    );
+    assert_eq!(
+        s["Condition"]["StringEquals"]["s3:x-amz-acl"],
+        "bucket-owner-full-control"
+    );
+    assert_eq!(
+        s["Condition"]["StringEquals"]["AWS:SourceAccount"],
+        r#ref("AWS::AccountId")
+    );
+}
+
+#[test]
+fn config_bucket_policy_denies_plain_http() {
+    let doc = &props("ConfigBucketPolicy")["PolicyDocument"];
+    let deny = statements(doc)
+        .into_iter()
+        .find(|s| {
+            s["Effect"] == "Deny" && s["Condition"]["Bool"].get("aws:SecureTransport").is_some()
+        })
+        .expect("a Deny on aws:SecureTransport");
+    let secure = &deny["Condition"]["Bool"]["aws:SecureTransport"];
+    assert!(
+        secure == "false" || secure == &json!(false),
+        "denies when SecureTransport is false"
+    );
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(actions(deny), ["s3:*"]);
+    let resources: Vec<_> = list(&deny["Resource"]).into_iter().cloned().collect();
+    assert!(
+        resources.contains(&get_att("ConfigBucket", "Arn")),
+        "covers the bucket"
+    );
+    assert!(
+        resources.contains(&sub("${ConfigBucket.Arn}/*")),
+        "covers its objects"
+    );
+}
+
+// ------------------------------------------------------------------------------ least privilege
+
+#[test]
+fn no_allow_statement_grants_a_wildcard_action() {
+    let docs = policy_documents();
+    let places: Vec<_> = docs.iter().map(|(place, _)| place.as_str()).collect();
+    for expected in [
+        "ConfigRole policy deliver",
+        "HandlerRole policy handler",
+        "TopicPolicy",
+        "ConfigBucketPolicy",
+    ] {
+        assert!(
+            places.contains(&expected),
+            "{expected} not scanned; scanned {places:?}"
+        );
+    }
+    let mut allows = 0;
+    for (place, doc) in docs {
+        for s in statements(doc) {
+            match s["Effect"].as_str() {
+                Some("Allow") => {
+                    allows += 1;
+                    assert!(
+                        s.get("NotAction").is_none(),
+                        "{place}: Allow with NotAction"
+                    );
+                    assert!(
+                        s.get("NotResource").is_none(),
+                        "{place}: Allow with NotResource"
+                    );
+                    assert_ne!(s["Principal"], "*", "{place}: Allow to everyone");
+                    for action in actions(s) {
+                        assert!(
+                            !action.contains('*'),
+                            "{place}: Allow of wildcard action {action}"
+                        );
+                    }
+                }
+                Some("Deny") => {}
+                other => panic!("{place}: statement with Effect {other:?}"),
+            }
+        }
+    }
+    assert!(allows >= 12, "only {allows} Allow statements found");
+}
+
+#[test]
+fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
+    // LookupEvents has no resource-level permissions; everything else names its resource.
+    for (place, doc) in policy_documents() {
+        for s in statements(doc).into_iter().filter(|s| is_allow(s)) {
+            if list(&s["Resource"]).iter().any(|r| *r == "*") {
+                assert_eq!(
+                    actions(s),
+                    ["cloudtrail:LookupEvents"],
+                    "{place}: Resource \"*\""
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn config_role_can_deliver_to_the_stacks_bucket_and_topic_only() {
+    assert_service_trust("ConfigRole", "config.amazonaws.com");
+    let trust = statements(&props("ConfigRole")["AssumeRolePolicyDocument"]);
+    assert_eq!(
+        trust[0]["Condition"]["StringEquals"]["AWS:SourceAccount"],
+        r#ref("AWS::AccountId")
+    );
+    assert_eq!(
+        props("ConfigRole")["ManagedPolicyArns"],
+        json!([sub(
+            "arn:${AWS::Partition}:iam::aws:policy/service-role/AWS_ConfigRole"
+        )])
+    );
+
+    let granted: BTreeSet<_> = role_allows("ConfigRole")
+        .into_iter()
+        .flat_map(actions)
+        .collect();
+    let expected: BTreeSet<_> = [
+        "s3:PutObject",
+        "s3:PutObjectAcl",
+        "s3:GetBucketAcl",
+        "sns:Publish",
+    ]
+    .into();
+    assert_eq!(granted, expected);
+
+    let put = allow_for("ConfigRole", "s3:PutObject");
+    assert_eq!(actions(put), ["s3:PutObject", "s3:PutObjectAcl"]);
+    assert_eq!(
+        put["Resource"],
+        sub("${ConfigBucket.Arn}/AWSLogs/${AWS::AccountId}/*")
+    );
+    assert_eq!(
+        allow_for("ConfigRole", "s3:GetBucketAcl")["Resource"],
+        get_att("ConfigBucket", "Arn")
+    );
+    assert_eq!(
+        allow_for("ConfigRole", "sns:Publish")["Resource"],
+        r#ref("Topic")
+    );
+}
+
+#[test]
+fn handler_role_grants_exactly_what_the_handler_calls() {
+    assert_service_trust("HandlerRole", "lambda.amazonaws.com");
+    // A managed policy (AWSLambdaBasicExecutionRole) would add logs:CreateLogGroup on "*".
+    assert!(
+        props("HandlerRole").get("ManagedPolicyArns").is_none(),
+        "no managed policies"
+    );
+
+    let expected = [
+        ("logs:CreateLogStream", sub(LOG_STREAMS_ARN)),
+        ("logs:PutLogEvents", sub(LOG_STREAMS_ARN)),
+        ("ses:SendEmail", sub(SENDER_IDENTITY_ARN)),
+        ("s3:GetObject", sub("${ConfigBucket.Arn}/AWSLogs/*")),
+        ("cloudtrail:LookupEvents", json!("*")),
+        ("sqs:SendMessage", get_att("FailureQueue", "Arn")),
+        ("dynamodb:PutItem", get_att("IdempotencyTable", "Arn")),
+        ("dynamodb:DeleteItem", get_att("IdempotencyTable", "Arn")),
+    ];
+    let granted: BTreeSet<_> = role_allows("HandlerRole")
+        .into_iter()
+        .flat_map(actions)
+        .collect();
+    assert_eq!(
+        granted,
+        expected.iter().map(|(a, _)| *a).collect(),
+        "actions of HandlerRole"
+    );
+    for (action, resource) in expected {
+        assert_eq!(
+            allow_for("HandlerRole", action)["Resource"],
+            resource,
+            "resource of {action}"
+        );
+    }
+}
+
+#[test]
+fn handler_may_send_mail_only_from_the_sender_through_its_identity() {
+    let s = allow_for("HandlerRole", "ses:SendEmail");
+    assert_eq!(actions(s), ["ses:SendEmail"]);
+    assert_eq!(s["Resource"], sub(SENDER_IDENTITY_ARN));
+    assert_eq!(
+        s["Condition"],
+        json!({ "StringEquals": { "ses:FromAddress": r#ref("Sender") } })
+    );
+}
+
+// ------------------------------------------------------------------------------ Lambda
+
+#[test]
+fn every_lambda_permission_names_its_source_arn_and_account() {
+    let mut seen = Vec::new();
+    for (id, r) in template()["Resources"].as_object().unwrap() {
+        if r["Type"] == "AWS::Lambda::Permission" {
+            let p = &r["Properties"];
+            assert_eq!(p["Action"], "lambda:InvokeFunction", "{id}");
+            assert_eq!(p["FunctionName"], get_att("Function", "Arn"), "{id}");
+            assert!(p["SourceArn"].is_object(), "{id} has no SourceArn");
+            assert_eq!(p["SourceAccount"], r#ref("AWS::AccountId"), "{id}");
+            seen.push(id.as_str());
+        }
+    }
+    assert_eq!(seen, ["EventRulePermission", "SnsPermission"]);
+
+    assert_eq!(resource("SnsPermission")["Condition"], "SourceIsSns");
+    assert_eq!(props("SnsPermission")["Principal"], "sns.amazonaws.com");
+    assert_eq!(props("SnsPermission")["SourceArn"], r#ref("Topic"));
+
+    assert_eq!(
+        resource("EventRulePermission")["Condition"],
+        "SourceIsEventBridge"
+    );
+    assert_eq!(
+        props("EventRulePermission")["Principal"],
+        "events.amazonaws.com"
+    );
+    assert_eq!(
+        props("EventRulePermission")["SourceArn"],
+        get_att("EventRule", "Arn")
+    );
+}
+
+#[test]
+fn failed_invocations_land_in_the_failure_queue() {
+    let p = props("InvokeConfig");
+    assert_eq!(p["FunctionName"], r#ref("Function"));
+    assert_eq!(p["Qualifier"], "$LATEST");
+    assert_eq!(p["MaximumRetryAttempts"], json!(2));
+    assert_eq!(p["MaximumEventAgeInSeconds"], json!(21600));
+    assert_eq!(
+        p["DestinationConfig"]["OnFailure"]["Destination"],
+        get_att("FailureQueue", "Arn")
+    );
+
+    let q = props("FailureQueue");
+    assert_eq!(q["SqsManagedSseEnabled"], json!(true));
+    assert_eq!(q["MessageRetentionPeriod"], json!(1_209_600));
+}
+
+#[test]
+fn function_gets_every_setting_from_the_parameters() {
+    let p = props("Function");
+    let vars = p["Environment"]["Variables"]
+        .as_object()
+        .expect("environment variables");
+    let expected = [
+        ("SGWATCH_SENDER", r#ref("Sender")),
+        ("SGWATCH_FALLBACK_RECIPIENT", r#ref("FallbackRecipient")),
+        ("SGWATCH_ALWAYS_NOTIFY_AT", r#ref("AlwaysNotifyAt")),
+        ("SGWATCH_NOTIFY_TAG", r#ref("NotifyTag")),
+        ("SGWATCH_OWNER_TAG", r#ref("OwnerTag")),
+        ("SGWATCH_RESOURCE_TYPES", r#ref("ResourceTypes")),
+        (
+            "SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES",
+            r#ref("NotifyOnRelationshipChanges"),
+        ),
+        ("SGWATCH_LOOKUP_ACTOR", r#ref("LookupActor")),
+        ("SGWATCH_IDEMPOTENCY_TABLE", r#ref("IdempotencyTable")),
+        ("RUST_LOG", json!("info")),
+    ];
+    for (name, value) in &expected {
+        assert_eq!(vars.get(*name), Some(value), "environment variable {name}");
+    }
+    assert_eq!(
+        vars.len(),
+        expected.len(),
+        "unexpected variables: {:?}",
+        vars.keys()
+    );
+}
+
+#[test]
+fn function_runs_the_uploaded_zip_with_its_own_role() {
+    let r = resource("Function");
+    assert_eq!(
+        strings(&r["DependsOn"]),
+        ["LogGroup"],
+        "logs need their group and retention first"
+    );
+    let p = &r["Properties"];
+    assert_eq!(p["FunctionName"], sub("${AWS::StackName}-handler"));
+    assert_eq!(p["Runtime"], "provided.al2023");
+    assert_eq!(p["Handler"], "bootstrap");
+    assert_eq!(p["Architectures"], json!([r#ref("Architecture")]));
+    assert_eq!(
+        p["Code"],
+        json!({ "S3Bucket": r#ref("ArtifactBucket"), "S3Key": r#ref("ArtifactKey") })
+    );
+    assert_eq!(p["MemorySize"], json!(128));
+    assert_eq!(p["Timeout"], json!(60));
+    assert_eq!(p["Role"], get_att("HandlerRole", "Arn"));
+    assert!(
+        p.get("DeadLetterConfig").is_none(),
+        "failures go through InvokeConfig"
+    );
+}
+
+#[test]
+fn log_group_is_the_functions_and_expires() {
+    let p = props("LogGroup");
+    // Lambda writes to /aws/lambda/<function name>; the two names must stay in step.
+    assert_eq!(
+        p["LogGroupName"],
+        sub("/aws/lambda/${AWS::StackName}-handler")
+    );
+    assert_eq!(
+        props("Function")["FunctionName"],
+        sub("${AWS::StackName}-handler")
+    );
+    assert_eq!(p["RetentionInDays"], r#ref("LogRetentionDays"));
+}
+
+#[test]
+fn idempotency_table_expires_its_items_and_is_recoverable() {
+    let p = props("IdempotencyTable");
+    assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    assert_eq!(
+        p["KeySchema"],
+        json!([{ "AttributeName": "pk", "KeyType": "HASH" }])
+    );
+    assert_eq!(
+        p["AttributeDefinitions"],
+        json!([{ "AttributeName": "pk", "AttributeType": "S" }])
+    );
+    assert_eq!(
+        p["TimeToLiveSpecification"],
+        json!({ "AttributeName": "expires_at", "Enabled": true })
+    );
+    assert_eq!(
+        p["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        json!(true)
+    );
+    assert_eq!(p["SSESpecification"]["SSEEnabled"], json!(true));
+}
+
+#[test]
+fn event_rule_sends_security_group_changes_to_the_function() {
+    assert_eq!(resource("EventRule")["Condition"], "SourceIsEventBridge");
+    let p = props("EventRule");
+    assert_eq!(
+        p["EventPattern"],
+        json!({
+            "source": ["aws.config"],
+            "detail-type": ["Config Configuration Item Change"],
+            "detail": { "configurationItem": { "resourceType": ["AWS::EC2::SecurityGroup"] } },
+        })
+    );
+    let targets = list(&p["Targets"]);
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"], get_att("Function", "Arn"));
+}
