@@ -33,6 +33,7 @@ sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _here]
 
 from moto.moto_server import threaded_moto_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.cloudformation.models import CloudFormationBackend
 from moto.server import ThreadedMotoServer
 from moto.ses.models import Message, RawMessage, ses_backends
 from moto.sesv2.responses import SESV2Response
@@ -60,6 +61,32 @@ def _note_simple_bodies(send_email):
 
 
 SESV2Response.send_email = _note_simple_bodies(SESV2Response.send_email)
+
+
+# moto builds a stack's outputs once, from the template it had when the stack object was made,
+# and a stack made by a CREATE change set starts with an empty template: after executing a change
+# set, DescribeStacks would list no outputs (and stale ones after an UPDATE). AWS re-evaluates them;
+# so does this, so that `sgwatch install` (which deploys through change sets) reads its outputs.
+def _refresh_outputs_after(execute_change_set):
+    def wrapper(self, change_set_name, stack_name=None):
+        execute_change_set(self, change_set_name, stack_name)
+        change_set = self.change_sets.get(change_set_name) or next(
+            (c for c in self.change_sets.values()
+             if c.change_set_name == change_set_name
+             and stack_name in (None, c.stack_name, c.stack_id)),
+            None,
+        )
+        if change_set is not None:
+            stack = self.stacks[change_set.stack_id]
+            stack._parse_template()
+            stack.description = stack.template_dict.get("Description")
+            stack.output_map = stack._create_output_map()
+
+    return wrapper
+
+
+CloudFormationBackend.execute_change_set = _refresh_outputs_after(
+    CloudFormationBackend.execute_change_set)
 
 
 def _flatten(destinations) -> list[str]:
