@@ -3,7 +3,8 @@
 //!
 //! The decision path (`message` → `decide` (with `rules`, `severity`, `recipients`) → `render`)
 //! is pure and shared with `sgwatch explain`; the AWS calls live at the edge (`actor`, `mail`,
-//! `oversized`) and `process` ties them together for one Lambda invocation.
+//! `oversized`) and `process` ties them together for one Lambda invocation. `synth` builds the
+//! notifications AWS Config would send, for the demo and the end-to-end tests.
 
 pub mod actor;
 pub mod aws;
@@ -19,3 +20,4 @@ pub mod render;
 pub mod rules;
 pub mod settings;
 pub mod severity;
+pub mod synth;
