@@ -1,0 +1,687 @@
+//! `sgwatch install`, `status` and `teardown` against a moto server, as a user runs them: the
+//! real binary, checked through each service's own API (moto's CloudFormation reports types it
+//! skips as created, so the stack status alone proves nothing).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_config::SdkConfig;
+use sgwatch_tests::Moto;
+
+const SENDER: &str = "alerts@example.com";
+
+/// A fake handler zip: moto's Lambda cannot run code, so only the shape matters.
+fn handler_zip(dir: &Path) -> PathBuf {
+    let path = dir.join("bootstrap.zip");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut z = zip::ZipWriter::new(file);
+    z.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    std::io::Write::write_all(&mut z, b"#!/bin/sh\n").unwrap();
+    z.finish().unwrap();
+    path
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sgwatch-it-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `sgwatch` against `endpoint`; returns its output and the calls it made.
+fn sgwatch(endpoint: &str, dir: &Path, args: &[&str]) -> (Output, Vec<String>) {
+    let log = dir.join(format!(
+        "calls-{}.log",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env("SGWATCH_CALL_LOG", &log)
+        .output()
+        .unwrap();
+    let calls = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (out, calls)
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn install_args(zip: &Path) -> Vec<String> {
+    [
+        "install",
+        "--sender",
+        SENDER,
+        "--handler-zip",
+        zip.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn run(moto: &Moto, dir: &Path, args: &[String]) -> (Output, Vec<String>) {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    sgwatch(&moto.endpoint, dir, &refs)
+}
+
+/// Everything install could create, by name.
+async fn census(config: &SdkConfig) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let s3 = sgwatch_handler::aws::s3_client(config);
+    for b in s3.list_buckets().send().await.unwrap().buckets() {
+        out.insert(format!("bucket {}", b.name().unwrap()));
+    }
+    for s in aws_sdk_cloudformation::Client::new(config)
+        .list_stacks()
+        .send()
+        .await
+        .unwrap()
+        .stack_summaries()
+    {
+        if s.stack_status().map(|s| s.as_str()) != Some("DELETE_COMPLETE") {
+            out.insert(format!("stack {}", s.stack_name().unwrap()));
+        }
+    }
+    for f in aws_sdk_lambda::Client::new(config)
+        .list_functions()
+        .send()
+        .await
+        .unwrap()
+        .functions()
+    {
+        out.insert(format!("function {}", f.function_name().unwrap()));
+    }
+    for t in aws_sdk_sns::Client::new(config)
+        .list_topics()
+        .send()
+        .await
+        .unwrap()
+        .topics()
+    {
+        out.insert(format!("topic {}", t.topic_arn().unwrap()));
+    }
+    for s in aws_sdk_sns::Client::new(config)
+        .list_subscriptions()
+        .send()
+        .await
+        .unwrap()
+        .subscriptions()
+    {
+        out.insert(format!(
+            "subscription {} -> {}",
+            s.topic_arn().unwrap_or(""),
+            s.endpoint().unwrap_or("")
+        ));
+    }
+    for q in aws_sdk_sqs::Client::new(config)
+        .list_queues()
+        .send()
+        .await
+        .unwrap()
+        .queue_urls()
+    {
+        out.insert(format!("queue {q}"));
+    }
+    for r in aws_sdk_iam::Client::new(config)
+        .list_roles()
+        .send()
+        .await
+        .unwrap()
+        .roles()
+    {
+        out.insert(format!("role {}", r.role_name()));
+    }
+    for t in aws_sdk_dynamodb::Client::new(config)
+        .list_tables()
+        .send()
+        .await
+        .unwrap()
+        .table_names()
+    {
+        out.insert(format!("table {t}"));
+    }
+    let cfg = aws_sdk_config::Client::new(config);
+    for r in cfg
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .unwrap()
+        .configuration_recorders()
+    {
+        out.insert(format!(
+            "recorder {} {:?}",
+            r.name().unwrap_or(""),
+            r.recording_group()
+        ));
+    }
+    for c in cfg
+        .describe_delivery_channels()
+        .send()
+        .await
+        .unwrap()
+        .delivery_channels()
+    {
+        out.insert(format!(
+            "channel {} {:?} {:?}",
+            c.name().unwrap_or(""),
+            c.s3_bucket_name(),
+            c.sns_topic_arn()
+        ));
+    }
+    out
+}
+
+fn writes(calls: &[String]) -> Vec<&String> {
+    calls.iter().filter(|c| c.starts_with("WRITE")).collect()
+}
+
+#[tokio::test]
+async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("fresh");
+    let zip = handler_zip(&dir);
+
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!writes(&calls).is_empty());
+    let shown = text(&out);
+    assert!(
+        shown.contains("CREATE_COMPLETE"),
+        "stack events are shown: {shown}"
+    );
+
+    // The function, its settings and its role.
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let f = lambda
+        .get_function_configuration()
+        .function_name("sgwatch-handler")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(f.runtime().map(|r| r.as_str()), Some("provided.al2023"));
+    assert_eq!(f.handler(), Some("bootstrap"));
+    let env = f.environment().unwrap().variables().unwrap();
+    assert_eq!(env["SGWATCH_SENDER"], SENDER);
+    let function_arn = f.function_arn().unwrap().to_owned();
+    let role_name = f.role().unwrap().rsplit('/').next().unwrap().to_owned();
+    let iam = aws_sdk_iam::Client::new(&config);
+    let policies = iam
+        .list_role_policies()
+        .role_name(&role_name)
+        .send()
+        .await
+        .unwrap();
+    let mut documents = String::new();
+    for p in policies.policy_names() {
+        let doc = iam
+            .get_role_policy()
+            .role_name(&role_name)
+            .policy_name(p)
+            .send()
+            .await
+            .unwrap();
+        documents.push_str(&doc.policy_document().to_owned());
+    }
+    let documents = documents
+        .replace("%3A", ":")
+        .replace("%2A", "*")
+        .replace("%22", "\"");
+    assert!(
+        documents.contains("ses:SendEmail") && documents.contains("ses:FromAddress"),
+        "{documents}"
+    );
+    assert!(documents.contains("cloudtrail:LookupEvents"));
+
+    // Config: recorder records security groups and records; channel → bucket and topic.
+    let cfg = aws_sdk_config::Client::new(&config);
+    let recorders = cfg.describe_configuration_recorders().send().await.unwrap();
+    let recorder = &recorders.configuration_recorders()[0];
+    let types: Vec<&str> = recorder
+        .recording_group()
+        .unwrap()
+        .resource_types()
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(types, ["AWS::EC2::SecurityGroup"]);
+    let status = cfg
+        .describe_configuration_recorder_status()
+        .send()
+        .await
+        .unwrap();
+    assert!(status.configuration_recorders_status()[0].recording());
+    let channels = cfg.describe_delivery_channels().send().await.unwrap();
+    let channel = &channels.delivery_channels()[0];
+    let bucket = channel.s3_bucket_name().unwrap();
+    let topic = channel.sns_topic_arn().unwrap();
+    let s3 = sgwatch_handler::aws::s3_client(&config);
+    s3.head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("the Config bucket exists");
+
+    // Topic → subscription → function.
+    let subs = aws_sdk_sns::Client::new(&config)
+        .list_subscriptions_by_topic()
+        .topic_arn(topic)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        subs.subscriptions()
+            .iter()
+            .any(|s| s.protocol() == Some("lambda") && s.endpoint() == Some(function_arn.as_str())),
+        "{subs:?}"
+    );
+    // The handler zip, by content hash.
+    let listed = s3
+        .list_objects_v2()
+        .bucket("sgwatch-artifacts-123456789012-us-east-1")
+        .prefix("handler/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 1);
+
+    // Again: "no changes" and not a single mutating call.
+    let before = census(&config).await;
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        writes(&calls),
+        Vec::<&String>::new(),
+        "a no-op install made mutating calls"
+    );
+    assert_eq!(census(&config).await, before);
+
+    // status: all ok, exit 0.
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+}
+
+#[tokio::test]
+async fn teardown_leaves_the_account_as_it_found_it_and_is_safe_twice() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("census");
+    let zip = handler_zip(&dir);
+    let before = census(&config).await;
+    let (out, _) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_ne!(census(&config).await, before);
+
+    let (out, _) = run(&moto, &dir, &["teardown".to_owned()]);
+    assert!(
+        !out.status.success(),
+        "teardown without --yes on a pipe must refuse"
+    );
+    assert!(text(&out).contains("--yes"));
+    let (out, _) = run(&moto, &dir, &["teardown".to_owned(), "--yes".to_owned()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(census(&config).await, before);
+    let (out, calls) = run(&moto, &dir, &["teardown".to_owned(), "--yes".to_owned()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to remove"));
+    assert_eq!(writes(&calls), Vec::<&String>::new());
+    // status now says what is missing and fails.
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("run `sgwatch install`"));
+}
+
+#[tokio::test]
+async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("adopt");
+    let zip = handler_zip(&dir);
+    // An organisation baseline: its own bucket, topic, recorder and channel.
+    let s3 = sgwatch_handler::aws::s3_client(&config);
+    s3.create_bucket()
+        .bucket("org-config-history")
+        .send()
+        .await
+        .unwrap();
+    let topic = aws_sdk_sns::Client::new(&config)
+        .create_topic()
+        .name("org-config")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
+    let cfg = aws_sdk_config::Client::new(&config);
+    use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
+    cfg.put_configuration_recorder()
+        .configuration_recorder(
+            ConfigurationRecorder::builder()
+                .name("org-baseline")
+                .role_arn("arn:aws:iam::123456789012:role/org-config")
+                .recording_group(
+                    RecordingGroup::builder()
+                        .all_supported(true)
+                        .include_global_resource_types(true)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.put_delivery_channel()
+        .delivery_channel(
+            DeliveryChannel::builder()
+                .name("org-channel")
+                .s3_bucket_name("org-config-history")
+                .sns_topic_arn(&topic)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.start_configuration_recorder()
+        .configuration_recorder_name("org-baseline")
+        .send()
+        .await
+        .unwrap();
+    let recorder_before = format!(
+        "{:?}",
+        cfg.describe_configuration_recorders()
+            .send()
+            .await
+            .unwrap()
+            .configuration_recorders()
+    );
+    let channel_before = format!(
+        "{:?}",
+        cfg.describe_delivery_channels()
+            .send()
+            .await
+            .unwrap()
+            .delivery_channels()
+    );
+
+    let (out, _) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "subscribed the handler to the adopted channel's topic {topic}"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        format!(
+            "{:?}",
+            cfg.describe_configuration_recorders()
+                .send()
+                .await
+                .unwrap()
+                .configuration_recorders()
+        ),
+        recorder_before
+    );
+    assert_eq!(
+        format!(
+            "{:?}",
+            cfg.describe_delivery_channels()
+                .send()
+                .await
+                .unwrap()
+                .delivery_channels()
+        ),
+        channel_before
+    );
+    let status = cfg
+        .describe_configuration_recorder_status()
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        status.configuration_recorders_status()[0].recording(),
+        "install never stops an adopted recorder"
+    );
+    let subs = aws_sdk_sns::Client::new(&config)
+        .list_subscriptions_by_topic()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .unwrap();
+    assert!(subs.subscriptions().iter().any(|s| s
+        .endpoint()
+        .is_some_and(|e| e.ends_with(":function:sgwatch-handler"))));
+
+    let (out, _) = run(&moto, &dir, &install_args(&zip));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        text(&out)
+    );
+
+    let (out, _) = run(&moto, &dir, &["teardown".to_owned(), "--yes".to_owned()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("kept configuration recorder org-baseline"));
+    assert_eq!(
+        format!(
+            "{:?}",
+            cfg.describe_configuration_recorders()
+                .send()
+                .await
+                .unwrap()
+                .configuration_recorders()
+        ),
+        recorder_before
+    );
+    assert_eq!(
+        format!(
+            "{:?}",
+            cfg.describe_delivery_channels()
+                .send()
+                .await
+                .unwrap()
+                .delivery_channels()
+        ),
+        channel_before
+    );
+    s3.head_bucket()
+        .bucket("org-config-history")
+        .send()
+        .await
+        .expect("the organisation's bucket is untouched");
+    let subs = aws_sdk_sns::Client::new(&config)
+        .list_subscriptions_by_topic()
+        .topic_arn(&topic)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        subs.subscriptions().is_empty(),
+        "the handler's subscription is gone: {subs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_recorder_without_security_groups_stops_install_unless_extend_is_asked() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("extend");
+    let zip = handler_zip(&dir);
+    let cfg = aws_sdk_config::Client::new(&config);
+    use aws_sdk_config::types::{ConfigurationRecorder, RecordingGroup, ResourceType};
+    cfg.put_configuration_recorder()
+        .configuration_recorder(
+            ConfigurationRecorder::builder()
+                .name("org-baseline")
+                .role_arn("arn:aws:iam::123456789012:role/org-config")
+                .recording_group(
+                    RecordingGroup::builder()
+                        .all_supported(false)
+                        .resource_types(ResourceType::from("AWS::EC2::Instance"))
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = census(&config).await;
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("does not record AWS::EC2::SecurityGroup")
+            && text(&out).contains("--extend-recorder"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(writes(&calls), Vec::<&String>::new());
+    assert_eq!(census(&config).await, before);
+
+    let mut args = install_args(&zip);
+    args.push("--extend-recorder".into());
+    let (out, _) = run(&moto, &dir, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = cfg.describe_configuration_recorders().send().await.unwrap();
+    let types: Vec<&str> = r.configuration_recorders()[0]
+        .recording_group()
+        .unwrap()
+        .resource_types()
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(types, ["AWS::EC2::Instance", "AWS::EC2::SecurityGroup"]);
+}
+
+#[tokio::test]
+async fn an_unverified_sender_stops_install_before_anything_is_created() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    let dir = scratch("unverified");
+    let zip = handler_zip(&dir);
+    let before = census(&config).await;
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert_eq!(out.status.code(), Some(2));
+    let t = text(&out);
+    assert!(t.contains("the SES sender alerts@example.com is not verified in account 123456789012 in us-east-1"), "{t}");
+    assert!(
+        t.contains("aws sesv2 create-email-identity --email-identity alerts@example.com"),
+        "{t}"
+    );
+    assert_eq!(writes(&calls), Vec::<&String>::new());
+    assert_eq!(census(&config).await, before);
+}
+
+#[test]
+fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
+    let dir = scratch("flags");
+    let zip = handler_zip(&dir);
+    std::fs::write(dir.join("not.zip"), b"PK? no").unwrap();
+    let zip = zip.to_str().unwrap().to_owned();
+    let notzip = dir.join("not.zip").to_str().unwrap().to_owned();
+    // A closed port: any AWS call would show in the call log.
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "install",
+                "--sender",
+                "not-an-address",
+                "--handler-zip",
+                &zip,
+            ],
+            "--sender \"not-an-address\" is not an email address",
+        ),
+        (
+            vec!["install", "--sender", SENDER, "--handler-zip", &notzip],
+            "is not a zip file",
+        ),
+        (
+            vec![
+                "install",
+                "--sender",
+                SENDER,
+                "--handler-zip",
+                "/nonexistent.zip",
+            ],
+            "cannot read the handler zip /nonexistent.zip",
+        ),
+        (
+            vec![
+                "install",
+                "--sender",
+                SENDER,
+                "--handler-zip",
+                &zip,
+                "--always-notify-at",
+                "severe",
+                "--fallback-recipient",
+                "a@example.com",
+            ],
+            "SGWATCH_ALWAYS_NOTIFY_AT",
+        ),
+        (
+            vec![
+                "install",
+                "--sender",
+                SENDER,
+                "--handler-zip",
+                &zip,
+                "--stack-name",
+                "9 bad",
+            ],
+            "--stack-name \"9 bad\" is invalid",
+        ),
+        (
+            vec![
+                "plan",
+                "--sender",
+                SENDER,
+                "--handler-zip",
+                &zip,
+                "--fallback-recipient",
+                "nope",
+            ],
+            "SGWATCH_FALLBACK_RECIPIENT",
+        ),
+        (
+            vec!["install", "--sender", SENDER, "--arch", "sparc"],
+            "invalid value 'sparc'",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (out, calls) = sgwatch("http://127.0.0.1:9", &dir, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+        assert!(calls.is_empty(), "{args:?} called AWS: {calls:?}");
+    }
+}
