@@ -241,7 +241,7 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
             .send()
             .await
             .unwrap();
-        documents.push_str(&doc.policy_document().to_owned());
+        documents.push_str(doc.policy_document());
     }
     let documents = documents
         .replace("%3A", ":")
