@@ -1,0 +1,329 @@
+//! `sgwatch rollout` over several accounts and regions of one moto server (moto acts in the
+//! account of the role assumed), each target checked through its own APIs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use sgwatch_tests::{role_arn, Moto};
+
+const SENDER: &str = "alerts@example.com";
+const ACCOUNTS: [&str; 4] = [
+    "111111111111",
+    "222222222222",
+    "333333333333",
+    "444444444444",
+];
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+const ROLE: &str = "OrganizationAccountAccessRole";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sgwatch-rollout-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn handler_zip(dir: &Path) -> PathBuf {
+    let path = dir.join("bootstrap.zip");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    z.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    z.finish().unwrap();
+    path
+}
+
+fn targets_file(dir: &Path, accounts: &[&str]) -> PathBuf {
+    let mut yaml = format!(
+        "defaults:\n  role_name: {ROLE}\n  regions: [{}]\n  sender: {SENDER}\ntargets:\n",
+        REGIONS.join(", ")
+    );
+    for a in accounts {
+        yaml.push_str(&format!("  - account: \"{a}\"\n"));
+    }
+    let path = dir.join("targets.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn rollout(endpoint: &str, dir: &Path, args: &[&str]) -> (Output, Vec<String>) {
+    let log = dir.join("calls.log");
+    let _ = std::fs::remove_file(&log);
+    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+        .arg("rollout")
+        .args(args)
+        .args([
+            "--endpoint-url",
+            endpoint,
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env("SGWATCH_CALL_LOG", &log)
+        .output()
+        .unwrap();
+    let calls = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (out, calls)
+}
+
+fn report(out: &Output) -> Vec<serde_json::Value> {
+    serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+async fn verify_everywhere(moto: &Moto, accounts: &[&str]) {
+    for a in accounts {
+        for r in REGIONS {
+            let config = moto.sdk_config_in(r, Some(&role_arn(a, ROLE))).await;
+            moto.verify_sender(&config, SENDER).await;
+        }
+    }
+}
+
+/// What sgwatch leaves in one account/region: its function, stack, recorder and buckets.
+async fn footprint(moto: &Moto, account: &str, region: &str) -> Vec<String> {
+    let config = moto
+        .sdk_config_in(region, Some(&role_arn(account, ROLE)))
+        .await;
+    let mut out = Vec::new();
+    for f in aws_sdk_lambda::Client::new(&config)
+        .list_functions()
+        .send()
+        .await
+        .unwrap()
+        .functions()
+    {
+        out.push(format!("function {}", f.function_arn().unwrap()));
+    }
+    for s in aws_sdk_cloudformation::Client::new(&config)
+        .list_stacks()
+        .send()
+        .await
+        .unwrap()
+        .stack_summaries()
+    {
+        if s.stack_status().map(|s| s.as_str()) != Some("DELETE_COMPLETE") {
+            out.push(format!("stack {}", s.stack_id().unwrap()));
+        }
+    }
+    for r in aws_sdk_config::Client::new(&config)
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .unwrap()
+        .configuration_recorders()
+    {
+        out.push(format!("recorder {}", r.name().unwrap()));
+    }
+    let artifacts = format!("sgwatch-artifacts-{account}-{region}");
+    if sgwatch_handler::aws::s3_client(&config)
+        .head_bucket()
+        .bucket(&artifacts)
+        .send()
+        .await
+        .is_ok()
+    {
+        out.push(format!("bucket {artifacts}"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn four_accounts_two_regions_install_once_then_no_changes_then_teardown() {
+    let moto = Moto::start();
+    verify_everywhere(&moto, &ACCOUNTS).await;
+    let dir = scratch("full");
+    let zip = handler_zip(&dir);
+    let targets = targets_file(&dir, &ACCOUNTS);
+    let (targets, zip) = (targets.to_str().unwrap(), zip.to_str().unwrap());
+
+    let started = Instant::now();
+    let (out, _) = rollout(
+        &moto.endpoint,
+        &dir,
+        &[
+            "--targets",
+            targets,
+            "--handler-zip",
+            zip,
+            "--concurrency",
+            "8",
+            "install",
+        ],
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out);
+    assert_eq!(r.len(), 8);
+    for t in &r {
+        assert_eq!(t["result"], "ok", "{t}");
+        assert!(!t["changes"].as_array().unwrap().is_empty(), "{t}");
+    }
+    eprintln!("8-target install rollout: {elapsed:?}");
+    for a in ACCOUNTS {
+        for region in REGIONS {
+            let found = footprint(&moto, a, region).await;
+            let function = format!("function arn:aws:lambda:{region}:{a}:function:sgwatch-handler");
+            assert!(found.contains(&function), "{a}/{region}: {found:?}");
+            assert!(
+                found.contains(&"recorder sgwatch".to_owned()),
+                "{a}/{region}: {found:?}"
+            );
+            assert!(
+                found.contains(&format!("bucket sgwatch-artifacts-{a}-{region}")),
+                "{a}/{region}: {found:?}"
+            );
+        }
+    }
+
+    let (out, calls) = rollout(
+        &moto.endpoint,
+        &dir,
+        &["--targets", targets, "--handler-zip", zip, "install"],
+    );
+    assert!(out.status.success());
+    for t in report(&out) {
+        assert_eq!(
+            (t["result"].as_str(), t["changes"].as_array().unwrap().len()),
+            (Some("ok"), 0),
+            "{t}"
+        );
+    }
+    let mutating: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("WRITE") && !c.contains("AssumeRole"))
+        .collect();
+    assert!(mutating.is_empty(), "{mutating:?}");
+
+    let (out, _) = rollout(&moto.endpoint, &dir, &["--targets", targets, "status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let (out, _) = rollout(
+        &moto.endpoint,
+        &dir,
+        &["--targets", targets, "--yes", "teardown"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for a in ACCOUNTS {
+        for region in REGIONS {
+            assert_eq!(
+                footprint(&moto, a, region).await,
+                Vec::<String>::new(),
+                "{a}/{region}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failing_target_is_reported_while_the_others_succeed() {
+    let moto = Moto::start();
+    verify_everywhere(&moto, &ACCOUNTS[..3]).await; // the fourth account's sender is not verified
+    let dir = scratch("partial");
+    let zip = handler_zip(&dir);
+    let targets = targets_file(&dir, &ACCOUNTS);
+    let (out, _) = rollout(
+        &moto.endpoint,
+        &dir,
+        &[
+            "--targets",
+            targets.to_str().unwrap(),
+            "--handler-zip",
+            zip.to_str().unwrap(),
+            "install",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let r = report(&out);
+    let failed: Vec<(&str, &str)> = r
+        .iter()
+        .filter(|t| t["result"] == "failed")
+        .map(|t| {
+            (
+                t["account"].as_str().unwrap(),
+                t["region"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        [(ACCOUNTS[3], "us-east-1"), (ACCOUNTS[3], "eu-west-1")]
+    );
+    for t in r.iter().filter(|t| t["result"] == "failed") {
+        assert!(
+            t["error"].as_str().unwrap().contains("is not verified"),
+            "{t}"
+        );
+    }
+    assert_eq!(r.iter().filter(|t| t["result"] == "ok").count(), 6);
+    assert!(footprint(&moto, ACCOUNTS[3], "us-east-1").await.is_empty());
+}
+
+#[test]
+fn bad_targets_files_get_a_clear_error_and_no_aws_call() {
+    let dir = scratch("bad");
+    let zip = handler_zip(&dir);
+    let head =
+        "defaults:\n  role_name: R\n  sender: a@example.com\n  regions: [us-east-1]\ntargets:\n";
+    let cases = [
+        ("defaults: [unclosed\n", "targets.yaml:1"),
+        (
+            &*format!("{head}  - regions: [us-east-1]\n"),
+            "targets.yaml:6: target 1 has no `account`",
+        ),
+        (
+            &*format!("{head}  - account: \"111122223333\"\n    regions: [us-east-1, moon-1]\n"),
+            "targets.yaml:7: unknown region \"moon-1\"",
+        ),
+        (
+            &*format!("{head}  - account: \"111122223333\"\n  - account: \"111122223333\"\n"),
+            "targets.yaml:7: account 111122223333 in us-east-1 is listed twice",
+        ),
+    ];
+    for (text, expected) in cases {
+        let path = dir.join("targets.yaml");
+        std::fs::write(&path, text).unwrap();
+        let (out, calls) = rollout(
+            "http://127.0.0.1:9",
+            &dir,
+            &[
+                "--targets",
+                path.to_str().unwrap(),
+                "--handler-zip",
+                zip.to_str().unwrap(),
+                "install",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{text}\n→ {err}");
+        assert!(calls.is_empty(), "{calls:?}");
+    }
+}
