@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Times an 8-target rollout (4 accounts x 2 regions, moto multi-account through sts:AssumeRole) at
+# --concurrency 1 and 8 in the same run. Usage: scripts/bench-rollout.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build -q -p sgwatch
+work=$(mktemp -d)
+trap 'kill "$moto_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+.venv/bin/python scripts/moto.py > "$work/moto.out" 2> "$work/moto.err" &
+moto_pid=$!
+for _ in $(seq 100); do grep -q READY "$work/moto.out" 2>/dev/null && break; sleep 0.1; done
+endpoint=$(sed -n 's/^READY //p' "$work/moto.out")
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$endpoint"
+accounts="111111111111 222222222222 333333333333 444444444444"
+.venv/bin/python - "$endpoint" $accounts <<'PY'
+import sys, boto3
+endpoint, accounts = sys.argv[1], sys.argv[2:]
+sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1")
+for a in accounts:
+    c = sts.assume_role(RoleArn=f"arn:aws:iam::{a}:role/OrganizationAccountAccessRole", RoleSessionName="bench")["Credentials"]
+    for r in ("us-east-1", "eu-west-1"):
+        boto3.client("sesv2", endpoint_url=endpoint, region_name=r, aws_access_key_id=c["AccessKeyId"],
+                     aws_secret_access_key=c["SecretAccessKey"], aws_session_token=c["SessionToken"]
+                     ).create_email_identity(EmailIdentity="alerts@example.com")
+PY
+.venv/bin/python - "$work/bootstrap.zip" <<'PY'
+import sys, zipfile
+info = zipfile.ZipInfo("bootstrap"); info.external_attr = 0o755 << 16
+with zipfile.ZipFile(sys.argv[1], "w") as z: z.writestr(info, "#!/bin/sh\n")
+PY
+{
+  printf 'defaults:\n  role_name: OrganizationAccountAccessRole\n  regions: [us-east-1, eu-west-1]\n  sender: alerts@example.com\ntargets:\n'
+  for a in $accounts; do printf '  - account: "%s"\n' "$a"; done
+} > "$work/targets.yaml"
+for c in 1 8; do
+  start=$(date +%s.%N)
+  target/debug/sgwatch rollout --targets "$work/targets.yaml" --handler-zip "$work/bootstrap.zip" --concurrency "$c" install > /dev/null 2>&1
+  end=$(date +%s.%N)
+  printf 'install rollout, 8 targets, --concurrency %s: %.2f s\n' "$c" "$(echo "$end - $start" | bc)"
+  target/debug/sgwatch rollout --targets "$work/targets.yaml" --yes teardown > /dev/null 2>&1
+done
