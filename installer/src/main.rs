@@ -18,6 +18,7 @@ mod rollout;
 mod stack;
 mod status;
 mod teardown;
+mod test_event;
 
 use aws::{GlobalArgs, Output};
 
@@ -50,6 +51,8 @@ enum Command {
     Rollout(RolloutArgs),
     /// Prints, offline, what the handler would decide and send for a notification
     Explain(explain::ExplainArgs),
+    /// Sends a test notification built from a group's current state through the deployed function
+    TestEvent(test_event::TestEventArgs),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -161,6 +164,19 @@ async fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Command::Rollout(args) => rollout_command(g, args).await,
+        Command::TestEvent(args) => {
+            let config = aws::load(g).await?;
+            let answer = test_event::run(args, &config).await?;
+            if text {
+                println!(
+                    "test notification for {} delivered to the function; it answered: {answer}",
+                    args.group_id
+                );
+            } else {
+                print_json(&answer)?;
+            }
+            Ok(0)
+        }
     }
 }
 

@@ -1,0 +1,123 @@
+//! `sgwatch test-event`: sends a synthetic notification, built from a group's current state and
+//! marked as a test, through the deployed function, so a user can check delivery end to end.
+
+use anyhow::{bail, Context, Result};
+use aws_config::SdkConfig;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use clap::Args;
+use serde_json::Value;
+use sgwatch_handler::synth::{self, Capture};
+
+use crate::stack;
+
+#[derive(Debug, Clone, Args)]
+pub struct TestEventArgs {
+    /// The security group whose current state is sent (as if it had just been created)
+    #[arg(long, value_name = "sg-...")]
+    pub group_id: String,
+    /// CloudFormation stack name
+    #[arg(long, default_value = "sgwatch")]
+    pub stack_name: String,
+    /// Invoke this function instead of the stack's
+    #[arg(long)]
+    pub function_name: Option<String>,
+    /// Send the invocation to this endpoint (e.g. a local Lambda emulator such as `cargo lambda watch`)
+    #[arg(long)]
+    pub lambda_endpoint_url: Option<String>,
+}
+
+/// The SNS event the function receives: the group's state as a creation, marked as a test.
+pub fn event(configuration: &Value, account: &str, region: &str) -> Result<Value> {
+    let capture = Capture {
+        account: account.to_owned(),
+        region: region.to_owned(),
+        time: aws_smithy_types::DateTime::from(std::time::SystemTime::now()),
+    };
+    let mut message = synth::item_change(None, Some(configuration), &capture)?;
+    message["sgwatchTest"] = Value::Bool(true);
+    let id = format!("sgwatch-test-{}", capture.time.secs());
+    Ok(synth::sns_event(&message, &id))
+}
+
+/// Builds the event and invokes the function; returns the function's answer.
+pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Value> {
+    let place = crate::aws::place(config).await?;
+    let group = synth::describe(&aws_sdk_ec2::Client::new(config), &args.group_id)
+        .await
+        .with_context(|| format!("cannot read security group {} ({place})", args.group_id))?;
+    let event = event(&group, &place.account, &place.region)?;
+    let function = match &args.function_name {
+        Some(f) => f.clone(),
+        None => {
+            let cf = aws_sdk_cloudformation::Client::new(config);
+            let Some(s) = stack::describe(&cf, &args.stack_name).await? else {
+                bail!(
+                    "stack {} not found in {place}: run `sgwatch install` first",
+                    args.stack_name
+                );
+            };
+            stack::resolved_outputs(&cf, &args.stack_name, &s, &place)
+                .await?
+                .remove("FunctionName")
+                .with_context(|| format!("stack {} has no function", args.stack_name))?
+        }
+    };
+    let mut lambda_config = aws_sdk_lambda::config::Builder::from(config);
+    if let Some(url) = &args.lambda_endpoint_url {
+        lambda_config = lambda_config.endpoint_url(url);
+    }
+    let lambda = aws_sdk_lambda::Client::from_conf(lambda_config.build());
+    let out = lambda
+        .invoke()
+        .function_name(&function)
+        .invocation_type(InvocationType::RequestResponse)
+        .payload(Blob::new(serde_json::to_vec(&event)?))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)))
+        .with_context(|| format!("cannot invoke {function} ({place})"))?;
+    let payload: Value = out
+        .payload()
+        .map(|p| {
+            serde_json::from_slice(p.as_ref())
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(p.as_ref()).into_owned()))
+        })
+        .unwrap_or(Value::Null);
+    if let Some(error) = out.function_error() {
+        bail!("{function} failed ({error}): {payload}; see its log group for the details");
+    }
+    Ok(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sgwatch_handler::explain::{explain, Explained};
+    use sgwatch_handler::settings::Policy;
+
+    #[test]
+    fn the_test_event_is_a_notification_marked_as_a_test() {
+        let group = serde_json::json!({
+            "groupId": "sg-0123", "groupName": "web", "description": "d", "ownerId": "123456789012",
+            "ipPermissions": [{"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "ipv4Ranges": [{"cidrIp": "0.0.0.0/0"}]}],
+            "ipPermissionsEgress": [],
+            "tags": [{"key": "NotifyOnChange", "value": "Yes"}, {"key": "OwnerDL", "value": "a@example.com"}]
+        });
+        let event = event(&group, "123456789012", "us-east-1").unwrap();
+        let explained = explain(&event, &Policy::default());
+        let Explained::Decision(d) = &explained[0] else {
+            panic!("{explained:?}")
+        };
+        assert_eq!(d.notify, Some(true));
+        assert_eq!(d.recipients, ["a@example.com"]);
+        assert!(
+            d.subject
+                .as_deref()
+                .unwrap()
+                .starts_with("[sgwatch TEST CRITICAL] sg-0123 (web)"),
+            "{:?}",
+            d.subject
+        );
+    }
+}
