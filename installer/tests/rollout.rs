@@ -327,3 +327,69 @@ fn bad_targets_files_get_a_clear_error_and_no_aws_call() {
         assert!(calls.is_empty(), "{calls:?}");
     }
 }
+
+#[tokio::test]
+async fn the_organization_wrapper_targets_every_active_account() {
+    let moto = Moto::start();
+    let python = sgwatch_tests::repo_root().join(".venv/bin/python");
+    let script = sgwatch_tests::repo_root().join("scripts/org-rollout.py");
+    // An organization with two member accounts, made through moto's Organizations API.
+    let setup = format!(
+        "import boto3\no = boto3.client('organizations', endpoint_url='{e}', region_name='us-east-1')\n\
+         o.create_organization(FeatureSet='ALL')\n\
+         for n in ['dept-a', 'dept-b']:\n    o.create_account(AccountName=n, Email=n + '@corp.example')\n",
+        e = moto.endpoint
+    );
+    let ok = Command::new(&python)
+        .arg("-c")
+        .arg(&setup)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = Command::new(&python)
+        .arg(&script)
+        .args([
+            "--sender",
+            SENDER,
+            "--regions",
+            "us-east-1,eu-west-1",
+            "--endpoint-url",
+            &moto.endpoint,
+            "--targets-only",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    // The management account and the two members, each a target; the file passes sgwatch's checks.
+    assert_eq!(yaml.matches("  - account: \"").count(), 3, "{yaml}");
+    assert!(
+        yaml.contains("# dept-a") && yaml.contains("# dept-b"),
+        "{yaml}"
+    );
+    let dir = scratch("org");
+    let path = dir.join("targets.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let zip = handler_zip(&dir);
+    let (out, _) = rollout(
+        &moto.endpoint,
+        &dir,
+        &[
+            "--targets",
+            path.to_str().unwrap(),
+            "--handler-zip",
+            zip.to_str().unwrap(),
+            "plan",
+        ],
+    );
+    let r = report(&out);
+    assert_eq!(r.len(), 6, "3 accounts x 2 regions");
+}
