@@ -74,9 +74,11 @@ fn bench(c: &mut Criterion) {
     // As the Lambda gets it: an SNS envelope whose message is the 500-rule notification's text.
     let large = json!({"Records": [{"Sns": {"MessageId": "m-1", "Message": large_group(500).to_string()}}]});
     assert!(decide_and_render(&large, &policy) > 0);
-    group.bench_with_input(BenchmarkId::new("group", "500-rules-sns"), &large, |b, e| {
-        b.iter(|| decide_and_render(std::hint::black_box(e), &policy))
-    });
+    group.bench_with_input(
+        BenchmarkId::new("group", "500-rules-sns"),
+        &large,
+        |b, e| b.iter(|| decide_and_render(std::hint::black_box(e), &policy)),
+    );
     // The SNS path includes parsing the message string, as the Lambda does.
     let sns_text = serde_json::to_string(&fixture("rdp-opened.sns-event.json")).unwrap();
     group.bench_function("sns-from-bytes", |b| {
