@@ -17,6 +17,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::Credentials;
 use serde::Deserialize;
 
+pub mod story;
+
 /// The region tests run in unless they ask for another.
 pub const REGION: &str = "us-east-1";
 /// The account moto acts in for the static test credentials.

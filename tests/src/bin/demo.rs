@@ -1,0 +1,48 @@
+//! `make demo`: the story sgwatch exists for, played against local AWS (moto) with the real
+//! installer and the real handler binary. `scripts/demo.sh` builds what it runs first; the story
+//! itself is `sgwatch_tests::story`, which `tests/tests/e2e.rs` asserts.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use sgwatch_tests::story::{self, Programs};
+use sgwatch_tests::Moto;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let started = Instant::now();
+    println!("sgwatch demo: Department B opens RDP on Department A's group; Department A is told.");
+    let programs = Programs::locate();
+    let moto = Moto::start();
+    let result = story::play(&moto, &programs).await;
+    drop(moto);
+    let elapsed = started.elapsed();
+
+    match result {
+        Err(e) => {
+            eprintln!("\ndemo failed: {e:#}");
+            eprintln!("logs: {}", programs.work_dir.display());
+            ExitCode::FAILURE
+        }
+        Ok(outcome) => {
+            let problems = outcome.problems();
+            println!();
+            if problems.is_empty() {
+                println!(
+                    "Done: Department A was emailed about RDP, the untagged group's change sent \
+                     nothing, and teardown left nothing behind."
+                );
+            } else {
+                for problem in &problems {
+                    println!("✗ {problem}");
+                }
+            }
+            println!("Elapsed: {:.1} s", elapsed.as_secs_f64());
+            if problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! End to end, as `make demo` shows it: the real installer deploys into moto, Department B opens
+//! RDP on Department A's group, the notification AWS Config would send is built from the group's
+//! real states, the real handler binary runs under cargo-lambda's Runtime API emulator, and
+//! Department A's email arrives in moto's SES; an untagged group sends nothing; teardown leaves
+//! nothing behind. The story is `sgwatch_tests::story`, the same code the demo runs.
+//!
+//! Needs moto and cargo-lambda from `.venv` (`scripts/setup.sh`): without them it fails, saying
+//! what to run, rather than skipping.
+
+use serde_json::json;
+use sgwatch_tests::story::{self, Install, Programs, OWNER, SENDER};
+use sgwatch_tests::Moto;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_nothing() {
+    let mut programs = Programs::build();
+    // Not the demo's: `make demo` may run at the same time.
+    programs.work_dir = programs
+        .work_dir
+        .with_file_name(format!("sgwatch-e2e-{}", std::process::id()));
+    let moto = Moto::start();
+
+    let outcome = story::play(&moto, &programs).await.unwrap_or_else(|e| {
+        panic!(
+            "the story could not be played: {e:#}\nmoto's log:\n{}",
+            moto.log()
+        )
+    });
+
+    match &outcome.install {
+        Install::Unavailable(why) => panic!(
+            "installer not available: {why}; `sgwatch install` with --handler-zip is needed \
+             (cargo build -p sgwatch --bin sgwatch)"
+        ),
+        Install::Ran(run) => assert!(
+            run.success(),
+            "`{}` failed ({}):\n{}\n{}",
+            run.command,
+            run.status,
+            run.stdout,
+            run.stderr
+        ),
+    }
+    // The handler ran with what install deployed, not with settings of the test's own.
+    assert_eq!(
+        outcome
+            .function_env
+            .get("SGWATCH_SENDER")
+            .map(String::as_str),
+        Some(SENDER),
+        "{:?}",
+        outcome.function_env
+    );
+
+    assert_eq!(
+        outcome.rdp_invocation,
+        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0})
+    );
+    let [email] = outcome.emails.as_slice() else {
+        panic!(
+            "expected one email for the RDP change: {:#?}",
+            outcome.emails
+        )
+    };
+    assert_eq!(email.source, SENDER);
+    assert_eq!(email.destinations, [OWNER]);
+    let subject = email.subject.as_deref().unwrap_or_default();
+    assert!(
+        subject.starts_with(&format!(
+            "[sgwatch CRITICAL] {} (dept-a-web) ",
+            outcome.tagged_group
+        )),
+        "{subject}"
+    );
+    assert!(
+        subject.ends_with(": +ingress tcp/3389 from 0.0.0.0/0"),
+        "{subject}"
+    );
+    let text = email.text.as_deref().unwrap_or_default();
+    assert!(
+        text.contains("[critical] +ingress tcp/3389 from 0.0.0.0/0"),
+        "{text}"
+    );
+    // Port 80 was there before the change: it is not news.
+    assert!(!text.contains("tcp/80"), "{text}");
+
+    assert_eq!(
+        outcome.untagged_invocation,
+        json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0})
+    );
+    assert_eq!(
+        outcome.mail_after_untagged, outcome.mail_before_untagged,
+        "the untagged group's change sent mail"
+    );
+
+    let status = outcome.status.as_ref().expect("status ran");
+    assert!(
+        !status.stdout.trim().is_empty(),
+        "`{}` printed nothing ({}): {}",
+        status.command,
+        status.status,
+        status.stderr
+    );
+    let teardown = outcome.teardown.as_ref().expect("teardown ran");
+    assert!(
+        teardown.success(),
+        "`{}` failed ({}):\n{}\n{}",
+        teardown.command,
+        teardown.status,
+        teardown.stdout,
+        teardown.stderr
+    );
+    assert_eq!(
+        outcome.leftovers,
+        Vec::<String>::new(),
+        "teardown left what install created"
+    );
+    assert_eq!(outcome.problems(), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&outcome.work_dir);
+}
