@@ -23,8 +23,11 @@ const KEEP_SECS: u64 = 7 * 24 * 3600;
 pub enum Claim {
     /// This attempt sends the email.
     Acquired,
-    /// Another delivery sent it, or is sending it now.
+    /// Another delivery sent it.
     Duplicate,
+    /// Another delivery claimed it and has not finished (or died before its lease ends): retry
+    /// later rather than skip, or a failed attempt would lose the email.
+    InProgress,
     /// No state id to key on: send without deduplication.
     Unkeyed,
 }
@@ -100,10 +103,35 @@ impl Dedupe {
             Err(SdkError::ServiceError(e))
                 if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
             {
-                Ok(Claim::Duplicate)
+                self.existing(subject).await
             }
             Err(e) => Err(self.error(DisplayErrorContext(&e).to_string())),
         }
+    }
+
+    /// What the record of a claimed state says: sent, or still being sent.
+    async fn existing(&self, subject: &Subject) -> Result<Claim, DedupeError> {
+        let Some(pk) = key(subject) else {
+            return Ok(Claim::Unkeyed);
+        };
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(DisplayErrorContext(&e).to_string()))?;
+        let status = item
+            .item()
+            .and_then(|i| i.get("status"))
+            .and_then(|s| s.as_s().ok());
+        Ok(match status.map(String::as_str) {
+            Some("sent") => Claim::Duplicate,
+            // Gone between the two calls (released): the retry will claim it.
+            _ => Claim::InProgress,
+        })
     }
 
     /// Marks the state as sent, for good.

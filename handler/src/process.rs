@@ -161,9 +161,18 @@ async fn process_change(
             }
         },
     };
-    if claim == Claim::Duplicate {
-        info!(message_id, resource_id = %s.resource_id, state_id = ?s.state_id, "duplicate delivery: this configuration state was already emailed");
-        return Outcome::Skipped;
+    match claim {
+        Claim::Duplicate => {
+            info!(message_id, resource_id = %s.resource_id, state_id = ?s.state_id, "duplicate delivery: this configuration state was already emailed");
+            return Outcome::Skipped;
+        }
+        Claim::InProgress => {
+            let why = "another delivery of this configuration state is in progress; retried later"
+                .to_owned();
+            warn!(message_id, resource_id = %s.resource_id, state_id = ?s.state_id, "{why}");
+            return Outcome::Failed(why);
+        }
+        Claim::Acquired | Claim::Unkeyed => {}
     }
     let actor = if settings.lookup_actor {
         actor::lookup(

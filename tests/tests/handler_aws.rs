@@ -246,3 +246,42 @@ async fn a_failed_send_releases_its_claim_so_the_retry_sends() {
     assert_eq!(retry.sent, 1);
     assert_eq!(moto.ses_messages().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_claim_left_by_a_crashed_attempt_is_retried_not_skipped() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    idempotency_table(&config, "sgwatch-idempotency").await;
+    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
+    let services = Services::new(&config, &settings);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claim = |lease_until: u64| {
+        aws_sdk_dynamodb::Client::new(&config)
+            .put_item()
+            .table_name("sgwatch-idempotency")
+            .item(
+                "pk",
+                AttributeValue::S(
+                    "123456789012/us-east-1/sg-0123456789abcdef0/1763629447512".into(),
+                ),
+            )
+            .item("status", AttributeValue::S("sending".into()))
+            .item("lease_until", AttributeValue::N(lease_until.to_string()))
+            .send()
+    };
+    // An attempt claimed the state and died: within its lease the event fails (Lambda retries it).
+    claim(now + 100).await.unwrap();
+    let event = fixture("rdp-opened.sns-event.json");
+    let err = handle(&event, &settings, &services).await.unwrap_err();
+    assert!(err.to_string().contains("in progress"), "{err}");
+    assert!(moto.ses_messages().await.is_empty());
+    // Once the lease has run out, the retry takes the claim over and sends.
+    claim(now - 1).await.unwrap();
+    assert_eq!(handle(&event, &settings, &services).await.unwrap().sent, 1);
+    assert_eq!(moto.ses_messages().await.len(), 1);
+}

@@ -622,6 +622,7 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         ("cloudtrail:LookupEvents", json!("*")),
         ("sqs:SendMessage", get_att("FailureQueue", "Arn")),
         ("dynamodb:PutItem", get_att("IdempotencyTable", "Arn")),
+        ("dynamodb:GetItem", get_att("IdempotencyTable", "Arn")),
         ("dynamodb:DeleteItem", get_att("IdempotencyTable", "Arn")),
     ];
     let granted: BTreeSet<_> = role_allows("HandlerRole")

@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""A fault-injecting HTTP proxy for sgwatch's tests: sits between the code under test and moto
+server and answers a seeded share of requests with a fault instead of moto's answer.
+
+Faults, chosen at random with the given seed: HTTP 503 (SlowDown), HTTP 500 (InternalError),
+HTTP 400 throttling (ThrottlingException, as AWS JSON and query APIs send it), a connection closed
+without an answer before the request reaches moto, and one closed after moto has acted on it
+(the answer is lost: the caller must cope with its own retry finding the work done).
+
+    faultproxy.py --target http://127.0.0.1:PORT --rate 0.1 --seed 7
+prints `READY http://127.0.0.1:PORT` and `STATS <json>` to stderr every time it is asked
+(GET /_faults/stats) or on exit.
+"""
+
+import argparse
+import http.client
+import http.server
+import json
+import random
+import socket
+import sys
+import threading
+import urllib.parse
+
+FAULTS = ["503", "500", "throttle", "drop-before", "drop-after"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", required=True)
+    p.add_argument("--rate", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--faults", default=",".join(FAULTS), help="comma-separated kinds to inject")
+    args = p.parse_args()
+    target = urllib.parse.urlsplit(args.target)
+    rng = random.Random(args.seed)
+    kinds = [f for f in args.faults.split(",") if f in FAULTS]
+    lock = threading.Lock()
+    stats = {"requests": 0, **{f: 0 for f in FAULTS}}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def handle_one(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if self.path == "/_faults/stats":
+                return self.answer(200, json.dumps(stats).encode(), "application/json")
+            with lock:
+                stats["requests"] += 1
+                fault = rng.choice(kinds) if rng.random() < args.rate else None
+                if fault:
+                    stats[fault] += 1
+            if fault == "drop-before":
+                return self.drop()
+            if fault == "503":
+                return self.answer(503, b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>", "text/xml")
+            if fault == "500":
+                return self.answer(500, b"<Error><Code>InternalError</Code><Message>injected</Message></Error>", "text/xml")
+            if fault == "throttle":
+                target_header = self.headers.get("X-Amz-Target")
+                if target_header or "json" in (self.headers.get("Content-Type") or ""):
+                    return self.answer(400, b'{"__type":"ThrottlingException","message":"Rate exceeded (injected)"}',
+                                       "application/x-amz-json-1.1", {"x-amzn-ErrorType": "ThrottlingException"})
+                return self.answer(400, b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>"
+                                        b"<Message>Rate exceeded (injected)</Message></Error></ErrorResponse>", "text/xml")
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            conn.close()
+            if fault == "drop-after":
+                return self.drop()
+            extra = {k: v for k, v in resp.getheaders()
+                     if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-type", "server", "date")}
+            self.answer(resp.status, data, resp.getheader("Content-Type") or "text/plain", extra)
+
+        def answer(self, status, data, ctype, extra=None):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            for k, v in (extra or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        def drop(self):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = handle_one
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    server.daemon_threads = True
+    print(f"READY http://127.0.0.1:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        print("STATS " + json.dumps(stats), file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
