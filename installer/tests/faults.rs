@@ -1,0 +1,246 @@
+//! Faults: install and teardown converge through 10 % injected AWS errors (throttling, 500/503,
+//! dropped connections before and after the request is served), and the handler under SES
+//! throttling loses no notification of a batch and sends none twice. The faults come from
+//! `scripts/faultproxy.py`, between the code under test and moto server.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::json;
+use sgwatch_tests::{fixture, repo_root, Moto};
+
+const SENDER: &str = "alerts@example.com";
+
+struct Proxy {
+    endpoint: String,
+    child: Child,
+}
+
+impl Proxy {
+    fn start(target: &str, rate: f64, seed: u64, faults: &str) -> Proxy {
+        let mut child = Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("scripts/faultproxy.py"))
+            .args([
+                "--target",
+                target,
+                "--rate",
+                &rate.to_string(),
+                "--seed",
+                &seed.to_string(),
+                "--faults",
+                faults,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the fault proxy needs the project's .venv: run `make test`");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("READY ")
+            .expect("the fault proxy did not start")
+            .to_owned();
+        Proxy { endpoint, child }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let authority = self.endpoint.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(authority).unwrap();
+        use std::io::{Read, Write};
+        write!(
+            s,
+            "GET /_faults/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
+        )
+        .unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn handler_zip(dir: &Path) -> PathBuf {
+    let path = dir.join("bootstrap.zip");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    z.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    z.finish().unwrap();
+    path
+}
+
+fn sgwatch(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+        .args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap()
+}
+
+/// Runs a command until it succeeds, as a user would re-run it; returns how many runs it took.
+fn converge(endpoint: &str, args: &[&str]) -> usize {
+    for attempt in 1..=6 {
+        let out = sgwatch(endpoint, args);
+        if out.status.success() {
+            return attempt;
+        }
+        eprintln!(
+            "{args:?} run {attempt} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    panic!("{args:?} did not converge in 6 runs");
+}
+
+#[tokio::test]
+async fn install_and_teardown_converge_through_ten_percent_faults() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = std::env::temp_dir().join(format!("sgwatch-faults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zip = handler_zip(&dir);
+    let zip = zip.to_str().unwrap();
+    let install = ["install", "--sender", SENDER, "--handler-zip", zip];
+    for seed in [1, 2, 3] {
+        let proxy = Proxy::start(
+            &moto.endpoint,
+            0.1,
+            seed,
+            "503,500,throttle,drop-before,drop-after",
+        );
+        let runs = converge(&proxy.endpoint, &install);
+        // Converged: the same state as an uninterrupted install, so a fault-free run has nothing to do.
+        let out = sgwatch(&moto.endpoint, &install);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("no changes"),
+            "seed {seed}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = sgwatch(&moto.endpoint, &["status"]);
+        assert!(
+            status.status.success(),
+            "seed {seed}: {}",
+            String::from_utf8_lossy(&status.stdout)
+        );
+        let teardown_runs = converge(&proxy.endpoint, &["teardown", "--yes"]);
+        let out = sgwatch(&moto.endpoint, &["teardown", "--yes"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("nothing to remove"),
+            "seed {seed}"
+        );
+        let stats = proxy.stats();
+        eprintln!(
+            "seed {seed}: install in {runs} run(s), teardown in {teardown_runs}; proxy {stats}"
+        );
+        let injected: u64 = ["503", "500", "throttle", "drop-before", "drop-after"]
+            .iter()
+            .map(|k| stats[k].as_u64().unwrap())
+            .sum();
+        assert!(injected > 0, "seed {seed} injected nothing: {stats}");
+    }
+}
+
+#[tokio::test]
+async fn the_handler_under_ses_throttling_loses_nothing_and_sends_nothing_twice() {
+    use sgwatch_handler::process::{handle, Services};
+    use sgwatch_handler::settings::Settings;
+    let moto = Moto::start();
+    let direct = moto.sdk_config(None).await;
+    moto.verify_sender(&direct, SENDER).await;
+    aws_sdk_dynamodb::Client::new(&direct)
+        .create_table()
+        .table_name("idem")
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    // 40 % of requests fail (throttled, 500, 503, dropped before reaching SES): answers are never lost.
+    let proxy = Proxy::start(&moto.endpoint, 0.4, 11, "503,500,throttle,drop-before");
+    let faulty = sgwatch_handler::aws::config_loader()
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&proxy.endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "t",
+        ))
+        .load()
+        .await;
+    let settings = Settings::from_lookup(|k| match k {
+        "SGWATCH_SENDER" => Some(SENDER.to_owned()),
+        "SGWATCH_LOOKUP_ACTOR" => Some("false".to_owned()),
+        "SGWATCH_IDEMPOTENCY_TABLE" => Some("idem".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let services = Services::new(&faulty, &settings);
+    // A batch of five notifications: five groups.
+    let records: Vec<serde_json::Value> = (0..5)
+        .map(|i| {
+            let mut m = fixture("rdp-opened.json");
+            m["configurationItem"]["resourceId"] = json!(format!("sg-{i:017x}"));
+            m["configurationItem"]["resourceName"] = json!(format!("group-{i}"));
+            json!({"Sns": {"MessageId": format!("m-{i}"), "Message": m.to_string()}})
+        })
+        .collect();
+    let event = json!({ "Records": records });
+    // Lambda retries a failed invocation with the same event; here, until it succeeds.
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        match handle(&event, &settings, &services).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    invocations < 20,
+                    "still failing after {invocations} invocations: {e}"
+                );
+            }
+        }
+    }
+    let mail = moto.ses_messages().await;
+    let mut subjects: Vec<String> = mail.iter().map(|m| m.subject.clone().unwrap()).collect();
+    subjects.sort();
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("[sgwatch CRITICAL] sg-{i:017x} (group-{i}) 123456789012/us-east-1: +ingress tcp/3389 from 0.0.0.0/0"))
+        .collect();
+    assert_eq!(
+        subjects,
+        expected,
+        "each notification exactly once ({invocations} invocations; proxy {})",
+        proxy.stats()
+    );
+    eprintln!(
+        "5 notifications delivered exactly once in {invocations} invocation(s); proxy {}",
+        proxy.stats()
+    );
+}
