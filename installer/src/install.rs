@@ -15,6 +15,7 @@ use crate::artifacts::{self, InstallState};
 use crate::aws::Place;
 use crate::package::{self, Arch, Artifact};
 use crate::{recorder, stack};
+use aws_sdk_cloudformation::types::StackStatus;
 
 /// How Config notifications reach the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -251,6 +252,9 @@ struct Prepared {
     params: BTreeMap<String, String>,
     found: recorder::Found,
     deployed: Option<aws_sdk_cloudformation::types::Stack>,
+    /// How the deployed stack differs from what install would deploy (template, parameters), one
+    /// line each; empty when it is the same. Read before any change set exists.
+    stack_changes: Vec<String>,
     state: Option<InstallState>,
     warnings: Vec<String>,
     extra_types: Vec<String>,
@@ -269,10 +273,40 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
             found.recorder.as_ref().and_then(|r| r.name()).unwrap_or_default()
         );
     }
-    let params = parameters(args, &checked, &identity, &place, &artifact);
-    stack::check_parameters(&params)?;
+    let params =
+        stack::complete_parameters(&parameters(args, &checked, &identity, &place, &artifact))?;
     let cf = aws_sdk_cloudformation::Client::new(config);
-    let deployed = stack::describe(&cf, &checked.stack_name).await?;
+    let deployed = stack::describe(&cf, &checked.stack_name, &place).await?;
+    let stack_changes = match &deployed {
+        None => vec![format!("create stack {}", checked.stack_name)],
+        Some(s) => {
+            let status = s
+                .stack_status()
+                .cloned()
+                .unwrap_or_else(|| StackStatus::from("UNKNOWN"));
+            if status.as_str().ends_with("_IN_PROGRESS") && status != StackStatus::ReviewInProgress
+            {
+                return Err(stack::StackError::Busy {
+                    stack: checked.stack_name.clone(),
+                    place: place.clone(),
+                    status: status.as_str().to_owned(),
+                }
+                .into());
+            }
+            if stack::is_settled(&status) {
+                // The comparison the no-op re-run rests on: the template body and the parameters
+                // (the artifact's hash is in ArtifactKey) as deployed, against what we would deploy.
+                let body = stack::deployed_template(&cf, &checked.stack_name, &place).await?;
+                stack::differences(&body, &stack::deployed_parameters(s), &params)
+            } else {
+                vec![format!(
+                    "stack {} is {}: it will be created anew",
+                    checked.stack_name,
+                    status.as_str()
+                )]
+            }
+        }
+    };
     let s3 = sgwatch_handler::aws::s3_client(config);
     let state = artifacts::read_state(&s3, &place, &checked.stack_name).await?;
     let extra_types = checked
@@ -288,6 +322,7 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
         params,
         found,
         deployed,
+        stack_changes,
         state,
         warnings,
         extra_types,
@@ -304,12 +339,16 @@ fn config_settled(p: &Prepared) -> bool {
 }
 
 fn stack_settled(p: &Prepared) -> bool {
-    p.deployed.as_ref().is_some_and(|s| {
-        let status = s.stack_status().map(|s| s.as_str()).unwrap_or("");
-        (status == "CREATE_COMPLETE" || status == "UPDATE_COMPLETE")
-            && stack::deployed_fingerprint(s).as_deref()
-                == Some(stack::fingerprint(&p.params).as_str())
-    })
+    p.deployed.is_some() && p.stack_changes.is_empty()
+}
+
+/// Whether the deployed stack can take an update change set; a stack that never finished being
+/// created (`REVIEW_IN_PROGRESS` after an interrupted first install, `ROLLBACK_COMPLETE` after a
+/// failed one) is created anew instead.
+fn updatable(deployed: Option<&aws_sdk_cloudformation::types::Stack>) -> bool {
+    deployed
+        .and_then(|s| s.stack_status())
+        .is_some_and(stack::is_settled)
 }
 
 /// `sgwatch plan`: what install would do; changes nothing.
@@ -332,37 +371,36 @@ pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report> {
         ));
     }
     if !stack_settled(&p) {
-        match &p.deployed {
-            None => {
-                let doc: serde_yaml::Value = serde_yaml::from_str(stack::TEMPLATE)?;
-                if let Some(resources) = doc.get("Resources").and_then(|r| r.as_mapping()) {
-                    for (name, spec) in resources {
-                        let condition = spec.get("Condition").and_then(|c| c.as_str());
-                        let on = match condition {
-                            Some(c) if c.to_ascii_lowercase().contains("eventbridge") => {
-                                args.source == Source::Eventbridge
-                            }
-                            Some(c) if c.to_ascii_lowercase().contains("sns") => {
-                                args.source == Source::Sns
-                            }
-                            _ => true,
-                        };
-                        if on {
-                            changes.push(format!(
-                                "stack {}: Add {} ({})",
-                                args.stack_name,
-                                name.as_str().unwrap_or("?"),
-                                spec.get("Type").and_then(|t| t.as_str()).unwrap_or("?")
-                            ));
-                        }
-                    }
-                }
+        let cf = aws_sdk_cloudformation::Client::new(config);
+        if updatable(p.deployed.as_ref()) {
+            // What differs, then what CloudFormation would do about it: a change set, described
+            // and deleted (emulators may list no resource change for a parameter change).
+            changes.extend(
+                p.stack_changes
+                    .iter()
+                    .map(|c| format!("stack {}: {c}", args.stack_name)),
+            );
+            let change_set =
+                stack::create_change_set(&cf, &args.stack_name, &p.params, true, &p.place).await?;
+            stack::delete_change_set(&cf, &args.stack_name, &change_set, &p.place).await?;
+            changes.extend(
+                change_set
+                    .changes
+                    .iter()
+                    .map(|c| format!("stack {}: {c}", args.stack_name)),
+            );
+        } else {
+            if p.deployed.is_some() {
+                changes.extend(
+                    p.stack_changes
+                        .iter()
+                        .map(|c| format!("stack {}: {c}", args.stack_name)),
+                );
             }
-            Some(_) => {
-                changes.push(format!(
-                    "stack {}: update (template, parameters or handler changed)",
-                    args.stack_name
-                ));
+            // A change set for a stack that does not exist would create the stack (in
+            // REVIEW_IN_PROGRESS): list the template's resources instead.
+            for (name, kind) in stack::resources_to_create(&p.params)? {
+                changes.push(format!("stack {}: Add {name} ({kind})", args.stack_name));
             }
         }
     }
@@ -437,14 +475,18 @@ pub async fn install(args: &InstallArgs, config: &SdkConfig, progress: bool) -> 
     let stack = if stack_settled(&p) {
         p.deployed.clone().context("stack vanished")?
     } else {
-        let exists = p.deployed.is_some();
-        // A stack left in ROLLBACK_COMPLETE after a failed first create cannot be updated: remove it.
+        // A stack whose first creation failed cannot be updated, and blocks creating it again:
+        // remove it first. (REVIEW_IN_PROGRESS, left by an interrupted first install, takes a
+        // create change set as it is.)
         if let Some(s) = &p.deployed {
-            if s.stack_status().map(|s| s.as_str()) == Some("ROLLBACK_COMPLETE") {
+            if matches!(
+                s.stack_status(),
+                Some(StackStatus::RollbackComplete | StackStatus::RollbackFailed)
+            ) {
                 stack::delete(&cf, &args.stack_name, &place, progress).await?;
             }
         }
-        let exists = exists && stack::describe(&cf, &args.stack_name).await?.is_some();
+        let exists = updatable(p.deployed.as_ref());
         if progress {
             eprintln!(
                 "{} stack {} ({place})…",
@@ -452,14 +494,29 @@ pub async fn install(args: &InstallArgs, config: &SdkConfig, progress: bool) -> 
                 args.stack_name
             );
         }
-        let (change_set, lines) =
-            stack::create_change_set(&cf, &args.stack_name, &p.params, exists).await?;
+        if exists {
+            changes.extend(
+                p.stack_changes
+                    .iter()
+                    .map(|c| format!("stack {}: {c}", args.stack_name)),
+            );
+        }
+        let change_set =
+            stack::create_change_set(&cf, &args.stack_name, &p.params, exists, &place).await?;
         changes.extend(
-            lines
+            change_set
+                .changes
                 .iter()
                 .map(|l| format!("stack {}: {l}", args.stack_name)),
         );
-        stack::execute(&cf, &args.stack_name, &change_set, &place, progress).await?
+        if change_set.empty {
+            // CloudFormation sees nothing to do where the text comparison saw a difference (a
+            // comment, say): nothing to execute.
+            stack::delete_change_set(&cf, &args.stack_name, &change_set, &place).await?;
+            p.deployed.clone().context("stack vanished")?
+        } else {
+            stack::execute(&cf, &args.stack_name, &change_set, &place, progress).await?
+        }
     };
     let outputs = stack::resolved_outputs(&cf, &args.stack_name, &stack, &place).await?;
     let output = |k: &str| {

@@ -70,7 +70,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status> {
         })
     };
     let cf = aws_sdk_cloudformation::Client::new(config);
-    let deployed = stack::describe(&cf, &args.stack_name).await?;
+    let deployed = stack::describe(&cf, &args.stack_name, &place).await?;
     let outputs = match &deployed {
         Some(s) => stack::resolved_outputs(&cf, &args.stack_name, s, &place).await?,
         None => Default::default(),

@@ -56,7 +56,7 @@ pub async fn teardown(args: &TeardownArgs, config: &SdkConfig, progress: bool) -
     let mut removed = Vec::new();
     let mut kept = Vec::new();
     let state = artifacts::read_state(&s3, &place, &args.stack_name).await?;
-    let deployed = stack::describe(&cf, &args.stack_name).await?;
+    let deployed = stack::describe(&cf, &args.stack_name, &place).await?;
     let outputs = match &deployed {
         Some(s) => stack::resolved_outputs(&cf, &args.stack_name, s, &place).await?,
         None => Default::default(),

@@ -51,7 +51,7 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Value> {
         Some(f) => f.clone(),
         None => {
             let cf = aws_sdk_cloudformation::Client::new(config);
-            let Some(s) = stack::describe(&cf, &args.stack_name).await? else {
+            let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
                 bail!(
                     "stack {} not found in {place}: run `sgwatch install` first",
                     args.stack_name
