@@ -2,7 +2,7 @@
 //! with nothing changed makes no mutating call and says "no changes".
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use aws_config::SdkConfig;
@@ -14,7 +14,7 @@ use sgwatch_handler::settings::{Policy, RawPolicy};
 use crate::artifacts::{self, InstallState};
 use crate::aws::Place;
 use crate::package::{self, Arch, Artifact};
-use crate::{recorder, stack};
+use crate::{preflight, recorder, stack};
 use aws_sdk_cloudformation::types::StackStatus;
 
 /// How Config notifications reach the handler.
@@ -97,24 +97,17 @@ impl InstallArgs {
             anyhow::anyhow!("--sender {:?} is not an email address: {why}", self.sender)
         })?;
         let name = &self.stack_name;
-        let valid = name.len() <= 100
+        // The function is named `{stack}-handler`, and Lambda allows 64 characters.
+        let valid = name.len() <= 56
             && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid {
-            bail!("--stack-name {name:?} is invalid: letters, digits and dashes, starting with a letter, at most 100 characters");
+            bail!("--stack-name {name:?} is invalid: letters, digits and dashes, starting with a letter, at most 56 characters (the function is named STACK-handler, and Lambda allows 64)");
         }
         Ok(Checked {
             policy,
             sender,
             stack_name: name.clone(),
-        })
-    }
-
-    /// The handler artifact: the given zip (checked) or a fresh build.
-    pub fn artifact(&self) -> Result<Artifact> {
-        Ok(match &self.handler_zip {
-            Some(path) => package::check_zip(path)?,
-            None => package::build(self.arch, &PathBuf::from("dist"))?,
         })
     }
 }
@@ -149,55 +142,6 @@ impl Report {
             }
         }
     }
-}
-
-/// Verified for sending. Some emulators report only the verification status, so either counts.
-pub fn is_verified(
-    identity: &aws_sdk_sesv2::operation::get_email_identity::GetEmailIdentityOutput,
-) -> bool {
-    identity.verified_for_sending_status()
-        || identity.verification_status()
-            == Some(&aws_sdk_sesv2::types::VerificationStatus::Success)
-}
-
-/// SES: the identity that covers the sender, or the exact next step. Also the sandbox warning.
-async fn preflight_ses(
-    config: &SdkConfig,
-    place: &Place,
-    sender: &str,
-    warnings: &mut Vec<String>,
-) -> Result<String> {
-    let ses = aws_sdk_sesv2::Client::new(config);
-    let domain = sender.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-    let mut verified = None;
-    for identity in [sender, domain] {
-        if let Ok(out) = ses
-            .get_email_identity()
-            .email_identity(identity)
-            .send()
-            .await
-        {
-            if is_verified(&out) {
-                verified = Some(identity.to_owned());
-                break;
-            }
-        }
-    }
-    let Some(identity) = verified else {
-        bail!(
-            "the SES sender {sender} is not verified in {place}. Verify it, then run install again:\n  aws sesv2 create-email-identity --email-identity {sender} --region {}\n(and click the link SES emails to {sender}), or verify the domain {domain}",
-            place.region
-        );
-    };
-    match ses.get_account().send().await {
-        Ok(a) if !a.production_access_enabled() => warnings.push(format!(
-            "SES in {} is in the sandbox: email reaches only verified recipients; request production access for owners to get it",
-            place.region
-        )),
-        Ok(_) => {}
-        Err(_) => warnings.push(format!("could not tell whether SES in {} is in the sandbox (GetAccount failed)", place.region)),
-    }
-    Ok(identity)
 }
 
 fn parameters(
@@ -262,10 +206,20 @@ struct Prepared {
 
 async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
     let checked = args.check()?;
-    let artifact = args.artifact()?;
+    // A given zip is checked before any AWS call; a build waits until preflight has passed, so a
+    // missing SES identity is reported in seconds rather than after minutes of compiling.
+    let given = args
+        .handler_zip
+        .as_deref()
+        .map(package::check_zip)
+        .transpose()?;
     let place = crate::aws::place(config).await?;
-    let mut warnings = Vec::new();
-    let identity = preflight_ses(config, &place, &checked.sender, &mut warnings).await?;
+    let ses = aws_sdk_sesv2::Client::new(config);
+    let identity = preflight::sender_identity(&ses, &place, &checked.sender).await?;
+    let warnings: Vec<String> = preflight::sandbox_warning(&ses, &place)
+        .await
+        .into_iter()
+        .collect();
     let found = recorder::find(&aws_sdk_config::Client::new(config), &place).await?;
     if found.recorder.is_some() && !found.records_security_groups() && !args.extend_recorder {
         bail!(
@@ -273,6 +227,10 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
             found.recorder.as_ref().and_then(|r| r.name()).unwrap_or_default()
         );
     }
+    let artifact = match given {
+        Some(zip) => zip,
+        None => package::build(args.arch, Path::new("dist"))?,
+    };
     let params =
         stack::complete_parameters(&parameters(args, &checked, &identity, &place, &artifact))?;
     let cf = aws_sdk_cloudformation::Client::new(config);

@@ -13,6 +13,7 @@ mod aws;
 mod explain;
 mod install;
 mod package;
+mod preflight;
 mod recorder;
 mod rollout;
 mod stack;

@@ -257,7 +257,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status> {
         let mut verified = false;
         for id in [sender.as_str(), domain] {
             if let Ok(o) = ses.get_email_identity().email_identity(id).send().await {
-                verified |= crate::install::is_verified(&o);
+                verified |= crate::preflight::is_verified(&o);
             }
         }
         if verified {
