@@ -195,12 +195,15 @@ fn template_is_plain_yaml_in_long_form() {
     assert_eq!(t["Metadata"]["sgwatch"]["template-version"], json!(1));
 }
 
+/// A parameter's name, type, default (`None`: required) and allowed values.
+type ParameterContract<'a> = (&'a str, &'a str, Option<Value>, Option<&'a [&'a str]>);
+
 #[test]
 fn parameters_match_the_installer_contract() {
     const SEVERITIES: &[&str] = &["", "critical", "high", "medium", "low", "info"];
     const BOOLS: &[&str] = &["true", "false"];
     // (name, type, default (None: required), allowed values)
-    let contract: &[(&str, &str, Option<Value>, Option<&[&str]>)] = &[
+    let contract: &[ParameterContract] = &[
         ("Sender", "String", None, None),
         ("SenderIdentity", "String", None, None),
         ("FallbackRecipient", "String", Some(json!("")), None),
