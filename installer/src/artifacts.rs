@@ -1,17 +1,66 @@
-//! The artifacts bucket (one per account and region): the handler zip, keyed by its sha256, and
-//! the record of what install created versus adopted, which teardown reads.
+//! The artifacts bucket (one per account and region, `sgwatch-artifacts-{account}-{region}`): the
+//! handler zip, keyed by its sha256, and the install record (`state/{stack}.json`), which says what
+//! install created versus adopted so that teardown removes only its own.
 
-use anyhow::{Context, Result};
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
-    ServerSideEncryptionRule,
+    BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::aws::Place;
 use crate::package::Artifact;
+
+/// What went wrong with a bucket or object; names it, the account and the region.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactsError {
+    #[error("{action} s3://{bucket}{key} in {place} failed: {detail}")]
+    Aws {
+        action: &'static str,
+        bucket: String,
+        /// `/KEY`, or empty for the bucket itself.
+        key: String,
+        place: Place,
+        detail: String,
+    },
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        source: aws_sdk_s3::primitives::ByteStreamError,
+    },
+    #[error(
+        "the install record s3://{bucket}/{key} in {place} is not valid ({source}); delete it \
+         only if you know what install created there"
+    )]
+    BadRecord {
+        bucket: String,
+        key: String,
+        place: Place,
+        source: serde_json::Error,
+    },
+}
+
+fn aws_error<E, R>(
+    action: &'static str,
+    bucket: &str,
+    key: Option<&str>,
+    place: &Place,
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> ArtifactsError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    ArtifactsError::Aws {
+        action,
+        bucket: bucket.to_owned(),
+        key: key.map(|k| format!("/{k}")).unwrap_or_default(),
+        place: place.clone(),
+        detail: DisplayErrorContext(err).to_string(),
+    }
+}
 
 /// `sgwatch-artifacts-{account}-{region}`.
 pub fn bucket_name(place: &Place) -> String {
@@ -41,29 +90,40 @@ fn state_key(stack: &str) -> String {
     format!("state/{stack}.json")
 }
 
-pub async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool> {
+/// S3 answers HEAD with a bare 404 (no error code), so "not found" is read from the status too.
+fn is_not_found<E: ProvideErrorMetadata>(
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
+    matches!(err.code(), Some("NotFound" | "NoSuchBucket" | "NoSuchKey"))
+        || err
+            .raw_response()
+            .is_some_and(|r| r.status().as_u16() == 404)
+}
+
+pub async fn bucket_exists(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    place: &Place,
+) -> Result<bool, ArtifactsError> {
     match s3.head_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(true),
-        Err(e) => {
-            let not_found = e.as_service_error().is_some_and(|s| s.is_not_found())
-                || e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
-            if not_found {
-                Ok(false)
-            } else {
-                Err(anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-                    .with_context(|| format!("cannot check bucket {bucket}"))
-            }
-        }
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(aws_error("checking", bucket, None, place, &e)),
     }
 }
 
-/// Creates the artifacts bucket (private, encrypted) unless it exists. Returns whether it did.
-pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<bool> {
+/// Creates the artifacts bucket (public access blocked, encrypted) unless it exists. Returns
+/// whether it did.
+pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<bool, ArtifactsError> {
     let bucket = bucket_name(place);
-    if bucket_exists(s3, &bucket).await? {
+    if bucket_exists(s3, &bucket, place).await? {
         return Ok(false);
     }
     let mut create = s3.create_bucket().bucket(&bucket);
+    // us-east-1 is the one region that takes no location constraint.
     if place.region != "us-east-1" {
         create = create.create_bucket_configuration(
             CreateBucketConfiguration::builder()
@@ -71,12 +131,14 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<boo
                 .build(),
         );
     }
-    let ctx = || format!("cannot create the artifacts bucket {bucket} ({place})");
-    create
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(ctx)?;
+    match create.send().await {
+        Ok(_) => {}
+        // Made by a concurrent install in the same account, or by an earlier interrupted run.
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+        Err(e) => return Err(aws_error("creating", &bucket, None, place, &e)),
+    }
     s3.put_public_access_block()
         .bucket(&bucket)
         .public_access_block_configuration(
@@ -89,177 +151,245 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<boo
         )
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(ctx)?;
+        .map_err(|e| aws_error("blocking public access to", &bucket, None, place, &e))?;
+    let sse = ServerSideEncryptionByDefault::builder()
+        .sse_algorithm(ServerSideEncryption::Aes256)
+        .build()
+        .expect("the algorithm, the one required field, is set");
+    let encryption = ServerSideEncryptionConfiguration::builder()
+        .rules(
+            ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(sse)
+                .build(),
+        )
+        .build()
+        .expect("the rules, the one required field, are set");
     s3.put_bucket_encryption()
         .bucket(&bucket)
-        .server_side_encryption_configuration(
-            ServerSideEncryptionConfiguration::builder()
-                .rules(
-                    ServerSideEncryptionRule::builder()
-                        .apply_server_side_encryption_by_default(
-                            ServerSideEncryptionByDefault::builder()
-                                .sse_algorithm(ServerSideEncryption::Aes256)
-                                .build()
-                                .context("encryption rule")?,
-                        )
-                        .build(),
-                )
-                .build()
-                .context("encryption configuration")?,
-        )
+        .server_side_encryption_configuration(encryption)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(ctx)?;
+        .map_err(|e| aws_error("encrypting", &bucket, None, place, &e))?;
     Ok(true)
 }
 
-pub async fn object_exists(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<bool> {
+pub async fn object_exists(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    place: &Place,
+) -> Result<bool, ArtifactsError> {
     match s3.head_object().bucket(bucket).key(key).send().await {
         Ok(_) => Ok(true),
-        Err(e) => {
-            let not_found = e.as_service_error().is_some_and(|s| s.is_not_found())
-                || e.raw_response().is_some_and(|r| r.status().as_u16() == 404);
-            if not_found {
-                Ok(false)
-            } else {
-                Err(anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-                    .with_context(|| format!("cannot check s3://{bucket}/{key}"))
-            }
-        }
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(aws_error("checking", bucket, Some(key), place, &e)),
     }
 }
 
 /// Uploads the handler zip unless an object with its hash is already there. Returns whether it did.
-pub async fn upload(s3: &aws_sdk_s3::Client, place: &Place, artifact: &Artifact) -> Result<bool> {
+pub async fn upload(
+    s3: &aws_sdk_s3::Client,
+    place: &Place,
+    artifact: &Artifact,
+) -> Result<bool, ArtifactsError> {
     let bucket = bucket_name(place);
     let key = artifact.key();
-    if object_exists(s3, &bucket, &key).await? {
+    if object_exists(s3, &bucket, &key, place).await? {
         return Ok(false);
     }
     let body = aws_sdk_s3::primitives::ByteStream::from_path(&artifact.path)
         .await
-        .with_context(|| format!("cannot read {}", artifact.path.display()))?;
+        .map_err(|source| ArtifactsError::Read {
+            what: format!("the handler zip {}", artifact.path.display()),
+            source,
+        })?;
     s3.put_object()
         .bucket(&bucket)
         .key(&key)
         .body(body)
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| format!("cannot upload the handler to s3://{bucket}/{key} ({place})"))?;
+        .map_err(|e| aws_error("uploading the handler to", &bucket, Some(&key), place, &e))?;
     Ok(true)
 }
 
+/// The install record of `stack`, if there is one.
 pub async fn read_state(
     s3: &aws_sdk_s3::Client,
     place: &Place,
     stack: &str,
-) -> Result<Option<InstallState>> {
+) -> Result<Option<InstallState>, ArtifactsError> {
     let bucket = bucket_name(place);
-    if !bucket_exists(s3, &bucket).await? {
-        return Ok(None);
-    }
-    match s3
-        .get_object()
-        .bucket(&bucket)
-        .key(state_key(stack))
-        .send()
+    let key = state_key(stack);
+    let out = match s3.get_object().bucket(&bucket).key(&key).send().await {
+        Ok(out) => out,
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => return Err(aws_error("reading", &bucket, Some(&key), place, &e)),
+    };
+    let bytes = out
+        .body
+        .collect()
         .await
-    {
-        Ok(out) => {
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .context("reading the install record")?
-                .into_bytes();
-            Ok(Some(
-                serde_json::from_slice(&bytes).context("the install record is not valid JSON")?,
-            ))
-        }
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
-        Err(e) => Err(anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-            .with_context(|| format!("cannot read the install record in {bucket}")),
-    }
+        .map_err(|source| ArtifactsError::Read {
+            what: format!("s3://{bucket}/{key} in {place}"),
+            source,
+        })?
+        .into_bytes();
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| ArtifactsError::BadRecord {
+            bucket,
+            key,
+            place: place.clone(),
+            source,
+        })
 }
 
 pub async fn write_state(
     s3: &aws_sdk_s3::Client,
     place: &Place,
     state: &InstallState,
-) -> Result<()> {
+) -> Result<(), ArtifactsError> {
     let bucket = bucket_name(place);
+    let key = state_key(&state.stack_name);
+    let body = serde_json::to_vec_pretty(state).expect("the install record serialises");
     s3.put_object()
         .bucket(&bucket)
-        .key(state_key(&state.stack_name))
-        .body(serde_json::to_vec_pretty(state)?.into())
+        .key(&key)
+        .body(body.into())
         .content_type("application/json")
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| format!("cannot write the install record to {bucket} ({place})"))?;
+        .map_err(|e| {
+            aws_error(
+                "writing the install record to",
+                &bucket,
+                Some(&key),
+                place,
+                &e,
+            )
+        })?;
     Ok(())
 }
 
-/// Deletes every object version in `bucket`, then the bucket. A missing bucket is success.
-pub async fn empty_and_delete(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool> {
-    if !bucket_exists(s3, bucket).await? {
+/// Removes the install record of `stack`; returns the stacks whose records remain (other
+/// installs in the same account and region, which keep the bucket).
+pub async fn delete_state(
+    s3: &aws_sdk_s3::Client,
+    place: &Place,
+    stack: &str,
+) -> Result<Vec<String>, ArtifactsError> {
+    let bucket = bucket_name(place);
+    if !bucket_exists(s3, &bucket, place).await? {
+        return Ok(Vec::new());
+    }
+    let key = state_key(stack);
+    s3.delete_object()
+        .bucket(&bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(|e| aws_error("deleting", &bucket, Some(&key), place, &e))?;
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix("state/")
+        .send()
+        .await
+        .map_err(|e| aws_error("listing the install records in", &bucket, None, place, &e))?;
+    Ok(listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .filter_map(|k| k.strip_prefix("state/")?.strip_suffix(".json"))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Deletes every object version and delete marker in `bucket`, then the bucket. A missing bucket
+/// is success (`false`).
+pub async fn empty_and_delete(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    place: &Place,
+) -> Result<bool, ArtifactsError> {
+    if !bucket_exists(s3, bucket, place).await? {
         return Ok(false);
     }
-    let err = |e: String| anyhow::anyhow!(e).context(format!("cannot empty bucket {bucket}"));
+    // Versions first (a versioned bucket keeps every overwritten object), then, for emulators and
+    // unversioned buckets that list no versions, the plain listing. Each page is one batch delete.
     loop {
         let versions = s3
             .list_object_versions()
             .bucket(bucket)
             .send()
             .await
-            .map_err(|e| err(DisplayErrorContext(&e).to_string()))?;
-        let mut targets: Vec<(String, Option<String>)> = versions
+            .map_err(|e| aws_error("listing the object versions of", bucket, None, place, &e))?;
+        let mut batch: Vec<ObjectIdentifier> = versions
             .versions()
             .iter()
-            .filter_map(|v| Some((v.key()?.to_owned(), v.version_id().map(str::to_owned))))
+            .filter_map(|v| identifier(v.key()?, v.version_id()))
+            .chain(
+                versions
+                    .delete_markers()
+                    .iter()
+                    .filter_map(|m| identifier(m.key()?, m.version_id())),
+            )
             .collect();
-        targets.extend(
-            versions
-                .delete_markers()
-                .iter()
-                .filter_map(|v| Some((v.key()?.to_owned(), v.version_id().map(str::to_owned)))),
-        );
-        if targets.is_empty() {
-            // Unversioned buckets: plain listing.
+        if batch.is_empty() {
             let listed = s3
                 .list_objects_v2()
                 .bucket(bucket)
                 .send()
                 .await
-                .map_err(|e| err(DisplayErrorContext(&e).to_string()))?;
-            targets = listed
+                .map_err(|e| aws_error("listing the objects of", bucket, None, place, &e))?;
+            batch = listed
                 .contents()
                 .iter()
-                .filter_map(|o| Some((o.key()?.to_owned(), None)))
+                .filter_map(|o| identifier(o.key()?, None))
                 .collect();
         }
-        if targets.is_empty() {
+        if batch.is_empty() {
             break;
         }
-        for (key, version) in targets {
-            s3.delete_object()
-                .bucket(bucket)
-                .key(&key)
-                .set_version_id(version.filter(|v| v != "null"))
-                .send()
-                .await
-                .map_err(|e| err(DisplayErrorContext(&e).to_string()))?;
+        let delete = Delete::builder()
+            .set_objects(Some(batch))
+            .quiet(true)
+            .build()
+            .expect("the objects, the one required field, are set");
+        let out = s3
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| aws_error("emptying", bucket, None, place, &e))?;
+        if let Some(failed) = out.errors().first() {
+            return Err(ArtifactsError::Aws {
+                action: "emptying",
+                bucket: bucket.to_owned(),
+                key: format!("/{}", failed.key().unwrap_or_default()),
+                place: place.clone(),
+                detail: format!(
+                    "{}: {}",
+                    failed.code().unwrap_or("error"),
+                    failed.message().unwrap_or_default()
+                ),
+            });
         }
     }
-    s3.delete_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| format!("cannot delete bucket {bucket}"))?;
-    Ok(true)
+    match s3.delete_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(aws_error("deleting", bucket, None, place, &e)),
+    }
+}
+
+fn identifier(key: &str, version: Option<&str>) -> Option<ObjectIdentifier> {
+    ObjectIdentifier::builder()
+        .key(key)
+        // "null" is the version id S3 gives objects written before versioning was enabled.
+        .set_version_id(version.filter(|v| *v != "null").map(str::to_owned))
+        .build()
+        .ok()
 }

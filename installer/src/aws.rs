@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use aws_config::{Region, SdkConfig};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -76,15 +76,28 @@ impl std::fmt::Display for Place {
     }
 }
 
+/// The credentials could not be tied to an account.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot tell which account the credentials belong to (sts:GetCallerIdentity in {region}): \
+     {detail}. Check your credentials, --profile, --region and --endpoint-url"
+)]
+pub struct IdentityError {
+    region: String,
+    detail: String,
+}
+
 /// Who we are: `sts:GetCallerIdentity`.
-pub async fn place(config: &SdkConfig) -> Result<Place> {
+pub async fn place(config: &SdkConfig) -> Result<Place, IdentityError> {
     let region = config.region().map(|r| r.to_string()).unwrap_or_default();
     let me = aws_sdk_sts::Client::new(config)
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&e)))
-        .with_context(|| format!("cannot tell which account the credentials belong to (region {region}); check your credentials or --profile"))?;
+        .map_err(|e| IdentityError {
+            region: region.clone(),
+            detail: aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
+        })?;
     Ok(Place {
         account: me.account().unwrap_or_default().to_owned(),
         region,

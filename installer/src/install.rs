@@ -1,21 +1,28 @@
-//! `sgwatch install` and `sgwatch plan`: checks, artifact, stack, Config. Idempotent: a re-run
-//! with nothing changed makes no mutating call and says "no changes".
+//! `sgwatch install` and `sgwatch plan`: preflight, the handler artifact, the stack, AWS Config.
+//!
+//! Both start from the same reading of the account ([`prepare`]: read-only calls), so plan lists
+//! exactly what install would do, and install with nothing to do makes no mutating call and says
+//! "no changes". The comparison covers the stack's template body and parameters (the artifact's
+//! sha256 is in ArtifactKey), the Config recorder and channel, the subscription to an adopted
+//! channel's topic, and the install record.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use aws_config::SdkConfig;
+use aws_config::{Region, SdkConfig};
+use aws_sdk_cloudformation::types::{Stack, StackStatus};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use sgwatch_handler::recipients::parse_address;
-use sgwatch_handler::settings::{Policy, RawPolicy};
+use sgwatch_handler::settings::{Policy, RawPolicy, SettingsError};
 
-use crate::artifacts::{self, InstallState};
-use crate::aws::Place;
-use crate::package::{self, Arch, Artifact};
-use crate::{preflight, recorder, stack};
-use aws_sdk_cloudformation::types::StackStatus;
+use crate::artifacts::{self, ArtifactsError, InstallState};
+use crate::aws::{IdentityError, Place};
+use crate::package::{self, Arch, Artifact, PackageError};
+use crate::preflight::{self, PreflightError};
+use crate::recorder::{self, Owned, RecorderError, Step, Want};
+use crate::stack::{self, StackError};
+use crate::topic::{self, TopicError};
 
 /// How Config notifications reach the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -75,6 +82,89 @@ pub struct InstallArgs {
     pub extend_recorder: bool,
 }
 
+/// Why install or plan stopped. Each says what failed, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("invalid setting {flag}: {source}")]
+    Setting { flag: String, source: SettingsError },
+    #[error("--sender {value:?} is not an email address: {why}")]
+    Sender { value: String, why: String },
+    #[error(
+        "--stack-name {0:?} is invalid: letters, digits and dashes, starting with a letter, at \
+         most 56 characters (the function is named STACK-handler, and Lambda allows 64)"
+    )]
+    StackName(String),
+    #[error(
+        "the existing delivery channel {channel:?} in {place} has no SNS topic to subscribe the \
+         handler to: run install with --source eventbridge"
+    )]
+    ChannelWithoutTopic { channel: String, place: Place },
+    #[error("stack {stack} in {place} has no output {output}: run install again; if it persists, see the stack's events")]
+    MissingOutput {
+        stack: String,
+        place: Place,
+        output: &'static str,
+    },
+    #[error(transparent)]
+    Identity(Box<IdentityError>),
+    #[error(transparent)]
+    Preflight(Box<PreflightError>),
+    #[error(transparent)]
+    Package(Box<PackageError>),
+    #[error(transparent)]
+    Artifacts(Box<ArtifactsError>),
+    #[error(transparent)]
+    Stack(Box<StackError>),
+    #[error(transparent)]
+    Recorder(Box<RecorderError>),
+    #[error(transparent)]
+    Topic(Box<TopicError>),
+}
+
+// Boxed: the module errors carry the account, region and resource, and a command ends on
+// one; boxing keeps every `Result` small.
+impl From<IdentityError> for InstallError {
+    fn from(e: IdentityError) -> Self {
+        InstallError::Identity(Box::new(e))
+    }
+}
+
+impl From<PreflightError> for InstallError {
+    fn from(e: PreflightError) -> Self {
+        InstallError::Preflight(Box::new(e))
+    }
+}
+
+impl From<PackageError> for InstallError {
+    fn from(e: PackageError) -> Self {
+        InstallError::Package(Box::new(e))
+    }
+}
+
+impl From<ArtifactsError> for InstallError {
+    fn from(e: ArtifactsError) -> Self {
+        InstallError::Artifacts(Box::new(e))
+    }
+}
+
+impl From<StackError> for InstallError {
+    fn from(e: StackError) -> Self {
+        InstallError::Stack(Box::new(e))
+    }
+}
+
+impl From<RecorderError> for InstallError {
+    fn from(e: RecorderError) -> Self {
+        InstallError::Recorder(Box::new(e))
+    }
+}
+
+impl From<TopicError> for InstallError {
+    fn from(e: TopicError) -> Self {
+        InstallError::Topic(Box::new(e))
+    }
+}
+
 /// Settings checked before any AWS call.
 pub struct Checked {
     pub policy: Policy,
@@ -83,7 +173,9 @@ pub struct Checked {
 }
 
 impl InstallArgs {
-    pub fn check(&self) -> Result<Checked> {
+    /// Checks the settings flags with the handler's own validation (what the Lambda would refuse
+    /// at start is refused here, before anything is deployed).
+    pub fn check(&self) -> Result<Checked, InstallError> {
         let policy = Policy::from_raw(&RawPolicy {
             notify_tag: self.notify_tag.clone(),
             owner_tag: self.owner_tag.clone(),
@@ -92,17 +184,20 @@ impl InstallArgs {
             always_notify_at: self.always_notify_at.clone(),
             notify_on_relationship_changes: Some(self.notify_on_relationship_changes.to_string()),
         })
-        .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
-        let sender = parse_address(&self.sender).map_err(|why| {
-            anyhow::anyhow!("--sender {:?} is not an email address: {why}", self.sender)
+        .map_err(|source| InstallError::Setting {
+            flag: flag_of(&source),
+            source,
+        })?;
+        let sender = parse_address(&self.sender).map_err(|why| InstallError::Sender {
+            value: self.sender.clone(),
+            why,
         })?;
         let name = &self.stack_name;
-        // The function is named `{stack}-handler`, and Lambda allows 64 characters.
         let valid = name.len() <= 56
             && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid {
-            bail!("--stack-name {name:?} is invalid: letters, digits and dashes, starting with a letter, at most 56 characters (the function is named STACK-handler, and Lambda allows 64)");
+            return Err(InstallError::StackName(name.clone()));
         }
         Ok(Checked {
             policy,
@@ -110,6 +205,19 @@ impl InstallArgs {
             stack_name: name.clone(),
         })
     }
+}
+
+/// The flag behind a setting's variable: `SGWATCH_FALLBACK_RECIPIENT` → `--fallback-recipient`.
+fn flag_of(err: &SettingsError) -> String {
+    let name = match err {
+        SettingsError::Missing(name) | SettingsError::Invalid { name, .. } => *name,
+    };
+    format!(
+        "--{}",
+        name.trim_start_matches("SGWATCH_")
+            .to_ascii_lowercase()
+            .replace('_', "-")
+    )
 }
 
 /// What install did (or plan would do).
@@ -144,6 +252,7 @@ impl Report {
     }
 }
 
+/// The stack parameters install deploys (before the template's defaults are filled in).
 fn parameters(
     args: &InstallArgs,
     checked: &Checked,
@@ -152,10 +261,11 @@ fn parameters(
     artifact: &Artifact,
 ) -> BTreeMap<String, String> {
     let p = &checked.policy;
+    // The handler always watches security groups; the parameter holds the others.
     let extra: Vec<&str> = p
         .resource_types
         .iter()
-        .skip(1)
+        .filter(|t| *t != recorder::SECURITY_GROUP)
         .map(String::as_str)
         .collect();
     [
@@ -189,22 +299,126 @@ fn parameters(
     .collect()
 }
 
-/// Everything decided before changing anything.
+/// The account as install finds it, and what it would change; read with read-only calls.
 struct Prepared {
     place: Place,
     artifact: Artifact,
     params: BTreeMap<String, String>,
-    found: recorder::Found,
-    deployed: Option<aws_sdk_cloudformation::types::Stack>,
-    /// How the deployed stack differs from what install would deploy (template, parameters), one
-    /// line each; empty when it is the same. Read before any change set exists.
+    deployed: Option<Stack>,
+    /// How the deployed stack differs from what install would deploy, one line each; empty when
+    /// it is the same.
     stack_changes: Vec<String>,
+    want: Want,
+    config_steps: Vec<Step>,
+    /// The adopted channel's topic the handler must be subscribed to (`--source sns`).
+    adopted_topic: Option<String>,
+    /// The handler's existing subscription to that topic.
+    subscription: Option<String>,
     state: Option<InstallState>,
     warnings: Vec<String>,
-    extra_types: Vec<String>,
 }
 
-async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
+impl Prepared {
+    fn stack_settled(&self) -> bool {
+        self.deployed.is_some() && self.stack_changes.is_empty()
+    }
+
+    /// Nothing to do at all: the stack, Config, the subscription and the record are as install
+    /// leaves them.
+    fn settled(&self) -> bool {
+        self.stack_settled()
+            && self.config_steps.is_empty()
+            && (self.adopted_topic.is_none() || self.subscription.is_some())
+            && self.state.is_some()
+    }
+}
+
+/// Whether the deployed stack can take an update change set; a stack that never finished being
+/// created (`REVIEW_IN_PROGRESS` after an interrupted first install, `ROLLBACK_COMPLETE` after a
+/// failed one) is created anew instead.
+fn updatable(deployed: Option<&Stack>) -> bool {
+    deployed
+        .and_then(|s| s.stack_status())
+        .is_some_and(stack::is_settled)
+}
+
+/// An SNS client in the topic's own region (an adopted channel's topic may live elsewhere).
+fn sns_for(config: &SdkConfig, topic: &str) -> aws_sdk_sns::Client {
+    let region = topic.split(':').nth(3).filter(|r| !r.is_empty());
+    let mut builder = aws_sdk_sns::config::Builder::from(config);
+    if let Some(region) = region {
+        builder = builder.region(Region::new(region.to_owned()));
+    }
+    aws_sdk_sns::Client::from_conf(builder.build())
+}
+
+/// Which of the found recorder and channel are install's: its record says so, or (the record
+/// lost) they point at this stack's role and bucket, which nobody else uses.
+fn owned(
+    found: &recorder::Found,
+    state: Option<&InstallState>,
+    outputs: &BTreeMap<String, String>,
+) -> Owned {
+    let recorded = |kind: &str, name: &str, actual: Option<&str>| {
+        state.is_some_and(|s| {
+            let (how, named) = match kind {
+                "recorder" => (&s.recorder, &s.recorder_name),
+                _ => (&s.channel, &s.channel_name),
+            };
+            how == "created" && Some(named.as_str()) == actual && !name.is_empty()
+        })
+    };
+    let recorder = found.recorder.as_ref().is_some_and(|r| {
+        recorded("recorder", recorder::NAME, r.name())
+            || (r.role_arn().is_some()
+                && r.role_arn() == outputs.get("ConfigRoleArn").map(String::as_str))
+    });
+    let channel = found.channel.as_ref().is_some_and(|c| {
+        recorded("channel", recorder::NAME, c.name())
+            || (c.s3_bucket_name().is_some()
+                && c.s3_bucket_name() == outputs.get("ConfigBucketName").map(String::as_str))
+    });
+    Owned { recorder, channel }
+}
+
+fn want(checked: &Checked, args: &InstallArgs, outputs: &BTreeMap<String, String>) -> Want {
+    Want {
+        types: checked.policy.resource_types.clone(),
+        role_arn: outputs.get("ConfigRoleArn").cloned(),
+        bucket: outputs.get("ConfigBucketName").cloned(),
+        topic: outputs.get("TopicArn").cloned(),
+        extend: args.extend_recorder,
+    }
+}
+
+/// The adopted channel's topic the handler must be subscribed to, if any.
+fn adopted_topic(
+    found: &recorder::Found,
+    owned: Owned,
+    args: &InstallArgs,
+    outputs: &BTreeMap<String, String>,
+    place: &Place,
+) -> Result<Option<String>, InstallError> {
+    let Some(channel) = found.channel.as_ref().filter(|_| !owned.channel) else {
+        return Ok(None);
+    };
+    if args.source != Source::Sns {
+        return Ok(None);
+    }
+    match channel.sns_topic_arn() {
+        None => Err(InstallError::ChannelWithoutTopic {
+            channel: channel.name().unwrap_or_default().to_owned(),
+            place: place.clone(),
+        }),
+        // Already our own topic (its inline subscription is the stack's).
+        Some(topic) if outputs.get("TopicArn").map(String::as_str) == Some(topic) => Ok(None),
+        Some(topic) => Ok(Some(topic.to_owned())),
+    }
+}
+
+/// Reads everything install compares, with read-only calls; builds the handler (when no zip is
+/// given) only after preflight has passed.
+async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, InstallError> {
     let checked = args.check()?;
     // A given zip is checked before any AWS call; a build waits until preflight has passed, so a
     // missing SES identity is reported in seconds rather than after minutes of compiling.
@@ -216,25 +430,40 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
     let place = crate::aws::place(config).await?;
     let ses = aws_sdk_sesv2::Client::new(config);
     let identity = preflight::sender_identity(&ses, &place, &checked.sender).await?;
-    let warnings: Vec<String> = preflight::sandbox_warning(&ses, &place)
+    let mut warnings: Vec<String> = preflight::sandbox_warning(&ses, &place)
         .await
         .into_iter()
         .collect();
     let found = recorder::find(&aws_sdk_config::Client::new(config), &place).await?;
-    if found.recorder.is_some() && !found.records_security_groups() && !args.extend_recorder {
-        bail!(
-            "the existing AWS Config recorder {:?} in {place} does not record AWS::EC2::SecurityGroup, so sgwatch would never hear of a change. Add the type to it yourself, or run install again with --extend-recorder to let sgwatch add it (the recorder is otherwise left as it is)",
-            found.recorder.as_ref().and_then(|r| r.name()).unwrap_or_default()
-        );
+    let s3 = sgwatch_handler::aws::s3_client(config);
+    let state = artifacts::read_state(&s3, &place, &checked.stack_name).await?;
+
+    let cf = aws_sdk_cloudformation::Client::new(config);
+    let deployed = stack::describe(&cf, &checked.stack_name, &place).await?;
+    let outputs = match &deployed {
+        Some(s) => stack::resolved_outputs(&cf, &checked.stack_name, s, &place).await?,
+        None => BTreeMap::new(),
+    };
+    // Config is checked before the (possibly long) build: an adopted recorder that does not
+    // record security groups stops install here.
+    let owned = owned(&found, state.as_ref(), &outputs);
+    let want = want(&checked, args, &outputs);
+    let config_steps = recorder::steps(&found, owned, &want, &place)?;
+    let adopted_topic = adopted_topic(&found, owned, args, &outputs, &place)?;
+    if found.recorder.is_some() && !owned.recorder && !found.recording {
+        warnings.push(format!(
+            "the adopted recorder {} in {place} is not recording: sgwatch never starts or stops a \
+             recorder it did not create, so no change will be reported until its owner starts it",
+            found.recorder_name().unwrap_or("?")
+        ));
     }
+
     let artifact = match given {
         Some(zip) => zip,
         None => package::build(args.arch, Path::new("dist"))?,
     };
     let params =
         stack::complete_parameters(&parameters(args, &checked, &identity, &place, &artifact))?;
-    let cf = aws_sdk_cloudformation::Client::new(config);
-    let deployed = stack::describe(&cf, &checked.stack_name, &place).await?;
     let stack_changes = match &deployed {
         None => vec![format!("create stack {}", checked.stack_name)],
         Some(s) => {
@@ -244,7 +473,7 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
                 .unwrap_or_else(|| StackStatus::from("UNKNOWN"));
             if status.as_str().ends_with("_IN_PROGRESS") && status != StackStatus::ReviewInProgress
             {
-                return Err(stack::StackError::Busy {
+                return Err(StackError::Busy {
                     stack: checked.stack_name.clone(),
                     place: place.clone(),
                     status: status.as_str().to_owned(),
@@ -253,7 +482,7 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
             }
             if stack::is_settled(&status) {
                 // The comparison the no-op re-run rests on: the template body and the parameters
-                // (the artifact's hash is in ArtifactKey) as deployed, against what we would deploy.
+                // as deployed, against what we would deploy.
                 let body = stack::deployed_template(&cf, &checked.stack_name, &place).await?;
                 stack::differences(&body, &stack::deployed_parameters(s), &params)
             } else {
@@ -265,124 +494,79 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared> {
             }
         }
     };
-    let s3 = sgwatch_handler::aws::s3_client(config);
-    let state = artifacts::read_state(&s3, &place, &checked.stack_name).await?;
-    let extra_types = checked
-        .policy
-        .resource_types
-        .iter()
-        .skip(1)
-        .cloned()
-        .collect();
+    let subscription = match (&adopted_topic, outputs.get("FunctionArn")) {
+        (Some(topic), Some(function)) => {
+            topic::subscription(&sns_for(config, topic), &place, topic, function).await?
+        }
+        _ => None,
+    };
     Ok(Prepared {
         place,
         artifact,
         params,
-        found,
         deployed,
         stack_changes,
+        want,
+        config_steps,
+        adopted_topic,
+        subscription,
         state,
         warnings,
-        extra_types,
     })
 }
 
-/// Whether Config is as install leaves it.
-fn config_settled(p: &Prepared) -> bool {
-    p.state.is_some()
-        && p.found.recorder.is_some()
-        && p.found.channel.is_some()
-        && p.found.records_security_groups()
-        && p.found.recording
-}
-
-fn stack_settled(p: &Prepared) -> bool {
-    p.deployed.is_some() && p.stack_changes.is_empty()
-}
-
-/// Whether the deployed stack can take an update change set; a stack that never finished being
-/// created (`REVIEW_IN_PROGRESS` after an interrupted first install, `ROLLBACK_COMPLETE` after a
-/// failed one) is created anew instead.
-fn updatable(deployed: Option<&aws_sdk_cloudformation::types::Stack>) -> bool {
-    deployed
-        .and_then(|s| s.stack_status())
-        .is_some_and(stack::is_settled)
-}
-
-/// `sgwatch plan`: what install would do; changes nothing.
-pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report> {
+/// `sgwatch plan`: what install would do; changes nothing (a change set for an existing stack is
+/// created, described and deleted).
+pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, InstallError> {
     let p = prepare(args, config).await?;
     let mut changes = Vec::new();
     let s3 = sgwatch_handler::aws::s3_client(config);
     let bucket = artifacts::bucket_name(&p.place);
-    if !artifacts::bucket_exists(&s3, &bucket).await? {
+    let bucket_exists = artifacts::bucket_exists(&s3, &bucket, &p.place).await?;
+    if !bucket_exists {
         changes.push(format!("create artifacts bucket {bucket}"));
     }
-    if !artifacts::object_exists(&s3, &bucket, &p.artifact.key())
-        .await
-        .unwrap_or(false)
-    {
+    let uploaded = bucket_exists
+        && artifacts::object_exists(&s3, &bucket, &p.artifact.key(), &p.place).await?;
+    if !uploaded && !p.stack_settled() {
         changes.push(format!(
             "upload handler s3://{bucket}/{} ({} bytes)",
             p.artifact.key(),
             p.artifact.size
         ));
     }
-    if !stack_settled(&p) {
+    if !p.stack_settled() {
+        let name = &args.stack_name;
         let cf = aws_sdk_cloudformation::Client::new(config);
+        if p.deployed.is_some() {
+            changes.extend(p.stack_changes.iter().map(|c| format!("stack {name}: {c}")));
+        }
         if updatable(p.deployed.as_ref()) {
-            // What differs, then what CloudFormation would do about it: a change set, described
-            // and deleted (emulators may list no resource change for a parameter change).
-            changes.extend(
-                p.stack_changes
-                    .iter()
-                    .map(|c| format!("stack {}: {c}", args.stack_name)),
-            );
-            let change_set =
-                stack::create_change_set(&cf, &args.stack_name, &p.params, true, &p.place).await?;
-            stack::delete_change_set(&cf, &args.stack_name, &change_set, &p.place).await?;
+            // What CloudFormation would do about it: a change set, described and deleted
+            // (emulators may list no resource change for a parameter change).
+            let change_set = stack::create_change_set(&cf, name, &p.params, true, &p.place).await?;
+            stack::delete_change_set(&cf, name, &change_set, &p.place).await?;
             changes.extend(
                 change_set
                     .changes
                     .iter()
-                    .map(|c| format!("stack {}: {c}", args.stack_name)),
+                    .map(|c| format!("stack {name}: {c}")),
             );
         } else {
-            if p.deployed.is_some() {
-                changes.extend(
-                    p.stack_changes
-                        .iter()
-                        .map(|c| format!("stack {}: {c}", args.stack_name)),
-                );
-            }
             // A change set for a stack that does not exist would create the stack (in
             // REVIEW_IN_PROGRESS): list the template's resources instead.
-            for (name, kind) in stack::resources_to_create(&p.params)? {
-                changes.push(format!("stack {}: Add {name} ({kind})", args.stack_name));
+            for (resource, kind) in stack::resources_to_create(&p.params)? {
+                changes.push(format!("stack {name}: Add {resource} ({kind})"));
             }
         }
     }
-    match (&p.found.recorder, &p.found.channel) {
-        (None, _) => changes.push(format!(
-            "create configuration recorder {} recording {} and its delivery channel, start recording",
-            recorder::NAME,
-            std::iter::once(recorder::SECURITY_GROUP.to_owned()).chain(p.extra_types.clone()).collect::<Vec<_>>().join(", ")
-        )),
-        (Some(r), channel) => {
-            if p.state.is_none() {
-                changes.push(format!("adopt configuration recorder {} (left unchanged)", r.name().unwrap_or("?")));
-            }
-            if !p.found.records_security_groups() {
-                changes.push(format!("add AWS::EC2::SecurityGroup to recorder {}", r.name().unwrap_or("?")));
-            }
-            match channel {
-                None => changes.push(format!("create delivery channel {}", recorder::NAME)),
-                Some(c) if p.state.is_none() && args.source == Source::Sns => changes.push(format!(
-                    "subscribe the handler to the adopted channel's topic {}",
-                    c.sns_topic_arn().unwrap_or("(none)")
-                )),
-                Some(_) => {}
-            }
+    // Config as it would be after the stack: with today's outputs where the stack exists.
+    changes.extend(p.config_steps.iter().map(|s| s.describe(&p.want)));
+    if let Some(topic) = &p.adopted_topic {
+        if p.subscription.is_none() {
+            changes.push(format!(
+                "subscribe the handler to the adopted channel's topic {topic} (and let it invoke the handler)"
+            ));
         }
     }
     if p.state.is_none() {
@@ -401,20 +585,31 @@ pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report> {
 }
 
 /// `sgwatch install`.
-pub async fn install(args: &InstallArgs, config: &SdkConfig, progress: bool) -> Result<Report> {
+pub async fn install(
+    args: &InstallArgs,
+    config: &SdkConfig,
+    progress: bool,
+) -> Result<Report, InstallError> {
     let p = prepare(args, config).await?;
     let place = p.place.clone();
+    let name = &args.stack_name;
     let mut changes = Vec::new();
-    if stack_settled(&p) && config_settled(&p) {
+    if p.settled() {
         return Ok(Report {
             account: place.account,
             region: place.region,
-            stack: args.stack_name.clone(),
+            stack: name.clone(),
             changes,
             warnings: p.warnings,
         });
     }
     let s3 = sgwatch_handler::aws::s3_client(config);
+    let mut state = p.state.clone().unwrap_or_else(|| InstallState {
+        stack_name: name.clone(),
+        ..Default::default()
+    });
+
+    // 1. The artifact, by content hash.
     if artifacts::ensure_bucket(&s3, &place).await? {
         changes.push(format!(
             "created artifacts bucket {}",
@@ -429,196 +624,144 @@ pub async fn install(args: &InstallArgs, config: &SdkConfig, progress: bool) -> 
         ));
     }
 
+    // 2. The stack, through a change set.
     let cf = aws_sdk_cloudformation::Client::new(config);
-    let stack = if stack_settled(&p) {
-        p.deployed.clone().context("stack vanished")?
+    let deployed = if p.stack_settled() {
+        p.deployed.clone().expect("a settled stack exists")
     } else {
         // A stack whose first creation failed cannot be updated, and blocks creating it again:
-        // remove it first. (REVIEW_IN_PROGRESS, left by an interrupted first install, takes a
-        // create change set as it is.)
+        // remove it first. (REVIEW_IN_PROGRESS takes a create change set as it is.)
         if let Some(s) = &p.deployed {
             if matches!(
                 s.stack_status(),
                 Some(StackStatus::RollbackComplete | StackStatus::RollbackFailed)
             ) {
-                stack::delete(&cf, &args.stack_name, &place, progress).await?;
+                stack::delete(&cf, name, &place, progress).await?;
             }
         }
         let exists = updatable(p.deployed.as_ref());
         if progress {
             eprintln!(
-                "{} stack {} ({place})…",
-                if exists { "updating" } else { "creating" },
-                args.stack_name
+                "{} stack {name} ({place})…",
+                if exists { "updating" } else { "creating" }
             );
         }
         if exists {
-            changes.extend(
-                p.stack_changes
-                    .iter()
-                    .map(|c| format!("stack {}: {c}", args.stack_name)),
-            );
+            changes.extend(p.stack_changes.iter().map(|c| format!("stack {name}: {c}")));
         }
-        let change_set =
-            stack::create_change_set(&cf, &args.stack_name, &p.params, exists, &place).await?;
+        let change_set = stack::create_change_set(&cf, name, &p.params, exists, &place).await?;
         changes.extend(
             change_set
                 .changes
                 .iter()
-                .map(|l| format!("stack {}: {l}", args.stack_name)),
+                .map(|c| format!("stack {name}: {c}")),
         );
         if change_set.empty {
             // CloudFormation sees nothing to do where the text comparison saw a difference (a
             // comment, say): nothing to execute.
-            stack::delete_change_set(&cf, &args.stack_name, &change_set, &place).await?;
-            p.deployed.clone().context("stack vanished")?
+            stack::delete_change_set(&cf, name, &change_set, &place).await?;
+            p.deployed
+                .clone()
+                .expect("an empty update is of an existing stack")
         } else {
-            stack::execute(&cf, &args.stack_name, &change_set, &place, progress).await?
+            stack::execute(&cf, name, &change_set, &place, progress).await?
         }
     };
-    let outputs = stack::resolved_outputs(&cf, &args.stack_name, &stack, &place).await?;
-    let output = |k: &str| {
-        outputs
-            .get(k)
-            .cloned()
-            .with_context(|| format!("stack {} has no output {k}", args.stack_name))
-    };
-
-    let cfg = aws_sdk_config::Client::new(config);
-    let mut state = p.state.clone().unwrap_or_else(|| InstallState {
-        stack_name: args.stack_name.clone(),
-        ..Default::default()
-    });
+    let outputs = stack::resolved_outputs(&cf, name, &deployed, &place).await?;
     state.config_bucket = outputs.get("ConfigBucketName").cloned();
+
+    // 3. Config, decided again now that the stack's outputs are known.
+    let cfg = aws_sdk_config::Client::new(config);
     let found = recorder::find(&cfg, &place).await?;
-    match &found.recorder {
-        None => {
-            recorder::create(
-                &cfg,
-                &place,
-                &output("ConfigRoleArn")?,
-                &output("ConfigBucketName")?,
-                &output("TopicArn")?,
-                &p.extra_types,
-            )
-            .await?;
-            changes.push(format!(
-                "created configuration recorder {0} and delivery channel {0}; recording started",
-                recorder::NAME
-            ));
-            state.recorder = "created".into();
-            state.recorder_name = recorder::NAME.into();
-            state.channel = "created".into();
-            state.channel_name = recorder::NAME.into();
-        }
-        Some(r) => {
-            let name = r.name().unwrap_or_default().to_owned();
-            if state.recorder.is_empty() {
-                state.recorder = "adopted".into();
-                state.recorder_name = name.clone();
-            }
-            if !found.records_security_groups() {
-                state.extended_types = recorder::extend(&cfg, &place, &found).await?;
-                changes.push(format!("added AWS::EC2::SecurityGroup to recorder {name}"));
-            }
-            match &found.channel {
-                None => {
-                    recorder::put_channel(
-                        &cfg,
-                        &place,
-                        &output("ConfigBucketName")?,
-                        &output("TopicArn")?,
-                    )
-                    .await?;
-                    state.channel = "created".into();
-                    state.channel_name = recorder::NAME.into();
-                    changes.push(format!("created delivery channel {}", recorder::NAME));
-                }
-                Some(c) => {
-                    if state.channel.is_empty() {
-                        state.channel = "adopted".into();
-                        state.channel_name = c.name().unwrap_or_default().to_owned();
-                    }
-                    let topic = c.sns_topic_arn().map(str::to_owned);
-                    if state.channel == "adopted"
-                        && args.source == Source::Sns
-                        && state.adopted_subscription_arn.is_none()
-                    {
-                        match topic {
-                            Some(topic) if Some(&topic) != outputs.get("TopicArn") => {
-                                let (sub, sid) = subscribe(config, &place, &topic, &output("FunctionArn")?).await?;
-                                changes.push(format!("subscribed the handler to the adopted channel's topic {topic}"));
-                                state.adopted_topic_arn = Some(topic);
-                                state.adopted_subscription_arn = Some(sub);
-                                state.adopted_permission_sid = Some(sid);
-                            }
-                            Some(_) => {}
-                            None => p_warn(&mut changes, "the adopted delivery channel has no SNS topic: use --source eventbridge"),
-                        }
-                    }
-                }
-            }
-            if !found.recording && state.recorder == "created" {
-                recorder::start(&cfg, &place, &state.recorder_name).await?;
-                changes.push(format!("started recorder {}", state.recorder_name));
-            }
-        }
+    let owned = owned(&found, Some(&state), &outputs);
+    let checked = args.check()?;
+    let want = want(&checked, args, &outputs);
+    if let (Some(r), false) = (found.recorder_name(), owned.recorder) {
+        state.recorder = "adopted".into();
+        state.recorder_name = r.to_owned();
     }
-    if p.state.as_ref() != Some(&state) {
+    if let (Some(c), false) = (found.channel_name(), owned.channel) {
+        state.channel = "adopted".into();
+        state.channel_name = c.to_owned();
+    }
+    for step in recorder::steps(&found, owned, &want, &place)? {
+        recorder::apply(&cfg, &place, &found, &step, &want).await?;
+        changes.push(step.describe(&want));
+        match &step {
+            Step::CreateRecorder => {
+                state.recorder = "created".into();
+                state.recorder_name = recorder::NAME.into();
+            }
+            Step::CreateChannel => {
+                state.channel = "created".into();
+                state.channel_name = recorder::NAME.into();
+            }
+            Step::ExtendRecorder { .. } => {
+                state.extended_types = vec![recorder::SECURITY_GROUP.to_owned()];
+            }
+            _ => continue,
+        }
+        // Recorded as soon as it exists, so that an interrupted install is still torn down.
         artifacts::write_state(&s3, &place, &state).await?;
     }
-    let mut warnings = p.warnings;
-    if state.recorder == "adopted" && !found.recording {
-        warnings.push(format!("the adopted recorder {} is not recording; sgwatch does not start or stop a recorder it did not create", state.recorder_name));
+
+    // 4. The adopted channel's topic (`--source sns`), or no longer (`--source eventbridge`).
+    let function_arn =
+        outputs
+            .get("FunctionArn")
+            .cloned()
+            .ok_or_else(|| InstallError::MissingOutput {
+                stack: name.clone(),
+                place: place.clone(),
+                output: "FunctionArn",
+            })?;
+    let lambda = aws_sdk_lambda::Client::new(config);
+    let topic = adopted_topic(&found, owned, args, &outputs, &place)?;
+    if let (Some(old), Some(sub)) = (
+        state.adopted_topic_arn.clone(),
+        state.adopted_subscription_arn.clone(),
+    ) {
+        if topic.as_deref() != Some(old.as_str()) {
+            topic::unsubscribe(
+                &sns_for(config, &old),
+                &lambda,
+                &place,
+                &old,
+                &sub,
+                Some(&function_arn),
+            )
+            .await?;
+            changes.push(format!("unsubscribed the handler from {old}"));
+            state.adopted_topic_arn = None;
+            state.adopted_subscription_arn = None;
+            state.adopted_permission_sid = None;
+        }
+    }
+    if let Some(topic) = topic {
+        let sns = sns_for(config, &topic);
+        if topic::subscription(&sns, &place, &topic, &function_arn)
+            .await?
+            .is_none()
+        {
+            let sub = topic::subscribe(&sns, &lambda, &place, &topic, &function_arn).await?;
+            changes.push(format!(
+                "subscribed the handler to the adopted channel's topic {topic}"
+            ));
+            state.adopted_subscription_arn = Some(sub);
+        }
+        state.adopted_topic_arn = Some(topic);
+        state.adopted_permission_sid = Some(topic::STATEMENT_ID.to_owned());
+    }
+
+    // 5. The record of what install created versus adopted.
+    if p.state.as_ref() != Some(&state) {
+        artifacts::write_state(&s3, &place, &state).await?;
     }
     Ok(Report {
         account: place.account,
         region: place.region,
-        stack: args.stack_name.clone(),
+        stack: name.clone(),
         changes,
-        warnings,
+        warnings: p.warnings,
     })
-}
-
-fn p_warn(changes: &mut Vec<String>, text: &str) {
-    changes.push(format!("warning: {text}"));
-}
-
-/// Subscribes the function to an adopted topic, with the invoke permission scoped to it.
-async fn subscribe(
-    config: &SdkConfig,
-    place: &Place,
-    topic: &str,
-    function_arn: &str,
-) -> Result<(String, String)> {
-    let sid = "sgwatch-adopted-topic".to_owned();
-    let lambda = aws_sdk_lambda::Client::new(config);
-    let added = lambda
-        .add_permission()
-        .function_name(function_arn)
-        .statement_id(&sid)
-        .action("lambda:InvokeFunction")
-        .principal("sns.amazonaws.com")
-        .source_arn(topic)
-        .source_account(&place.account)
-        .send()
-        .await;
-    if let Err(e) = added {
-        let text = aws_sdk_lambda::error::DisplayErrorContext(&e).to_string();
-        if !text.contains("already exists") && !text.contains("ResourceConflict") {
-            return Err(anyhow::anyhow!(text))
-                .with_context(|| format!("cannot let {topic} invoke the handler ({place})"));
-        }
-    }
-    let sub = aws_sdk_sns::Client::new(config)
-        .subscribe()
-        .topic_arn(topic)
-        .protocol("lambda")
-        .endpoint(function_arn)
-        .return_subscription_arn(true)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_sns::error::DisplayErrorContext(&e)))
-        .with_context(|| format!("cannot subscribe the handler to {topic} ({place})"))?;
-    Ok((sub.subscription_arn().unwrap_or_default().to_owned(), sid))
 }

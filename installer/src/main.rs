@@ -20,6 +20,7 @@ mod stack;
 mod status;
 mod teardown;
 mod test_event;
+mod topic;
 
 use aws::{GlobalArgs, Output};
 

@@ -1,12 +1,16 @@
 //! AWS Config: an account has one recorder and one delivery channel per region. With none,
-//! install creates them; with one (Control Tower, an org baseline), install adopts it and never
-//! replaces or stops it.
+//! install creates them; with one (Control Tower, an org baseline), install adopts it: it never
+//! replaces or stops it, and changes it only when asked (`--extend-recorder`).
+//!
+//! What to do is decided by [`steps`], a pure function of what is there, what install owns and
+//! what it wants, so plan and install agree and a re-run with nothing to do does nothing.
 
-use anyhow::{bail, Context, Result};
-use aws_sdk_config::error::DisplayErrorContext;
+use std::collections::BTreeSet;
+
+use aws_sdk_config::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_config::types::{
-    ConfigurationRecorder, DeliveryChannel, RecordingGroup, RecordingStrategy,
-    RecordingStrategyType, ResourceType,
+    ConfigurationRecorder, DeliveryChannel, ExclusionByResourceTypes, RecordingGroup,
+    RecordingStrategy, RecordingStrategyType, ResourceType,
 };
 use aws_sdk_config::Client;
 
@@ -15,6 +19,40 @@ use crate::aws::Place;
 pub const SECURITY_GROUP: &str = "AWS::EC2::SecurityGroup";
 /// The name install gives the recorder and channel it creates.
 pub const NAME: &str = "sgwatch";
+
+/// What went wrong with Config; each variant names the account and region and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("AWS Config: {action} in {place} failed: {detail}")]
+    Aws {
+        action: String,
+        place: Place,
+        detail: String,
+    },
+    #[error(
+        "the existing AWS Config recorder {name:?} in {place} does not record \
+         AWS::EC2::SecurityGroup, so sgwatch would never hear of a change. Add the type to it \
+         yourself, or run install again with --extend-recorder to let sgwatch add it (the \
+         recorder is otherwise left as it is)"
+    )]
+    NoSecurityGroups { name: String, place: Place },
+}
+
+fn aws_error<E, R>(
+    action: impl Into<String>,
+    place: &Place,
+    err: &aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> RecorderError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    RecorderError::Aws {
+        action: action.into(),
+        place: place.clone(),
+        detail: DisplayErrorContext(err).to_string(),
+    }
+}
 
 /// The recorder and channel found in the region.
 #[derive(Debug, Clone, Default)]
@@ -26,31 +64,60 @@ pub struct Found {
 }
 
 impl Found {
-    /// Whether the recorder records security groups (all supported types, or the type listed).
+    /// Whether the recorder records security groups: all supported types (less exclusions), or
+    /// the type listed.
     pub fn records_security_groups(&self) -> bool {
+        let Some(group) = self.recorder.as_ref().and_then(|r| r.recording_group()) else {
+            return false;
+        };
+        let excluded = group.exclusion_by_resource_types().is_some_and(|x| {
+            x.resource_types()
+                .iter()
+                .any(|t| t.as_str() == SECURITY_GROUP)
+        });
+        let strategy = group.recording_strategy().and_then(|s| s.use_only());
+        match strategy {
+            Some(RecordingStrategyType::ExclusionByResourceTypes) => !excluded,
+            _ => {
+                group.all_supported()
+                    || group
+                        .resource_types()
+                        .iter()
+                        .any(|t| t.as_str() == SECURITY_GROUP)
+            }
+        }
+    }
+
+    /// The types the recorder lists (empty when it records all supported types).
+    pub fn recorded_types(&self) -> BTreeSet<String> {
         self.recorder
             .as_ref()
             .and_then(|r| r.recording_group())
-            .is_some_and(|g| {
-                g.all_supported()
-                    || g.resource_types()
-                        .iter()
-                        .any(|t| t.as_str() == SECURITY_GROUP)
+            .map(|g| {
+                g.resource_types()
+                    .iter()
+                    .map(|t| t.as_str().to_owned())
+                    .collect()
             })
+            .unwrap_or_default()
+    }
+
+    pub fn recorder_name(&self) -> Option<&str> {
+        self.recorder.as_ref().and_then(|r| r.name())
+    }
+
+    pub fn channel_name(&self) -> Option<&str> {
+        self.channel.as_ref().and_then(|c| c.name())
     }
 }
 
-fn ctx(what: &str, place: &Place) -> String {
-    format!("AWS Config: cannot {what} ({place})")
-}
-
-pub async fn find(config: &Client, place: &Place) -> Result<Found> {
+/// Reads the region's recorder (with its status) and delivery channel.
+pub async fn find(config: &Client, place: &Place) -> Result<Found, RecorderError> {
     let recorders = config
         .describe_configuration_recorders()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| ctx("list configuration recorders", place))?;
+        .map_err(|e| aws_error("listing configuration recorders", place, &e))?;
     let recorder = recorders.configuration_recorders().first().cloned();
     let (mut recording, mut last_status) = (false, None);
     if let Some(name) = recorder.as_ref().and_then(|r| r.name()) {
@@ -59,8 +126,7 @@ pub async fn find(config: &Client, place: &Place) -> Result<Found> {
             .configuration_recorder_names(name)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-            .with_context(|| ctx("read the recorder status", place))?;
+            .map_err(|e| aws_error(format!("reading the status of recorder {name}"), place, &e))?;
         if let Some(s) = status.configuration_recorders_status().first() {
             recording = s.recording();
             last_status = s.last_status().map(|l| l.as_str().to_owned());
@@ -70,8 +136,7 @@ pub async fn find(config: &Client, place: &Place) -> Result<Found> {
         .describe_delivery_channels()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| ctx("list delivery channels", place))?;
+        .map_err(|e| aws_error("listing delivery channels", place, &e))?;
     Ok(Found {
         recorder,
         recording,
@@ -80,18 +145,161 @@ pub async fn find(config: &Client, place: &Place) -> Result<Found> {
     })
 }
 
-/// The recording group install creates: security groups plus the extra types.
-pub fn recording_group(extra: &[String]) -> RecordingGroup {
-    let mut types = vec![ResourceType::from(SECURITY_GROUP)];
-    for t in extra {
-        if t != SECURITY_GROUP {
-            types.push(ResourceType::from(t.as_str()));
+/// How Config should look after install. The stack's outputs are `None` while the stack does not
+/// exist yet (plan on a fresh account).
+#[derive(Debug, Clone, Default)]
+pub struct Want {
+    /// Security groups first, then the `--resource-types`.
+    pub types: Vec<String>,
+    pub role_arn: Option<String>,
+    pub bucket: Option<String>,
+    pub topic: Option<String>,
+    /// `--extend-recorder`: may add security groups to an adopted recorder.
+    pub extend: bool,
+}
+
+/// Which of the found recorder and channel install made (as its record says).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Owned {
+    pub recorder: bool,
+    pub channel: bool,
+}
+
+/// One change to Config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    CreateRecorder,
+    /// Ours, but recording other types or with another role than wanted.
+    UpdateRecorder {
+        name: String,
+    },
+    /// Adopted and not recording security groups; `--extend-recorder` adds them.
+    ExtendRecorder {
+        name: String,
+    },
+    CreateChannel,
+    /// Ours, but pointing at another bucket or topic than the stack's.
+    UpdateChannel {
+        name: String,
+    },
+    /// Ours and stopped. (An adopted recorder is never started or stopped.)
+    StartRecorder {
+        name: String,
+    },
+}
+
+impl Step {
+    /// What the step does, for plan and install's report.
+    pub fn describe(&self, want: &Want) -> String {
+        let or_stack = |v: &Option<String>, what: &str| {
+            v.clone().unwrap_or_else(|| format!("the stack's {what}"))
+        };
+        match self {
+            Step::CreateRecorder => format!(
+                "create configuration recorder {NAME} recording {} (role {})",
+                want.types.join(", "),
+                or_stack(&want.role_arn, "ConfigRole")
+            ),
+            Step::UpdateRecorder { name } => format!(
+                "update configuration recorder {name}: record {} (role {})",
+                want.types.join(", "),
+                or_stack(&want.role_arn, "ConfigRole")
+            ),
+            Step::ExtendRecorder { name } => {
+                format!("add {SECURITY_GROUP} to the types adopted recorder {name} records")
+            }
+            Step::CreateChannel => format!(
+                "create delivery channel {NAME} → s3://{} and {}",
+                or_stack(&want.bucket, "ConfigBucket"),
+                or_stack(&want.topic, "Topic")
+            ),
+            Step::UpdateChannel { name } => format!(
+                "point delivery channel {name} at s3://{} and {}",
+                or_stack(&want.bucket, "ConfigBucket"),
+                or_stack(&want.topic, "Topic")
+            ),
+            Step::StartRecorder { name } => format!("start recording with recorder {name}"),
         }
     }
+}
+
+/// The Config changes install makes, in the order they must be made (a channel needs a recorder;
+/// recording starts last). Empty when Config is as install leaves it.
+pub fn steps(
+    found: &Found,
+    owned: Owned,
+    want: &Want,
+    place: &Place,
+) -> Result<Vec<Step>, RecorderError> {
+    let mut out = Vec::new();
+    let recorder_ours = match found.recorder_name() {
+        None => {
+            out.push(Step::CreateRecorder);
+            true
+        }
+        Some(name) if owned.recorder => {
+            let role_differs = want
+                .role_arn
+                .as_deref()
+                .is_some_and(|r| found.recorder.as_ref().and_then(|x| x.role_arn()) != Some(r));
+            let wanted: BTreeSet<String> = want.types.iter().cloned().collect();
+            if role_differs || found.recorded_types() != wanted {
+                out.push(Step::UpdateRecorder {
+                    name: name.to_owned(),
+                });
+            }
+            true
+        }
+        Some(name) => {
+            if !found.records_security_groups() {
+                if !want.extend {
+                    return Err(RecorderError::NoSecurityGroups {
+                        name: name.to_owned(),
+                        place: place.clone(),
+                    });
+                }
+                out.push(Step::ExtendRecorder {
+                    name: name.to_owned(),
+                });
+            }
+            false
+        }
+    };
+    match &found.channel {
+        None => out.push(Step::CreateChannel),
+        Some(channel) if owned.channel => {
+            let differs = |wanted: &Option<String>, actual: Option<&str>| {
+                wanted.as_deref().is_some_and(|w| Some(w) != actual)
+            };
+            if differs(&want.bucket, channel.s3_bucket_name())
+                || differs(&want.topic, channel.sns_topic_arn())
+            {
+                out.push(Step::UpdateChannel {
+                    name: channel.name().unwrap_or(NAME).to_owned(),
+                });
+            }
+        }
+        Some(_) => {} // adopted: its topic gets a subscription (see `topic`), nothing here
+    }
+    if recorder_ours && !found.recording {
+        out.push(Step::StartRecorder {
+            name: found.recorder_name().unwrap_or(NAME).to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// The recording group install creates: security groups plus the extra types.
+fn recording_group(types: &[String]) -> RecordingGroup {
     RecordingGroup::builder()
         .all_supported(false)
         .include_global_resource_types(false)
-        .set_resource_types(Some(types))
+        .set_resource_types(Some(
+            types
+                .iter()
+                .map(|t| ResourceType::from(t.as_str()))
+                .collect(),
+        ))
         .recording_strategy(
             RecordingStrategy::builder()
                 .use_only(RecordingStrategyType::InclusionByResourceTypes)
@@ -100,138 +308,441 @@ pub fn recording_group(extra: &[String]) -> RecordingGroup {
         .build()
 }
 
-/// Creates recorder + channel and starts recording.
-pub async fn create(
+/// Makes one step. `found` is what [`find`] read before the steps were decided.
+pub async fn apply(
     config: &Client,
     place: &Place,
-    role_arn: &str,
-    bucket: &str,
-    topic_arn: &str,
-    extra: &[String],
-) -> Result<()> {
-    let recorder = ConfigurationRecorder::builder()
-        .name(NAME)
-        .role_arn(role_arn)
-        .recording_group(recording_group(extra))
-        .build();
-    config
-        .put_configuration_recorder()
-        .configuration_recorder(recorder)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| ctx("create the configuration recorder", place))?;
-    put_channel(config, place, bucket, topic_arn).await?;
-    config
-        .start_configuration_recorder()
-        .configuration_recorder_name(NAME)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| ctx("start the configuration recorder", place))?;
-    Ok(())
-}
-
-pub async fn put_channel(
-    config: &Client,
-    place: &Place,
-    bucket: &str,
-    topic_arn: &str,
-) -> Result<()> {
-    let channel = DeliveryChannel::builder()
-        .name(NAME)
-        .s3_bucket_name(bucket)
-        .sns_topic_arn(topic_arn)
-        .build();
-    config
-        .put_delivery_channel()
-        .delivery_channel(channel)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| ctx("create the delivery channel", place))?;
-    Ok(())
-}
-
-pub async fn start(config: &Client, place: &Place, name: &str) -> Result<()> {
-    config
-        .start_configuration_recorder()
-        .configuration_recorder_name(name)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| ctx("start the configuration recorder", place))?;
-    Ok(())
-}
-
-/// Adds security groups to an adopted recorder's list of types (`--extend-recorder`).
-pub async fn extend(config: &Client, place: &Place, found: &Found) -> Result<Vec<String>> {
-    let Some(recorder) = &found.recorder else {
-        bail!("no recorder to extend")
+    found: &Found,
+    step: &Step,
+    want: &Want,
+) -> Result<(), RecorderError> {
+    let needs = |v: &Option<String>, what: &str| {
+        v.clone().ok_or_else(|| RecorderError::Aws {
+            action: format!("{} (needs the stack's {what})", step.describe(want)),
+            place: place.clone(),
+            detail: "the stack has no such output".into(),
+        })
     };
-    let Some(group) = recorder.recording_group() else {
-        bail!("the recorder has no recording group")
-    };
-    let mut types: Vec<ResourceType> = group.resource_types().to_vec();
-    types.push(ResourceType::from(SECURITY_GROUP));
-    let new_group = RecordingGroup::builder()
+    match step {
+        Step::CreateRecorder | Step::UpdateRecorder { .. } => {
+            let name = match step {
+                Step::UpdateRecorder { name } => name.as_str(),
+                _ => NAME,
+            };
+            let recorder = ConfigurationRecorder::builder()
+                .name(name)
+                .role_arn(needs(&want.role_arn, "ConfigRoleArn")?)
+                .recording_group(recording_group(&want.types))
+                .build();
+            config
+                .put_configuration_recorder()
+                .configuration_recorder(recorder)
+                .send()
+                .await
+                .map_err(|e| aws_error(format!("putting recorder {name}"), place, &e))?;
+        }
+        Step::ExtendRecorder { name } => {
+            let recorder = found
+                .recorder
+                .clone()
+                .filter(|r| r.name() == Some(name.as_str()))
+                .ok_or_else(|| RecorderError::Aws {
+                    action: format!("extending recorder {name}"),
+                    place: place.clone(),
+                    detail: "it is gone".into(),
+                })?;
+            let group = recorder
+                .recording_group()
+                .cloned()
+                .unwrap_or_else(|| RecordingGroup::builder().all_supported(false).build());
+            let excluding = group.recording_strategy().and_then(|s| s.use_only())
+                == Some(&RecordingStrategyType::ExclusionByResourceTypes);
+            let extended = if excluding {
+                // An exclusion list that names security groups: take them off it.
+                let kept: Vec<ResourceType> = group
+                    .exclusion_by_resource_types()
+                    .map(|x| x.resource_types().to_vec())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|t| t.as_str() != SECURITY_GROUP)
+                    .collect();
+                regroup(
+                    &group,
+                    group.resource_types().to_vec(),
+                    Some(
+                        ExclusionByResourceTypes::builder()
+                            .set_resource_types(Some(kept))
+                            .build(),
+                    ),
+                )
+            } else {
+                let mut types = group.resource_types().to_vec();
+                types.push(ResourceType::from(SECURITY_GROUP));
+                regroup(&group, types, group.exclusion_by_resource_types().cloned())
+            };
+            config
+                .put_configuration_recorder()
+                .configuration_recorder(with_group(&recorder, extended))
+                .send()
+                .await
+                .map_err(|e| aws_error(format!("extending recorder {name}"), place, &e))?;
+        }
+        Step::CreateChannel | Step::UpdateChannel { .. } => {
+            let name = match step {
+                Step::UpdateChannel { name } => name.as_str(),
+                _ => NAME,
+            };
+            let channel = DeliveryChannel::builder()
+                .name(name)
+                .s3_bucket_name(needs(&want.bucket, "ConfigBucketName")?)
+                .sns_topic_arn(needs(&want.topic, "TopicArn")?)
+                .build();
+            config
+                .put_delivery_channel()
+                .delivery_channel(channel)
+                .send()
+                .await
+                .map_err(|e| aws_error(format!("putting delivery channel {name}"), place, &e))?;
+        }
+        Step::StartRecorder { name } => {
+            config
+                .start_configuration_recorder()
+                .configuration_recorder_name(name)
+                .send()
+                .await
+                .map_err(|e| aws_error(format!("starting recorder {name}"), place, &e))?;
+        }
+    }
+    Ok(())
+}
+
+/// `group` with other resource types and exclusions, everything else kept.
+fn regroup(
+    group: &RecordingGroup,
+    types: Vec<ResourceType>,
+    exclusion: Option<ExclusionByResourceTypes>,
+) -> RecordingGroup {
+    RecordingGroup::builder()
         .all_supported(group.all_supported())
         .include_global_resource_types(group.include_global_resource_types())
         .set_resource_types(Some(types))
-        .set_exclusion_by_resource_types(group.exclusion_by_resource_types().cloned())
+        .set_exclusion_by_resource_types(exclusion)
         .set_recording_strategy(group.recording_strategy().cloned())
-        .build();
-    let updated = ConfigurationRecorder::builder()
-        .set_name(recorder.name().map(str::to_owned))
-        .set_role_arn(recorder.role_arn().map(str::to_owned))
-        .recording_group(new_group)
-        .set_recording_mode(recorder.recording_mode().cloned())
-        .build();
-    config
-        .put_configuration_recorder()
-        .configuration_recorder(updated)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(&e)))
-        .with_context(|| ctx("extend the configuration recorder", place))?;
-    Ok(vec![SECURITY_GROUP.to_owned()])
+        .build()
 }
 
-/// Stops and deletes the recorder and channel install created. Missing ones are success.
+/// `recorder` with another recording group, everything else it was put with kept.
+fn with_group(recorder: &ConfigurationRecorder, group: RecordingGroup) -> ConfigurationRecorder {
+    ConfigurationRecorder::builder()
+        .set_name(recorder.name().map(str::to_owned))
+        .set_role_arn(recorder.role_arn().map(str::to_owned))
+        .recording_group(group)
+        .set_recording_mode(recorder.recording_mode().cloned())
+        .build()
+}
+
+/// Takes back what `--extend-recorder` added to an adopted recorder (teardown). Does nothing when
+/// the recorder is gone or no longer lists the types, or when removing them would leave it
+/// recording nothing.
+pub async fn unextend(
+    config: &Client,
+    place: &Place,
+    name: &str,
+    added: &[String],
+) -> Result<bool, RecorderError> {
+    let found = find(config, place).await?;
+    let Some(recorder) = found.recorder.filter(|r| r.name() == Some(name)) else {
+        return Ok(false);
+    };
+    let Some(group) = recorder.recording_group().cloned() else {
+        return Ok(false);
+    };
+    let kept: Vec<ResourceType> = group
+        .resource_types()
+        .iter()
+        .filter(|t| !added.iter().any(|a| a == t.as_str()))
+        .cloned()
+        .collect();
+    if kept.len() == group.resource_types().len() || (kept.is_empty() && !group.all_supported()) {
+        return Ok(false);
+    }
+    let restored = regroup(&group, kept, group.exclusion_by_resource_types().cloned());
+    config
+        .put_configuration_recorder()
+        .configuration_recorder(with_group(&recorder, restored))
+        .send()
+        .await
+        .map_err(|e| aws_error(format!("restoring the types of recorder {name}"), place, &e))?;
+    Ok(true)
+}
+
+/// Stops and deletes the recorder install created, and its channel. Already gone is success.
 pub async fn delete_created(
     config: &Client,
     place: &Place,
     recorder: &str,
-    channel: &str,
-) -> Result<()> {
-    let _ = config
+    channel: Option<&str>,
+) -> Result<(), RecorderError> {
+    if let Err(e) = config
         .stop_configuration_recorder()
         .configuration_recorder_name(recorder)
         .send()
-        .await;
-    if let Err(e) = config
-        .delete_delivery_channel()
-        .delivery_channel_name(channel)
-        .send()
         .await
     {
-        let text = DisplayErrorContext(&e).to_string();
-        if !text.contains("NoSuchDeliveryChannel") {
-            return Err(anyhow::anyhow!(text))
-                .with_context(|| ctx("delete the delivery channel", place));
+        if !e
+            .as_service_error()
+            .is_some_and(|s| s.is_no_such_configuration_recorder_exception())
+        {
+            return Err(aws_error(
+                format!("stopping recorder {recorder}"),
+                place,
+                &e,
+            ));
         }
     }
-    if let Err(e) = config
+    if let Some(channel) = channel {
+        delete_channel(config, place, channel).await?;
+    }
+    match config
         .delete_configuration_recorder()
         .configuration_recorder_name(recorder)
         .send()
         .await
     {
-        let text = DisplayErrorContext(&e).to_string();
-        if !text.contains("NoSuchConfigurationRecorder") {
-            return Err(anyhow::anyhow!(text))
-                .with_context(|| ctx("delete the configuration recorder", place));
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_configuration_recorder_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(aws_error(
+            format!("deleting recorder {recorder}"),
+            place,
+            &e,
+        )),
+    }
+}
+
+/// Deletes the channel install created beside an adopted recorder. Config refuses while the
+/// recorder records, so a recording recorder is stopped for the moment it takes and started again:
+/// it is left recording as it was found.
+pub async fn delete_created_channel(
+    config: &Client,
+    place: &Place,
+    channel: &str,
+) -> Result<(), RecorderError> {
+    let found = find(config, place).await?;
+    let restart = found
+        .recording
+        .then(|| found.recorder_name().map(str::to_owned))
+        .flatten();
+    if let Some(name) = &restart {
+        config
+            .stop_configuration_recorder()
+            .configuration_recorder_name(name)
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("pausing recorder {name}"), place, &e))?;
+    }
+    let deleted = delete_channel(config, place, channel).await;
+    if let Some(name) = &restart {
+        config
+            .start_configuration_recorder()
+            .configuration_recorder_name(name)
+            .send()
+            .await
+            .map_err(|e| aws_error(format!("restarting recorder {name}"), place, &e))?;
+    }
+    deleted
+}
+
+async fn delete_channel(
+    config: &Client,
+    place: &Place,
+    channel: &str,
+) -> Result<(), RecorderError> {
+    match config
+        .delete_delivery_channel()
+        .delivery_channel_name(channel)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("NoSuchDeliveryChannelException") => Ok(()),
+        Err(e) => Err(aws_error(
+            format!("deleting delivery channel {channel}"),
+            place,
+            &e,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place() -> Place {
+        Place {
+            account: "111122223333".into(),
+            region: "eu-west-1".into(),
         }
     }
-    Ok(())
+
+    fn want() -> Want {
+        Want {
+            types: vec![SECURITY_GROUP.into()],
+            role_arn: Some("arn:aws:iam::111122223333:role/sgwatch-ConfigRole".into()),
+            bucket: Some("sgwatch-configbucket".into()),
+            topic: Some("arn:aws:sns:eu-west-1:111122223333:sgwatch-Topic".into()),
+            extend: false,
+        }
+    }
+
+    fn recorder(name: &str, group: RecordingGroup, role: &str) -> ConfigurationRecorder {
+        ConfigurationRecorder::builder()
+            .name(name)
+            .role_arn(role)
+            .recording_group(group)
+            .build()
+    }
+
+    fn ours(w: &Want, recording: bool) -> Found {
+        Found {
+            recorder: Some(recorder(
+                NAME,
+                recording_group(&w.types),
+                w.role_arn.as_deref().unwrap(),
+            )),
+            recording,
+            last_status: None,
+            channel: Some(
+                DeliveryChannel::builder()
+                    .name(NAME)
+                    .s3_bucket_name(w.bucket.as_deref().unwrap())
+                    .sns_topic_arn(w.topic.as_deref().unwrap())
+                    .build(),
+            ),
+        }
+    }
+
+    const OWNED: Owned = Owned {
+        recorder: true,
+        channel: true,
+    };
+
+    #[test]
+    fn an_empty_region_gets_recorder_channel_and_recording_in_that_order() {
+        let steps = steps(&Found::default(), Owned::default(), &want(), &place()).unwrap();
+        assert_eq!(
+            steps,
+            [
+                Step::CreateRecorder,
+                Step::CreateChannel,
+                Step::StartRecorder { name: NAME.into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn what_install_made_and_left_as_is_needs_nothing() {
+        let w = want();
+        assert!(steps(&ours(&w, true), OWNED, &w, &place())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn our_recorder_follows_the_wanted_types_and_is_restarted() {
+        let w = want();
+        let found = ours(&w, false);
+        let mut more = w.clone();
+        more.types.push("AWS::EC2::NetworkAcl".into());
+        assert_eq!(
+            steps(&found, OWNED, &more, &place()).unwrap(),
+            [
+                Step::UpdateRecorder { name: NAME.into() },
+                Step::StartRecorder { name: NAME.into() }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_adopted_recorder_is_never_started_and_its_channel_left_alone() {
+        let w = want();
+        let mut found = ours(&w, false);
+        found.recorder = Some(recorder(
+            "default",
+            RecordingGroup::builder().all_supported(true).build(),
+            "arn:aws:iam::111122223333:role/aws-controltower-ConfigRecorderRole",
+        ));
+        assert!(steps(&found, Owned::default(), &w, &place())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn an_adopted_recorder_without_security_groups_stops_install_unless_extend() {
+        let w = want();
+        let mut found = ours(&w, true);
+        found.recorder = Some(recorder(
+            "default",
+            RecordingGroup::builder()
+                .all_supported(false)
+                .resource_types(ResourceType::from("AWS::S3::Bucket"))
+                .build(),
+            "arn:aws:iam::111122223333:role/baseline",
+        ));
+        let err = steps(&found, Owned::default(), &w, &place()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--extend-recorder") && text.contains("111122223333"),
+            "{text}"
+        );
+        let mut extend = w.clone();
+        extend.extend = true;
+        assert_eq!(
+            steps(&found, Owned::default(), &extend, &place()).unwrap(),
+            [Step::ExtendRecorder {
+                name: "default".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn exclusions_count_when_deciding_whether_security_groups_are_recorded() {
+        let group = |excluded: &str| {
+            RecordingGroup::builder()
+                .all_supported(false)
+                .exclusion_by_resource_types(
+                    ExclusionByResourceTypes::builder()
+                        .resource_types(ResourceType::from(excluded))
+                        .build(),
+                )
+                .recording_strategy(
+                    RecordingStrategy::builder()
+                        .use_only(RecordingStrategyType::ExclusionByResourceTypes)
+                        .build(),
+                )
+                .build()
+        };
+        let found = |g| Found {
+            recorder: Some(recorder("default", g, "r")),
+            ..Found::default()
+        };
+        assert!(found(group("AWS::S3::Bucket")).records_security_groups());
+        assert!(!found(group(SECURITY_GROUP)).records_security_groups());
+    }
+
+    #[test]
+    fn our_channel_follows_the_stack_when_its_bucket_changed() {
+        let w = want();
+        let found = ours(&w, true);
+        let mut moved = w.clone();
+        moved.bucket = Some("sgwatch-configbucket-new".into());
+        assert_eq!(
+            steps(&found, OWNED, &moved, &place()).unwrap(),
+            [Step::UpdateChannel { name: NAME.into() }]
+        );
+    }
 }

@@ -1,11 +1,63 @@
-//! `sgwatch teardown`: removes everything install created and nothing else. Safe to run twice.
+//! `sgwatch teardown`: removes everything install created and nothing else, as its record says:
+//! the subscription to an adopted topic, the recorder and channel if install created them (or
+//! the security groups it added to an adopted recorder), the stack, the Config bucket (which the
+//! stack retains; `--keep-history` keeps it) and the artifacts bucket. Safe to run twice.
 
-use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 use clap::Args;
 use serde::Serialize;
 
-use crate::{artifacts, recorder, stack};
+use crate::artifacts::{self, ArtifactsError};
+use crate::aws::IdentityError;
+use crate::recorder::{self, RecorderError};
+use crate::stack::{self, StackError};
+use crate::topic::{self, TopicError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error(transparent)]
+    Identity(Box<IdentityError>),
+    #[error(transparent)]
+    Artifacts(Box<ArtifactsError>),
+    #[error(transparent)]
+    Stack(Box<StackError>),
+    #[error(transparent)]
+    Recorder(Box<RecorderError>),
+    #[error(transparent)]
+    Topic(Box<TopicError>),
+}
+
+// Boxed: the module errors carry the account, region and resource, and a command ends on
+// one; boxing keeps every `Result` small.
+impl From<IdentityError> for TeardownError {
+    fn from(e: IdentityError) -> Self {
+        TeardownError::Identity(Box::new(e))
+    }
+}
+
+impl From<ArtifactsError> for TeardownError {
+    fn from(e: ArtifactsError) -> Self {
+        TeardownError::Artifacts(Box::new(e))
+    }
+}
+
+impl From<StackError> for TeardownError {
+    fn from(e: StackError) -> Self {
+        TeardownError::Stack(Box::new(e))
+    }
+}
+
+impl From<RecorderError> for TeardownError {
+    fn from(e: RecorderError) -> Self {
+        TeardownError::Recorder(Box::new(e))
+    }
+}
+
+impl From<TopicError> for TeardownError {
+    fn from(e: TopicError) -> Self {
+        TeardownError::Topic(Box::new(e))
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct TeardownArgs {
@@ -48,57 +100,68 @@ impl Removed {
     }
 }
 
-pub async fn teardown(args: &TeardownArgs, config: &SdkConfig, progress: bool) -> Result<Removed> {
+pub async fn teardown(
+    args: &TeardownArgs,
+    config: &SdkConfig,
+    progress: bool,
+) -> Result<Removed, TeardownError> {
     let place = crate::aws::place(config).await?;
     let s3 = sgwatch_handler::aws::s3_client(config);
     let cf = aws_sdk_cloudformation::Client::new(config);
     let cfg = aws_sdk_config::Client::new(config);
+    let name = &args.stack_name;
     let mut removed = Vec::new();
     let mut kept = Vec::new();
-    let state = artifacts::read_state(&s3, &place, &args.stack_name).await?;
-    let deployed = stack::describe(&cf, &args.stack_name, &place).await?;
+    let state = artifacts::read_state(&s3, &place, name).await?;
+    let deployed = stack::describe(&cf, name, &place).await?;
     let outputs = match &deployed {
-        Some(s) => stack::resolved_outputs(&cf, &args.stack_name, s, &place).await?,
+        Some(s) => stack::resolved_outputs(&cf, name, s, &place).await?,
         None => Default::default(),
     };
 
+    // Outside the stack first, while the stack's outputs still say what is ours.
     if let Some(state) = &state {
         if let (Some(topic), Some(sub)) =
             (&state.adopted_topic_arn, &state.adopted_subscription_arn)
         {
-            let _ = aws_sdk_sns::Client::new(config)
-                .unsubscribe()
-                .subscription_arn(sub)
-                .send()
-                .await;
+            let region = topic.split(':').nth(3).unwrap_or(&place.region).to_owned();
+            let sns = aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::config::Builder::from(config)
+                    .region(aws_config::Region::new(region))
+                    .build(),
+            );
+            let lambda = aws_sdk_lambda::Client::new(config);
+            let function = outputs.get("FunctionName").map(String::as_str);
+            topic::unsubscribe(&sns, &lambda, &place, topic, sub, function).await?;
             removed.push(format!("subscription of the handler to {topic}"));
         }
-        if state.recorder == "created" || state.channel == "created" {
-            let recorder_name = if state.recorder == "created" {
-                state.recorder_name.as_str()
-            } else {
-                ""
-            };
-            let channel_name = if state.channel == "created" {
-                state.channel_name.as_str()
-            } else {
-                ""
-            };
-            if state.recorder == "created" {
-                recorder::delete_created(&cfg, &place, recorder_name, channel_name).await?;
-                removed.push(format!(
-                    "configuration recorder {recorder_name} and delivery channel {channel_name}"
-                ));
-            } else {
-                let _ = cfg
-                    .delete_delivery_channel()
-                    .delivery_channel_name(channel_name)
-                    .send()
-                    .await;
-                removed.push(format!("delivery channel {channel_name}"));
+        let found = recorder::find(&cfg, &place).await?;
+        let recorder_ours = state.recorder == "created"
+            && found.recorder_name() == Some(state.recorder_name.as_str());
+        let channel_ours =
+            state.channel == "created" && found.channel_name() == Some(state.channel_name.as_str());
+        if recorder_ours {
+            let channel = channel_ours.then_some(state.channel_name.as_str());
+            recorder::delete_created(&cfg, &place, &state.recorder_name, channel).await?;
+            removed.push(format!("configuration recorder {}", state.recorder_name));
+            if channel_ours {
+                removed.push(format!("delivery channel {}", state.channel_name));
             }
+        } else if channel_ours {
+            recorder::delete_created_channel(&cfg, &place, &state.channel_name).await?;
+            removed.push(format!("delivery channel {}", state.channel_name));
         }
         if state.recorder == "adopted" {
+            if !state.extended_types.is_empty()
+                && recorder::unextend(&cfg, &place, &state.recorder_name, &state.extended_types)
+                    .await?
+            {
+                removed.push(format!(
+                    "{} from the types recorder {} records (added by --extend-recorder)",
+                    state.extended_types.join(", "),
+                    state.recorder_name
+                ));
+            }
             kept.push(format!(
                 "configuration recorder {} (not created by sgwatch)",
                 state.recorder_name
@@ -111,34 +174,41 @@ pub async fn teardown(args: &TeardownArgs, config: &SdkConfig, progress: bool) -
             ));
         }
     }
-    if stack::delete(&cf, &args.stack_name, &place, progress).await? {
-        removed.push(format!("stack {}", args.stack_name));
+    if stack::delete(&cf, name, &place, progress).await? {
+        removed.push(format!("stack {name}"));
     }
+    // The stack retains its Config bucket (DeletionPolicy: Retain); it goes here unless kept.
     let config_bucket = outputs
         .get("ConfigBucketName")
         .cloned()
         .or_else(|| state.as_ref().and_then(|s| s.config_bucket.clone()));
     if let Some(bucket) = &config_bucket {
         if args.keep_history {
-            kept.push(format!("Config bucket {bucket} (--keep-history)"));
-        } else if artifacts::empty_and_delete(&s3, bucket)
-            .await
-            .with_context(|| format!("{place}"))?
-        {
+            if artifacts::bucket_exists(&s3, bucket, &place).await? {
+                kept.push(format!("Config bucket {bucket} (--keep-history)"));
+            }
+        } else if artifacts::empty_and_delete(&s3, bucket, &place).await? {
             removed.push(format!("Config bucket {bucket}"));
         }
     }
+    // The artifacts bucket is shared by every sgwatch stack of the account and region: it goes
+    // with the last one's record.
+    let others = artifacts::delete_state(&s3, &place, name).await?;
     let bucket = artifacts::bucket_name(&place);
-    if artifacts::empty_and_delete(&s3, &bucket)
-        .await
-        .with_context(|| format!("{place}"))?
-    {
-        removed.push(format!("artifacts bucket {bucket}"));
+    if others.is_empty() {
+        if artifacts::empty_and_delete(&s3, &bucket, &place).await? {
+            removed.push(format!("artifacts bucket {bucket}"));
+        }
+    } else {
+        kept.push(format!(
+            "artifacts bucket {bucket} (still used by stack {})",
+            others.join(", ")
+        ));
     }
     Ok(Removed {
         account: place.account,
         region: place.region,
-        stack: args.stack_name.clone(),
+        stack: name.clone(),
         removed,
         kept,
     })
