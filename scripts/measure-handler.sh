@@ -23,8 +23,8 @@ PY
 port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cargo lambda watch --only-lambda-apis --invoke-address 127.0.0.1 --invoke-port "$port" > "$work/watch.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-env -i PATH="$PATH" AWS_LAMBDA_RUNTIME_API="127.0.0.1:$port/.rt/bootstrap" AWS_LAMBDA_FUNCTION_NAME=bootstrap \
+sleep 2   # the emulator answers nothing on /: give it a moment to bind
+env -i PATH="$PATH" AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt/bootstrap" AWS_LAMBDA_FUNCTION_NAME=bootstrap \
   AWS_LAMBDA_FUNCTION_VERSION='$LATEST' AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128 AWS_REGION=us-east-1 \
   AWS_ENDPOINT_URL="$moto" AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true \
   SGWATCH_SENDER=alerts@example.com SGWATCH_LOOKUP_ACTOR=false \
