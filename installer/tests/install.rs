@@ -581,6 +581,20 @@ async fn a_recorder_without_security_groups_stops_install_unless_extend_is_asked
         .map(|t| t.as_str())
         .collect();
     assert_eq!(types, ["AWS::EC2::Instance", "AWS::EC2::SecurityGroup"]);
+
+    // Teardown takes back what --extend-recorder added, and leaves the recorder.
+    let (out, _) = run(&moto, &dir, &["teardown".to_owned(), "--yes".to_owned()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = cfg.describe_configuration_recorders().send().await.unwrap();
+    let types: Vec<&str> = r.configuration_recorders()[0]
+        .recording_group()
+        .unwrap()
+        .resource_types()
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(types, ["AWS::EC2::Instance"]);
+    assert_eq!(census(&config).await, before);
 }
 
 #[tokio::test]
@@ -684,4 +698,140 @@ fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
         assert!(calls.is_empty(), "{args:?} called AWS: {calls:?}");
     }
+}
+
+#[tokio::test]
+async fn plan_lists_what_install_would_do_and_changes_nothing() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("plan");
+    let zip = handler_zip(&dir);
+    let zip = zip.to_str().unwrap();
+    let plan = |extra: &[&str]| {
+        let mut args = vec!["plan", "--sender", SENDER, "--handler-zip", zip];
+        args.extend(extra);
+        sgwatch(&moto.endpoint, &dir, &args)
+    };
+
+    // A fresh account: the template's resources and the Config changes; no call changes anything.
+    let before = census(&config).await;
+    let (out, calls) = plan(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    for expected in [
+        "create artifacts bucket sgwatch-artifacts-123456789012-us-east-1",
+        "stack sgwatch: Add Function (AWS::Lambda::Function)",
+        "stack sgwatch: Add SnsPermission (AWS::Lambda::Permission)",
+        "create configuration recorder sgwatch recording AWS::EC2::SecurityGroup",
+        "create delivery channel sgwatch",
+        "start recording with recorder sgwatch",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "{expected:?} missing from:\n{shown}"
+        );
+    }
+    assert!(
+        !shown.contains("EventRule"),
+        "the SNS source needs no rule:\n{shown}"
+    );
+    assert_eq!(writes(&calls), Vec::<&String>::new());
+    assert_eq!(census(&config).await, before);
+
+    // Installed, then a changed setting: the parameter, through a change set that is deleted.
+    let (out, _) = run(&moto, &dir, &install_args(Path::new(zip)));
+    assert!(out.status.success(), "{}", text(&out));
+    let installed = census(&config).await;
+    let (out, calls) = plan(&["--notify-tag", "Team"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        shown.contains(r#"stack sgwatch: parameter NotifyTag: "NotifyOnChange" → "Team""#),
+        "{shown}"
+    );
+    assert!(!shown.contains("recorder"), "Config is as wanted:\n{shown}");
+    let mutating: Vec<&String> = writes(&calls);
+    assert_eq!(
+        mutating,
+        ["WRITE CreateChangeSet", "WRITE DeleteChangeSet"]
+            .iter()
+            .collect::<Vec<_>>(),
+        "plan only makes and deletes its change set"
+    );
+    assert_eq!(census(&config).await, installed);
+    let (out, _) = plan(&[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn changed_settings_reach_the_function_and_the_recorder_then_settle() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("update");
+    let zip = handler_zip(&dir);
+    let (out, _) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let mut args = install_args(&zip);
+    args.extend(
+        [
+            "--resource-types",
+            "AWS::EC2::NetworkAcl",
+            "--owner-tag",
+            "Owners",
+        ]
+        .map(str::to_owned),
+    );
+    let (out, calls) = run(&moto, &dir, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains(r#"parameter OwnerTag: "OwnerDL" → "Owners""#),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("update configuration recorder sgwatch"),
+        "{shown}"
+    );
+    assert!(
+        calls.iter().any(|c| c == "WRITE ExecuteChangeSet"),
+        "the stack is updated through a change set: {calls:?}"
+    );
+    let f = aws_sdk_lambda::Client::new(&config)
+        .get_function_configuration()
+        .function_name("sgwatch-handler")
+        .send()
+        .await
+        .unwrap();
+    let env = f.environment().unwrap().variables().unwrap();
+    assert_eq!(env["SGWATCH_OWNER_TAG"], "Owners");
+    assert_eq!(env["SGWATCH_RESOURCE_TYPES"], "AWS::EC2::NetworkAcl");
+    let r = aws_sdk_config::Client::new(&config)
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .unwrap();
+    let types: Vec<&str> = r.configuration_recorders()[0]
+        .recording_group()
+        .unwrap()
+        .resource_types()
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(types, ["AWS::EC2::SecurityGroup", "AWS::EC2::NetworkAcl"]);
+
+    // The same flags again: settled.
+    let (out, calls) = run(&moto, &dir, &args);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(writes(&calls), Vec::<&String>::new());
 }
