@@ -685,6 +685,24 @@ pub async fn install(
         state.channel_name = c.to_owned();
     }
     for step in recorder::steps(&found, owned, &want, &place)? {
+        // Recorded *before* it is made: a kill between the call and the record would otherwise
+        // leave a recorder that teardown does not know is ours (deleting one that is not there
+        // is harmless).
+        let mut intent = state.clone();
+        match &step {
+            Step::CreateRecorder => {
+                intent.recorder = "created".into();
+                intent.recorder_name = recorder::NAME.into();
+            }
+            Step::CreateChannel => {
+                intent.channel = "created".into();
+                intent.channel_name = recorder::NAME.into();
+            }
+            _ => {}
+        }
+        if intent != state {
+            artifacts::write_state(&s3, &place, &intent).await?;
+        }
         recorder::apply(&cfg, &place, &found, &step, &want).await?;
         changes.push(step.describe(&want));
         match &step {

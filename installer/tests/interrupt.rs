@@ -1,0 +1,277 @@
+//! Interruptions: `sgwatch install` killed (SIGKILL) at several points, then run again, converges
+//! to the state of an uninterrupted install; teardown after an interrupted install removes
+//! everything it had made.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sgwatch_tests::Moto;
+
+const SENDER: &str = "alerts@example.com";
+
+/// Where install is killed: as the call it names is sent.
+const MARKERS: [&str; 3] = [
+    "WRITE PUT /sgwatch-artifacts-123456789012-us-east-1/handler/",
+    "DescribeStackEvents",
+    "PutConfigurationRecorder",
+];
+
+fn handler_zip(dir: &Path) -> PathBuf {
+    let path = dir.join("bootstrap.zip");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    z.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    z.finish().unwrap();
+    path
+}
+
+fn command(endpoint: &str, args: &[&str], log: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sgwatch"));
+    c.args(args)
+        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env("SGWATCH_CALL_LOG", log);
+    c
+}
+
+fn run(endpoint: &str, args: &[&str], dir: &Path) -> Output {
+    command(endpoint, args, &dir.join("calls-run.log"))
+        .output()
+        .unwrap()
+}
+
+/// Starts install and kills it as soon as its call log shows `marker`. Returns whether the kill
+/// came before install finished on its own.
+fn install_killed_at(endpoint: &str, zip: &str, dir: &Path, marker: &str) -> bool {
+    let log = dir.join(format!("calls-{}.log", marker.replace(['/', ' '], "_")));
+    let _ = std::fs::remove_file(&log);
+    let mut child = command(
+        endpoint,
+        &["install", "--sender", SENDER, "--handler-zip", zip],
+        &log,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            eprintln!("install finished ({status}) before {marker:?} was seen");
+            return false;
+        }
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(marker)
+        {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        assert!(Instant::now() < deadline, "{marker:?} never appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn out(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The kinds of resources present: what an install leaves, independent of generated names.
+async fn kinds(moto: &Moto) -> Vec<String> {
+    let config = moto.sdk_config(None).await;
+    let mut k = Vec::new();
+    let s3 = sgwatch_handler::aws::s3_client(&config);
+    let buckets = s3.list_buckets().send().await.unwrap();
+    k.push(format!("{} buckets", buckets.buckets().len()));
+    k.push(format!(
+        "{} functions",
+        aws_sdk_lambda::Client::new(&config)
+            .list_functions()
+            .send()
+            .await
+            .unwrap()
+            .functions()
+            .len()
+    ));
+    k.push(format!(
+        "{} topics",
+        aws_sdk_sns::Client::new(&config)
+            .list_topics()
+            .send()
+            .await
+            .unwrap()
+            .topics()
+            .len()
+    ));
+    k.push(format!(
+        "{} subscriptions",
+        aws_sdk_sns::Client::new(&config)
+            .list_subscriptions()
+            .send()
+            .await
+            .unwrap()
+            .subscriptions()
+            .len()
+    ));
+    k.push(format!(
+        "{} queues",
+        aws_sdk_sqs::Client::new(&config)
+            .list_queues()
+            .send()
+            .await
+            .unwrap()
+            .queue_urls()
+            .len()
+    ));
+    k.push(format!(
+        "{} tables",
+        aws_sdk_dynamodb::Client::new(&config)
+            .list_tables()
+            .send()
+            .await
+            .unwrap()
+            .table_names()
+            .len()
+    ));
+    k.push(format!(
+        "{} roles",
+        aws_sdk_iam::Client::new(&config)
+            .list_roles()
+            .send()
+            .await
+            .unwrap()
+            .roles()
+            .len()
+    ));
+    let cfg = aws_sdk_config::Client::new(&config);
+    k.push(format!(
+        "{} recorders",
+        cfg.describe_configuration_recorders()
+            .send()
+            .await
+            .unwrap()
+            .configuration_recorders()
+            .len()
+    ));
+    k.push(format!(
+        "{} channels",
+        cfg.describe_delivery_channels()
+            .send()
+            .await
+            .unwrap()
+            .delivery_channels()
+            .len()
+    ));
+    let live = aws_sdk_cloudformation::Client::new(&config)
+        .list_stacks()
+        .send()
+        .await
+        .unwrap();
+    let live = live
+        .stack_summaries()
+        .iter()
+        .filter(|s| s.stack_status().map(|s| s.as_str()) != Some("DELETE_COMPLETE"))
+        .count();
+    k.push(format!("{live} stacks"));
+    k
+}
+
+#[tokio::test]
+async fn install_killed_anywhere_and_run_again_converges() {
+    // The reference: an uninterrupted install in an account of its own.
+    let reference = Moto::start();
+    let dir = std::env::temp_dir().join(format!("sgwatch-interrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zip = handler_zip(&dir);
+    let zip = zip.to_str().unwrap();
+    let config = reference.sdk_config(None).await;
+    reference.verify_sender(&config, SENDER).await;
+    assert!(run(
+        &reference.endpoint,
+        &["install", "--sender", SENDER, "--handler-zip", zip],
+        &dir
+    )
+    .status
+    .success());
+    let expected = kinds(&reference).await;
+
+    // After the upload, while the stack is being followed, and as Config is being set up.
+    // (Not in the middle of the ExecuteChangeSet request itself: moto builds the whole stack inside
+    // that request, and a client killed mid-request can leave moto's stack half made yet
+    // CREATE_COMPLETE, which AWS, finishing the change set server-side, never does.)
+    for marker in MARKERS {
+        let moto = Moto::start();
+        let config = moto.sdk_config(None).await;
+        moto.verify_sender(&config, SENDER).await;
+        let killed = install_killed_at(&moto.endpoint, zip, &dir, marker);
+        let mut runs = 0;
+        loop {
+            runs += 1;
+            let o = run(
+                &moto.endpoint,
+                &["install", "--sender", SENDER, "--handler-zip", zip],
+                &dir,
+            );
+            if o.status.success() {
+                break;
+            }
+            assert!(
+                runs < 3,
+                "after a kill at {marker:?}, install still fails: {}",
+                out(&o)
+            );
+        }
+        let again = run(
+            &moto.endpoint,
+            &["install", "--sender", SENDER, "--handler-zip", zip],
+            &dir,
+        );
+        assert!(
+            String::from_utf8_lossy(&again.stdout).contains("no changes"),
+            "{marker:?}: {}",
+            out(&again)
+        );
+        let status = run(&moto.endpoint, &["status"], &dir);
+        assert!(status.status.success(), "{marker:?}: {}", out(&status));
+        assert_eq!(
+            kinds(&moto).await,
+            expected,
+            "killed at {marker:?} (killed before the end: {killed})"
+        );
+        eprintln!("killed at {marker:?} (before the end: {killed}); converged in {runs} run(s)");
+    }
+}
+
+#[tokio::test]
+async fn teardown_after_an_interrupted_install_removes_everything() {
+    let dir = std::env::temp_dir().join(format!("sgwatch-interrupt-td-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zip = handler_zip(&dir);
+    let zip = zip.to_str().unwrap();
+    for marker in &MARKERS[1..] {
+        let moto = Moto::start();
+        let config = moto.sdk_config(None).await;
+        moto.verify_sender(&config, SENDER).await;
+        let before = kinds(&moto).await;
+        install_killed_at(&moto.endpoint, zip, &dir, marker);
+        let o = run(&moto.endpoint, &["teardown", "--yes"], &dir);
+        assert!(o.status.success(), "{marker:?}: {}", out(&o));
+        assert_eq!(
+            kinds(&moto).await,
+            before,
+            "teardown after a kill at {marker:?}: {}",
+            out(&o)
+        );
+    }
+}
