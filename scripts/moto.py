@@ -81,6 +81,10 @@ def _refresh_outputs_after(execute_change_set):
             stack._parse_template()
             stack.description = stack.template_dict.get("Description")
             stack.output_map = stack._create_output_map()
+            # Evaluated now, while this thread holds the stack's finished resources: moto creates
+            # a resource it is asked about and has not made yet, so outputs evaluated lazily by a
+            # concurrent DescribeStacks could make a second copy.
+            stack.outputs
 
     return wrapper
 

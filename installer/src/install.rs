@@ -335,7 +335,7 @@ impl Prepared {
 
 /// Whether the deployed stack can take an update change set; a stack that never finished being
 /// created (`REVIEW_IN_PROGRESS` after an interrupted first install, `ROLLBACK_COMPLETE` after a
-/// failed one) is created anew instead.
+/// failed one) is deleted and created anew instead.
 fn updatable(deployed: Option<&Stack>) -> bool {
     deployed
         .and_then(|s| s.stack_status())
@@ -629,12 +629,17 @@ pub async fn install(
     let deployed = if p.stack_settled() {
         p.deployed.clone().expect("a settled stack exists")
     } else {
-        // A stack whose first creation failed cannot be updated, and blocks creating it again:
-        // remove it first. (REVIEW_IN_PROGRESS takes a create change set as it is.)
+        // A stack whose first creation failed cannot be updated, and blocks creating it again;
+        // one under review (a first install interrupted before its change set ran) has nothing
+        // in it: remove either, then create it anew.
         if let Some(s) = &p.deployed {
             if matches!(
                 s.stack_status(),
-                Some(StackStatus::RollbackComplete | StackStatus::RollbackFailed)
+                Some(
+                    StackStatus::RollbackComplete
+                        | StackStatus::RollbackFailed
+                        | StackStatus::ReviewInProgress
+                )
             ) {
                 stack::delete(&cf, name, &place, progress).await?;
             }

@@ -103,7 +103,12 @@ pub async fn sandbox_warning(ses: &aws_sdk_sesv2::Client, place: &Place) -> Opti
         Err(e) => Some(format!(
             "could not tell whether SES in {place} is in the sandbox (GetAccount: {}); while it \
              is, email reaches only verified recipients",
-            e.code().unwrap_or("no answer")
+            e.code()
+                .map(str::to_owned)
+                .or_else(|| e
+                    .raw_response()
+                    .map(|r| format!("HTTP {}", r.status().as_u16())))
+                .unwrap_or_else(|| "no answer".to_owned())
         )),
     }
 }

@@ -358,7 +358,11 @@ pub async fn resolved_outputs(
     place: &Place,
 ) -> Result<BTreeMap<String, String>, StackError> {
     let mut out = outputs(stack);
-    if out.contains_key("FunctionArn") && out.contains_key("ConfigBucketName") {
+    let changing = stack
+        .stack_status()
+        .is_some_and(|s| s.as_str().ends_with("_IN_PROGRESS"));
+    // A stack under review has no resources yet, and one being changed is read once it settles.
+    if changing || (out.contains_key("FunctionArn") && out.contains_key("ConfigBucketName")) {
         return Ok(out);
     }
     let resources = cf
@@ -634,6 +638,25 @@ pub async fn delete(
     };
     // By id: once deleted, a stack can only be described by its id.
     let id = stack.stack_id().unwrap_or(name).to_owned();
+    // Left mid-change (an install killed while CloudFormation worked): let that finish first; a
+    // delete would otherwise be refused or race with it. Its outcome does not matter here.
+    match stack.stack_status() {
+        Some(StackStatus::CreateInProgress) => {
+            let _ = cf
+                .wait_until_stack_create_complete()
+                .stack_name(&id)
+                .wait(STACK_WAIT)
+                .await;
+        }
+        Some(s) if s.as_str().starts_with("UPDATE_") && s.as_str().ends_with("_IN_PROGRESS") => {
+            let _ = cf
+                .wait_until_stack_update_complete()
+                .stack_name(&id)
+                .wait(STACK_WAIT)
+                .await;
+        }
+        _ => {}
+    }
     let started = DateTime::from(std::time::SystemTime::now());
     cf.delete_stack()
         .stack_name(&id)

@@ -1,18 +1,53 @@
-//! `sgwatch status`: every link of the chain, one line each, with what to do when it is broken.
+//! `sgwatch status`: every link of the chain, one line each (ok, warn or FAIL) with what to do
+//! when it is broken: the stack; the Config recorder (exists, records security groups, is
+//! recording, last status) and delivery channel (→ bucket, → topic); the event source (topic →
+//! subscription → function, or EventBridge rule → function) and the function's permission for it;
+//! the function's settings (checked as the handler checks them at start) and its on-failure
+//! destination; the SES sender and sandbox; the failure queue; the install record.
+//!
+//! A broken link is what status reports, not an error: it fails only when it cannot look at all.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+
 use aws_config::SdkConfig;
+use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use clap::Args;
 use serde::Serialize;
+use sgwatch_handler::settings::Settings;
 
 use crate::artifacts;
-use crate::{recorder, stack};
+use crate::aws::{IdentityError, Place};
+use crate::recorder::{self, RecorderError};
+use crate::stack::{self, StackError};
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// CloudFormation stack name
     #[arg(long, default_value = "sgwatch")]
     pub stack_name: String,
+}
+
+/// Why status could not look (a broken chain is reported, not returned).
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Stack(Box<StackError>),
+    #[error(transparent)]
+    Recorder(Box<RecorderError>),
+}
+
+impl From<StackError> for StatusError {
+    fn from(e: StackError) -> Self {
+        StatusError::Stack(Box::new(e))
+    }
+}
+
+impl From<RecorderError> for StatusError {
+    fn from(e: RecorderError) -> Self {
+        StatusError::Recorder(Box::new(e))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,6 +62,7 @@ pub enum Level {
 pub struct Check {
     pub level: Level,
     pub check: String,
+    /// What was found and, when it is not ok, what to do.
     pub detail: String,
 }
 
@@ -58,166 +94,198 @@ impl Status {
     }
 }
 
-/// Runs every check. Never fails on a broken chain: that is what it reports.
-pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status> {
-    let place = crate::aws::place(config).await?;
-    let mut checks = Vec::new();
-    let mut add = |level: Level, check: &str, detail: String| {
-        checks.push(Check {
+#[derive(Default)]
+struct Checks(Vec<Check>);
+
+impl Checks {
+    fn add(&mut self, level: Level, check: &str, detail: impl Into<String>) {
+        self.0.push(Check {
             level,
             check: check.to_owned(),
-            detail,
-        })
+            detail: detail.into(),
+        });
+    }
+    fn ok(&mut self, check: &str, detail: impl Into<String>) {
+        self.add(Level::Ok, check, detail);
+    }
+    fn warn(&mut self, check: &str, detail: impl Into<String>) {
+        self.add(Level::Warn, check, detail);
+    }
+    fn fail(&mut self, check: &str, detail: impl Into<String>) {
+        self.add(Level::Fail, check, detail);
+    }
+}
+
+/// An AWS error as one short phrase for a status line.
+fn said<E: ProvideErrorMetadata>(e: &E) -> String {
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => "no answer".to_owned(),
+    }
+}
+
+/// Runs every check.
+pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, StatusError> {
+    let place = crate::aws::place(config).await?;
+    let mut c = Checks::default();
+    let name = &args.stack_name;
+    let install = match name.as_str() {
+        "sgwatch" => "run `sgwatch install`".to_owned(),
+        other => format!("run `sgwatch install --stack-name {other}`"),
     };
+
+    // The stack and what it says about itself.
     let cf = aws_sdk_cloudformation::Client::new(config);
-    let deployed = stack::describe(&cf, &args.stack_name, &place).await?;
-    let outputs = match &deployed {
-        Some(s) => stack::resolved_outputs(&cf, &args.stack_name, s, &place).await?,
-        None => Default::default(),
-    };
-    match &deployed {
-        None => add(
-            Level::Fail,
-            "stack",
-            format!(
-                "stack {} not found in {place}: run `sgwatch install`",
-                args.stack_name
-            ),
-        ),
-        Some(s) => {
-            let st = s.stack_status().map(|s| s.as_str()).unwrap_or("?");
-            let ok = st == "CREATE_COMPLETE" || st == "UPDATE_COMPLETE";
-            add(
-                if ok { Level::Ok } else { Level::Fail },
+    let deployed = stack::describe(&cf, name, &place).await?;
+    let (outputs, params) = match &deployed {
+        None => {
+            c.fail(
                 "stack",
-                format!(
-                    "{} is {st}{}",
-                    args.stack_name,
-                    if ok {
-                        ""
-                    } else {
-                        ": run `sgwatch install` again"
-                    }
-                ),
+                format!("stack {name} not found in {place}: {install}"),
             );
+            (BTreeMap::new(), BTreeMap::new())
+        }
+        Some(s) => {
+            let status = s.stack_status().map(|s| s.as_str()).unwrap_or("?");
+            if matches!(status, "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
+                c.ok("stack", format!("{name} is {status}"));
+            } else {
+                c.fail(
+                    "stack",
+                    format!("{name} is {status}: {install} (see its events for the cause)"),
+                );
+            }
+            (
+                stack::resolved_outputs(&cf, name, s, &place).await?,
+                stack::deployed_parameters(s),
+            )
+        }
+    };
+    let eventbridge = params.get("EventSource").map(String::as_str) == Some("eventbridge");
+
+    // AWS Config.
+    let found = recorder::find(&aws_sdk_config::Client::new(config), &place).await?;
+    match found.recorder_name() {
+        None => c.fail(
+            "config recorder exists",
+            format!("no configuration recorder in {place}: {install}"),
+        ),
+        Some(r) => {
+            c.ok("config recorder exists", r);
+            if found.records_security_groups() {
+                c.ok(
+                    "records security groups",
+                    "AWS::EC2::SecurityGroup is recorded",
+                );
+            } else {
+                c.fail(
+                    "records security groups",
+                    format!(
+                        "recorder {r} does not record AWS::EC2::SecurityGroup: add it, or run \
+                         `sgwatch install --extend-recorder`"
+                    ),
+                );
+            }
+            if found.recording {
+                c.ok("recorder is recording", "recording");
+            } else {
+                c.fail(
+                    "recorder is recording",
+                    format!(
+                        "stopped: aws configservice start-configuration-recorder \
+                         --configuration-recorder-name {r}"
+                    ),
+                );
+            }
+            match found.last_status.as_deref() {
+                Some("FAILURE") => c.fail(
+                    "last recording status",
+                    "FAILURE: check that the recorder's role may read the resources \
+                     (service-role/AWS_ConfigRole)",
+                ),
+                Some(s) => c.ok("last recording status", s),
+                None => c.warn("last recording status", "nothing recorded yet"),
+            }
+        }
+    }
+    let s3 = sgwatch_handler::aws::s3_client(config);
+    let mut source_topic = outputs.get("TopicArn").cloned();
+    match &found.channel {
+        None => c.fail(
+            "delivery channel",
+            format!("no delivery channel in {place}: {install}"),
+        ),
+        Some(channel) => {
+            let channel_name = channel.name().unwrap_or("?");
+            match channel.s3_bucket_name() {
+                Some(bucket) => match artifacts::bucket_exists(&s3, bucket, &place).await {
+                    Ok(true) => c.ok(
+                        "delivery channel → bucket",
+                        format!("{channel_name} → s3://{bucket}"),
+                    ),
+                    Ok(false) => c.fail(
+                        "delivery channel → bucket",
+                        format!("{channel_name} → s3://{bucket}, which does not exist: {install}"),
+                    ),
+                    Err(e) => c.warn("delivery channel → bucket", format!("{e}")),
+                },
+                None => c.fail(
+                    "delivery channel → bucket",
+                    format!("{channel_name} names no bucket"),
+                ),
+            }
+            match channel.sns_topic_arn() {
+                Some(topic) => {
+                    let ours = outputs.get("TopicArn").map(String::as_str) == Some(topic);
+                    c.ok(
+                        "delivery channel → topic",
+                        format!("{topic}{}", if ours { "" } else { " (adopted)" }),
+                    );
+                    source_topic = Some(topic.to_owned());
+                }
+                None if eventbridge => c.ok(
+                    "delivery channel → topic",
+                    "none (events reach the handler through EventBridge)",
+                ),
+                None => c.fail(
+                    "delivery channel → topic",
+                    format!(
+                        "{channel_name} sends to no SNS topic: run install with --source eventbridge"
+                    ),
+                ),
+            }
         }
     }
 
-    let found = recorder::find(&aws_sdk_config::Client::new(config), &place).await?;
-    match &found.recorder {
-        None => add(
-            Level::Fail,
-            "config recorder exists",
-            "no configuration recorder: run `sgwatch install`".into(),
-        ),
-        Some(r) => {
-            add(
-                Level::Ok,
-                "config recorder exists",
-                r.name().unwrap_or("?").to_owned(),
-            );
-            if found.records_security_groups() {
-                add(
-                    Level::Ok,
-                    "records security groups",
-                    "AWS::EC2::SecurityGroup is recorded".into(),
-                );
-            } else {
-                add(Level::Fail, "records security groups", "the recorder does not record AWS::EC2::SecurityGroup: run `sgwatch install --extend-recorder`".into());
-            }
-            if found.recording {
-                add(Level::Ok, "recorder is recording", "recording".into());
-            } else {
-                add(Level::Fail, "recorder is recording", format!("stopped: `aws configservice start-configuration-recorder --configuration-recorder-name {}`", r.name().unwrap_or("?")));
-            }
-            match found.last_status.as_deref() {
-                Some("FAILURE") => add(
-                    Level::Fail,
-                    "last recording status",
-                    "FAILURE: check the Config role's permissions".into(),
-                ),
-                Some(s) => add(Level::Ok, "last recording status", s.to_owned()),
-                None => add(
-                    Level::Warn,
-                    "last recording status",
-                    "nothing recorded yet".into(),
-                ),
-            }
-        }
-    }
-    let mut topic = outputs.get("TopicArn").cloned();
-    match &found.channel {
-        None => add(
-            Level::Fail,
-            "delivery channel",
-            "no delivery channel: run `sgwatch install`".into(),
-        ),
-        Some(c) => {
-            let bucket = c.s3_bucket_name().unwrap_or("?");
-            let channel_topic = c.sns_topic_arn().unwrap_or("(none)");
-            add(
-                Level::Ok,
-                "delivery channel → bucket",
-                format!("{} → s3://{bucket}", c.name().unwrap_or("?")),
-            );
-            let ours = outputs.get("TopicArn").map(String::as_str) == Some(channel_topic);
-            add(
-                if c.sns_topic_arn().is_some() {
-                    Level::Ok
-                } else {
-                    Level::Warn
-                },
-                "delivery channel → topic",
-                format!("{channel_topic}{}", if ours { "" } else { " (adopted)" }),
-            );
-            if c.sns_topic_arn().is_some() {
-                topic = Some(channel_topic.to_owned());
-            }
-        }
-    }
+    // The event source, and the function's permission for it.
+    let lambda = aws_sdk_lambda::Client::new(config);
     let function_arn = outputs.get("FunctionArn").cloned();
-    if let (Some(topic), Some(function_arn)) = (&topic, &function_arn) {
-        let subs = aws_sdk_sns::Client::new(config)
-            .list_subscriptions_by_topic()
-            .topic_arn(topic)
+    let policy = match outputs.get("FunctionName") {
+        Some(f) => lambda
+            .get_policy()
+            .function_name(f)
             .send()
-            .await;
-        match subs {
-            Ok(out) => {
-                let found = out.subscriptions().iter().any(|s| {
-                    s.protocol() == Some("lambda") && s.endpoint() == Some(function_arn.as_str())
-                });
-                if found {
-                    add(
-                        Level::Ok,
-                        "topic → subscription → function",
-                        format!("{topic} → {function_arn}"),
-                    );
-                } else {
-                    add(
-                        Level::Fail,
-                        "topic → subscription → function",
-                        format!(
-                            "{topic} has no subscription for the handler: run `sgwatch install`"
-                        ),
-                    );
-                }
-            }
-            Err(e) => add(
-                Level::Fail,
-                "topic → subscription → function",
-                format!(
-                    "cannot list subscriptions of {topic}: {}",
-                    aws_sdk_sns::error::DisplayErrorContext(&e)
-                ),
-            ),
+            .await
+            .ok()
+            .and_then(|p| p.policy().map(str::to_owned))
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    if let Some(function_arn) = &function_arn {
+        if eventbridge {
+            event_rule(config, &mut c, name, function_arn, &policy).await;
+        } else if let Some(topic) = &source_topic {
+            subscription(config, &mut c, &place, topic, function_arn, &policy).await;
         }
     }
-    let mut sender = None;
-    if let Some(name) = outputs.get("FunctionName") {
-        match aws_sdk_lambda::Client::new(config)
+
+    // The function: its settings as the handler reads them at start, and where failures go.
+    let mut sender = params.get("Sender").cloned();
+    if let Some(function) = outputs.get("FunctionName") {
+        match lambda
             .get_function_configuration()
-            .function_name(name)
+            .function_name(function)
             .send()
             .await
         {
@@ -227,98 +295,262 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status> {
                     .and_then(|e| e.variables())
                     .cloned()
                     .unwrap_or_default();
-                sender = vars.get("SGWATCH_SENDER").cloned();
-                match &sender {
-                    Some(s) if !s.is_empty() => add(
-                        Level::Ok,
+                match Settings::from_lookup(|k| vars.get(k).cloned()) {
+                    Ok(settings) => {
+                        c.ok(
+                            "function settings",
+                            format!("{function}: sender {}", settings.sender),
+                        );
+                        sender = Some(settings.sender);
+                    }
+                    Err(e) => c.fail(
                         "function settings",
-                        format!("{name}: sender {s}"),
-                    ),
-                    _ => add(
-                        Level::Fail,
-                        "function settings",
-                        format!("{name} has no SGWATCH_SENDER: run `sgwatch install`"),
+                        format!("{function} would stop at start: {e}; {install} with valid flags"),
                     ),
                 }
             }
-            Err(e) => add(
-                Level::Fail,
+            Err(e) => c.fail(
                 "function settings",
+                format!("cannot read function {function}: {}", said(&e)),
+            ),
+        }
+        match lambda
+            .get_function_event_invoke_config()
+            .function_name(function)
+            .send()
+            .await
+        {
+            Ok(cfg)
+                if cfg
+                    .destination_config()
+                    .and_then(|d| d.on_failure())
+                    .and_then(|d| d.destination())
+                    .is_some() =>
+            {
+                c.ok("failures go to the queue", "on-failure destination set")
+            }
+            _ => c.warn(
+                "failures go to the queue",
                 format!(
-                    "cannot read function {name}: {}",
-                    aws_sdk_lambda::error::DisplayErrorContext(&e)
+                    "{function} has no on-failure destination (the stack's InvokeConfig): events \
+                     that fail every retry would be lost; {install}"
                 ),
             ),
         }
     }
+
+    // SES.
     if let Some(sender) = &sender {
         let ses = aws_sdk_sesv2::Client::new(config);
-        let domain = sender.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-        let mut verified = false;
-        for id in [sender.as_str(), domain] {
-            if let Ok(o) = ses.get_email_identity().email_identity(id).send().await {
-                verified |= crate::preflight::is_verified(&o);
-            }
-        }
-        if verified {
-            add(Level::Ok, "SES sender verified", sender.clone());
-        } else {
-            add(Level::Fail, "SES sender verified", format!("{sender} is not verified: aws sesv2 create-email-identity --email-identity {sender}"));
-        }
-    }
-    if let Some(url) = outputs.get("FailureQueueUrl") {
-        let attrs = aws_sdk_sqs::Client::new(config)
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-            .send()
-            .await;
-        match attrs {
-            Ok(a) => {
-                let n: u64 = a
-                    .attributes()
-                    .and_then(|m| {
-                        m.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                    })
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                if n == 0 {
-                    add(
-                        Level::Ok,
-                        "failure queue empty",
-                        "no failed notifications".into(),
-                    );
-                } else {
-                    add(Level::Warn, "failure queue empty", format!("{n} notification(s) could not be delivered: read them in {url}, fix the cause (see the function's logs) and re-send"));
-                }
-            }
-            Err(e) => add(
-                Level::Fail,
-                "failure queue empty",
-                format!(
-                    "cannot read {url}: {}",
-                    aws_sdk_sqs::error::DisplayErrorContext(&e)
-                ),
+        match crate::preflight::sender_identity(&ses, &place, sender).await {
+            Ok(identity) => c.ok(
+                "SES sender verified",
+                format!("{sender} (identity {identity})"),
             ),
+            Err(e) => c.fail("SES sender verified", e.to_string()),
+        }
+        match crate::preflight::sandbox_warning(&ses, &place).await {
+            None => c.ok("SES production access", "owners can receive mail"),
+            Some(w) => c.warn("SES production access", w),
         }
     }
-    let s3 = sgwatch_handler::aws::s3_client(config);
-    match artifacts::read_state(&s3, &place, &args.stack_name).await {
-        Ok(Some(state)) => add(
-            Level::Ok,
+
+    // Failures, and the record teardown relies on.
+    if let Some(url) = outputs.get("FailureQueueUrl") {
+        failure_queue(config, &mut c, url).await;
+    }
+    match artifacts::read_state(&s3, &place, name).await {
+        Ok(Some(state)) => c.ok(
             "install record",
             format!("recorder {}, channel {}", state.recorder, state.channel),
         ),
-        Ok(None) => add(
-            Level::Warn,
+        Ok(None) => c.warn(
             "install record",
-            "none: teardown would not know what install created; run `sgwatch install`".into(),
+            format!("none: teardown would not know what install created; {install}"),
         ),
-        Err(e) => add(Level::Warn, "install record", format!("{e:#}")),
+        Err(e) => c.warn("install record", e.to_string()),
     }
     Ok(Status {
         account: place.account.clone(),
         region: place.region.clone(),
-        checks,
+        checks: c.0,
     })
+}
+
+/// Whether the function's resource policy lets `principal` invoke it from `source`.
+fn permits(policy: &str, principal: &str, source: &str) -> bool {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
+        return false;
+    };
+    doc["Statement"].as_array().is_some_and(|statements| {
+        statements.iter().any(|s| {
+            let who = &s["Principal"]["Service"];
+            let from = s["Condition"]["ArnLike"]["AWS:SourceArn"]
+                .as_str()
+                .or_else(|| s["Condition"]["ArnEquals"]["AWS:SourceArn"].as_str());
+            s["Effect"] == "Allow" && who == principal && from == Some(source)
+        })
+    })
+}
+
+async fn subscription(
+    config: &SdkConfig,
+    c: &mut Checks,
+    place: &Place,
+    topic: &str,
+    function_arn: &str,
+    policy: &str,
+) {
+    let check = "topic → subscription → function";
+    let region = topic.split(':').nth(3).unwrap_or_default().to_owned();
+    let sns = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(config)
+            .region(aws_config::Region::new(region))
+            .build(),
+    );
+    match crate::topic::subscription(&sns, place, topic, function_arn).await {
+        Ok(Some(_)) => c.ok(check, format!("{topic} → {function_arn}")),
+        Ok(None) => c.fail(
+            check,
+            format!("{topic} has no subscription for {function_arn}: run `sgwatch install`"),
+        ),
+        Err(e) => c.fail(check, e.to_string()),
+    }
+    if permits(policy, "sns.amazonaws.com", topic) {
+        c.ok("function permission", format!("{topic} may invoke it"));
+    } else {
+        c.fail(
+            "function permission",
+            format!("nothing lets {topic} invoke the function: run `sgwatch install`"),
+        );
+    }
+}
+
+async fn event_rule(
+    config: &SdkConfig,
+    c: &mut Checks,
+    stack_name: &str,
+    function_arn: &str,
+    policy: &str,
+) {
+    let check = "EventBridge rule → function";
+    let cf = aws_sdk_cloudformation::Client::new(config);
+    let rule = cf
+        .list_stack_resources()
+        .stack_name(stack_name)
+        .send()
+        .await
+        .ok()
+        .and_then(|r| {
+            r.stack_resource_summaries()
+                .iter()
+                .find(|s| s.logical_resource_id() == Some("EventRule"))
+                .and_then(|s| s.physical_resource_id().map(str::to_owned))
+        });
+    let Some(rule) = rule.filter(|r| !r.is_empty()) else {
+        c.fail(
+            check,
+            "the stack has no EventRule: run `sgwatch install --source eventbridge`",
+        );
+        return;
+    };
+    let events = aws_sdk_eventbridge::Client::new(config);
+    let described = events.describe_rule().name(&rule).send().await;
+    let targets = events.list_targets_by_rule().rule(&rule).send().await;
+    match (described, targets) {
+        (Ok(r), Ok(t)) => {
+            let enabled = r.state().map(|s| s.as_str()) == Some("ENABLED");
+            let aimed = t.targets().iter().any(|t| t.arn() == function_arn);
+            match (enabled, aimed) {
+                (true, true) => c.ok(check, format!("{rule} → {function_arn}")),
+                (false, _) => c.fail(
+                    check,
+                    format!("rule {rule} is disabled: aws events enable-rule --name {rule}"),
+                ),
+                (_, false) => c.fail(
+                    check,
+                    format!("rule {rule} does not target {function_arn}: run `sgwatch install`"),
+                ),
+            }
+            let rule_arn = r.arn().unwrap_or_default();
+            if permits(policy, "events.amazonaws.com", rule_arn) {
+                c.ok("function permission", format!("{rule} may invoke it"));
+            } else {
+                c.fail(
+                    "function permission",
+                    format!("nothing lets rule {rule} invoke the function: run `sgwatch install`"),
+                );
+            }
+        }
+        (Err(e), _) => c.fail(check, format!("cannot read rule {rule}: {}", said(&e))),
+        (_, Err(e)) => c.fail(
+            check,
+            format!("cannot list the targets of {rule}: {}", said(&e)),
+        ),
+    }
+}
+
+async fn failure_queue(config: &SdkConfig, c: &mut Checks, url: &str) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let check = "failure queue empty";
+    let attrs = aws_sdk_sqs::Client::new(config)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await;
+    match attrs {
+        Ok(a) => {
+            let n: u64 = a
+                .attributes()
+                .and_then(|m| m.get(&QueueAttributeName::ApproximateNumberOfMessages))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if n == 0 {
+                c.ok(check, "no failed notifications");
+            } else {
+                c.warn(
+                    check,
+                    format!(
+                        "{n} notification(s) failed every retry: read them (aws sqs \
+                         receive-message --queue-url {url}), fix the cause (the function's logs \
+                         say it) and send them again"
+                    ),
+                );
+            }
+        }
+        Err(e) => c.fail(check, format!("cannot read {url}: {}", said(&e))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_permission_counts_only_for_its_principal_and_source() {
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
+            "Principal":{"Service":"sns.amazonaws.com"},"Action":"lambda:InvokeFunction",
+            "Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"}}}]}"#;
+        assert!(permits(
+            policy,
+            "sns.amazonaws.com",
+            "arn:aws:sns:us-east-1:1:t"
+        ));
+        assert!(!permits(
+            policy,
+            "sns.amazonaws.com",
+            "arn:aws:sns:us-east-1:1:other"
+        ));
+        assert!(!permits(
+            policy,
+            "events.amazonaws.com",
+            "arn:aws:sns:us-east-1:1:t"
+        ));
+        assert!(!permits(
+            "",
+            "sns.amazonaws.com",
+            "arn:aws:sns:us-east-1:1:t"
+        ));
+    }
 }

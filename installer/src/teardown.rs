@@ -135,44 +135,61 @@ pub async fn teardown(
             topic::unsubscribe(&sns, &lambda, &place, topic, sub, function).await?;
             removed.push(format!("subscription of the handler to {topic}"));
         }
-        let found = recorder::find(&cfg, &place).await?;
-        let recorder_ours = state.recorder == "created"
-            && found.recorder_name() == Some(state.recorder_name.as_str());
-        let channel_ours =
-            state.channel == "created" && found.channel_name() == Some(state.channel_name.as_str());
-        if recorder_ours {
-            let channel = channel_ours.then_some(state.channel_name.as_str());
-            recorder::delete_created(&cfg, &place, &state.recorder_name, channel).await?;
-            removed.push(format!("configuration recorder {}", state.recorder_name));
-            if channel_ours {
-                removed.push(format!("delivery channel {}", state.channel_name));
+    }
+    // Ours when the record says install created it, or (the record lost to an interrupted
+    // install) when it uses this stack's role or bucket, which nothing else does.
+    let found = recorder::find(&cfg, &place).await?;
+    let recorded = |kind: &str, actual: Option<&str>| {
+        state.as_ref().is_some_and(|s| {
+            let (how, named) = match kind {
+                "recorder" => (&s.recorder, &s.recorder_name),
+                _ => (&s.channel, &s.channel_name),
+            };
+            how == "created" && actual == Some(named.as_str())
+        })
+    };
+    let output = |key: &str| outputs.get(key).map(String::as_str);
+    let recorder_ours = found.recorder.as_ref().is_some_and(|r| {
+        recorded("recorder", r.name())
+            || (r.role_arn().is_some() && r.role_arn() == output("ConfigRoleArn"))
+    });
+    let channel_ours = found.channel.as_ref().is_some_and(|c| {
+        recorded("channel", c.name())
+            || (c.s3_bucket_name().is_some() && c.s3_bucket_name() == output("ConfigBucketName"))
+    });
+    match (found.recorder_name(), found.channel_name()) {
+        (Some(r), channel) if recorder_ours => {
+            let channel = channel.filter(|_| channel_ours);
+            recorder::delete_created(&cfg, &place, r, channel).await?;
+            removed.push(format!("configuration recorder {r}"));
+            if let Some(c) = channel {
+                removed.push(format!("delivery channel {c}"));
             }
-        } else if channel_ours {
-            recorder::delete_created_channel(&cfg, &place, &state.channel_name).await?;
-            removed.push(format!("delivery channel {}", state.channel_name));
         }
-        if state.recorder == "adopted" {
-            if !state.extended_types.is_empty()
-                && recorder::unextend(&cfg, &place, &state.recorder_name, &state.extended_types)
-                    .await?
-            {
-                removed.push(format!(
-                    "{} from the types recorder {} records (added by --extend-recorder)",
-                    state.extended_types.join(", "),
-                    state.recorder_name
-                ));
-            }
-            kept.push(format!(
-                "configuration recorder {} (not created by sgwatch)",
+        (_, Some(c)) if channel_ours => {
+            recorder::delete_created_channel(&cfg, &place, c).await?;
+            removed.push(format!("delivery channel {c}"));
+        }
+        _ => {}
+    }
+    if let Some(state) = state.as_ref().filter(|s| s.recorder == "adopted") {
+        if !state.extended_types.is_empty()
+            && recorder::unextend(&cfg, &place, &state.recorder_name, &state.extended_types).await?
+        {
+            removed.push(format!(
+                "{} from the types recorder {} records (added by --extend-recorder)",
+                state.extended_types.join(", "),
                 state.recorder_name
             ));
         }
-        if state.channel == "adopted" {
-            kept.push(format!(
-                "delivery channel {} (not created by sgwatch)",
-                state.channel_name
-            ));
-        }
+    }
+    if let Some(r) = found.recorder_name().filter(|_| !recorder_ours) {
+        kept.push(format!(
+            "configuration recorder {r} (not created by sgwatch)"
+        ));
+    }
+    if let Some(c) = found.channel_name().filter(|_| !channel_ours) {
+        kept.push(format!("delivery channel {c} (not created by sgwatch)"));
     }
     if stack::delete(&cf, name, &place, progress).await? {
         removed.push(format!("stack {name}"));

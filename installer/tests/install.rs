@@ -835,3 +835,142 @@ async fn changed_settings_reach_the_function_and_the_recorder_then_settle() {
     );
     assert_eq!(writes(&calls), Vec::<&String>::new());
 }
+
+#[tokio::test]
+async fn eventbridge_source_uses_the_stack_rule_and_switching_source_moves_the_subscription() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("eventbridge");
+    let zip = handler_zip(&dir);
+    // A baseline recorder and channel whose topic is not ours.
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic = sns
+        .create_topic()
+        .name("org-config")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
+    sgwatch_handler::aws::s3_client(&config)
+        .create_bucket()
+        .bucket("org-config-history")
+        .send()
+        .await
+        .unwrap();
+    let cfg = aws_sdk_config::Client::new(&config);
+    use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
+    cfg.put_configuration_recorder()
+        .configuration_recorder(
+            ConfigurationRecorder::builder()
+                .name("org-baseline")
+                .role_arn("arn:aws:iam::123456789012:role/org-config")
+                .recording_group(RecordingGroup::builder().all_supported(true).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.put_delivery_channel()
+        .delivery_channel(
+            DeliveryChannel::builder()
+                .name("org-channel")
+                .s3_bucket_name("org-config-history")
+                .sns_topic_arn(&topic)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.start_configuration_recorder()
+        .configuration_recorder_name("org-baseline")
+        .send()
+        .await
+        .unwrap();
+    let subscribed = || async {
+        sns.list_subscriptions_by_topic()
+            .topic_arn(&topic)
+            .send()
+            .await
+            .unwrap()
+            .subscriptions()
+            .iter()
+            .any(|s| {
+                s.endpoint()
+                    .is_some_and(|e| e.ends_with(":function:sgwatch-handler"))
+            })
+    };
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let rules = || async {
+        events
+            .list_rules()
+            .send()
+            .await
+            .unwrap()
+            .rules()
+            .iter()
+            .filter_map(|r| r.name().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+    let mut eventbridge = install_args(&zip);
+    eventbridge.extend(["--source", "eventbridge"].map(str::to_owned));
+
+    // EventBridge: the stack's rule targets the function; the adopted topic is left alone.
+    let (out, _) = run(&moto, &dir, &eventbridge);
+    assert!(out.status.success(), "{}", text(&out));
+    let names = rules().await;
+    assert_eq!(names.len(), 1, "{names:?}");
+    let targets = events
+        .list_targets_by_rule()
+        .rule(&names[0])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        targets.targets()[0]
+            .arn()
+            .ends_with(":function:sgwatch-handler"),
+        "{targets:?}"
+    );
+    assert!(!subscribed().await);
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        shown.contains("ok    EventBridge rule → function"),
+        "{shown}"
+    );
+
+    // SNS: the stack's source becomes sns (on AWS its rule goes with the update; moto keeps a
+    // resource whose condition turned false), the handler subscribes to the adopted topic.
+    let (out, _) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(subscribed().await, "{}", text(&out));
+    let stack = aws_sdk_cloudformation::Client::new(&config)
+        .describe_stacks()
+        .stack_name("sgwatch")
+        .send()
+        .await
+        .unwrap();
+    assert!(stack.stacks()[0]
+        .parameters()
+        .iter()
+        .any(|p| p.parameter_key() == Some("EventSource") && p.parameter_value() == Some("sns")));
+
+    // And back: unsubscribed again.
+    let (out, _) = run(&moto, &dir, &eventbridge);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("unsubscribed the handler from {topic}")),
+        "{}",
+        text(&out)
+    );
+    assert!(!subscribed().await);
+
+    let (out, _) = run(&moto, &dir, &["teardown".to_owned(), "--yes".to_owned()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(rules().await.is_empty());
+    assert!(!subscribed().await);
+}
