@@ -689,27 +689,11 @@ pub async fn install(
         state.channel = "adopted".into();
         state.channel_name = c.to_owned();
     }
+    let mut written = p.state.clone();
     for step in recorder::steps(&found, owned, &want, &place)? {
         // Recorded *before* it is made: a kill between the call and the record would otherwise
-        // leave a recorder that teardown does not know is ours (deleting one that is not there
-        // is harmless).
-        let mut intent = state.clone();
-        match &step {
-            Step::CreateRecorder => {
-                intent.recorder = "created".into();
-                intent.recorder_name = recorder::NAME.into();
-            }
-            Step::CreateChannel => {
-                intent.channel = "created".into();
-                intent.channel_name = recorder::NAME.into();
-            }
-            _ => {}
-        }
-        if intent != state {
-            artifacts::write_state(&s3, &place, &intent).await?;
-        }
-        recorder::apply(&cfg, &place, &found, &step, &want).await?;
-        changes.push(step.describe(&want));
+        // leave a recorder that teardown does not know is ours (deleting one that is not there,
+        // or taking back a type that was never added, is harmless).
         match &step {
             Step::CreateRecorder => {
                 state.recorder = "created".into();
@@ -722,10 +706,14 @@ pub async fn install(
             Step::ExtendRecorder { .. } => {
                 state.extended_types = vec![recorder::SECURITY_GROUP.to_owned()];
             }
-            _ => continue,
+            _ => {}
         }
-        // Recorded as soon as it exists, so that an interrupted install is still torn down.
-        artifacts::write_state(&s3, &place, &state).await?;
+        if written.as_ref() != Some(&state) {
+            artifacts::write_state(&s3, &place, &state).await?;
+            written = Some(state.clone());
+        }
+        recorder::apply(&cfg, &place, &found, &step, &want).await?;
+        changes.push(step.describe(&want));
     }
 
     // 4. The adopted channel's topic (`--source sns`), or no longer (`--source eventbridge`).
@@ -777,7 +765,7 @@ pub async fn install(
     }
 
     // 5. The record of what install created versus adopted.
-    if p.state.as_ref() != Some(&state) {
+    if written.as_ref() != Some(&state) {
         artifacts::write_state(&s3, &place, &state).await?;
     }
     Ok(Report {
