@@ -120,8 +120,11 @@ pub fn zip_binary(binary: &Path, zip_path: &Path) -> Result<Artifact, PackageErr
         source,
     })?;
     let mut zip = zip::ZipWriter::new(file);
+    // A fixed timestamp: the same binary always makes the same zip, hence the same sha256, the
+    // same S3 key and no change to deploy.
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default())
         .unix_permissions(0o755);
     let io = |e: std::io::Error| PackageError::Read {
         path: zip_path.to_owned(),
@@ -141,22 +144,60 @@ pub fn build(arch: Arch, output_dir: &Path) -> Result<Artifact, PackageError> {
         Arch::Arm64 => "--arm64",
         Arch::X86_64 => "--x86-64",
     };
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"));
+    let lambda_dir = target.join("lambda");
     eprintln!(
         "building the handler for {} with cargo-lambda (the first build takes a few minutes)…",
         arch.as_str()
     );
-    let status = Command::new("cargo")
-        .args(["lambda", "build", "--release", flag, "-p", "sgwatch-handler", "--bin", "bootstrap"])
-        .current_dir(&workspace)
+    let mut cargo = Command::new("cargo");
+    cargo
+        .args(["lambda", "build", "--release", flag])
+        .args([
+            "-p",
+            "sgwatch-handler",
+            "--bin",
+            "bootstrap",
+            "--lambda-dir",
+        ])
+        .arg(&lambda_dir)
+        .current_dir(&workspace);
+    // PATH first; the project's virtualenv (where `make setup` puts cargo-lambda and zig) when
+    // PATH has no cargo-lambda.
+    let venv = workspace.join(".venv/bin");
+    if !on_path("cargo-lambda") {
+        if !venv.join("cargo-lambda").exists() {
+            return Err(PackageError::Build(
+                "cargo-lambda is not on PATH: install it (`pip install cargo-lambda`, or `make \
+                 setup` for the project's .venv), or pass --handler-zip"
+                    .into(),
+            ));
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let joined =
+            std::env::join_paths(std::iter::once(venv).chain(std::env::split_paths(&path)))
+                .map_err(|e| PackageError::Build(format!("PATH cannot be extended: {e}")))?;
+        cargo.env("PATH", joined);
+    }
+    let status = cargo
         .status()
-        .map_err(|e| PackageError::Build(format!("cannot run `cargo lambda` ({e}); install it with `pip install cargo-lambda` or run `make setup`")))?;
+        .map_err(|e| PackageError::Build(format!("cannot run `cargo lambda build`: {e}")))?;
     if !status.success() {
         return Err(PackageError::Build(format!(
-            "`cargo lambda build` exited with {status}"
+            "`cargo lambda build` exited with {status}; its output above says why"
         )));
     }
-    let binary = workspace.join("target/lambda/bootstrap/bootstrap");
-    zip_binary(&binary, &output_dir.join("bootstrap.zip"))
+    zip_binary(
+        &lambda_dir.join("bootstrap/bootstrap"),
+        &output_dir.join("bootstrap.zip"),
+    )
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// The sgwatch source tree (package builds from source).
@@ -188,6 +229,8 @@ mod tests {
         assert_eq!(a.sha256.len(), 64);
         assert_eq!(a.key(), format!("handler/{}.zip", a.sha256));
         assert_eq!(check_zip(&a.path).unwrap(), a);
+        let again = zip_binary(&bin, &dir.join("again/bootstrap.zip")).unwrap();
+        assert_eq!(again.sha256, a.sha256, "the same binary makes the same zip");
 
         std::fs::write(dir.join("not.zip"), b"hello").unwrap();
         assert!(matches!(
