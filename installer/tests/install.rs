@@ -974,3 +974,131 @@ async fn eventbridge_source_uses_the_stack_rule_and_switching_source_moves_the_s
     assert!(rules().await.is_empty());
     assert!(!subscribed().await);
 }
+
+/// A stand-in for the Lambda Invoke endpoint (moto's Lambda cannot run code): answers one request
+/// with `{}` and hands back its path and body.
+fn fake_lambda() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).unwrap();
+        let mut length = 0;
+        loop {
+            let mut header = String::new();
+            reader.read_line(&mut header).unwrap();
+            if header.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        let path = request_line.split_whitespace().nth(1).unwrap().to_owned();
+        tx.send((path, body)).unwrap();
+        let mut stream = stream;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+            .unwrap();
+    });
+    (endpoint, rx)
+}
+
+#[tokio::test]
+async fn test_event_sends_the_groups_current_state_as_a_marked_notification() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("test-event");
+    let zip = handler_zip(&dir);
+    let (out, _) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+
+    use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let group = ec2
+        .create_security_group()
+        .group_name("dept-a-web")
+        .description("web servers")
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .tags(Tag::builder().key("NotifyOnChange").value("Yes").build())
+                .tags(
+                    Tag::builder()
+                        .key("OwnerDL")
+                        .value("dept-a@example.com")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    ec2.authorize_security_group_ingress()
+        .group_id(&group)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(3389)
+                .to_port(3389)
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let (lambda, invoked) = fake_lambda();
+    let (out, calls) = sgwatch(
+        &moto.endpoint,
+        &dir,
+        &[
+            "test-event",
+            "--group-id",
+            &group,
+            "--lambda-endpoint-url",
+            &lambda,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        writes(&calls),
+        ["WRITE POST /2015-03-31/functions/sgwatch-handler/invocations"]
+            .iter()
+            .collect::<Vec<_>>(),
+        "test-event only invokes the function"
+    );
+    let (path, body) = invoked
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(path, "/2015-03-31/functions/sgwatch-handler/invocations");
+    let event: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let message: serde_json::Value =
+        serde_json::from_str(event["Records"][0]["Sns"]["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        message["messageType"],
+        "ConfigurationItemChangeNotification"
+    );
+    assert_eq!(message["sgwatchTest"], true);
+    let item = &message["configurationItem"];
+    assert_eq!(item["resourceId"], group.as_str());
+    assert_eq!(item["awsAccountId"], "123456789012");
+    assert_eq!(item["tags"]["OwnerDL"], "dept-a@example.com");
+    let rules = item["configuration"]["ipPermissions"].to_string();
+    assert!(
+        rules.contains("3389") && rules.contains("0.0.0.0/0"),
+        "{rules}"
+    );
+}
