@@ -2,7 +2,7 @@
 //! handler zip, keyed by its sha256, and the install record (`state/{stack}.json`), which says what
 //! install created versus adopted so that teardown removes only its own.
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Delete, ObjectIdentifier,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
@@ -51,14 +51,14 @@ fn aws_error<E, R>(
 ) -> ArtifactsError
 where
     E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     ArtifactsError::Aws {
         action,
         bucket: bucket.to_owned(),
         key: key.map(|k| format!("/{k}")).unwrap_or_default(),
         place: place.clone(),
-        detail: DisplayErrorContext(err).to_string(),
+        detail: crate::aws::error_text(err),
     }
 }
 

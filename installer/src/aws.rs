@@ -76,6 +76,31 @@ impl std::fmt::Display for Place {
     }
 }
 
+/// An AWS SDK error as one line: the service's code and message when it answered, else the chain
+/// of causes (a connection refused, a credential provider that failed), without the debug dump.
+pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        // The SDK's outer layers say only "service error" / "dispatch failure": skip to the cause.
+        if !matches!(
+            text.as_str(),
+            "service error" | "dispatch failure" | "io error" | "other"
+        ) && parts.last() != Some(&text)
+        {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    let text = if parts.is_empty() {
+        err.to_string()
+    } else {
+        parts.join(": ")
+    };
+    text.trim_end_matches('.').to_owned()
+}
+
 /// The credentials could not be tied to an account.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -96,7 +121,7 @@ pub async fn place(config: &SdkConfig) -> Result<Place, IdentityError> {
         .await
         .map_err(|e| IdentityError {
             region: region.clone(),
-            detail: aws_sdk_sts::error::DisplayErrorContext(&e).to_string(),
+            detail: error_text(&e),
         })?;
     Ok(Place {
         account: me.account().unwrap_or_default().to_owned(),

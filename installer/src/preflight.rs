@@ -2,7 +2,7 @@
 //! be a verified identity (the address, or its domain), or install stops with the exact next step;
 //! whether SES is still in the sandbox is a warning (and only a warning where it cannot be told).
 
-use aws_sdk_sesv2::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use aws_sdk_sesv2::operation::get_email_identity::GetEmailIdentityOutput;
 use aws_sdk_sesv2::types::VerificationStatus;
 
@@ -70,7 +70,7 @@ pub async fn sender_identity(
                     place: place.clone(),
                     detail: match e.code() {
                         Some(code) => format!("{code}: {}", e.message().unwrap_or_default()),
-                        None => DisplayErrorContext(&e).to_string(),
+                        None => crate::aws::error_text(&e),
                     },
                 })
             }

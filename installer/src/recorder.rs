@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use aws_sdk_config::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_config::error::ProvideErrorMetadata;
 use aws_sdk_config::types::{
     ConfigurationRecorder, DeliveryChannel, ExclusionByResourceTypes, RecordingGroup,
     RecordingStrategy, RecordingStrategyType, ResourceType,
@@ -45,12 +45,12 @@ fn aws_error<E, R>(
 ) -> RecorderError
 where
     E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     RecorderError::Aws {
         action: action.into(),
         place: place.clone(),
-        detail: DisplayErrorContext(err).to_string(),
+        detail: crate::aws::error_text(err),
     }
 }
 

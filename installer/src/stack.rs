@@ -9,7 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_sdk_cloudformation::client::Waiters;
-use aws_sdk_cloudformation::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{
     Capability, ChangeSetStatus, ChangeSetType, Parameter, Stack, StackStatus, Tag, TemplateStage,
 };
@@ -88,7 +88,7 @@ pub enum StackError {
     },
 }
 
-fn aws_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+fn aws_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug + 'static>(
     action: &'static str,
     stack: &str,
     place: &Place,
@@ -98,7 +98,7 @@ fn aws_error<E: std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
         action,
         stack: stack.to_owned(),
         place: place.clone(),
-        detail: DisplayErrorContext(err).to_string(),
+        detail: crate::aws::error_text(err),
     }
 }
 
@@ -704,10 +704,10 @@ fn failed(name: &str, place: &Place, stack: &Stack, first_failure: Option<String
 }
 
 /// What a waiter's failure says, for the log; the stack's status is read afterwards either way.
-fn waiter_failure<O: std::fmt::Debug, E: std::error::Error + 'static>(
+fn waiter_failure<O: std::fmt::Debug + 'static, E: std::error::Error + 'static>(
     err: &aws_smithy_runtime_api::client::waiters::error::WaiterError<O, E>,
 ) -> String {
-    DisplayErrorContext(err).to_string()
+    crate::aws::error_text(err)
 }
 
 /// Prints the stack's new events, one line each, while `waited` (an SDK waiter) runs, and once

@@ -255,6 +255,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, Sta
                     ),
                 ),
             }
+            delivery(config, &mut c, channel_name).await;
         }
     }
 
@@ -487,6 +488,56 @@ async fn event_rule(
             check,
             format!("cannot list the targets of {rule}: {}", said(&e)),
         ),
+    }
+}
+
+/// The channel's last delivery to its topic (the stream of changes the handler hears).
+async fn delivery(config: &SdkConfig, c: &mut Checks, channel: &str) {
+    use aws_sdk_config::types::DeliveryStatus;
+    let check = "last delivery to the topic";
+    // A report line, not a step anything waits on: one attempt (emulators may not have the call,
+    // and five retried 5xx would only make status slow).
+    let once = aws_sdk_config::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
+    let answer = aws_sdk_config::Client::new(config)
+        .describe_delivery_channel_status()
+        .delivery_channel_names(channel)
+        .customize()
+        .config_override(once)
+        .send()
+        .await;
+    let stream = match &answer {
+        Ok(out) => out
+            .delivery_channels_status()
+            .first()
+            .and_then(|s| s.config_stream_delivery_info())
+            .cloned(),
+        Err(e) => {
+            c.warn(
+                check,
+                format!(
+                    "could not read the status of channel {channel}: {}",
+                    said(e)
+                ),
+            );
+            return;
+        }
+    };
+    match stream.as_ref().and_then(|s| s.last_status()) {
+        Some(DeliveryStatus::Failure) => {
+            let stream = stream.as_ref().expect("a status came with it");
+            c.fail(
+                check,
+                format!(
+                    "FAILURE ({}: {}): check that the topic's policy lets config.amazonaws.com \
+                     publish, or the recorder's role may sns:Publish to it",
+                    stream.last_error_code().unwrap_or("?"),
+                    stream.last_error_message().unwrap_or("no message")
+                ),
+            )
+        }
+        Some(DeliveryStatus::Success) => c.ok(check, "SUCCESS"),
+        _ => c.ok(check, "nothing delivered yet"),
     }
 }
 

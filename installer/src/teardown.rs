@@ -183,13 +183,20 @@ pub async fn teardown(
             ));
         }
     }
-    if let Some(r) = found.recorder_name().filter(|_| !recorder_ours) {
+    // Worth saying only where there was an install of this stack to tear down.
+    let installed = state.is_some() || deployed.is_some();
+    if let Some(r) = found
+        .recorder_name()
+        .filter(|_| installed && !recorder_ours)
+    {
         kept.push(format!(
-            "configuration recorder {r} (not created by sgwatch)"
+            "configuration recorder {r} (adopted, not created by this install)"
         ));
     }
-    if let Some(c) = found.channel_name().filter(|_| !channel_ours) {
-        kept.push(format!("delivery channel {c} (not created by sgwatch)"));
+    if let Some(c) = found.channel_name().filter(|_| installed && !channel_ours) {
+        kept.push(format!(
+            "delivery channel {c} (adopted, not created by this install)"
+        ));
     }
     if stack::delete(&cf, name, &place, progress).await? {
         removed.push(format!("stack {name}"));

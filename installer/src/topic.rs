@@ -2,7 +2,6 @@
 //! so neither is a place in our stack: the subscription and the function's permission for that
 //! topic are made through the SDK, recorded, and removed by teardown.
 
-use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_sdk_sns::error::ProvideErrorMetadata;
 
 use crate::aws::Place;
@@ -27,13 +26,13 @@ fn error<E, R>(
 ) -> TopicError
 where
     E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     TopicError {
         action,
         topic: topic.to_owned(),
         place: place.clone(),
-        detail: DisplayErrorContext(err).to_string(),
+        detail: crate::aws::error_text(err),
     }
 }
 
