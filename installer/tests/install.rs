@@ -766,6 +766,19 @@ async fn plan_lists_what_install_would_do_and_changes_nothing() {
         "{}",
         text(&out)
     );
+
+    // --output json: one document on stdout, for scripts.
+    let (out, _) = plan(&["--notify-tag", "Team", "--output", "json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(report["account"], "123456789012");
+    assert_eq!(report["region"], "us-east-1");
+    assert!(report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c.as_str().unwrap().contains("parameter NotifyTag")));
 }
 
 #[tokio::test]
