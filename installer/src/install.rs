@@ -626,8 +626,8 @@ pub async fn install(
 
     // 2. The stack, through a change set.
     let cf = aws_sdk_cloudformation::Client::new(config);
-    let deployed = if p.stack_settled() {
-        p.deployed.clone().expect("a settled stack exists")
+    let deployed = if let Some(settled) = p.deployed.clone().filter(|_| p.stack_settled()) {
+        settled
     } else {
         // A stack whose first creation failed cannot be updated, and blocks creating it again;
         // one under review (a first install interrupted before its change set ran) has nothing
@@ -661,15 +661,14 @@ pub async fn install(
                 .iter()
                 .map(|c| format!("stack {name}: {c}")),
         );
-        if change_set.empty {
+        match (change_set.empty, p.deployed.clone()) {
             // CloudFormation sees nothing to do where the text comparison saw a difference (a
             // comment, say): nothing to execute.
-            stack::delete_change_set(&cf, name, &change_set, &place).await?;
-            p.deployed
-                .clone()
-                .expect("an empty update is of an existing stack")
-        } else {
-            stack::execute(&cf, name, &change_set, &place, progress).await?
+            (true, Some(deployed)) => {
+                stack::delete_change_set(&cf, name, &change_set, &place).await?;
+                deployed
+            }
+            _ => stack::execute(&cf, name, &change_set, &place, progress).await?,
         }
     };
     let outputs = stack::resolved_outputs(&cf, name, &deployed, &place).await?;
