@@ -4,7 +4,6 @@
 //! `scripts/faultproxy.py`, between the code under test and moto server.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::json;
@@ -69,18 +68,6 @@ impl Drop for Proxy {
     }
 }
 
-fn handler_zip(dir: &Path) -> PathBuf {
-    let path = dir.join("bootstrap.zip");
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    z.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    z.finish().unwrap();
-    path
-}
-
 fn sgwatch(endpoint: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sgwatch"))
         .args(args)
@@ -114,7 +101,7 @@ async fn install_and_teardown_converge_through_ten_percent_faults() {
     moto.verify_sender(&config, SENDER).await;
     let dir = std::env::temp_dir().join(format!("sgwatch-faults-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let zip = zip.to_str().unwrap();
     let install = ["install", "--sender", SENDER, "--handler-zip", zip];
     for seed in [1, 2, 3] {

@@ -11,21 +11,6 @@ use sgwatch_tests::Moto;
 
 const SENDER: &str = "alerts@example.com";
 
-/// A fake handler zip: moto's Lambda cannot run code, so only the shape matters.
-fn handler_zip(dir: &Path) -> PathBuf {
-    let path = dir.join("bootstrap.zip");
-    let file = std::fs::File::create(&path).unwrap();
-    let mut z = zip::ZipWriter::new(file);
-    z.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    std::io::Write::write_all(&mut z, b"#!/bin/sh\n").unwrap();
-    z.finish().unwrap();
-    path
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sgwatch-it-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -200,7 +185,7 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("fresh");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
 
     let (out, calls) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
@@ -333,7 +318,7 @@ async fn teardown_leaves_the_account_as_it_found_it_and_is_safe_twice() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("census");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let before = census(&config).await;
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
@@ -364,7 +349,7 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("adopt");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     // An organisation baseline: its own bucket, topic, recorder and channel.
     let s3 = sgwatch_handler::aws::s3_client(&config);
     s3.create_bucket()
@@ -537,7 +522,7 @@ async fn a_recorder_without_security_groups_stops_install_unless_extend_is_asked
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("extend");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let cfg = aws_sdk_config::Client::new(&config);
     use aws_sdk_config::types::{ConfigurationRecorder, RecordingGroup, ResourceType};
     cfg.put_configuration_recorder()
@@ -602,7 +587,7 @@ async fn an_unverified_sender_stops_install_before_anything_is_created() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     let dir = scratch("unverified");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let before = census(&config).await;
     let (out, calls) = run(&moto, &dir, &install_args(&zip));
     assert_eq!(out.status.code(), Some(2));
@@ -619,7 +604,7 @@ async fn an_unverified_sender_stops_install_before_anything_is_created() {
 #[test]
 fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
     let dir = scratch("flags");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     std::fs::write(dir.join("not.zip"), b"PK? no").unwrap();
     let zip = zip.to_str().unwrap().to_owned();
     let notzip = dir.join("not.zip").to_str().unwrap().to_owned();
@@ -706,7 +691,7 @@ async fn plan_lists_what_install_would_do_and_changes_nothing() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("plan");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let zip = zip.to_str().unwrap();
     let plan = |extra: &[&str]| {
         let mut args = vec!["plan", "--sender", SENDER, "--handler-zip", zip];
@@ -787,7 +772,7 @@ async fn changed_settings_reach_the_function_and_the_recorder_then_settle() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("update");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
 
@@ -855,7 +840,7 @@ async fn eventbridge_source_uses_the_stack_rule_and_switching_source_moves_the_s
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("eventbridge");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     // A baseline recorder and channel whose topic is not ours.
     let sns = aws_sdk_sns::Client::new(&config);
     let topic = sns
@@ -1031,7 +1016,7 @@ async fn test_event_sends_the_groups_current_state_as_a_marked_notification() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("test-event");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
 

@@ -2,7 +2,7 @@
 //! to the state of an uninterrupted install; teardown after an interrupted install removes
 //! everything it had made.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,18 +16,6 @@ const MARKERS: [&str; 3] = [
     "DescribeStackEvents",
     "PutConfigurationRecorder",
 ];
-
-fn handler_zip(dir: &Path) -> PathBuf {
-    let path = dir.join("bootstrap.zip");
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    z.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    z.finish().unwrap();
-    path
-}
 
 fn command(endpoint: &str, args: &[&str], log: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sgwatch"));
@@ -193,7 +181,7 @@ async fn install_killed_anywhere_and_run_again_converges() {
     let reference = Moto::start();
     let dir = std::env::temp_dir().join(format!("sgwatch-interrupt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let zip = zip.to_str().unwrap();
     let config = reference.sdk_config(None).await;
     reference.verify_sender(&config, SENDER).await;
@@ -257,7 +245,7 @@ async fn install_killed_anywhere_and_run_again_converges() {
 async fn teardown_after_an_interrupted_install_removes_everything() {
     let dir = std::env::temp_dir().join(format!("sgwatch-interrupt-td-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let zip = zip.to_str().unwrap();
     for marker in &MARKERS[1..] {
         let moto = Moto::start();

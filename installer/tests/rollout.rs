@@ -23,18 +23,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn handler_zip(dir: &Path) -> PathBuf {
-    let path = dir.join("bootstrap.zip");
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    z.start_file(
-        "bootstrap",
-        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
-    )
-    .unwrap();
-    z.finish().unwrap();
-    path
-}
-
 fn targets_file(dir: &Path, accounts: &[&str]) -> PathBuf {
     let mut yaml = format!(
         "defaults:\n  role_name: {ROLE}\n  regions: [{}]\n  sender: {SENDER}\ntargets:\n",
@@ -148,7 +136,7 @@ async fn four_accounts_two_regions_install_once_then_no_changes_then_teardown() 
     let moto = Moto::start();
     verify_everywhere(&moto, &ACCOUNTS).await;
     let dir = scratch("full");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let targets = targets_file(&dir, &ACCOUNTS);
     let (targets, zip) = (targets.to_str().unwrap(), zip.to_str().unwrap());
 
@@ -247,7 +235,7 @@ async fn a_failing_target_is_reported_while_the_others_succeed() {
     let moto = Moto::start();
     verify_everywhere(&moto, &ACCOUNTS[..3]).await; // the fourth account's sender is not verified
     let dir = scratch("partial");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let targets = targets_file(&dir, &ACCOUNTS);
     let (out, _) = rollout(
         &moto.endpoint,
@@ -289,7 +277,7 @@ async fn a_failing_target_is_reported_while_the_others_succeed() {
 #[test]
 fn bad_targets_files_get_a_clear_error_and_no_aws_call() {
     let dir = scratch("bad");
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let head =
         "defaults:\n  role_name: R\n  sender: a@example.com\n  regions: [us-east-1]\ntargets:\n";
     let cases = [
@@ -378,7 +366,7 @@ async fn the_organization_wrapper_targets_every_active_account() {
     let dir = scratch("org");
     let path = dir.join("targets.yaml");
     std::fs::write(&path, &yaml).unwrap();
-    let zip = handler_zip(&dir);
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
     let (out, _) = rollout(
         &moto.endpoint,
         &dir,

@@ -249,3 +249,20 @@ fn http_get(endpoint: &str, path: &str) -> std::io::Result<String> {
     }
     Ok(body.to_string())
 }
+
+/// A stand-in handler zip in `dir`: an executable `bootstrap` script. moto's Lambda cannot run
+/// code, so for installer tests only the zip's shape matters.
+pub fn fake_handler_zip(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("bootstrap.zip");
+    let file =
+        std::fs::File::create(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+    let mut z = zip::ZipWriter::new(file);
+    z.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .expect("a zip entry");
+    z.write_all(b"#!/bin/sh\n").expect("the zip entry's bytes");
+    z.finish().expect("a finished zip");
+    path
+}
