@@ -14,7 +14,9 @@ use aws_sdk_cloudformation::types::{Stack, StackStatus};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use sgwatch_handler::recipients::parse_address;
-use sgwatch_handler::settings::{Policy, RawPolicy, SettingsError};
+use sgwatch_handler::settings::{Policy, SettingsError};
+
+use crate::policy_args::PolicyArgs;
 
 use crate::artifacts::{self, ArtifactsError, InstallState};
 use crate::aws::{IdentityError, Place};
@@ -47,24 +49,8 @@ pub struct InstallArgs {
     /// Verified SES identity (address) the email is sent from
     #[arg(long, value_name = "EMAIL")]
     pub sender: String,
-    /// Gets the email when a group has no valid owner, when SES rejects an owner, and changes at or above --always-notify-at
-    #[arg(long, value_name = "EMAIL")]
-    pub fallback_recipient: Option<String>,
-    /// Changes at or above this severity reach the fallback recipient even for untagged groups
-    #[arg(long, value_name = "SEVERITY")]
-    pub always_notify_at: Option<String>,
-    /// Tag that opts a group in (default NotifyOnChange)
-    #[arg(long, value_name = "KEY")]
-    pub notify_tag: Option<String>,
-    /// Tag listing the owners' addresses (default OwnerDL)
-    #[arg(long, value_name = "KEY")]
-    pub owner_tag: Option<String>,
-    /// Extra resource types to record and consider, comma-separated
-    #[arg(long, value_name = "TYPE,...")]
-    pub resource_types: Option<String>,
-    /// Also notify when only attachments (instances, network interfaces) changed
-    #[arg(long)]
-    pub notify_on_relationship_changes: bool,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// CPU architecture of the Lambda
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
     pub arch: Arch,
@@ -176,18 +162,13 @@ impl InstallArgs {
     /// Checks the settings flags with the handler's own validation (what the Lambda would refuse
     /// at start is refused here, before anything is deployed).
     pub fn check(&self) -> Result<Checked, InstallError> {
-        let policy = Policy::from_raw(&RawPolicy {
-            notify_tag: self.notify_tag.clone(),
-            owner_tag: self.owner_tag.clone(),
-            resource_types: self.resource_types.clone(),
-            fallback_recipient: self.fallback_recipient.clone(),
-            always_notify_at: self.always_notify_at.clone(),
-            notify_on_relationship_changes: Some(self.notify_on_relationship_changes.to_string()),
-        })
-        .map_err(|source| InstallError::Setting {
-            flag: flag_of(&source),
-            source,
-        })?;
+        let policy = self
+            .policy
+            .policy()
+            .map_err(|source| InstallError::Setting {
+                flag: flag_of(&source),
+                source,
+            })?;
         let sender = parse_address(&self.sender).map_err(|why| InstallError::Sender {
             value: self.sender.clone(),
             why,

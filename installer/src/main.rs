@@ -13,6 +13,7 @@ mod aws;
 mod explain;
 mod install;
 mod package;
+mod policy_args;
 mod preflight;
 mod recorder;
 mod rollout;
@@ -260,12 +261,14 @@ async fn rollout_target(
     let stack_name = s.stack_name.clone().unwrap_or_else(|| "sgwatch".to_owned());
     let install_args = || install::InstallArgs {
         sender: s.sender.clone().unwrap_or_default(),
-        fallback_recipient: s.fallback_recipient.clone(),
-        always_notify_at: s.always_notify_at.clone(),
-        notify_tag: s.notify_tag.clone(),
-        owner_tag: s.owner_tag.clone(),
-        resource_types: s.resource_types.clone(),
-        notify_on_relationship_changes: s.notify_on_relationship_changes.unwrap_or(false),
+        policy: policy_args::PolicyArgs {
+            fallback_recipient: s.fallback_recipient.clone(),
+            always_notify_at: s.always_notify_at.clone(),
+            notify_tag: s.notify_tag.clone(),
+            owner_tag: s.owner_tag.clone(),
+            resource_types: s.resource_types.clone(),
+            notify_on_relationship_changes: s.notify_on_relationship_changes.unwrap_or(false),
+        },
         arch: package::Arch::Arm64,
         stack_name: stack_name.clone(),
         handler_zip: zip.clone(),

@@ -1,0 +1,41 @@
+//! The handler's policy settings as command-line flags, shared by `install`, `plan` and `explain`
+//! so the three accept (and validate) exactly the same thing.
+
+use clap::Args;
+use sgwatch_handler::settings::{Policy, RawPolicy, SettingsError};
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct PolicyArgs {
+    /// Gets the email when a group has no valid owner, when SES rejects an owner, and changes at or above --always-notify-at
+    #[arg(long, value_name = "EMAIL")]
+    pub fallback_recipient: Option<String>,
+    /// Changes at or above this severity reach the fallback recipient even for untagged groups: critical, high, medium, low, info
+    #[arg(long, value_name = "SEVERITY")]
+    pub always_notify_at: Option<String>,
+    /// Tag that opts a group in (default NotifyOnChange)
+    #[arg(long, value_name = "KEY")]
+    pub notify_tag: Option<String>,
+    /// Tag listing the owners' addresses (default OwnerDL)
+    #[arg(long, value_name = "KEY")]
+    pub owner_tag: Option<String>,
+    /// Extra resource types to record and consider, comma-separated (AWS::EC2::SecurityGroup always is)
+    #[arg(long, value_name = "TYPE,...")]
+    pub resource_types: Option<String>,
+    /// Also notify when only attachments (instances, network interfaces) changed
+    #[arg(long)]
+    pub notify_on_relationship_changes: bool,
+}
+
+impl PolicyArgs {
+    /// Validates the flags with the handler's own rules.
+    pub fn policy(&self) -> Result<Policy, SettingsError> {
+        Policy::from_raw(&RawPolicy {
+            notify_tag: self.notify_tag.clone(),
+            owner_tag: self.owner_tag.clone(),
+            resource_types: self.resource_types.clone(),
+            fallback_recipient: self.fallback_recipient.clone(),
+            always_notify_at: self.always_notify_at.clone(),
+            notify_on_relationship_changes: Some(self.notify_on_relationship_changes.to_string()),
+        })
+    }
+}
