@@ -1,5 +1,5 @@
 //! The story sgwatch exists for, played end to end against local AWS: the `demo` binary shows it,
-//! `tests/tests/e2e.rs` asserts it, both through [`play`], so the test checks what the demo shows.
+//! `tests/tests/it/e2e.rs` asserts it, both through [`play`], so the test checks what the demo shows.
 //!
 //! Department A owns a group that allows HTTP from the internet; Department B adds RDP from
 //! 0.0.0.0/0 to it. sgwatch is installed with the real installer, the group's real states are

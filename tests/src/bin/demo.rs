@@ -1,6 +1,6 @@
 //! `make demo`: the story sgwatch exists for, played against local AWS (moto) with the real
 //! installer and the real handler binary. `scripts/demo.sh` builds what it runs first; the story
-//! itself is `sgwatch_tests::story`, which `tests/tests/e2e.rs` asserts.
+//! itself is `sgwatch_tests::story`, which `tests/tests/it/e2e.rs` asserts.
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -1,0 +1,4 @@
+//! Integration tests of the handler crate: one binary (linking the AWS SDK once), a module per concern.
+
+mod malformed;
+mod no_panic;

@@ -1,0 +1,8 @@
+//! Integration tests of the installer crate: one binary (linking the AWS SDK once), a module per concern.
+
+mod explain;
+mod faults;
+mod install;
+mod interrupt;
+mod policy;
+mod rollout;
