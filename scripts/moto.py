@@ -34,6 +34,8 @@ sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _here]
 from moto.moto_server import threaded_moto_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.cloudformation.models import CloudFormationBackend
+from moto.events.models import EventPattern
+from moto.events.responses import EventsHandler
 from moto.server import ThreadedMotoServer
 from moto.ses.models import Message, RawMessage, ses_backends
 from moto.sesv2.responses import SESV2Response
@@ -91,6 +93,18 @@ def _refresh_outputs_after(execute_change_set):
 
 CloudFormationBackend.execute_change_set = _refresh_outputs_after(
     CloudFormationBackend.execute_change_set)
+
+
+# moto's EventBridge answers TestEventPattern with an empty body (the call is a stub), though its
+# rules match events with a pattern matcher of their own. Answer it with that matcher, so a test
+# can ask whether the stack's rule pattern matches an event the way a deployed rule would.
+def _test_event_pattern(self):
+    pattern = EventPattern.load(self._get_param("EventPattern"))
+    event = json.loads(self._get_param("Event"))
+    return json.dumps({"Result": pattern.matches_event(event)}), self.response_headers
+
+
+EventsHandler.test_event_pattern = _test_event_pattern
 
 
 def _flatten(destinations) -> list[str]:

@@ -15,9 +15,10 @@ use serde_json::{json, Value};
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/sgwatch.yaml");
 
-/// The SES identity the handler may send through, and nothing else.
-const SENDER_IDENTITY_ARN: &str =
-    "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/${SenderIdentity}";
+/// Every SES identity of the account and region: in the SES sandbox, SendEmail is authorised
+/// against each recipient's identity as well as the sender's.
+const ANY_IDENTITY_ARN: &str =
+    "arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:identity/*";
 
 /// The handler's log group and its streams (where PutLogEvents is authorised).
 const LOG_STREAMS_ARN: &str =
@@ -314,6 +315,7 @@ fn outputs_match_the_installer_contract() {
         ("FailureQueueArn", get_att("FailureQueue", "Arn")),
         ("IdempotencyTableName", r#ref("IdempotencyTable")),
         ("LogGroupName", r#ref("LogGroup")),
+        ("SenderIdentity", r#ref("SenderIdentity")),
     ];
     for (name, value) in expected {
         assert_eq!(template()["Outputs"][name]["Value"], value, "output {name}");
@@ -620,7 +622,7 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
     let expected = [
         ("logs:CreateLogStream", sub(LOG_STREAMS_ARN)),
         ("logs:PutLogEvents", sub(LOG_STREAMS_ARN)),
-        ("ses:SendEmail", sub(SENDER_IDENTITY_ARN)),
+        ("ses:SendEmail", sub(ANY_IDENTITY_ARN)),
         ("s3:GetObject", sub("${ConfigBucket.Arn}/AWSLogs/*")),
         ("cloudtrail:LookupEvents", json!("*")),
         ("sqs:SendMessage", get_att("FailureQueue", "Arn")),
@@ -647,10 +649,12 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
 }
 
 #[test]
-fn handler_may_send_mail_only_from_the_sender_through_its_identity() {
+fn handler_may_send_only_as_the_sender_to_any_identity_in_the_sandbox() {
+    // Naming only the sender's identity would deny every send while the account is in the SES
+    // sandbox, where each recipient's identity is checked too.
     let s = allow_for("HandlerRole", "ses:SendEmail");
     assert_eq!(actions(s), ["ses:SendEmail"]);
-    assert_eq!(s["Resource"], sub(SENDER_IDENTITY_ARN));
+    assert_eq!(s["Resource"], sub(ANY_IDENTITY_ARN));
     assert_eq!(
         s["Condition"],
         json!({ "StringEquals": { "ses:FromAddress": r#ref("Sender") } })
@@ -660,7 +664,7 @@ fn handler_may_send_mail_only_from_the_sender_through_its_identity() {
 // ------------------------------------------------------------------------------ Lambda
 
 #[test]
-fn every_lambda_permission_names_its_source_arn_and_account() {
+fn every_lambda_permission_names_its_source_by_arn_and_sets_no_source_account() {
     let mut seen = Vec::new();
     for (id, r) in template()["Resources"].as_object().unwrap() {
         if r["Type"] == "AWS::Lambda::Permission" {
@@ -668,7 +672,12 @@ fn every_lambda_permission_names_its_source_arn_and_account() {
             assert_eq!(p["Action"], "lambda:InvokeFunction", "{id}");
             assert_eq!(p["FunctionName"], get_att("Function", "Arn"), "{id}");
             assert!(p["SourceArn"].is_object(), "{id} has no SourceArn");
-            assert_eq!(p["SourceAccount"], r#ref("AWS::AccountId"), "{id}");
+            // The topic's and the rule's ARNs name this account already; a SourceAccount
+            // condition that the service does not send would deny every invocation.
+            assert!(
+                p.get("SourceAccount").is_none(),
+                "{id}: SourceAccount beside an ARN that names the account"
+            );
             seen.push(id.as_str());
         }
     }
@@ -746,11 +755,6 @@ fn function_gets_every_setting_from_the_parameters() {
 #[test]
 fn function_runs_the_uploaded_zip_with_its_own_role() {
     let r = resource("Function");
-    assert_eq!(
-        strings(&r["DependsOn"]),
-        ["LogGroup"],
-        "logs need their group and retention first"
-    );
     let p = &r["Properties"];
     assert_eq!(p["FunctionName"], sub("${AWS::StackName}-handler"));
     assert_eq!(p["Runtime"], "provided.al2023");
@@ -771,8 +775,18 @@ fn function_runs_the_uploaded_zip_with_its_own_role() {
 
 #[test]
 fn log_group_is_the_functions_and_expires() {
+    // Wired by reference, so the function writes to this group (and the group, with its
+    // retention, exists first) whatever the two names are.
+    assert_eq!(
+        props("Function")["LoggingConfig"],
+        json!({ "LogGroup": r#ref("LogGroup") })
+    );
+    assert!(
+        resource("Function").get("DependsOn").is_none(),
+        "the reference orders them; cfn-lint calls a DependsOn beside it obsolete"
+    );
     let p = props("LogGroup");
-    // Lambda writes to /aws/lambda/<function name>; the two names must stay in step.
+    // Also the name Lambda would pick by default, so no second group appears if the wiring went.
     assert_eq!(
         p["LogGroupName"],
         sub("/aws/lambda/${AWS::StackName}-handler")
@@ -807,8 +821,17 @@ fn idempotency_table_expires_its_items_and_is_recoverable() {
     assert_eq!(p["SSESpecification"]["SSEEnabled"], json!(true));
 }
 
+/// The types the rule matches: `AWS::EC2::SecurityGroup` and the ResourceTypes extras.
+fn watched_types() -> Value {
+    json!({ "Fn::If": [
+        "HasExtraResourceTypes",
+        { "Fn::Split": [",", sub("AWS::EC2::SecurityGroup,${ResourceTypes}")] },
+        ["AWS::EC2::SecurityGroup"],
+    ]})
+}
+
 #[test]
-fn event_rule_sends_security_group_changes_to_the_function() {
+fn event_rule_sends_what_the_handler_watches_in_both_shapes_to_the_function() {
     assert_eq!(resource("EventRule")["Condition"], "SourceIsEventBridge");
     let p = props("EventRule");
     assert_eq!(
@@ -816,10 +839,252 @@ fn event_rule_sends_security_group_changes_to_the_function() {
         json!({
             "source": ["aws.config"],
             "detail-type": ["Config Configuration Item Change"],
-            "detail": { "configurationItem": { "resourceType": ["AWS::EC2::SecurityGroup"] } },
+            "detail": { "$or": [
+                { "configurationItem": { "resourceType": watched_types() } },
+                { "configurationItemSummary": { "resourceType": watched_types() } },
+            ]},
         })
+    );
+    assert_eq!(
+        template()["Conditions"]["HasExtraResourceTypes"],
+        json!({ "Fn::Not": [{ "Fn::Equals": [r#ref("ResourceTypes"), ""] }] })
     );
     let targets = list(&p["Targets"]);
     assert_eq!(targets.len(), 1);
     assert_eq!(targets[0]["Arn"], get_att("Function", "Arn"));
+}
+
+// ------------------------------------------------------------------------------ resolved
+
+/// The template's intrinsic functions evaluated for a stack named `stack` with `params` (the
+/// parameters' defaults fill the rest). Resource attributes become `<Id.Attr>` placeholders.
+pub(crate) struct Resolver {
+    values: std::collections::BTreeMap<String, String>,
+}
+
+impl Resolver {
+    pub(crate) fn new(stack: &str, params: &[(&str, &str)]) -> Resolver {
+        let mut values = std::collections::BTreeMap::new();
+        for (name, p) in template()["Parameters"].as_object().unwrap() {
+            if let Some(d) = p.get("Default") {
+                let d = d
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| d.to_string());
+                values.insert(name.clone(), d);
+            }
+        }
+        for (k, v) in [
+            ("AWS::StackName", stack),
+            ("AWS::Partition", "aws"),
+            ("AWS::Region", sgwatch_tests::REGION),
+            ("AWS::AccountId", sgwatch_tests::ACCOUNT),
+        ]
+        .into_iter()
+        .chain(params.iter().copied())
+        {
+            values.insert(k.to_owned(), v.to_owned());
+        }
+        Resolver { values }
+    }
+
+    fn name(&self, name: &str) -> String {
+        match self.values.get(name) {
+            Some(v) => v.clone(),
+            None => format!("<{name}>"), // a resource's Ref or GetAtt
+        }
+    }
+
+    fn condition(&self, name: &str) -> bool {
+        let c = &template()["Conditions"][name];
+        assert!(!c.is_null(), "no condition {name}");
+        self.truth(c)
+    }
+
+    fn truth(&self, v: &Value) -> bool {
+        if let Some(args) = v.get("Fn::Equals") {
+            return self.resolve(&args[0]) == self.resolve(&args[1]);
+        }
+        if let Some(args) = v.get("Fn::Not") {
+            return !self.truth(&args[0]);
+        }
+        if let Some(name) = v.get("Condition").and_then(Value::as_str) {
+            return self.condition(name);
+        }
+        panic!("condition function not handled here: {v}")
+    }
+
+    fn sub(&self, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("a closed ${…}") + start;
+            let name = &rest[start + 2..end];
+            out.push_str(&self.name(name));
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// `v` with every intrinsic function evaluated.
+    pub(crate) fn resolve(&self, v: &Value) -> Value {
+        match v {
+            Value::Array(items) => Value::Array(items.iter().map(|x| self.resolve(x)).collect()),
+            Value::Object(m) if m.len() == 1 => {
+                let (k, arg) = m.iter().next().unwrap();
+                match k.as_str() {
+                    "Ref" => json!(self.name(arg.as_str().unwrap())),
+                    "Fn::Sub" => json!(self.sub(arg.as_str().expect("Fn::Sub of a string"))),
+                    "Fn::GetAtt" => json!(format!(
+                        "<{}.{}>",
+                        arg[0].as_str().unwrap(),
+                        arg[1].as_str().unwrap()
+                    )),
+                    "Fn::If" => {
+                        let branch = if self.condition(arg[0].as_str().unwrap()) {
+                            1
+                        } else {
+                            2
+                        };
+                        self.resolve(&arg[branch])
+                    }
+                    "Fn::Split" => {
+                        let on = arg[0].as_str().unwrap();
+                        let text = self.resolve(&arg[1]);
+                        json!(text.as_str().unwrap().split(on).collect::<Vec<_>>())
+                    }
+                    _ => json!({ k.clone(): self.resolve(arg) }),
+                }
+            }
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.resolve(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+}
+
+#[test]
+fn the_rule_pattern_lists_the_extra_types_after_security_groups() {
+    let pattern = |types: &str| {
+        Resolver::new("sgwatch", &[("ResourceTypes", types)])
+            .resolve(&props("EventRule")["EventPattern"])
+    };
+    let types = |p: &Value| {
+        let or = &p["detail"]["$or"];
+        assert_eq!(
+            or[0]["configurationItem"]["resourceType"],
+            or[1]["configurationItemSummary"]["resourceType"]
+        );
+        or[0]["configurationItem"]["resourceType"].clone()
+    };
+    assert_eq!(types(&pattern("")), json!(["AWS::EC2::SecurityGroup"]));
+    assert_eq!(
+        types(&pattern("AWS::EC2::NetworkAcl,AWS::EC2::Instance")),
+        json!([
+            "AWS::EC2::SecurityGroup",
+            "AWS::EC2::NetworkAcl",
+            "AWS::EC2::Instance"
+        ])
+    );
+}
+
+/// An EventBridge event from AWS Config, as the rule sees it.
+fn config_event(detail: Value) -> String {
+    json!({
+        "version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "detail-type": "Config Configuration Item Change", "source": "aws.config",
+        "account": sgwatch_tests::ACCOUNT, "time": "2026-01-01T00:00:00Z",
+        "region": sgwatch_tests::REGION, "resources": [], "detail": detail,
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn eventbridge_matches_full_and_oversized_items_of_watched_types_only() {
+    let moto = sgwatch_tests::Moto::start();
+    let events = aws_sdk_eventbridge::Client::new(&moto.sdk_config(None).await);
+    let pattern = Resolver::new("sgwatch", &[("ResourceTypes", "AWS::EC2::NetworkAcl")])
+        .resolve(&props("EventRule")["EventPattern"])
+        .to_string();
+    let full = |t: &str| {
+        json!({ "messageType": "ConfigurationItemChangeNotification",
+                                 "configurationItem": { "resourceType": t, "resourceId": "x" } })
+    };
+    let oversized = |t: &str| {
+        json!({ "messageType": "OversizedConfigurationItemChangeNotification",
+                                      "configurationItemSummary": { "resourceType": t, "resourceId": "x" } })
+    };
+    for (detail, expected) in [
+        (full("AWS::EC2::SecurityGroup"), true),
+        (oversized("AWS::EC2::SecurityGroup"), true),
+        (full("AWS::EC2::NetworkAcl"), true),
+        (oversized("AWS::EC2::NetworkAcl"), true),
+        (full("AWS::S3::Bucket"), false),
+        (oversized("AWS::S3::Bucket"), false),
+    ] {
+        let out = events
+            .test_event_pattern()
+            .event_pattern(&pattern)
+            .event(config_event(detail.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("TestEventPattern: {e:?}\n{}", moto.log()));
+        assert_eq!(out.result(), expected, "{detail}");
+    }
+}
+
+// ------------------------------------------------------------------------------ names
+
+#[test]
+fn every_name_fits_its_limit_for_the_longest_stack_name_install_accepts() {
+    // `sgwatch install` accepts stack names of up to 56 characters (InstallArgs::check).
+    let stack = format!("s{}", "x".repeat(55));
+    let r = Resolver::new(&stack, &[]);
+    // (type, name property, AWS limit): the names a template may set. A resource without one
+    // gets a name CloudFormation makes from the stack name and fits to the limit itself.
+    let limits = [
+        ("AWS::Lambda::Function", "FunctionName", 64),
+        ("AWS::Logs::LogGroup", "LogGroupName", 512),
+        ("AWS::IAM::Role", "RoleName", 64),
+        ("AWS::SQS::Queue", "QueueName", 80),
+        ("AWS::DynamoDB::Table", "TableName", 255),
+        ("AWS::Events::Rule", "Name", 64),
+        ("AWS::SNS::Topic", "TopicName", 256),
+        ("AWS::S3::Bucket", "BucketName", 63),
+    ];
+    let mut named = Vec::new();
+    for (id, res) in template()["Resources"].as_object().unwrap() {
+        let kind = res["Type"].as_str().unwrap();
+        for (t, property, limit) in limits {
+            if kind != t {
+                continue;
+            }
+            if let Some(v) = res["Properties"].get(property) {
+                let name = r.resolve(v);
+                let name = name.as_str().unwrap();
+                assert!(
+                    name.len() <= limit,
+                    "{id}.{property} = {name:?}: {} > {limit}",
+                    name.len()
+                );
+                named.push(format!("{id}.{property}"));
+            }
+        }
+    }
+    named.sort();
+    assert_eq!(named, ["Function.FunctionName", "LogGroup.LogGroupName"]);
+    assert_eq!(
+        r.resolve(&props("Function")["FunctionName"]),
+        json!(format!("{stack}-handler"))
+    );
+    assert_eq!(
+        format!("{stack}-handler").len(),
+        64,
+        "exactly Lambda's limit"
+    );
 }
