@@ -1,6 +1,12 @@
 //! The artifacts bucket (one per account and region, `sgwatch-artifacts-{account}-{region}`): the
 //! handler zip, keyed by its sha256, and the install record (`state/{stack}.json`), which says what
 //! install created versus adopted so that teardown removes only its own.
+//!
+//! The name is predictable, so anyone could create it first in an account of their own. Every
+//! call to a bucket here therefore names the expected owner (`ExpectedBucketOwner`, the caller's
+//! account): S3 refuses the request with 403 when another account owns the bucket, and sgwatch
+//! never uploads its handler into, or reads its install record from, someone else's bucket
+//! (Amazon S3 user guide, "Verifying bucket ownership with bucket owner condition").
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::types::{
@@ -29,6 +35,17 @@ pub enum ArtifactsError {
     Read {
         what: String,
         source: aws_sdk_s3::primitives::ByteStreamError,
+    },
+    #[error(
+        "s3://{bucket} is not a bucket of {place} ({detail}): another account owns it, or these \
+         credentials may not list it. sgwatch uses this name for its artifacts in this account \
+         and region and will not use a bucket another account owns; have its owner delete it, \
+         or check the credentials' s3:ListBucket on it"
+    )]
+    NotOurs {
+        bucket: String,
+        place: Place,
+        detail: String,
     },
     #[error(
         "the install record s3://{bucket}/{key} in {place} is not valid ({source}); delete it \
@@ -103,6 +120,7 @@ fn is_not_found<E: ProvideErrorMetadata>(
             .is_some_and(|r| r.status().as_u16() == 404)
 }
 
+/// Whether `bucket` exists (any owner: a delivery channel's bucket may be another account's).
 pub async fn bucket_exists(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
@@ -115,11 +133,42 @@ pub async fn bucket_exists(
     }
 }
 
+/// Whether `bucket`, one sgwatch makes, exists as a bucket of the caller's account. One that
+/// another account owns is an error ([`ArtifactsError::NotOurs`]), never "exists".
+async fn own_bucket_exists(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    place: &Place,
+) -> Result<bool, ArtifactsError> {
+    match s3
+        .head_bucket()
+        .bucket(bucket)
+        .expected_bucket_owner(&place.account)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        // HEAD answers carry no error code: 403 is all S3 says about an owner mismatch.
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 403) => {
+            Err(ArtifactsError::NotOurs {
+                bucket: bucket.to_owned(),
+                place: place.clone(),
+                detail: format!(
+                    "S3 answered 403 Forbidden to a request expecting owner {}",
+                    place.account
+                ),
+            })
+        }
+        Err(e) => Err(aws_error("checking", bucket, None, place, &e)),
+    }
+}
+
 /// Creates the artifacts bucket (public access blocked, encrypted) unless it exists. Returns
 /// whether it did.
 pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<bool, ArtifactsError> {
     let bucket = bucket_name(place);
-    if bucket_exists(s3, &bucket, place).await? {
+    if own_bucket_exists(s3, &bucket, place).await? {
         return Ok(false);
     }
     let mut create = s3.create_bucket().bucket(&bucket);
@@ -137,10 +186,23 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<boo
         Err(e)
             if e.as_service_error()
                 .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+        // Made between our check and now by another account (CreateBucket takes no expected
+        // owner: this answer is how S3 says the name is someone else's).
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_bucket_already_exists()) =>
+        {
+            return Err(ArtifactsError::NotOurs {
+                bucket,
+                place: place.clone(),
+                detail: crate::aws::error_text(&e),
+            })
+        }
         Err(e) => return Err(aws_error("creating", &bucket, None, place, &e)),
     }
     s3.put_public_access_block()
         .bucket(&bucket)
+        .expected_bucket_owner(&place.account)
         .public_access_block_configuration(
             PublicAccessBlockConfiguration::builder()
                 .block_public_acls(true)
@@ -166,6 +228,7 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<boo
         .expect("the rules, the one required field, are set");
     s3.put_bucket_encryption()
         .bucket(&bucket)
+        .expected_bucket_owner(&place.account)
         .server_side_encryption_configuration(encryption)
         .send()
         .await
@@ -179,7 +242,14 @@ pub async fn object_exists(
     key: &str,
     place: &Place,
 ) -> Result<bool, ArtifactsError> {
-    match s3.head_object().bucket(bucket).key(key).send().await {
+    match s3
+        .head_object()
+        .bucket(bucket)
+        .expected_bucket_owner(&place.account)
+        .key(key)
+        .send()
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
         Err(e) => Err(aws_error("checking", bucket, Some(key), place, &e)),
@@ -205,6 +275,7 @@ pub async fn upload(
         })?;
     s3.put_object()
         .bucket(&bucket)
+        .expected_bucket_owner(&place.account)
         .key(&key)
         .body(body)
         .send()
@@ -221,7 +292,14 @@ pub async fn read_state(
 ) -> Result<Option<InstallState>, ArtifactsError> {
     let bucket = bucket_name(place);
     let key = state_key(stack);
-    let out = match s3.get_object().bucket(&bucket).key(&key).send().await {
+    let out = match s3
+        .get_object()
+        .bucket(&bucket)
+        .expected_bucket_owner(&place.account)
+        .key(&key)
+        .send()
+        .await
+    {
         Ok(out) => out,
         Err(e) if is_not_found(&e) => return Ok(None),
         Err(e) => return Err(aws_error("reading", &bucket, Some(&key), place, &e)),
@@ -255,6 +333,7 @@ pub async fn write_state(
     let body = serde_json::to_vec_pretty(state).expect("the install record serialises");
     s3.put_object()
         .bucket(&bucket)
+        .expected_bucket_owner(&place.account)
         .key(&key)
         .body(body.into())
         .content_type("application/json")
@@ -280,12 +359,13 @@ pub async fn delete_state(
     stack: &str,
 ) -> Result<Vec<String>, ArtifactsError> {
     let bucket = bucket_name(place);
-    if !bucket_exists(s3, &bucket, place).await? {
+    if !own_bucket_exists(s3, &bucket, place).await? {
         return Ok(Vec::new());
     }
     let key = state_key(stack);
     s3.delete_object()
         .bucket(&bucket)
+        .expected_bucket_owner(&place.account)
         .key(&key)
         .send()
         .await
@@ -293,6 +373,7 @@ pub async fn delete_state(
     let listed = s3
         .list_objects_v2()
         .bucket(&bucket)
+        .expected_bucket_owner(&place.account)
         .prefix("state/")
         .send()
         .await
@@ -313,7 +394,7 @@ pub async fn empty_and_delete(
     bucket: &str,
     place: &Place,
 ) -> Result<bool, ArtifactsError> {
-    if !bucket_exists(s3, bucket, place).await? {
+    if !own_bucket_exists(s3, bucket, place).await? {
         return Ok(false);
     }
     // Versions first (a versioned bucket keeps every overwritten object), then, for emulators and
@@ -322,6 +403,7 @@ pub async fn empty_and_delete(
         let versions = s3
             .list_object_versions()
             .bucket(bucket)
+            .expected_bucket_owner(&place.account)
             .send()
             .await
             .map_err(|e| aws_error("listing the object versions of", bucket, None, place, &e))?;
@@ -340,6 +422,7 @@ pub async fn empty_and_delete(
             let listed = s3
                 .list_objects_v2()
                 .bucket(bucket)
+                .expected_bucket_owner(&place.account)
                 .send()
                 .await
                 .map_err(|e| aws_error("listing the objects of", bucket, None, place, &e))?;
@@ -360,6 +443,7 @@ pub async fn empty_and_delete(
         let out = s3
             .delete_objects()
             .bucket(bucket)
+            .expected_bucket_owner(&place.account)
             .delete(delete)
             .send()
             .await
@@ -378,7 +462,13 @@ pub async fn empty_and_delete(
             });
         }
     }
-    match s3.delete_bucket().bucket(bucket).send().await {
+    match s3
+        .delete_bucket()
+        .bucket(bucket)
+        .expected_bucket_owner(&place.account)
+        .send()
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
         Err(e) => Err(aws_error("deleting", bucket, None, place, &e)),

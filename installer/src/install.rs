@@ -406,7 +406,7 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, Ins
     let given = args
         .handler_zip
         .as_deref()
-        .map(package::check_zip)
+        .map(|zip| package::check_zip(zip, args.arch))
         .transpose()?;
     let place = crate::aws::place(config).await?;
     let ses = aws_sdk_sesv2::Client::new(config);

@@ -214,7 +214,7 @@ async fn rollout_command(g: &GlobalArgs, args: &RolloutArgs) -> Result<u8> {
     // Built (or checked) once for every target, before any AWS call.
     let zip = match (&args.handler_zip, args.action.as_str()) {
         (_, "status" | "teardown") => None,
-        (Some(p), _) => Some(package::check_zip(p)?.path),
+        (Some(p), _) => Some(package::check_zip(p, package::Arch::Arm64)?.path),
         (None, _) => Some(package::build(package::Arch::Arm64, &PathBuf::from("dist"))?.path),
     };
     let base = aws::load(g).await?;

@@ -25,6 +25,21 @@ impl Arch {
             Arch::X86_64 => "x86_64",
         }
     }
+
+    /// The ELF `e_machine` of a binary built for it (System V ABI: EM_AARCH64 is 183, EM_X86_64
+    /// is 62).
+    fn elf_machine(self) -> u16 {
+        match self {
+            Arch::Arm64 => 0xB7,
+            Arch::X86_64 => 0x3E,
+        }
+    }
+
+    fn from_elf_machine(machine: u16) -> Option<Arch> {
+        [Arch::Arm64, Arch::X86_64]
+            .into_iter()
+            .find(|a| a.elf_machine() == machine)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -65,12 +80,33 @@ pub enum PackageError {
     NoBootstrap { path: PathBuf },
     #[error("`bootstrap` in {path} is not executable (mode {mode:o}); Lambda could not start it. Build it with `sgwatch package`")]
     NotExecutable { path: PathBuf, mode: u32 },
+    #[error(
+        "`bootstrap` in {path} is built for {found}, but the function would run on {wanted}: \
+         Lambda would fail at the first invocation. {hint}"
+    )]
+    WrongArch {
+        path: PathBuf,
+        found: String,
+        wanted: &'static str,
+        /// What to do: the matching `--arch`, or a rebuild.
+        hint: String,
+    },
+    #[error(
+        "`bootstrap` in {path} is {what}, which Lambda's provided.al2023 runtime cannot run on \
+         {wanted}. Build it with `sgwatch package --arch {wanted}`"
+    )]
+    NotLinuxExecutable {
+        path: PathBuf,
+        what: &'static str,
+        wanted: &'static str,
+    },
     #[error("building the handler failed: {0}")]
     Build(String),
 }
 
-/// Checks a handler zip: a zip, with an executable `bootstrap` at the top. Returns its hash.
-pub fn check_zip(path: &Path) -> Result<Artifact, PackageError> {
+/// Checks a handler zip: a zip, with an executable `bootstrap` at the top that runs on `arch`.
+/// Returns its hash.
+pub fn check_zip(path: &Path, arch: Arch) -> Result<Artifact, PackageError> {
     let bytes = std::fs::read(path).map_err(|source| PackageError::Read {
         path: path.to_owned(),
         source,
@@ -92,6 +128,16 @@ pub fn check_zip(path: &Path) -> Result<Artifact, PackageError> {
             mode,
         });
     }
+    // The ELF header is the first 64 bytes; fewer when the file is shorter (a script).
+    let mut head = Vec::with_capacity(64);
+    entry
+        .take(64)
+        .read_to_end(&mut head)
+        .map_err(|source| PackageError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+    check_machine(&head, arch).map_err(|e| e.at(path, arch))?;
     Ok(Artifact {
         path: path.to_owned(),
         size: bytes.len() as u64,
@@ -99,8 +145,79 @@ pub fn check_zip(path: &Path) -> Result<Artifact, PackageError> {
     })
 }
 
-/// Zips `binary` as `bootstrap` (mode 0755) into `zip_path`.
-pub fn zip_binary(binary: &Path, zip_path: &Path) -> Result<Artifact, PackageError> {
+/// What is wrong with a `bootstrap` for an architecture, before the zip's path is known.
+#[derive(Debug, PartialEq, Eq)]
+enum Mismatch {
+    Machine(u16),
+    NotRunnable(&'static str),
+}
+
+impl Mismatch {
+    fn at(self, path: &Path, wanted: Arch) -> PackageError {
+        match self {
+            Mismatch::Machine(machine) => {
+                let rebuild = format!(
+                    "build it for {} with `sgwatch package --arch {}`",
+                    wanted.as_str(),
+                    wanted.as_str()
+                );
+                let (found, hint) = match Arch::from_elf_machine(machine) {
+                    Some(a) => (
+                        a.as_str().to_owned(),
+                        format!("Pass --arch {}, or {rebuild}", a.as_str()),
+                    ),
+                    None => (
+                        format!("ELF machine {machine:#x}, which Lambda does not run"),
+                        format!("Rebuild it: {rebuild}"),
+                    ),
+                };
+                PackageError::WrongArch {
+                    path: path.to_owned(),
+                    found,
+                    wanted: wanted.as_str(),
+                    hint,
+                }
+            }
+            Mismatch::NotRunnable(what) => PackageError::NotLinuxExecutable {
+                path: path.to_owned(),
+                what,
+                wanted: wanted.as_str(),
+            },
+        }
+    }
+}
+
+/// Whether a `bootstrap` starting with `head` runs on `arch`. An ELF binary must be 64-bit,
+/// little-endian and for `arch`'s machine; a `#!` script runs on either (the runtime's
+/// interpreter). Anything else cannot be executed. (ELF header layout: System V ABI, "ELF
+/// Header": magic at 0, EI_CLASS at 4, EI_DATA at 5, e_machine at 18.)
+fn check_machine(head: &[u8], arch: Arch) -> Result<(), Mismatch> {
+    if head.starts_with(b"#!") {
+        return Ok(());
+    }
+    if !head.starts_with(b"\x7fELF") {
+        return Err(Mismatch::NotRunnable(
+            "neither an ELF binary nor a #! script",
+        ));
+    }
+    if head.len() < 20 {
+        return Err(Mismatch::NotRunnable("a truncated ELF file"));
+    }
+    if head[4] != 2 {
+        return Err(Mismatch::NotRunnable("a 32-bit ELF binary"));
+    }
+    if head[5] != 1 {
+        return Err(Mismatch::NotRunnable("a big-endian ELF binary"));
+    }
+    let machine = u16::from_le_bytes([head[18], head[19]]);
+    if machine != arch.elf_machine() {
+        return Err(Mismatch::Machine(machine));
+    }
+    Ok(())
+}
+
+/// Zips `binary` as `bootstrap` (mode 0755) into `zip_path`, and checks it runs on `arch`.
+pub fn zip_binary(binary: &Path, zip_path: &Path, arch: Arch) -> Result<Artifact, PackageError> {
     let read = |source| PackageError::Read {
         path: binary.to_owned(),
         source,
@@ -134,7 +251,7 @@ pub fn zip_binary(binary: &Path, zip_path: &Path) -> Result<Artifact, PackageErr
         .map_err(|e| io(std::io::Error::other(e)))?;
     zip.write_all(&data).map_err(io)?;
     zip.finish().map_err(|e| io(std::io::Error::other(e)))?;
-    check_zip(zip_path)
+    check_zip(zip_path, arch)
 }
 
 /// Builds the handler with cargo-lambda for `arch` and zips it into `output_dir`.
@@ -192,6 +309,7 @@ pub fn build(arch: Arch, output_dir: &Path) -> Result<Artifact, PackageError> {
     zip_binary(
         &lambda_dir.join("bootstrap/bootstrap"),
         &output_dir.join("bootstrap.zip"),
+        arch,
     )
 }
 
@@ -225,16 +343,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let bin = dir.join("bin");
         std::fs::write(&bin, b"#!/bin/sh\necho hi\n").unwrap();
-        let a = zip_binary(&bin, &dir.join("out/bootstrap.zip")).unwrap();
+        let a = zip_binary(&bin, &dir.join("out/bootstrap.zip"), Arch::Arm64).unwrap();
         assert_eq!(a.sha256.len(), 64);
         assert_eq!(a.key(), format!("handler/{}.zip", a.sha256));
-        assert_eq!(check_zip(&a.path).unwrap(), a);
-        let again = zip_binary(&bin, &dir.join("again/bootstrap.zip")).unwrap();
+        assert_eq!(check_zip(&a.path, Arch::Arm64).unwrap(), a);
+        let again = zip_binary(&bin, &dir.join("again/bootstrap.zip"), Arch::Arm64).unwrap();
         assert_eq!(again.sha256, a.sha256, "the same binary makes the same zip");
 
         std::fs::write(dir.join("not.zip"), b"hello").unwrap();
         assert!(matches!(
-            check_zip(&dir.join("not.zip")),
+            check_zip(&dir.join("not.zip"), Arch::Arm64),
             Err(PackageError::NotZip { .. })
         ));
         let mut z = zip::ZipWriter::new(std::fs::File::create(dir.join("other.zip")).unwrap());
@@ -242,7 +360,7 @@ mod tests {
             .unwrap();
         z.finish().unwrap();
         assert!(matches!(
-            check_zip(&dir.join("other.zip")),
+            check_zip(&dir.join("other.zip"), Arch::Arm64),
             Err(PackageError::NoBootstrap { .. })
         ));
         let mut z = zip::ZipWriter::new(std::fs::File::create(dir.join("noexec.zip")).unwrap());
@@ -253,8 +371,87 @@ mod tests {
         .unwrap();
         z.finish().unwrap();
         assert!(matches!(
-            check_zip(&dir.join("noexec.zip")),
+            check_zip(&dir.join("noexec.zip"), Arch::Arm64),
             Err(PackageError::NotExecutable { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The first 20 bytes of a Linux ELF header: magic, class, data, version, OS ABI, padding,
+    /// e_type (executable), e_machine.
+    fn elf(class: u8, data: u8, machine: u16) -> Vec<u8> {
+        let mut h = vec![0x7f, b'E', b'L', b'F', class, data, 1, 0];
+        h.extend([0; 8]);
+        h.extend(2u16.to_le_bytes());
+        h.extend(machine.to_le_bytes());
+        h.extend([0; 44]); // the rest of a 64-byte header
+        h
+    }
+
+    #[test]
+    fn the_elf_machine_must_match_the_architecture() {
+        let arm = elf(2, 1, 0xB7);
+        let x86 = elf(2, 1, 0x3E);
+        assert_eq!(check_machine(&arm, Arch::Arm64), Ok(()));
+        assert_eq!(check_machine(&x86, Arch::X86_64), Ok(()));
+        assert_eq!(
+            check_machine(&x86, Arch::Arm64),
+            Err(Mismatch::Machine(0x3E))
+        );
+        assert_eq!(
+            check_machine(&arm, Arch::X86_64),
+            Err(Mismatch::Machine(0xB7))
+        );
+        // RISC-V (0xF3): no Lambda architecture at all.
+        assert_eq!(
+            check_machine(&elf(2, 1, 0xF3), Arch::Arm64),
+            Err(Mismatch::Machine(0xF3))
+        );
+    }
+
+    #[test]
+    fn only_64_bit_little_endian_elf_and_scripts_run() {
+        assert!(check_machine(b"#!/bin/sh\nexec ./handler\n", Arch::X86_64).is_ok());
+        assert!(check_machine(b"#!/bin/sh\n", Arch::Arm64).is_ok());
+        for (head, what) in [
+            (elf(1, 1, 0x28), "a 32-bit ELF binary"),
+            (elf(2, 2, 0xB7), "a big-endian ELF binary"),
+            (b"\x7fELF\x02\x01".to_vec(), "a truncated ELF file"),
+            (
+                b"MZ\x90\x00".to_vec(),
+                "neither an ELF binary nor a #! script",
+            ),
+            (Vec::new(), "neither an ELF binary nor a #! script"),
+        ] {
+            assert_eq!(
+                check_machine(&head, Arch::Arm64),
+                Err(Mismatch::NotRunnable(what))
+            );
+        }
+    }
+
+    #[test]
+    fn a_zip_built_for_the_other_architecture_is_refused_with_what_to_do() {
+        let dir = std::env::temp_dir().join(format!("sgwatch-arch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("x86");
+        std::fs::write(&bin, elf(2, 1, 0x3E)).unwrap();
+        let zipped = zip_binary(&bin, &dir.join("x86.zip"), Arch::X86_64).unwrap();
+        assert_eq!(check_zip(&zipped.path, Arch::X86_64).unwrap(), zipped);
+
+        let err = check_zip(&zipped.path, Arch::Arm64).unwrap_err();
+        assert!(matches!(err, PackageError::WrongArch { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("built for x86_64")
+                && text.contains("run on arm64")
+                && text.contains("--arch x86_64"),
+            "{text}"
+        );
+        // zip_binary checks what it wrote, so `package` cannot produce a mismatched zip either.
+        assert!(matches!(
+            zip_binary(&bin, &dir.join("again.zip"), Arch::Arm64),
+            Err(PackageError::WrongArch { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
