@@ -3,4 +3,5 @@
 mod e2e;
 mod handler_aws;
 mod harness;
+mod installer_policy;
 mod templates;
