@@ -10,6 +10,11 @@ without an answer before the request reaches moto, and one closed after moto has
     faultproxy.py --target http://127.0.0.1:PORT --rate 0.1 --seed 7
 prints `READY http://127.0.0.1:PORT` and `STATS <json>` to stderr every time it is asked
 (GET /_faults/stats) or on exit.
+
+    faultproxy.py --target ... --rate 0 --answer InvalidRoleException:3:PutConfigurationRecorder
+answers the first 3 requests for that operation (an AWS JSON API's X-Amz-Target, or a query
+API's Action) with that AWS error code (HTTP 400) instead of passing them on: a specific answer
+AWS gives for a while, such as IAM propagation delays. Repeatable.
 """
 
 import argparse
@@ -32,12 +37,19 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--faults", default=",".join(FAULTS), help="comma-separated kinds to inject")
+    p.add_argument("--answer", action="append", default=[], metavar="CODE:N:OPERATION",
+                   help="answer the first N requests for OPERATION with AWS error CODE")
     args = p.parse_args()
+    # operation -> [code, how many are left to answer]
+    answers = {}
+    for spec in args.answer:
+        code, count, operation = spec.split(":", 2)
+        answers[operation] = [code, int(count)]
     target = urllib.parse.urlsplit(args.target)
     rng = random.Random(args.seed)
     kinds = [f for f in args.faults.split(",") if f in FAULTS]
     lock = threading.Lock()
-    stats = {"requests": 0, **{f: 0 for f in FAULTS}}
+    stats = {"requests": 0, "answered": 0, **{f: 0 for f in FAULTS}}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -50,6 +62,23 @@ def main():
             body = self.rfile.read(length) if length else b""
             if self.path == "/_faults/stats":
                 return self.answer(200, json.dumps(stats).encode(), "application/json")
+            target_header = self.headers.get("X-Amz-Target") or ""
+            operation = target_header.rsplit(".", 1)[-1] if target_header else next(
+                (kv[len("Action="):] for kv in body.decode("latin-1").split("&") if kv.startswith("Action=")), "")
+            with lock:
+                answer = answers.get(operation)
+                if answer and answer[1] > 0:
+                    answer[1] -= 1
+                    stats["answered"] += 1
+                else:
+                    answer = None
+            if answer:
+                message = f"{answer[0]} (injected for {operation})"
+                if target_header:
+                    return self.answer(400, json.dumps({"__type": answer[0], "message": message}).encode(),
+                                       "application/x-amz-json-1.1", {"x-amzn-ErrorType": answer[0]})
+                return self.answer(400, f"<ErrorResponse><Error><Type>Sender</Type><Code>{answer[0]}</Code>"
+                                        f"<Message>{message}</Message></Error></ErrorResponse>".encode(), "text/xml")
             with lock:
                 stats["requests"] += 1
                 fault = rng.choice(kinds) if rng.random() < args.rate else None

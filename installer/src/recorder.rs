@@ -334,12 +334,15 @@ pub async fn apply(
                 .role_arn(needs(&want.role_arn, "ConfigRoleArn")?)
                 .recording_group(recording_group(&want.types))
                 .build();
-            config
-                .put_configuration_recorder()
-                .configuration_recorder(recorder)
-                .send()
-                .await
-                .map_err(|e| aws_error(format!("putting recorder {name}"), place, &e))?;
+            let what = format!("putting recorder {name}");
+            while_iam_propagates(&what, || {
+                config
+                    .put_configuration_recorder()
+                    .configuration_recorder(recorder.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| aws_error(what.clone(), place, &e))?;
         }
         Step::ExtendRecorder { name } => {
             let recorder = found
@@ -397,12 +400,15 @@ pub async fn apply(
                 .s3_bucket_name(needs(&want.bucket, "ConfigBucketName")?)
                 .sns_topic_arn(needs(&want.topic, "TopicArn")?)
                 .build();
-            config
-                .put_delivery_channel()
-                .delivery_channel(channel)
-                .send()
-                .await
-                .map_err(|e| aws_error(format!("putting delivery channel {name}"), place, &e))?;
+            let what = format!("putting delivery channel {name}");
+            while_iam_propagates(&what, || {
+                config
+                    .put_delivery_channel()
+                    .delivery_channel(channel.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| aws_error(what.clone(), place, &e))?;
         }
         Step::StartRecorder { name } => {
             config
@@ -414,6 +420,61 @@ pub async fn apply(
         }
     }
     Ok(())
+}
+
+/// How long Config's refusals of a new role are waited out: IAM changes take effect after a
+/// delay ("Changes that I make are not always immediately visible", IAM troubleshooting), and
+/// the stack creates ConfigRole and its policy moments before the recorder and channel use them.
+const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs `call` again, with backoff, while Config answers that the role is not usable yet
+/// (`InvalidRoleException`: it cannot assume it; `InsufficientDeliveryPolicyException`: its
+/// policy does not reach the bucket or topic yet), for up to [`PROPAGATION_WAIT`]. Any other
+/// answer, or the same one after the wait, is returned.
+async fn while_iam_propagates<T, E, F, Fut>(
+    what: &str,
+    mut call: F,
+) -> Result<
+    T,
+    aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+>
+where
+    E: ProvideErrorMetadata,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<
+        Output = Result<
+            T,
+            aws_smithy_runtime_api::client::result::SdkError<
+                E,
+                aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+            >,
+        >,
+    >,
+{
+    let deadline = tokio::time::Instant::now() + PROPAGATION_WAIT;
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match call().await {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("InvalidRoleException" | "InsufficientDeliveryPolicyException")
+                ) && tokio::time::Instant::now() + delay < deadline =>
+            {
+                eprintln!(
+                    "{what}: waiting {} s for IAM to propagate the stack's new role ({})…",
+                    delay.as_secs(),
+                    e.code().unwrap_or_default()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(15));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `group` with other resource types and exclusions, everything else kept.

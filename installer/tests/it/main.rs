@@ -5,4 +5,5 @@ mod faults;
 mod install;
 mod interrupt;
 mod policy;
+mod propagation;
 mod rollout;

@@ -1,0 +1,112 @@
+//! IAM propagation: on AWS, Config refuses the role the stack has just made
+//! (`InvalidRoleException`, `InsufficientDeliveryPolicyException`) until IAM has propagated it.
+//! `scripts/faultproxy.py` answers the first Put calls that way, and install must wait it out.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use sgwatch_tests::{repo_root, Moto};
+
+const SENDER: &str = "alerts@example.com";
+
+/// The fault proxy answering the first calls of some operations with an AWS error; killed on drop.
+struct Answering {
+    endpoint: String,
+    child: Child,
+}
+
+impl Answering {
+    fn start(target: &str, answers: &[&str]) -> Answering {
+        let mut cmd = Command::new(repo_root().join(".venv/bin/python"));
+        cmd.arg(repo_root().join("scripts/faultproxy.py"))
+            .args(["--target", target, "--rate", "0"]);
+        for a in answers {
+            cmd.args(["--answer", a]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the fault proxy needs the project's .venv: run `make test`");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("READY ")
+            .expect("the fault proxy did not start")
+            .to_owned();
+        Answering { endpoint, child }
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn install_waits_for_iam_to_propagate_the_config_role() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = std::env::temp_dir().join(format!("sgwatch-propagation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let proxy = Answering::start(
+        &moto.endpoint,
+        &[
+            "InvalidRoleException:2:PutConfigurationRecorder",
+            "InsufficientDeliveryPolicyException:2:PutDeliveryChannel",
+        ],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+        .args(["install", "--sender", SENDER, "--handler-zip"])
+        .arg(&zip)
+        .args(["--endpoint-url", &proxy.endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "install failed:\n{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for code in [
+        "InvalidRoleException",
+        "InsufficientDeliveryPolicyException",
+    ] {
+        assert!(
+            stderr.contains("waiting")
+                && stderr.contains("IAM to propagate")
+                && stderr.contains(code),
+            "no progress line for {code}:\n{stderr}"
+        );
+    }
+    let config_client = aws_sdk_config::Client::new(&config);
+    let recorders = config_client
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        recorders
+            .configuration_recorders()
+            .first()
+            .and_then(|r| r.name()),
+        Some("sgwatch")
+    );
+    let channels = config_client
+        .describe_delivery_channels()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(channels.delivery_channels().len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
