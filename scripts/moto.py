@@ -37,6 +37,7 @@ from moto.cloudformation.models import CloudFormationBackend
 from moto.events.models import EventPattern
 from moto.events.responses import EventsHandler
 from moto.server import ThreadedMotoServer
+from moto.s3.models import s3_backends
 from moto.ses.models import Message, RawMessage, ses_backends
 from moto.sesv2.responses import SESV2Response
 
@@ -150,10 +151,33 @@ def sent_messages() -> list[dict]:
     return out
 
 
+# moto ignores S3's ExpectedBucketOwner (the x-amz-expected-bucket-owner header): a request for a
+# bucket another account owns succeeds there, where S3 answers 403 Access Denied. Answered here as
+# S3 does, for path-style requests (the only style sgwatch uses against a custom endpoint).
+def _foreign_bucket(environ) -> bool:
+    expected = environ.get("HTTP_X_AMZ_EXPECTED_BUCKET_OWNER")
+    if not expected or "/s3/aws4_request" not in environ.get("HTTP_AUTHORIZATION", ""):
+        return False
+    bucket = environ.get("PATH_INFO", "").lstrip("/").split("/", 1)[0]
+    owner = s3_backends.bucket_accounts.get(bucket)
+    return owner is not None and owner[1] != expected
+
+
+def _access_denied(environ, start_response):
+    body = b"" if environ.get("REQUEST_METHOD") == "HEAD" else (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+        b"<Message>Access Denied</Message></Error>")
+    start_response("403 Forbidden", [("Content-Type", "application/xml"),
+                                     ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class Dispatcher(DomainDispatcherApplication):
     """moto's WSGI dispatcher, answering our own route before moto sees the request."""
 
     def __call__(self, environ, start_response):
+        if _foreign_bucket(environ):
+            return _access_denied(environ, start_response)
         if environ.get("PATH_INFO") == MESSAGES_PATH:
             if environ.get("REQUEST_METHOD") != "GET":
                 start_response("405 Method Not Allowed", [("Content-Length", "0")])

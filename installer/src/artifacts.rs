@@ -79,6 +79,34 @@ where
     }
 }
 
+/// [`aws_error`] for a call that named the caller's account as the bucket's expected owner: S3's
+/// 403 there means the bucket is another account's (or the credentials lack the permission).
+fn owned_error<E>(
+    action: &'static str,
+    bucket: &str,
+    key: Option<&str>,
+    place: &Place,
+    err: &aws_smithy_runtime_api::client::result::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> ArtifactsError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    if err
+        .raw_response()
+        .is_some_and(|r| r.status().as_u16() == 403)
+    {
+        return ArtifactsError::NotOurs {
+            bucket: bucket.to_owned(),
+            place: place.clone(),
+            detail: format!("S3 answered {} when {action} it", crate::aws::error_text(err)),
+        };
+    }
+    aws_error(action, bucket, key, place, err)
+}
+
 /// `sgwatch-artifacts-{account}-{region}`.
 pub fn bucket_name(place: &Place) -> String {
     format!("sgwatch-artifacts-{}-{}", place.account, place.region)
@@ -160,7 +188,7 @@ async fn own_bucket_exists(
                 ),
             })
         }
-        Err(e) => Err(aws_error("checking", bucket, None, place, &e)),
+        Err(e) => Err(owned_error("checking", bucket, None, place, &e)),
     }
 }
 
@@ -198,7 +226,7 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<boo
                 detail: crate::aws::error_text(&e),
             })
         }
-        Err(e) => return Err(aws_error("creating", &bucket, None, place, &e)),
+        Err(e) => return Err(owned_error("creating", &bucket, None, place, &e)),
     }
     s3.put_public_access_block()
         .bucket(&bucket)
@@ -213,7 +241,7 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<boo
         )
         .send()
         .await
-        .map_err(|e| aws_error("blocking public access to", &bucket, None, place, &e))?;
+        .map_err(|e| owned_error("blocking public access to", &bucket, None, place, &e))?;
     let sse = ServerSideEncryptionByDefault::builder()
         .sse_algorithm(ServerSideEncryption::Aes256)
         .build()
@@ -232,7 +260,7 @@ pub async fn ensure_bucket(s3: &aws_sdk_s3::Client, place: &Place) -> Result<boo
         .server_side_encryption_configuration(encryption)
         .send()
         .await
-        .map_err(|e| aws_error("encrypting", &bucket, None, place, &e))?;
+        .map_err(|e| owned_error("encrypting", &bucket, None, place, &e))?;
     Ok(true)
 }
 
@@ -252,7 +280,7 @@ pub async fn object_exists(
     {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(aws_error("checking", bucket, Some(key), place, &e)),
+        Err(e) => Err(owned_error("checking", bucket, Some(key), place, &e)),
     }
 }
 
@@ -280,7 +308,7 @@ pub async fn upload(
         .body(body)
         .send()
         .await
-        .map_err(|e| aws_error("uploading the handler to", &bucket, Some(&key), place, &e))?;
+        .map_err(|e| owned_error("uploading the handler to", &bucket, Some(&key), place, &e))?;
     Ok(true)
 }
 
@@ -302,7 +330,7 @@ pub async fn read_state(
     {
         Ok(out) => out,
         Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(aws_error("reading", &bucket, Some(&key), place, &e)),
+        Err(e) => return Err(owned_error("reading", &bucket, Some(&key), place, &e)),
     };
     let bytes = out
         .body
@@ -340,7 +368,7 @@ pub async fn write_state(
         .send()
         .await
         .map_err(|e| {
-            aws_error(
+            owned_error(
                 "writing the install record to",
                 &bucket,
                 Some(&key),
@@ -369,7 +397,7 @@ pub async fn delete_state(
         .key(&key)
         .send()
         .await
-        .map_err(|e| aws_error("deleting", &bucket, Some(&key), place, &e))?;
+        .map_err(|e| owned_error("deleting", &bucket, Some(&key), place, &e))?;
     let listed = s3
         .list_objects_v2()
         .bucket(&bucket)
@@ -377,7 +405,7 @@ pub async fn delete_state(
         .prefix("state/")
         .send()
         .await
-        .map_err(|e| aws_error("listing the install records in", &bucket, None, place, &e))?;
+        .map_err(|e| owned_error("listing the install records in", &bucket, None, place, &e))?;
     Ok(listed
         .contents()
         .iter()
@@ -406,7 +434,7 @@ pub async fn empty_and_delete(
             .expected_bucket_owner(&place.account)
             .send()
             .await
-            .map_err(|e| aws_error("listing the object versions of", bucket, None, place, &e))?;
+            .map_err(|e| owned_error("listing the object versions of", bucket, None, place, &e))?;
         let mut batch: Vec<ObjectIdentifier> = versions
             .versions()
             .iter()
@@ -425,7 +453,7 @@ pub async fn empty_and_delete(
                 .expected_bucket_owner(&place.account)
                 .send()
                 .await
-                .map_err(|e| aws_error("listing the objects of", bucket, None, place, &e))?;
+                .map_err(|e| owned_error("listing the objects of", bucket, None, place, &e))?;
             batch = listed
                 .contents()
                 .iter()
@@ -447,7 +475,7 @@ pub async fn empty_and_delete(
             .delete(delete)
             .send()
             .await
-            .map_err(|e| aws_error("emptying", bucket, None, place, &e))?;
+            .map_err(|e| owned_error("emptying", bucket, None, place, &e))?;
         if let Some(failed) = out.errors().first() {
             return Err(ArtifactsError::Aws {
                 action: "emptying",
@@ -471,7 +499,7 @@ pub async fn empty_and_delete(
     {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(aws_error("deleting", bucket, None, place, &e)),
+        Err(e) => Err(owned_error("deleting", bucket, None, place, &e)),
     }
 }
 
