@@ -101,7 +101,10 @@ where
         return ArtifactsError::NotOurs {
             bucket: bucket.to_owned(),
             place: place.clone(),
-            detail: format!("S3 answered {} when {action} it", crate::aws::error_text(err)),
+            detail: format!(
+                "S3 answered {} when {action} it",
+                crate::aws::error_text(err)
+            ),
         };
     }
     aws_error(action, bucket, key, place, err)
