@@ -37,6 +37,7 @@ from moto.cloudformation.models import CloudFormationBackend
 from moto.events.models import EventPattern
 from moto.events.responses import EventsHandler
 from moto.server import ThreadedMotoServer
+from moto.iam.access_control import IAMRequest
 from moto.s3.models import s3_backends
 from moto.ses.models import Message, RawMessage, ses_backends
 from moto.sesv2.responses import SESV2Response
@@ -106,6 +107,59 @@ def _test_event_pattern(self):
 
 
 EventsHandler.test_event_pattern = _test_event_pattern
+
+
+# With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT), moto authorises every non-S3 request against
+# the resource "*" and no condition keys, so a statement naming a table or an SES identity never
+# matches, and one with a condition always denies. For the calls the handler makes, authorise as
+# AWS does instead: DynamoDB item calls against the table's ARN; SES v2 SendEmail against the
+# identity of the sender and of every recipient (as SES does in the sandbox, where recipients
+# must be verified identities too), with ses:FromAddress set. Other requests keep moto's checks.
+def _authorize_like_aws(check_action_permitted):
+    def identity_arns(partition, region, account, address):
+        domain = address.rsplit("@", 1)[-1]
+        return [f"arn:{partition}:ses:{region}:{account}:identity/{name}" for name in (address, domain)]
+
+    def wrapper(self, resource):
+        from moto.iam.access_control import IAMPolicy, PermissionResult
+        from moto.utilities.utils import get_partition
+
+        partition = get_partition(self._region)
+        checks = None  # [(resource, condition values)], each must be allowed
+        if self._action in ("dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:DeleteItem",
+                            "dynamodb:UpdateItem"):
+            table = json.loads(self._body or b"{}").get("TableName", "")
+            checks = [(f"arn:{partition}:dynamodb:{self._region}:{self.account_id}:table/{table}", {})]
+        elif self._action == "ses:SendEmail" and self._body:
+            body = json.loads(self._body)
+            sender = body.get("FromEmailAddress", "")
+            conditions = {"ses:FromAddress": sender}
+            destination = body.get("Destination", {})
+            recipients = [a for k in ("ToAddresses", "CcAddresses", "BccAddresses")
+                          for a in destination.get(k, [])]
+            # The sender's identity may be its address or its domain: either one allowing is enough.
+            checks = [(identity_arns(partition, self._region, self.account_id, sender), conditions)]
+            checks += [(identity_arns(partition, self._region, self.account_id, r), conditions)
+                       for r in recipients]
+        if checks is None:
+            return check_action_permitted(self, resource)
+        policies = self._access_key.collect_policies()
+        for resources, conditions in checks:
+            resources = resources if isinstance(resources, list) else [resources]
+            allowed = False
+            for arn in resources:
+                results = [IAMPolicy(p).is_action_permitted(self._action, arn, None, conditions)
+                           for p in policies]
+                if PermissionResult.DENIED in results:
+                    self._raise_access_denied()
+                allowed = allowed or PermissionResult.PERMITTED in results
+            if not allowed:
+                self._raise_access_denied()
+
+    return wrapper
+
+
+IAMRequest.check_action_permitted = _authorize_like_aws(IAMRequest.check_action_permitted)
 
 
 def _flatten(destinations) -> list[str]:

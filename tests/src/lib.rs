@@ -205,6 +205,40 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// From now on, moto checks every request's signature and IAM permissions (as with
+    /// `INITIAL_NO_AUTH_ACTION_COUNT=0`): only credentials of IAM users made in it work, and only
+    /// for what their policies allow. Make those users first, with the test credentials.
+    pub async fn enforce_iam(&self) {
+        let endpoint = self.endpoint.clone();
+        tokio::task::spawn_blocking(move || http_post(&endpoint, "/moto-api/reset-auth", "0"))
+            .await
+            .expect("the HTTP POST task panicked")
+            .unwrap_or_else(|e| panic!("enabling IAM enforcement in moto: {e}"));
+    }
+}
+
+/// A plain HTTP/1.0 POST of a text body, returning the body of a 200.
+fn http_post(endpoint: &str, path: &str, body: &str) -> std::io::Result<String> {
+    let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+    let mut stream = TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.0\r\nHost: {authority}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, answer) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(std::io::Error::other(format!("{status}: {answer}")));
+    }
+    Ok(answer.to_string())
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         drop(self.stdin.take());

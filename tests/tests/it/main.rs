@@ -3,5 +3,6 @@
 mod e2e;
 mod handler_aws;
 mod harness;
+mod iam_enforced;
 mod installer_policy;
 mod templates;

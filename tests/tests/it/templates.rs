@@ -46,7 +46,7 @@ fn resource(id: &str) -> &'static Value {
     r
 }
 
-fn props(id: &str) -> &'static Value {
+pub(crate) fn props(id: &str) -> &'static Value {
     let p = &resource(id)["Properties"];
     assert!(p.is_object(), "resource {id} has no Properties");
     p

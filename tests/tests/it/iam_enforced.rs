@@ -1,0 +1,221 @@
+//! The handler's role under IAM enforcement: moto checks every request against the policies of
+//! the caller (`Moto::enforce_iam`), and an IAM user holding exactly HandlerRole's policy from
+//! the template (its `${…}` resolved to this server's resources) makes the handler's calls.
+//! moto authorises non-S3 calls against "*" without condition keys; `scripts/moto.py` makes it
+//! authorise DynamoDB item calls on the table and SES sends on the sender's and each
+//! recipient's identity with `ses:FromAddress`, as AWS does in the SES sandbox.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sts::config::Credentials;
+use sgwatch_tests::{Moto, ACCOUNT, REGION};
+
+use crate::templates::{props, Resolver};
+
+const SENDER: &str = "alerts@example.com";
+const OWNER: &str = "dept-a@corp.example";
+const BUCKET: &str = "sgwatch-configbucket-abc123";
+const TABLE: &str = "sgwatch-IdempotencyTable-ABC123";
+
+/// HandlerRole's policy as deployed for this server's resources.
+fn handler_policy() -> String {
+    let r = Resolver::new(
+        "sgwatch",
+        &[("Sender", SENDER), ("SenderIdentity", "example.com")],
+    );
+    let policies = props("HandlerRole")["Policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 1, "one inline policy");
+    r.resolve(&policies[0]["PolicyDocument"])
+        .to_string()
+        .replace("<ConfigBucket.Arn>", &format!("arn:aws:s3:::{BUCKET}"))
+        .replace(
+            "<IdempotencyTable.Arn>",
+            &format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{TABLE}"),
+        )
+        .replace(
+            "<FailureQueue.Arn>",
+            &format!("arn:aws:sqs:{REGION}:{ACCOUNT}:sgwatch-FailureQueue"),
+        )
+        .replace("<LogGroup>", "/aws/lambda/sgwatch-handler")
+}
+
+/// SDK configuration acting as a new IAM user holding only `policy`.
+async fn user_with(moto: &Moto, admin: &SdkConfig, name: &str, policy: &str) -> SdkConfig {
+    assert!(!policy.contains('<'), "unresolved placeholder in {policy}");
+    let iam = aws_sdk_iam::Client::new(admin);
+    iam.create_user().user_name(name).send().await.unwrap();
+    iam.put_user_policy()
+        .user_name(name)
+        .policy_name("handler")
+        .policy_document(policy)
+        .send()
+        .await
+        .unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap();
+    let key = key.access_key().unwrap();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(&moto.endpoint)
+        .http_client(sgwatch_handler::aws::http_client())
+        .credentials_provider(Credentials::new(
+            key.access_key_id(),
+            key.secret_access_key(),
+            None,
+            None,
+            "iam-user",
+        ))
+        .load()
+        .await
+}
+
+async fn send(config: &SdkConfig, from: &str) -> Result<(), String> {
+    let text = Content::builder().data("body").build().unwrap();
+    aws_sdk_sesv2::Client::new(config)
+        .send_email()
+        .from_email_address(from)
+        .destination(Destination::builder().to_addresses(OWNER).build())
+        .content(
+            EmailContent::builder()
+                .simple(
+                    Message::builder()
+                        .subject(Content::builder().data("s").build().unwrap())
+                        .body(Body::builder().text(text).build())
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test]
+async fn the_handler_role_allows_the_handlers_calls_and_nothing_beside() {
+    let moto = Moto::start();
+    let admin = moto.sdk_config(None).await;
+    moto.verify_sender(&admin, SENDER).await;
+    let s3 = sgwatch_handler::aws::s3_client(&admin);
+    let oversized = format!("AWSLogs/{ACCOUNT}/Config/{REGION}/item.json");
+    for bucket in [BUCKET, "someone-elses-bucket"] {
+        s3.create_bucket().bucket(bucket).send().await.unwrap();
+        s3.put_object()
+            .bucket(bucket)
+            .key(&oversized)
+            .body(b"{}".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let ddb = aws_sdk_dynamodb::Client::new(&admin);
+    for table in [TABLE, "other-table"] {
+        use aws_sdk_dynamodb::types::*;
+        ddb.create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("pk")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("pk")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let policy = handler_policy();
+    let handler = user_with(&moto, &admin, "handler", &policy).await;
+    // The policy before the SES fix: the sender's identity only.
+    let sender_only = policy.replace("identity/*", "identity/example.com");
+    assert_ne!(sender_only, policy);
+    let old = user_with(&moto, &admin, "sender-only", &sender_only).await;
+    moto.enforce_iam().await;
+
+    send(&handler, SENDER)
+        .await
+        .unwrap_or_else(|e| panic!("the handler could not send: {e}\n{}", moto.log()));
+    assert!(
+        send(&handler, "other@example.com").await.is_err(),
+        "sent as another address"
+    );
+    let denied = send(&old, SENDER)
+        .await
+        .expect_err("the recipient's identity is not covered");
+    assert!(
+        denied.contains("403") || denied.contains("AccessDenied"),
+        "{denied}"
+    );
+    assert_eq!(moto.ses_messages().await.len(), 1);
+
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let as_handler = aws_sdk_dynamodb::Client::new(&handler);
+    let key = AttributeValue::S("n-1".into());
+    as_handler
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", key.clone())
+        .send()
+        .await
+        .unwrap();
+    let got = as_handler
+        .get_item()
+        .table_name(TABLE)
+        .key("pk", key.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(got.item().is_some());
+    as_handler
+        .delete_item()
+        .table_name(TABLE)
+        .key("pk", key.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(as_handler
+        .put_item()
+        .table_name("other-table")
+        .item("pk", key)
+        .send()
+        .await
+        .is_err());
+
+    let as_handler = sgwatch_handler::aws::s3_client(&handler);
+    as_handler
+        .get_object()
+        .bucket(BUCKET)
+        .key(&oversized)
+        .send()
+        .await
+        .unwrap();
+    assert!(as_handler
+        .get_object()
+        .bucket("someone-elses-bucket")
+        .key(&oversized)
+        .send()
+        .await
+        .is_err());
+    assert!(
+        as_handler
+            .delete_object()
+            .bucket(BUCKET)
+            .key(&oversized)
+            .send()
+            .await
+            .is_err(),
+        "the handler only reads the Config bucket"
+    );
+}
