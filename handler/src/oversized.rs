@@ -40,9 +40,9 @@ pub enum FetchError {
         key: String,
         reason: String,
     },
-    #[error("{s3}; nor through AWS Config: {config}")]
+    #[error("{s3}; nor through AWS Config (config:GetResourceConfigHistory): {config}")]
     Neither { s3: String, config: String },
-    #[error("the item of {resource_id} is in a bucket that is not ours ({location}) and AWS Config could not give it: {reason}; check the function role has config:GetResourceConfigHistory")]
+    #[error("the item of {resource_id} is in a bucket that is not ours ({location}); AWS Config could not give it (check the function role has config:GetResourceConfigHistory): {reason}")]
     Config {
         resource_id: String,
         location: String,
@@ -147,10 +147,13 @@ pub async fn from_config(
             request = request.later_time(t);
         }
     }
-    let out = request
-        .send()
-        .await
-        .map_err(|e| aws_sdk_config::error::DisplayErrorContext(&e).to_string())?;
+    let out = request.send().await.map_err(|e| {
+        use aws_sdk_config::error::ProvideErrorMetadata;
+        match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            _ => aws_sdk_config::error::DisplayErrorContext(&e).to_string(),
+        }
+    })?;
     let items = out.configuration_items();
     let Some(current) = items.first() else {
         return Err("the resource has no configuration history".to_owned());
@@ -237,7 +240,13 @@ pub async fn fetch(
         .key(key)
         .send()
         .await
-        .map_err(|e| s3_error(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| {
+            use aws_sdk_s3::error::ProvideErrorMetadata;
+            s3_error(match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                _ => DisplayErrorContext(&e).to_string(),
+            })
+        })?;
     let bytes = object
         .body
         .collect()

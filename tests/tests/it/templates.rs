@@ -80,7 +80,17 @@ fn sub(text: &str) -> Value {
 }
 
 fn statements(doc: &Value) -> Vec<&Value> {
-    let s = list(&doc["Statement"]);
+    // A conditional statement (`Fn::If`) counts as each of its branches that is one.
+    let s: Vec<&Value> = list(&doc["Statement"])
+        .into_iter()
+        .flat_map(|s| match s.get("Fn::If").and_then(Value::as_array) {
+            Some(branches) => branches[1..]
+                .iter()
+                .filter(|b| b.get("Effect").is_some())
+                .collect(),
+            None => vec![s],
+        })
+        .collect();
     assert!(!s.is_empty(), "policy document has no statement: {doc}");
     s
 }
@@ -728,9 +738,10 @@ fn failed_invocations_land_in_the_failure_queue() {
     );
     let events = &list(&policy["PolicyDocument"]["Statement"])[1]["Fn::If"];
     assert_eq!(events[0], "SourceIsEventBridge");
-    assert_eq!(events[1]["Principal"]["Service"], "events.amazonaws.com");
+    let events = statement(&policy["PolicyDocument"], "EventBridgeDeadLetter");
+    assert_eq!(events["Principal"]["Service"], "events.amazonaws.com");
     assert_eq!(
-        events[1]["Condition"]["ArnEquals"]["aws:SourceArn"],
+        events["Condition"]["ArnEquals"]["aws:SourceArn"],
         get_att("EventRule", "Arn")
     );
 }
