@@ -569,9 +569,12 @@ impl Ledger {
     }
 
     async fn record(&mut self, destinations: &[String]) -> Result<(), DedupeError> {
+        // A string set holds no duplicates; "A@x" and "a@x" are one mailbox to SES.
         let lower: Vec<String> = destinations
             .iter()
             .map(|d| d.to_ascii_lowercase())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
             .collect();
         if let (Some(dedupe), Some(key)) = (&self.dedupe, &self.key) {
             dedupe.record(key, &lower).await?;
