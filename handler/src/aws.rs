@@ -2,7 +2,9 @@
 //! toolchain needed to cross-compile), the SDK's standard retry policy, and an optional endpoint
 //! override for local emulators.
 
-use aws_config::{retry::RetryConfig, BehaviorVersion, SdkConfig};
+use std::time::Duration;
+
+use aws_config::{retry::RetryConfig, timeout::TimeoutConfig, BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::{
     tls::{self, rustls_provider::CryptoMode},
     Builder,
@@ -22,6 +24,19 @@ pub fn config_loader() -> aws_config::ConfigLoader {
     aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client())
         .retry_config(RetryConfig::standard().with_max_attempts(5))
+}
+
+/// The handler's time limits for every call: a stalled answer costs one attempt, never the
+/// invocation. Without them the SDK waits indefinitely, and Lambda's timeout could strike between
+/// an email going out and its record in the ledger. The operation limit bounds the SDK's retries
+/// so a send started with `process::SEND_MARGIN` left always ends before the deadline.
+/// <https://docs.aws.amazon.com/sdk-for-rust/latest/dg/timeouts.html>
+pub fn handler_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(4))
+        .operation_timeout(Duration::from_secs(10))
+        .build()
 }
 
 /// Loads configuration from the environment (the Lambda's own credentials and region).

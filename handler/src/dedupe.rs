@@ -1,32 +1,42 @@
-//! One email per configuration state, though SNS and Lambda deliver at least once.
+//! One email per configuration state and recipient, though SNS and Lambda deliver at least once.
 //!
-//! A small DynamoDB record per (account, region, resource, `configurationStateId`) is claimed with
-//! a conditional put before sending and marked sent afterwards. A claim left by a crashed attempt
-//! expires after a lease, so the retry sends instead of losing the email; a failed send releases
-//! the claim. Records expire through the table's TTL.
+//! A small DynamoDB record per (account, region, resource, `configurationStateId`) is the
+//! delivery ledger of that state:
+//! - `status` is `sending` while an attempt holds it and `sent` once every recipient was handled;
+//! - `owner` is the request id of the attempt holding it, so the SDK retrying our own claim (the
+//!   first put succeeded, its answer was lost) reads as acquired, not as someone else's claim;
+//! - `lease_until` ends the claim of an attempt that died; it is sized from the invocation's
+//!   deadline, past which that attempt cannot be running;
+//! - `delivered` is the set of destinations already emailed. A retry sends only to the others,
+//!   and the record is never deleted once anything was sent: a failed attempt only gives its
+//!   lease back. Records expire through the table's TTL.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
 use crate::decide::Subject;
 
-/// Longer than the function's timeout: a claim older than this belongs to a dead attempt.
-const LEASE_SECS: u64 = 120;
-/// How long a sent record is kept (the table's TTL removes it).
+/// The lease when the invocation's deadline is unknown: longer than the function's timeout.
+pub const DEFAULT_LEASE_SECS: u64 = 120;
+/// How long a record is kept (the table's TTL removes it).
 const KEEP_SECS: u64 = 7 * 24 * 3600;
+/// Attempts at the writes that follow a send (on top of the SDK's own retries): losing one
+/// would let a late duplicate send again.
+const WRITE_ATTEMPTS: u32 = 3;
 
 /// The outcome of claiming a configuration state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This attempt sends the email.
-    Acquired,
-    /// Another delivery sent it.
+    /// This attempt sends, to every destination not in `delivered`.
+    Acquired { delivered: BTreeSet<String> },
+    /// Every destination was handled by an earlier delivery.
     Duplicate,
-    /// Another delivery claimed it and has not finished (or died before its lease ends): retry
-    /// later rather than skip, or a failed attempt would lose the email.
+    /// Another delivery holds the claim and its lease runs: retry later rather than skip, or a
+    /// failed attempt would lose the email.
     InProgress,
     /// No state id to key on: send without deduplication.
     Unkeyed,
@@ -55,10 +65,32 @@ pub fn key(subject: &Subject) -> Option<String> {
     ))
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// Seconds since the epoch.
+pub fn epoch_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn now() -> u64 {
+    epoch_secs(SystemTime::now())
+}
+
+/// Where a claim's lease ends: past the invocation's deadline (when it is dead for sure), with a
+/// margin for clocks; without a deadline, a constant longer than the function's timeout.
+pub fn lease_until(deadline: Option<SystemTime>) -> u64 {
+    match deadline {
+        Some(d) => epoch_secs(d) + 30,
+        None => now() + DEFAULT_LEASE_SECS,
+    }
+}
+
+fn string_set(
+    item: Option<&std::collections::HashMap<String, AttributeValue>>,
+) -> BTreeSet<String> {
+    item.and_then(|i| i.get("delivered"))
+        .and_then(|d| d.as_ss().ok())
+        .map(|ss| ss.iter().cloned().collect())
         .unwrap_or_default()
 }
 
@@ -70,102 +102,159 @@ impl Dedupe {
         }
     }
 
-    /// Claims the configuration state for sending.
-    pub async fn claim(&self, subject: &Subject) -> Result<Claim, DedupeError> {
-        let Some(pk) = key(subject) else {
-            return Ok(Claim::Unkeyed);
-        };
+    /// Claims the state `key` for the attempt `owner` until `lease_until` (epoch seconds).
+    pub async fn claim(
+        &self,
+        key: &str,
+        owner: &str,
+        lease_until: u64,
+    ) -> Result<Claim, DedupeError> {
         let now = now();
         let result = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(pk))
-            .item("status", AttributeValue::S("sending".into()))
-            .item(
-                "lease_until",
-                AttributeValue::N((now + LEASE_SECS).to_string()),
-            )
-            .item(
-                "expires_at",
-                AttributeValue::N((now + KEEP_SECS).to_string()),
-            )
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .update_expression("SET #s = :sending, #o = :owner, lease_until = :lease, expires_at = :expires")
+            // Free, or a dead attempt's, or our own (the SDK retried a claim that had succeeded).
             .condition_expression(
-                "attribute_not_exists(pk) OR (#s = :sending AND lease_until < :now)",
+                "attribute_not_exists(pk) OR (#s = :sending AND (lease_until < :now OR #o = :owner))",
             )
             .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":sending", AttributeValue::S("sending".into()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":lease", AttributeValue::N(lease_until.to_string()))
+            .expression_attribute_values(":expires", AttributeValue::N((now + KEEP_SECS).to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .return_values(ReturnValue::AllNew)
+            // The record that stopped us comes back with the error: no second read.
+            // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Acquired),
+            Ok(out) => Ok(Claim::Acquired {
+                delivered: string_set(out.attributes()),
+            }),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                UpdateItemError::ConditionalCheckFailedException(c) => match c.item() {
+                    Some(item) => Ok(claimed(item)),
+                    None => self.existing(key).await,
+                },
+                _ => Err(self.error(DisplayErrorContext(SdkError::ServiceError(e)).to_string())),
+            },
+            Err(e) => Err(self.error(DisplayErrorContext(&e).to_string())),
+        }
+    }
+
+    /// What the record of a claimed state says, read back (when the service did not return it).
+    async fn existing(&self, key: &str) -> Result<Claim, DedupeError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.error(DisplayErrorContext(&e).to_string()))?;
+        Ok(item.item().map(claimed).unwrap_or(Claim::InProgress))
+    }
+
+    /// Records that `destinations` were emailed. Retried: a lost record means a second email.
+    pub async fn record(&self, key: &str, destinations: &[String]) -> Result<(), DedupeError> {
+        if destinations.is_empty() {
+            return Ok(());
+        }
+        self.retried(|| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(key.to_owned()))
+                .update_expression("ADD delivered :d")
+                .expression_attribute_values(":d", AttributeValue::Ss(destinations.to_vec()))
+                .send()
+        })
+        .await
+    }
+
+    /// Marks the state as sent, for good. Retried within the invocation: a claim left in
+    /// `sending` would be taken over by a late duplicate (which the ledger keeps from re-sending).
+    pub async fn mark_sent(&self, key: &str) -> Result<(), DedupeError> {
+        let expires = (now() + KEEP_SECS).to_string();
+        self.retried(|| {
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(key.to_owned()))
+                .update_expression("SET #s = :sent, expires_at = :expires REMOVE lease_until")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":sent", AttributeValue::S("sent".into()))
+                .expression_attribute_values(":expires", AttributeValue::N(expires.clone()))
+                .send()
+        })
+        .await
+    }
+
+    /// Gives the lease back after a failed attempt so the retry can claim at once; the record and
+    /// its ledger stay. Only our own claim: a later owner's is left alone.
+    pub async fn release(&self, key: &str, owner: &str) -> Result<(), DedupeError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(key.to_owned()))
+            .update_expression("SET lease_until = :zero")
+            .condition_expression("#o = :owner AND #s = :sending")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
+            .expression_attribute_values(":sending", AttributeValue::S("sending".into()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
             Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+                if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
             {
-                self.existing(subject).await
+                Ok(())
             }
             Err(e) => Err(self.error(DisplayErrorContext(&e).to_string())),
         }
     }
 
-    /// What the record of a claimed state says: sent, or still being sent.
-    async fn existing(&self, subject: &Subject) -> Result<Claim, DedupeError> {
-        let Some(pk) = key(subject) else {
-            return Ok(Claim::Unkeyed);
-        };
-        let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.error(DisplayErrorContext(&e).to_string()))?;
-        let status = item
-            .item()
-            .and_then(|i| i.get("status"))
-            .and_then(|s| s.as_s().ok());
-        Ok(match status.map(String::as_str) {
-            Some("sent") => Claim::Duplicate,
-            // Gone between the two calls (released): the retry will claim it.
-            _ => Claim::InProgress,
-        })
+    async fn retried<F, Fut, T, E>(&self, call: F) -> Result<(), DedupeError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+        >,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut last = String::new();
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 << (2 * attempt))).await;
+            }
+            match call().await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = DisplayErrorContext(&e).to_string(),
+            }
+        }
+        Err(self.error(last))
     }
+}
 
-    /// Marks the state as sent, for good.
-    pub async fn mark_sent(&self, subject: &Subject) -> Result<(), DedupeError> {
-        let Some(pk) = key(subject) else {
-            return Ok(());
-        };
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", AttributeValue::S(pk))
-            .item("status", AttributeValue::S("sent".into()))
-            .item(
-                "expires_at",
-                AttributeValue::N((now() + KEEP_SECS).to_string()),
-            )
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(DisplayErrorContext(&e).to_string()))
-    }
-
-    /// Releases a claim after a failed send, so the retry can send.
-    pub async fn release(&self, subject: &Subject) -> Result<(), DedupeError> {
-        let Some(pk) = key(subject) else {
-            return Ok(());
-        };
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(DisplayErrorContext(&e).to_string()))
+/// A record someone else holds: sent, or in progress.
+fn claimed(item: &std::collections::HashMap<String, AttributeValue>) -> Claim {
+    match item
+        .get("status")
+        .and_then(|s| s.as_s().ok())
+        .map(String::as_str)
+    {
+        Some("sent") => Claim::Duplicate,
+        _ => Claim::InProgress,
     }
 }

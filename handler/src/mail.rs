@@ -1,7 +1,13 @@
 //! Sending the email with SES v2 `SendEmail`, and telling a permanent rejection (do not retry,
 //! tell the fallback recipient) from a transient failure (let Lambda retry the event).
+//!
+//! Permanent for the recipients of that send: `MessageRejected` (in the SES sandbox, "Email
+//! address is not verified" names the recipient) and `AccessDenied` (in the sandbox SES also
+//! authorizes the send against each recipient's identity, so a policy that does not cover it
+//! denies that recipient only). Both come back the same on every retry.
+//! <https://docs.aws.amazon.com/ses/latest/dg/request-production-access.html>
 
-use aws_sdk_sesv2::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sesv2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 
@@ -72,15 +78,25 @@ pub async fn send(
 }
 
 fn classify(error: SdkError<SendEmailError>, recipients: String) -> SendError {
-    let reason = DisplayErrorContext(&error).to_string();
+    // The service's own code and message read in one line; the SDK's chain for everything else.
+    let reason = match (error.code(), error.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => DisplayErrorContext(&error).to_string(),
+    };
     let permanent = match &error {
-        SdkError::ServiceError(service) => matches!(
-            service.err(),
-            SendEmailError::MessageRejected(_)
-                | SendEmailError::MailFromDomainNotVerifiedException(_)
-                | SendEmailError::BadRequestException(_)
-                | SendEmailError::NotFoundException(_)
-        ),
+        SdkError::ServiceError(service) => {
+            matches!(
+                service.err(),
+                SendEmailError::MessageRejected(_)
+                    | SendEmailError::MailFromDomainNotVerifiedException(_)
+                    | SendEmailError::BadRequestException(_)
+                    | SendEmailError::NotFoundException(_)
+            ) || matches!(
+                service.err().code(),
+                Some("AccessDenied" | "AccessDeniedException")
+            )
+        }
         SdkError::ConstructionFailure(_) => true,
         _ => false,
     };
@@ -147,5 +163,36 @@ mod tests {
                 .unwrap(),
             "m-1"
         );
+    }
+
+    #[tokio::test]
+    async fn access_denied_is_permanent_for_that_recipient_in_one_line() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        // What SES answers when the policy does not cover a recipient's identity (sandbox).
+        let denied = mock!(Client::send_email).then_http_response(|| {
+            let mut response = aws_smithy_runtime_api::http::Response::new(
+                StatusCode::try_from(403).unwrap(),
+                SdkBody::from(
+                    r#"{"message":"User is not authorized to perform `ses:SendEmail' on resource `arn:aws:ses:us-east-1:123456789012:identity/b@corp.example'"}"#,
+                ),
+            );
+            response
+                .headers_mut()
+                .insert("x-amzn-ErrorType", "AccessDeniedException");
+            response
+        });
+        let client = mock_client!(aws_sdk_sesv2, RuleMode::Sequential, [&denied]);
+        let to = vec!["b@corp.example".to_owned()];
+        let err = send(&client, "alerts@example.com", &to, &email())
+            .await
+            .unwrap_err();
+        assert!(!err.is_transient(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("AccessDeniedException: User is not authorized"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text}");
     }
 }

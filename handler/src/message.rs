@@ -30,6 +30,10 @@ pub enum ParseError {
     Malformed {
         message_type: String,
         detail: String,
+        /// What the message says it is about, when that much is readable: a change to a watched
+        /// resource is never skipped for being unreadable.
+        resource_type: Option<String>,
+        resource_id: Option<String>,
     },
 }
 
@@ -157,6 +161,8 @@ pub struct ItemSummary {
     pub change_type: Option<String>,
     #[serde(default)]
     pub configuration_state_id: Option<Value>,
+    #[serde(default)]
+    pub configuration_item_capture_time: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,9 +262,12 @@ pub fn parse_owned_message(value: Value) -> Result<ConfigMessage, ParseError> {
         return Err(ParseError::UnknownShape);
     };
     let message_type = message_type.to_owned();
+    let (resource_type, resource_id) = resource_of(&value);
     let malformed = |e: serde_json::Error| ParseError::Malformed {
         message_type: message_type.clone(),
         detail: e.to_string(),
+        resource_type: resource_type.clone(),
+        resource_id: resource_id.clone(),
     };
     match message_type.as_str() {
         ITEM_CHANGE => ItemChange::deserialize(value)
@@ -273,12 +282,25 @@ pub fn parse_owned_message(value: Value) -> Result<ConfigMessage, ParseError> {
     }
 }
 
+/// The resource type and id of a change message (or bare item), as far as they are strings.
+fn resource_of(value: &Value) -> (Option<String>, Option<String>) {
+    let item = value
+        .get("configurationItem")
+        .or_else(|| value.get("configurationItemSummary"))
+        .unwrap_or(value);
+    let text = |key: &str| item.get(key).and_then(Value::as_str).map(str::to_owned);
+    (text("resourceType"), text("resourceId"))
+}
+
 /// Reads the object AWS Config leaves in S3 for an oversized notification: the full change
 /// notification, or (in older deliveries) the bare configuration item.
 pub fn parse_oversized_object(value: &Value) -> Result<ItemChange, ParseError> {
+    let (resource_type, resource_id) = resource_of(value);
     let malformed = |e: serde_json::Error| ParseError::Malformed {
         message_type: OVERSIZED_ITEM_CHANGE.to_owned(),
         detail: e.to_string(),
+        resource_type: resource_type.clone(),
+        resource_id: resource_id.clone(),
     };
     if value.get("configurationItem").is_some() {
         ItemChange::deserialize(value).map_err(malformed)

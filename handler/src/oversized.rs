@@ -1,11 +1,21 @@
 //! Oversized notifications: the configuration item is in the Config bucket, not in the message.
+//!
+//! The item is read from the bucket when it is the stack's own; when it is another (an adopted
+//! channel's bucket, often in another account or under a KMS key we may not use) or the read
+//! fails, the two latest items of the resource are read through AWS Config itself
+//! (`GetResourceConfigHistory`) and their configurations compared, as a notification's diff would.
+//! An older delivery's bare item (no diff) is compared the same way; failing that, the email
+//! says the details are unavailable rather than staying silent.
 
 use std::io::Read;
 
 use aws_sdk_s3::error::DisplayErrorContext;
+use aws_smithy_types::date_time::Format;
 use flate2::read::GzDecoder;
+use serde_json::{json, Value};
 
-use crate::message::{parse_oversized_object, ItemChange, Oversized};
+use crate::message::{parse_oversized_object, ItemChange, ItemDiff, Oversized};
+use crate::process::Services;
 
 /// Why the item could not be read from S3. Every variant fails the invocation, so the event is
 /// retried and, failing that, parked in the failure queue: an oversized change is never dropped.
@@ -30,6 +40,181 @@ pub enum FetchError {
         key: String,
         reason: String,
     },
+    #[error("{s3}; nor through AWS Config (config:GetResourceConfigHistory): {config}")]
+    Neither { s3: String, config: String },
+    #[error("the item of {resource_id} is in a bucket that is not ours ({location}); AWS Config could not give it (check the function role has config:GetResourceConfigHistory): {reason}")]
+    Config {
+        resource_id: String,
+        location: String,
+        reason: String,
+    },
+}
+
+/// The item of an oversized notification, with a diff when one could be had.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub change: ItemChange,
+    /// Set when the change is real but what changed could not be read: the email says why.
+    pub details_unavailable: Option<String>,
+}
+
+/// Reads the full item of an oversized notification: from the stack's bucket, else through
+/// AWS Config.
+pub async fn resolve(services: &Services, oversized: &Oversized) -> Result<Resolved, FetchError> {
+    let summary = &oversized.configuration_item_summary;
+    let location = oversized.s3_delivery_summary.bucket_and_key();
+    let ours = match (&services.config_bucket, location) {
+        (Some(own), Some((bucket, _))) => own == bucket,
+        // Which bucket is ours is unknown: try the one named.
+        (None, Some(_)) => true,
+        (_, None) => false,
+    };
+    let from_s3 = if ours {
+        Some(fetch(&services.s3, oversized).await)
+    } else {
+        None
+    };
+    match from_s3 {
+        Some(Ok(change)) if change.configuration_item_diff.is_some() => Ok(Resolved {
+            change,
+            details_unavailable: None,
+        }),
+        // An older delivery: the bare item, no diff.
+        Some(Ok(mut bare)) => match from_config(&services.config, oversized).await {
+            Ok(change) => Ok(Resolved {
+                change,
+                details_unavailable: None,
+            }),
+            Err(reason) => {
+                bare.configuration_item_diff = Some(ItemDiff {
+                    change_type: summary.change_type.clone(),
+                    ..ItemDiff::default()
+                });
+                Ok(Resolved {
+                    change: bare,
+                    details_unavailable: Some(format!(
+                        "the stored item carries no diff and AWS Config's history could not be read: {reason}"
+                    )),
+                })
+            }
+        },
+        Some(Err(s3)) => from_config(&services.config, oversized)
+            .await
+            .map(|change| Resolved {
+                change,
+                details_unavailable: None,
+            })
+            .map_err(|config| FetchError::Neither {
+                s3: s3.to_string(),
+                config,
+            }),
+        None => from_config(&services.config, oversized)
+            .await
+            .map(|change| Resolved {
+                change,
+                details_unavailable: None,
+            })
+            .map_err(|reason| FetchError::Config {
+                resource_id: summary.resource_id.clone(),
+                location: oversized
+                    .s3_delivery_summary
+                    .s3_bucket_location
+                    .clone()
+                    .unwrap_or_else(|| "no location".to_owned()),
+                reason,
+            }),
+    }
+}
+
+/// The change as AWS Config's history tells it: the item of the notified state and the one
+/// before, their configurations compared as the notification's diff would.
+/// <https://docs.aws.amazon.com/config/latest/APIReference/API_GetResourceConfigHistory.html>
+pub async fn from_config(
+    client: &aws_sdk_config::Client,
+    oversized: &Oversized,
+) -> Result<ItemChange, String> {
+    let summary = &oversized.configuration_item_summary;
+    let mut request = client
+        .get_resource_config_history()
+        .resource_type(aws_sdk_config::types::ResourceType::from(
+            summary.resource_type.as_str(),
+        ))
+        .resource_id(&summary.resource_id)
+        .limit(2);
+    // Items up to the notified one: a later change must not stand in for this one.
+    if let Some(at) = summary.configuration_item_capture_time.as_deref() {
+        if let Ok(t) = aws_smithy_types::DateTime::from_str(at, Format::DateTime) {
+            request = request.later_time(t);
+        }
+    }
+    let out = request.send().await.map_err(|e| {
+        use aws_sdk_config::error::ProvideErrorMetadata;
+        match (e.code(), e.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            _ => aws_sdk_config::error::DisplayErrorContext(&e).to_string(),
+        }
+    })?;
+    let items = out.configuration_items();
+    let Some(current) = items.first() else {
+        return Err("the resource has no configuration history".to_owned());
+    };
+    let wanted = summary.configuration_state_id.as_ref().map(state_text);
+    if let (Some(wanted), Some(got)) = (&wanted, current.configuration_state_id()) {
+        if wanted != got {
+            return Err(format!(
+                "the latest item in the history is state {got}, not the notified {wanted} (not recorded yet?)"
+            ));
+        }
+    }
+    let current_json = item_json(current)?;
+    let change_type = summary
+        .change_type
+        .clone()
+        .unwrap_or_else(|| "UPDATE".to_owned());
+    let changed = match items.get(1) {
+        Some(previous) => json!({"Configuration": {
+            "previousValue": item_json(previous)?["configuration"],
+            "updatedValue": current_json["configuration"],
+            "changeType": "UPDATE",
+        }}),
+        None => json!({}),
+    };
+    let notification = json!({
+        "configurationItem": current_json,
+        "configurationItemDiff": {"changeType": change_type, "changedProperties": changed},
+    });
+    parse_oversized_object(&notification).map_err(|e| e.to_string())
+}
+
+fn state_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A history item in the shape of a notification's `configurationItem`.
+fn item_json(i: &aws_sdk_config::types::ConfigurationItem) -> Result<Value, String> {
+    let configuration = match i.configuration() {
+        None | Some("") | Some("null") => Value::Null,
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| format!("the history item's configuration is not JSON: {e}"))?,
+    };
+    Ok(json!({
+        "resourceType": i.resource_type().map(|t| t.as_str()),
+        "resourceId": i.resource_id(),
+        "resourceName": i.resource_name(),
+        "awsAccountId": i.account_id().unwrap_or_default(),
+        "awsRegion": i.aws_region().unwrap_or_default(),
+        "ARN": i.arn(),
+        "configurationItemStatus": i.configuration_item_status().map(|s| s.as_str()),
+        "configurationItemCaptureTime": i
+            .configuration_item_capture_time()
+            .and_then(|t| t.fmt(Format::DateTime).ok()),
+        "configurationStateId": i.configuration_state_id(),
+        "configuration": configuration,
+        "tags": i.tags(),
+    }))
 }
 
 /// Fetches and reads the full item of an oversized notification.
@@ -55,7 +240,13 @@ pub async fn fetch(
         .key(key)
         .send()
         .await
-        .map_err(|e| s3_error(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| {
+            use aws_sdk_s3::error::ProvideErrorMetadata;
+            s3_error(match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                _ => DisplayErrorContext(&e).to_string(),
+            })
+        })?;
     let bytes = object
         .body
         .collect()

@@ -1,20 +1,43 @@
 //! One Lambda invocation: every record of the event is read, decided and, when it should be,
-//! emailed. Records are isolated from each other; an unreadable one is logged with its message id
-//! and skipped, a transient failure fails the invocation (after the others are done) so Lambda
-//! retries it and finally parks it in the failure queue.
+//! emailed. Records are isolated from each other.
+//!
+//! What may happen to a record, and nothing else:
+//! - skipped: not a message we handle (another Config message type, not a Config message), or a
+//!   change the policy says not to email;
+//! - sent: each destination (owner, fallback notice) emailed once, recorded in the delivery
+//!   ledger ([`crate::dedupe`]) as it goes, so a retry sends only to the rest;
+//! - sent degraded: a change to a watched resource we cannot read goes to the fallback recipient
+//!   as "a change we could not read";
+//! - parked by us: recipients SES rejects for good with no usable fallback are written to the
+//!   failure queue with the reason (retrying cannot help);
+//! - failed: anything transient, or unreadable without a fallback, fails the invocation (after
+//!   the other records) so Lambda retries it and finally parks it in the failure queue. The error
+//!   names each failed record's message id and resource, so a parked event whose payload did not
+//!   fit can still be identified.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::decide::{analyze, decide, Decision};
-use crate::dedupe::{Claim, Dedupe};
+use crate::decide::{analyze, decide, PropertyChange, Subject};
+use crate::dedupe::{self, Claim, Dedupe, DedupeError};
 use crate::mail::{self, SendError};
-use crate::message::{envelopes, ConfigMessage, Envelope, ItemChange};
+use crate::message::{
+    envelopes, ConfigMessage, Envelope, ItemChange, ParseError, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
+};
 use crate::render::{render, ActorLookup, Email};
 use crate::settings::Settings;
 use crate::{actor, aws, oversized};
+
+/// No send starts with less than this left before the invocation's deadline: one SES call at its
+/// operation timeout and the ledger write after it must fit, or Lambda could end the invocation
+/// between the send and its record.
+pub const SEND_MARGIN: Duration = Duration::from_secs(15);
 
 /// The AWS clients the handler uses, built once per cold start.
 #[derive(Clone, Debug)]
@@ -22,20 +45,110 @@ pub struct Services {
     pub ses: aws_sdk_sesv2::Client,
     pub s3: aws_sdk_s3::Client,
     pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// Reads an oversized item through AWS Config when its bucket is not ours or cannot be read.
+    pub config: aws_sdk_config::Client,
     /// Present when an idempotency table is configured.
     pub dedupe: Option<Dedupe>,
+    /// Where the handler parks what it cannot deliver and retrying cannot fix.
+    pub failure_queue: Option<FailureQueue>,
+    /// The stack's own Config bucket; an oversized item elsewhere is read through AWS Config.
+    pub config_bucket: Option<String>,
+}
+
+/// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
+#[derive(Clone, Debug)]
+pub struct FailureQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
 }
 
 impl Services {
+    /// Clients with the handler's time limits ([`aws::handler_timeouts`]).
     pub fn new(config: &SdkConfig, settings: &Settings) -> Services {
+        let config = config
+            .to_builder()
+            .timeout_config(aws::handler_timeouts())
+            .build();
+        let config = &config;
         Services {
             ses: aws_sdk_sesv2::Client::new(config),
             s3: aws::s3_client(config),
             cloudtrail: aws_sdk_cloudtrail::Client::new(config),
+            config: aws_sdk_config::Client::new(config),
             dedupe: settings.idempotency_table.as_ref().map(|table| Dedupe {
                 client: aws_sdk_dynamodb::Client::new(config),
                 table: table.clone(),
             }),
+            failure_queue: None,
+            config_bucket: None,
+        }
+    }
+
+    /// Parks undeliverable notifications in the queue at `url` (none: they fail the invocation).
+    pub fn with_failure_queue(mut self, config: &SdkConfig, url: Option<String>) -> Services {
+        self.failure_queue = url.filter(|u| !u.is_empty()).map(|url| FailureQueue {
+            client: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(config)
+                    .timeout_config(aws::handler_timeouts())
+                    .build(),
+            ),
+            url,
+        });
+        self
+    }
+
+    /// The stack's Config bucket (none: every oversized item is read from S3 first).
+    pub fn with_config_bucket(mut self, bucket: Option<String>) -> Services {
+        self.config_bucket = bucket.filter(|b| !b.is_empty());
+        self
+    }
+}
+
+/// The invocation: who is sending (the owner of the claims it takes) and until when.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Lambda's request id; it is the owner token of the claims this invocation takes.
+    pub request_id: String,
+    /// When Lambda ends the invocation.
+    pub deadline: Option<SystemTime>,
+}
+
+impl Invocation {
+    /// An invocation outside Lambda: a unique owner token, no deadline.
+    pub fn local() -> Invocation {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Invocation {
+            request_id: format!(
+                "local-{}-{nanos}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ),
+            deadline: None,
+        }
+    }
+
+    /// From Lambda's context: the request id and the deadline in milliseconds since the epoch.
+    pub fn lambda(request_id: &str, deadline_ms: u64) -> Invocation {
+        Invocation {
+            request_id: request_id.to_owned(),
+            deadline: (deadline_ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(deadline_ms)),
+        }
+    }
+
+    fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.duration_since(SystemTime::now()).unwrap_or_default())
+    }
+
+    /// Fails when less than `margin` is left: the work is left to Lambda's retry.
+    fn ensure(&self, margin: Duration) -> Result<(), DeliverError> {
+        match self.time_left() {
+            Some(left) if left < margin => Err(DeliverError::Deadline(left)),
+            _ => Ok(()),
         }
     }
 }
@@ -46,10 +159,15 @@ pub struct Report {
     pub records: usize,
     pub sent: usize,
     pub skipped: usize,
+    /// Written to the failure queue by the handler itself (rejected for good).
+    pub parked: usize,
     pub failed: usize,
 }
 
 /// Some records could not be delivered; Lambda should retry the event.
+///
+/// The message names each failed record (message id, resource, state) and stays short: it is the
+/// part of Lambda's failure record that survives when the event itself is too large for it.
 #[derive(Debug, thiserror::Error)]
 #[error("{failed} of {records} notifications could not be delivered and will be retried: {first}")]
 pub struct InvocationError {
@@ -58,46 +176,166 @@ pub struct InvocationError {
     pub first: String,
 }
 
+/// Longest failure description kept in the invocation's error.
+const ERROR_MAX_CHARS: usize = 2000;
+
+/// What identifies a notification in logs and parked records, even without its payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Facts {
+    pub message_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change_type: Option<String>,
+}
+
+impl Facts {
+    fn of(message_id: &str, s: &Subject) -> Facts {
+        Facts {
+            message_id: message_id.to_owned(),
+            resource_type: Some(s.resource_type.clone()),
+            resource_id: Some(s.resource_id.clone()),
+            account: Some(s.account.clone()),
+            region: Some(s.region.clone()),
+            state_id: s.state_id.clone(),
+            capture_time: s.capture_time.clone(),
+            change_type: Some(s.change_type.clone()),
+        }
+    }
+
+    fn of_change(message_id: &str, c: &ItemChange) -> Facts {
+        let i = &c.configuration_item;
+        Facts {
+            message_id: message_id.to_owned(),
+            resource_type: Some(i.resource_type.clone()),
+            resource_id: Some(i.resource_id.clone()),
+            account: Some(i.aws_account_id.clone()),
+            region: Some(i.aws_region.clone()),
+            state_id: i.configuration_state_id.as_ref().map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            capture_time: i.configuration_item_capture_time.clone(),
+            change_type: c
+                .configuration_item_diff
+                .as_ref()
+                .and_then(|d| d.change_type.clone()),
+        }
+    }
+
+    /// `m-1 AWS::EC2::SecurityGroup sg-1 (state 17)`
+    fn label(&self) -> String {
+        let mut out = self.message_id.clone();
+        for part in [&self.resource_type, &self.resource_id]
+            .into_iter()
+            .flatten()
+        {
+            out.push(' ');
+            out.push_str(part);
+        }
+        if let Some(state) = &self.state_id {
+            out.push_str(&format!(" (state {state})"));
+        }
+        out
+    }
+}
+
 enum Outcome {
     Sent,
     Skipped,
+    Parked,
     Failed(String),
 }
 
-/// Handles one Lambda event.
+/// Handles one Lambda event outside Lambda: no deadline, a fresh owner token.
 pub async fn handle(
     event: &Value,
     settings: &Settings,
     services: &Services,
 ) -> Result<Report, InvocationError> {
+    handle_invocation(event, &Invocation::local(), settings, services).await
+}
+
+/// Handles one Lambda event.
+pub async fn handle_invocation(
+    event: &Value,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Result<Report, InvocationError> {
     let mut report = Report::default();
-    let mut first_failure = None;
+    let mut failures: Vec<String> = Vec::new();
     for envelope in envelopes(event) {
         report.records += 1;
-        match process(envelope, settings, services).await {
+        let outcome = if invocation.ensure(SEND_MARGIN).is_err() {
+            let message_id = envelope.message_id.as_deref().unwrap_or("-");
+            let why = format!("{message_id}: not started, the invocation's deadline is near");
+            warn!(message_id, "{why}");
+            Outcome::Failed(why)
+        } else {
+            process(envelope, invocation, settings, services).await
+        };
+        match outcome {
             Outcome::Sent => report.sent += 1,
             Outcome::Skipped => report.skipped += 1,
+            Outcome::Parked => report.parked += 1,
             Outcome::Failed(why) => {
                 report.failed += 1;
-                first_failure.get_or_insert(why);
+                failures.push(why);
             }
         }
     }
-    match first_failure {
-        None => Ok(report),
-        Some(first) => Err(InvocationError {
-            records: report.records,
-            failed: report.failed,
-            first,
-        }),
+    if failures.is_empty() {
+        return Ok(report);
     }
+    let mut first = failures.join("; ");
+    if first.chars().count() > ERROR_MAX_CHARS {
+        first = first.chars().take(ERROR_MAX_CHARS).collect::<String>() + "…";
+    }
+    Err(InvocationError {
+        records: report.records,
+        failed: report.failed,
+        first,
+    })
 }
 
-async fn process(envelope: Envelope, settings: &Settings, services: &Services) -> Outcome {
+async fn process(
+    envelope: Envelope,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
     let message_id = envelope.message_id.as_deref().unwrap_or("-");
-    let change = match envelope.message {
+    let (change, note) = match envelope.message {
+        // A change notification we cannot read: never skipped when it may be a watched resource.
+        Err(ParseError::Malformed {
+            message_type,
+            detail,
+            resource_type,
+            resource_id,
+        }) if message_type == ITEM_CHANGE || message_type == OVERSIZED_ITEM_CHANGE => {
+            let facts = Facts {
+                message_id: message_id.to_owned(),
+                resource_type,
+                resource_id,
+                ..Facts::default()
+            };
+            let why = format!("the {message_type} could not be read: {detail}");
+            return unreadable(facts, why, invocation, settings, services).await;
+        }
         Err(e) => {
-            warn!(message_id, error = %e, "skipped: unreadable record");
+            warn!(message_id, error = %e, "skipped: not a Config message sgwatch handles");
             return Outcome::Skipped;
         }
         Ok(ConfigMessage::Other { message_type }) => {
@@ -107,31 +345,76 @@ async fn process(envelope: Envelope, settings: &Settings, services: &Services) -
             );
             return Outcome::Skipped;
         }
-        Ok(ConfigMessage::ItemChange(change)) => change,
-        Ok(ConfigMessage::Oversized(o)) => match oversized::fetch(&services.s3, &o).await {
-            Ok(change) => change,
-            Err(e) => {
-                error!(message_id, resource_id = %o.configuration_item_summary.resource_id, error = %e, "oversized item not read");
-                return Outcome::Failed(e.to_string());
+        Ok(ConfigMessage::ItemChange(change)) => (change, None),
+        Ok(ConfigMessage::Oversized(o)) => {
+            let summary = &o.configuration_item_summary;
+            if !settings
+                .policy
+                .resource_types
+                .contains(&summary.resource_type)
+            {
+                info!(message_id, resource_type = %summary.resource_type, "ignored: resource type not watched");
+                return Outcome::Skipped;
             }
-        },
+            match oversized::resolve(services, &o).await {
+                Ok(resolved) => (resolved.change, resolved.details_unavailable),
+                Err(e) => {
+                    let facts = Facts {
+                        message_id: message_id.to_owned(),
+                        resource_type: Some(summary.resource_type.clone()),
+                        resource_id: Some(summary.resource_id.clone()),
+                        account: Some(summary.aws_account_id.clone()),
+                        region: Some(summary.aws_region.clone()),
+                        state_id: summary.configuration_state_id.as_ref().map(|v| match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        }),
+                        change_type: summary.change_type.clone(),
+                        ..Facts::default()
+                    };
+                    error!(facts = ?facts, error = %e, "oversized item not read");
+                    return Outcome::Failed(format!("{}: {e}", facts.label()));
+                }
+            }
+        }
     };
-    process_change(message_id, &change, settings, services).await
+    process_change(message_id, &change, note, invocation, settings, services).await
 }
 
 async fn process_change(
     message_id: &str,
     change: &ItemChange,
+    details_unavailable: Option<String>,
+    invocation: &Invocation,
     settings: &Settings,
     services: &Services,
 ) -> Outcome {
-    let analysis = match analyze(change) {
+    let mut analysis = match analyze(change) {
         Ok(a) => a,
         Err(e) => {
-            warn!(message_id, error = %e, "skipped: changes unreadable");
-            return Outcome::Skipped;
+            let facts = Facts::of_change(message_id, change);
+            if !settings
+                .policy
+                .resource_types
+                .contains(&change.configuration_item.resource_type)
+            {
+                info!(facts = ?facts, error = %e, "ignored: resource type not watched");
+                return Outcome::Skipped;
+            }
+            let why = format!("its changes could not be read: {e}");
+            return unreadable(facts, why, invocation, settings, services).await;
         }
     };
+    if let Some(why) = details_unavailable {
+        // The change is real though we cannot say what it was: the email says so.
+        if analysis.changes.is_empty() && analysis.properties.is_empty() {
+            analysis.properties.push(PropertyChange {
+                name: "Details".to_owned(),
+                previous: None,
+                updated: Some(format!("unavailable ({why})")),
+            });
+        }
+    }
     let d = decide(analysis, &settings.policy);
     let s = &d.analysis.subject;
     info!(
@@ -151,29 +434,12 @@ async fn process_change(
     if !d.notify {
         return Outcome::Skipped;
     }
-    let claim = match &services.dedupe {
-        None => Claim::Unkeyed,
-        Some(dedupe) => match dedupe.claim(s).await {
-            Ok(claim) => claim,
-            Err(e) => {
-                error!(message_id, resource_id = %s.resource_id, error = %e, "not sent");
-                return Outcome::Failed(e.to_string());
-            }
-        },
+    let facts = Facts::of(message_id, s);
+    let mut ledger = match Ledger::claim(services, dedupe::key(s), invocation).await {
+        Ok(Some(ledger)) => ledger,
+        Ok(None) => return Outcome::Skipped,
+        Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
     };
-    match claim {
-        Claim::Duplicate => {
-            info!(message_id, resource_id = %s.resource_id, state_id = ?s.state_id, "duplicate delivery: this configuration state was already emailed");
-            return Outcome::Skipped;
-        }
-        Claim::InProgress => {
-            let why = "another delivery of this configuration state is in progress; retried later"
-                .to_owned();
-            warn!(message_id, resource_id = %s.resource_id, state_id = ?s.state_id, "{why}");
-            return Outcome::Failed(why);
-        }
-        Claim::Acquired | Claim::Unkeyed => {}
-    }
     let actor = if settings.lookup_actor {
         actor::lookup(
             &services.cloudtrail,
@@ -185,89 +451,447 @@ async fn process_change(
         ActorLookup::Unknown("actor lookup is off (SGWATCH_LOOKUP_ACTOR=false)".to_owned())
     };
     let email = render(&d, &actor);
-    match deliver(settings, services, &d, &email).await {
-        Ok(ids) => {
-            info!(message_id, resource_id = %s.resource_id, ses_message_ids = ?ids, subject = %email.subject, "sent");
-            if let (Some(dedupe), Claim::Acquired) = (&services.dedupe, &claim) {
-                // The email is out; a failure here only risks a duplicate after the lease.
-                if let Err(e) = dedupe.mark_sent(s).await {
-                    warn!(message_id, error = %e, "could not record the email as sent");
-                }
-            }
-            Outcome::Sent
-        }
+    let result = deliver(
+        settings,
+        services,
+        invocation,
+        &d.recipients,
+        &email,
+        &mut ledger,
+    )
+    .await;
+    finish(result, &facts, &email.subject, ledger, services, invocation).await
+}
+
+/// Settles a delivery: marks the ledger sent, parks what was rejected for good, or gives the
+/// claim's lease back for Lambda's retry.
+async fn finish(
+    result: Result<Delivered, DeliverError>,
+    facts: &Facts,
+    subject: &str,
+    mut ledger: Ledger,
+    services: &Services,
+    invocation: &Invocation,
+) -> Outcome {
+    let message_id = facts.message_id.as_str();
+    let delivered = match result {
+        Ok(delivered) => delivered,
         Err(e) => {
-            error!(message_id, resource_id = %s.resource_id, error = %e, "not sent");
-            if let (Some(dedupe), Claim::Acquired) = (&services.dedupe, &claim) {
-                if let Err(e) = dedupe.release(s).await {
-                    warn!(message_id, error = %e, "could not release the idempotency claim; the retry waits for its lease");
-                }
+            error!(facts = ?facts, error = %e, "not sent");
+            ledger.release(invocation).await;
+            return Outcome::Failed(format!("{}: {e}", facts.label()));
+        }
+    };
+    info!(message_id, resource_id = ?facts.resource_id, ses_message_ids = ?delivered.ids, subject, "sent");
+    let mut outcome = Outcome::Sent;
+    if !delivered.unreported.is_empty() {
+        match park(services, facts, subject, &delivered, &mut ledger).await {
+            Ok(true) => outcome = Outcome::Parked,
+            Ok(false) if delivered.ids.is_empty() && ledger.delivered.is_empty() => {
+                // Nothing delivered and nowhere to park: Lambda's retries end in its failure queue.
+                ledger.release(invocation).await;
+                let (_, first) = &delivered.unreported[0];
+                return Outcome::Failed(format!("{}: {first}", facts.label()));
             }
-            Outcome::Failed(e.to_string())
+            Ok(false) => {}
+            Err(e) => {
+                error!(facts = ?facts, error = %e, "could not park the rejected recipients");
+                ledger.release(invocation).await;
+                return Outcome::Failed(format!("{}: {e}", facts.label()));
+            }
+        }
+    }
+    if let Err(e) = ledger.mark_sent().await {
+        // Every destination is in the ledger: a late duplicate finds nothing left to send.
+        warn!(message_id, error = %e, "could not record the notification as sent");
+    }
+    outcome
+}
+
+/// The delivery ledger of one configuration state, claimed for this invocation.
+struct Ledger {
+    dedupe: Option<Dedupe>,
+    key: Option<String>,
+    /// Destinations already emailed (lower case), by this attempt or an earlier one.
+    delivered: BTreeSet<String>,
+}
+
+impl Ledger {
+    /// Claims `key`; `Ok(None)` when an earlier delivery handled everything.
+    async fn claim(
+        services: &Services,
+        key: Option<String>,
+        invocation: &Invocation,
+    ) -> Result<Option<Ledger>, String> {
+        let unkeyed = Ledger {
+            dedupe: None,
+            key: None,
+            delivered: BTreeSet::new(),
+        };
+        let (Some(dedupe), Some(key)) = (&services.dedupe, key) else {
+            return Ok(Some(unkeyed));
+        };
+        let lease = dedupe::lease_until(invocation.deadline);
+        match dedupe.claim(&key, &invocation.request_id, lease).await {
+            Ok(Claim::Acquired { delivered }) => {
+                if !delivered.is_empty() {
+                    info!(key, delivered = ?delivered, "resuming a partial delivery: these were emailed already");
+                }
+                Ok(Some(Ledger {
+                    dedupe: Some(dedupe.clone()),
+                    key: Some(key),
+                    delivered,
+                }))
+            }
+            Ok(Claim::Unkeyed) => Ok(Some(unkeyed)),
+            Ok(Claim::Duplicate) => {
+                info!(
+                    key,
+                    "duplicate delivery: this configuration state was already emailed"
+                );
+                Ok(None)
+            }
+            Ok(Claim::InProgress) => {
+                let why =
+                    "another delivery of this configuration state is in progress; retried later";
+                warn!(key, "{why}");
+                Err(why.to_owned())
+            }
+            Err(e) => {
+                error!(key, error = %e, "not sent");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    fn has(&self, destination: &str) -> bool {
+        self.delivered.contains(&destination.to_ascii_lowercase())
+    }
+
+    async fn record(&mut self, destinations: &[String]) -> Result<(), DedupeError> {
+        // A string set holds no duplicates; "A@x" and "a@x" are one mailbox to SES.
+        let lower: Vec<String> = destinations
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if let (Some(dedupe), Some(key)) = (&self.dedupe, &self.key) {
+            dedupe.record(key, &lower).await?;
+        }
+        self.delivered.extend(lower);
+        Ok(())
+    }
+
+    async fn mark_sent(&self) -> Result<(), DedupeError> {
+        match (&self.dedupe, &self.key) {
+            (Some(dedupe), Some(key)) => dedupe.mark_sent(key).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn release(&self, invocation: &Invocation) {
+        if let (Some(dedupe), Some(key)) = (&self.dedupe, &self.key) {
+            if let Err(e) = dedupe.release(key, &invocation.request_id).await {
+                warn!(key, error = %e, "could not give the claim back; the retry waits for its lease");
+            }
         }
     }
 }
 
-/// Sends to the recipients; recipients SES rejects for good are reported to the fallback
-/// recipient. Fails when nothing could be delivered or a failure is transient.
+/// Why a delivery stopped; every case is retried by Lambda, which resumes from the ledger.
+#[derive(Debug, thiserror::Error)]
+enum DeliverError {
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error("{0}; the email went out but its record did not, so the retry may send it again")]
+    Ledger(#[from] DedupeError),
+    #[error("{}s left before the invocation's deadline, too little to start a send; Lambda's retry resumes it", .0.as_secs())]
+    Deadline(Duration),
+}
+
+/// What a delivery did.
+#[derive(Debug, Default)]
+struct Delivered {
+    ids: Vec<String>,
+    /// Rejected for good, each with its reason.
+    rejected: Vec<(String, SendError)>,
+    /// Rejected recipients no one was told about (no fallback, or the fallback was rejected too).
+    unreported: Vec<(String, SendError)>,
+}
+
+/// Ledger name of the notice that tells the fallback recipient about rejected owners.
+fn notice_destination(fallback: &str) -> String {
+    format!("notice:{fallback}")
+}
+
+/// Sends to the recipients not yet in the ledger, recording each send; recipients SES rejects
+/// for good are reported to the fallback recipient.
 async fn deliver(
     settings: &Settings,
     services: &Services,
-    d: &Decision,
+    invocation: &Invocation,
+    recipients: &[String],
     email: &Email,
-) -> Result<Vec<String>, SendError> {
+    ledger: &mut Ledger,
+) -> Result<Delivered, DeliverError> {
     let ses = &services.ses;
     let sender = &settings.sender;
-    let first = match mail::send(ses, sender, &d.recipients, email).await {
-        Ok(id) => return Ok(vec![id]),
-        Err(e) if e.is_transient() => return Err(e),
-        Err(e) => e,
-    };
-    // One address can spoil a multi-recipient send (e.g. unverified in the SES sandbox): try each.
-    let mut sent = Vec::new();
-    let mut rejected = Vec::new();
-    if d.recipients.len() > 1 {
-        for r in &d.recipients {
-            match mail::send(ses, sender, std::slice::from_ref(r), email).await {
-                Ok(id) => sent.push(id),
-                Err(e) if e.is_transient() => return Err(e),
-                Err(e) => rejected.push((r.clone(), e)),
+    let mut out = Delivered::default();
+    let pending: Vec<String> = recipients
+        .iter()
+        .filter(|r| !ledger.has(r))
+        .cloned()
+        .collect();
+    if !pending.is_empty() {
+        invocation.ensure(SEND_MARGIN)?;
+        match mail::send(ses, sender, &pending, email).await {
+            Ok(id) => {
+                ledger.record(&pending).await?;
+                out.ids.push(id);
             }
+            Err(e) if e.is_transient() => return Err(e.into()),
+            // One address can spoil a multi-recipient send (e.g. unverified in the SES
+            // sandbox): try each.
+            Err(e) if pending.len() > 1 => {
+                let _ = e;
+                for r in &pending {
+                    invocation.ensure(SEND_MARGIN)?;
+                    match mail::send(ses, sender, std::slice::from_ref(r), email).await {
+                        Ok(id) => {
+                            ledger.record(std::slice::from_ref(r)).await?;
+                            out.ids.push(id);
+                        }
+                        Err(e) if e.is_transient() => return Err(e.into()),
+                        Err(e) => out.rejected.push((r.clone(), e)),
+                    }
+                }
+            }
+            Err(e) => out.rejected.push((pending[0].clone(), e)),
         }
-    } else {
-        rejected.push((d.recipients.join(", "), first.clone()));
     }
-    for (r, e) in &rejected {
-        error!(recipient = %r, error = %e, "SES rejected a recipient");
+    for (r, e) in &out.rejected {
+        error!(recipient = %r, reason = %e, "SES rejected a recipient for good; telling the fallback recipient");
     }
-    if rejected.is_empty() {
-        return Ok(sent);
+    if out.rejected.is_empty() {
+        return Ok(out);
     }
     let fallback = settings
         .policy
         .fallback_recipient
         .as_ref()
-        .filter(|f| !rejected.iter().any(|(r, _)| r.eq_ignore_ascii_case(f)));
-    match fallback {
-        Some(f) => {
-            let why: Vec<String> = rejected.iter().map(|(r, e)| format!("{r}: {e}")).collect();
-            let notice = format!(
-                "SES rejected this email for {}. You receive it as sgwatch's fallback recipient.",
-                why.join("; ")
-            );
-            let id = mail::send(
-                ses,
-                sender,
-                std::slice::from_ref(f),
-                &email.with_notice(&notice),
-            )
-            .await?;
-            sent.push(id);
-            Ok(sent)
+        .filter(|f| !out.rejected.iter().any(|(r, _)| r.eq_ignore_ascii_case(f)));
+    let Some(f) = fallback else {
+        out.unreported = out.rejected.clone();
+        return Ok(out);
+    };
+    let notice_to = notice_destination(f);
+    if ledger.has(&notice_to) {
+        return Ok(out);
+    }
+    let why: Vec<String> = out
+        .rejected
+        .iter()
+        .map(|(r, e)| format!("{r}: {e}"))
+        .collect();
+    let notice = format!(
+        "SES rejected this email for {}. You receive it as sgwatch's fallback recipient.",
+        why.join("; ")
+    );
+    invocation.ensure(SEND_MARGIN)?;
+    match mail::send(
+        ses,
+        sender,
+        std::slice::from_ref(f),
+        &email.with_notice(&notice),
+    )
+    .await
+    {
+        Ok(id) => {
+            ledger.record(&[notice_to]).await?;
+            out.ids.push(id);
         }
-        // Delivered to some: retrying would duplicate theirs; the rejections are logged above.
-        None if !sent.is_empty() => Ok(sent),
-        None => Err(first),
+        Err(e) if e.is_transient() => return Err(e.into()),
+        Err(e) => {
+            error!(recipient = %f, reason = %e, "SES rejected the fallback recipient too");
+            out.unreported = out.rejected.clone();
+            out.unreported.push((f.clone(), e));
+        }
+    }
+    Ok(out)
+}
+
+/// A record the handler parks itself, in the failure queue.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Parked<'a> {
+    source: &'static str,
+    reason: String,
+    facts: &'a Facts,
+    subject: &'a str,
+    rejected: Vec<RejectedRecipient>,
+    delivered: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RejectedRecipient {
+    recipient: String,
+    reason: String,
+}
+
+/// SQS accepts at most 256 KiB; the facts and reasons stay far below it. Long reasons and long
+/// lists are cut so the key facts always fit.
+const REASON_MAX_CHARS: usize = 1000;
+const PARKED_MAX_RECIPIENTS: usize = 100;
+
+/// Parks the rejected recipients of a notification in the failure queue (once: the ledger
+/// remembers). `Ok(false)` when no queue is configured.
+async fn park(
+    services: &Services,
+    facts: &Facts,
+    subject: &str,
+    delivered: &Delivered,
+    ledger: &mut Ledger,
+) -> Result<bool, String> {
+    let Some(queue) = &services.failure_queue else {
+        return Ok(false);
+    };
+    const PARKED: &str = "failure-queue";
+    if ledger.has(PARKED) {
+        return Ok(true);
+    }
+    let cut = |s: String| match s.char_indices().nth(REASON_MAX_CHARS) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    };
+    let record = Parked {
+        source: "sgwatch",
+        reason: "SES rejected these recipients for good and no fallback recipient could be told"
+            .to_owned(),
+        facts,
+        subject,
+        rejected: delivered
+            .unreported
+            .iter()
+            .take(PARKED_MAX_RECIPIENTS)
+            .map(|(r, e)| RejectedRecipient {
+                recipient: r.clone(),
+                reason: cut(e.to_string()),
+            })
+            .collect(),
+        delivered: ledger
+            .delivered
+            .iter()
+            .take(PARKED_MAX_RECIPIENTS)
+            .cloned()
+            .collect(),
+    };
+    let body = serde_json::to_string(&record).map_err(|e| e.to_string())?;
+    queue
+        .client
+        .send_message()
+        .queue_url(&queue.url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "could not park in the failure queue: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(&e)
+            )
+        })?;
+    warn!(facts = ?facts, rejected = record.rejected.len(), "parked in the failure queue: recipients rejected for good");
+    ledger
+        .record(&[PARKED.to_owned()])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(true)
+}
+
+/// A change to a (possibly) watched resource that cannot be read: the fallback recipient gets
+/// a degraded email saying so; without one the invocation fails, so the event is parked.
+async fn unreadable(
+    facts: Facts,
+    why: String,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
+    error!(facts = ?facts, reason = %why, "a change sgwatch could not read");
+    let Some(fallback) = settings.policy.fallback_recipient.clone() else {
+        return Outcome::Failed(format!(
+            "{}: {why} (no fallback recipient to tell)",
+            facts.label()
+        ));
+    };
+    // Keyed by message id: a retried event does not send the degraded email twice.
+    let key = Some(format!("unreadable/{}", facts.message_id)).filter(|_| facts.message_id != "-");
+    let mut ledger = match Ledger::claim(services, key, invocation).await {
+        Ok(Some(ledger)) => ledger,
+        Ok(None) => return Outcome::Skipped,
+        Err(e) => return Outcome::Failed(format!("{}: {e}", facts.label())),
+    };
+    let email = degraded_email(&facts, &why);
+    let result = deliver(
+        settings,
+        services,
+        invocation,
+        std::slice::from_ref(&fallback),
+        &email,
+        &mut ledger,
+    )
+    .await;
+    finish(result, &facts, &email.subject, ledger, services, invocation).await
+}
+
+/// "A change we could not read fully", with everything that identifies it.
+fn degraded_email(facts: &Facts, why: &str) -> Email {
+    let what = [&facts.resource_type, &facts.resource_id]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let what = if what.is_empty() {
+        "a resource".to_owned()
+    } else {
+        what
+    };
+    let one = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let subject: String = one(&format!("[sgwatch] a change to {what} could not be read"))
+        .chars()
+        .take(200)
+        .collect();
+    let mut lines = vec![
+        format!("AWS Config reported a change to {what} that sgwatch could not read fully."),
+        format!("Why: {why}"),
+        format!("Notification: {}", facts.message_id),
+    ];
+    for (label, value) in [
+        ("Account", &facts.account),
+        ("Region", &facts.region),
+        ("Configuration state", &facts.state_id),
+    ] {
+        if let Some(v) = value {
+            lines.push(format!("{label}: {v}"));
+        }
+    }
+    lines.push(
+        "The full item is in the resource's AWS Config history (Resource timeline in the console)."
+            .to_owned(),
+    );
+    let lines: Vec<String> = lines.iter().map(|l| one(l)).collect();
+    let html = format!(
+        "<html><body style=\"font-family:sans-serif\">{}</body></html>",
+        lines
+            .iter()
+            .map(|l| format!("<p>{}</p>", html_escape::encode_text(l)))
+            .collect::<String>()
+    );
+    Email {
+        subject,
+        text: lines.join("\n") + "\n",
+        html,
     }
 }
 
@@ -287,11 +911,20 @@ mod tests {
                 .build(),
         );
         let cloudtrail = mock_client!(aws_sdk_cloudtrail, []);
+        let config = aws_sdk_config::Client::from_conf(
+            aws_sdk_config::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_config::config::Region::new("us-east-1"))
+                .build(),
+        );
         Services {
             ses,
             s3,
             cloudtrail,
+            config,
             dedupe: None,
+            failure_queue: None,
+            config_bucket: None,
         }
     }
 

@@ -27,11 +27,17 @@ async fn main() -> Result<(), Error> {
     let settings =
         Settings::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid settings"))?;
     let config = aws::load_from_env().await;
-    let services = process::Services::new(&config, &settings);
+    let services = process::Services::new(&config, &settings)
+        .with_failure_queue(&config, std::env::var("SGWATCH_FAILURE_QUEUE_URL").ok())
+        .with_config_bucket(std::env::var("SGWATCH_CONFIG_BUCKET").ok());
     let (settings, services) = (&settings, &services);
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let report = process::handle(&event.payload, settings, services).await?;
+        // The request id owns the claims this invocation takes; the deadline bounds its sends.
+        let invocation =
+            process::Invocation::lambda(&event.context.request_id, event.context.deadline);
+        let report =
+            process::handle_invocation(&event.payload, &invocation, settings, services).await?;
         Ok::<_, Error>(report)
     }))
     .await

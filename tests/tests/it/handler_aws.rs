@@ -44,6 +44,7 @@ async fn sns_event_sends_the_owner_an_email_through_ses() {
             records: 1,
             sent: 1,
             skipped: 0,
+            parked: 0,
             failed: 0
         }
     );
@@ -92,6 +93,7 @@ async fn untagged_group_and_other_message_types_send_nothing() {
             records: 3,
             sent: 0,
             skipped: 3,
+            parked: 0,
             failed: 0
         }
     );

@@ -81,7 +81,17 @@ fn sub(text: &str) -> Value {
 }
 
 fn statements(doc: &Value) -> Vec<&Value> {
-    let s = list(&doc["Statement"]);
+    // A conditional statement (`Fn::If`) counts as each of its branches that is one.
+    let s: Vec<&Value> = list(&doc["Statement"])
+        .into_iter()
+        .flat_map(|s| match s.get("Fn::If").and_then(Value::as_array) {
+            Some(branches) => branches[1..]
+                .iter()
+                .filter(|b| b.get("Effect").is_some())
+                .collect(),
+            None => vec![s],
+        })
+        .collect();
     assert!(!s.is_empty(), "policy document has no statement: {doc}");
     s
 }
@@ -281,6 +291,7 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("ConfigBucketPolicy", "AWS::S3::BucketPolicy"),
         ("ConfigRole", "AWS::IAM::Role"),
         ("FailureQueue", "AWS::SQS::Queue"),
+        ("FailureQueuePolicy", "AWS::SQS::QueuePolicy"),
         ("IdempotencyTable", "AWS::DynamoDB::Table"),
         ("HandlerRole", "AWS::IAM::Role"),
         ("LogGroup", "AWS::Logs::LogGroup"),
@@ -552,14 +563,15 @@ fn no_allow_statement_grants_a_wildcard_action() {
 
 #[test]
 fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
-    // LookupEvents has no resource-level permissions; everything else names its resource.
+    // LookupEvents and GetResourceConfigHistory have no resource-level permissions; everything
+    // else names its resource.
     for (place, doc) in policy_documents() {
         for s in statements(doc).into_iter().filter(|s| is_allow(s)) {
             if list(&s["Resource"]).iter().any(|r| *r == "*") {
-                assert_eq!(
-                    actions(s),
-                    ["cloudtrail:LookupEvents"],
-                    "{place}: Resource \"*\""
+                let a = actions(s);
+                assert!(
+                    a == ["cloudtrail:LookupEvents"] || a == ["config:GetResourceConfigHistory"],
+                    "{place}: Resource \"*\" for {a:?}"
                 );
             }
         }
@@ -626,9 +638,9 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         ("s3:GetObject", sub("${ConfigBucket.Arn}/AWSLogs/*")),
         ("cloudtrail:LookupEvents", json!("*")),
         ("sqs:SendMessage", get_att("FailureQueue", "Arn")),
-        ("dynamodb:PutItem", get_att("IdempotencyTable", "Arn")),
+        ("dynamodb:UpdateItem", get_att("IdempotencyTable", "Arn")),
         ("dynamodb:GetItem", get_att("IdempotencyTable", "Arn")),
-        ("dynamodb:DeleteItem", get_att("IdempotencyTable", "Arn")),
+        ("config:GetResourceConfigHistory", json!("*")),
     ];
     let granted: BTreeSet<_> = role_allows("HandlerRole")
         .into_iter()
@@ -718,6 +730,29 @@ fn failed_invocations_land_in_the_failure_queue() {
     let q = props("FailureQueue");
     assert_eq!(q["SqsManagedSseEnabled"], json!(true));
     assert_eq!(q["MessageRetentionPeriod"], json!(1_209_600));
+
+    // What EventBridge cannot deliver to the function is parked too, and the queue lets it.
+    let target = &list(&props("EventRule")["Targets"])[0];
+    assert_eq!(
+        target["DeadLetterConfig"]["Arn"],
+        get_att("FailureQueue", "Arn")
+    );
+    let policy = props("FailureQueuePolicy");
+    assert_eq!(list(&policy["Queues"]), [&r#ref("FailureQueue")]);
+    let sns = statement(&policy["PolicyDocument"], "SnsRedrive");
+    assert_eq!(sns["Principal"]["Service"], "sns.amazonaws.com");
+    assert_eq!(
+        sns["Condition"]["ArnEquals"]["aws:SourceArn"],
+        r#ref("Topic")
+    );
+    let events = &list(&policy["PolicyDocument"]["Statement"])[1]["Fn::If"];
+    assert_eq!(events[0], "SourceIsEventBridge");
+    let events = statement(&policy["PolicyDocument"], "EventBridgeDeadLetter");
+    assert_eq!(events["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(
+        events["Condition"]["ArnEquals"]["aws:SourceArn"],
+        get_att("EventRule", "Arn")
+    );
 }
 
 #[test]
@@ -739,6 +774,8 @@ fn function_gets_every_setting_from_the_parameters() {
         ),
         ("SGWATCH_LOOKUP_ACTOR", r#ref("LookupActor")),
         ("SGWATCH_IDEMPOTENCY_TABLE", r#ref("IdempotencyTable")),
+        ("SGWATCH_FAILURE_QUEUE_URL", r#ref("FailureQueue")),
+        ("SGWATCH_CONFIG_BUCKET", r#ref("ConfigBucket")),
         ("RUST_LOG", json!("info")),
     ];
     for (name, value) in &expected {
