@@ -160,36 +160,27 @@ async fn the_handler_role_allows_the_handlers_calls_and_nothing_beside() {
     );
     assert_eq!(moto.ses_messages().await.len(), 1);
 
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let as_handler = aws_sdk_dynamodb::Client::new(&handler);
-    let key = AttributeValue::S("n-1".into());
-    as_handler
-        .put_item()
-        .table_name(TABLE)
-        .item("pk", key.clone())
-        .send()
-        .await
-        .unwrap();
-    let got = as_handler
-        .get_item()
-        .table_name(TABLE)
-        .key("pk", key.clone())
-        .send()
-        .await
-        .unwrap();
-    assert!(got.item().is_some());
-    as_handler
-        .delete_item()
-        .table_name(TABLE)
-        .key("pk", key.clone())
-        .send()
-        .await
-        .unwrap();
-    assert!(as_handler
-        .put_item()
-        .table_name("other-table")
-        .item("pk", key)
-        .send()
+    // The idempotency table through the handler's own calls (claim, ledger, sent, release).
+    use sgwatch_handler::dedupe::{Claim, Dedupe};
+    let dedupe = |table: &str| Dedupe {
+        client: aws_sdk_dynamodb::Client::new(&handler),
+        table: table.to_owned(),
+    };
+    let ours = dedupe(TABLE);
+    let lease = sgwatch_handler::dedupe::lease_until(None);
+    let claim = ours.claim("n-1", "owner-1", lease).await.unwrap();
+    assert!(matches!(claim, Claim::Acquired { .. }), "{claim:?}");
+    ours.record("n-1", &[OWNER.to_owned()]).await.unwrap();
+    ours.mark_sent("n-1").await.unwrap();
+    assert_eq!(
+        ours.claim("n-1", "owner-2", lease).await.unwrap(),
+        Claim::Duplicate
+    );
+    let other = ours.claim("n-2", "owner-1", lease).await.unwrap();
+    assert!(matches!(other, Claim::Acquired { .. }), "{other:?}");
+    ours.release("n-2", "owner-1").await.unwrap();
+    assert!(dedupe("other-table")
+        .claim("n-1", "owner-1", lease)
         .await
         .is_err());
 
