@@ -8,11 +8,12 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
+use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, Decision};
 use crate::dedupe::{Claim, Dedupe};
 use crate::mail::{self, SendError};
 use crate::message::{envelopes, ConfigMessage, Envelope, ItemChange};
-use crate::render::{render, ActorLookup, Email};
+use crate::render::{render, Email};
 use crate::settings::Settings;
 use crate::{actor, aws, oversized};
 
