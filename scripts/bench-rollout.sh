@@ -6,11 +6,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build -q -p sgwatch
 work=$(mktemp -d)
+source scripts/moto-start.sh
 trap 'kill "$moto_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-.venv/bin/python scripts/moto.py > "$work/moto.out" 2> "$work/moto.err" &
-moto_pid=$!
-for _ in $(seq 100); do grep -q READY "$work/moto.out" 2>/dev/null && break; sleep 0.1; done
-endpoint=$(sed -n 's/^READY //p' "$work/moto.out")
+moto_start "$work"
+endpoint=$moto_endpoint
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$endpoint"
 accounts="111111111111 222222222222 333333333333 444444444444"
 .venv/bin/python - "$endpoint" $accounts <<'PY'
@@ -37,6 +36,6 @@ for c in 1 8; do
   start=$(date +%s.%N)
   target/debug/sgwatch rollout --targets "$work/targets.yaml" --handler-zip "$work/bootstrap.zip" --concurrency "$c" install > /dev/null 2>&1
   end=$(date +%s.%N)
-  printf 'install rollout, 8 targets, --concurrency %s: %.2f s\n' "$c" "$(echo "$end - $start" | bc)"
+  printf 'install rollout, 8 targets, --concurrency %s: %.2f s\n' "$c" "$(seconds_between "$start" "$end")"
   target/debug/sgwatch rollout --targets "$work/targets.yaml" --yes teardown > /dev/null 2>&1
 done
