@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Times an 8-target rollout (4 accounts x 2 regions, moto multi-account through sts:AssumeRole) at
-# --concurrency 1 and 8 in the same run. Usage: scripts/bench-rollout.sh
+# --concurrency 1 and 8 in the same run, where the emulator does not bound it: sgwatch talks to moto
+# through scripts/faultproxy.py, which adds LATENCY_MS (default 50) to every call, like the round
+# trip to AWS, and moto holds each new stack in CREATE_IN_PROGRESS for CREATE_SECONDS (default 5)
+# (the SGWATCH_MOTO_CREATE_SECONDS bridge in scripts/moto.py), so the SDK's waiter waits as it
+# does against AWS. Usage: scripts/bench-rollout.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -8,9 +12,16 @@ cargo build -q -p sgwatch
 work=$(mktemp -d)
 source scripts/moto-start.sh
 trap 'kill "$moto_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-moto_start "$work"
+SGWATCH_MOTO_CREATE_SECONDS="${CREATE_SECONDS:-5}" moto_start "$work"
 endpoint=$moto_endpoint
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$endpoint"
+.venv/bin/python scripts/faultproxy.py --target "$endpoint" --rate 0 --latency-ms "${LATENCY_MS:-50}" \
+  > "$work/proxy.out" 2> "$work/proxy.err" &
+proxy_pid=$!
+trap 'kill "$moto_pid" "$proxy_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q READY "$work/proxy.out" 2>/dev/null && break; sleep 0.1; done
+proxy=$(sed -n 's/^READY //p' "$work/proxy.out")
+[ -n "$proxy" ] || { echo "error: the latency proxy did not come up:" >&2; cat "$work/proxy.err" >&2; exit 1; }
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$proxy"
 accounts="111111111111 222222222222 333333333333 444444444444"
 .venv/bin/python - "$endpoint" $accounts <<'PY'
 import sys, boto3
