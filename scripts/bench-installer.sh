@@ -7,11 +7,10 @@ runs="${1:-3}"
 scripts/setup.sh
 cargo build -q -p sgwatch
 work=$(mktemp -d)
+source scripts/moto-start.sh
 trap 'kill "$moto_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-.venv/bin/python scripts/moto.py > "$work/moto.out" 2> "$work/moto.err" &
-moto_pid=$!
-for _ in $(seq 100); do grep -q READY "$work/moto.out" 2>/dev/null && break; sleep 0.1; done
-endpoint=$(sed -n 's/^READY //p' "$work/moto.out")
+moto_start "$work"
+endpoint=$moto_endpoint
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$endpoint"
 .venv/bin/python - <<PY
 import boto3
@@ -29,7 +28,7 @@ step() { # name, args...
   start=$(date +%s.%N)
   SGWATCH_CALL_LOG="$log" target/debug/sgwatch "$@" > /dev/null 2>&1
   end=$(date +%s.%N)
-  printf '%-16s %6.2f s  %3d calls  %3d mutating\n' "$name" "$(echo "$end - $start" | bc)" \
+  printf '%-16s %6.2f s  %3d calls  %3d mutating\n' "$name" "$(seconds_between "$start" "$end")" \
     "$(wc -l < "$log")" "$(grep -c '^WRITE' "$log" || true)"
 }
 for run in $(seq "$runs"); do

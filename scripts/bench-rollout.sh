@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
 # Times an 8-target rollout (4 accounts x 2 regions, moto multi-account through sts:AssumeRole) at
-# --concurrency 1 and 8 in the same run. Usage: scripts/bench-rollout.sh
+# --concurrency 1 and 8 in the same run, where the emulator does not bound it: sgwatch talks to moto
+# through scripts/faultproxy.py, which adds LATENCY_MS (default 50) to every call, like the round
+# trip to AWS, and moto holds each new stack in CREATE_IN_PROGRESS for CREATE_SECONDS (default 5)
+# (the SGWATCH_MOTO_CREATE_SECONDS bridge in scripts/moto.py), so the SDK's waiter waits as it
+# does against AWS. Usage: scripts/bench-rollout.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build -q -p sgwatch
 work=$(mktemp -d)
+source scripts/moto-start.sh
 trap 'kill "$moto_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-.venv/bin/python scripts/moto.py > "$work/moto.out" 2> "$work/moto.err" &
-moto_pid=$!
-for _ in $(seq 100); do grep -q READY "$work/moto.out" 2>/dev/null && break; sleep 0.1; done
-endpoint=$(sed -n 's/^READY //p' "$work/moto.out")
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$endpoint"
+SGWATCH_MOTO_CREATE_SECONDS="${CREATE_SECONDS:-5}" moto_start "$work"
+endpoint=$moto_endpoint
+.venv/bin/python scripts/faultproxy.py --target "$endpoint" --rate 0 --latency-ms "${LATENCY_MS:-50}" \
+  > "$work/proxy.out" 2> "$work/proxy.err" &
+proxy_pid=$!
+trap 'kill "$moto_pid" "$proxy_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q READY "$work/proxy.out" 2>/dev/null && break; sleep 0.1; done
+proxy=$(sed -n 's/^READY //p' "$work/proxy.out")
+[ -n "$proxy" ] || { echo "error: the latency proxy did not come up:" >&2; cat "$work/proxy.err" >&2; exit 1; }
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$proxy"
 accounts="111111111111 222222222222 333333333333 444444444444"
 .venv/bin/python - "$endpoint" $accounts <<'PY'
 import sys, boto3
@@ -37,6 +47,6 @@ for c in 1 8; do
   start=$(date +%s.%N)
   target/debug/sgwatch rollout --targets "$work/targets.yaml" --handler-zip "$work/bootstrap.zip" --concurrency "$c" install > /dev/null 2>&1
   end=$(date +%s.%N)
-  printf 'install rollout, 8 targets, --concurrency %s: %.2f s\n' "$c" "$(echo "$end - $start" | bc)"
+  printf 'install rollout, 8 targets, --concurrency %s: %.2f s\n' "$c" "$(seconds_between "$start" "$end")"
   target/debug/sgwatch rollout --targets "$work/targets.yaml" --yes teardown > /dev/null 2>&1
 done

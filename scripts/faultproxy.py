@@ -8,6 +8,7 @@ without an answer before the request reaches moto, and one closed after moto has
 (the answer is lost: the caller must cope with its own retry finding the work done).
 
     faultproxy.py --target http://127.0.0.1:PORT --rate 0.1 --seed 7
+    faultproxy.py --target http://127.0.0.1:PORT --rate 0 --latency-ms 50   (latency only)
 prints `READY http://127.0.0.1:PORT` and `STATS <json>` to stderr every time it is asked
 (GET /_faults/stats) or on exit.
 
@@ -25,6 +26,7 @@ import random
 import socket
 import sys
 import threading
+import time
 import urllib.parse
 
 FAULTS = ["503", "500", "throttle", "drop-before", "drop-after"]
@@ -39,6 +41,8 @@ def main():
     p.add_argument("--faults", default=",".join(FAULTS), help="comma-separated kinds to inject")
     p.add_argument("--answer", action="append", default=[], metavar="CODE:N:OPERATION",
                    help="answer the first N requests for OPERATION with AWS error CODE")
+    p.add_argument("--latency-ms", type=float, default=0,
+                   help="delay every forwarded call by this much, like the round trip to AWS")
     args = p.parse_args()
     # operation -> [code, how many are left to answer]
     answers = {}
@@ -97,6 +101,8 @@ def main():
                                        "application/x-amz-json-1.1", {"x-amzn-ErrorType": "ThrottlingException"})
                 return self.answer(400, b"<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code>"
                                         b"<Message>Rate exceeded (injected)</Message></Error></ErrorResponse>", "text/xml")
+            if args.latency_ms:
+                time.sleep(args.latency_ms / 1000)
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
             conn.request(self.command, self.path, body=body, headers=headers)

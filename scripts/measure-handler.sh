@@ -10,11 +10,10 @@ export PATH="$PWD/.venv/bin:$PATH"
 cargo build -q --release -p sgwatch-handler --bin bootstrap
 work=$(mktemp -d)
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-.venv/bin/python scripts/moto.py > "$work/moto.out" 2> /dev/null &
-pids+=($!)
-for _ in $(seq 100); do grep -q READY "$work/moto.out" 2>/dev/null && break; sleep 0.1; done
-moto=$(sed -n 's/^READY //p' "$work/moto.out")
+source scripts/moto-start.sh
+trap 'kill "$moto_pid" "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+moto_start "$work"
+moto=$moto_endpoint
 .venv/bin/python - "$moto" <<'PY'
 import sys, boto3
 boto3.client("sesv2", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="t",
@@ -39,6 +38,7 @@ for _ in $(seq "$n"); do
 done
 end=$(date +%s.%N)
 curl -s -X POST --data-binary @tests/fixtures/rdp-opened.sns-event.json "$url"; echo
-printf 'invocations: %s, %.1f ms each end to end (emulator + handler + moto SES)\n' "$n" "$(echo "($end - $start) * 1000 / $n" | bc -l)"
+printf 'invocations: %s, %s ms each end to end (emulator + handler + moto SES)\n' "$n" \
+  "$(awk -v s="$start" -v e="$end" -v n="$n" 'BEGIN { printf "%.1f", (e - s) * 1000 / n }')"
 grep -E 'VmHWM|VmRSS' /proc/$bootstrap/status
 ls -l target/release/bootstrap | awk '{print "bootstrap (host, release):", $5, "bytes"}'

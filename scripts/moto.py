@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from email import policy
 
 # This file is named moto.py, and Python puts its directory first on sys.path: without this,
@@ -160,6 +161,44 @@ def _authorize_like_aws(check_action_permitted):
 
 
 IAMRequest.check_action_permitted = _authorize_like_aws(IAMRequest.check_action_permitted)
+
+
+# Bridge (opt-in, for benchmarks): moto creates a stack within the ExecuteChangeSet call, AWS takes
+# seconds to minutes, during which DescribeStacks reports CREATE_IN_PROGRESS. With
+# SGWATCH_MOTO_CREATE_SECONDS=N, a stack created by a change set reads as CREATE_IN_PROGRESS for N
+# seconds after the call (its resources already exist), so waiting on CloudFormation costs what it
+# costs against AWS. Unset or 0: moto's own behaviour.
+CREATE_SECONDS = float(os.environ.get("SGWATCH_MOTO_CREATE_SECONDS") or 0)
+
+
+def _hold_created_stacks(execute_change_set):
+    def wrapper(self, change_set_name, stack_name=None):
+        execute_change_set(self, change_set_name, stack_name)
+        for stack in self.stacks.values():
+            if stack.status == "CREATE_COMPLETE" and not hasattr(stack, "_sgwatch_created_at"):
+                stack._sgwatch_created_at = time.monotonic()
+                stack.status = "CREATE_IN_PROGRESS"
+
+    return wrapper
+
+
+def _release_held_stacks(describe_stacks):
+    def wrapper(self, name_or_stack_id):
+        for stack in self.stacks.values():
+            held_since = getattr(stack, "_sgwatch_created_at", None)
+            if (stack.status == "CREATE_IN_PROGRESS" and held_since is not None
+                    and time.monotonic() - held_since >= CREATE_SECONDS):
+                stack.status = "CREATE_COMPLETE"
+        return describe_stacks(self, name_or_stack_id)
+
+    return wrapper
+
+
+if CREATE_SECONDS > 0:
+    CloudFormationBackend.execute_change_set = _hold_created_stacks(
+        CloudFormationBackend.execute_change_set)
+    CloudFormationBackend.describe_stacks = _release_held_stacks(
+        CloudFormationBackend.describe_stacks)
 
 
 def _flatten(destinations) -> list[str]:

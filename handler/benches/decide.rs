@@ -2,9 +2,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Value};
+use sgwatch_handler::actor::ActorLookup;
 use sgwatch_handler::decide::{analyze, decide};
 use sgwatch_handler::message::{envelopes, ConfigMessage};
-use sgwatch_handler::render::{render, ActorLookup};
+use sgwatch_handler::render::render;
 use sgwatch_handler::settings::Policy;
 
 fn fixture(name: &str) -> Value {

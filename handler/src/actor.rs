@@ -9,8 +9,6 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use serde_json::Value;
 
-use crate::render::{Actor, ActorLookup};
-
 /// The API calls that change a security group.
 pub const SECURITY_GROUP_EVENTS: [&str; 7] = [
     "AuthorizeSecurityGroupIngress",
@@ -26,6 +24,23 @@ pub const SECURITY_GROUP_EVENTS: [&str; 7] = [
 const LOOK_BACK_SECS: i64 = 30 * 60;
 /// CloudTrail's event time can be slightly after Config's capture time.
 const LOOK_AHEAD_SECS: i64 = 5 * 60;
+
+/// Who made the change, from CloudTrail.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Actor {
+    pub arn: Option<String>,
+    pub source_ip: Option<String>,
+    pub time: Option<String>,
+    pub event_name: Option<String>,
+}
+
+/// The outcome of looking up the actor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActorLookup {
+    Found(Actor),
+    /// Not found or not looked up; the text says why.
+    Unknown(String),
+}
 
 /// One CloudTrail event, reduced to what the choice needs.
 #[derive(Debug, Clone, PartialEq)]

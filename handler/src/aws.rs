@@ -1,6 +1,11 @@
 //! Building AWS SDK configuration the same way everywhere: TLS through rustls with ring (no C
 //! toolchain needed to cross-compile), the SDK's standard retry policy, and an optional endpoint
 //! override for local emulators.
+//!
+//! All clients share one HTTPS client, and its TLS setup waits for the first request: the SDK's
+//! hyper client loads the system's trust roots when each SDK client is built (in
+//! `validate_base_client_config`), which was most of the Lambda's init time (the bundle plus every
+//! file of `/etc/ssl/certs` read and parsed before the function could ask for its first event).
 
 use std::time::Duration;
 
@@ -9,13 +14,46 @@ use aws_smithy_http_client::{
     tls::{self, rustls_provider::CryptoMode},
     Builder,
 };
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use std::sync::OnceLock;
 
-/// The HTTPS client every SDK client of sgwatch uses.
+/// The HTTPS client every SDK client of sgwatch uses; its TLS setup happens on the first request.
 pub fn http_client() -> SharedHttpClient {
-    Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    SharedHttpClient::new(OnFirstUse::default())
+}
+
+/// The SDK's hyper HTTPS client, built when a request first needs it. It does not pass on
+/// `validate_base_client_config`, the hook in which the hyper client loads the trust roots early;
+/// the default (no check) is what remains, and everything a request uses is delegated.
+#[derive(Debug, Default)]
+struct OnFirstUse(OnceLock<SharedHttpClient>);
+
+impl OnFirstUse {
+    fn client(&self) -> &SharedHttpClient {
+        self.0.get_or_init(|| {
+            Builder::new()
+                .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+                .build_https()
+        })
+    }
+}
+
+impl HttpClient for OnFirstUse {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.client().http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.client().connector_metadata()
+    }
 }
 
 /// A config loader with sgwatch's HTTP client and retry policy; the caller adds profile, region

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::message::{ConfigurationItem, ItemChange};
 use crate::recipients::parse_owner_tag;
+use crate::render::one_line;
 use crate::rules::{diff, Change, Direction, RuleSet};
 use crate::settings::Policy;
 use crate::severity::{classify, overall, Severity};
@@ -404,14 +405,6 @@ fn deciding_tags(item: &ConfigurationItem, previous: Option<&Value>) -> BTreeMap
     } else {
         current
     }
-}
-
-/// A resource-supplied value on one line: control characters become spaces.
-pub fn one_line(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 #[cfg(test)]

@@ -4,9 +4,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, PropertyChange};
 use crate::message::{envelopes, ConfigMessage};
-use crate::render::{render, ActorLookup};
+use crate::render::render;
 use crate::rules::Change;
 use crate::settings::Policy;
 use crate::severity::Severity;

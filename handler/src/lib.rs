@@ -3,8 +3,9 @@
 //!
 //! The decision path (`message` → `decide` (with `rules`, `severity`, `recipients`) → `render`)
 //! is pure and shared with `sgwatch explain`; the AWS calls live at the edge (`actor`, `mail`,
-//! `oversized`) and `process` ties them together for one Lambda invocation. `synth` builds the
-//! notifications AWS Config would send, for the demo and the end-to-end tests.
+//! `oversized`) and `process` ties them together for one Lambda invocation. The notifications
+//! AWS Config would send, for test events, the demo and the tests, are built by the separate
+//! `sgwatch-synth` crate (`handler/synth/`), so this library and the Lambda carry none of that.
 
 pub mod actor;
 pub mod aws;
@@ -20,4 +21,3 @@ pub mod render;
 pub mod rules;
 pub mod settings;
 pub mod severity;
-pub mod synth;

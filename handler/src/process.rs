@@ -24,13 +24,14 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
+use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, PropertyChange, Subject};
 use crate::dedupe::{self, Claim, Dedupe, DedupeError};
 use crate::mail::{self, SendError};
 use crate::message::{
     envelopes, ConfigMessage, Envelope, ItemChange, ParseError, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
-use crate::render::{render, ActorLookup, Email};
+use crate::render::{render, Email};
 use crate::settings::Settings;
 use crate::{actor, aws, oversized};
 

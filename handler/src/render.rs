@@ -8,26 +8,10 @@ use std::fmt::Write as _;
 
 use html_escape::{encode_double_quoted_attribute, encode_text};
 
-use crate::decide::{one_line, Decision};
+use crate::actor::ActorLookup;
+use crate::decide::Decision;
 use crate::rules::{Action, Change};
 use crate::severity::classify;
-
-/// Who made the change, from CloudTrail.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Actor {
-    pub arn: Option<String>,
-    pub source_ip: Option<String>,
-    pub time: Option<String>,
-    pub event_name: Option<String>,
-}
-
-/// The outcome of looking up the actor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActorLookup {
-    Found(Actor),
-    /// Not found or not looked up; the text says why.
-    Unknown(String),
-}
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,9 +315,18 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     h
 }
 
+/// A resource-supplied value on one line: control characters become spaces.
+pub fn one_line(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actor::Actor;
     use crate::decide::{analyze, decide};
     use crate::message::{parse_message, ConfigMessage};
     use crate::settings::Policy;

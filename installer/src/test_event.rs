@@ -7,7 +7,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
 use serde_json::Value;
-use sgwatch_handler::synth::{self, Capture};
+use sgwatch_synth::{self as synth, Capture};
 
 use crate::stack;
 

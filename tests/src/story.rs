@@ -4,7 +4,7 @@
 //! Department A owns a group that allows HTTP from the internet; Department B adds RDP from
 //! 0.0.0.0/0 to it. sgwatch is installed with the real installer, the group's real states are
 //! read from moto's EC2, the notification AWS Config would send is built from them
-//! ([`sgwatch_handler::synth`]), and the real `bootstrap` binary handles it under cargo-lambda's
+//! ([`sgwatch_synth`]), and the real `bootstrap` binary handles it under cargo-lambda's
 //! Lambda Runtime API emulator, sending through moto's SES. An untagged group's change must send
 //! nothing; teardown must leave nothing that install created.
 //!
@@ -25,7 +25,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
 use aws_smithy_types::{Blob, DateTime};
 use serde_json::Value;
-use sgwatch_handler::synth::{self, Capture};
+use sgwatch_synth::{self as synth, Capture};
 use tokio::process::{Child, Command};
 
 use crate::{repo_root, Moto, SentEmail, ACCOUNT, REGION};

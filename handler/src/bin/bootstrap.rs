@@ -1,28 +1,28 @@
-//! The Lambda entry point: JSON logs, settings checked once, SDK clients built once, then the
-//! runtime loop.
+//! The Lambda entry point: logs set up by the runtime's own initialisation, settings checked once,
+//! SDK clients prepared once, then the runtime loop.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use sgwatch_handler::{aws, process, settings::Settings};
 
-/// `RUST_LOG` as a single level (`error` … `trace`); `info` when unset or unreadable.
-fn log_level() -> tracing::Level {
-    std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(tracing::Level::INFO)
+fn main() -> Result<(), Error> {
+    // Lambda's logging controls set AWS_LAMBDA_LOG_FORMAT (and AWS_LAMBDA_LOG_LEVEL) from the
+    // function's LoggingConfig; when nothing chose a format, keep the JSON lines (one `decision`
+    // line per notification) that the README documents. This runs before any thread exists, the
+    // one time changing the environment is sound.
+    // https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-logformat.html
+    if std::env::var_os("AWS_LAMBDA_LOG_FORMAT").is_none() {
+        std::env::set_var("AWS_LAMBDA_LOG_FORMAT", "JSON");
+    }
+    lambda_runtime::tracing::init_default_subscriber();
+
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(log_level())
-        .with_current_span(false)
-        .with_target(false)
-        .without_time()
-        .init();
-
+async fn run() -> Result<(), Error> {
     // A wrong setting stops the function here, once, with one clear message.
     let settings =
         Settings::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid settings"))?;
