@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
 use aws_config::{Region, SdkConfig};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -40,10 +39,21 @@ pub struct GlobalArgs {
     /// Do not ask for confirmation
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Log what is done on standard error: -v sgwatch's and the AWS SDK's debug lines, -vv also
+    /// trace lines (RUST_LOG, when set, decides instead)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The global flags do not make a usable configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no AWS region: pass --region, set AWS_REGION, or set a region in your profile")]
+    NoRegion,
 }
 
 /// Loads SDK configuration for the global flags.
-pub async fn load(args: &GlobalArgs) -> Result<SdkConfig> {
+pub async fn load(args: &GlobalArgs) -> Result<SdkConfig, ConfigError> {
     let mut loader = sgwatch_handler::aws::config_loader().http_client(http_client());
     if let Some(profile) = &args.profile {
         loader = loader.profile_name(profile);
@@ -56,9 +66,7 @@ pub async fn load(args: &GlobalArgs) -> Result<SdkConfig> {
     }
     let config = loader.load().await;
     if config.region().is_none() {
-        anyhow::bail!(
-            "no AWS region: pass --region, set AWS_REGION, or set a region in your profile"
-        );
+        return Err(ConfigError::NoRegion);
     }
     Ok(config)
 }
@@ -225,7 +233,7 @@ pub async fn assume(
     base: &SdkConfig,
     g: &GlobalArgs,
     target: &crate::rollout::Target,
-) -> Result<SdkConfig> {
+) -> SdkConfig {
     let mut provider = aws_config::sts::AssumeRoleProvider::builder(&target.role_arn)
         .session_name("sgwatch-rollout")
         .region(Region::new(target.region.clone()));
@@ -240,5 +248,5 @@ pub async fn assume(
     if let Some(endpoint) = &g.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
-    Ok(loader.load().await)
+    loader.load().await
 }

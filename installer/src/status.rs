@@ -16,38 +16,15 @@ use serde::Serialize;
 use sgwatch_handler::settings::Settings;
 
 use crate::artifacts;
-use crate::aws::{IdentityError, Place};
-use crate::recorder::{self, RecorderError};
-use crate::stack::{self, StackError};
+use crate::aws::Place;
+use crate::recorder;
+use crate::stack;
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// CloudFormation stack name
     #[arg(long, default_value = "sgwatch")]
     pub stack_name: String,
-}
-
-/// Why status could not look (a broken chain is reported, not returned).
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    #[error(transparent)]
-    Stack(Box<StackError>),
-    #[error(transparent)]
-    Recorder(Box<RecorderError>),
-}
-
-impl From<StackError> for StatusError {
-    fn from(e: StackError) -> Self {
-        StatusError::Stack(Box::new(e))
-    }
-}
-
-impl From<RecorderError> for StatusError {
-    fn from(e: RecorderError) -> Self {
-        StatusError::Recorder(Box::new(e))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,20 +54,25 @@ impl Status {
     pub fn failed(&self) -> bool {
         self.checks.iter().any(|c| c.level == Level::Fail)
     }
+}
 
-    pub fn print(&self) {
-        println!(
+/// One line per check, under a heading naming the account and region.
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
             "sgwatch status, account {} in {}:",
             self.account, self.region
-        );
+        )?;
         for c in &self.checks {
             let level = match c.level {
                 Level::Ok => "ok  ",
                 Level::Warn => "warn",
                 Level::Fail => "FAIL",
             };
-            println!("  {level}  {:<34} {}", c.check, c.detail);
+            writeln!(f, "  {level}  {:<34} {}", c.check, c.detail)?;
         }
+        Ok(())
     }
 }
 
@@ -126,7 +108,7 @@ fn said<E: ProvideErrorMetadata>(e: &E) -> String {
 }
 
 /// Runs every check.
-pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, StatusError> {
+pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, crate::Error> {
     let place = crate::aws::place(config).await?;
     let mut c = Checks::default();
     let name = &args.stack_name;
