@@ -65,6 +65,12 @@ pub async fn load(args: &GlobalArgs) -> Result<SdkConfig, ConfigError> {
         loader = loader.endpoint_url(endpoint);
     }
     let config = loader.load().await;
+    tracing::debug!(
+        region = ?config.region(),
+        profile = ?args.profile,
+        endpoint = ?args.endpoint_url,
+        "loaded the AWS configuration"
+    );
     if config.region().is_none() {
         return Err(ConfigError::NoRegion);
     }

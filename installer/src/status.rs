@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
+use aws_sdk_cloudformation::types::StackStatus;
 use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use clap::Args;
 use serde::Serialize;
@@ -129,13 +130,17 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
             (BTreeMap::new(), BTreeMap::new())
         }
         Some(s) => {
-            let status = s.stack_status().map(|s| s.as_str()).unwrap_or("?");
-            if matches!(status, "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
-                c.ok("stack", format!("{name} is {status}"));
+            let status = s.stack_status();
+            let shown = status.map(|s| s.as_str()).unwrap_or("?");
+            if matches!(
+                status,
+                Some(StackStatus::CreateComplete | StackStatus::UpdateComplete)
+            ) {
+                c.ok("stack", format!("{name} is {shown}"));
             } else {
                 c.fail(
                     "stack",
-                    format!("{name} is {status}: {install} (see its events for the cause)"),
+                    format!("{name} is {shown}: {install} (see its events for the cause)"),
                 );
             }
             (
@@ -442,7 +447,7 @@ async fn event_rule(
     let targets = events.list_targets_by_rule().rule(&rule).send().await;
     match (described, targets) {
         (Ok(r), Ok(t)) => {
-            let enabled = r.state().map(|s| s.as_str()) == Some("ENABLED");
+            let enabled = r.state() == Some(&aws_sdk_eventbridge::types::RuleState::Enabled);
             let aimed = t.targets().iter().any(|t| t.arn() == function_arn);
             match (enabled, aimed) {
                 (true, true) => c.ok(check, format!("{rule} → {function_arn}")),

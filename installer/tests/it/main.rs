@@ -4,5 +4,6 @@ mod explain;
 mod faults;
 mod install;
 mod interrupt;
+mod logging;
 mod policy;
 mod rollout;
