@@ -259,31 +259,24 @@ fn sns_for(config: &SdkConfig, topic: &str) -> aws_sdk_sns::Client {
     aws_sdk_sns::Client::from_conf(builder.build())
 }
 
-/// Which of the found recorder and channel are install's: its record says so, or (the record
-/// lost) they point at this stack's role and bucket, which nobody else uses.
-fn owned(
+/// Which of the found recorder and channel are install's, for install and teardown alike: its
+/// record says it created them, or (the record lost to an interrupted install) they point at this
+/// stack's role and bucket, which nobody else uses.
+pub fn owned(
     found: &recorder::Found,
     state: Option<&InstallState>,
     outputs: &BTreeMap<String, String>,
 ) -> Owned {
-    let recorded = |kind: &str, name: &str, actual: Option<&str>| {
-        state.is_some_and(|s| {
-            let (how, named) = match kind {
-                "recorder" => (&s.recorder, &s.recorder_name),
-                _ => (&s.channel, &s.channel_name),
-            };
-            how == "created" && Some(named.as_str()) == actual && !name.is_empty()
-        })
-    };
+    let created =
+        |how: &str, named: &str, actual: Option<&str>| how == "created" && Some(named) == actual;
+    let output = |key: &str| outputs.get(key).map(String::as_str);
     let recorder = found.recorder.as_ref().is_some_and(|r| {
-        recorded("recorder", recorder::NAME, r.name())
-            || (r.role_arn().is_some()
-                && r.role_arn() == outputs.get("ConfigRoleArn").map(String::as_str))
+        state.is_some_and(|s| created(&s.recorder, &s.recorder_name, r.name()))
+            || (r.role_arn().is_some() && r.role_arn() == output("ConfigRoleArn"))
     });
     let channel = found.channel.as_ref().is_some_and(|c| {
-        recorded("channel", recorder::NAME, c.name())
-            || (c.s3_bucket_name().is_some()
-                && c.s3_bucket_name() == outputs.get("ConfigBucketName").map(String::as_str))
+        state.is_some_and(|s| created(&s.channel, &s.channel_name, c.name()))
+            || (c.s3_bucket_name().is_some() && c.s3_bucket_name() == output("ConfigBucketName"))
     });
     Owned { recorder, channel }
 }

@@ -88,27 +88,9 @@ pub async fn teardown(
             removed.push(format!("subscription of the handler to {topic}"));
         }
     }
-    // Ours when the record says install created it, or (the record lost to an interrupted
-    // install) when it uses this stack's role or bucket, which nothing else does.
     let found = recorder::find(&cfg, &place).await?;
-    let recorded = |kind: &str, actual: Option<&str>| {
-        state.as_ref().is_some_and(|s| {
-            let (how, named) = match kind {
-                "recorder" => (&s.recorder, &s.recorder_name),
-                _ => (&s.channel, &s.channel_name),
-            };
-            how == "created" && actual == Some(named.as_str())
-        })
-    };
-    let output = |key: &str| outputs.get(key).map(String::as_str);
-    let recorder_ours = found.recorder.as_ref().is_some_and(|r| {
-        recorded("recorder", r.name())
-            || (r.role_arn().is_some() && r.role_arn() == output("ConfigRoleArn"))
-    });
-    let channel_ours = found.channel.as_ref().is_some_and(|c| {
-        recorded("channel", c.name())
-            || (c.s3_bucket_name().is_some() && c.s3_bucket_name() == output("ConfigBucketName"))
-    });
+    let owned = crate::install::owned(&found, state.as_ref(), &outputs);
+    let (recorder_ours, channel_ours) = (owned.recorder, owned.channel);
     match (found.recorder_name(), found.channel_name()) {
         (Some(r), channel) if recorder_ours => {
             let channel = channel.filter(|_| channel_ours);
