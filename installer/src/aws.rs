@@ -128,6 +128,16 @@ pub struct IdentityError {
 
 /// Who we are: `sts:GetCallerIdentity`.
 pub async fn place(config: &SdkConfig) -> Result<Place, IdentityError> {
+    Ok(caller(config).await?.0)
+}
+
+/// The caller's partition (`aws`, `aws-cn`, `aws-us-gov`…), from its own ARN: every ARN we build
+/// is in it.
+pub async fn partition(config: &SdkConfig) -> Result<String, IdentityError> {
+    Ok(caller(config).await?.1)
+}
+
+async fn caller(config: &SdkConfig) -> Result<(Place, String), IdentityError> {
     let region = config.region().map(|r| r.to_string()).unwrap_or_default();
     let me = aws_sdk_sts::Client::new(config)
         .get_caller_identity()
@@ -137,10 +147,19 @@ pub async fn place(config: &SdkConfig) -> Result<Place, IdentityError> {
             region: region.clone(),
             detail: error_text(&e),
         })?;
-    Ok(Place {
+    let place = Place {
         account: me.account().unwrap_or_default().to_owned(),
         region,
-    })
+    };
+    Ok((place, partition_of(me.arn().unwrap_or_default()).to_owned()))
+}
+
+/// The partition of an ARN (`arn:PARTITION:service:…`); `aws` when it names none.
+pub fn partition_of(arn: &str) -> &str {
+    arn.split(':')
+        .nth(1)
+        .filter(|p| arn.starts_with("arn:") && !p.is_empty())
+        .unwrap_or("aws")
 }
 
 /// The HTTP client: the handler's, wrapped to append each call to `SGWATCH_CALL_LOG` when set.
@@ -239,8 +258,9 @@ pub async fn assume(
     base: &SdkConfig,
     g: &GlobalArgs,
     target: &crate::rollout::Target,
+    partition: &str,
 ) -> SdkConfig {
-    let mut provider = aws_config::sts::AssumeRoleProvider::builder(&target.role_arn)
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(target.role_arn(partition))
         .session_name("sgwatch-rollout")
         .region(Region::new(target.region.clone()));
     if let Some(id) = &target.external_id {

@@ -138,9 +138,28 @@ pub struct Target {
     pub account: String,
     pub region: String,
     /// The role assumed in the account.
-    pub role_arn: String,
+    pub role: Role,
     pub external_id: Option<String>,
     pub settings: TargetSettings,
+}
+
+/// The role a target names: a whole ARN, or a name in the target's account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Arn(String),
+    Name(String),
+}
+
+impl Target {
+    /// The role's ARN; a role given by name is in `partition`, the caller's own (`aws-cn` in
+    /// China, `aws-us-gov` in GovCloud).
+    pub fn role_arn(&self, partition: &str) -> String {
+        match &self.role {
+            Role::Arn(arn) => arn.clone(),
+            Role::Name(name) => format!("arn:{partition}:iam::{}:role/{name}", self.account),
+        }
+    }
 }
 
 /// A targets file that cannot be used; says where and what to change.
@@ -212,14 +231,14 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
                 ));
             }
         }
-        let role_arn = match (&settings.role_arn, &settings.role_name) {
+        let role = match (&settings.role_arn, &settings.role_name) {
             (Some(arn), _) => {
                 if !arn.starts_with("arn:aws") || !arn.contains(":role/") {
                     return Err(err(line, format!("role_arn {arn:?} is not an IAM role ARN")));
                 }
-                arn.replace("{account}", &account)
+                Role::Arn(arn.replace("{account}", &account))
             }
-            (None, Some(name)) => format!("arn:aws:iam::{account}:role/{name}"),
+            (None, Some(name)) => Role::Name(name.clone()),
             (None, None) => {
                 return Err(err(line, format!("account {account} has no role to assume: set `role_name` (or `role_arn`) on it or in `defaults`")))
             }
@@ -234,7 +253,7 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
             out.push(Target {
                 account: account.clone(),
                 region,
-                role_arn: role_arn.clone(),
+                role: role.clone(),
                 external_id: settings.external_id.clone(),
                 settings: settings.clone(),
             });
@@ -464,10 +483,12 @@ pub async fn rollout(
         (None, _) => Some(package::build(package::Arch::Arm64, Path::new("dist"))?.path),
     };
     let base = crate::aws::load(g).await?;
+    // Roles given by name are in the caller's partition, read from its own ARN.
+    let partition = crate::aws::partition(&base).await?;
     let action = args.action;
     let run = |t: Target| {
-        let (base, zip, g) = (base.clone(), zip.clone(), g.clone());
-        async move { on_target(&base, &g, &t, action, zip).await }
+        let (base, zip, g, partition) = (base.clone(), zip.clone(), g.clone(), partition.clone());
+        async move { on_target(&base, &g, &t, &partition, action, zip).await }
     };
     let reports = run_all(targets, action, args.concurrency, run, on_done).await;
     Ok(Rollout(reports))
@@ -506,10 +527,11 @@ async fn on_target(
     base: &SdkConfig,
     g: &GlobalArgs,
     t: &Target,
+    partition: &str,
     action: Action,
     zip: Option<PathBuf>,
 ) -> Result<Vec<String>, crate::Error> {
-    let config = crate::aws::assume(base, g, t).await;
+    let config = crate::aws::assume(base, g, t, partition).await;
     match action {
         Action::Install => Ok(install::install(&install_args(t, zip), &config, false)
             .await?
@@ -575,8 +597,16 @@ targets:
             ]
         );
         assert_eq!(
-            t[0].role_arn,
+            t[0].role_arn("aws"),
             "arn:aws:iam::111122223333:role/OrganizationAccountAccessRole"
+        );
+        assert_eq!(
+            t[0].role_arn("aws-cn"),
+            "arn:aws-cn:iam::111122223333:role/OrganizationAccountAccessRole"
+        );
+        assert_eq!(
+            t[0].role_arn("aws-us-gov"),
+            "arn:aws-us-gov:iam::111122223333:role/OrganizationAccountAccessRole"
         );
         assert_eq!(t[2].external_id.as_deref(), Some("xyz"));
         assert_eq!(
@@ -646,6 +676,21 @@ targets:
         )
         .unwrap();
         assert_eq!(t[0].settings.source, Some(Source::Eventbridge));
+    }
+
+    #[test]
+    fn the_partition_is_read_from_the_callers_arn() {
+        use crate::aws::partition_of;
+        assert_eq!(
+            partition_of("arn:aws-cn:iam::111122223333:user/a"),
+            "aws-cn"
+        );
+        assert_eq!(
+            partition_of("arn:aws-us-gov:sts::111122223333:assumed-role/r/s"),
+            "aws-us-gov"
+        );
+        assert_eq!(partition_of("arn:aws:iam::111122223333:root"), "aws");
+        assert_eq!(partition_of(""), "aws");
     }
 
     #[test]
