@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
+use sgwatch_handler::severity::Severity;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -80,7 +81,9 @@ pub struct TargetSettings {
     pub regions: Option<Vec<String>>,
     pub sender: Option<String>,
     pub fallback_recipient: Option<String>,
-    pub always_notify_at: Option<String>,
+    /// A severity name; a misspelt one is an error in the file, as the flag's would be.
+    #[serde(default, deserialize_with = "severity")]
+    pub always_notify_at: Option<Severity>,
     pub notify_tag: Option<String>,
     pub owner_tag: Option<String>,
     pub resource_types: Option<String>,
@@ -89,6 +92,16 @@ pub struct TargetSettings {
     /// `sns` or `eventbridge`; anything else is an error in the file, not a silent default.
     pub source: Option<Source>,
     pub extend_recorder: Option<bool>,
+}
+
+/// A severity as the handler reads it (`critical` … `info`).
+fn severity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Error> {
+    let Some(name) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    name.parse()
+        .map(Some)
+        .map_err(|why| serde::de::Error::custom(format!("always_notify_at {name:?}: {why}")))
 }
 
 impl TargetSettings {
@@ -501,7 +514,7 @@ fn install_args(t: &Target, zip: Option<PathBuf>) -> InstallArgs {
         sender: s.sender.clone().unwrap_or_default(),
         policy: policy_args::PolicyArgs {
             fallback_recipient: s.fallback_recipient.clone(),
-            always_notify_at: s.always_notify_at.clone(),
+            always_notify_at: s.always_notify_at.map(|level| level.as_str().to_owned()),
             notify_tag: s.notify_tag.clone(),
             owner_tag: s.owner_tag.clone(),
             resource_types: s.resource_types.clone(),
@@ -676,6 +689,17 @@ targets:
         )
         .unwrap();
         assert_eq!(t[0].settings.source, Some(Source::Eventbridge));
+
+        let e = error(&format!(
+            "{base}  - account: \"111122223333\"\n    always_notify_at: hihg\n"
+        ));
+        assert!(e.message.contains("always_notify_at \"hihg\""), "{e}");
+        let t = parse_targets(
+            "t",
+            &format!("{base}  - account: \"111122223333\"\n    always_notify_at: high\n"),
+        )
+        .unwrap();
+        assert_eq!(t[0].settings.always_notify_at, Some(Severity::High));
     }
 
     #[test]
