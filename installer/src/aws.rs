@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Result;
 use aws_config::{Region, SdkConfig};
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -40,10 +39,21 @@ pub struct GlobalArgs {
     /// Do not ask for confirmation
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// Log what is done on standard error: -v sgwatch's and the AWS SDK's debug lines, -vv also
+    /// trace lines (RUST_LOG, when set, decides instead)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// The global flags do not make a usable configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no AWS region: pass --region, set AWS_REGION, or set a region in your profile")]
+    NoRegion,
 }
 
 /// Loads SDK configuration for the global flags.
-pub async fn load(args: &GlobalArgs) -> Result<SdkConfig> {
+pub async fn load(args: &GlobalArgs) -> Result<SdkConfig, ConfigError> {
     let mut loader = sgwatch_handler::aws::config_loader().http_client(http_client());
     if let Some(profile) = &args.profile {
         loader = loader.profile_name(profile);
@@ -55,10 +65,14 @@ pub async fn load(args: &GlobalArgs) -> Result<SdkConfig> {
         loader = loader.endpoint_url(endpoint);
     }
     let config = loader.load().await;
+    tracing::debug!(
+        region = ?config.region(),
+        profile = ?args.profile,
+        endpoint = ?args.endpoint_url,
+        "loaded the AWS configuration"
+    );
     if config.region().is_none() {
-        anyhow::bail!(
-            "no AWS region: pass --region, set AWS_REGION, or set a region in your profile"
-        );
+        return Err(ConfigError::NoRegion);
     }
     Ok(config)
 }
@@ -114,6 +128,16 @@ pub struct IdentityError {
 
 /// Who we are: `sts:GetCallerIdentity`.
 pub async fn place(config: &SdkConfig) -> Result<Place, IdentityError> {
+    Ok(caller(config).await?.0)
+}
+
+/// The caller's partition (`aws`, `aws-cn`, `aws-us-gov`…), from its own ARN: every ARN we build
+/// is in it.
+pub async fn partition(config: &SdkConfig) -> Result<String, IdentityError> {
+    Ok(caller(config).await?.1)
+}
+
+async fn caller(config: &SdkConfig) -> Result<(Place, String), IdentityError> {
     let region = config.region().map(|r| r.to_string()).unwrap_or_default();
     let me = aws_sdk_sts::Client::new(config)
         .get_caller_identity()
@@ -123,10 +147,19 @@ pub async fn place(config: &SdkConfig) -> Result<Place, IdentityError> {
             region: region.clone(),
             detail: error_text(&e),
         })?;
-    Ok(Place {
+    let place = Place {
         account: me.account().unwrap_or_default().to_owned(),
         region,
-    })
+    };
+    Ok((place, partition_of(me.arn().unwrap_or_default()).to_owned()))
+}
+
+/// The partition of an ARN (`arn:PARTITION:service:…`); `aws` when it names none.
+pub fn partition_of(arn: &str) -> &str {
+    arn.split(':')
+        .nth(1)
+        .filter(|p| arn.starts_with("arn:") && !p.is_empty())
+        .unwrap_or("aws")
 }
 
 /// The HTTP client: the handler's, wrapped to append each call to `SGWATCH_CALL_LOG` when set.
@@ -225,8 +258,9 @@ pub async fn assume(
     base: &SdkConfig,
     g: &GlobalArgs,
     target: &crate::rollout::Target,
-) -> Result<SdkConfig> {
-    let mut provider = aws_config::sts::AssumeRoleProvider::builder(&target.role_arn)
+    partition: &str,
+) -> SdkConfig {
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(target.role_arn(partition))
         .session_name("sgwatch-rollout")
         .region(Region::new(target.region.clone()));
     if let Some(id) = &target.external_id {
@@ -240,5 +274,5 @@ pub async fn assume(
     if let Some(endpoint) = &g.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }
-    Ok(loader.load().await)
+    loader.load().await
 }

@@ -6,8 +6,8 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
 use clap::Args;
+use serde::Serialize;
 use sgwatch_handler::explain::{explain, Explained};
 
 use crate::policy_args::PolicyArgs;
@@ -21,21 +21,49 @@ pub struct ExplainArgs {
     pub input: PathBuf,
 }
 
-/// Runs `explain`, printing the JSON array on stdout. Returns the exit code: 0, or 1 when a record
-/// could not be read.
-pub fn run(args: &ExplainArgs) -> Result<i32> {
-    let policy = args
-        .policy
-        .policy()
-        .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+/// Why explain could not read its input.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {what}: {source}")]
+pub struct ExplainError {
+    what: String,
+    source: std::io::Error,
+}
+
+/// What the handler would do with each record; printed as JSON whatever the output format.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Explanation(pub Vec<Explained>);
+
+impl Explanation {
+    /// Whether a record could not be read (the exit code is then 1).
+    pub fn failed(&self) -> bool {
+        self.0.iter().any(|e| matches!(e, Explained::Error { .. }))
+    }
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = serde_json::to_string_pretty(&self.0).map_err(|_| std::fmt::Error)?;
+        f.write_str(&json)
+    }
+}
+
+/// Runs `explain` on the input.
+pub fn run(args: &ExplainArgs) -> Result<Explanation, crate::Error> {
+    let policy = args.policy.policy()?;
     let mut text = String::new();
     if args.input.as_os_str() == "-" {
         std::io::stdin()
             .read_to_string(&mut text)
-            .context("cannot read standard input")?;
+            .map_err(|source| ExplainError {
+                what: "standard input".into(),
+                source,
+            })?;
     } else {
-        let bytes = std::fs::read(&args.input)
-            .with_context(|| format!("cannot read {}", args.input.display()))?;
+        let bytes = std::fs::read(&args.input).map_err(|source| ExplainError {
+            what: args.input.display().to_string(),
+            source,
+        })?;
         text = String::from_utf8_lossy(&bytes).into_owned();
     }
     let explained = match serde_json::from_str::<serde_json::Value>(&text) {
@@ -44,9 +72,5 @@ pub fn run(args: &ExplainArgs) -> Result<i32> {
             error: format!("the input is not JSON: {e}"),
         }],
     };
-    println!("{}", serde_json::to_string_pretty(&explained)?);
-    let failed = explained
-        .iter()
-        .any(|e| matches!(e, Explained::Error { .. }));
-    Ok(i32::from(failed))
+    Ok(Explanation(explained))
 }

@@ -12,22 +12,23 @@ use std::path::{Path, PathBuf};
 use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudformation::types::{Stack, StackStatus};
 use clap::{Args, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sgwatch_handler::recipients::parse_address;
-use sgwatch_handler::settings::{Policy, SettingsError};
+use sgwatch_handler::settings::Policy;
 
 use crate::policy_args::PolicyArgs;
 
-use crate::artifacts::{self, ArtifactsError, InstallState};
-use crate::aws::{IdentityError, Place};
-use crate::package::{self, Arch, Artifact, PackageError};
-use crate::preflight::{self, PreflightError};
-use crate::recorder::{self, Owned, RecorderError, Step, Want};
+use crate::artifacts::{self, InstallState};
+use crate::aws::Place;
+use crate::package::{self, Arch, Artifact};
+use crate::preflight;
+use crate::recorder::{self, Owned, Step, Want};
 use crate::stack::{self, StackError};
-use crate::topic::{self, TopicError};
+use crate::topic;
 
 /// How Config notifications reach the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Source {
     #[default]
     Sns,
@@ -71,8 +72,6 @@ pub struct InstallArgs {
 /// Why install or plan stopped. Each says what failed, where, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("invalid setting {flag}: {source}")]
-    Setting { flag: String, source: SettingsError },
     #[error("--sender {value:?} is not an email address: {why}")]
     Sender { value: String, why: String },
     #[error(
@@ -91,64 +90,6 @@ pub enum InstallError {
         place: Place,
         output: &'static str,
     },
-    #[error(transparent)]
-    Identity(Box<IdentityError>),
-    #[error(transparent)]
-    Preflight(Box<PreflightError>),
-    #[error(transparent)]
-    Package(Box<PackageError>),
-    #[error(transparent)]
-    Artifacts(Box<ArtifactsError>),
-    #[error(transparent)]
-    Stack(Box<StackError>),
-    #[error(transparent)]
-    Recorder(Box<RecorderError>),
-    #[error(transparent)]
-    Topic(Box<TopicError>),
-}
-
-// Boxed: the module errors carry the account, region and resource, and a command ends on
-// one; boxing keeps every `Result` small.
-impl From<IdentityError> for InstallError {
-    fn from(e: IdentityError) -> Self {
-        InstallError::Identity(Box::new(e))
-    }
-}
-
-impl From<PreflightError> for InstallError {
-    fn from(e: PreflightError) -> Self {
-        InstallError::Preflight(Box::new(e))
-    }
-}
-
-impl From<PackageError> for InstallError {
-    fn from(e: PackageError) -> Self {
-        InstallError::Package(Box::new(e))
-    }
-}
-
-impl From<ArtifactsError> for InstallError {
-    fn from(e: ArtifactsError) -> Self {
-        InstallError::Artifacts(Box::new(e))
-    }
-}
-
-impl From<StackError> for InstallError {
-    fn from(e: StackError) -> Self {
-        InstallError::Stack(Box::new(e))
-    }
-}
-
-impl From<RecorderError> for InstallError {
-    fn from(e: RecorderError) -> Self {
-        InstallError::Recorder(Box::new(e))
-    }
-}
-
-impl From<TopicError> for InstallError {
-    fn from(e: TopicError) -> Self {
-        InstallError::Topic(Box::new(e))
-    }
 }
 
 /// Settings checked before any AWS call.
@@ -161,14 +102,8 @@ pub struct Checked {
 impl InstallArgs {
     /// Checks the settings flags with the handler's own validation (what the Lambda would refuse
     /// at start is refused here, before anything is deployed).
-    pub fn check(&self) -> Result<Checked, InstallError> {
-        let policy = self
-            .policy
-            .policy()
-            .map_err(|source| InstallError::Setting {
-                flag: flag_of(&source),
-                source,
-            })?;
+    pub fn check(&self) -> Result<Checked, crate::Error> {
+        let policy = self.policy.policy()?;
         let sender = parse_address(&self.sender).map_err(|why| InstallError::Sender {
             value: self.sender.clone(),
             why,
@@ -178,7 +113,7 @@ impl InstallArgs {
             && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid {
-            return Err(InstallError::StackName(name.clone()));
+            return Err(InstallError::StackName(name.clone()).into());
         }
         Ok(Checked {
             policy,
@@ -188,22 +123,12 @@ impl InstallArgs {
     }
 }
 
-/// The flag behind a setting's variable: `SGWATCH_FALLBACK_RECIPIENT` → `--fallback-recipient`.
-fn flag_of(err: &SettingsError) -> String {
-    let name = match err {
-        SettingsError::Missing(name) | SettingsError::Invalid { name, .. } => *name,
-    };
-    format!(
-        "--{}",
-        name.trim_start_matches("SGWATCH_")
-            .to_ascii_lowercase()
-            .replace('_', "-")
-    )
-}
-
 /// What install did (or plan would do).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// `install` or `plan`, for the text form.
+    #[serde(skip)]
+    pub verb: &'static str,
     pub account: String,
     pub region: String,
     pub stack: String,
@@ -211,25 +136,26 @@ pub struct Report {
     pub warnings: Vec<String>,
 }
 
-impl Report {
-    pub fn print(&self, verb: &str) {
-        for w in &self.warnings {
-            eprintln!("warning: {w}");
-        }
+/// The changes, one a line (the warnings go to standard error, see `main`).
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = self.verb;
         if self.changes.is_empty() {
-            println!(
+            return writeln!(
+                f,
                 "{verb} {} in {} ({}): no changes",
                 self.stack, self.region, self.account
             );
-        } else {
-            println!(
-                "{verb} {} in {} ({}):",
-                self.stack, self.region, self.account
-            );
-            for c in &self.changes {
-                println!("  {c}");
-            }
         }
+        writeln!(
+            f,
+            "{verb} {} in {} ({}):",
+            self.stack, self.region, self.account
+        )?;
+        for c in &self.changes {
+            writeln!(f, "  {c}")?;
+        }
+        Ok(())
     }
 }
 
@@ -333,31 +259,24 @@ fn sns_for(config: &SdkConfig, topic: &str) -> aws_sdk_sns::Client {
     aws_sdk_sns::Client::from_conf(builder.build())
 }
 
-/// Which of the found recorder and channel are install's: its record says so, or (the record
-/// lost) they point at this stack's role and bucket, which nobody else uses.
-fn owned(
+/// Which of the found recorder and channel are install's, for install and teardown alike: its
+/// record says it created them, or (the record lost to an interrupted install) they point at this
+/// stack's role and bucket, which nobody else uses.
+pub fn owned(
     found: &recorder::Found,
     state: Option<&InstallState>,
     outputs: &BTreeMap<String, String>,
 ) -> Owned {
-    let recorded = |kind: &str, name: &str, actual: Option<&str>| {
-        state.is_some_and(|s| {
-            let (how, named) = match kind {
-                "recorder" => (&s.recorder, &s.recorder_name),
-                _ => (&s.channel, &s.channel_name),
-            };
-            how == "created" && Some(named.as_str()) == actual && !name.is_empty()
-        })
-    };
+    let created =
+        |how: &str, named: &str, actual: Option<&str>| how == "created" && Some(named) == actual;
+    let output = |key: &str| outputs.get(key).map(String::as_str);
     let recorder = found.recorder.as_ref().is_some_and(|r| {
-        recorded("recorder", recorder::NAME, r.name())
-            || (r.role_arn().is_some()
-                && r.role_arn() == outputs.get("ConfigRoleArn").map(String::as_str))
+        state.is_some_and(|s| created(&s.recorder, &s.recorder_name, r.name()))
+            || (r.role_arn().is_some() && r.role_arn() == output("ConfigRoleArn"))
     });
     let channel = found.channel.as_ref().is_some_and(|c| {
-        recorded("channel", recorder::NAME, c.name())
-            || (c.s3_bucket_name().is_some()
-                && c.s3_bucket_name() == outputs.get("ConfigBucketName").map(String::as_str))
+        state.is_some_and(|s| created(&s.channel, &s.channel_name, c.name()))
+            || (c.s3_bucket_name().is_some() && c.s3_bucket_name() == output("ConfigBucketName"))
     });
     Owned { recorder, channel }
 }
@@ -379,7 +298,7 @@ fn adopted_topic(
     args: &InstallArgs,
     outputs: &BTreeMap<String, String>,
     place: &Place,
-) -> Result<Option<String>, InstallError> {
+) -> Result<Option<String>, crate::Error> {
     let Some(channel) = found.channel.as_ref().filter(|_| !owned.channel) else {
         return Ok(None);
     };
@@ -390,7 +309,8 @@ fn adopted_topic(
         None => Err(InstallError::ChannelWithoutTopic {
             channel: channel.name().unwrap_or_default().to_owned(),
             place: place.clone(),
-        }),
+        }
+        .into()),
         // Already our own topic (its inline subscription is the stack's).
         Some(topic) if outputs.get("TopicArn").map(String::as_str) == Some(topic) => Ok(None),
         Some(topic) => Ok(Some(topic.to_owned())),
@@ -399,7 +319,7 @@ fn adopted_topic(
 
 /// Reads everything install compares, with read-only calls; builds the handler (when no zip is
 /// given) only after preflight has passed.
-async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, InstallError> {
+async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, crate::Error> {
     let checked = args.check()?;
     // A given zip is checked before any AWS call; a build waits until preflight has passed, so a
     // missing SES identity is reported in seconds rather than after minutes of compiling.
@@ -498,7 +418,7 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, Ins
 
 /// `sgwatch plan`: what install would do; changes nothing (a change set for an existing stack is
 /// created, described and deleted).
-pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, InstallError> {
+pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, crate::Error> {
     let p = prepare(args, config).await?;
     let mut changes = Vec::new();
     let s3 = sgwatch_handler::aws::s3_client(config);
@@ -557,6 +477,7 @@ pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, Inst
         ));
     }
     Ok(Report {
+        verb: "plan",
         account: p.place.account,
         region: p.place.region,
         stack: args.stack_name.clone(),
@@ -570,13 +491,14 @@ pub async fn install(
     args: &InstallArgs,
     config: &SdkConfig,
     progress: bool,
-) -> Result<Report, InstallError> {
+) -> Result<Report, crate::Error> {
     let p = prepare(args, config).await?;
     let place = p.place.clone();
     let name = &args.stack_name;
     let mut changes = Vec::new();
     if p.settled() {
         return Ok(Report {
+            verb: "install",
             account: place.account,
             region: place.region,
             stack: name.clone(),
@@ -749,6 +671,7 @@ pub async fn install(
         artifacts::write_state(&s3, &place, &state).await?;
     }
     Ok(Report {
+        verb: "install",
         account: place.account,
         region: place.region,
         stack: name.clone(),

@@ -67,6 +67,18 @@ impl Artifact {
     }
 }
 
+impl std::fmt::Display for Artifact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} bytes, sha256 {})",
+            self.path.display(),
+            self.size,
+            self.sha256
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     #[error("cannot read the handler zip {path}: {source}")]

@@ -4,6 +4,46 @@
 use clap::Args;
 use sgwatch_handler::settings::{Policy, RawPolicy, SettingsError};
 
+/// A settings flag the handler would refuse; names the flag (the handler's own error names its
+/// environment variable, which a command-line user never sets).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidSetting {
+    #[error("{flag} {value:?} is invalid: {why}")]
+    Invalid {
+        flag: String,
+        value: String,
+        why: String,
+    },
+    #[error("{flag} is required")]
+    Missing { flag: String },
+}
+
+impl From<SettingsError> for InvalidSetting {
+    fn from(err: SettingsError) -> Self {
+        match err {
+            SettingsError::Missing(name) => InvalidSetting::Missing {
+                flag: flag_of(name),
+            },
+            SettingsError::Invalid { name, value, why } => InvalidSetting::Invalid {
+                flag: flag_of(name),
+                value,
+                why,
+            },
+        }
+    }
+}
+
+/// The flag behind a setting's variable: `SGWATCH_FALLBACK_RECIPIENT` → `--fallback-recipient`.
+fn flag_of(variable: &str) -> String {
+    format!(
+        "--{}",
+        variable
+            .trim_start_matches("SGWATCH_")
+            .to_ascii_lowercase()
+            .replace('_', "-")
+    )
+}
+
 #[derive(Debug, Clone, Default, Args)]
 pub struct PolicyArgs {
     /// Gets the email when a group has no valid owner, when SES rejects an owner, and changes at or above --always-notify-at
@@ -28,14 +68,14 @@ pub struct PolicyArgs {
 
 impl PolicyArgs {
     /// Validates the flags with the handler's own rules.
-    pub fn policy(&self) -> Result<Policy, SettingsError> {
-        Policy::from_raw(&RawPolicy {
+    pub fn policy(&self) -> Result<Policy, InvalidSetting> {
+        Ok(Policy::from_raw(&RawPolicy {
             notify_tag: self.notify_tag.clone(),
             owner_tag: self.owner_tag.clone(),
             resource_types: self.resource_types.clone(),
             fallback_recipient: self.fallback_recipient.clone(),
             always_notify_at: self.always_notify_at.clone(),
             notify_on_relationship_changes: Some(self.notify_on_relationship_changes.to_string()),
-        })
+        })?)
     }
 }

@@ -6,54 +6,70 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_config::SdkConfig;
+use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
+use sgwatch_handler::severity::Severity;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// Regions sgwatch can be rolled out to (commercial partitions, GovCloud and China).
-pub const KNOWN_REGIONS: &[&str] = &[
-    "us-east-1",
-    "us-east-2",
-    "us-west-1",
-    "us-west-2",
-    "af-south-1",
-    "ap-east-1",
-    "ap-east-2",
-    "ap-south-1",
-    "ap-south-2",
-    "ap-southeast-1",
-    "ap-southeast-2",
-    "ap-southeast-3",
-    "ap-southeast-4",
-    "ap-southeast-5",
-    "ap-southeast-6",
-    "ap-southeast-7",
-    "ap-northeast-1",
-    "ap-northeast-2",
-    "ap-northeast-3",
-    "ca-central-1",
-    "ca-west-1",
-    "eu-central-1",
-    "eu-central-2",
-    "eu-west-1",
-    "eu-west-2",
-    "eu-west-3",
-    "eu-south-1",
-    "eu-south-2",
-    "eu-north-1",
-    "il-central-1",
-    "me-south-1",
-    "me-central-1",
-    "mx-central-1",
-    "sa-east-1",
-    "us-gov-east-1",
-    "us-gov-west-1",
-    "cn-north-1",
-    "cn-northwest-1",
-];
+use crate::aws::GlobalArgs;
+use crate::install::{self, InstallArgs, Source};
+use crate::{package, policy_args, status, teardown};
+
+/// What a rollout does in every target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Install,
+    Plan,
+    Status,
+    Teardown,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Install => "install",
+            Action::Plan => "plan",
+            Action::Status => "status",
+            Action::Teardown => "teardown",
+        })
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RolloutArgs {
+    /// The targets file (YAML: defaults and targets)
+    #[arg(long, value_name = "FILE")]
+    pub targets: PathBuf,
+    /// How many account/regions run at once
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Handler zip to install everywhere (built once if absent)
+    #[arg(long, value_name = "PATH")]
+    pub handler_zip: Option<PathBuf>,
+    /// install, plan, status or teardown
+    #[arg(value_enum)]
+    pub action: Action,
+}
+
+/// Why a rollout, or one of its targets, failed (beyond the command's own errors).
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error("cannot read {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    /// Status found broken links: each `check: detail`.
+    #[error("{}", .0.join("; "))]
+    Unhealthy(Vec<String>),
+}
 
 /// Settings a target can set or inherit from `defaults` (the install/plan flags, snake_case).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -65,14 +81,27 @@ pub struct TargetSettings {
     pub regions: Option<Vec<String>>,
     pub sender: Option<String>,
     pub fallback_recipient: Option<String>,
-    pub always_notify_at: Option<String>,
+    /// A severity name; a misspelt one is an error in the file, as the flag's would be.
+    #[serde(default, deserialize_with = "severity")]
+    pub always_notify_at: Option<Severity>,
     pub notify_tag: Option<String>,
     pub owner_tag: Option<String>,
     pub resource_types: Option<String>,
     pub notify_on_relationship_changes: Option<bool>,
     pub stack_name: Option<String>,
-    pub source: Option<String>,
+    /// `sns` or `eventbridge`; anything else is an error in the file, not a silent default.
+    pub source: Option<Source>,
     pub extend_recorder: Option<bool>,
+}
+
+/// A severity as the handler reads it (`critical` … `info`).
+fn severity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Error> {
+    let Some(name) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    name.parse()
+        .map(Some)
+        .map_err(|why| serde::de::Error::custom(format!("always_notify_at {name:?}: {why}")))
 }
 
 impl TargetSettings {
@@ -122,9 +151,28 @@ pub struct Target {
     pub account: String,
     pub region: String,
     /// The role assumed in the account.
-    pub role_arn: String,
+    pub role: Role,
     pub external_id: Option<String>,
     pub settings: TargetSettings,
+}
+
+/// The role a target names: a whole ARN, or a name in the target's account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Arn(String),
+    Name(String),
+}
+
+impl Target {
+    /// The role's ARN; a role given by name is in `partition`, the caller's own (`aws-cn` in
+    /// China, `aws-us-gov` in GovCloud).
+    pub fn role_arn(&self, partition: &str) -> String {
+        match &self.role {
+            Role::Arn(arn) => arn.clone(),
+            Role::Name(name) => format!("arn:{partition}:iam::{}:role/{name}", self.account),
+        }
+    }
 }
 
 /// A targets file that cannot be used; says where and what to change.
@@ -183,7 +231,7 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
             ));
         }
         for region in &regions {
-            if !KNOWN_REGIONS.contains(&region.as_str()) {
+            if !is_region_shaped(region) {
                 return Err(err(
                     line_of(text, region, line),
                     format!("unknown region {region:?} for account {account}"),
@@ -196,14 +244,14 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
                 ));
             }
         }
-        let role_arn = match (&settings.role_arn, &settings.role_name) {
+        let role = match (&settings.role_arn, &settings.role_name) {
             (Some(arn), _) => {
                 if !arn.starts_with("arn:aws") || !arn.contains(":role/") {
                     return Err(err(line, format!("role_arn {arn:?} is not an IAM role ARN")));
                 }
-                arn.replace("{account}", &account)
+                Role::Arn(arn.replace("{account}", &account))
             }
-            (None, Some(name)) => format!("arn:aws:iam::{account}:role/{name}"),
+            (None, Some(name)) => Role::Name(name.clone()),
             (None, None) => {
                 return Err(err(line, format!("account {account} has no role to assume: set `role_name` (or `role_arn`) on it or in `defaults`")))
             }
@@ -218,13 +266,26 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
             out.push(Target {
                 account: account.clone(),
                 region,
-                role_arn: role_arn.clone(),
+                role: role.clone(),
                 external_id: settings.external_id.clone(),
                 settings: settings.clone(),
             });
         }
     }
     Ok(out)
+}
+
+/// Whether `region` looks like a region name (`us-east-1`, `cn-north-1`, `us-gov-west-1`): the
+/// SDK resolves it, so no list kept here goes stale as AWS opens regions.
+fn is_region_shaped(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+        && parts[0].len() == 2
 }
 
 fn target_lines(text: &str) -> Vec<usize> {
@@ -256,14 +317,30 @@ fn line_of(text: &str, needle: &str, fallback: usize) -> usize {
         .unwrap_or(fallback)
 }
 
+/// How one target ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Ok,
+    Failed,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+        })
+    }
+}
+
 /// The result of one target.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetReport {
     pub account: String,
     pub region: String,
-    pub action: String,
-    /// `ok` or `failed`.
-    pub result: String,
+    pub action: Action,
+    pub result: Outcome,
     /// What changed (or would change), as the action reports it.
     pub changes: Vec<String>,
     pub error: Option<String>,
@@ -274,14 +351,14 @@ pub struct TargetReport {
 /// finishes (for a progress line). Reports come back in target order.
 pub async fn run_all<F, Fut>(
     targets: Vec<Target>,
-    action: &str,
+    action: Action,
     concurrency: usize,
     run: F,
     on_done: impl Fn(&TargetReport),
 ) -> Vec<TargetReport>
 where
     F: Fn(Target) -> Fut,
-    Fut: Future<Output = anyhow::Result<Vec<String>>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<String>, crate::Error>> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut set = JoinSet::new();
@@ -289,7 +366,6 @@ where
         let permits = Arc::clone(&permits);
         let (account, region) = (target.account.clone(), target.region.clone());
         let work = run(target);
-        let action = action.to_owned();
         set.spawn(async move {
             let _permit = permits
                 .acquire_owned()
@@ -303,7 +379,7 @@ where
                     account,
                     region,
                     action,
-                    result: "ok".into(),
+                    result: Outcome::Ok,
                     changes,
                     error: None,
                     duration_secs,
@@ -312,9 +388,9 @@ where
                     account,
                     region,
                     action,
-                    result: "failed".into(),
+                    result: Outcome::Failed,
                     changes: vec![],
-                    error: Some(format!("{e:#}")),
+                    error: Some(e.to_string()),
                     duration_secs,
                 },
             };
@@ -334,8 +410,8 @@ where
                 let report = TargetReport {
                     account: "?".into(),
                     region: "?".into(),
-                    action: action.to_owned(),
-                    result: "failed".into(),
+                    action,
+                    result: Outcome::Failed,
                     changes: vec![],
                     error: Some(format!("the task failed: {e}")),
                     duration_secs: 0.0,
@@ -369,7 +445,7 @@ pub fn table(reports: &[TargetReport]) -> String {
             r.account, r.region, r.action, r.result, r.duration_secs, detail
         ));
     }
-    let failed = reports.iter().filter(|r| r.result != "ok").count();
+    let failed = reports.iter().filter(|r| r.result != Outcome::Ok).count();
     out.push_str(&format!(
         "{} target(s), {} ok, {} failed\n",
         reports.len(),
@@ -377,6 +453,128 @@ pub fn table(reports: &[TargetReport]) -> String {
         failed
     ));
     out
+}
+
+/// Every target's report, in target order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Rollout(pub Vec<TargetReport>);
+
+impl Rollout {
+    pub fn failed(&self) -> bool {
+        self.0.iter().any(|r| r.result != Outcome::Ok)
+    }
+}
+
+impl std::fmt::Display for Rollout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&table(&self.0))
+    }
+}
+
+/// Reads and checks the targets file (before anything else happens).
+pub fn read_targets(path: &Path) -> Result<Vec<Target>, crate::Error> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| RolloutError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    Ok(parse_targets(&file, &text)?)
+}
+
+/// Runs the action on every target; `on_done` hears of each as it finishes.
+pub async fn rollout(
+    g: &GlobalArgs,
+    args: &RolloutArgs,
+    targets: Vec<Target>,
+    on_done: impl Fn(&TargetReport),
+) -> Result<Rollout, crate::Error> {
+    // Built (or checked) once for every target, before any AWS call.
+    let zip = match (&args.handler_zip, args.action) {
+        (_, Action::Status | Action::Teardown) => None,
+        (Some(p), _) => Some(package::check_zip(p, package::Arch::Arm64)?.path),
+        (None, _) => Some(package::build(package::Arch::Arm64, Path::new("dist"))?.path),
+    };
+    let base = crate::aws::load(g).await?;
+    // Roles given by name are in the caller's partition, read from its own ARN.
+    let partition = crate::aws::partition(&base).await?;
+    let action = args.action;
+    let run = |t: Target| {
+        let (base, zip, g, partition) = (base.clone(), zip.clone(), g.clone(), partition.clone());
+        async move { on_target(&base, &g, &t, &partition, action, zip).await }
+    };
+    let reports = run_all(targets, action, args.concurrency, run, on_done).await;
+    Ok(Rollout(reports))
+}
+
+/// The install/plan flags a target's settings stand for.
+fn install_args(t: &Target, zip: Option<PathBuf>) -> InstallArgs {
+    let s = &t.settings;
+    InstallArgs {
+        sender: s.sender.clone().unwrap_or_default(),
+        policy: policy_args::PolicyArgs {
+            fallback_recipient: s.fallback_recipient.clone(),
+            always_notify_at: s.always_notify_at.map(|level| level.as_str().to_owned()),
+            notify_tag: s.notify_tag.clone(),
+            owner_tag: s.owner_tag.clone(),
+            resource_types: s.resource_types.clone(),
+            notify_on_relationship_changes: s.notify_on_relationship_changes.unwrap_or(false),
+        },
+        arch: package::Arch::Arm64,
+        stack_name: stack_name(t),
+        handler_zip: zip,
+        source: s.source.unwrap_or_default(),
+        extend_recorder: s.extend_recorder.unwrap_or(false),
+    }
+}
+
+fn stack_name(t: &Target) -> String {
+    t.settings
+        .stack_name
+        .clone()
+        .unwrap_or_else(|| "sgwatch".to_owned())
+}
+
+/// One target: its own credentials, then the action; what changed, or why it failed.
+async fn on_target(
+    base: &SdkConfig,
+    g: &GlobalArgs,
+    t: &Target,
+    partition: &str,
+    action: Action,
+    zip: Option<PathBuf>,
+) -> Result<Vec<String>, crate::Error> {
+    let config = crate::aws::assume(base, g, t, partition).await;
+    match action {
+        Action::Install => Ok(install::install(&install_args(t, zip), &config, false)
+            .await?
+            .changes),
+        Action::Plan => Ok(install::plan(&install_args(t, zip), &config).await?.changes),
+        Action::Status => {
+            let args = status::StatusArgs {
+                stack_name: stack_name(t),
+            };
+            let st = status::status(&args, &config).await?;
+            let failed: Vec<String> = st
+                .checks
+                .iter()
+                .filter(|c| c.level == status::Level::Fail)
+                .map(|c| format!("{}: {}", c.check, c.detail))
+                .collect();
+            if failed.is_empty() {
+                Ok(vec![])
+            } else {
+                Err(RolloutError::Unhealthy(failed).into())
+            }
+        }
+        Action::Teardown => {
+            let args = teardown::TeardownArgs {
+                stack_name: stack_name(t),
+                keep_history: false,
+            };
+            Ok(teardown::teardown(&args, &config, false).await?.removed)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -412,8 +610,16 @@ targets:
             ]
         );
         assert_eq!(
-            t[0].role_arn,
+            t[0].role_arn("aws"),
             "arn:aws:iam::111122223333:role/OrganizationAccountAccessRole"
+        );
+        assert_eq!(
+            t[0].role_arn("aws-cn"),
+            "arn:aws-cn:iam::111122223333:role/OrganizationAccountAccessRole"
+        );
+        assert_eq!(
+            t[0].role_arn("aws-us-gov"),
+            "arn:aws-us-gov:iam::111122223333:role/OrganizationAccountAccessRole"
         );
         assert_eq!(t[2].external_id.as_deref(), Some("xyz"));
         assert_eq!(
@@ -470,35 +676,100 @@ targets:
         assert!(e.message.contains("unknown field `colour`"), "{e}");
     }
 
+    #[test]
+    fn a_misspelt_source_is_an_error_not_sns() {
+        let base = "defaults:\n  role_name: R\n  sender: a@example.com\n  regions: [us-east-1]\ntargets:\n";
+        let e = error(&format!(
+            "{base}  - account: \"111122223333\"\n    source: evntbridge\n"
+        ));
+        assert!(e.message.contains("unknown variant `evntbridge`"), "{e}");
+        let t = parse_targets(
+            "t",
+            &format!("{base}  - account: \"111122223333\"\n    source: eventbridge\n"),
+        )
+        .unwrap();
+        assert_eq!(t[0].settings.source, Some(Source::Eventbridge));
+
+        let e = error(&format!(
+            "{base}  - account: \"111122223333\"\n    always_notify_at: hihg\n"
+        ));
+        assert!(e.message.contains("always_notify_at \"hihg\""), "{e}");
+        let t = parse_targets(
+            "t",
+            &format!("{base}  - account: \"111122223333\"\n    always_notify_at: high\n"),
+        )
+        .unwrap();
+        assert_eq!(t[0].settings.always_notify_at, Some(Severity::High));
+    }
+
+    #[test]
+    fn the_partition_is_read_from_the_callers_arn() {
+        use crate::aws::partition_of;
+        assert_eq!(
+            partition_of("arn:aws-cn:iam::111122223333:user/a"),
+            "aws-cn"
+        );
+        assert_eq!(
+            partition_of("arn:aws-us-gov:sts::111122223333:assumed-role/r/s"),
+            "aws-us-gov"
+        );
+        assert_eq!(partition_of("arn:aws:iam::111122223333:root"), "aws");
+        assert_eq!(partition_of(""), "aws");
+    }
+
+    #[test]
+    fn regions_of_every_partition_are_taken_by_their_shape() {
+        for region in [
+            "us-east-1",
+            "cn-north-1",
+            "cn-northwest-1",
+            "us-gov-west-1",
+            "ap-southeast-7",
+        ] {
+            assert!(is_region_shaped(region), "{region}");
+        }
+        for region in [
+            "mars-north-1",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1a",
+            "",
+            "east-1",
+        ] {
+            assert!(!is_region_shaped(region), "{region}");
+        }
+    }
+
     #[tokio::test]
     async fn one_failure_does_not_stop_the_others_and_order_is_kept() {
         let targets = parse_targets("t", GOOD).unwrap();
         let reports = run_all(
             targets,
-            "install",
+            Action::Install,
             2,
             |t: Target| async move {
                 if t.region == "eu-west-1" {
-                    anyhow::bail!(
+                    return Err(RolloutError::Unhealthy(vec![format!(
                         "SES identity alerts@example.com is not verified in {}",
                         t.region
-                    )
+                    )])
+                    .into());
                 }
                 Ok(vec![format!("created stack in {}", t.region)])
             },
             |_| {},
         )
         .await;
-        let results: Vec<(&str, &str)> = reports
+        let results: Vec<(&str, String)> = reports
             .iter()
-            .map(|r| (r.region.as_str(), r.result.as_str()))
+            .map(|r| (r.region.as_str(), r.result.to_string()))
             .collect();
         assert_eq!(
             results,
             [
-                ("us-east-1", "ok"),
-                ("eu-west-1", "failed"),
-                ("us-west-2", "ok")
+                ("us-east-1", "ok".to_owned()),
+                ("eu-west-1", "failed".to_owned()),
+                ("us-west-2", "ok".to_owned())
             ]
         );
         assert!(table(&reports).contains("3 target(s), 2 ok, 1 failed"));
@@ -516,7 +787,7 @@ targets:
         let (r, p) = (Arc::clone(&running), Arc::clone(&peak));
         let reports = run_all(
             parse_targets("t", &text).unwrap(),
-            "status",
+            Action::Status,
             3,
             move |_t| {
                 let (r, p) = (Arc::clone(&r), Arc::clone(&p));

@@ -10,44 +10,22 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
+use aws_sdk_cloudformation::types::StackStatus;
 use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use clap::Args;
 use serde::Serialize;
 use sgwatch_handler::settings::Settings;
 
 use crate::artifacts;
-use crate::aws::{IdentityError, Place};
-use crate::recorder::{self, RecorderError};
-use crate::stack::{self, StackError};
+use crate::aws::Place;
+use crate::recorder;
+use crate::stack;
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// CloudFormation stack name
     #[arg(long, default_value = "sgwatch")]
     pub stack_name: String,
-}
-
-/// Why status could not look (a broken chain is reported, not returned).
-#[derive(Debug, thiserror::Error)]
-pub enum StatusError {
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    #[error(transparent)]
-    Stack(Box<StackError>),
-    #[error(transparent)]
-    Recorder(Box<RecorderError>),
-}
-
-impl From<StackError> for StatusError {
-    fn from(e: StackError) -> Self {
-        StatusError::Stack(Box::new(e))
-    }
-}
-
-impl From<RecorderError> for StatusError {
-    fn from(e: RecorderError) -> Self {
-        StatusError::Recorder(Box::new(e))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,20 +55,25 @@ impl Status {
     pub fn failed(&self) -> bool {
         self.checks.iter().any(|c| c.level == Level::Fail)
     }
+}
 
-    pub fn print(&self) {
-        println!(
+/// One line per check, under a heading naming the account and region.
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
             "sgwatch status, account {} in {}:",
             self.account, self.region
-        );
+        )?;
         for c in &self.checks {
             let level = match c.level {
                 Level::Ok => "ok  ",
                 Level::Warn => "warn",
                 Level::Fail => "FAIL",
             };
-            println!("  {level}  {:<34} {}", c.check, c.detail);
+            writeln!(f, "  {level}  {:<34} {}", c.check, c.detail)?;
         }
+        Ok(())
     }
 }
 
@@ -126,7 +109,7 @@ fn said<E: ProvideErrorMetadata>(e: &E) -> String {
 }
 
 /// Runs every check.
-pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, StatusError> {
+pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, crate::Error> {
     let place = crate::aws::place(config).await?;
     let mut c = Checks::default();
     let name = &args.stack_name;
@@ -147,13 +130,17 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, Sta
             (BTreeMap::new(), BTreeMap::new())
         }
         Some(s) => {
-            let status = s.stack_status().map(|s| s.as_str()).unwrap_or("?");
-            if matches!(status, "CREATE_COMPLETE" | "UPDATE_COMPLETE") {
-                c.ok("stack", format!("{name} is {status}"));
+            let status = s.stack_status();
+            let shown = status.map(|s| s.as_str()).unwrap_or("?");
+            if matches!(
+                status,
+                Some(StackStatus::CreateComplete | StackStatus::UpdateComplete)
+            ) {
+                c.ok("stack", format!("{name} is {shown}"));
             } else {
                 c.fail(
                     "stack",
-                    format!("{name} is {status}: {install} (see its events for the cause)"),
+                    format!("{name} is {shown}: {install} (see its events for the cause)"),
                 );
             }
             (
@@ -460,7 +447,7 @@ async fn event_rule(
     let targets = events.list_targets_by_rule().rule(&rule).send().await;
     match (described, targets) {
         (Ok(r), Ok(t)) => {
-            let enabled = r.state().map(|s| s.as_str()) == Some("ENABLED");
+            let enabled = r.state() == Some(&aws_sdk_eventbridge::types::RuleState::Enabled);
             let aimed = t.targets().iter().any(|t| t.arn() == function_arn);
             match (enabled, aimed) {
                 (true, true) => c.ok(check, format!("{rule} → {function_arn}")),

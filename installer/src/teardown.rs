@@ -7,57 +7,10 @@ use aws_config::SdkConfig;
 use clap::Args;
 use serde::Serialize;
 
-use crate::artifacts::{self, ArtifactsError};
-use crate::aws::IdentityError;
-use crate::recorder::{self, RecorderError};
-use crate::stack::{self, StackError};
-use crate::topic::{self, TopicError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TeardownError {
-    #[error(transparent)]
-    Identity(Box<IdentityError>),
-    #[error(transparent)]
-    Artifacts(Box<ArtifactsError>),
-    #[error(transparent)]
-    Stack(Box<StackError>),
-    #[error(transparent)]
-    Recorder(Box<RecorderError>),
-    #[error(transparent)]
-    Topic(Box<TopicError>),
-}
-
-// Boxed: the module errors carry the account, region and resource, and a command ends on
-// one; boxing keeps every `Result` small.
-impl From<IdentityError> for TeardownError {
-    fn from(e: IdentityError) -> Self {
-        TeardownError::Identity(Box::new(e))
-    }
-}
-
-impl From<ArtifactsError> for TeardownError {
-    fn from(e: ArtifactsError) -> Self {
-        TeardownError::Artifacts(Box::new(e))
-    }
-}
-
-impl From<StackError> for TeardownError {
-    fn from(e: StackError) -> Self {
-        TeardownError::Stack(Box::new(e))
-    }
-}
-
-impl From<RecorderError> for TeardownError {
-    fn from(e: RecorderError) -> Self {
-        TeardownError::Recorder(Box::new(e))
-    }
-}
-
-impl From<TopicError> for TeardownError {
-    fn from(e: TopicError) -> Self {
-        TeardownError::Topic(Box::new(e))
-    }
-}
+use crate::artifacts;
+use crate::recorder;
+use crate::stack;
+use crate::topic;
 
 #[derive(Debug, Clone, Args)]
 pub struct TeardownArgs {
@@ -78,25 +31,24 @@ pub struct Removed {
     pub kept: Vec<String>,
 }
 
-impl Removed {
-    pub fn print(&self) {
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (stack, region, account) = (&self.stack, &self.region, &self.account);
         if self.removed.is_empty() {
-            println!(
-                "teardown {} in {} ({}): nothing to remove",
-                self.stack, self.region, self.account
-            );
+            writeln!(
+                f,
+                "teardown {stack} in {region} ({account}): nothing to remove"
+            )?;
         } else {
-            println!(
-                "teardown {} in {} ({}):",
-                self.stack, self.region, self.account
-            );
+            writeln!(f, "teardown {stack} in {region} ({account}):")?;
             for r in &self.removed {
-                println!("  removed {r}");
+                writeln!(f, "  removed {r}")?;
             }
         }
         for k in &self.kept {
-            println!("  kept {k}");
+            writeln!(f, "  kept {k}")?;
         }
+        Ok(())
     }
 }
 
@@ -104,7 +56,7 @@ pub async fn teardown(
     args: &TeardownArgs,
     config: &SdkConfig,
     progress: bool,
-) -> Result<Removed, TeardownError> {
+) -> Result<Removed, crate::Error> {
     let place = crate::aws::place(config).await?;
     let s3 = sgwatch_handler::aws::s3_client(config);
     let cf = aws_sdk_cloudformation::Client::new(config);
@@ -136,27 +88,9 @@ pub async fn teardown(
             removed.push(format!("subscription of the handler to {topic}"));
         }
     }
-    // Ours when the record says install created it, or (the record lost to an interrupted
-    // install) when it uses this stack's role or bucket, which nothing else does.
     let found = recorder::find(&cfg, &place).await?;
-    let recorded = |kind: &str, actual: Option<&str>| {
-        state.as_ref().is_some_and(|s| {
-            let (how, named) = match kind {
-                "recorder" => (&s.recorder, &s.recorder_name),
-                _ => (&s.channel, &s.channel_name),
-            };
-            how == "created" && actual == Some(named.as_str())
-        })
-    };
-    let output = |key: &str| outputs.get(key).map(String::as_str);
-    let recorder_ours = found.recorder.as_ref().is_some_and(|r| {
-        recorded("recorder", r.name())
-            || (r.role_arn().is_some() && r.role_arn() == output("ConfigRoleArn"))
-    });
-    let channel_ours = found.channel.as_ref().is_some_and(|c| {
-        recorded("channel", c.name())
-            || (c.s3_bucket_name().is_some() && c.s3_bucket_name() == output("ConfigBucketName"))
-    });
+    let owned = crate::install::owned(&found, state.as_ref(), &outputs);
+    let (recorder_ours, channel_ours) = (owned.recorder, owned.channel);
     match (found.recorder_name(), found.channel_name()) {
         (Some(r), channel) if recorder_ours => {
             let channel = channel.filter(|_| channel_ours);

@@ -1,15 +1,69 @@
 //! `sgwatch test-event`: sends a synthetic notification, built from a group's current state and
 //! marked as a test, through the deployed function, so a user can check delivery end to end.
 
-use anyhow::{bail, Context, Result};
 use aws_config::SdkConfig;
+use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
 use serde_json::Value;
 use sgwatch_synth::{self as synth, Capture};
 
+use crate::aws::Place;
 use crate::stack;
+
+/// Why the test notification could not be sent; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum TestEventError {
+    #[error("cannot build the test notification: {0}")]
+    Synth(#[from] synth::SynthError),
+    #[error("cannot read security group {group} ({place}): {source}")]
+    Group {
+        group: String,
+        place: Place,
+        source: synth::DescribeError,
+    },
+    #[error("stack {stack} not found in {place}: run `sgwatch install` first")]
+    NoStack { stack: String, place: Place },
+    #[error("stack {stack} has no function")]
+    NoFunction { stack: String },
+    #[error("cannot invoke {function} ({place}): {detail}")]
+    Invoke {
+        function: String,
+        place: Place,
+        detail: String,
+    },
+    #[error("{function} failed ({error}): {payload}; see its log group for the details")]
+    Failed {
+        function: String,
+        error: String,
+        payload: Value,
+    },
+}
+
+/// What the function answered to the test notification.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub group_id: String,
+    pub payload: Value,
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "test notification for {} delivered to the function; it answered: {}",
+            self.group_id, self.payload
+        )
+    }
+}
+
+/// As JSON, the answer alone.
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.payload.serialize(s)
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct TestEventArgs {
@@ -28,39 +82,47 @@ pub struct TestEventArgs {
 }
 
 /// The SNS event the function receives: the group's state as a creation, marked as a test.
-pub fn event(configuration: &Value, account: &str, region: &str) -> Result<Value> {
+pub fn event(configuration: &Value, account: &str, region: &str) -> Result<Value, crate::Error> {
     let capture = Capture {
         account: account.to_owned(),
         region: region.to_owned(),
         time: aws_smithy_types::DateTime::from(std::time::SystemTime::now()),
     };
-    let mut message = synth::item_change(None, Some(configuration), &capture)?;
+    let mut message =
+        synth::item_change(None, Some(configuration), &capture).map_err(TestEventError::from)?;
     message["sgwatchTest"] = Value::Bool(true);
     let id = format!("sgwatch-test-{}", capture.time.secs());
     Ok(synth::sns_event(&message, &id))
 }
 
 /// Builds the event and invokes the function; returns the function's answer.
-pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Value> {
+pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, crate::Error> {
     let place = crate::aws::place(config).await?;
     let group = synth::describe(&aws_sdk_ec2::Client::new(config), &args.group_id)
         .await
-        .with_context(|| format!("cannot read security group {} ({place})", args.group_id))?;
+        .map_err(|source| TestEventError::Group {
+            group: args.group_id.clone(),
+            place: place.clone(),
+            source,
+        })?;
     let event = event(&group, &place.account, &place.region)?;
     let function = match &args.function_name {
         Some(f) => f.clone(),
         None => {
             let cf = aws_sdk_cloudformation::Client::new(config);
             let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
-                bail!(
-                    "stack {} not found in {place}: run `sgwatch install` first",
-                    args.stack_name
-                );
+                return Err(TestEventError::NoStack {
+                    stack: args.stack_name.clone(),
+                    place,
+                }
+                .into());
             };
             stack::resolved_outputs(&cf, &args.stack_name, &s, &place)
                 .await?
                 .remove("FunctionName")
-                .with_context(|| format!("stack {} has no function", args.stack_name))?
+                .ok_or_else(|| TestEventError::NoFunction {
+                    stack: args.stack_name.clone(),
+                })?
         }
     };
     let mut lambda_config = aws_sdk_lambda::config::Builder::from(config);
@@ -72,11 +134,14 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Value> {
         .invoke()
         .function_name(&function)
         .invocation_type(InvocationType::RequestResponse)
-        .payload(Blob::new(serde_json::to_vec(&event)?))
+        .payload(Blob::new(event.to_string()))
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!("{}", aws_sdk_lambda::error::DisplayErrorContext(&e)))
-        .with_context(|| format!("cannot invoke {function} ({place})"))?;
+        .map_err(|e| TestEventError::Invoke {
+            function: function.clone(),
+            place: place.clone(),
+            detail: DisplayErrorContext(&e).to_string(),
+        })?;
     let payload: Value = out
         .payload()
         .map(|p| {
@@ -85,9 +150,17 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Value> {
         })
         .unwrap_or(Value::Null);
     if let Some(error) = out.function_error() {
-        bail!("{function} failed ({error}): {payload}; see its log group for the details");
+        return Err(TestEventError::Failed {
+            function,
+            error: error.to_owned(),
+            payload,
+        }
+        .into());
     }
-    Ok(payload)
+    Ok(Answer {
+        group_id: args.group_id.clone(),
+        payload,
+    })
 }
 
 #[cfg(test)]

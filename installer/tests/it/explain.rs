@@ -114,9 +114,11 @@ fn bad_flags_and_missing_files_say_what_is_wrong() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("SGWATCH_ALWAYS_NOTIFY_AT") && err.contains("critical, high"),
+        err.contains("--always-notify-at \"severe\" is invalid") && err.contains("critical, high"),
         "{err}"
     );
+    // The flag is named, never the handler's environment variable.
+    assert!(!err.contains("SGWATCH_"), "{err}");
     let out = sgwatch(&["explain", "/nonexistent/notification.json"], None);
     assert_eq!(out.status.code(), Some(2));
     assert!(

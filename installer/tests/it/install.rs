@@ -646,7 +646,7 @@ fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
                 "--fallback-recipient",
                 "a@example.com",
             ],
-            "SGWATCH_ALWAYS_NOTIFY_AT",
+            "--always-notify-at \"severe\" is invalid",
         ),
         (
             vec![
@@ -670,7 +670,7 @@ fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
                 "--fallback-recipient",
                 "nope",
             ],
-            "SGWATCH_FALLBACK_RECIPIENT",
+            "--fallback-recipient \"nope\" is invalid",
         ),
         (
             vec!["install", "--sender", SENDER, "--arch", "sparc"],
@@ -681,6 +681,8 @@ fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
         let (out, calls) = sgwatch("http://127.0.0.1:9", &dir, &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
         assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+        // A command-line user sets flags, not the handler's environment variables.
+        assert!(!text(&out).contains("SGWATCH_"), "{args:?}: {}", text(&out));
         assert!(calls.is_empty(), "{args:?} called AWS: {calls:?}");
     }
 }

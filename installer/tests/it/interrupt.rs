@@ -203,6 +203,10 @@ async fn install_killed_anywhere_and_run_again_converges() {
         let config = moto.sdk_config(None).await;
         moto.verify_sender(&config, SENDER).await;
         let killed = install_killed_at(&moto.endpoint, zip, &dir, marker);
+        assert!(
+            killed,
+            "install finished before {marker:?}: it was never interrupted there"
+        );
         let mut runs = 0;
         loop {
             runs += 1;
@@ -232,12 +236,18 @@ async fn install_killed_anywhere_and_run_again_converges() {
         );
         let status = run(&moto.endpoint, &["status"], &dir);
         assert!(status.status.success(), "{marker:?}: {}", out(&status));
-        assert_eq!(
-            kinds(&moto).await,
-            expected,
-            "killed at {marker:?} (killed before the end: {killed})"
-        );
-        eprintln!("killed at {marker:?} (before the end: {killed}); converged in {runs} run(s)");
+        let lines = String::from_utf8_lossy(&status.stdout).into_owned();
+        for check in ["stack", "config recorder exists", "records security groups"] {
+            assert!(
+                lines
+                    .lines()
+                    .any(|l| l.trim_start().starts_with("ok") && l.contains(&format!(" {check} "))),
+                "{marker:?}: no ok line for {check}: {lines}"
+            );
+        }
+        assert!(!lines.contains("FAIL"), "{marker:?}: {lines}");
+        assert_eq!(kinds(&moto).await, expected, "killed at {marker:?}");
+        eprintln!("killed at {marker:?}; converged in {runs} run(s)");
     }
 }
 
@@ -252,7 +262,10 @@ async fn teardown_after_an_interrupted_install_removes_everything() {
         let config = moto.sdk_config(None).await;
         moto.verify_sender(&config, SENDER).await;
         let before = kinds(&moto).await;
-        install_killed_at(&moto.endpoint, zip, &dir, marker);
+        assert!(
+            install_killed_at(&moto.endpoint, zip, &dir, marker),
+            "install finished before {marker:?}: it was never interrupted there"
+        );
         let o = run(&moto.endpoint, &["teardown", "--yes"], &dir);
         assert!(o.status.success(), "{marker:?}: {}", out(&o));
         assert_eq!(

@@ -4,6 +4,7 @@ mod explain;
 mod faults;
 mod install;
 mod interrupt;
+mod logging;
 mod owner;
 mod policy;
 mod propagation;

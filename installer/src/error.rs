@@ -1,0 +1,57 @@
+//! The one error every command returns: the typed error of the module that failed, boxed once
+//! here (the module errors carry the account, region and resource, and a command ends on one;
+//! boxing keeps every `Result` small) instead of once per module and command.
+
+/// Why a command stopped. Its text says what failed, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct Error(Box<ErrorKind>);
+
+impl Error {
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0
+    }
+}
+
+/// Which part failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ErrorKind {
+    #[error(transparent)]
+    Config(#[from] crate::aws::ConfigError),
+    #[error(transparent)]
+    Identity(#[from] crate::aws::IdentityError),
+    #[error(transparent)]
+    Preflight(#[from] crate::preflight::PreflightError),
+    #[error(transparent)]
+    Package(#[from] crate::package::PackageError),
+    #[error(transparent)]
+    Artifacts(#[from] crate::artifacts::ArtifactsError),
+    #[error(transparent)]
+    Stack(#[from] crate::stack::StackError),
+    #[error(transparent)]
+    Recorder(#[from] crate::recorder::RecorderError),
+    #[error(transparent)]
+    Topic(#[from] crate::topic::TopicError),
+    #[error(transparent)]
+    Install(#[from] crate::install::InstallError),
+    #[error(transparent)]
+    Setting(#[from] crate::policy_args::InvalidSetting),
+    #[error(transparent)]
+    Targets(#[from] crate::rollout::TargetsError),
+    #[error(transparent)]
+    Rollout(#[from] crate::rollout::RolloutError),
+    #[error(transparent)]
+    TestEvent(#[from] crate::test_event::TestEventError),
+    #[error(transparent)]
+    Explain(#[from] crate::explain::ExplainError),
+}
+
+// Every module error converts through its `ErrorKind` variant: one impl instead of one per type.
+impl<E> From<E> for Error
+where
+    ErrorKind: From<E>,
+{
+    fn from(e: E) -> Self {
+        Error(Box::new(ErrorKind::from(e)))
+    }
+}
