@@ -1,6 +1,8 @@
-//! The committed corpus of malformed notifications (`tests/fixtures/malformed/`): each one is
-//! skipped with a log line by the real invocation path, none panics, none sends, none fails the
-//! invocation (retrying would not make it readable).
+//! The committed corpus of malformed notifications (`tests/fixtures/malformed/`) through the real
+//! invocation path: none panics and none sends. What is not a change notification of a watched
+//! type is skipped with a log line; a change to a watched type that cannot be read is never
+//! skipped: with no fallback recipient to tell, the invocation fails (so Lambda retries and then
+//! parks it), naming the message.
 
 use std::path::PathBuf;
 
@@ -27,7 +29,7 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
 }
 
 #[tokio::test]
-async fn every_malformed_notification_is_skipped_without_sending() {
+async fn every_malformed_notification_is_skipped_or_failed_never_sent() {
     // Clients aimed at a closed port: any AWS call would fail the invocation and this test.
     let config = sgwatch_handler::aws::config_loader()
         .region(aws_config::Region::new("us-east-1"))
@@ -42,6 +44,7 @@ async fn every_malformed_notification_is_skipped_without_sending() {
             .unwrap();
     let services = Services::new(&config, &settings);
 
+    let mut unreadable = Vec::new();
     for (name, bytes) in corpus() {
         // The Lambda runtime parses the bytes as we do here; what is not JSON (invalid UTF-8
         // included) never reaches the handler. `explain` reads files leniently and must cope.
@@ -52,12 +55,21 @@ async fn every_malformed_notification_is_skipped_without_sending() {
             );
             continue;
         };
-        let report = handle(&event, &settings, &services)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: the invocation failed: {e}"));
-        assert_eq!(report.sent, 0, "{name}");
-        assert_eq!(report.failed, 0, "{name}");
-        assert_eq!(report.skipped, report.records, "{name}");
+        match handle(&event, &settings, &services).await {
+            Ok(report) => {
+                assert_eq!(report.sent, 0, "{name}");
+                assert_eq!(report.failed, 0, "{name}");
+                assert_eq!(report.skipped, report.records, "{name}");
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("could not be read") && e.contains("no fallback recipient"),
+                    "{name}: {e}"
+                );
+                unreadable.push(name.clone());
+            }
+        }
         for explained in explain(&event, &Policy::default()) {
             match explained {
                 Explained::Error { error } => assert!(!error.is_empty(), "{name}"),
@@ -65,4 +77,9 @@ async fn every_malformed_notification_is_skipped_without_sending() {
             }
         }
     }
+    // A security-group change whose diff has the wrong shape is a change we must not lose.
+    assert!(
+        unreadable.contains(&"changed-properties-array.json".to_owned()),
+        "{unreadable:?}"
+    );
 }
