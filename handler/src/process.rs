@@ -114,6 +114,16 @@ pub struct Invocation {
     pub deadline: Option<SystemTime>,
 }
 
+/// The invocation's deadline when it is one Lambda could have given: in the future and within
+/// Lambda's longest timeout (15 minutes). Anything else (zero, or a constant such as the 600000 ms
+/// cargo-lambda's emulator sends) is unknown rather than "already passed", which would refuse
+/// every send.
+fn plausible_deadline(deadline_ms: u64, now: SystemTime) -> Option<SystemTime> {
+    let deadline = UNIX_EPOCH.checked_add(Duration::from_millis(deadline_ms))?;
+    let longest = now + Duration::from_secs(15 * 60 + 60);
+    (deadline > now && deadline <= longest).then_some(deadline)
+}
+
 impl Invocation {
     /// An invocation outside Lambda: a unique owner token, no deadline.
     pub fn local() -> Invocation {
@@ -136,7 +146,7 @@ impl Invocation {
     pub fn lambda(request_id: &str, deadline_ms: u64) -> Invocation {
         Invocation {
             request_id: request_id.to_owned(),
-            deadline: (deadline_ms > 0).then(|| UNIX_EPOCH + Duration::from_millis(deadline_ms)),
+            deadline: plausible_deadline(deadline_ms, SystemTime::now()),
         }
     }
 
@@ -903,6 +913,26 @@ mod tests {
     use aws_sdk_sesv2::types::error::{MessageRejected, TooManyRequestsException};
     use aws_sdk_sesv2::Client as Ses;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    #[test]
+    fn only_a_deadline_lambda_could_give_bounds_the_sends() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let in_a_minute = now + Duration::from_secs(60);
+        assert_eq!(plausible_deadline(ms(in_a_minute), now), Some(in_a_minute));
+        // cargo-lambda's emulator: a constant, long past.
+        assert_eq!(plausible_deadline(600_000, now), None);
+        assert_eq!(plausible_deadline(0, now), None);
+        assert_eq!(
+            plausible_deadline(ms(now - Duration::from_secs(1)), now),
+            None
+        );
+        assert_eq!(
+            plausible_deadline(ms(now + Duration::from_secs(3600)), now),
+            None
+        );
+        assert_eq!(plausible_deadline(u64::MAX, now), None);
+    }
 
     fn services(ses: aws_sdk_sesv2::Client) -> Services {
         let s3 = aws_sdk_s3::Client::from_conf(

@@ -54,7 +54,7 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
 
     assert_eq!(
         outcome.rdp_invocation,
-        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0})
+        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0, "parked": 0})
     );
     let [email] = outcome.emails.as_slice() else {
         panic!(
@@ -86,7 +86,7 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
 
     assert_eq!(
         outcome.untagged_invocation,
-        json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0})
+        json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0, "parked": 0})
     );
     assert_eq!(
         outcome.mail_after_untagged, outcome.mail_before_untagged,
