@@ -12,14 +12,19 @@ use serde_json::Value;
 use crate::render::{Actor, ActorLookup};
 
 /// The API calls that change a security group.
-pub const SECURITY_GROUP_EVENTS: [&str; 7] = [
+pub const SECURITY_GROUP_EVENTS: [&str; 11] = [
     "AuthorizeSecurityGroupIngress",
     "AuthorizeSecurityGroupEgress",
     "RevokeSecurityGroupIngress",
     "RevokeSecurityGroupEgress",
     "ModifySecurityGroupRules",
+    "UpdateSecurityGroupRuleDescriptionsIngress",
+    "UpdateSecurityGroupRuleDescriptionsEgress",
     "CreateSecurityGroup",
     "DeleteSecurityGroup",
+    // Tag changes (the opt-in, the owners) are changes to the group too.
+    "CreateTags",
+    "DeleteTags",
 ];
 
 /// How far before the capture time a change can have happened: Config records within minutes.
