@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use sgwatch_handler::explain::{explain, Explained};
+use sgwatch_handler::settings::{Policy, RawPolicy};
 
 use crate::policy_args::PolicyArgs;
 
@@ -16,6 +17,12 @@ use crate::policy_args::PolicyArgs;
 pub struct ExplainArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Groups discovered (ResourceDiscovered) before this RFC 3339 time are the baseline of groups that existed when recording started: no email (the function's SGWATCH_BASELINE_UNTIL)
+    #[arg(long, value_name = "TIME")]
+    pub baseline_until: Option<String>,
+    /// Only these accounts are served, comma-separated ids or `*`; others are skipped (the function's SGWATCH_ACCOUNTS). Default: any account
+    #[arg(long, value_name = "ID,...")]
+    pub accounts: Option<String>,
     /// A bare Config message, an SNS event or an EventBridge event; `-` reads standard input
     #[arg(value_name = "FILE|-")]
     pub input: PathBuf,
@@ -24,10 +31,12 @@ pub struct ExplainArgs {
 /// Runs `explain`, printing the JSON array on stdout. Returns the exit code: 0, or 1 when a record
 /// could not be read.
 pub fn run(args: &ExplainArgs) -> Result<i32> {
-    let policy = args
-        .policy
-        .policy()
-        .map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
+    let raw = RawPolicy {
+        baseline_until: args.baseline_until.clone(),
+        accounts: args.accounts.clone(),
+        ..args.policy.raw()
+    };
+    let policy = Policy::from_raw(&raw).map_err(|e| anyhow::anyhow!("invalid setting: {e}"))?;
     let mut text = String::new();
     if args.input.as_os_str() == "-" {
         std::io::stdin()
