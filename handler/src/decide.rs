@@ -97,7 +97,6 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
     let mut properties = Vec::new();
     let mut relationship_changes = 0usize;
     let mut previous_configuration: Option<&Value> = None;
-    let mut tag_changes: Vec<(&Value, &Value)> = Vec::new();
     let changed = change
         .configuration_item_diff
         .as_ref()
@@ -129,15 +128,6 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
                 push_property(
                     &mut properties,
                     key,
-                    &prop.previous_value,
-                    &prop.updated_value,
-                );
-            }
-            PropertyKind::Tags(name) => {
-                tag_changes.push((&prop.previous_value, &prop.updated_value));
-                push_property(
-                    &mut properties,
-                    name,
                     &prop.previous_value,
                     &prop.updated_value,
                 );
@@ -177,7 +167,16 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
     let previous_tags = match change_type.as_str() {
         "CREATE" => BTreeMap::new(),
         "DELETE" => tags.clone(),
-        _ => tags_before(&tags, &tag_changes),
+        _ => {
+            // A second, cheap pass over the keys keeps the rule loop above as tight as it was.
+            let tag_changes: Vec<(&Value, &Value)> = changed
+                .into_iter()
+                .flatten()
+                .filter(|(key, _)| is_tag_key(key))
+                .map(|(_, p)| (&p.previous_value, &p.updated_value))
+                .collect();
+            tags_before(&tags, &tag_changes)
+        }
     };
 
     Ok(Analysis {
@@ -304,10 +303,11 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
     let mut notes: Vec<String> = Vec::new();
 
     let opted_in = opt_in(&a.tags, notify_tag);
+    let owners_now = owners(&a.tags, owner_tag);
     match &opted_in {
         Ok(value) => {
             reasons.push(format!("tag {notify_tag}={}", one_line(value)));
-            let owners = owners(&a.tags, owner_tag);
+            let owners = owners_now.clone();
             if owners.valid.is_empty() {
                 let why = if a.tags.contains_key(owner_tag) {
                     format!(
@@ -337,7 +337,12 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
     }
 
     // No silent opt-out: whoever was told before this change hears of the change that stops it.
-    if let Ok(before) = opt_in(&a.previous_tags, notify_tag) {
+    // Unchanged tags can neither remove the opt-in nor change the owners.
+    let tags_changed = a.previous_tags != a.tags;
+    if let Some(before) = tags_changed
+        .then(|| opt_in(&a.previous_tags, notify_tag).ok())
+        .flatten()
+    {
         let previous = owners(&a.previous_tags, owner_tag).valid;
         let mut what = Vec::new();
         if opted_in.is_err() {
@@ -362,7 +367,7 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
                 }
             }
         } else {
-            let after = owners(&a.tags, owner_tag).valid;
+            let after = &owners_now.valid;
             if !same_addresses(&previous, &after) {
                 what.push(format!(
                     "tag {owner_tag} changed from {} to {}",
@@ -459,8 +464,6 @@ enum PropertyKind<'a> {
     Rules(Direction),
     /// `Relationships.N`.
     Relationship,
-    /// `Configuration.Tags[.N]`, named `Tags.N`.
-    Tags(&'a str),
     /// Anything else, named without the `Configuration.` prefix.
     Other(&'a str),
 }
@@ -482,7 +485,6 @@ impl<'a> PropertyKind<'a> {
             _ => false,
         };
         match head {
-            "Tags" if index_ok => PropertyKind::Tags(rest),
             "IpPermissions" if index_ok => PropertyKind::Rules(Direction::Ingress),
             "IpPermissionsEgress" if index_ok => PropertyKind::Rules(Direction::Egress),
             _ => PropertyKind::Other(rest),
@@ -567,6 +569,16 @@ fn deciding_tags(item: &ConfigurationItem, previous: Option<&Value>) -> BTreeMap
     } else {
         current
     }
+}
+
+/// `Configuration.Tags` or `Configuration.Tags.N`.
+fn is_tag_key(key: &str) -> bool {
+    key.strip_prefix("Configuration.Tags").is_some_and(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix('.')
+                .is_some_and(|i| i.parse::<usize>().is_ok())
+    })
 }
 
 /// The tags before the change: `current` with the diff's tag changes undone.
