@@ -368,16 +368,16 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
             }
         } else {
             let after = &owners_now.valid;
-            if !same_addresses(&previous, &after) {
+            if !same_addresses(&previous, after) {
                 what.push(format!(
                     "tag {owner_tag} changed from {} to {}",
                     address_list(&previous),
-                    address_list(&after)
+                    address_list(after)
                 ));
                 notes.push(format!(
                     "the owners changed from {} to {} (tag {owner_tag})",
                     address_list(&previous),
-                    address_list(&after)
+                    address_list(after)
                 ));
             }
         }
