@@ -10,14 +10,19 @@ use aws_smithy_types::DateTime;
 use serde_json::Value;
 
 /// The API calls that change a security group.
-pub const SECURITY_GROUP_EVENTS: [&str; 7] = [
+pub const SECURITY_GROUP_EVENTS: [&str; 11] = [
     "AuthorizeSecurityGroupIngress",
     "AuthorizeSecurityGroupEgress",
     "RevokeSecurityGroupIngress",
     "RevokeSecurityGroupEgress",
     "ModifySecurityGroupRules",
+    "UpdateSecurityGroupRuleDescriptionsIngress",
+    "UpdateSecurityGroupRuleDescriptionsEgress",
     "CreateSecurityGroup",
     "DeleteSecurityGroup",
+    // Tag changes (the opt-in, the owners) are changes to the group too.
+    "CreateTags",
+    "DeleteTags",
 ];
 
 /// How far before the capture time a change can have happened: Config records within minutes.

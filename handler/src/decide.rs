@@ -4,11 +4,13 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::message::{ConfigurationItem, ItemChange};
-use crate::recipients::parse_owner_tag;
+use crate::recipients::{parse_owner_tag, Recipients};
 use crate::render::one_line;
 use crate::rules::{diff, Change, Direction, RuleSet};
 use crate::settings::Policy;
@@ -35,6 +37,8 @@ pub struct Subject {
     pub capture_time: Option<String>,
     /// `configurationStateId`, the identity of this configuration state.
     pub state_id: Option<String>,
+    /// `configurationItemStatus`, e.g. `OK`, `ResourceDiscovered`, `ResourceDeleted`.
+    pub status: Option<String>,
 }
 
 /// What changed, independent of who is told.
@@ -49,6 +53,9 @@ pub struct Analysis {
     pub relationship_only: bool,
     /// The tags that decide: the current ones, or the last known ones of a deleted group.
     pub tags: BTreeMap<String, String>,
+    /// The tags before this change: the current ones with the diff's tag changes undone; none
+    /// for a new group; the last known ones for a deleted group.
+    pub previous_tags: BTreeMap<String, String>,
     /// A test notification sent by `sgwatch test-event`.
     pub test: bool,
 }
@@ -60,6 +67,9 @@ pub struct Decision {
     pub notify: bool,
     pub reason: String,
     pub recipients: Vec<String>,
+    /// What happened to the opt-in or the owners, in plain words for the email, e.g.
+    /// "NotifyOnChange was removed: you will not be told of further changes to this group".
+    pub notes: Vec<String>,
 }
 
 /// A notification sgwatch cannot make sense of.
@@ -154,6 +164,21 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
     let severity = overall(&changes);
     let relationship_only =
         changes.is_empty() && relationship_changes > 0 && relationship_changes == properties.len();
+    let tags = deciding_tags(item, previous_configuration);
+    let previous_tags = match change_type.as_str() {
+        "CREATE" => BTreeMap::new(),
+        "DELETE" => tags.clone(),
+        _ => {
+            // A second, cheap pass over the keys keeps the rule loop above as tight as it was.
+            let tag_changes: Vec<(&Value, &Value)> = changed
+                .into_iter()
+                .flatten()
+                .filter(|(key, _)| is_tag_key(key))
+                .map(|(_, p)| (&p.previous_value, &p.updated_value))
+                .collect();
+            tags_before(&tags, &tag_changes)
+        }
+    };
 
     Ok(Analysis {
         subject: Subject {
@@ -165,23 +190,41 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
             change_type,
             capture_time: item.configuration_item_capture_time.clone(),
             state_id: item.configuration_state_id.as_ref().map(value_text),
+            status: item.configuration_item_status.clone(),
         },
         changes,
         properties,
         severity,
         relationship_only,
-        tags: deciding_tags(item, previous_configuration),
+        tags,
+        previous_tags,
         test: change.test,
     })
 }
 
+/// The reason a discovered group is not news.
+pub const BASELINE_REASON: &str = "baseline: the group existed when recording started";
+
 /// Decides who, if anyone, is told about an analysed change.
 pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
-    let verdict =
-        |notify: bool, reason: String, recipients: Vec<String>| (notify, reason, recipients);
+    let verdict = |notify: bool, reason: String, recipients: Vec<String>| Verdict {
+        notify,
+        reason,
+        recipients,
+        notes: Vec::new(),
+    };
     let a = &analysis;
-    let (notify, reason, recipients) = if !policy.resource_types.contains(&a.subject.resource_type)
-    {
+    let verdict = if !policy.accounts.serves(&a.subject.account) {
+        verdict(
+            false,
+            format!(
+                "account {} is not served by this function (SGWATCH_ACCOUNTS={})",
+                one_line(&a.subject.account),
+                policy.accounts
+            ),
+            vec![],
+        )
+    } else if !policy.resource_types.contains(&a.subject.resource_type) {
         verdict(
             false,
             format!(
@@ -191,6 +234,8 @@ pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
             ),
             vec![],
         )
+    } else if let Some(why) = baseline(a, policy) {
+        verdict(false, why, vec![])
     } else if a.relationship_only && !policy.notify_on_relationship_changes {
         verdict(
             false,
@@ -210,46 +255,61 @@ pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
     };
     Decision {
         analysis,
-        notify,
-        reason,
-        recipients,
+        notify: verdict.notify,
+        reason: verdict.reason,
+        recipients: verdict.recipients,
+        notes: verdict.notes,
     }
 }
 
-/// The tag-based routing of a change to a watched resource.
-fn route(a: &Analysis, policy: &Policy) -> (bool, String, Vec<String>) {
+struct Verdict {
+    notify: bool,
+    reason: String,
+    recipients: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// Why a discovered group is the baseline, when it is: AWS Config reports every existing group as
+/// `ResourceDiscovered` when recording starts, and those are not changes anyone made.
+fn baseline(a: &Analysis, policy: &Policy) -> Option<String> {
+    let until = policy.baseline_until?;
+    if a.subject.status.as_deref() != Some("ResourceDiscovered") {
+        return None;
+    }
+    // Without a readable capture time the item cannot be placed before the baseline: it is news.
+    let captured = a.subject.capture_time.as_deref()?;
+    let at = DateTime::from_str(captured, Format::DateTimeWithOffset).ok()?;
+    (at < until).then(|| {
+        format!(
+            "{BASELINE_REASON} (discovered at {}, before SGWATCH_BASELINE_UNTIL={})",
+            one_line(captured),
+            until
+                .fmt(Format::DateTime)
+                .unwrap_or_else(|_| until.secs().to_string())
+        )
+    })
+}
+
+/// The tag-based routing of a change to a watched resource: the owners after the change, the
+/// owners before it when the change silenced them, the fallback recipient where the policy says.
+fn route(a: &Analysis, policy: &Policy) -> Verdict {
     let notify_tag = &policy.notify_tag;
     let owner_tag = &policy.owner_tag;
     let always = policy
         .always_notify_at
         .filter(|level| a.severity >= *level)
         .and(policy.fallback_recipient.as_ref());
-    let always_note = |level: Option<Severity>| {
-        format!(
-            "severity {} is at or above always_notify_at ({}): the fallback recipient is told",
-            a.severity,
-            level.map(Severity::as_str).unwrap_or_default()
-        )
-    };
+    let mut reasons: Vec<String> = Vec::new();
+    let mut recipients: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
 
-    let opted_in = match a.tags.get(notify_tag) {
-        Some(v)
-            if v.trim().eq_ignore_ascii_case("yes") || v.trim().eq_ignore_ascii_case("true") =>
-        {
-            Ok(v)
-        }
-        Some(v) => Err(format!(
-            "tag {notify_tag}={} is not Yes or true",
-            one_line(v)
-        )),
-        None => Err(format!("tag {notify_tag} is absent")),
-    };
-    match opted_in {
+    let opted_in = opt_in(&a.tags, notify_tag);
+    let owners_now = owners(&a.tags, owner_tag);
+    match &opted_in {
         Ok(value) => {
-            let owners = parse_owner_tag(a.tags.get(owner_tag).map(String::as_str).unwrap_or(""));
-            let mut reason = format!("tag {notify_tag}={}; ", one_line(value));
-            let mut recipients = owners.valid.clone();
-            if recipients.is_empty() {
+            reasons.push(format!("tag {notify_tag}={}", one_line(value)));
+            let owners = owners_now.clone();
+            if owners.valid.is_empty() {
                 let why = if a.tags.contains_key(owner_tag) {
                     format!(
                         "tag {owner_tag} has no valid address ({})",
@@ -260,36 +320,141 @@ fn route(a: &Analysis, policy: &Policy) -> (bool, String, Vec<String>) {
                 };
                 match &policy.fallback_recipient {
                     Some(fallback) => {
-                        reason.push_str(&format!("{why}; sent to the fallback recipient"));
+                        reasons.push(format!("{why}; sent to the fallback recipient"));
                         recipients.push(fallback.clone());
                     }
-                    None => {
-                        reason.push_str(&format!("{why} and no fallback recipient is set"));
-                        return (false, reason, vec![]);
-                    }
+                    None => reasons.push(format!("{why} and no fallback recipient is set")),
                 }
             } else {
-                reason.push_str(&format!("recipients from tag {owner_tag}"));
+                let mut why = format!("recipients from tag {owner_tag}");
                 if !owners.rejected.is_empty() {
-                    reason.push_str(&format!("; dropped {}", owners.rejected_summary()));
+                    why.push_str(&format!("; dropped {}", owners.rejected_summary()));
                 }
+                reasons.push(why);
+                recipients.extend(owners.valid);
             }
-            if let Some(fallback) = always {
-                if !recipients.iter().any(|r| r.eq_ignore_ascii_case(fallback)) {
-                    recipients.push(fallback.clone());
-                    reason.push_str(&format!("; {}", always_note(policy.always_notify_at)));
-                }
-            }
-            (true, reason, recipients)
         }
-        Err(why) => match always {
-            Some(fallback) => (
-                true,
-                format!("{why}; {}", always_note(policy.always_notify_at)),
-                vec![fallback.clone()],
-            ),
-            None => (false, why, vec![]),
-        },
+        Err(why) => reasons.push(why.clone()),
+    }
+
+    // No silent opt-out: whoever was told before this change hears of the change that stops it.
+    // Unchanged tags can neither remove the opt-in nor change the owners.
+    let tags_changed = a.previous_tags != a.tags;
+    if let Some(before) = tags_changed
+        .then(|| opt_in(&a.previous_tags, notify_tag).ok())
+        .flatten()
+    {
+        let previous = owners(&a.previous_tags, owner_tag).valid;
+        let mut what = Vec::new();
+        if opted_in.is_err() {
+            match a.tags.get(notify_tag) {
+                None => {
+                    what.push(format!("tag {notify_tag}={} was removed", one_line(before)));
+                    notes.push(format!(
+                        "{notify_tag} was removed: you will not be told of further changes to this group"
+                    ));
+                }
+                Some(now) => {
+                    what.push(format!(
+                        "tag {notify_tag} changed from {} to {}",
+                        one_line(before),
+                        one_line(now)
+                    ));
+                    notes.push(format!(
+                        "{notify_tag} was changed from {} to {}: you will not be told of further changes to this group",
+                        one_line(before),
+                        one_line(now)
+                    ));
+                }
+            }
+        } else {
+            let after = &owners_now.valid;
+            if !same_addresses(&previous, after) {
+                what.push(format!(
+                    "tag {owner_tag} changed from {} to {}",
+                    address_list(&previous),
+                    address_list(after)
+                ));
+                notes.push(format!(
+                    "the owners changed from {} to {} (tag {owner_tag})",
+                    address_list(&previous),
+                    address_list(after)
+                ));
+            }
+        }
+        if !what.is_empty() && !previous.is_empty() {
+            if opted_in.is_err() {
+                // The opt-out is the rule that decided, not the tag's absence.
+                reasons.clear();
+            }
+            reasons.push(format!(
+                "{} by this change; {}: you were an owner before this change",
+                what.join("; "),
+                address_list(&previous)
+            ));
+            for p in previous {
+                if !contains(&recipients, &p) {
+                    recipients.push(p);
+                }
+            }
+        }
+    }
+
+    if let Some(fallback) = always {
+        if !contains(&recipients, fallback) {
+            recipients.push(fallback.clone());
+            reasons.push(format!(
+                "severity {} is at or above always_notify_at ({}): the fallback recipient is told",
+                a.severity,
+                policy
+                    .always_notify_at
+                    .map(Severity::as_str)
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    Verdict {
+        notify: !recipients.is_empty(),
+        reason: reasons.join("; "),
+        recipients,
+        notes,
+    }
+}
+
+/// `Ok(value)` when `tags` opt the group in, else why not.
+fn opt_in<'t>(tags: &'t BTreeMap<String, String>, notify_tag: &str) -> Result<&'t str, String> {
+    match tags.get(notify_tag) {
+        Some(v)
+            if v.trim().eq_ignore_ascii_case("yes") || v.trim().eq_ignore_ascii_case("true") =>
+        {
+            Ok(v)
+        }
+        Some(v) => Err(format!(
+            "tag {notify_tag}={} is not Yes or true",
+            one_line(v)
+        )),
+        None => Err(format!("tag {notify_tag} is absent")),
+    }
+}
+
+fn owners(tags: &BTreeMap<String, String>, owner_tag: &str) -> Recipients {
+    parse_owner_tag(tags.get(owner_tag).map(String::as_str).unwrap_or(""))
+}
+
+/// Addresses compare without regard to case, as mail systems treat them in practice.
+fn contains(list: &[String], address: &str) -> bool {
+    list.iter().any(|a| a.eq_ignore_ascii_case(address))
+}
+
+fn same_addresses(a: &[String], b: &[String]) -> bool {
+    a.iter().all(|x| contains(b, x)) && b.iter().all(|x| contains(a, x))
+}
+
+fn address_list(list: &[String]) -> String {
+    if list.is_empty() {
+        "(none)".to_owned()
+    } else {
+        list.join(", ")
     }
 }
 
@@ -404,6 +569,49 @@ fn deciding_tags(item: &ConfigurationItem, previous: Option<&Value>) -> BTreeMap
         from_list(previous)
     } else {
         current
+    }
+}
+
+/// `Configuration.Tags` or `Configuration.Tags.N`.
+fn is_tag_key(key: &str) -> bool {
+    key.strip_prefix("Configuration.Tags").is_some_and(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix('.')
+                .is_some_and(|i| i.parse::<usize>().is_ok())
+    })
+}
+
+/// The tags before the change: `current` with the diff's tag changes undone.
+///
+/// The diff is keyed by array position, but tag keys are unique in a group, so the tags at
+/// unchanged positions are `current` less the updated values, and the rest are the previous values.
+fn tags_before(
+    current: &BTreeMap<String, String>,
+    changes: &[(&Value, &Value)],
+) -> BTreeMap<String, String> {
+    let mut before = current.clone();
+    for (_, updated) in changes {
+        for (key, _) in tag_pairs(updated) {
+            before.remove(&key);
+        }
+    }
+    for (previous, _) in changes {
+        before.extend(tag_pairs(previous));
+    }
+    before
+}
+
+/// The `{key, value}` pairs of a tag diff value: one tag, or a whole list.
+fn tag_pairs(value: &Value) -> Vec<(String, String)> {
+    let one = |t: &Value| {
+        let key = t.get("key")?.as_str()?;
+        let value = t.get("value").and_then(Value::as_str).unwrap_or_default();
+        Some((key.to_owned(), value.to_owned()))
+    };
+    match value {
+        Value::Array(list) => list.iter().filter_map(one).collect(),
+        other => one(other).into_iter().collect(),
     }
 }
 
@@ -734,5 +942,330 @@ mod tests {
             ["updatedValue"]["ipv4Ranges"] = json!("0.0.0.0/0");
         let err = analyze(&item_change(v)).unwrap_err();
         assert!(err.to_string().contains("sg-0123456789abcdef0"), "{err}");
+    }
+
+    fn named(name: &str) -> Value {
+        let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn stripping_the_tags_still_tells_the_owners_before_it() {
+        let d = decide_json(named("opt-in-removed.json"), &Policy::default());
+        assert!(d.notify, "{}", d.reason);
+        assert_eq!(d.recipients, ["platform-team@example.com"]);
+        assert_eq!(d.analysis.severity, Severity::Critical);
+        assert_eq!(
+            d.analysis.changes[0].rule.to_string(),
+            "ingress tcp/22 from 0.0.0.0/0"
+        );
+        assert_eq!(
+            d.reason,
+            "tag NotifyOnChange=Yes was removed by this change; platform-team@example.com: \
+             you were an owner before this change"
+        );
+        assert_eq!(
+            d.notes,
+            ["NotifyOnChange was removed: you will not be told of further changes to this group"]
+        );
+        assert!(d.analysis.tags.is_empty());
+        assert_eq!(
+            d.analysis.previous_tags,
+            BTreeMap::from([
+                ("NotifyOnChange".to_owned(), "Yes".to_owned()),
+                ("OwnerDL".to_owned(), "platform-team@example.com".to_owned())
+            ])
+        );
+        let names: Vec<&str> = d
+            .analysis
+            .properties
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["Tags.0", "Tags.1"]);
+    }
+
+    #[test]
+    fn switching_the_opt_in_to_no_tells_the_owners_once_more() {
+        let mut v = named("rdp-opened.json");
+        v["configurationItem"]["tags"]["NotifyOnChange"] = json!("No");
+        v["configurationItem"]["configuration"]["tags"][0]["value"] = json!("No");
+        v["configurationItemDiff"]["changedProperties"]["Configuration.Tags.0"] = json!({
+            "previousValue": {"key": "NotifyOnChange", "value": "Yes"},
+            "updatedValue": {"key": "NotifyOnChange", "value": "No"},
+            "changeType": "UPDATE"
+        });
+        let d = decide_json(v, &Policy::default());
+        assert!(d.notify);
+        assert_eq!(d.recipients, ["platform-team@example.com"]);
+        assert!(
+            d.reason
+                .starts_with("tag NotifyOnChange changed from Yes to No by this change"),
+            "{}",
+            d.reason
+        );
+        assert!(d.notes[0].contains("you will not be told of further changes"));
+    }
+
+    #[test]
+    fn replaced_owners_and_the_new_ones_are_both_told() {
+        let d = decide_json(named("owners-replaced.json"), &Policy::default());
+        assert!(d.notify);
+        assert_eq!(
+            d.recipients,
+            ["dept-b@example.com", "platform-team@example.com"]
+        );
+        assert_eq!(
+            d.notes,
+            ["the owners changed from platform-team@example.com to dept-b@example.com (tag OwnerDL)"]
+        );
+        assert!(
+            d.reason
+                .contains("platform-team@example.com: you were an owner before this change"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(d.analysis.severity, Severity::Info);
+    }
+
+    #[test]
+    fn adding_an_owner_tells_both_without_repeats() {
+        let mut v = named("owners-replaced.json");
+        let both = "Platform-Team@example.com, dept-b@example.com";
+        v["configurationItem"]["tags"]["OwnerDL"] = json!(both);
+        v["configurationItem"]["configuration"]["tags"][1]["value"] = json!(both);
+        v["configurationItemDiff"]["changedProperties"]["Configuration.Tags.1"]["updatedValue"]
+            ["value"] = json!(both);
+        let d = decide_json(v, &Policy::default());
+        assert_eq!(
+            d.recipients,
+            ["Platform-Team@example.com", "dept-b@example.com"]
+        );
+    }
+
+    #[test]
+    fn tags_before_undo_position_shifts() {
+        // [Env, NotifyOnChange, OwnerDL] → [Env, OwnerDL]: position 1 now holds OwnerDL, 2 is gone.
+        let mut v = with_tags(
+            named("rdp-opened.json"),
+            json!({"Env": "prod", "OwnerDL": "platform-team@example.com"}),
+        );
+        v["configurationItemDiff"]["changedProperties"] = json!({
+            "Configuration.Tags.1": {
+                "previousValue": {"key": "NotifyOnChange", "value": "yes"},
+                "updatedValue": {"key": "OwnerDL", "value": "platform-team@example.com"},
+                "changeType": "UPDATE"
+            },
+            "Configuration.Tags.2": {
+                "previousValue": {"key": "OwnerDL", "value": "platform-team@example.com"},
+                "updatedValue": null,
+                "changeType": "DELETE"
+            }
+        });
+        let d = decide_json(v, &Policy::default());
+        assert_eq!(
+            d.analysis.previous_tags,
+            BTreeMap::from([
+                ("Env".to_owned(), "prod".to_owned()),
+                ("NotifyOnChange".to_owned(), "yes".to_owned()),
+                ("OwnerDL".to_owned(), "platform-team@example.com".to_owned())
+            ])
+        );
+        assert!(d.notify);
+        assert_eq!(d.notes.len(), 1, "{:?}", d.notes);
+    }
+
+    #[test]
+    fn opting_in_or_unrelated_tags_tell_nobody_new() {
+        // Opting in: nobody was an owner before.
+        let mut v = named("rdp-opened.json");
+        v["configurationItemDiff"]["changedProperties"] = json!({
+            "Configuration.Tags.0": {"previousValue": null, "updatedValue": {"key": "NotifyOnChange", "value": "Yes"}, "changeType": "CREATE"}
+        });
+        let d = decide_json(v, &Policy::default());
+        assert_eq!(d.recipients, ["platform-team@example.com"]);
+        assert!(d.notes.is_empty());
+        assert_eq!(
+            d.reason,
+            "tag NotifyOnChange=Yes; recipients from tag OwnerDL"
+        );
+        // A group that was never opted in stays quiet when its other tags change.
+        let mut v = with_tags(named("rdp-opened.json"), json!({"Env": "test"}));
+        v["configurationItemDiff"]["changedProperties"] = json!({
+            "Configuration.Tags.0": {"previousValue": {"key": "Env", "value": "prod"}, "updatedValue": {"key": "Env", "value": "test"}, "changeType": "UPDATE"}
+        });
+        let d = decide_json(v, &Policy::default());
+        assert!(!d.notify);
+        assert_eq!(d.reason, "tag NotifyOnChange is absent");
+    }
+
+    #[test]
+    fn a_new_group_has_no_owners_before_and_a_deleted_one_keeps_its_own() {
+        let d = decide_json(named("discovered.json"), &Policy::default());
+        assert!(d.analysis.previous_tags.is_empty());
+        assert!(d.notes.is_empty());
+        assert_eq!(d.recipients, ["platform-team@example.com"]);
+    }
+
+    fn at(time: &str) -> Option<DateTime> {
+        Some(DateTime::from_str(time, Format::DateTimeWithOffset).unwrap())
+    }
+
+    #[test]
+    fn groups_discovered_before_the_baseline_are_not_news() {
+        let policy = Policy {
+            baseline_until: at("2026-11-20T09:30:00Z"),
+            ..Policy::default()
+        };
+        let d = decide_json(named("discovered.json"), &policy);
+        assert!(!d.notify);
+        assert_eq!(
+            d.reason,
+            "baseline: the group existed when recording started \
+             (discovered at 2026-11-20T09:14:07.512Z, before SGWATCH_BASELINE_UNTIL=2026-11-20T09:30:00Z)"
+        );
+        // Discovered after the baseline: a new group, as without the setting.
+        let later = Policy {
+            baseline_until: at("2026-11-20T09:14:07Z"),
+            ..Policy::default()
+        };
+        let d = decide_json(named("discovered.json"), &later);
+        assert!(d.notify);
+        assert_eq!(d.analysis.severity, Severity::Critical);
+        assert!(decide_json(named("discovered.json"), &Policy::default()).notify);
+        // Only discoveries are the baseline: a change before the moment is still news.
+        assert!(decide_json(named("rdp-opened.json"), &policy).notify);
+        // An unreadable capture time cannot be placed before the baseline.
+        let mut v = named("discovered.json");
+        v["configurationItem"]["configurationItemCaptureTime"] = json!("soon");
+        assert!(decide_json(v, &policy).notify);
+    }
+
+    #[test]
+    fn other_accounts_are_skipped() {
+        let policy = Policy {
+            accounts: crate::settings::Accounts::Only(vec!["111122223333".into()]),
+            ..Policy::default()
+        };
+        let d = decide_json(named("rdp-opened.json"), &policy);
+        assert!(!d.notify);
+        assert_eq!(
+            d.reason,
+            "account 123456789012 is not served by this function (SGWATCH_ACCOUNTS=111122223333)"
+        );
+        let mut v = named("rdp-opened.json");
+        v["configurationItem"]["awsAccountId"] = json!("111122223333");
+        assert!(decide_json(v, &policy).notify);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Tags a group may carry: the opt-in in several spellings or absent, owners from a small
+        /// pool (so before and after often overlap), or absent.
+        fn tags() -> impl Strategy<Value = BTreeMap<String, String>> {
+            let opt_in = prop_oneof![
+                Just(None),
+                Just(Some("Yes")),
+                Just(Some("true")),
+                Just(Some("No")),
+                Just(Some("")),
+            ];
+            let pool = [
+                "a@corp.example",
+                "b@corp.example",
+                "C@corp.example",
+                "c@corp.example",
+            ];
+            let owners = proptest::option::of(proptest::sample::subsequence(pool.to_vec(), 1..=3));
+            let other = proptest::option::of("[a-z]{1,6}");
+            (opt_in, owners, other).prop_map(|(opt_in, owners, other)| {
+                let mut t = BTreeMap::new();
+                if let Some(v) = opt_in {
+                    t.insert("NotifyOnChange".to_owned(), v.to_owned());
+                }
+                if let Some(o) = owners {
+                    t.insert("OwnerDL".to_owned(), o.join(", "));
+                }
+                if let Some(v) = other {
+                    t.insert("Env".to_owned(), v);
+                }
+                t
+            })
+        }
+
+        /// The notification AWS Config sends for `before` → `after`: the tag list diffed by
+        /// position, as Config keys it.
+        fn notification(
+            before: &BTreeMap<String, String>,
+            after: &BTreeMap<String, String>,
+        ) -> Value {
+            let list = |t: &BTreeMap<String, String>| -> Vec<Value> {
+                t.iter()
+                    .map(|(k, v)| json!({"key": k, "value": v}))
+                    .collect()
+            };
+            let (b, a) = (list(before), list(after));
+            let mut v = with_tags(fixture(), json!(after));
+            let changed = &mut v["configurationItemDiff"]["changedProperties"];
+            for i in 0..b.len().max(a.len()) {
+                let (p, u) = (b.get(i).cloned(), a.get(i).cloned());
+                if p == u {
+                    continue;
+                }
+                let change_type = match (&p, &u) {
+                    (None, _) => "CREATE",
+                    (_, None) => "DELETE",
+                    _ => "UPDATE",
+                };
+                changed[format!("Configuration.Tags.{i}")] = json!({
+                    "previousValue": p, "updatedValue": u, "changeType": change_type
+                });
+            }
+            v
+        }
+
+        fn opted_in(t: &BTreeMap<String, String>) -> bool {
+            t.get("NotifyOnChange")
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("true"))
+        }
+
+        fn owner_set(t: &BTreeMap<String, String>) -> Vec<String> {
+            parse_owner_tag(t.get("OwnerDL").map(String::as_str).unwrap_or("")).valid
+        }
+
+        proptest! {
+            #[test]
+            fn previous_owners_hear_exactly_when_the_opt_in_or_owners_changed(
+                before in tags(),
+                after in tags(),
+            ) {
+                let d = decide_json(notification(&before, &after), &Policy::default());
+                prop_assert_eq!(&d.analysis.previous_tags, &before);
+                let (was, is) = (opted_in(&before), opted_in(&after));
+                let (previous, current) = (owner_set(&before), owner_set(&after));
+                let changed = was && (!is || !same_addresses(&previous, &current));
+                for p in &previous {
+                    let expected = changed || (is && contains(&current, p));
+                    prop_assert_eq!(
+                        contains(&d.recipients, p), expected,
+                        "{} before={:?} after={:?} recipients={:?}", p, before, after, d.recipients
+                    );
+                }
+                if is {
+                    for c in &current {
+                        prop_assert!(contains(&d.recipients, c));
+                    }
+                }
+                for (i, r) in d.recipients.iter().enumerate() {
+                    prop_assert!(!contains(&d.recipients[..i], r), "repeated {}", r);
+                }
+                prop_assert_eq!(
+                    d.reason.contains("you were an owner before this change"),
+                    changed && !previous.is_empty()
+                );
+            }
+        }
     }
 }

@@ -33,6 +33,8 @@ pub struct ExplainedDecision {
     pub notify: Option<bool>,
     pub reason: String,
     pub recipients: Vec<String>,
+    /// What happened to the opt-in or the owners, as the email says it.
+    pub notes: Vec<String>,
     pub severity: Option<Severity>,
     pub changes: Vec<Change>,
     pub properties: Vec<PropertyChange>,
@@ -78,6 +80,7 @@ fn explain_message(message: &ConfigMessage, policy: &Policy) -> Explained {
                     notify: Some(d.notify),
                     reason: d.reason.clone(),
                     recipients: d.recipients.clone(),
+                    notes: d.notes.clone(),
                     severity: Some(d.analysis.severity),
                     changes: d.analysis.changes.clone(),
                     properties: d.analysis.properties.clone(),

@@ -185,6 +185,12 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
         .unwrap_or_default();
     let _ = writeln!(t, "Change:     {}{when}", one_line(&s.change_type));
     let _ = writeln!(t, "Changed by: {}", actor_text(actor));
+    if !d.notes.is_empty() {
+        t.push_str("\nWho is told:\n");
+        for note in &d.notes {
+            let _ = writeln!(t, "  {}", one_line(note));
+        }
+    }
     for (title, action) in [
         ("Rules added", Action::Added),
         ("Rules removed", Action::Removed),
@@ -264,6 +270,13 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
         let _ = write!(h, "<tr><th align=\"left\">{k}</th><td>{v}</td></tr>");
     }
     h.push_str("</table>");
+    if !d.notes.is_empty() {
+        h.push_str("<h3>Who is told</h3><ul>");
+        for note in &d.notes {
+            let _ = write!(h, "<li><strong>{}</strong></li>", e(note));
+        }
+        h.push_str("</ul>");
+    }
     if !a.changes.is_empty() {
         h.push_str("<h3>Rules</h3><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">");
         h.push_str("<tr><th>Change</th><th>Severity</th><th>Direction</th><th>Protocol/ports</th><th>Source</th><th>Description</th></tr>");
@@ -453,5 +466,23 @@ mod tests {
     fn console_link_refuses_odd_ids() {
         assert!(console_link("us-east-1", "sg-1\"><script>").is_none());
         assert!(console_link("us-east-1", "sg-0abc").is_some());
+    }
+
+    #[test]
+    fn a_removed_opt_in_is_said_plainly_with_why() {
+        let path = format!(
+            "{}/../tests/fixtures/opt-in-removed.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let email = render(&decision(v), &found());
+        assert!(
+            email.subject.starts_with("[sgwatch CRITICAL]"),
+            "{}",
+            email.subject
+        );
+        assert!(email.text.contains("\nWho is told:\n  NotifyOnChange was removed: you will not be told of further changes to this group\n"), "{}", email.text);
+        assert!(email.text.contains("Why you got this: tag NotifyOnChange=Yes was removed by this change; platform-team@example.com: you were an owner before this change"), "{}", email.text);
+        assert!(email.html.contains("<li><strong>NotifyOnChange was removed: you will not be told of further changes to this group</strong></li>"));
     }
 }

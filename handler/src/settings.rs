@@ -1,7 +1,11 @@
 //! The handler's settings: read once from the Lambda environment and validated at start, so a
 //! wrong setting stops the function with one clear error instead of failing at the first event.
 
+use std::fmt;
 use std::str::FromStr;
+
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
 
 use crate::recipients::parse_address;
 use crate::severity::Severity;
@@ -24,6 +28,40 @@ pub struct Policy {
     pub always_notify_at: Option<Severity>,
     /// Attach/detach of instances and ENIs notifies only when this is on.
     pub notify_on_relationship_changes: bool,
+    /// Groups discovered (`ResourceDiscovered`) before this moment existed when recording
+    /// started: they are the baseline, not news.
+    pub baseline_until: Option<DateTime>,
+    /// The accounts whose changes this function handles; others are skipped.
+    pub accounts: Accounts,
+}
+
+/// Which accounts a function serves: a topic that aggregates many accounts (AWS Control Tower's
+/// audit account) would otherwise have every installed copy email about every account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Accounts {
+    /// `*`, or the setting absent.
+    #[default]
+    Any,
+    /// Only these 12-digit account ids.
+    Only(Vec<String>),
+}
+
+impl Accounts {
+    pub fn serves(&self, account: &str) -> bool {
+        match self {
+            Accounts::Any => true,
+            Accounts::Only(ids) => ids.iter().any(|id| id == account),
+        }
+    }
+}
+
+impl fmt::Display for Accounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Accounts::Any => f.write_str("*"),
+            Accounts::Only(ids) => f.write_str(&ids.join(",")),
+        }
+    }
 }
 
 impl Default for Policy {
@@ -35,6 +73,8 @@ impl Default for Policy {
             fallback_recipient: None,
             always_notify_at: None,
             notify_on_relationship_changes: false,
+            baseline_until: None,
+            accounts: Accounts::Any,
         }
     }
 }
@@ -119,6 +159,12 @@ impl Policy {
             policy.notify_on_relationship_changes =
                 parse_bool("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES", flag)?;
         }
+        if let Some(until) = non_empty(&raw.baseline_until) {
+            policy.baseline_until = Some(parse_time("SGWATCH_BASELINE_UNTIL", until)?);
+        }
+        if let Some(accounts) = non_empty(&raw.accounts) {
+            policy.accounts = parse_accounts(accounts)?;
+        }
         Ok(policy)
     }
 }
@@ -132,6 +178,10 @@ pub struct RawPolicy {
     pub fallback_recipient: Option<String>,
     pub always_notify_at: Option<String>,
     pub notify_on_relationship_changes: Option<String>,
+    /// RFC 3339 time, e.g. `2026-11-20T09:30:00Z`.
+    pub baseline_until: Option<String>,
+    /// Comma-separated account ids, or `*`.
+    pub accounts: Option<String>,
 }
 
 impl Settings {
@@ -144,6 +194,8 @@ impl Settings {
             fallback_recipient: get("SGWATCH_FALLBACK_RECIPIENT"),
             always_notify_at: get("SGWATCH_ALWAYS_NOTIFY_AT"),
             notify_on_relationship_changes: get("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES"),
+            baseline_until: get("SGWATCH_BASELINE_UNTIL"),
+            accounts: get("SGWATCH_ACCOUNTS"),
         };
         let policy = Policy::from_raw(&raw)?;
         let sender = get("SGWATCH_SENDER");
@@ -186,6 +238,53 @@ fn parse_bool(name: &'static str, value: &str) -> Result<bool, SettingsError> {
             why: "expected true or false".to_owned(),
         }),
     }
+}
+
+/// An RFC 3339 time (`2026-11-20T09:30:00Z`, `2026-11-20T10:30:00+01:00`), as AWS Config writes
+/// capture times; the SDK's own parser, so no date crate is needed.
+pub fn parse_time(name: &'static str, value: &str) -> Result<DateTime, SettingsError> {
+    DateTime::from_str(value.trim(), Format::DateTimeWithOffset).map_err(|e| {
+        SettingsError::Invalid {
+            name,
+            value: value.to_owned(),
+            why: format!("expected an RFC 3339 time like 2026-11-20T09:30:00Z ({e})"),
+        }
+    })
+}
+
+fn parse_accounts(value: &str) -> Result<Accounts, SettingsError> {
+    let invalid = |why: String| SettingsError::Invalid {
+        name: "SGWATCH_ACCOUNTS",
+        value: value.to_owned(),
+        why,
+    };
+    let parts: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.contains(&"*") {
+        return if parts.len() == 1 {
+            Ok(Accounts::Any)
+        } else {
+            Err(invalid(
+                "`*` (any account) cannot be combined with account ids".to_owned(),
+            ))
+        };
+    }
+    let mut ids: Vec<String> = Vec::new();
+    for part in parts {
+        // AWS account ids are exactly 12 digits (leading zeros are significant).
+        if part.len() != 12 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(format!(
+                "{part:?} is not a 12-digit AWS account id"
+            )));
+        }
+        if !ids.iter().any(|id| id == part) {
+            ids.push(part.to_owned());
+        }
+    }
+    Ok(Accounts::Only(ids))
 }
 
 fn tag_key(name: &'static str, value: &str) -> Result<String, SettingsError> {
@@ -250,6 +349,10 @@ mod tests {
             ("SGWATCH_LOOKUP_ACTOR", "perhaps"),
             ("SGWATCH_RESOURCE_TYPES", "SecurityGroup"),
             ("SGWATCH_NOTIFY_TAG", "aws:reserved"),
+            ("SGWATCH_BASELINE_UNTIL", "yesterday"),
+            ("SGWATCH_BASELINE_UNTIL", "2026-11-20 09:30:00"),
+            ("SGWATCH_ACCOUNTS", "12345"),
+            ("SGWATCH_ACCOUNTS", "*,111122223333"),
         ];
         for (name, value) in cases {
             let mut vars = vec![("SGWATCH_SENDER", "alerts@example.com")];
@@ -290,5 +393,49 @@ mod tests {
         );
         assert!(ok.policy.notify_on_relationship_changes);
         assert!(!ok.lookup_actor);
+    }
+
+    #[test]
+    fn baseline_until_is_rfc_3339_with_or_without_offset() {
+        let at = |value: &str| {
+            settings(&[
+                ("SGWATCH_SENDER", "a@example.com"),
+                ("SGWATCH_BASELINE_UNTIL", value),
+            ])
+            .unwrap()
+            .policy
+            .baseline_until
+            .unwrap()
+            .secs()
+        };
+        // 2026-11-20T09:30:00Z
+        assert_eq!(at("2026-11-20T09:30:00Z"), 1_795_167_000);
+        assert_eq!(at("2026-11-20T10:30:00+01:00"), 1_795_167_000);
+        assert_eq!(at(" 2026-11-20T09:30:00.250Z "), 1_795_167_000);
+        assert_eq!(at("2026-11-20t09:30:00z"), 1_795_167_000);
+    }
+
+    #[test]
+    fn accounts_are_ids_or_any() {
+        let accounts = |value: &str| {
+            settings(&[
+                ("SGWATCH_SENDER", "a@example.com"),
+                ("SGWATCH_ACCOUNTS", value),
+            ])
+            .unwrap()
+            .policy
+            .accounts
+        };
+        assert_eq!(accounts("*"), Accounts::Any);
+        assert_eq!(accounts(""), Accounts::Any, "empty means unset");
+        let only = accounts("111122223333, 012345678901,111122223333");
+        assert_eq!(
+            only,
+            Accounts::Only(vec!["111122223333".into(), "012345678901".into()])
+        );
+        assert!(only.serves("012345678901"));
+        assert!(!only.serves("999999999999"));
+        assert!(Accounts::Any.serves("999999999999"));
+        assert_eq!(only.to_string(), "111122223333,012345678901");
     }
 }

@@ -9,13 +9,20 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 use sgwatch_handler::explain::{explain, Explained};
+use sgwatch_handler::settings::{Policy, RawPolicy};
 
-use crate::policy_args::PolicyArgs;
+use crate::policy_args::{InvalidSetting, PolicyArgs};
 
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Groups discovered (ResourceDiscovered) before this RFC 3339 time are the baseline of groups that existed when recording started: no email (the function's SGWATCH_BASELINE_UNTIL)
+    #[arg(long, value_name = "TIME")]
+    pub baseline_until: Option<String>,
+    /// Only these accounts are served, comma-separated ids or `*`; others are skipped (the function's SGWATCH_ACCOUNTS). Default: any account
+    #[arg(long, value_name = "ID,...")]
+    pub accounts: Option<String>,
     /// A bare Config message, an SNS event or an EventBridge event; `-` reads standard input
     #[arg(value_name = "FILE|-")]
     pub input: PathBuf,
@@ -50,7 +57,12 @@ impl std::fmt::Display for Explanation {
 
 /// Runs `explain` on the input.
 pub fn run(args: &ExplainArgs) -> Result<Explanation, crate::Error> {
-    let policy = args.policy.policy()?;
+    let raw = RawPolicy {
+        baseline_until: args.baseline_until.clone(),
+        accounts: args.accounts.clone(),
+        ..args.policy.raw()
+    };
+    let policy = Policy::from_raw(&raw).map_err(InvalidSetting::from)?;
     let mut text = String::new();
     if args.input.as_os_str() == "-" {
         std::io::stdin()

@@ -69,13 +69,20 @@ pub struct PolicyArgs {
 impl PolicyArgs {
     /// Validates the flags with the handler's own rules.
     pub fn policy(&self) -> Result<Policy, InvalidSetting> {
-        Ok(Policy::from_raw(&RawPolicy {
+        Ok(Policy::from_raw(&self.raw())?)
+    }
+
+    /// The flags as raw settings, for a command that adds its own (`explain`'s baseline and
+    /// accounts, which install sets itself).
+    pub fn raw(&self) -> RawPolicy {
+        RawPolicy {
             notify_tag: self.notify_tag.clone(),
             owner_tag: self.owner_tag.clone(),
             resource_types: self.resource_types.clone(),
             fallback_recipient: self.fallback_recipient.clone(),
             always_notify_at: self.always_notify_at.clone(),
             notify_on_relationship_changes: Some(self.notify_on_relationship_changes.to_string()),
-        })?)
+            ..RawPolicy::default()
+        }
     }
 }

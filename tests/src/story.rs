@@ -42,6 +42,11 @@ const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 const EMULATOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Tagged groups that exist before install; their discovery must send nothing.
+pub const EXISTING_GROUPS: usize = 50;
+/// How long after install the baseline lasts when the story has to set it itself: AWS Config
+/// discovers thousands of groups within minutes, the story's fifty within seconds.
+const BASELINE_MARGIN: Duration = Duration::from_secs(15 * 60);
 
 /// The programs the story runs, all prebuilt (`scripts/demo.sh` builds them).
 #[derive(Debug, Clone)]
@@ -155,6 +160,17 @@ pub struct Outcome {
     /// Emails moto has accepted before and after the untagged group's invocation returned.
     pub mail_before_untagged: usize,
     pub mail_after_untagged: usize,
+    /// What the handler returned for Department B's change that strips the tags and opens SSH.
+    pub opt_out_invocation: Value,
+    /// The email(s) that change sent.
+    pub opt_out_emails: Vec<SentEmail>,
+    /// Whether `SGWATCH_BASELINE_UNTIL` came from the deployed function (else the story set it).
+    pub baseline_from_install: bool,
+    /// What the handler returned for each discovery notification of the existing groups.
+    pub discovery_invocations: Vec<Value>,
+    /// Emails moto has accepted before and after the discovery notifications were played.
+    pub mail_before_discovery: usize,
+    pub mail_after_discovery: usize,
     pub status: Option<CommandRun>,
     pub teardown: Option<CommandRun>,
     /// Resources that appeared with install and are still there after teardown.
@@ -200,6 +216,35 @@ impl Outcome {
             problems.push(format!(
                 "the untagged group's change sent mail ({} emails before, {} after)",
                 self.mail_before_untagged, self.mail_after_untagged
+            ));
+        }
+        match self.opt_out_emails.as_slice() {
+            [email] => {
+                if email.destinations != [OWNER] {
+                    problems.push(format!(
+                        "the opt-out email went to {:?}, not {OWNER}",
+                        email.destinations
+                    ));
+                }
+                let subject = email.subject.as_deref().unwrap_or_default();
+                if !subject.starts_with("[sgwatch CRITICAL]") {
+                    problems.push(format!("the opt-out subject is not CRITICAL: {subject}"));
+                }
+                let text = email.text.as_deref().unwrap_or_default();
+                if !text.contains("NotifyOnChange was removed") {
+                    problems
+                        .push("the opt-out email does not say NotifyOnChange was removed".into());
+                }
+            }
+            emails => problems.push(format!(
+                "expected one email for the change that strips the tags, got {}",
+                emails.len()
+            )),
+        }
+        if self.mail_after_discovery != self.mail_before_discovery {
+            problems.push(format!(
+                "the discovery of {EXISTING_GROUPS} existing groups sent {} emails",
+                self.mail_after_discovery - self.mail_before_discovery
             ));
         }
         if self.untagged_invocation["sent"] != 0 {
@@ -279,6 +324,29 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         "SES sender identity {SENDER} created (moto treats it as verified)"
     ));
 
+    n.step(format!(
+        "{EXISTING_GROUPS} tagged groups already exist, some open to the world on SSH"
+    ));
+    let mut existing = Vec::with_capacity(EXISTING_GROUPS);
+    for i in 0..EXISTING_GROUPS {
+        let group = create_group(
+            &ec2,
+            &format!("existing-{i:02}"),
+            "A group that exists before sgwatch",
+            &[("NotifyOnChange", "Yes"), ("OwnerDL", OWNER)],
+        )
+        .await?;
+        if i % 5 == 0 {
+            authorize(&ec2, &group, 22).await?;
+        }
+        existing.push(group);
+    }
+    n.say(format!(
+        "{} … {} tagged NotifyOnChange=Yes OwnerDL={OWNER}",
+        existing[0],
+        existing[EXISTING_GROUPS - 1]
+    ));
+
     n.step("sgwatch install");
     let before_install = Inventory::take(&config).await?;
     let install = install(programs, moto).await?;
@@ -286,7 +354,20 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         Install::Ran(run) => n.command(run),
         Install::Unavailable(why) => n.say(format!("installer not available: {why}")),
     }
-    let function_env = function_env(&config, &install).await?;
+    let mut function_env = function_env(&config, &install).await?;
+    let baseline_from_install = function_env
+        .get("SGWATCH_BASELINE_UNTIL")
+        .is_some_and(|v| !v.is_empty());
+    if !baseline_from_install {
+        let until = DateTime::from(SystemTime::now() + BASELINE_MARGIN);
+        let until = until
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .context("formatting the baseline time")?;
+        n.say(format!(
+            "the deployed function has no SGWATCH_BASELINE_UNTIL; the story sets {until}"
+        ));
+        function_env.insert("SGWATCH_BASELINE_UNTIL".to_owned(), until);
+    }
 
     n.step("Department A creates its web group: HTTP from anywhere, owners told on change");
     let tagged_group = create_group(
@@ -380,6 +461,64 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
     n.say(format!(
         "emails in SES: {mail_before_untagged} before, {mail_after_untagged} after the invocation returned"
     ));
+
+    n.step("Department B strips the tags and opens SSH (tcp/22) to the internet, in one change");
+    let opt_out_before = synth::describe(&ec2, &tagged_group).await?;
+    ec2.delete_tags()
+        .resources(&tagged_group)
+        .tags(Tag::builder().key("NotifyOnChange").build())
+        .tags(Tag::builder().key("OwnerDL").build())
+        .send()
+        .await
+        .with_context(|| format!("removing the tags of {tagged_group}"))?;
+    authorize(&ec2, &tagged_group, 22).await?;
+    let opt_out_after = synth::describe(&ec2, &tagged_group).await?;
+    let (opt_out_event, _) =
+        notification(programs, &opt_out_before, &opt_out_after, "opt-in-removed")?;
+    let mail_before_opt_out = moto.ses_messages().await.len();
+    let opt_out_invocation = emulator.invoke(&config, &opt_out_event).await?;
+    n.say(format!(
+        "DeleteTags {tagged_group} NotifyOnChange OwnerDL; AuthorizeSecurityGroupIngress tcp/22 from 0.0.0.0/0"
+    ));
+    n.say(format!("handler returned {opt_out_invocation}"));
+    let all = moto
+        .wait_for_ses_messages(mail_before_opt_out + 1, MAIL_TIMEOUT)
+        .await;
+    let opt_out_emails: Vec<SentEmail> = all[mail_before_opt_out..].to_vec();
+    for email in &opt_out_emails {
+        n.say(format!("To:      {}", email.destinations.join(", ")));
+        n.say(format!(
+            "Subject: {}",
+            email.subject.as_deref().unwrap_or_default()
+        ));
+        n.block(email.text.as_deref().unwrap_or("(no text part)"));
+    }
+
+    n.step(format!(
+        "Config discovers the {EXISTING_GROUPS} existing groups: the baseline, no email"
+    ));
+    let mail_before_discovery = moto.ses_messages().await.len();
+    let mut discovery_invocations = Vec::with_capacity(EXISTING_GROUPS);
+    for group in &existing {
+        let state = synth::describe(&ec2, group).await?;
+        let capture = Capture {
+            account: state["ownerId"].as_str().unwrap_or(ACCOUNT).to_owned(),
+            region: REGION.to_owned(),
+            time: DateTime::from(SystemTime::now()),
+        };
+        let message = synth::item_change(None, Some(&state), &capture)?;
+        let event = synth::sns_event(&message, &format!("sgwatch-demo-discovered-{group}"));
+        discovery_invocations.push(emulator.invoke(&config, &event).await?);
+    }
+    let mail_after_discovery = moto.ses_messages().await.len();
+    let sent: u64 = discovery_invocations
+        .iter()
+        .filter_map(|r| r["sent"].as_u64())
+        .sum();
+    n.say(format!(
+        "{} ResourceDiscovered notifications handled, {sent} sent; emails in SES: {mail_before_discovery} before, {mail_after_discovery} after",
+        discovery_invocations.len()
+    ));
     let handler_log = emulator.stop().await;
 
     let (mut status, mut teardown, mut leftovers) = (None, None, Vec::new());
@@ -412,6 +551,12 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         untagged_invocation,
         mail_before_untagged,
         mail_after_untagged,
+        opt_out_invocation,
+        opt_out_emails,
+        baseline_from_install,
+        discovery_invocations,
+        mail_before_discovery,
+        mail_after_discovery,
         status,
         teardown,
         leftovers,

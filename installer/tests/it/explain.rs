@@ -125,3 +125,101 @@ fn bad_flags_and_missing_files_say_what_is_wrong() {
         String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/notification.json")
     );
 }
+
+#[test]
+fn previous_owners_are_told_when_the_opt_in_is_removed() {
+    let out = sgwatch(&["explain", &fixture("opt-in-removed.json")], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = &json(&out)[0];
+    assert_eq!(d["notify"], true);
+    assert_eq!(d["severity"], "critical");
+    assert_eq!(
+        d["recipients"],
+        serde_json::json!(["platform-team@example.com"])
+    );
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("tag NotifyOnChange=Yes was removed by this change"),
+        "{}",
+        d["reason"]
+    );
+    assert_eq!(
+        d["properties"][0],
+        serde_json::json!({"name": "Tags.0", "previous": "NotifyOnChange=Yes", "updated": null})
+    );
+    assert!(d["text"].as_str().unwrap().contains(
+        "NotifyOnChange was removed: you will not be told of further changes to this group"
+    ));
+}
+
+#[test]
+fn baseline_until_and_accounts_flags() {
+    let discovered = fixture("discovered.json");
+    let out = sgwatch(
+        &[
+            "explain",
+            "--baseline-until",
+            "2026-11-20T10:00:00Z",
+            &discovered,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = &json(&out)[0];
+    assert_eq!(d["notify"], false);
+    assert!(d["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("baseline: the group existed when recording started"));
+    // Without the flag, a discovered group is a new group.
+    assert_eq!(
+        json(&sgwatch(&["explain", &discovered], None))[0]["notify"],
+        true
+    );
+
+    let rdp = fixture("rdp-opened.json");
+    let out = sgwatch(&["explain", "--accounts", "111122223333", &rdp], None);
+    let d = &json(&out)[0];
+    assert_eq!(d["notify"], false);
+    assert!(d["reason"]
+        .as_str()
+        .unwrap()
+        .contains("account 123456789012 is not served"));
+    let out = sgwatch(
+        &["explain", "--accounts", "111122223333,123456789012", &rdp],
+        None,
+    );
+    assert_eq!(json(&out)[0]["notify"], true);
+
+    // Invalid values are refused before anything is read.
+    for flag in [["--baseline-until", "tomorrow"], ["--accounts", "12345"]] {
+        let out = sgwatch(&["explain", flag[0], flag[1], &rdp], None);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("invalid setting"), "{err}");
+    }
+}
+
+#[test]
+fn help_describes_the_settings() {
+    let out = sgwatch(&["explain", "--help"], None);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--baseline-until",
+        "--accounts",
+        "SGWATCH_BASELINE_UNTIL",
+        "SGWATCH_ACCOUNTS",
+    ] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
+}

@@ -93,6 +93,59 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         "the untagged group's change sent mail"
     );
 
+    // Department B strips the tags and opens SSH in one change: Department A still hears of it.
+    assert_eq!(
+        outcome.opt_out_invocation,
+        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0})
+    );
+    let [email] = outcome.opt_out_emails.as_slice() else {
+        panic!(
+            "expected one email for the change that strips the tags: {:#?}",
+            outcome.opt_out_emails
+        )
+    };
+    assert_eq!(email.destinations, [OWNER]);
+    let subject = email.subject.as_deref().unwrap_or_default();
+    assert!(
+        subject.starts_with(&format!(
+            "[sgwatch CRITICAL] {} (dept-a-web) ",
+            outcome.tagged_group
+        )),
+        "{subject}"
+    );
+    assert!(
+        subject.contains("+ingress tcp/22 from 0.0.0.0/0"),
+        "{subject}"
+    );
+    let text = email.text.as_deref().unwrap_or_default();
+    assert!(
+        text.contains(
+            "NotifyOnChange was removed: you will not be told of further changes to this group"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("you were an owner before this change"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[critical] +ingress tcp/22 from 0.0.0.0/0"),
+        "{text}"
+    );
+
+    // The groups that existed before install are the baseline: their discovery sends nothing.
+    assert_eq!(outcome.discovery_invocations.len(), story::EXISTING_GROUPS);
+    for response in &outcome.discovery_invocations {
+        assert_eq!(
+            response,
+            &json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0})
+        );
+    }
+    assert_eq!(
+        outcome.mail_after_discovery, outcome.mail_before_discovery,
+        "the discovery of existing groups sent mail"
+    );
+
     let status = outcome.status.as_ref().expect("status ran");
     assert!(
         !status.stdout.trim().is_empty(),

@@ -234,6 +234,8 @@ fn parameters_match_the_installer_contract() {
             Some(BOOLS),
         ),
         ("LookupActor", "String", Some(json!("true")), Some(BOOLS)),
+        ("BaselineUntil", "String", Some(json!("")), None),
+        ("Accounts", "String", Some(json!("")), None),
         (
             "Architecture",
             "String",
@@ -773,6 +775,8 @@ fn function_gets_every_setting_from_the_parameters() {
             r#ref("NotifyOnRelationshipChanges"),
         ),
         ("SGWATCH_LOOKUP_ACTOR", r#ref("LookupActor")),
+        ("SGWATCH_BASELINE_UNTIL", r#ref("BaselineUntil")),
+        ("SGWATCH_ACCOUNTS", r#ref("Accounts")),
         ("SGWATCH_IDEMPOTENCY_TABLE", r#ref("IdempotencyTable")),
         ("SGWATCH_FAILURE_QUEUE_URL", r#ref("FailureQueue")),
         ("SGWATCH_CONFIG_BUCKET", r#ref("ConfigBucket")),
@@ -1124,4 +1128,43 @@ fn every_name_fits_its_limit_for_the_longest_stack_name_install_accepts() {
         64,
         "exactly Lambda's limit"
     );
+}
+
+/// The patterns CloudFormation checks before the function ever starts agree with what the
+/// handler accepts, so a bad value fails the deploy rather than the function's start.
+#[test]
+fn baseline_and_accounts_patterns_accept_what_the_handler_accepts() {
+    let params = template()["Parameters"].clone();
+    let matches = |name: &str, value: &str| {
+        let pattern = params[name]["AllowedPattern"].as_str().unwrap();
+        pattern_matches(pattern, value)
+    };
+    for ok in ["", "2026-11-20T09:30:00Z", "2026-11-20T09:30:00.25+01:00"] {
+        assert!(matches("BaselineUntil", ok), "{ok}");
+    }
+    for bad in ["yesterday", "2026-11-20 09:30:00Z"] {
+        assert!(!matches("BaselineUntil", bad), "{bad}");
+    }
+    for ok in ["", "*", "111122223333", "111122223333,012345678901"] {
+        assert!(matches("Accounts", ok), "{ok}");
+    }
+    for bad in ["12345", "*,111122223333", "111122223333, 012345678901"] {
+        assert!(!matches("Accounts", bad), "{bad}");
+    }
+}
+
+/// The pattern checked by Python's `re` (the virtualenv's), the engine nearest to the one
+/// CloudFormation uses, rather than a regex crate added for one test.
+fn pattern_matches(pattern: &str, value: &str) -> bool {
+    let python = sgwatch_tests::repo_root().join(".venv/bin/python");
+    let out = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import re,sys; sys.exit(0 if re.fullmatch(sys.argv[1], sys.argv[2]) else 1)",
+            pattern,
+            value,
+        ])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+    out.success()
 }
