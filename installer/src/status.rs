@@ -264,7 +264,14 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
         if eventbridge {
             event_rule(config, &mut c, name, function_arn, &policy).await;
         } else if let Some(topic) = &source_topic {
-            subscription(config, &mut c, &place, topic, function_arn, &policy).await;
+            let queue = outputs.get("FailureQueueArn").map(String::as_str);
+            let topic_in = Subscribed {
+                topic,
+                function_arn,
+                policy: &policy,
+                queue,
+            };
+            subscription(config, &mut c, &place, &topic_in, &install).await;
         }
     }
 
@@ -381,14 +388,24 @@ fn permits(policy: &str, principal: &str, source: &str) -> bool {
     })
 }
 
+/// What the handler's subscription to a topic is checked against.
+struct Subscribed<'a> {
+    topic: &'a str,
+    function_arn: &'a str,
+    /// The function's resource policy.
+    policy: &'a str,
+    /// The stack's failure queue.
+    queue: Option<&'a str>,
+}
+
 async fn subscription(
     config: &SdkConfig,
     c: &mut Checks,
     place: &Place,
-    topic: &str,
-    function_arn: &str,
-    policy: &str,
+    s: &Subscribed<'_>,
+    install: &str,
 ) {
+    let (topic, function_arn, policy) = (s.topic, s.function_arn, s.policy);
     let check = "topic → subscription → function";
     let region = topic.split(':').nth(3).unwrap_or_default().to_owned();
     let sns = aws_sdk_sns::Client::from_conf(
@@ -397,7 +414,12 @@ async fn subscription(
             .build(),
     );
     match crate::topic::subscription(&sns, place, topic, function_arn).await {
-        Ok(Some(_)) => c.ok(check, format!("{topic} → {function_arn}")),
+        Ok(Some(sub)) => {
+            c.ok(check, format!("{topic} → {function_arn}"));
+            if let Some(queue) = s.queue {
+                redrive(c, &sns, place, topic, &sub, queue, install).await;
+            }
+        }
         Ok(None) => c.fail(
             check,
             format!("{topic} has no subscription for {function_arn}: run `sgwatch install`"),
@@ -411,6 +433,46 @@ async fn subscription(
             "function permission",
             format!("nothing lets {topic} invoke the function: run `sgwatch install`"),
         );
+    }
+}
+
+/// Whether SNS parks what it cannot deliver through the subscription in the failure queue.
+async fn redrive(
+    c: &mut Checks,
+    sns: &aws_sdk_sns::Client,
+    place: &Place,
+    topic: &str,
+    subscription: &str,
+    queue: &str,
+    install: &str,
+) {
+    let check = "undeliverable → failure queue";
+    if !crate::topic::can_redrive(topic, place) {
+        c.warn(
+            check,
+            format!(
+                "{topic} is in another account or region, where the failure queue cannot serve \
+                 as its dead-letter queue: what SNS fails to deliver to the function is dropped"
+            ),
+        );
+        return;
+    }
+    match crate::topic::redrive(sns, place, topic, subscription).await {
+        Ok(policy) if crate::topic::redrives_to(policy.as_deref(), queue) => {
+            c.ok(check, format!("the subscription's redrive policy names {queue}"))
+        }
+        Ok(policy) => c.fail(
+            check,
+            format!(
+                "the subscription to {topic} has {}: what SNS fails to deliver to the function \
+                 is dropped; {install}",
+                match policy {
+                    Some(p) => format!("redrive policy {p}, not the failure queue"),
+                    None => "no redrive policy".to_owned(),
+                }
+            ),
+        ),
+        Err(e) => c.fail(check, e.to_string()),
     }
 }
 

@@ -280,6 +280,13 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
             .any(|s| s.protocol() == Some("lambda") && s.endpoint() == Some(function_arn.as_str())),
         "{subs:?}"
     );
+    // What SNS cannot deliver to the function is parked in the stack's failure queue.
+    let sns = aws_sdk_sns::Client::new(&config);
+    let queue_arn = failure_queue_arn(&config).await;
+    assert_eq!(
+        redrive_policy(&sns, topic, &function_arn).await,
+        Some(format!(r#"{{"deadLetterTargetArn":"{queue_arn}"}}"#))
+    );
     // The handler zip, by content hash.
     let listed = s3
         .list_objects_v2()
@@ -310,6 +317,106 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
     let (out, _) = run(&moto, &dir, &["status".to_owned()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| l
+            .starts_with("  ok    undeliverable → failure queue")
+            && l.ends_with(&format!("the subscription's redrive policy names {queue_arn}"))),
+        "{}",
+        text(&out)
+    );
+
+    // The redrive policy removed by hand: status fails and says what to do; plan lists it;
+    // install puts it back, and only it.
+    let sub = subscription_arn(&sns, topic, &function_arn).await;
+    sns.set_subscription_attributes()
+        .subscription_arn(&sub)
+        .attribute_name("RedrivePolicy")
+        .attribute_value("")
+        .send()
+        .await
+        .unwrap();
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        shown.lines().any(|l| l.contains("FAIL  undeliverable → failure queue")
+            && l.contains("no redrive policy")
+            && l.contains("run `sgwatch install`")),
+        "{shown}"
+    );
+    let mut plan = install_args(&zip);
+    plan[0] = "plan".to_owned();
+    let (out, calls) = run(&moto, &dir, &plan);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "park what SNS cannot deliver from {topic} to the handler in the failure queue"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!calls.iter().any(|c| c == "WRITE SetSubscriptionAttributes"));
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        writes(&calls),
+        [&"WRITE SetSubscriptionAttributes".to_owned()],
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        redrive_policy(&sns, topic, &function_arn).await,
+        Some(format!(r#"{{"deadLetterTargetArn":"{queue_arn}"}}"#))
+    );
+}
+
+/// The stack's failure queue's ARN, from its output.
+async fn failure_queue_arn(config: &SdkConfig) -> String {
+    let stacks = aws_sdk_cloudformation::Client::new(config)
+        .describe_stacks()
+        .stack_name("sgwatch")
+        .send()
+        .await
+        .unwrap();
+    stacks.stacks()[0]
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some("FailureQueueArn"))
+        .and_then(|o| o.output_value())
+        .expect("a FailureQueueArn output")
+        .to_owned()
+}
+
+async fn subscription_arn(sns: &aws_sdk_sns::Client, topic: &str, function_arn: &str) -> String {
+    sns.list_subscriptions_by_topic()
+        .topic_arn(topic)
+        .send()
+        .await
+        .unwrap()
+        .subscriptions()
+        .iter()
+        .find(|s| s.endpoint() == Some(function_arn))
+        .and_then(|s| s.subscription_arn())
+        .expect("the handler's subscription")
+        .to_owned()
+}
+
+/// The RedrivePolicy attribute of the function's subscription to `topic`, as SNS holds it.
+async fn redrive_policy(
+    sns: &aws_sdk_sns::Client,
+    topic: &str,
+    function_arn: &str,
+) -> Option<String> {
+    let sub = subscription_arn(sns, topic, function_arn).await;
+    sns.get_subscription_attributes()
+        .subscription_arn(sub)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get("RedrivePolicy"))
+        .filter(|p| !p.is_empty())
+        .cloned()
 }
 
 #[tokio::test]
@@ -466,6 +573,23 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
     assert!(subs.subscriptions().iter().any(|s| s
         .endpoint()
         .is_some_and(|e| e.ends_with(":function:sgwatch-handler"))));
+    // Its failures are parked in the stack's failure queue too.
+    let function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sgwatch-handler";
+    assert_eq!(
+        redrive_policy(&aws_sdk_sns::Client::new(&config), &topic, function_arn).await,
+        Some(format!(
+            r#"{{"deadLetterTargetArn":"{}"}}"#,
+            failure_queue_arn(&config).await
+        ))
+    );
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.contains("ok    undeliverable → failure queue")),
+        "{}",
+        text(&out)
+    );
 
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(
