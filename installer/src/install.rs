@@ -403,8 +403,7 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, cra
         Some(zip) => zip,
         None => package::build(args.arch, Path::new("dist"))?,
     };
-    let params =
-        stack::complete_parameters(&parameters(
+    let params = stack::complete_parameters(&parameters(
         args, source, &checked, &identity, &place, &artifact,
     ))?;
     let stack_changes = match &deployed {
@@ -771,14 +770,15 @@ pub async fn install(
     // 5. What SNS cannot deliver to the handler is parked in the failure queue. Set through the
     // API: the stack subscribes inline (an AWS::SNS::Topic Subscription carries no redrive
     // policy), and an adopted topic's subscription is not the stack's.
-    let queue = outputs
-        .get("FailureQueueArn")
-        .cloned()
-        .ok_or_else(|| InstallError::MissingOutput {
-            stack: name.clone(),
-            place: place.clone(),
-            output: "FailureQueueArn",
-        })?;
+    let queue =
+        outputs
+            .get("FailureQueueArn")
+            .cloned()
+            .ok_or_else(|| InstallError::MissingOutput {
+                stack: name.clone(),
+                place: place.clone(),
+                output: "FailureQueueArn",
+            })?;
     let adopted = state.adopted_topic_arn.clone();
     for topic in redriven_topics(p.source, &outputs, adopted.as_deref(), &place) {
         let sns = sns_for(config, &topic);

@@ -372,20 +372,86 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
     })
 }
 
-/// Whether the function's resource policy lets `principal` invoke it from `source`.
-fn permits(policy: &str, principal: &str, source: &str) -> bool {
+/// What the function's resource policy says about `principal` invoking it from a source.
+#[derive(Debug, PartialEq, Eq)]
+enum Permit {
+    /// A statement allows it, conditioned on the source's ARN alone.
+    Allowed,
+    /// No statement allows it.
+    Missing,
+    /// The statements that name the source also require other condition keys (`ArnLike
+    /// AWS:SourceArn` is fine; `StringEquals AWS:SourceAccount` is not: not every source sets
+    /// it, and a condition key the request lacks denies it), by statement id.
+    Conditioned { sid: String, keys: Vec<String> },
+}
+
+/// Reads the function's resource policy (`lambda:GetPolicy`) for `principal` invoking it from
+/// `source`: the statement's whole `Condition` must be `ArnLike` or `ArnEquals` on
+/// `AWS:SourceArn` (condition keys are case-insensitive in IAM).
+fn permits(policy: &str, principal: &str, source: &str) -> Permit {
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
-        return false;
+        return Permit::Missing;
     };
-    doc["Statement"].as_array().is_some_and(|statements| {
-        statements.iter().any(|s| {
-            let who = &s["Principal"]["Service"];
-            let from = s["Condition"]["ArnLike"]["AWS:SourceArn"]
-                .as_str()
-                .or_else(|| s["Condition"]["ArnEquals"]["AWS:SourceArn"].as_str());
-            s["Effect"] == "Allow" && who == principal && from == Some(source)
-        })
-    })
+    let statements = doc["Statement"].as_array().cloned().unwrap_or_default();
+    let mut conditioned = None;
+    for s in &statements {
+        if s["Effect"] != "Allow" || s["Principal"]["Service"] != principal {
+            continue;
+        }
+        let Some(condition) = s["Condition"].as_object() else {
+            continue;
+        };
+        let mut names_source = false;
+        let mut others = Vec::new();
+        for (operator, keys) in condition {
+            for (key, value) in keys.as_object().into_iter().flatten() {
+                let arn_test = matches!(operator.as_str(), "ArnLike" | "ArnEquals");
+                if arn_test && key.eq_ignore_ascii_case("aws:SourceArn") {
+                    names_source |= value == source;
+                    if value != source {
+                        others.push(format!("{operator} {key} {value}"));
+                    }
+                } else {
+                    others.push(format!("{operator} {key}"));
+                }
+            }
+        }
+        match (names_source, others.is_empty()) {
+            (true, true) => return Permit::Allowed,
+            (true, false) => {
+                conditioned.get_or_insert(Permit::Conditioned {
+                    sid: s["Sid"].as_str().unwrap_or("?").to_owned(),
+                    keys: others,
+                });
+            }
+            (false, _) => {}
+        }
+    }
+    conditioned.unwrap_or(Permit::Missing)
+}
+
+/// The "function permission" line for `principal` invoking the function from `source`.
+fn permission(c: &mut Checks, policy: &str, principal: &str, source: &str, function_arn: &str) {
+    let check = "function permission";
+    match permits(policy, principal, source) {
+        Permit::Allowed => c.ok(check, format!("{source} may invoke it")),
+        Permit::Missing => c.fail(
+            check,
+            format!("nothing lets {source} invoke the function: run `sgwatch install`"),
+        ),
+        Permit::Conditioned { sid, keys } => c.fail(
+            check,
+            format!(
+                "statement {sid} lets {source} invoke the function only under {}, which not \
+                 every event source sets, so it denies every invocation: replace it with one \
+                 conditioned on the source ARN alone (aws lambda remove-permission \
+                 --function-name {function_arn} --statement-id {sid}; aws lambda add-permission \
+                 --function-name {function_arn} --statement-id {sid} --action \
+                 lambda:InvokeFunction --principal {principal} --source-arn {source})",
+                keys.join(" and ")
+            ),
+        ),
+    }
 }
 
 /// What the handler's subscription to a topic is checked against.
@@ -426,14 +492,7 @@ async fn subscription(
         ),
         Err(e) => c.fail(check, e.to_string()),
     }
-    if permits(policy, "sns.amazonaws.com", topic) {
-        c.ok("function permission", format!("{topic} may invoke it"));
-    } else {
-        c.fail(
-            "function permission",
-            format!("nothing lets {topic} invoke the function: run `sgwatch install`"),
-        );
-    }
+    permission(c, policy, "sns.amazonaws.com", topic, function_arn);
 }
 
 /// Whether SNS parks what it cannot deliver through the subscription in the failure queue.
@@ -458,9 +517,10 @@ async fn redrive(
         return;
     }
     match crate::topic::redrive(sns, place, topic, subscription).await {
-        Ok(policy) if crate::topic::redrives_to(policy.as_deref(), queue) => {
-            c.ok(check, format!("the subscription's redrive policy names {queue}"))
-        }
+        Ok(policy) if crate::topic::redrives_to(policy.as_deref(), queue) => c.ok(
+            check,
+            format!("the subscription's redrive policy names {queue}"),
+        ),
         Ok(policy) => c.fail(
             check,
             format!(
@@ -523,14 +583,7 @@ async fn event_rule(
                 ),
             }
             let rule_arn = r.arn().unwrap_or_default();
-            if permits(policy, "events.amazonaws.com", rule_arn) {
-                c.ok("function permission", format!("{rule} may invoke it"));
-            } else {
-                c.fail(
-                    "function permission",
-                    format!("nothing lets rule {rule} invoke the function: run `sgwatch install`"),
-                );
-            }
+            permission(c, policy, "events.amazonaws.com", rule_arn, function_arn);
         }
         (Err(e), _) => c.fail(check, format!("cannot read rule {rule}: {}", said(&e))),
         (_, Err(e)) => c.fail(
@@ -627,30 +680,77 @@ async fn failure_queue(config: &SdkConfig, c: &mut Checks, url: &str) {
 mod tests {
     use super::*;
 
+    const TOPIC: &str = "arn:aws:sns:us-east-1:1:t";
+
+    fn policy(condition: &str) -> String {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"SnsPermission","Effect":"Allow",
+            "Principal":{{"Service":"sns.amazonaws.com"}},"Action":"lambda:InvokeFunction",
+            "Condition":{condition}}}]}}"#
+        )
+    }
+
     #[test]
     fn a_permission_counts_only_for_its_principal_and_source() {
-        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
-            "Principal":{"Service":"sns.amazonaws.com"},"Action":"lambda:InvokeFunction",
-            "Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"}}}]}"#;
-        assert!(permits(
-            policy,
+        let p = policy(r#"{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"}}"#);
+        assert_eq!(permits(&p, "sns.amazonaws.com", TOPIC), Permit::Allowed);
+        assert_eq!(
+            permits(&p, "sns.amazonaws.com", "arn:aws:sns:us-east-1:1:other"),
+            Permit::Missing
+        );
+        assert_eq!(permits(&p, "events.amazonaws.com", TOPIC), Permit::Missing);
+        assert_eq!(permits("", "sns.amazonaws.com", TOPIC), Permit::Missing);
+        let p = policy(r#"{"ArnEquals":{"aws:sourcearn":"arn:aws:sns:us-east-1:1:t"}}"#);
+        assert_eq!(permits(&p, "sns.amazonaws.com", TOPIC), Permit::Allowed);
+    }
+
+    #[test]
+    fn a_permission_with_another_condition_key_fails_naming_it() {
+        let p = policy(
+            r#"{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"},
+                "StringEquals":{"AWS:SourceAccount":"1"}}"#,
+        );
+        assert_eq!(
+            permits(&p, "sns.amazonaws.com", TOPIC),
+            Permit::Conditioned {
+                sid: "SnsPermission".into(),
+                keys: vec!["StringEquals AWS:SourceAccount".into()]
+            }
+        );
+        let mut c = Checks::default();
+        permission(
+            &mut c,
+            &p,
             "sns.amazonaws.com",
-            "arn:aws:sns:us-east-1:1:t"
-        ));
-        assert!(!permits(
-            policy,
-            "sns.amazonaws.com",
-            "arn:aws:sns:us-east-1:1:other"
-        ));
-        assert!(!permits(
-            policy,
-            "events.amazonaws.com",
-            "arn:aws:sns:us-east-1:1:t"
-        ));
-        assert!(!permits(
-            "",
-            "sns.amazonaws.com",
-            "arn:aws:sns:us-east-1:1:t"
-        ));
+            TOPIC,
+            "arn:aws:lambda:us-east-1:1:function:f",
+        );
+        let line = &c.0[0];
+        assert_eq!(line.level, Level::Fail);
+        assert!(
+            line.detail.starts_with(
+                "statement SnsPermission lets arn:aws:sns:us-east-1:1:t invoke the function only \
+                 under StringEquals AWS:SourceAccount, which not every event source sets, so it \
+                 denies every invocation"
+            ),
+            "{}",
+            line.detail
+        );
+        assert!(line.detail.contains("--statement-id SnsPermission"));
+
+        // Another statement without the extra key is enough.
+        let both = format!(
+            r#"{{"Statement":[{},{}]}}"#,
+            serde_json::from_str::<serde_json::Value>(&p).unwrap()["Statement"][0],
+            serde_json::from_str::<serde_json::Value>(&policy(
+                r#"{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"}}"#
+            ))
+            .unwrap()["Statement"][0]
+        );
+        assert_eq!(permits(&both, "sns.amazonaws.com", TOPIC), Permit::Allowed);
+        // No condition at all is not "conditioned on the source": it is not ours.
+        let open =
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"sns.amazonaws.com"}}]}"#;
+        assert_eq!(permits(open, "sns.amazonaws.com", TOPIC), Permit::Missing);
     }
 }

@@ -172,7 +172,14 @@ pub async fn redrive(
         .subscription_arn(subscription_arn)
         .send()
         .await
-        .map_err(|e| error("reading the subscription's redrive policy on", topic, place, &e))?;
+        .map_err(|e| {
+            error(
+                "reading the subscription's redrive policy on",
+                topic,
+                place,
+                &e,
+            )
+        })?;
     Ok(attrs
         .attributes()
         .and_then(|a| a.get(REDRIVE_POLICY))
@@ -195,7 +202,14 @@ pub async fn set_redrive(
         .attribute_value(redrive_policy(queue_arn))
         .send()
         .await
-        .map_err(|e| error("setting the subscription's redrive policy on", topic, place, &e))?;
+        .map_err(|e| {
+            error(
+                "setting the subscription's redrive policy on",
+                topic,
+                place,
+                &e,
+            )
+        })?;
     Ok(())
 }
 
@@ -217,7 +231,10 @@ mod tests {
         let policy = redrive_policy(queue);
         assert_eq!(policy, format!(r#"{{"deadLetterTargetArn":"{queue}"}}"#));
         assert!(redrives_to(Some(&policy), queue));
-        assert!(!redrives_to(Some(&policy), "arn:aws:sqs:us-east-1:123456789012:other"));
+        assert!(!redrives_to(
+            Some(&policy),
+            "arn:aws:sqs:us-east-1:123456789012:other"
+        ));
         assert!(!redrives_to(None, queue));
         assert!(!redrives_to(Some(""), queue));
     }

@@ -320,7 +320,9 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
     assert!(
         String::from_utf8_lossy(&out.stdout).lines().any(|l| l
             .starts_with("  ok    undeliverable → failure queue")
-            && l.ends_with(&format!("the subscription's redrive policy names {queue_arn}"))),
+            && l.ends_with(&format!(
+                "the subscription's redrive policy names {queue_arn}"
+            ))),
         "{}",
         text(&out)
     );
@@ -339,9 +341,11 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let shown = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        shown.lines().any(|l| l.contains("FAIL  undeliverable → failure queue")
-            && l.contains("no redrive policy")
-            && l.contains("run `sgwatch install`")),
+        shown
+            .lines()
+            .any(|l| l.contains("FAIL  undeliverable → failure queue")
+                && l.contains("no redrive policy")
+                && l.contains("run `sgwatch install`")),
         "{shown}"
     );
     let mut plan = install_args(&zip);
