@@ -322,7 +322,10 @@ fn source(
         Some(topic) => (
             Source::Eventbridge,
             Some(format!(
-                "the adopted delivery channel sends to {topic}, a topic of another account (as                  AWS Control Tower's does): using --source eventbridge, since subscribing there                  would be refused or bring every account's changes (pass --source sns to                  subscribe anyway)"
+                "the adopted delivery channel sends to {topic}, a topic of another account (as \
+                 AWS Control Tower's does): using --source eventbridge, since subscribing there \
+                 would be refused or bring every account's changes (pass --source sns to \
+                 subscribe anyway)"
             )),
         ),
         None => (Source::Sns, None),

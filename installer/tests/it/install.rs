@@ -1230,3 +1230,123 @@ async fn test_event_sends_the_groups_current_state_as_a_marked_notification() {
         "{rules}"
     );
 }
+
+#[tokio::test]
+async fn a_channel_sending_to_another_accounts_topic_gets_eventbridge_unless_sns_is_asked() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("controltower");
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    // As AWS Control Tower sets an enrolled account up: its channel sends to the audit account's
+    // topic, which aggregates every account.
+    let topic = "arn:aws:sns:us-east-1:999999999999:aws-controltower-AllConfigNotifications";
+    sgwatch_handler::aws::s3_client(&config)
+        .create_bucket()
+        .bucket("aws-controltower-logs")
+        .send()
+        .await
+        .unwrap();
+    let cfg = aws_sdk_config::Client::new(&config);
+    use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
+    cfg.put_configuration_recorder()
+        .configuration_recorder(
+            ConfigurationRecorder::builder()
+                .name("aws-controltower-BaselineConfigRecorder")
+                .role_arn("arn:aws:iam::123456789012:role/aws-controltower-ConfigRecorderRole")
+                .recording_group(RecordingGroup::builder().all_supported(true).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.put_delivery_channel()
+        .delivery_channel(
+            DeliveryChannel::builder()
+                .name("aws-controltower-BaselineConfigDeliveryChannel")
+                .s3_bucket_name("aws-controltower-logs")
+                .sns_topic_arn(topic)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.start_configuration_recorder()
+        .configuration_recorder_name("aws-controltower-BaselineConfigRecorder")
+        .send()
+        .await
+        .unwrap();
+    let why = format!(
+        "the adopted delivery channel sends to {topic}, a topic of another account (as AWS \
+         Control Tower's does): using --source eventbridge"
+    );
+
+    // plan says so, and would add the rule.
+    let mut plan = install_args(&zip);
+    plan[0] = "plan".to_owned();
+    let (out, _) = run(&moto, &dir, &plan);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&why),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Add EventRule"),
+        "{}",
+        text(&out)
+    );
+
+    // install deploys the EventBridge source and never subscribes to the other account's topic.
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&why),
+        "{}",
+        text(&out)
+    );
+    assert!(!calls.iter().any(|c| c == "WRITE Subscribe"), "{calls:?}");
+    let stack = aws_sdk_cloudformation::Client::new(&config)
+        .describe_stacks()
+        .stack_name("sgwatch")
+        .send()
+        .await
+        .unwrap();
+    assert!(stack.stacks()[0].parameters().iter().any(|p| {
+        p.parameter_key() == Some("EventSource") && p.parameter_value() == Some("eventbridge")
+    }));
+    let rules = aws_sdk_eventbridge::Client::new(&config)
+        .list_rules()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rules.rules().len(), 1, "{rules:?}");
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok    EventBridge rule → function"),
+        "{}",
+        text(&out)
+    );
+
+    // Settled: a re-run changes nothing. An explicit --source sns is honoured, so the decision
+    // is only the default's: plan then reads the other account's topic, which here (as on AWS
+    // without that account's leave) it may not.
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(writes(&calls), Vec::<&String>::new());
+    let mut sns = plan.clone();
+    sns.extend(["--source", "sns"].map(str::to_owned));
+    let (out, _) = run(&moto, &dir, &sns);
+    assert!(!text(&out).contains(&why), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("listing the subscriptions of {topic}")),
+        "{}",
+        text(&out)
+    );
+}
