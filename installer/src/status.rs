@@ -19,6 +19,7 @@ use sgwatch_handler::settings::Settings;
 use crate::artifacts;
 use crate::aws::Place;
 use crate::recorder;
+use crate::simulate;
 use crate::stack;
 
 #[derive(Debug, Clone, Args)]
@@ -335,18 +336,59 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
     }
 
     // SES.
+    let mut identity = None;
     if let Some(sender) = &sender {
         let ses = aws_sdk_sesv2::Client::new(config);
         match crate::preflight::sender_identity(&ses, &place, sender).await {
-            Ok(identity) => c.ok(
-                "SES sender verified",
-                format!("{sender} (identity {identity})"),
-            ),
+            Ok(found) => {
+                c.ok(
+                    "SES sender verified",
+                    format!("{sender} (identity {found})"),
+                );
+                identity = Some(found);
+            }
             Err(e) => c.fail("SES sender verified", e.to_string()),
         }
         match crate::preflight::sandbox_warning(&ses, &place).await {
             None => c.ok("SES production access", "owners can receive mail"),
             Some(w) => c.warn("SES production access", w),
+        }
+    }
+
+    // What the stack's roles may do, as IAM evaluates their policies.
+    let iam = aws_sdk_iam::Client::new(config);
+    let o = |k: &str| outputs.get(k).map(String::as_str);
+    if let (Some(role_arn), Some(sender), Some(identity), Some(bucket), Some(table), Some(queue)) = (
+        o("HandlerRoleArn"),
+        sender.as_deref(),
+        identity.as_deref(),
+        o("ConfigBucketName"),
+        o("IdempotencyTableName"),
+        o("FailureQueueArn"),
+    ) {
+        let asks = simulate::handler_asks(&simulate::HandlerUse {
+            role_arn,
+            region: &place.region,
+            account: &place.account,
+            sender,
+            identity,
+            bucket,
+            table,
+            queue_arn: queue,
+        });
+        let answer = simulate::simulate(&iam, role_arn, &asks).await;
+        simulated(&mut c, "handler role may act", answer);
+    }
+    // The Config role matters only while the recorder uses it.
+    let recorder_role = found.recorder.as_ref().and_then(|r| r.role_arn());
+    if let (Some(role_arn), Some(bucket), Some(topic)) =
+        (o("ConfigRoleArn"), o("ConfigBucketName"), o("TopicArn"))
+    {
+        if recorder_role == Some(role_arn) {
+            let asks =
+                simulate::config_asks(role_arn, &place.region, &place.account, bucket, topic);
+            let answer = simulate::simulate(&iam, role_arn, &asks).await;
+            simulated(&mut c, "config role may deliver", answer);
         }
     }
 
@@ -370,6 +412,24 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
         region: place.region.clone(),
         checks: c.0,
     })
+}
+
+/// One line for a role's simulation: ok, one FAIL per denied action, or a warning when IAM could
+/// not be asked.
+fn simulated(c: &mut Checks, check: &str, answer: simulate::Simulated) {
+    match answer {
+        simulate::Simulated::Allowed(n) => {
+            c.ok(check, format!("all {n} actions it needs are allowed"))
+        }
+        simulate::Simulated::Denied(lines) => {
+            for line in lines {
+                c.fail(check, line);
+            }
+        }
+        simulate::Simulated::Unavailable(why) => {
+            c.warn(check, format!("could not simulate: {why}"))
+        }
+    }
 }
 
 /// What the function's resource policy says about `principal` invoking it from a source.
