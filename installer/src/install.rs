@@ -4,7 +4,7 @@
 //! exactly what install would do, and install with nothing to do makes no mutating call and says
 //! "no changes". The comparison covers the stack's template body and parameters (the artifact's
 //! sha256 is in ArtifactKey), the Config recorder and channel, the subscription to an adopted
-//! channel's topic, and the install record.
+//! channel's topic, the subscriptions' redrive policies, and the install record.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -496,7 +496,7 @@ fn redriven_topics(
 
 /// Whether the handler's subscription to `topic` parks undeliverable messages in `queue` (a
 /// missing subscription does not).
-pub async fn redrives(
+async fn redrives(
     sns: &aws_sdk_sns::Client,
     place: &Place,
     topic: &str,

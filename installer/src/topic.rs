@@ -1,6 +1,9 @@
 //! The handler's subscription to an adopted delivery channel's SNS topic. The topic is not ours,
 //! so neither is a place in our stack: the subscription and the function's permission for that
 //! topic are made through the SDK, recorded, and removed by teardown.
+//!
+//! Also the redrive policy of the handler's subscriptions (to that topic and to the stack's own),
+//! which parks in the failure queue what SNS could not deliver to the function.
 
 use aws_sdk_sns::error::ProvideErrorMetadata;
 
