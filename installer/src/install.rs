@@ -394,6 +394,16 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, cra
     let (source, why) = source(args, &found, owned, &place);
     warnings.extend(why);
     let adopted_topic = adopted_topic(&found, owned, source, &outputs, &place)?;
+    if let Some(topic) = adopted_topic
+        .as_deref()
+        .filter(|t| !topic::can_redrive(t, &place))
+    {
+        warnings.push(format!(
+            "what SNS fails to deliver from {topic} to the handler cannot be parked in the \
+             failure queue (a dead-letter queue must be in the subscription's account and \
+             region, and this topic is not in {place}): such messages are dropped by SNS"
+        ));
+    }
     if found.recorder.is_some() && !owned.recorder && !found.recording {
         warnings.push(format!(
             "the adopted recorder {} in {place} is not recording: sgwatch never starts or stops a \

@@ -241,4 +241,16 @@ mod tests {
         assert!(!redrives_to(None, queue));
         assert!(!redrives_to(Some(""), queue));
     }
+
+    #[test]
+    fn only_a_topic_of_the_queues_account_and_region_can_redrive_to_it() {
+        let place = Place {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        assert!(can_redrive("arn:aws:sns:us-east-1:123456789012:t", &place));
+        assert!(!can_redrive("arn:aws:sns:eu-west-1:123456789012:t", &place));
+        assert!(!can_redrive("arn:aws:sns:us-east-1:999999999999:t", &place));
+        assert!(!can_redrive("not an arn", &place));
+    }
 }
