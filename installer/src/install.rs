@@ -4,7 +4,7 @@
 //! exactly what install would do, and install with nothing to do makes no mutating call and says
 //! "no changes". The comparison covers the stack's template body and parameters (the artifact's
 //! sha256 is in ArtifactKey), the Config recorder and channel, the subscription to an adopted
-//! channel's topic, and the install record.
+//! channel's topic, the subscriptions' redrive policies, and the install record.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,9 +61,10 @@ pub struct InstallArgs {
     /// Use this handler zip instead of building one (must hold an executable `bootstrap`)
     #[arg(long, value_name = "PATH")]
     pub handler_zip: Option<PathBuf>,
-    /// How notifications reach the handler; eventbridge suits an adopted delivery channel
-    #[arg(long, value_enum, default_value_t = Source::Sns)]
-    pub source: Source,
+    /// How notifications reach the handler (default sns; eventbridge when an adopted delivery
+    /// channel's topic belongs to another account)
+    #[arg(long, value_enum)]
+    pub source: Option<Source>,
     /// Add AWS::EC2::SecurityGroup to an existing recorder that does not record it
     #[arg(long)]
     pub extend_recorder: bool,
@@ -162,6 +163,7 @@ impl std::fmt::Display for Report {
 /// The stack parameters install deploys (before the template's defaults are filled in).
 fn parameters(
     args: &InstallArgs,
+    source: Source,
     checked: &Checked,
     identity: &str,
     place: &Place,
@@ -199,7 +201,7 @@ fn parameters(
         ("Architecture", args.arch.as_str().to_owned()),
         ("ArtifactBucket", artifacts::bucket_name(place)),
         ("ArtifactKey", artifact.key()),
-        ("EventSource", args.source.as_str().to_owned()),
+        ("EventSource", source.as_str().to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -217,6 +219,11 @@ struct Prepared {
     stack_changes: Vec<String>,
     want: Want,
     config_steps: Vec<Step>,
+    /// How notifications reach the handler: as asked, or as decided for an adopted channel.
+    source: Source,
+    /// The topics whose subscription of the handler has no redrive policy to the failure queue
+    /// yet (the stack's own topic before the stack exists).
+    redrive: Vec<String>,
     /// The adopted channel's topic the handler must be subscribed to (`--source sns`).
     adopted_topic: Option<String>,
     /// The handler's existing subscription to that topic.
@@ -236,6 +243,7 @@ impl Prepared {
         self.stack_settled()
             && self.config_steps.is_empty()
             && (self.adopted_topic.is_none() || self.subscription.is_some())
+            && self.redrive.is_empty()
             && self.state.is_some()
     }
 }
@@ -291,18 +299,51 @@ fn want(checked: &Checked, args: &InstallArgs, outputs: &BTreeMap<String, String
     }
 }
 
+/// How notifications reach the handler: `--source` when given; otherwise eventbridge when an
+/// adopted channel's topic belongs to another account (an AWS Control Tower channel sends to the
+/// audit account's topic, which aggregates every account: a subscription there would be refused,
+/// or would bring every account's changes), with the reason as a warning; sns otherwise.
+fn source(
+    args: &InstallArgs,
+    found: &recorder::Found,
+    owned: Owned,
+    place: &Place,
+) -> (Source, Option<String>) {
+    if let Some(asked) = args.source {
+        return (asked, None);
+    }
+    let foreign = found
+        .channel
+        .as_ref()
+        .filter(|_| !owned.channel)
+        .and_then(|c| c.sns_topic_arn())
+        .filter(|topic| topic.split(':').nth(4).is_some_and(|a| a != place.account));
+    match foreign {
+        Some(topic) => (
+            Source::Eventbridge,
+            Some(format!(
+                "the adopted delivery channel sends to {topic}, a topic of another account (as \
+                 AWS Control Tower's does): using --source eventbridge, since subscribing there \
+                 would be refused or bring every account's changes (pass --source sns to \
+                 subscribe anyway)"
+            )),
+        ),
+        None => (Source::Sns, None),
+    }
+}
+
 /// The adopted channel's topic the handler must be subscribed to, if any.
 fn adopted_topic(
     found: &recorder::Found,
     owned: Owned,
-    args: &InstallArgs,
+    source: Source,
     outputs: &BTreeMap<String, String>,
     place: &Place,
 ) -> Result<Option<String>, crate::Error> {
     let Some(channel) = found.channel.as_ref().filter(|_| !owned.channel) else {
         return Ok(None);
     };
-    if args.source != Source::Sns {
+    if source != Source::Sns {
         return Ok(None);
     }
     match channel.sns_topic_arn() {
@@ -350,7 +391,19 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, cra
     let owned = owned(&found, state.as_ref(), &outputs);
     let want = want(&checked, args, &outputs);
     let config_steps = recorder::steps(&found, owned, &want, &place)?;
-    let adopted_topic = adopted_topic(&found, owned, args, &outputs, &place)?;
+    let (source, why) = source(args, &found, owned, &place);
+    warnings.extend(why);
+    let adopted_topic = adopted_topic(&found, owned, source, &outputs, &place)?;
+    if let Some(topic) = adopted_topic
+        .as_deref()
+        .filter(|t| !topic::can_redrive(t, &place))
+    {
+        warnings.push(format!(
+            "what SNS fails to deliver from {topic} to the handler cannot be parked in the \
+             failure queue (a dead-letter queue must be in the subscription's account and \
+             region, and this topic is not in {place}): such messages are dropped by SNS"
+        ));
+    }
     if found.recorder.is_some() && !owned.recorder && !found.recording {
         warnings.push(format!(
             "the adopted recorder {} in {place} is not recording: sgwatch never starts or stops a \
@@ -363,8 +416,9 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, cra
         Some(zip) => zip,
         None => package::build(args.arch, Path::new("dist"))?,
     };
-    let params =
-        stack::complete_parameters(&parameters(args, &checked, &identity, &place, &artifact))?;
+    let params = stack::complete_parameters(&parameters(
+        args, source, &checked, &identity, &place, &artifact,
+    ))?;
     let stack_changes = match &deployed {
         None => vec![format!("create stack {}", checked.stack_name)],
         Some(s) => {
@@ -401,6 +455,21 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, cra
         }
         _ => None,
     };
+    let redrive = match (outputs.get("FunctionArn"), outputs.get("FailureQueueArn")) {
+        (Some(function), Some(queue)) => {
+            let mut missing = Vec::new();
+            for topic in redriven_topics(source, &outputs, adopted_topic.as_deref(), &place) {
+                let sns = sns_for(config, &topic);
+                if !redrives(&sns, &place, &topic, function, queue).await? {
+                    missing.push(topic);
+                }
+            }
+            missing
+        }
+        // No stack yet: its topic's subscription will need one.
+        _ if source == Source::Sns => vec![format!("stack {}'s topic", checked.stack_name)],
+        _ => Vec::new(),
+    };
     Ok(Prepared {
         place,
         artifact,
@@ -409,11 +478,50 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, cra
         stack_changes,
         want,
         config_steps,
+        source,
+        redrive,
         adopted_topic,
         subscription,
         state,
         warnings,
     })
+}
+
+/// The topics whose subscription of the handler gets a redrive policy: the stack's own (source
+/// sns), and the adopted channel's when the failure queue can take its failures (same account
+/// and region).
+fn redriven_topics(
+    source: Source,
+    outputs: &BTreeMap<String, String>,
+    adopted: Option<&str>,
+    place: &Place,
+) -> Vec<String> {
+    let own = outputs.get("TopicArn").filter(|_| source == Source::Sns);
+    own.map(String::as_str)
+        .into_iter()
+        .chain(adopted.filter(|t| topic::can_redrive(t, place)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether the handler's subscription to `topic` parks undeliverable messages in `queue` (a
+/// missing subscription does not).
+async fn redrives(
+    sns: &aws_sdk_sns::Client,
+    place: &Place,
+    topic: &str,
+    function_arn: &str,
+    queue: &str,
+) -> Result<bool, crate::Error> {
+    Ok(
+        match topic::subscription(sns, place, topic, function_arn).await? {
+            Some(sub) => topic::redrives_to(
+                topic::redrive(sns, place, topic, &sub).await?.as_deref(),
+                queue,
+            ),
+            None => false,
+        },
+    )
 }
 
 /// `sgwatch plan`: what install would do; changes nothing (a change set for an existing stack is
@@ -469,6 +577,12 @@ pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, crat
                 "subscribe the handler to the adopted channel's topic {topic} (and let it invoke the handler)"
             ));
         }
+    }
+    for topic in &p.redrive {
+        changes.push(format!(
+            "park what SNS cannot deliver from {topic} to the handler in the failure queue \
+             (the subscription's redrive policy)"
+        ));
     }
     if p.state.is_none() {
         changes.push(format!(
@@ -629,7 +743,7 @@ pub async fn install(
                 output: "FunctionArn",
             })?;
     let lambda = aws_sdk_lambda::Client::new(config);
-    let topic = adopted_topic(&found, owned, args, &outputs, &place)?;
+    let topic = adopted_topic(&found, owned, p.source, &outputs, &place)?;
     if let (Some(old), Some(sub)) = (
         state.adopted_topic_arn.clone(),
         state.adopted_subscription_arn.clone(),
@@ -666,7 +780,36 @@ pub async fn install(
         state.adopted_permission_sid = Some(topic::STATEMENT_ID.to_owned());
     }
 
-    // 5. The record of what install created versus adopted.
+    // 5. What SNS cannot deliver to the handler is parked in the failure queue. Set through the
+    // API: the stack subscribes inline (an AWS::SNS::Topic Subscription carries no redrive
+    // policy), and an adopted topic's subscription is not the stack's.
+    let queue =
+        outputs
+            .get("FailureQueueArn")
+            .cloned()
+            .ok_or_else(|| InstallError::MissingOutput {
+                stack: name.clone(),
+                place: place.clone(),
+                output: "FailureQueueArn",
+            })?;
+    let adopted = state.adopted_topic_arn.clone();
+    for topic in redriven_topics(p.source, &outputs, adopted.as_deref(), &place) {
+        let sns = sns_for(config, &topic);
+        let Some(sub) = topic::subscription(&sns, &place, &topic, &function_arn).await? else {
+            continue;
+        };
+        if !topic::redrives_to(
+            topic::redrive(&sns, &place, &topic, &sub).await?.as_deref(),
+            &queue,
+        ) {
+            topic::set_redrive(&sns, &place, &topic, &sub, &queue).await?;
+            changes.push(format!(
+                "parked what SNS cannot deliver from {topic} to the handler in the failure queue"
+            ));
+        }
+    }
+
+    // 6. The record of what install created versus adopted.
     if written.as_ref() != Some(&state) {
         artifacts::write_state(&s3, &place, &state).await?;
     }

@@ -523,7 +523,7 @@ fn install_args(t: &Target, zip: Option<PathBuf>) -> InstallArgs {
         arch: package::Arch::Arm64,
         stack_name: stack_name(t),
         handler_zip: zip,
-        source: s.source.unwrap_or_default(),
+        source: s.source,
         extend_recorder: s.extend_recorder.unwrap_or(false),
     }
 }

@@ -19,6 +19,7 @@ use sgwatch_handler::settings::Settings;
 use crate::artifacts;
 use crate::aws::Place;
 use crate::recorder;
+use crate::simulate;
 use crate::stack;
 
 #[derive(Debug, Clone, Args)]
@@ -264,7 +265,14 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
         if eventbridge {
             event_rule(config, &mut c, name, function_arn, &policy).await;
         } else if let Some(topic) = &source_topic {
-            subscription(config, &mut c, &place, topic, function_arn, &policy).await;
+            let queue = outputs.get("FailureQueueArn").map(String::as_str);
+            let topic_in = Subscribed {
+                topic,
+                function_arn,
+                policy: &policy,
+                queue,
+            };
+            subscription(config, &mut c, &place, &topic_in, &install).await;
         }
     }
 
@@ -328,18 +336,59 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
     }
 
     // SES.
+    let mut identity = None;
     if let Some(sender) = &sender {
         let ses = aws_sdk_sesv2::Client::new(config);
         match crate::preflight::sender_identity(&ses, &place, sender).await {
-            Ok(identity) => c.ok(
-                "SES sender verified",
-                format!("{sender} (identity {identity})"),
-            ),
+            Ok(found) => {
+                c.ok(
+                    "SES sender verified",
+                    format!("{sender} (identity {found})"),
+                );
+                identity = Some(found);
+            }
             Err(e) => c.fail("SES sender verified", e.to_string()),
         }
         match crate::preflight::sandbox_warning(&ses, &place).await {
             None => c.ok("SES production access", "owners can receive mail"),
             Some(w) => c.warn("SES production access", w),
+        }
+    }
+
+    // What the stack's roles may do, as IAM evaluates their policies.
+    let iam = aws_sdk_iam::Client::new(config);
+    let o = |k: &str| outputs.get(k).map(String::as_str);
+    if let (Some(role_arn), Some(sender), Some(identity), Some(bucket), Some(table), Some(queue)) = (
+        o("HandlerRoleArn"),
+        sender.as_deref(),
+        identity.as_deref(),
+        o("ConfigBucketName"),
+        o("IdempotencyTableName"),
+        o("FailureQueueArn"),
+    ) {
+        let asks = simulate::handler_asks(&simulate::HandlerUse {
+            role_arn,
+            region: &place.region,
+            account: &place.account,
+            sender,
+            identity,
+            bucket,
+            table,
+            queue_arn: queue,
+        });
+        let answer = simulate::simulate(&iam, role_arn, &asks).await;
+        simulated(&mut c, "handler role may act", answer);
+    }
+    // The Config role matters only while the recorder uses it.
+    let recorder_role = found.recorder.as_ref().and_then(|r| r.role_arn());
+    if let (Some(role_arn), Some(bucket), Some(topic)) =
+        (o("ConfigRoleArn"), o("ConfigBucketName"), o("TopicArn"))
+    {
+        if recorder_role == Some(role_arn) {
+            let asks =
+                simulate::config_asks(role_arn, &place.region, &place.account, bucket, topic);
+            let answer = simulate::simulate(&iam, role_arn, &asks).await;
+            simulated(&mut c, "config role may deliver", answer);
         }
     }
 
@@ -365,30 +414,124 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
     })
 }
 
-/// Whether the function's resource policy lets `principal` invoke it from `source`.
-fn permits(policy: &str, principal: &str, source: &str) -> bool {
+/// One line for a role's simulation: ok, one FAIL per denied action, or a warning when IAM could
+/// not be asked.
+fn simulated(c: &mut Checks, check: &str, answer: simulate::Simulated) {
+    match answer {
+        simulate::Simulated::Allowed(n) => {
+            c.ok(check, format!("all {n} actions it needs are allowed"))
+        }
+        simulate::Simulated::Denied(lines) => {
+            for line in lines {
+                c.fail(check, line);
+            }
+        }
+        simulate::Simulated::Unavailable(why) => {
+            c.warn(check, format!("could not simulate: {why}"))
+        }
+    }
+}
+
+/// What the function's resource policy says about `principal` invoking it from a source.
+#[derive(Debug, PartialEq, Eq)]
+enum Permit {
+    /// A statement allows it, conditioned on the source's ARN alone.
+    Allowed,
+    /// No statement allows it.
+    Missing,
+    /// The statements that name the source also require other condition keys (`ArnLike
+    /// AWS:SourceArn` is fine; `StringEquals AWS:SourceAccount` is not: not every source sets
+    /// it, and a condition key the request lacks denies it), by statement id.
+    Conditioned { sid: String, keys: Vec<String> },
+}
+
+/// Reads the function's resource policy (`lambda:GetPolicy`) for `principal` invoking it from
+/// `source`: the statement's whole `Condition` must be `ArnLike` or `ArnEquals` on
+/// `AWS:SourceArn` (condition keys are case-insensitive in IAM).
+fn permits(policy: &str, principal: &str, source: &str) -> Permit {
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(policy) else {
-        return false;
+        return Permit::Missing;
     };
-    doc["Statement"].as_array().is_some_and(|statements| {
-        statements.iter().any(|s| {
-            let who = &s["Principal"]["Service"];
-            let from = s["Condition"]["ArnLike"]["AWS:SourceArn"]
-                .as_str()
-                .or_else(|| s["Condition"]["ArnEquals"]["AWS:SourceArn"].as_str());
-            s["Effect"] == "Allow" && who == principal && from == Some(source)
-        })
-    })
+    let statements = doc["Statement"].as_array().cloned().unwrap_or_default();
+    let mut conditioned = None;
+    for s in &statements {
+        if s["Effect"] != "Allow" || s["Principal"]["Service"] != principal {
+            continue;
+        }
+        let Some(condition) = s["Condition"].as_object() else {
+            continue;
+        };
+        let mut names_source = false;
+        let mut others = Vec::new();
+        for (operator, keys) in condition {
+            for (key, value) in keys.as_object().into_iter().flatten() {
+                let arn_test = matches!(operator.as_str(), "ArnLike" | "ArnEquals");
+                if arn_test && key.eq_ignore_ascii_case("aws:SourceArn") {
+                    names_source |= value == source;
+                    if value != source {
+                        others.push(format!("{operator} {key} {value}"));
+                    }
+                } else {
+                    others.push(format!("{operator} {key}"));
+                }
+            }
+        }
+        match (names_source, others.is_empty()) {
+            (true, true) => return Permit::Allowed,
+            (true, false) => {
+                conditioned.get_or_insert(Permit::Conditioned {
+                    sid: s["Sid"].as_str().unwrap_or("?").to_owned(),
+                    keys: others,
+                });
+            }
+            (false, _) => {}
+        }
+    }
+    conditioned.unwrap_or(Permit::Missing)
+}
+
+/// The "function permission" line for `principal` invoking the function from `source`.
+fn permission(c: &mut Checks, policy: &str, principal: &str, source: &str, function_arn: &str) {
+    let check = "function permission";
+    match permits(policy, principal, source) {
+        Permit::Allowed => c.ok(check, format!("{source} may invoke it")),
+        Permit::Missing => c.fail(
+            check,
+            format!("nothing lets {source} invoke the function: run `sgwatch install`"),
+        ),
+        Permit::Conditioned { sid, keys } => c.fail(
+            check,
+            format!(
+                "statement {sid} lets {source} invoke the function only under {}, which not \
+                 every event source sets, so it denies every invocation: replace it with one \
+                 conditioned on the source ARN alone (aws lambda remove-permission \
+                 --function-name {function_arn} --statement-id {sid}; aws lambda add-permission \
+                 --function-name {function_arn} --statement-id {sid} --action \
+                 lambda:InvokeFunction --principal {principal} --source-arn {source})",
+                keys.join(" and ")
+            ),
+        ),
+    }
+}
+
+/// What the handler's subscription to a topic is checked against.
+struct Subscribed<'a> {
+    topic: &'a str,
+    function_arn: &'a str,
+    /// The function's resource policy.
+    policy: &'a str,
+    /// The stack's failure queue.
+    queue: Option<&'a str>,
 }
 
 async fn subscription(
     config: &SdkConfig,
     c: &mut Checks,
     place: &Place,
-    topic: &str,
-    function_arn: &str,
-    policy: &str,
+    s: &Subscribed<'_>,
+    install: &str,
 ) {
+    let (topic, function_arn, policy) = (s.topic, s.function_arn, s.policy);
     let check = "topic → subscription → function";
     let region = topic.split(':').nth(3).unwrap_or_default().to_owned();
     let sns = aws_sdk_sns::Client::from_conf(
@@ -397,20 +540,59 @@ async fn subscription(
             .build(),
     );
     match crate::topic::subscription(&sns, place, topic, function_arn).await {
-        Ok(Some(_)) => c.ok(check, format!("{topic} → {function_arn}")),
+        Ok(Some(sub)) => {
+            c.ok(check, format!("{topic} → {function_arn}"));
+            if let Some(queue) = s.queue {
+                redrive(c, &sns, place, topic, &sub, queue, install).await;
+            }
+        }
         Ok(None) => c.fail(
             check,
             format!("{topic} has no subscription for {function_arn}: run `sgwatch install`"),
         ),
         Err(e) => c.fail(check, e.to_string()),
     }
-    if permits(policy, "sns.amazonaws.com", topic) {
-        c.ok("function permission", format!("{topic} may invoke it"));
-    } else {
-        c.fail(
-            "function permission",
-            format!("nothing lets {topic} invoke the function: run `sgwatch install`"),
+    permission(c, policy, "sns.amazonaws.com", topic, function_arn);
+}
+
+/// Whether SNS parks what it cannot deliver through the subscription in the failure queue.
+async fn redrive(
+    c: &mut Checks,
+    sns: &aws_sdk_sns::Client,
+    place: &Place,
+    topic: &str,
+    subscription: &str,
+    queue: &str,
+    install: &str,
+) {
+    let check = "undeliverable → failure queue";
+    if !crate::topic::can_redrive(topic, place) {
+        c.warn(
+            check,
+            format!(
+                "{topic} is in another account or region, where the failure queue cannot serve \
+                 as its dead-letter queue: what SNS fails to deliver to the function is dropped"
+            ),
         );
+        return;
+    }
+    match crate::topic::redrive(sns, place, topic, subscription).await {
+        Ok(policy) if crate::topic::redrives_to(policy.as_deref(), queue) => c.ok(
+            check,
+            format!("the subscription's redrive policy names {queue}"),
+        ),
+        Ok(policy) => c.fail(
+            check,
+            format!(
+                "the subscription to {topic} has {}: what SNS fails to deliver to the function \
+                 is dropped; {install}",
+                match policy {
+                    Some(p) => format!("redrive policy {p}, not the failure queue"),
+                    None => "no redrive policy".to_owned(),
+                }
+            ),
+        ),
+        Err(e) => c.fail(check, e.to_string()),
     }
 }
 
@@ -461,14 +643,7 @@ async fn event_rule(
                 ),
             }
             let rule_arn = r.arn().unwrap_or_default();
-            if permits(policy, "events.amazonaws.com", rule_arn) {
-                c.ok("function permission", format!("{rule} may invoke it"));
-            } else {
-                c.fail(
-                    "function permission",
-                    format!("nothing lets rule {rule} invoke the function: run `sgwatch install`"),
-                );
-            }
+            permission(c, policy, "events.amazonaws.com", rule_arn, function_arn);
         }
         (Err(e), _) => c.fail(check, format!("cannot read rule {rule}: {}", said(&e))),
         (_, Err(e)) => c.fail(
@@ -565,30 +740,77 @@ async fn failure_queue(config: &SdkConfig, c: &mut Checks, url: &str) {
 mod tests {
     use super::*;
 
+    const TOPIC: &str = "arn:aws:sns:us-east-1:1:t";
+
+    fn policy(condition: &str) -> String {
+        format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"SnsPermission","Effect":"Allow",
+            "Principal":{{"Service":"sns.amazonaws.com"}},"Action":"lambda:InvokeFunction",
+            "Condition":{condition}}}]}}"#
+        )
+    }
+
     #[test]
     fn a_permission_counts_only_for_its_principal_and_source() {
-        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow",
-            "Principal":{"Service":"sns.amazonaws.com"},"Action":"lambda:InvokeFunction",
-            "Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"}}}]}"#;
-        assert!(permits(
-            policy,
+        let p = policy(r#"{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"}}"#);
+        assert_eq!(permits(&p, "sns.amazonaws.com", TOPIC), Permit::Allowed);
+        assert_eq!(
+            permits(&p, "sns.amazonaws.com", "arn:aws:sns:us-east-1:1:other"),
+            Permit::Missing
+        );
+        assert_eq!(permits(&p, "events.amazonaws.com", TOPIC), Permit::Missing);
+        assert_eq!(permits("", "sns.amazonaws.com", TOPIC), Permit::Missing);
+        let p = policy(r#"{"ArnEquals":{"aws:sourcearn":"arn:aws:sns:us-east-1:1:t"}}"#);
+        assert_eq!(permits(&p, "sns.amazonaws.com", TOPIC), Permit::Allowed);
+    }
+
+    #[test]
+    fn a_permission_with_another_condition_key_fails_naming_it() {
+        let p = policy(
+            r#"{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"},
+                "StringEquals":{"AWS:SourceAccount":"1"}}"#,
+        );
+        assert_eq!(
+            permits(&p, "sns.amazonaws.com", TOPIC),
+            Permit::Conditioned {
+                sid: "SnsPermission".into(),
+                keys: vec!["StringEquals AWS:SourceAccount".into()]
+            }
+        );
+        let mut c = Checks::default();
+        permission(
+            &mut c,
+            &p,
             "sns.amazonaws.com",
-            "arn:aws:sns:us-east-1:1:t"
-        ));
-        assert!(!permits(
-            policy,
-            "sns.amazonaws.com",
-            "arn:aws:sns:us-east-1:1:other"
-        ));
-        assert!(!permits(
-            policy,
-            "events.amazonaws.com",
-            "arn:aws:sns:us-east-1:1:t"
-        ));
-        assert!(!permits(
-            "",
-            "sns.amazonaws.com",
-            "arn:aws:sns:us-east-1:1:t"
-        ));
+            TOPIC,
+            "arn:aws:lambda:us-east-1:1:function:f",
+        );
+        let line = &c.0[0];
+        assert_eq!(line.level, Level::Fail);
+        assert!(
+            line.detail.starts_with(
+                "statement SnsPermission lets arn:aws:sns:us-east-1:1:t invoke the function only \
+                 under StringEquals AWS:SourceAccount, which not every event source sets, so it \
+                 denies every invocation"
+            ),
+            "{}",
+            line.detail
+        );
+        assert!(line.detail.contains("--statement-id SnsPermission"));
+
+        // Another statement without the extra key is enough.
+        let both = format!(
+            r#"{{"Statement":[{},{}]}}"#,
+            serde_json::from_str::<serde_json::Value>(&p).unwrap()["Statement"][0],
+            serde_json::from_str::<serde_json::Value>(&policy(
+                r#"{"ArnLike":{"AWS:SourceArn":"arn:aws:sns:us-east-1:1:t"}}"#
+            ))
+            .unwrap()["Statement"][0]
+        );
+        assert_eq!(permits(&both, "sns.amazonaws.com", TOPIC), Permit::Allowed);
+        // No condition at all is not "conditioned on the source": it is not ours.
+        let open =
+            r#"{"Statement":[{"Effect":"Allow","Principal":{"Service":"sns.amazonaws.com"}}]}"#;
+        assert_eq!(permits(open, "sns.amazonaws.com", TOPIC), Permit::Missing);
     }
 }

@@ -1,6 +1,9 @@
 //! The handler's subscription to an adopted delivery channel's SNS topic. The topic is not ours,
 //! so neither is a place in our stack: the subscription and the function's permission for that
 //! topic are made through the SDK, recorded, and removed by teardown.
+//!
+//! Also the redrive policy of the handler's subscriptions (to that topic and to the stack's own),
+//! which parks in the failure queue what SNS could not deliver to the function.
 
 use aws_sdk_sns::error::ProvideErrorMetadata;
 
@@ -141,4 +144,113 @@ pub async fn unsubscribe(
         }
     }
     Ok(())
+}
+
+/// The subscription attribute that names where SNS parks what it could not deliver.
+const REDRIVE_POLICY: &str = "RedrivePolicy";
+
+/// The redrive policy that parks what SNS could not deliver to the function in `queue_arn`
+/// ("Amazon SNS dead-letter queues" in the SNS developer guide: the queue must be in the
+/// subscription's account and region, and its policy must let the topic send).
+pub fn redrive_policy(queue_arn: &str) -> String {
+    serde_json::json!({ "deadLetterTargetArn": queue_arn }).to_string()
+}
+
+/// Whether a subscription's `RedrivePolicy` attribute sends to `queue_arn`.
+pub fn redrives_to(attribute: Option<&str>, queue_arn: &str) -> bool {
+    attribute
+        .and_then(|a| serde_json::from_str::<serde_json::Value>(a).ok())
+        .is_some_and(|p| p["deadLetterTargetArn"] == queue_arn)
+}
+
+/// The subscription's redrive policy, as SNS holds it (`None` when it has none).
+pub async fn redrive(
+    sns: &aws_sdk_sns::Client,
+    place: &Place,
+    topic: &str,
+    subscription_arn: &str,
+) -> Result<Option<String>, TopicError> {
+    let attrs = sns
+        .get_subscription_attributes()
+        .subscription_arn(subscription_arn)
+        .send()
+        .await
+        .map_err(|e| {
+            error(
+                "reading the subscription's redrive policy on",
+                topic,
+                place,
+                &e,
+            )
+        })?;
+    Ok(attrs
+        .attributes()
+        .and_then(|a| a.get(REDRIVE_POLICY))
+        .filter(|p| !p.is_empty())
+        .cloned())
+}
+
+/// Parks what SNS cannot deliver through the subscription in `queue_arn`. The caller reads the
+/// policy first ([`redrive`]) so that a re-run makes no write.
+pub async fn set_redrive(
+    sns: &aws_sdk_sns::Client,
+    place: &Place,
+    topic: &str,
+    subscription_arn: &str,
+    queue_arn: &str,
+) -> Result<(), TopicError> {
+    sns.set_subscription_attributes()
+        .subscription_arn(subscription_arn)
+        .attribute_name(REDRIVE_POLICY)
+        .attribute_value(redrive_policy(queue_arn))
+        .send()
+        .await
+        .map_err(|e| {
+            error(
+                "setting the subscription's redrive policy on",
+                topic,
+                place,
+                &e,
+            )
+        })?;
+    Ok(())
+}
+
+/// Whether SNS can park failures of a subscription to `topic` in a queue of `place`: the dead
+/// letter queue must be in the subscription's account and region, which for a topic of another
+/// account or region it is not.
+pub fn can_redrive(topic: &str, place: &Place) -> bool {
+    let mut parts = topic.split(':').skip(3);
+    parts.next() == Some(place.region.as_str()) && parts.next() == Some(place.account.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_redrive_policy_names_the_queue_and_is_recognised() {
+        let queue = "arn:aws:sqs:us-east-1:123456789012:failures";
+        let policy = redrive_policy(queue);
+        assert_eq!(policy, format!(r#"{{"deadLetterTargetArn":"{queue}"}}"#));
+        assert!(redrives_to(Some(&policy), queue));
+        assert!(!redrives_to(
+            Some(&policy),
+            "arn:aws:sqs:us-east-1:123456789012:other"
+        ));
+        assert!(!redrives_to(None, queue));
+        assert!(!redrives_to(Some(""), queue));
+    }
+
+    #[test]
+    fn only_a_topic_of_the_queues_account_and_region_can_redrive_to_it() {
+        let place = Place {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+        };
+        assert!(can_redrive("arn:aws:sns:us-east-1:123456789012:t", &place));
+        assert!(!can_redrive("arn:aws:sns:eu-west-1:123456789012:t", &place));
+        assert!(!can_redrive("arn:aws:sns:us-east-1:999999999999:t", &place));
+        assert!(!can_redrive("not an arn", &place));
+    }
 }

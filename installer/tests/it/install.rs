@@ -280,6 +280,13 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
             .any(|s| s.protocol() == Some("lambda") && s.endpoint() == Some(function_arn.as_str())),
         "{subs:?}"
     );
+    // What SNS cannot deliver to the function is parked in the stack's failure queue.
+    let sns = aws_sdk_sns::Client::new(&config);
+    let queue_arn = failure_queue_arn(&config).await;
+    assert_eq!(
+        redrive_policy(&sns, topic, &function_arn).await,
+        Some(format!(r#"{{"deadLetterTargetArn":"{queue_arn}"}}"#))
+    );
     // The handler zip, by content hash.
     let listed = s3
         .list_objects_v2()
@@ -310,6 +317,122 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
     let (out, _) = run(&moto, &dir, &["status".to_owned()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| l
+            .starts_with("  ok    undeliverable → failure queue")
+            && l.ends_with(&format!(
+                "the subscription's redrive policy names {queue_arn}"
+            ))),
+        "{}",
+        text(&out)
+    );
+
+    // moto has no policy simulator: status says it could not ask, and fails for nothing else.
+    for role in ["handler role may act", "config role may deliver"] {
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with(&format!("  warn  {role}"))
+                    && l.ends_with("could not simulate: iam:SimulatePrincipalPolicy: HTTP 500")),
+            "{}",
+            text(&out)
+        );
+    }
+
+    // The redrive policy removed by hand: status fails and says what to do; plan lists it;
+    // install puts it back, and only it.
+    let sub = subscription_arn(&sns, topic, &function_arn).await;
+    sns.set_subscription_attributes()
+        .subscription_arn(&sub)
+        .attribute_name("RedrivePolicy")
+        .attribute_value("")
+        .send()
+        .await
+        .unwrap();
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains("FAIL  undeliverable → failure queue")
+                && l.contains("no redrive policy")
+                && l.contains("run `sgwatch install`")),
+        "{shown}"
+    );
+    let mut plan = install_args(&zip);
+    plan[0] = "plan".to_owned();
+    let (out, calls) = run(&moto, &dir, &plan);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "park what SNS cannot deliver from {topic} to the handler in the failure queue"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!calls.iter().any(|c| c == "WRITE SetSubscriptionAttributes"));
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        writes(&calls),
+        [&"WRITE SetSubscriptionAttributes".to_owned()],
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        redrive_policy(&sns, topic, &function_arn).await,
+        Some(format!(r#"{{"deadLetterTargetArn":"{queue_arn}"}}"#))
+    );
+}
+
+/// The stack's failure queue's ARN, from its output.
+async fn failure_queue_arn(config: &SdkConfig) -> String {
+    let stacks = aws_sdk_cloudformation::Client::new(config)
+        .describe_stacks()
+        .stack_name("sgwatch")
+        .send()
+        .await
+        .unwrap();
+    stacks.stacks()[0]
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some("FailureQueueArn"))
+        .and_then(|o| o.output_value())
+        .expect("a FailureQueueArn output")
+        .to_owned()
+}
+
+async fn subscription_arn(sns: &aws_sdk_sns::Client, topic: &str, function_arn: &str) -> String {
+    sns.list_subscriptions_by_topic()
+        .topic_arn(topic)
+        .send()
+        .await
+        .unwrap()
+        .subscriptions()
+        .iter()
+        .find(|s| s.endpoint() == Some(function_arn))
+        .and_then(|s| s.subscription_arn())
+        .expect("the handler's subscription")
+        .to_owned()
+}
+
+/// The RedrivePolicy attribute of the function's subscription to `topic`, as SNS holds it.
+async fn redrive_policy(
+    sns: &aws_sdk_sns::Client,
+    topic: &str,
+    function_arn: &str,
+) -> Option<String> {
+    let sub = subscription_arn(sns, topic, function_arn).await;
+    sns.get_subscription_attributes()
+        .subscription_arn(sub)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| a.get("RedrivePolicy"))
+        .filter(|p| !p.is_empty())
+        .cloned()
 }
 
 #[tokio::test]
@@ -466,6 +589,23 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
     assert!(subs.subscriptions().iter().any(|s| s
         .endpoint()
         .is_some_and(|e| e.ends_with(":function:sgwatch-handler"))));
+    // Its failures are parked in the stack's failure queue too.
+    let function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sgwatch-handler";
+    assert_eq!(
+        redrive_policy(&aws_sdk_sns::Client::new(&config), &topic, function_arn).await,
+        Some(format!(
+            r#"{{"deadLetterTargetArn":"{}"}}"#,
+            failure_queue_arn(&config).await
+        ))
+    );
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.contains("ok    undeliverable → failure queue")),
+        "{}",
+        text(&out)
+    );
 
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(
@@ -1100,5 +1240,125 @@ async fn test_event_sends_the_groups_current_state_as_a_marked_notification() {
     assert!(
         rules.contains("3389") && rules.contains("0.0.0.0/0"),
         "{rules}"
+    );
+}
+
+#[tokio::test]
+async fn a_channel_sending_to_another_accounts_topic_gets_eventbridge_unless_sns_is_asked() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("controltower");
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    // As AWS Control Tower sets an enrolled account up: its channel sends to the audit account's
+    // topic, which aggregates every account.
+    let topic = "arn:aws:sns:us-east-1:999999999999:aws-controltower-AllConfigNotifications";
+    sgwatch_handler::aws::s3_client(&config)
+        .create_bucket()
+        .bucket("aws-controltower-logs")
+        .send()
+        .await
+        .unwrap();
+    let cfg = aws_sdk_config::Client::new(&config);
+    use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
+    cfg.put_configuration_recorder()
+        .configuration_recorder(
+            ConfigurationRecorder::builder()
+                .name("aws-controltower-BaselineConfigRecorder")
+                .role_arn("arn:aws:iam::123456789012:role/aws-controltower-ConfigRecorderRole")
+                .recording_group(RecordingGroup::builder().all_supported(true).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.put_delivery_channel()
+        .delivery_channel(
+            DeliveryChannel::builder()
+                .name("aws-controltower-BaselineConfigDeliveryChannel")
+                .s3_bucket_name("aws-controltower-logs")
+                .sns_topic_arn(topic)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    cfg.start_configuration_recorder()
+        .configuration_recorder_name("aws-controltower-BaselineConfigRecorder")
+        .send()
+        .await
+        .unwrap();
+    let why = format!(
+        "the adopted delivery channel sends to {topic}, a topic of another account (as AWS \
+         Control Tower's does): using --source eventbridge"
+    );
+
+    // plan says so, and would add the rule.
+    let mut plan = install_args(&zip);
+    plan[0] = "plan".to_owned();
+    let (out, _) = run(&moto, &dir, &plan);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&why),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Add EventRule"),
+        "{}",
+        text(&out)
+    );
+
+    // install deploys the EventBridge source and never subscribes to the other account's topic.
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&why),
+        "{}",
+        text(&out)
+    );
+    assert!(!calls.iter().any(|c| c == "WRITE Subscribe"), "{calls:?}");
+    let stack = aws_sdk_cloudformation::Client::new(&config)
+        .describe_stacks()
+        .stack_name("sgwatch")
+        .send()
+        .await
+        .unwrap();
+    assert!(stack.stacks()[0].parameters().iter().any(|p| {
+        p.parameter_key() == Some("EventSource") && p.parameter_value() == Some("eventbridge")
+    }));
+    let rules = aws_sdk_eventbridge::Client::new(&config)
+        .list_rules()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rules.rules().len(), 1, "{rules:?}");
+    let (out, _) = run(&moto, &dir, &["status".to_owned()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ok    EventBridge rule → function"),
+        "{}",
+        text(&out)
+    );
+
+    // Settled: a re-run changes nothing. An explicit --source sns is honoured, so the decision
+    // is only the default's: plan then reads the other account's topic, which here (as on AWS
+    // without that account's leave) it may not.
+    let (out, calls) = run(&moto, &dir, &install_args(&zip));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(writes(&calls), Vec::<&String>::new());
+    let mut sns = plan.clone();
+    sns.extend(["--source", "sns"].map(str::to_owned));
+    let (out, _) = run(&moto, &dir, &sns);
+    assert!(!text(&out).contains(&why), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("listing the subscriptions of {topic}")),
+        "{}",
+        text(&out)
     );
 }

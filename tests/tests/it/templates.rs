@@ -744,8 +744,8 @@ fn failed_invocations_land_in_the_failure_queue() {
     let sns = statement(&policy["PolicyDocument"], "SnsRedrive");
     assert_eq!(sns["Principal"]["Service"], "sns.amazonaws.com");
     assert_eq!(
-        sns["Condition"]["ArnEquals"]["aws:SourceArn"],
-        r#ref("Topic")
+        sns["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"],
+        "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:*"
     );
     let events = &list(&policy["PolicyDocument"]["Statement"])[1]["Fn::If"];
     assert_eq!(events[0], "SourceIsEventBridge");
