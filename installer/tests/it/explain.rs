@@ -206,7 +206,11 @@ fn baseline_until_and_accounts_flags() {
         let out = sgwatch(&["explain", flag[0], flag[1], &rdp], None);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("invalid setting"), "{err}");
+        assert!(
+            err.contains(&format!("{} {:?} is invalid", flag[0], flag[1])),
+            "{err}"
+        );
+        assert!(!err.contains("SGWATCH_"), "{err}");
     }
 }
 
