@@ -96,7 +96,7 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
     // Department B strips the tags and opens SSH in one change: Department A still hears of it.
     assert_eq!(
         outcome.opt_out_invocation,
-        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0})
+        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0, "parked": 0})
     );
     let [email] = outcome.opt_out_emails.as_slice() else {
         panic!(
@@ -138,7 +138,7 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
     for response in &outcome.discovery_invocations {
         assert_eq!(
             response,
-            &json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0})
+            &json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0, "parked": 0})
         );
     }
     assert_eq!(
