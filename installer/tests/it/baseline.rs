@@ -115,8 +115,7 @@ async fn install_sets_the_baseline_and_account_prints_exposed_groups_and_a_reins
     let until = env["SGWATCH_BASELINE_UNTIL"].clone();
     let at = parse(&until);
     assert!(
-        at >= before + Duration::from_secs(3600)
-            && at <= after + Duration::from_secs(3600 + 60),
+        at >= before + Duration::from_secs(3600) && at <= after + Duration::from_secs(3600 + 60),
         "BaselineUntil {until} is not recording's start plus an hour"
     );
     assert!(
@@ -143,6 +142,15 @@ async fn install_sets_the_baseline_and_account_prints_exposed_groups_and_a_reins
     assert!(shown.contains("no changes"), "{shown}");
     assert!(!shown.contains(&rdp), "{shown}");
     assert_eq!(function_env(&config).await["SGWATCH_BASELINE_UNTIL"], until);
+
+    let status = sgwatch(&moto, &["status"]);
+    let shown = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        shown.lines().any(|l| l.contains("discovery baseline")
+            && l.contains(&format!("groups discovered before {until}"))),
+        "{}",
+        text(&status)
+    );
 
     // The JSON report carries the baseline for scripts.
     let plan = sgwatch(
