@@ -96,7 +96,7 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
     // Department B strips the tags and opens SSH in one change: Department A still hears of it.
     assert_eq!(
         outcome.opt_out_invocation,
-        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0})
+        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0, "parked": 0})
     );
     let [email] = outcome.opt_out_emails.as_slice() else {
         panic!(
@@ -133,12 +133,26 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         "{text}"
     );
 
-    // The groups that existed before install are the baseline: their discovery sends nothing.
+    // The groups that existed before install are the baseline: install set its end and printed
+    // the ones open to the world (every fifth is open on SSH), and their discovery sends nothing.
+    assert!(
+        outcome.baseline_from_install,
+        "install did not set SGWATCH_BASELINE_UNTIL: {:?}",
+        outcome.function_env
+    );
+    if let Install::Ran(run) = &outcome.install {
+        let printed = run
+            .stdout
+            .lines()
+            .filter(|l| l.contains("CRITICAL") && l.contains("ingress tcp/22 from 0.0.0.0/0"))
+            .count();
+        assert_eq!(printed, story::EXISTING_GROUPS / 5, "{}", run.stdout);
+    }
     assert_eq!(outcome.discovery_invocations.len(), story::EXISTING_GROUPS);
     for response in &outcome.discovery_invocations {
         assert_eq!(
             response,
-            &json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0})
+            &json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0, "parked": 0})
         );
     }
     assert_eq!(
