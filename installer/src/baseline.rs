@@ -19,13 +19,14 @@ use crate::aws::Place;
 use crate::recorder::Step;
 
 /// How long after recording starts a discovered group still counts as baseline. AWS Config
-/// discovers existing resources asynchronously after the recorder starts, and in an account with
-/// thousands of groups its `ResourceDiscovered` notifications keep arriving for many minutes
-/// (<https://docs.aws.amazon.com/config/latest/developerguide/config-concepts.html#config-items>:
-/// configuration items are delivered "as resources are discovered"). The time is also fixed
-/// before the stack is deployed, which itself takes minutes. An hour covers both with room to
-/// spare; a group genuinely created within that hour is reported by its own
-/// `CreateSecurityGroup`-driven changes (rules added afterwards) all the same.
+/// discovers the existing resources of a recorded type asynchronously after the recorder starts
+/// (one configuration item per resource, see
+/// <https://docs.aws.amazon.com/config/latest/developerguide/config-concepts.html>), and in an
+/// account with thousands of groups the `ResourceDiscovered` notifications keep arriving for many
+/// minutes. The time is also fixed before the stack is deployed, which itself takes minutes. An
+/// hour covers both with room to spare. The cost: a group created within that hour is not
+/// announced as new (its discovery is taken for baseline), while every later change to it is
+/// reported as usual.
 pub const MARGIN: Duration = Duration::from_secs(3600);
 
 /// Why the baseline could not be read.
