@@ -199,3 +199,58 @@ async fn install_reports_the_baseline_groups_in_json() {
     assert_eq!(baseline[0]["group_id"], rdp.as_str());
     assert_eq!(baseline[0]["severity"], "critical");
 }
+
+#[tokio::test]
+async fn starting_a_stopped_recorder_of_ours_starts_a_new_baseline() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let ssh = tagged_open_group(&ec2, "ssh", 22).await;
+    let dir = std::env::temp_dir().join(format!("sgwatch-baseline-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let install = [
+        "install",
+        "--sender",
+        SENDER,
+        "--handler-zip",
+        zip.to_str().unwrap(),
+    ];
+    let out = sgwatch(&moto, &install);
+    assert!(out.status.success(), "{}", text(&out));
+    let first = function_env(&config).await["SGWATCH_BASELINE_UNTIL"].clone();
+
+    aws_sdk_config::Client::new(&config)
+        .stop_configuration_recorder()
+        .configuration_recorder_name("sgwatch")
+        .send()
+        .await
+        .unwrap();
+    let mut plan = install;
+    plan[0] = "plan";
+    let out = sgwatch(&moto, &plan);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        shown.contains("start recording with recorder sgwatch")
+            && shown.contains("baseline: groups discovered before"),
+        "plan shows the new baseline: {shown}"
+    );
+
+    let out = sgwatch(&moto, &install);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        shown.contains("start recording with recorder sgwatch"),
+        "{shown}"
+    );
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains(&ssh) && l.contains("CRITICAL")),
+        "the baseline is printed again when recording starts again: {shown}"
+    );
+    let second = function_env(&config).await["SGWATCH_BASELINE_UNTIL"].clone();
+    assert!(parse(&second) >= parse(&first), "{first} → {second}");
+}
