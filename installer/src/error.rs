@@ -44,6 +44,8 @@ pub enum ErrorKind {
     TestEvent(#[from] crate::test_event::TestEventError),
     #[error(transparent)]
     Explain(#[from] crate::explain::ExplainError),
+    #[error(transparent)]
+    Baseline(#[from] crate::baseline::BaselineError),
 }
 
 // Every module error converts through its `ErrorKind` variant: one impl instead of one per type.

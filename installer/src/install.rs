@@ -20,6 +20,7 @@ use crate::policy_args::PolicyArgs;
 
 use crate::artifacts::{self, InstallState};
 use crate::aws::Place;
+use crate::baseline::{self, Exposed};
 use crate::package::{self, Arch, Artifact};
 use crate::preflight;
 use crate::recorder::{self, Owned, Step, Want};
@@ -135,6 +136,12 @@ pub struct Report {
     pub stack: String,
     pub changes: Vec<String>,
     pub warnings: Vec<String>,
+    /// The stack parameter `BaselineUntil`: groups AWS Config discovers before it existed when
+    /// recording started and are not emailed; empty for none.
+    pub baseline_until: String,
+    /// When install starts recording: the tagged groups already open to the world on a critical
+    /// or high port, printed once instead of a burst of emails.
+    pub baseline: Vec<Exposed>,
 }
 
 /// The changes, one a line (the warnings go to standard error, see `main`).
@@ -142,19 +149,36 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let verb = self.verb;
         if self.changes.is_empty() {
-            return writeln!(
+            writeln!(
                 f,
                 "{verb} {} in {} ({}): no changes",
                 self.stack, self.region, self.account
-            );
+            )?;
+        } else {
+            writeln!(
+                f,
+                "{verb} {} in {} ({}):",
+                self.stack, self.region, self.account
+            )?;
+            for c in &self.changes {
+                writeln!(f, "  {c}")?;
+            }
         }
-        writeln!(
-            f,
-            "{verb} {} in {} ({}):",
-            self.stack, self.region, self.account
-        )?;
-        for c in &self.changes {
-            writeln!(f, "  {c}")?;
+        if !self.baseline_until.is_empty() {
+            writeln!(
+                f,
+                "baseline: groups discovered before {} are not emailed",
+                self.baseline_until
+            )?;
+        }
+        if !self.baseline.is_empty() {
+            writeln!(
+                f,
+                "tagged groups open to the world when recording started (the baseline, not emailed):"
+            )?;
+            for g in &self.baseline {
+                writeln!(f, "  {g}")?;
+            }
         }
         Ok(())
     }
@@ -168,6 +192,7 @@ fn parameters(
     identity: &str,
     place: &Place,
     artifact: &Artifact,
+    baseline_until: &str,
 ) -> BTreeMap<String, String> {
     let p = &checked.policy;
     // The handler always watches security groups; the parameter holds the others.
@@ -202,6 +227,9 @@ fn parameters(
         ("ArtifactBucket", artifacts::bucket_name(place)),
         ("ArtifactKey", artifact.key()),
         ("EventSource", source.as_str().to_owned()),
+        ("BaselineUntil", baseline_until.to_owned()),
+        // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
+        ("Accounts", place.account.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -233,6 +261,13 @@ struct Prepared {
 }
 
 impl Prepared {
+    fn baseline_until(&self) -> String {
+        self.params
+            .get("BaselineUntil")
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn stack_settled(&self) -> bool {
         self.deployed.is_some() && self.stack_changes.is_empty()
     }
@@ -416,8 +451,26 @@ async fn prepare(args: &InstallArgs, config: &SdkConfig) -> Result<Prepared, cra
         Some(zip) => zip,
         None => package::build(args.arch, Path::new("dist"))?,
     };
+    // Recording that starts now makes AWS Config discover every existing group: those are the
+    // baseline. Otherwise the deployed time stays, so a re-install with nothing to do changes
+    // nothing.
+    let baseline_until = if baseline::starts_recording(&config_steps) {
+        baseline::until(std::time::SystemTime::now())
+    } else {
+        deployed
+            .as_ref()
+            .map(stack::deployed_parameters)
+            .and_then(|p| p.get("BaselineUntil").cloned())
+            .unwrap_or_default()
+    };
     let params = stack::complete_parameters(&parameters(
-        args, source, &checked, &identity, &place, &artifact,
+        args,
+        source,
+        &checked,
+        &identity,
+        &place,
+        &artifact,
+        &baseline_until,
     ))?;
     let stack_changes = match &deployed {
         None => vec![format!("create stack {}", checked.stack_name)],
@@ -528,6 +581,7 @@ async fn redrives(
 /// created, described and deleted).
 pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, crate::Error> {
     let p = prepare(args, config).await?;
+    let baseline_until = p.baseline_until();
     let mut changes = Vec::new();
     let s3 = sgwatch_handler::aws::s3_client(config);
     let bucket = artifacts::bucket_name(&p.place);
@@ -596,7 +650,9 @@ pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, crat
         region: p.place.region,
         stack: args.stack_name.clone(),
         changes,
+        baseline_until,
         warnings: p.warnings,
+        baseline: Vec::new(),
     })
 }
 
@@ -617,7 +673,9 @@ pub async fn install(
             region: place.region,
             stack: name.clone(),
             changes,
+            baseline_until: p.baseline_until(),
             warnings: p.warnings,
+            baseline: Vec::new(),
         });
     }
     let s3 = sgwatch_handler::aws::s3_client(config);
@@ -813,12 +871,23 @@ pub async fn install(
     if written.as_ref() != Some(&state) {
         artifacts::write_state(&s3, &place, &state).await?;
     }
+
+    // 7. Recording started: the groups AWS Config now discovers are the baseline and send no
+    // email, so what is already open is shown here, once.
+    let baseline = if baseline::starts_recording(&p.config_steps) {
+        let ec2 = aws_sdk_ec2::Client::new(config);
+        baseline::read(&ec2, &place, &checked.policy.notify_tag).await?
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         verb: "install",
         account: place.account,
         region: place.region,
         stack: name.clone(),
         changes,
+        baseline_until: p.baseline_until(),
         warnings: p.warnings,
+        baseline,
     })
 }

@@ -11,6 +11,7 @@
 
 pub mod artifacts;
 pub mod aws;
+pub mod baseline;
 pub mod error;
 pub mod explain;
 pub mod install;

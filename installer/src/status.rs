@@ -304,6 +304,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
                         format!("{function} would stop at start: {e}; {install} with valid flags"),
                     ),
                 }
+                baseline(&mut c, vars.get("SGWATCH_BASELINE_UNTIL"));
             }
             Err(e) => c.fail(
                 "function settings",
@@ -416,6 +417,20 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
 
 /// One line for a role's simulation: ok, one FAIL per denied action, or a warning when IAM could
 /// not be asked.
+/// The discovery baseline the function holds (install sets it when it starts recording).
+fn baseline(c: &mut Checks, until: Option<&String>) {
+    match until.filter(|t| !t.is_empty()) {
+        Some(t) => c.ok(
+            "discovery baseline",
+            format!("groups discovered before {t} are not emailed"),
+        ),
+        None => c.ok(
+            "discovery baseline",
+            "none: every group AWS Config discovers is emailed as new",
+        ),
+    }
+}
+
 fn simulated(c: &mut Checks, check: &str, answer: simulate::Simulated) {
     match answer {
         simulate::Simulated::Allowed(n) => {

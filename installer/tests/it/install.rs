@@ -706,6 +706,27 @@ async fn a_recorder_without_security_groups_stops_install_unless_extend_is_asked
         .map(|t| t.as_str())
         .collect();
     assert_eq!(types, ["AWS::EC2::Instance", "AWS::EC2::SecurityGroup"]);
+    // Extending starts recording security groups: their discovery is the baseline.
+    let env = aws_sdk_lambda::Client::new(&config)
+        .get_function_configuration()
+        .function_name("sgwatch-handler")
+        .send()
+        .await
+        .unwrap()
+        .environment()
+        .unwrap()
+        .variables()
+        .unwrap()
+        .clone();
+    let until = &env["SGWATCH_BASELINE_UNTIL"];
+    assert!(
+        !until.is_empty()
+            && text(&out).contains(&format!(
+                "baseline: groups discovered before {until} are not emailed"
+            )),
+        "{}",
+        text(&out)
+    );
 
     // Teardown takes back what --extend-recorder added, and leaves the recorder.
     let (out, _) = run(&moto, &dir, &["teardown".to_owned(), "--yes".to_owned()]);

@@ -1,5 +1,6 @@
 //! Integration tests of the installer crate: one binary (linking the AWS SDK once), a module per concern.
 
+mod baseline;
 mod explain;
 mod faults;
 mod install;

@@ -133,7 +133,21 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         "{text}"
     );
 
-    // The groups that existed before install are the baseline: their discovery sends nothing.
+    // The groups that existed before install are the baseline: install set its end and printed
+    // the ones open to the world (every fifth is open on SSH), and their discovery sends nothing.
+    assert!(
+        outcome.baseline_from_install,
+        "install did not set SGWATCH_BASELINE_UNTIL: {:?}",
+        outcome.function_env
+    );
+    if let Install::Ran(run) = &outcome.install {
+        let printed = run
+            .stdout
+            .lines()
+            .filter(|l| l.contains("CRITICAL") && l.contains("ingress tcp/22 from 0.0.0.0/0"))
+            .count();
+        assert_eq!(printed, story::EXISTING_GROUPS / 5, "{}", run.stdout);
+    }
     assert_eq!(outcome.discovery_invocations.len(), story::EXISTING_GROUPS);
     for response in &outcome.discovery_invocations {
         assert_eq!(
