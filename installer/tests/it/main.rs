@@ -3,6 +3,7 @@
 mod baseline;
 mod explain;
 mod faults;
+mod iam_policy;
 mod install;
 mod interrupt;
 mod logging;

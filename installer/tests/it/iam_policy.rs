@@ -1,0 +1,224 @@
+//! The installer under IAM enforcement: moto checks every request against the caller's policies
+//! (`Moto::enforce_iam`), and the real `sgwatch` binary runs `install`, a second `install`,
+//! `plan`, `status` and `teardown` with the credentials of an IAM user holding only
+//! `docs/iam-installer-policy.json`. Every call the installer makes itself must be allowed by it.
+//! Where moto authorises differently from AWS (it checks most calls against the resource "*"),
+//! `scripts/moto.py` authorises as AWS does; each such bridge is named there.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::config::Credentials;
+use sgwatch_tests::{Moto, REGION};
+
+const SENDER: &str = "alerts@example.com";
+const STACK: &str = "sgwatch";
+
+/// The installer's policy, as a user attaches it.
+fn installer_policy() -> String {
+    let path = sgwatch_tests::repo_root().join("docs/iam-installer-policy.json");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A new IAM user holding only `policy` inline; returns its access key id and secret.
+async fn user_with(admin: &SdkConfig, name: &str, policy: &str) -> (String, String) {
+    let iam = aws_sdk_iam::Client::new(admin);
+    iam.create_user().user_name(name).send().await.unwrap();
+    iam.put_user_policy()
+        .user_name(name)
+        .policy_name("sgwatch-installer")
+        .policy_document(policy)
+        .send()
+        .await
+        .unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(name)
+        .send()
+        .await
+        .unwrap();
+    let key = key.access_key().unwrap();
+    (
+        key.access_key_id().to_owned(),
+        key.secret_access_key().to_owned(),
+    )
+}
+
+/// SDK configuration acting with `key`.
+async fn acting_as(moto: &Moto, key: &(String, String)) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(&moto.endpoint)
+        .http_client(sgwatch_handler::aws::http_client())
+        .credentials_provider(Credentials::new(&key.0, &key.1, None, None, "iam-user"))
+        .load()
+        .await
+}
+
+/// Runs `sgwatch` against `moto` as the user with `key`.
+fn sgwatch(moto: &Moto, key: &(String, String), args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+        .args(args)
+        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap()
+}
+
+/// Panics with the command's output and moto's log unless it exited 0.
+fn succeeded(moto: &Moto, what: &str, out: &Output) -> String {
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "`sgwatch {what}` under the installer policy failed ({}):\n{shown}\nmoto:\n{}",
+        out.status,
+        moto.log()
+    );
+    shown
+}
+
+fn scratch() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sgwatch-it-iam-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn install_args<'a>(verb: &'a str, zip: &'a Path) -> Vec<&'a str> {
+    vec![
+        verb,
+        "--sender",
+        SENDER,
+        "--handler-zip",
+        zip.to_str().unwrap(),
+    ]
+}
+
+/// The stack's status as the admin sees it, `None` when there is none (or it is deleted).
+async fn stack_status(admin: &SdkConfig) -> Option<String> {
+    aws_sdk_cloudformation::Client::new(admin)
+        .list_stacks()
+        .send()
+        .await
+        .unwrap()
+        .stack_summaries()
+        .iter()
+        .filter(|s| s.stack_name() == Some(STACK))
+        .filter_map(|s| s.stack_status().map(|s| s.as_str().to_owned()))
+        .find(|s| s != "DELETE_COMPLETE")
+}
+
+async fn function_names(admin: &SdkConfig) -> Vec<String> {
+    aws_sdk_lambda::Client::new(admin)
+        .list_functions()
+        .send()
+        .await
+        .unwrap()
+        .functions()
+        .iter()
+        .filter_map(|f| f.function_name().map(str::to_owned))
+        .collect()
+}
+
+async fn recorders(admin: &SdkConfig) -> usize {
+    aws_sdk_config::Client::new(admin)
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .unwrap()
+        .configuration_recorders()
+        .len()
+}
+
+async fn sgwatch_buckets(admin: &SdkConfig) -> Vec<String> {
+    sgwatch_handler::aws::s3_client(admin)
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|n| n.starts_with("sgwatch-"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_installer_policy_allows_install_plan_status_and_teardown() {
+    let moto = Moto::start();
+    let setup = moto.sdk_config(None).await;
+    moto.verify_sender(&setup, SENDER).await;
+    // With IAM enforced only IAM users' keys work: the checks below act as an administrator.
+    let admin = user_with(
+        &setup,
+        "admin",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
+    )
+    .await;
+    let admin = acting_as(&moto, &admin).await;
+    let installer = user_with(&setup, "installer", &installer_policy()).await;
+    // A user without the policy: proves that enforcement is on for the binary's calls.
+    let nobody = user_with(
+        &setup,
+        "nobody",
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#,
+    )
+    .await;
+    moto.enforce_iam().await;
+    let dir = scratch();
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
+
+    let denied = sgwatch(&moto, &nobody, &install_args("install", &zip));
+    assert!(
+        !denied.status.success(),
+        "install succeeded without the installer policy"
+    );
+    assert_eq!(stack_status(&admin).await, None);
+
+    let shown = succeeded(
+        &moto,
+        "install",
+        &sgwatch(&moto, &installer, &install_args("install", &zip)),
+    );
+    assert!(shown.contains("CREATE_COMPLETE"), "{shown}");
+    assert_eq!(
+        stack_status(&admin).await.as_deref(),
+        Some("CREATE_COMPLETE")
+    );
+    assert_eq!(function_names(&admin).await.len(), 1);
+    assert_eq!(recorders(&admin).await, 1);
+    assert!(!sgwatch_buckets(&admin).await.is_empty());
+
+    let out = sgwatch(&moto, &installer, &install_args("install", &zip));
+    let shown = succeeded(&moto, "install (again)", &out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no changes"),
+        "{shown}"
+    );
+
+    succeeded(
+        &moto,
+        "plan",
+        &sgwatch(&moto, &installer, &install_args("plan", &zip)),
+    );
+    let shown = succeeded(&moto, "status", &sgwatch(&moto, &installer, &["status"]));
+    assert!(!shown.contains("FAIL"), "{shown}");
+
+    succeeded(
+        &moto,
+        "teardown --yes",
+        &sgwatch(&moto, &installer, &["teardown", "--yes"]),
+    );
+    assert_eq!(stack_status(&admin).await, None);
+    assert_eq!(function_names(&admin).await, Vec::<String>::new());
+    assert_eq!(recorders(&admin).await, 0);
+    assert_eq!(sgwatch_buckets(&admin).await, Vec::<String>::new());
+}
