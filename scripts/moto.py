@@ -142,6 +142,10 @@ def _authorize_like_aws(check_action_permitted):
             checks = [(identity_arns(partition, self._region, self.account_id, sender), conditions)]
             checks += [(identity_arns(partition, self._region, self.account_id, r), conditions)
                        for r in recipients]
+        elif self._service == "iam":
+            role = _iam_role_arn(self, partition)
+            if role is not None:
+                checks = [(role, {})]
         elif self._service == "cloudformation":
             stack = _cloudformation_stack_arn(self, partition)
             if stack is not None:
@@ -167,6 +171,22 @@ def _authorize_like_aws(check_action_permitted):
 def _param(request, name):
     value = request._data.get(name) if isinstance(request._data, dict) else None
     return value[0] if isinstance(value, list) else value
+
+
+# IAM authorises calls on a role against the role's ARN, and SimulatePrincipalPolicy against the
+# simulated principal's (PolicySourceArn): see "Actions, resources, and condition keys for AWS
+# Identity and Access Management" in the Service Authorization Reference. The installer's policy
+# scopes them to its stack's roles. None: the call names no role: moto's own check.
+def _iam_role_arn(request, partition):
+    if request._action == "iam:SimulatePrincipalPolicy":
+        return _param(request, "PolicySourceArn")
+    name = _param(request, "RoleName")
+    if name is None:
+        return None
+    try:
+        return request.backend.get_role(name).arn
+    except Exception:  # no such role yet (CreateRole): its ARN without a path
+        return f"arn:{partition}:iam::{request.account_id}:role/{name}"
 
 
 # CloudFormation authorises calls on a stack and its change sets against the stack's ARN

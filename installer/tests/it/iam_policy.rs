@@ -211,6 +211,11 @@ async fn the_installer_policy_allows_install_plan_status_and_teardown() {
     );
     let shown = succeeded(&moto, "status", &sgwatch(&moto, &installer, &["status"]));
     assert!(!shown.contains("FAIL"), "{shown}");
+    // moto has no policy simulator (HTTP 500, as without enforcement); a 403 would be the policy.
+    assert!(
+        !shown.contains("HTTP 403") && !shown.contains("AccessDenied"),
+        "{shown}"
+    );
 
     succeeded(
         &moto,
