@@ -1,6 +1,6 @@
 //! The installer under IAM enforcement: moto checks every request against the caller's policies
 //! (`Moto::enforce_iam`), and the real `sgwatch` binary runs `install`, a second `install`,
-//! `plan`, `status` and `teardown` with the credentials of an IAM user holding only
+//! `plan`, `status`, `test-event` and `teardown` with the credentials of an IAM user holding only
 //! `docs/iam-installer-policy.json`. Every call the installer makes itself must be allowed by it.
 //! Where moto authorises differently from AWS (it checks most calls against the resource "*"),
 //! `scripts/moto.py` authorises as AWS does; each such bridge is named there.
@@ -151,8 +151,35 @@ async fn sgwatch_buckets(admin: &SdkConfig) -> Vec<String> {
         .collect()
 }
 
+/// A security group tagged for watching; its id.
+async fn watched_group(admin: &SdkConfig) -> String {
+    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
+    aws_sdk_ec2::Client::new(admin)
+        .create_security_group()
+        .group_name("dept-a-web")
+        .description("web servers")
+        .tag_specifications(
+            TagSpecification::builder()
+                .resource_type(ResourceType::SecurityGroup)
+                .tags(Tag::builder().key("NotifyOnChange").value("Yes").build())
+                .tags(
+                    Tag::builder()
+                        .key("OwnerDL")
+                        .value("dept-a@example.com")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned()
+}
+
 #[tokio::test]
-async fn the_installer_policy_allows_install_plan_status_and_teardown() {
+async fn the_installer_policy_allows_install_plan_status_test_event_and_teardown() {
     let moto = Moto::start();
     let setup = moto.sdk_config(None).await;
     moto.verify_sender(&setup, SENDER).await;
@@ -172,6 +199,7 @@ async fn the_installer_policy_allows_install_plan_status_and_teardown() {
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#,
     )
     .await;
+    let group = watched_group(&setup).await;
     moto.enforce_iam().await;
     let dir = scratch();
     let zip = sgwatch_tests::fake_handler_zip(&dir);
@@ -216,6 +244,22 @@ async fn the_installer_policy_allows_install_plan_status_and_teardown() {
         !shown.contains("HTTP 403") && !shown.contains("AccessDenied"),
         "{shown}"
     );
+
+    // test-event reads the group and the stack, then invokes the function: here a stand-in
+    // endpoint, since moto's Lambda cannot run the handler (it allows lambda:InvokeFunction on "*").
+    let (lambda, invoked) = crate::install::fake_lambda();
+    let args = [
+        "test-event",
+        "--group-id",
+        &group,
+        "--lambda-endpoint-url",
+        &lambda,
+    ];
+    succeeded(&moto, "test-event", &sgwatch(&moto, &installer, &args));
+    let (path, _) = invoked
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(path, "/2015-03-31/functions/sgwatch-handler/invocations");
 
     succeeded(
         &moto,

@@ -1138,7 +1138,7 @@ async fn eventbridge_source_uses_the_stack_rule_and_switching_source_moves_the_s
 
 /// A stand-in for the Lambda Invoke endpoint (moto's Lambda cannot run code): answers one request
 /// with `{}` and hands back its path and body.
-fn fake_lambda() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+pub(crate) fn fake_lambda() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
