@@ -112,10 +112,13 @@ EventsHandler.test_event_pattern = _test_event_pattern
 
 # With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT), moto authorises every non-S3 request against
 # the resource "*" and no condition keys, so a statement naming a table or an SES identity never
-# matches, and one with a condition always denies. For the calls the handler makes, authorise as
-# AWS does instead: DynamoDB item calls against the table's ARN; SES v2 SendEmail against the
-# identity of the sender and of every recipient (as SES does in the sandbox, where recipients
-# must be verified identities too), with ses:FromAddress set. Other requests keep moto's checks.
+# matches, and one with a condition always denies. Bridge "resource ARNs": for the calls the
+# handler and the installer make on named resources, authorise as AWS does instead: DynamoDB item
+# calls against the table's ARN; SES v2 SendEmail against the identity of the sender and of every
+# recipient (as SES does in the sandbox, where recipients must be verified identities too), with
+# ses:FromAddress set; IAM calls on a role against the role's ARN (`_iam_role_arn`);
+# CloudFormation calls on a stack against the stack's (`_cloudformation_stack_arn`). Other
+# requests keep moto's checks.
 def _authorize_like_aws(check_action_permitted):
     def identity_arns(partition, region, account, address):
         domain = address.rsplit("@", 1)[-1]
@@ -169,6 +172,7 @@ def _authorize_like_aws(check_action_permitted):
 
 
 def _param(request, name):
+    """The first value of query-protocol parameter `name` (IAM, CloudFormation), or None."""
     value = request._data.get(name) if isinstance(request._data, dict) else None
     return value[0] if isinstance(value, list) else value
 
@@ -180,13 +184,16 @@ def _param(request, name):
 def _iam_role_arn(request, partition):
     if request._action == "iam:SimulatePrincipalPolicy":
         return _param(request, "PolicySourceArn")
+    from moto.iam.exceptions import NotFoundException
+
     name = _param(request, "RoleName")
     if name is None:
         return None
     try:
         return request.backend.get_role(name).arn
-    except Exception:  # no such role yet (CreateRole): its ARN without a path
-        return f"arn:{partition}:iam::{request.account_id}:role/{name}"
+    except NotFoundException:  # no such role yet (CreateRole): the ARN it will have
+        path = _param(request, "Path") or "/"
+        return f"arn:{partition}:iam::{request.account_id}:role{path}{name}"
 
 
 # CloudFormation authorises calls on a stack and its change sets against the stack's ARN
