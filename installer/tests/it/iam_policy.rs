@@ -199,6 +199,11 @@ async fn the_installer_policy_allows_install_plan_status_test_event_and_teardown
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetCallerIdentity","Resource":"*"}]}"#,
     )
     .await;
+    // The policy with its stack statement scoped to another stack's name: the stack calls are
+    // checked against our stack's ARN, as AWS checks them, not against "*".
+    let other_stack = installer_policy().replace("stack/sgwatch*/*", "stack/other*/*");
+    assert_ne!(other_stack, installer_policy());
+    let other_stack = user_with(&setup, "other-stack", &other_stack).await;
     let group = watched_group(&setup).await;
     moto.enforce_iam().await;
     let dir = scratch();
@@ -209,6 +214,14 @@ async fn the_installer_policy_allows_install_plan_status_test_event_and_teardown
         !denied.status.success(),
         "install succeeded without the installer policy"
     );
+    assert_eq!(stack_status(&admin).await, None);
+    let denied = sgwatch(&moto, &other_stack, &install_args("install", &zip));
+    assert!(
+        !denied.status.success(),
+        "install succeeded with the stack statement scoped to another stack"
+    );
+    let shown = String::from_utf8_lossy(&denied.stderr);
+    assert!(shown.contains("stack sgwatch"), "{shown}");
     assert_eq!(stack_status(&admin).await, None);
 
     let shown = succeeded(
