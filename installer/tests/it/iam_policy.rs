@@ -258,8 +258,9 @@ async fn the_installer_policy_allows_install_plan_status_test_event_and_teardown
         "{shown}"
     );
 
-    // test-event reads the group and the stack, then invokes the function: here a stand-in
-    // endpoint, since moto's Lambda cannot run the handler (it allows lambda:InvokeFunction on "*").
+    // test-event reads the group and the stack as the installer, then invokes the function: here
+    // a stand-in endpoint, since moto's Lambda cannot run the handler, so the invocation itself is
+    // not checked (the policy grants lambda:InvokeFunction).
     let (lambda, invoked) = crate::install::fake_lambda();
     let args = [
         "test-event",
