@@ -81,6 +81,13 @@ pub enum InstallError {
          most 56 characters (the function is named STACK-handler, and Lambda allows 64)"
     )]
     StackName(String),
+    // The installer's policy names the stack, its roles, function, queues and buckets by this
+    // prefix (docs/iam-installer-policy.json); a stack named otherwise would be denied half-way.
+    #[error(
+        "--stack-name {0:?} must start with \"sgwatch\": the installer's IAM policy \
+         (docs/iam-installer-policy.json) grants the stack and what it makes only under that prefix"
+    )]
+    StackPrefix(String),
     #[error(
         "the existing delivery channel {channel:?} in {place} has no SNS topic to subscribe the \
          handler to: run install with --source eventbridge"
@@ -116,6 +123,9 @@ impl InstallArgs {
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid {
             return Err(InstallError::StackName(name.clone()).into());
+        }
+        if !name.starts_with("sgwatch") {
+            return Err(InstallError::StackPrefix(name.clone()).into());
         }
         Ok(Checked {
             policy,

@@ -823,6 +823,18 @@ fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
         ),
         (
             vec![
+                "install",
+                "--sender",
+                SENDER,
+                "--handler-zip",
+                &zip,
+                "--stack-name",
+                "alerts",
+            ],
+            "--stack-name \"alerts\" must start with \"sgwatch\"",
+        ),
+        (
+            vec![
                 "plan",
                 "--sender",
                 SENDER,
