@@ -911,10 +911,15 @@ fn function_reserves_concurrency_only_when_the_parameter_is_set() {
         json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, ""]}]})
     );
     // 1..=1000 (what the installer's flag accepts) or empty.
-    assert_eq!(
-        template()["Parameters"]["ReservedConcurrency"]["AllowedPattern"],
-        r"^([1-9]\d{0,2}|1000)?$"
-    );
+    let pattern = template()["Parameters"]["ReservedConcurrency"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    for ok in ["", "1", "5", "999", "1000"] {
+        assert!(pattern_matches(pattern, ok), "{ok:?} should be allowed");
+    }
+    for bad in ["0", "05", "-1", "1001", "five"] {
+        assert!(!pattern_matches(pattern, bad), "{bad:?} should be refused");
+    }
 }
 
 // ------------------------------------------------------------------------------ resolved
