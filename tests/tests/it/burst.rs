@@ -171,9 +171,6 @@ async fn a_burst_over_the_ses_rate_emails_every_owner_once_and_parks_nothing() {
         .load()
         .await;
     let settings = Arc::new(settings());
-    let services = Arc::new(
-        Services::new(&config, &settings).with_failure_queue(&config, Some(queue.clone())),
-    );
 
     let next = Arc::new(AtomicUsize::new(0));
     let retried = Arc::new(AtomicUsize::new(0));
@@ -181,7 +178,10 @@ async fn a_burst_over_the_ses_rate_emails_every_owner_once_and_parks_nothing() {
     let mut workers = Vec::new();
     for _ in 0..CONCURRENCY {
         let (next, retried) = (next.clone(), retried.clone());
-        let (settings, services) = (settings.clone(), services.clone());
+        let settings = settings.clone();
+        // Each concurrent copy of the function has its own clients (and so its own retry quota).
+        let services =
+            Services::new(&config, &settings).with_failure_queue(&config, Some(queue.clone()));
         workers.push(tokio::spawn(async move {
             let mut failed = Vec::new();
             loop {
