@@ -16,6 +16,11 @@ prints `READY http://127.0.0.1:PORT` and `STATS <json>` to stderr every time it 
 answers the first 3 requests for that operation (an AWS JSON API's X-Amz-Target, or a query
 API's Action) with that AWS error code (HTTP 400) instead of passing them on: a specific answer
 AWS gives for a while, such as IAM propagation delays. Repeatable.
+
+    faultproxy.py --target ... --rate 0 --rate-limit SendEmail=14
+lets through at most 14 requests for that operation in any one second and answers the rest as
+SES v2 does over its sending rate: HTTP 429 TooManyRequestsException ("Maximum sending rate
+exceeded."). A REST API's operation is named by its method and path (REST_OPERATIONS). Repeatable.
 """
 
 import argparse
@@ -31,6 +36,9 @@ import urllib.parse
 
 FAULTS = ["503", "500", "throttle", "drop-before", "drop-after"]
 
+# REST APIs name the operation by method and path, not a header or form field.
+REST_OPERATIONS = {("POST", "/v2/email/outbound-emails"): "SendEmail"}
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -43,7 +51,14 @@ def main():
                    help="answer the first N requests for OPERATION with AWS error CODE")
     p.add_argument("--latency-ms", type=float, default=0,
                    help="delay every forwarded call by this much, like the round trip to AWS")
+    p.add_argument("--rate-limit", action="append", default=[], metavar="OPERATION=N",
+                   help="at most N requests per second for OPERATION, the rest answered HTTP 429")
     args = p.parse_args()
+    # operation -> (requests per second, times of the requests let through in the last second)
+    limits = {}
+    for spec in args.rate_limit:
+        operation, per_second = spec.split("=", 1)
+        limits[operation] = (int(per_second), [])
     # operation -> [code, how many are left to answer]
     answers = {}
     for spec in args.answer:
@@ -53,7 +68,7 @@ def main():
     rng = random.Random(args.seed)
     kinds = [f for f in args.faults.split(",") if f in FAULTS]
     lock = threading.Lock()
-    stats = {"requests": 0, "answered": 0, **{f: 0 for f in FAULTS}}
+    stats = {"requests": 0, "answered": 0, "rate_limited": 0, **{f: 0 for f in FAULTS}}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -69,6 +84,10 @@ def main():
             target_header = self.headers.get("X-Amz-Target") or ""
             operation = target_header.rsplit(".", 1)[-1] if target_header else next(
                 (kv[len("Action="):] for kv in body.decode("latin-1").split("&") if kv.startswith("Action=")), "")
+            operation = REST_OPERATIONS.get((self.command, urllib.parse.urlsplit(self.path).path), operation)
+            if self.over_rate(operation):
+                return self.answer(429, b'{"message":"Maximum sending rate exceeded."}', "application/json",
+                                   {"x-amzn-ErrorType": "TooManyRequestsException"})
             with lock:
                 answer = answers.get(operation)
                 if answer and answer[1] > 0:
@@ -114,6 +133,22 @@ def main():
             extra = {k: v for k, v in resp.getheaders()
                      if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-type", "server", "date")}
             self.answer(resp.status, data, resp.getheader("Content-Type") or "text/plain", extra)
+
+        def over_rate(self, operation):
+            """True (and counted) when `operation` has had its N requests in the last second."""
+            limit = limits.get(operation)
+            if not limit:
+                return False
+            per_second, times = limit
+            now = time.monotonic()
+            with lock:
+                while times and times[0] <= now - 1:
+                    times.pop(0)
+                if len(times) >= per_second:
+                    stats["rate_limited"] += 1
+                    return True
+                times.append(now)
+                return False
 
         def answer(self, status, data, ctype, extra=None):
             self.send_response(status)

@@ -35,6 +35,7 @@ sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _here]
 from moto.moto_server import threaded_moto_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.cloudformation.models import CloudFormationBackend
+from moto.awslambda.models import LambdaFunction
 from moto.events.models import EventPattern
 from moto.events.responses import EventsHandler
 from moto.server import ThreadedMotoServer
@@ -96,6 +97,23 @@ def _refresh_outputs_after(execute_change_set):
 
 CloudFormationBackend.execute_change_set = _refresh_outputs_after(
     CloudFormationBackend.execute_change_set)
+
+
+# moto keeps a function's ReservedConcurrentExecutions from its CloudFormation properties as it
+# finds them, and a value from a template parameter is a string there: GetFunctionConcurrency then
+# answers "5" where Lambda answers the integer 5 (and the SDK refuses the string). Convert it, as
+# CloudFormation does for an Integer property.
+_create_function_from_cfn = LambdaFunction.create_from_cloudformation_json.__func__
+
+
+def _with_integer_concurrency(cls, resource_name, cloudformation_json, *args, **kwargs):
+    props = cloudformation_json.get("Properties", {})
+    if isinstance(props.get("ReservedConcurrentExecutions"), str):
+        props["ReservedConcurrentExecutions"] = int(props["ReservedConcurrentExecutions"])
+    return _create_function_from_cfn(cls, resource_name, cloudformation_json, *args, **kwargs)
+
+
+LambdaFunction.create_from_cloudformation_json = classmethod(_with_integer_concurrency)
 
 
 # moto's EventBridge answers TestEventPattern with an empty body (the call is a stub), though its

@@ -95,3 +95,107 @@ pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(s3)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
+    /// An HTTP server that answers the first `throttled` requests as SES v2 does over its sending
+    /// rate (HTTP 429, `TooManyRequestsException`), then accepts; returns its URL and a handle
+    /// that yields how many requests it answered.
+    fn ses_over_its_rate(throttled: usize) -> (String, std::thread::JoinHandle<usize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            let mut answered = 0;
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap();
+                        }
+                    }
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                }
+                reader.read_exact(&mut vec![0; length]).unwrap();
+                let (status, kind, body) = if answered < throttled {
+                    (
+                        "429 Too Many Requests",
+                        "TooManyRequestsException",
+                        r#"{"message":"Maximum sending rate exceeded."}"#,
+                    )
+                } else {
+                    ("200 OK", "", r#"{"MessageId":"m-1"}"#)
+                };
+                let error_type = if kind.is_empty() {
+                    String::new()
+                } else {
+                    format!("x-amzn-ErrorType: {kind}\r\n")
+                };
+                write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{error_type}\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .unwrap();
+                answered += 1;
+                if answered > throttled {
+                    return answered;
+                }
+            }
+            answered
+        });
+        (url, server)
+    }
+
+    /// SES answers a send over its rate with HTTP 429 `TooManyRequestsException`; the standard
+    /// retry policy must treat it as throttling and back off inside the invocation, so a burst
+    /// is paced by the SDK rather than failing the invocation at once.
+    #[tokio::test]
+    async fn ses_throttling_is_retried_with_backoff_by_the_clients_config() {
+        let (url, server) = ses_over_its_rate(2);
+        let config = config_loader()
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sesv2::config::Credentials::for_tests())
+            .endpoint_url(url)
+            .timeout_config(handler_timeouts())
+            .load()
+            .await;
+        let ses = aws_sdk_sesv2::Client::new(&config);
+        let text = Content::builder().data("t").build().unwrap();
+        let sent = ses
+            .send_email()
+            .from_email_address("alerts@example.com")
+            .destination(Destination::builder().to_addresses("a@example.com").build())
+            .content(
+                EmailContent::builder()
+                    .simple(
+                        Message::builder()
+                            .subject(text.clone())
+                            .body(Body::builder().text(text).build())
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("sent after two throttled attempts");
+        assert_eq!(sent.message_id(), Some("m-1"));
+        assert_eq!(
+            server.join().unwrap(),
+            3,
+            "two throttled attempts, then the send"
+        );
+    }
+}

@@ -69,6 +69,15 @@ pub struct InstallArgs {
     /// Add AWS::EC2::SecurityGroup to an existing recorder that does not record it
     #[arg(long)]
     pub extend_recorder: bool,
+    /// Most copies of the handler running at once (1-1000; 5 paces bursts for SES's default 14
+    /// sends/s); unset, no reservation
+    // Unset by default: Lambda refuses a reservation that leaves fewer than 10 unreserved
+    // executions, so accounts with the new-account quota of 10 cannot reserve at all
+    // (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). Throttled
+    // events are not lost: Lambda keeps asynchronous events and retries them for up to 6 hours
+    // (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub reserved_concurrency: Option<u16>,
 }
 
 /// Why install or plan stopped. Each says what failed, where, and what to do.
@@ -240,6 +249,12 @@ fn parameters(
         ("BaselineUntil", baseline_until.to_owned()),
         // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
         ("Accounts", place.account.clone()),
+        (
+            "ReservedConcurrency",
+            args.reserved_concurrency
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -525,6 +525,8 @@ fn install_args(t: &Target, zip: Option<PathBuf>) -> InstallArgs {
         handler_zip: zip,
         source: s.source,
         extend_recorder: s.extend_recorder.unwrap_or(false),
+        // Not a fleet setting yet: each account's quota decides whether it can reserve.
+        reserved_concurrency: None,
     }
 }
 

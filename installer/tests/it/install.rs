@@ -849,6 +849,14 @@ fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
             vec!["install", "--sender", SENDER, "--arch", "sparc"],
             "invalid value 'sparc'",
         ),
+        (
+            vec!["install", "--sender", SENDER, "--reserved-concurrency", "0"],
+            "0 is not in 1..=1000",
+        ),
+        (
+            vec!["plan", "--sender", SENDER, "--reserved-concurrency", "1001"],
+            "1001 is not in 1..=1000",
+        ),
     ];
     for (args, expected) in cases {
         let (out, calls) = sgwatch("http://127.0.0.1:9", &dir, &args);
@@ -858,6 +866,59 @@ fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
         assert!(!text(&out).contains("SGWATCH_"), "{args:?}: {}", text(&out));
         assert!(calls.is_empty(), "{args:?} called AWS: {calls:?}");
     }
+}
+
+#[tokio::test]
+async fn reserved_concurrency_reaches_the_function_and_unset_clears_the_parameter() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("reserved");
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let reserved = || async {
+        lambda
+            .get_function_concurrency()
+            .function_name("sgwatch-handler")
+            .send()
+            .await
+            .unwrap()
+            .reserved_concurrent_executions()
+    };
+
+    let mut args = install_args(&zip);
+    args.extend(["--reserved-concurrency", "5"].map(str::to_owned));
+    let (out, _) = run(&moto, &dir, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(reserved().await, Some(5));
+
+    // The same flags again: settled.
+    let (out, calls) = run(&moto, &dir, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(writes(&calls), Vec::<&String>::new());
+
+    // Without the flag the reservation goes. moto's CloudFormation applies
+    // ReservedConcurrentExecutions only when it creates a function, not on update, so the
+    // stack's parameter is checked here; the template test checks that empty means no property.
+    let (out, _) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(r#"parameter ReservedConcurrency: "5" → """#),
+        "{}",
+        text(&out)
+    );
+    let stack = aws_sdk_cloudformation::Client::new(&config)
+        .describe_stacks()
+        .stack_name("sgwatch")
+        .send()
+        .await
+        .unwrap();
+    let value = stack.stacks()[0]
+        .parameters()
+        .iter()
+        .find(|p| p.parameter_key() == Some("ReservedConcurrency"))
+        .and_then(|p| p.parameter_value());
+    assert_eq!(value, Some(""));
 }
 
 #[tokio::test]

@@ -250,6 +250,7 @@ fn parameters_match_the_installer_contract() {
             Some(json!("sns")),
             Some(&["sns", "eventbridge"]),
         ),
+        ("ReservedConcurrency", "String", Some(json!("")), None),
         ("LogRetentionDays", "Number", Some(json!(30)), None),
     ];
     let params = template()["Parameters"]
@@ -893,6 +894,32 @@ fn event_rule_sends_what_the_handler_watches_in_both_shapes_to_the_function() {
     let targets = list(&p["Targets"]);
     assert_eq!(targets.len(), 1);
     assert_eq!(targets[0]["Arn"], get_att("Function", "Arn"));
+}
+
+#[test]
+fn function_reserves_concurrency_only_when_the_parameter_is_set() {
+    // Empty (the default) must leave the property out: Lambda refuses a reservation that leaves
+    // fewer than 10 unreserved executions, so an account with a quota of 10 could not deploy.
+    let unset =
+        Resolver::new("sgwatch", &[]).resolve(&props("Function")["ReservedConcurrentExecutions"]);
+    assert_eq!(unset, "<AWS::NoValue>");
+    let set = Resolver::new("sgwatch", &[("ReservedConcurrency", "5")])
+        .resolve(&props("Function")["ReservedConcurrentExecutions"]);
+    assert_eq!(set, "5");
+    assert_eq!(
+        template()["Conditions"]["HasReservedConcurrency"],
+        json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "ReservedConcurrency"}, ""]}]})
+    );
+    // 1..=1000 (what the installer's flag accepts) or empty.
+    let pattern = template()["Parameters"]["ReservedConcurrency"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    for ok in ["", "1", "5", "999", "1000"] {
+        assert!(pattern_matches(pattern, ok), "{ok:?} should be allowed");
+    }
+    for bad in ["0", "05", "-1", "1001", "five"] {
+        assert!(!pattern_matches(pattern, bad), "{bad:?} should be refused");
+    }
 }
 
 // ------------------------------------------------------------------------------ resolved

@@ -1,0 +1,266 @@
+//! A burst keeps the promise: 200 notifications for 200 tagged groups (a Terraform apply, a
+//! discovery after the baseline window) played through the handler by 8 concurrent invocations,
+//! with SES limited to its default production rate of 14 sends a second by
+//! `scripts/faultproxy.py --rate-limit SendEmail=14` (HTTP 429 `TooManyRequestsException` beyond
+//! it, as SES v2 answers) in front of moto: every owner gets their email exactly once and nothing
+//! is parked. An invocation that fails is played again, up to Lambda's two retries of an
+//! asynchronous event; the wall time is printed for docs/BENCHMARKS.md.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::Region;
+use aws_sdk_sesv2::config::Credentials;
+use serde_json::{json, Value};
+use sgwatch_handler::process::{handle, Services};
+use sgwatch_handler::settings::Settings;
+use sgwatch_tests::{fixture, repo_root, Moto, REGION};
+
+const SENDER: &str = "alerts@example.com";
+const TABLE: &str = "sgwatch-idempotency";
+const GROUPS: usize = 200;
+const CONCURRENCY: usize = 8;
+const SES_PER_SECOND: u32 = 14;
+/// Lambda invokes an asynchronous event once and retries it up to twice.
+const ATTEMPTS: usize = 3;
+
+/// The fault proxy, rate limiting SES's SendEmail and passing everything else to moto.
+struct Proxy {
+    endpoint: String,
+    child: Child,
+}
+
+impl Proxy {
+    fn start(target: &str, limit: &str) -> Proxy {
+        let mut child = Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("scripts/faultproxy.py"))
+            .args(["--target", target, "--rate", "0", "--rate-limit", limit])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the fault proxy needs the project's .venv (scripts/setup.sh)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let endpoint = line
+            .trim()
+            .strip_prefix("READY ")
+            .expect("the fault proxy did not start")
+            .to_owned();
+        Proxy { endpoint, child }
+    }
+
+    fn stats(&self) -> Value {
+        let authority = self.endpoint.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(authority).unwrap();
+        write!(
+            s,
+            "GET /_faults/stats HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("stats {e}: {text}"))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn settings() -> Settings {
+    let vars = [
+        ("SGWATCH_SENDER", SENDER),
+        ("SGWATCH_LOOKUP_ACTOR", "false"),
+        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
+    ];
+    Settings::from_lookup(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+}
+
+fn owner(i: usize) -> String {
+    format!("owner-{i:03}@corp.example")
+}
+
+/// The RDP-opened notification, for group number `i` owned by [`owner`]`(i)`.
+fn notification(i: usize) -> Value {
+    let mut m = fixture("rdp-opened.json");
+    let id = format!("sg-{i:017x}");
+    let item = &mut m["configurationItem"];
+    item["resourceId"] = json!(id);
+    item["ARN"] = json!(format!(
+        "arn:aws:ec2:us-east-1:123456789012:security-group/{id}"
+    ));
+    item["resourceName"] = json!(format!("group-{i:03}"));
+    item["configurationStateId"] = json!(1763629447512u64 + i as u64);
+    item["configuration"]["groupId"] = json!(id);
+    item["tags"]["OwnerDL"] = json!(owner(i));
+    json!({"Records": [{"EventSource": "aws:sns", "Sns": {
+        "MessageId": format!("m-{i:03}"), "Message": m.to_string()}}]})
+}
+
+async fn table(config: &aws_config::SdkConfig) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    aws_sdk_dynamodb::Client::new(config)
+        .create_table()
+        .table_name(TABLE)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("pk")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("pk")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_ses_rate_emails_every_owner_once_and_parks_nothing() {
+    let moto = Moto::start();
+    let direct = moto.sdk_config(None).await;
+    moto.verify_sender(&direct, SENDER).await;
+    table(&direct).await;
+    let sqs = aws_sdk_sqs::Client::new(&direct);
+    let queue = sqs
+        .create_queue()
+        .queue_name("sgwatch-failures")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+
+    let proxy = Proxy::start(&moto.endpoint, &format!("SendEmail={SES_PER_SECOND}"));
+    // The handler's own SDK configuration (its retry policy and timeouts), through the proxy.
+    let config = sgwatch_handler::aws::config_loader()
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "sgwatch-tests",
+        ))
+        .endpoint_url(&proxy.endpoint)
+        .load()
+        .await;
+    let settings = Arc::new(settings());
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let retried = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (next, retried) = (next.clone(), retried.clone());
+        let settings = settings.clone();
+        // Each concurrent copy of the function has its own clients (and so its own retry quota).
+        let services =
+            Services::new(&config, &settings).with_failure_queue(&config, Some(queue.clone()));
+        workers.push(tokio::spawn(async move {
+            let mut failed = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= GROUPS {
+                    return failed;
+                }
+                let event = notification(i);
+                let mut last = None;
+                for attempt in 0..ATTEMPTS {
+                    if attempt > 0 {
+                        retried.fetch_add(1, Ordering::SeqCst);
+                    }
+                    match handle(&event, &settings, &services).await {
+                        Ok(report) => {
+                            assert_eq!(report.parked, 0, "group {i}: {report:?}");
+                            last = None;
+                            break;
+                        }
+                        Err(e) => {
+                            println!("burst: group {i}, attempt {}: {e}", attempt + 1);
+                            last = Some(e.to_string());
+                        }
+                    }
+                }
+                if let Some(e) = last {
+                    failed.push(format!("group {i}: {e}"));
+                }
+            }
+        }));
+    }
+    let mut failed = Vec::new();
+    for w in workers {
+        failed.extend(w.await.unwrap());
+    }
+    let wall = started.elapsed();
+    let stats = proxy.stats();
+    println!(
+        "burst: {GROUPS} notifications, {CONCURRENCY} concurrent, SES at {SES_PER_SECOND}/s: \
+         {:.1} s wall, {} SendEmail answered 429, {} invocations played again",
+        wall.as_secs_f64(),
+        stats["rate_limited"],
+        retried.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        failed,
+        Vec::<String>::new(),
+        "invocations that would be parked"
+    );
+
+    let mut per_recipient: BTreeMap<String, usize> = BTreeMap::new();
+    for mail in moto.ses_messages().await {
+        for to in mail.destinations {
+            *per_recipient.entry(to).or_default() += 1;
+        }
+    }
+    let expected: BTreeMap<String, usize> = (0..GROUPS).map(|i| (owner(i), 1)).collect();
+    assert_eq!(per_recipient, expected, "each owner emailed exactly once");
+    assert!(
+        stats["rate_limited"].as_u64().unwrap() > 0,
+        "the burst went over SES's rate, or it tested nothing: {stats}"
+    );
+    let parked = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        parked
+            .attributes()
+            .and_then(
+                |a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            )
+            .map(String::as_str),
+        Some("0"),
+        "nothing parked"
+    );
+    // A floor no schedule can beat: 200 sends at 14 a second.
+    assert!(wall >= Duration::from_secs((GROUPS as u64) / u64::from(SES_PER_SECOND)));
+}
