@@ -112,39 +112,12 @@ fn notification(i: usize) -> Value {
         "MessageId": format!("m-{i:03}"), "Message": m.to_string()}}]})
 }
 
-async fn table(config: &aws_config::SdkConfig) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    aws_sdk_dynamodb::Client::new(config)
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_over_the_ses_rate_emails_every_owner_once_and_parks_nothing() {
     let moto = Moto::start();
     let direct = moto.sdk_config(None).await;
     moto.verify_sender(&direct, SENDER).await;
-    table(&direct).await;
+    sgwatch_tests::idempotency_table(&direct, TABLE).await;
     let sqs = aws_sdk_sqs::Client::new(&direct);
     let queue = sqs
         .create_queue()

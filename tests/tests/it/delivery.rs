@@ -53,33 +53,6 @@ fn now() -> u64 {
         .as_secs()
 }
 
-async fn table(config: &aws_config::SdkConfig) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    aws_sdk_dynamodb::Client::new(config)
-        .create_table()
-        .table_name(TABLE)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 /// The ledger record of the fixture's state, as a dead attempt left it.
 async fn left_behind(config: &aws_config::SdkConfig, delivered: &[&str]) {
     let mut put = aws_sdk_dynamodb::Client::new(config)
@@ -122,7 +95,7 @@ async fn a_retry_after_a_partial_delivery_emails_only_the_rest() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    table(&config).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
     // The attempt before emailed a, then died (a transient failure, a timeout).
     left_behind(&config, &["a@corp.example"]).await;
     let settings = settings(&[]);
@@ -160,7 +133,7 @@ async fn a_late_duplicate_after_a_lost_mark_sent_sends_nothing() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    table(&config).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
     // Everyone was emailed, but the record stayed "sending" and its lease ran out.
     left_behind(&config, &["platform-team@example.com"]).await;
     let settings = settings(&[]);
@@ -177,7 +150,7 @@ async fn a_late_duplicate_after_a_lost_mark_sent_sends_nothing() {
 async fn the_claim_is_its_owners_when_the_sdk_repeats_it() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
-    table(&config).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
     let dedupe = Dedupe {
         client: aws_sdk_dynamodb::Client::new(&config),
         table: TABLE.to_owned(),
@@ -221,7 +194,7 @@ async fn an_unreadable_change_is_emailed_degraded_to_the_fallback_or_fails() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    table(&config).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
 
     let without = settings(&[]);
     let err = handle(&unreadable(), &without, &Services::new(&config, &without))
@@ -251,7 +224,7 @@ async fn an_unreadable_change_is_emailed_degraded_to_the_fallback_or_fails() {
 async fn rejected_owners_without_a_fallback_are_parked_in_the_failure_queue() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
-    table(&config).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let url = sqs
         .create_queue()
@@ -302,7 +275,7 @@ async fn no_send_starts_too_close_to_the_deadline() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    table(&config).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
     let settings = settings(&[]);
     let services = Services::new(&config, &settings);
     let soon = Invocation {
@@ -434,7 +407,7 @@ async fn an_oversized_item_in_a_bucket_not_ours_is_read_through_aws_config() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    table(&config).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
     let settings = settings(&[]);
     let event = sns(&fixture("oversized.json"), "m-big");
 
@@ -468,7 +441,7 @@ async fn an_oversized_bare_item_is_emailed_with_its_details_unavailable() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    table(&config).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
     let settings = settings(&[]);
     let services = Services::new(&config, &settings);
     let oversized = fixture("oversized.json");
@@ -547,7 +520,7 @@ async fn three_owners_each_under_thirty_percent_faults_get_each_email_exactly_on
     let moto = Moto::start();
     let direct = moto.sdk_config(None).await;
     moto.verify_sender(&direct, SENDER).await;
-    table(&direct).await;
+    sgwatch_tests::idempotency_table(&direct, TABLE).await;
     let settings = settings(&[("SGWATCH_FALLBACK_RECIPIENT", "secops@corp.example")]);
     let (mut runs, mut parked) = (0usize, Vec::new());
     let seeds = 4;

@@ -161,40 +161,12 @@ async fn unverified_sender_fails_the_invocation_so_lambda_retries() {
     assert!(moto.ses_messages().await.is_empty());
 }
 
-/// Creates the idempotency table as the stack does (key `pk`, TTL on `expires_at`).
-async fn idempotency_table(config: &aws_config::SdkConfig, name: &str) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    aws_sdk_dynamodb::Client::new(config)
-        .create_table()
-        .table_name(name)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-}
-
 #[tokio::test]
 async fn a_repeated_delivery_of_the_same_state_sends_one_email() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    idempotency_table(&config, "sgwatch-idempotency").await;
+    sgwatch_tests::idempotency_table(&config, "sgwatch-idempotency").await;
     let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
     let services = Services::new(&config, &settings);
 
@@ -237,7 +209,7 @@ async fn a_repeated_delivery_of_the_same_state_sends_one_email() {
 async fn a_failed_send_releases_its_claim_so_the_retry_sends() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
-    idempotency_table(&config, "sgwatch-idempotency").await;
+    sgwatch_tests::idempotency_table(&config, "sgwatch-idempotency").await;
     let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
     let services = Services::new(&config, &settings);
     let event = fixture("rdp-opened.sns-event.json");
@@ -255,7 +227,7 @@ async fn a_claim_left_by_a_crashed_attempt_is_retried_not_skipped() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    idempotency_table(&config, "sgwatch-idempotency").await;
+    sgwatch_tests::idempotency_table(&config, "sgwatch-idempotency").await;
     let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
     let services = Services::new(&config, &settings);
     let now = std::time::SystemTime::now()
