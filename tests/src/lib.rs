@@ -328,3 +328,58 @@ pub async fn idempotency_table(config: &aws_config::SdkConfig, name: &str) {
         .await
         .unwrap();
 }
+
+/// `scripts/faultproxy.py` (from the project's `.venv`) between the code under test and `target`,
+/// with the proxy's own flags; stopped when dropped.
+pub struct FaultProxy {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl FaultProxy {
+    pub fn start(target: &str, args: &[&str]) -> FaultProxy {
+        use std::io::BufRead;
+        let root = repo_root();
+        let mut child = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("scripts/faultproxy.py"))
+            .args(["--target", target])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the fault proxy needs the project's .venv: run `make test`");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("the proxy's stdout"))
+            .read_line(&mut line)
+            .expect("the proxy's READY line");
+        let endpoint = line
+            .trim()
+            .strip_prefix("READY ")
+            .expect("the fault proxy did not start")
+            .to_owned();
+        FaultProxy { endpoint, child }
+    }
+
+    /// What the proxy did so far (`GET /_faults/stats`).
+    pub fn stats(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let authority = self.endpoint.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(authority).expect("the proxy's port");
+        write!(
+            s,
+            "GET /_faults/stats HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("a stats request");
+        let mut text = String::new();
+        s.read_to_string(&mut text).expect("the stats answer");
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("stats {e}: {text}"))
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

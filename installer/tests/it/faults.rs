@@ -3,69 +3,20 @@
 //! throttling loses no notification of a batch and sends none twice. The faults come from
 //! `scripts/faultproxy.py`, between the code under test and moto server.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use serde_json::json;
-use sgwatch_tests::{fixture, repo_root, Moto};
+use sgwatch_tests::{fixture, FaultProxy, Moto};
 
 const SENDER: &str = "alerts@example.com";
 
-struct Proxy {
-    endpoint: String,
-    child: Child,
-}
-
-impl Proxy {
-    fn start(target: &str, rate: f64, seed: u64, faults: &str) -> Proxy {
-        let mut child = Command::new(repo_root().join(".venv/bin/python"))
-            .arg(repo_root().join("scripts/faultproxy.py"))
-            .args([
-                "--target",
-                target,
-                "--rate",
-                &rate.to_string(),
-                "--seed",
-                &seed.to_string(),
-                "--faults",
-                faults,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fault proxy needs the project's .venv: run `make test`");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("the fault proxy did not start")
-            .to_owned();
-        Proxy { endpoint, child }
-    }
-
-    fn stats(&self) -> serde_json::Value {
-        let authority = self.endpoint.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(authority).unwrap();
-        use std::io::{Read, Write};
-        write!(
-            s,
-            "GET /_faults/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
-        )
-        .unwrap();
-        let mut r = String::new();
-        s.read_to_string(&mut r).unwrap();
-        serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap()
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The fault proxy between sgwatch and moto, injecting `faults` into a share `rate` of calls.
+fn proxy(target: &str, rate: f64, seed: u64, faults: &str) -> FaultProxy {
+    let (rate, seed) = (rate.to_string(), seed.to_string());
+    FaultProxy::start(
+        target,
+        &["--rate", &rate, "--seed", &seed, "--faults", faults],
+    )
 }
 
 fn sgwatch(endpoint: &str, args: &[&str]) -> Output {
@@ -105,7 +56,7 @@ async fn install_and_teardown_converge_through_ten_percent_faults() {
     let zip = zip.to_str().unwrap();
     let install = ["install", "--sender", SENDER, "--handler-zip", zip];
     for seed in [1, 2, 3] {
-        let proxy = Proxy::start(
+        let proxy = proxy(
             &moto.endpoint,
             0.1,
             seed,
@@ -173,7 +124,7 @@ async fn the_handler_under_ses_throttling_loses_nothing_and_sends_nothing_twice(
         .await
         .unwrap();
     // 40 % of requests fail (throttled, 500, 503, dropped before reaching SES): answers are never lost.
-    let proxy = Proxy::start(&moto.endpoint, 0.4, 11, "503,500,throttle,drop-before");
+    let proxy = proxy(&moto.endpoint, 0.4, 11, "503,500,throttle,drop-before");
     let faulty = sgwatch_handler::aws::config_loader()
         .region(aws_config::Region::new("us-east-1"))
         .endpoint_url(&proxy.endpoint)

@@ -2,50 +2,19 @@
 //! (`InvalidRoleException`, `InsufficientDeliveryPolicyException`) until IAM has propagated it.
 //! `scripts/faultproxy.py` answers the first Put calls that way, and install must wait it out.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use sgwatch_tests::{repo_root, Moto};
+use sgwatch_tests::{FaultProxy, Moto};
 
 const SENDER: &str = "alerts@example.com";
 
-/// The fault proxy answering the first calls of some operations with an AWS error; killed on drop.
-struct Answering {
-    endpoint: String,
-    child: Child,
-}
-
-impl Answering {
-    fn start(target: &str, answers: &[&str]) -> Answering {
-        let mut cmd = Command::new(repo_root().join(".venv/bin/python"));
-        cmd.arg(repo_root().join("scripts/faultproxy.py"))
-            .args(["--target", target, "--rate", "0"]);
-        for a in answers {
-            cmd.args(["--answer", a]);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fault proxy needs the project's .venv: run `make test`");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("the fault proxy did not start")
-            .to_owned();
-        Answering { endpoint, child }
+/// The fault proxy answering the first calls of some operations with an AWS error.
+fn answering(target: &str, answers: &[&str]) -> FaultProxy {
+    let mut args = vec!["--rate", "0"];
+    for a in answers {
+        args.extend(["--answer", a]);
     }
-}
-
-impl Drop for Answering {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    FaultProxy::start(target, &args)
 }
 
 #[tokio::test]
@@ -56,7 +25,7 @@ async fn install_waits_for_iam_to_propagate_the_config_role() {
     let dir = std::env::temp_dir().join(format!("sgwatch-propagation-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let zip = sgwatch_tests::fake_handler_zip(&dir);
-    let proxy = Answering::start(
+    let proxy = answering(
         &moto.endpoint,
         &[
             "InvalidRoleException:2:PutConfigurationRecorder",

@@ -7,8 +7,6 @@
 //! asynchronous event; the wall time is printed for docs/BENCHMARKS.md.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +16,7 @@ use aws_sdk_sesv2::config::Credentials;
 use serde_json::{json, Value};
 use sgwatch_handler::process::{handle, Services};
 use sgwatch_handler::settings::Settings;
-use sgwatch_tests::{fixture, repo_root, Moto, REGION};
+use sgwatch_tests::{fixture, Moto, REGION};
 
 const SENDER: &str = "alerts@example.com";
 const TABLE: &str = "sgwatch-idempotency";
@@ -27,55 +25,6 @@ const CONCURRENCY: usize = 8;
 const SES_PER_SECOND: u32 = 14;
 /// Lambda invokes an asynchronous event once and retries it up to twice.
 const ATTEMPTS: usize = 3;
-
-/// The fault proxy, rate limiting SES's SendEmail and passing everything else to moto.
-struct Proxy {
-    endpoint: String,
-    child: Child,
-}
-
-impl Proxy {
-    fn start(target: &str, limit: &str) -> Proxy {
-        let mut child = Command::new(repo_root().join(".venv/bin/python"))
-            .arg(repo_root().join("scripts/faultproxy.py"))
-            .args(["--target", target, "--rate", "0", "--rate-limit", limit])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fault proxy needs the project's .venv (scripts/setup.sh)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("the fault proxy did not start")
-            .to_owned();
-        Proxy { endpoint, child }
-    }
-
-    fn stats(&self) -> Value {
-        let authority = self.endpoint.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(authority).unwrap();
-        write!(
-            s,
-            "GET /_faults/stats HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("stats {e}: {text}"))
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn settings() -> Settings {
     let vars = [
@@ -129,7 +78,9 @@ async fn a_burst_over_the_ses_rate_emails_every_owner_once_and_parks_nothing() {
         .unwrap()
         .to_owned();
 
-    let proxy = Proxy::start(&moto.endpoint, &format!("SendEmail={SES_PER_SECOND}"));
+    let limit = format!("SendEmail={SES_PER_SECOND}");
+    let proxy =
+        sgwatch_tests::FaultProxy::start(&moto.endpoint, &["--rate", "0", "--rate-limit", &limit]);
     // The handler's own SDK configuration (its retry policy and timeouts), through the proxy.
     let config = sgwatch_handler::aws::config_loader()
         .region(Region::new(REGION))

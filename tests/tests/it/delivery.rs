@@ -470,45 +470,6 @@ async fn an_oversized_bare_item_is_emailed_with_its_details_unavailable() {
     assert!(text.contains("unavailable"), "{text}");
 }
 
-/// `scripts/faultproxy.py` between the handler and moto; stopped when dropped.
-struct Faults {
-    endpoint: String,
-    child: std::process::Child,
-}
-
-impl Faults {
-    fn start(target: &str, rate: f64, seed: u64, kinds: &str) -> Faults {
-        use std::io::BufRead;
-        use std::process::{Command, Stdio};
-        let root = sgwatch_tests::repo_root();
-        let mut child = Command::new(root.join(".venv/bin/python"))
-            .arg(root.join("scripts/faultproxy.py"))
-            .args(["--target", target, "--rate", &rate.to_string()])
-            .args(["--seed", &seed.to_string(), "--faults", kinds])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the fault proxy needs the project's .venv");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let endpoint = line
-            .trim()
-            .strip_prefix("READY ")
-            .expect("the fault proxy did not start")
-            .to_owned();
-        Faults { endpoint, child }
-    }
-}
-
-impl Drop for Faults {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A batch of notifications, each to three owners (and a fallback), under 30 % injected faults
 /// on every call (SES, DynamoDB): Lambda's three invocations per event, each resuming from the
 /// ledger. Every address gets each email exactly once, or the event is parked (and then has
@@ -527,7 +488,17 @@ async fn three_owners_each_under_thirty_percent_faults_get_each_email_exactly_on
     let mut delivered_events: Vec<(usize, String)> = Vec::new();
     // The SDK's 5 attempts absorb most faults; with 2, the ledger's resume does the work.
     for (seed, attempts) in [(1u64, 5u32), (2, 5), (3, 2), (4, 2)] {
-        let proxy = Faults::start(&moto.endpoint, 0.3, seed, "503,500,throttle,drop-before");
+        let proxy = sgwatch_tests::FaultProxy::start(
+            &moto.endpoint,
+            &[
+                "--rate",
+                "0.3",
+                "--seed",
+                &seed.to_string(),
+                "--faults",
+                "503,500,throttle,drop-before",
+            ],
+        );
         let faulty = sgwatch_handler::aws::config_loader()
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts))
             .region(aws_config::Region::new("us-east-1"))
