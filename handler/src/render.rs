@@ -55,7 +55,7 @@ pub fn console_link(region: &str, group_id: &str) -> Option<String> {
 }
 
 /// `+ingress tcp/3389 from 0.0.0.0/0`
-fn change_line(change: &Change) -> String {
+pub(crate) fn change_line(change: &Change) -> String {
     let sign = match change.action {
         Action::Added => '+',
         Action::Removed => '-',
@@ -130,7 +130,8 @@ pub fn subject(d: &Decision) -> String {
     }
 }
 
-fn actor_text(actor: &ActorLookup) -> String {
+/// Who made the change, on one line.
+pub(crate) fn actor_text(actor: &ActorLookup) -> String {
     match actor {
         ActorLookup::Found(a) => {
             let mut s = one_line(a.arn.as_deref().unwrap_or("an unnamed principal"));

@@ -2,6 +2,7 @@
 
 mod burst;
 mod delivery;
+mod destinations;
 mod e2e;
 mod handler_aws;
 mod harness;
