@@ -368,9 +368,7 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
                         reasons.push(format!("{why}; posted to the fallback destination"));
                         destinations.push(to.clone());
                     }
-                    (None, None) => {
-                        reasons.push(format!("{why} and no fallback recipient is set"))
-                    }
+                    (None, None) => reasons.push(format!("{why} and no fallback recipient is set")),
                 }
             } else {
                 let mut why = format!("recipients from tag {owner_tag}");
@@ -860,7 +858,8 @@ mod tests {
         assert!(d.recipients.is_empty());
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason.ends_with("tag OwnerDL is absent; told through tag NotifyChannels only"),
+            d.reason
+                .ends_with("tag OwnerDL is absent; told through tag NotifyChannels only"),
             "{}",
             d.reason
         );
@@ -884,13 +883,18 @@ mod tests {
         assert!(d.notify);
         assert!(d.recipients.is_empty());
         assert_eq!(d.destinations, ["secops"]);
-        assert!(d.reason.contains("posted to the fallback destination"), "{}", d.reason);
+        assert!(
+            d.reason.contains("posted to the fallback destination"),
+            "{}",
+            d.reason
+        );
         // Untagged, critical: always_notify_at reaches the fallback destination.
         let d = decide_json(with_tags(fixture(), json!({})), &policy);
         assert!(d.notify);
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason.contains("always_notify_at (high): the fallback destination is told"),
+            d.reason
+                .contains("always_notify_at (high): the fallback destination is told"),
             "{}",
             d.reason
         );

@@ -111,7 +111,9 @@ pub fn parse_destination(spec: &str) -> Result<Destination, String> {
     let parameter = parts
         .next()
         .filter(|p| !p.trim().is_empty())
-        .ok_or_else(|| format!("destination {name} names no SSM parameter (NAME=KIND:PARAMETER)"))?;
+        .ok_or_else(|| {
+            format!("destination {name} names no SSM parameter (NAME=KIND:PARAMETER)")
+        })?;
     let parameter = parameter_name(parameter)?;
     let key_parameter = parts.next().map(parameter_name).transpose()?;
     if parts.next().is_some() {

@@ -62,7 +62,9 @@ pub enum PostError {
         reason: String,
         transient: bool,
     },
-    #[error("destination {destination}: the URL in SSM parameter {parameter} cannot be used: {reason}")]
+    #[error(
+        "destination {destination}: the URL in SSM parameter {parameter} cannot be used: {reason}"
+    )]
     Url {
         destination: String,
         parameter: String,
@@ -160,7 +162,12 @@ impl Poster {
 
     /// The value of `parameter` (decrypted), from the cache or from SSM.
     pub async fn parameter(&self, destination: &str, parameter: &str) -> Result<String, PostError> {
-        if let Some(v) = self.cache.lock().ok().and_then(|c| c.get(parameter).cloned()) {
+        if let Some(v) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(parameter).cloned())
+        {
             return Ok(v);
         }
         let error = |reason: String, transient: bool| PostError::Parameter {
@@ -241,7 +248,10 @@ impl Poster {
                     if wait > self.retry.max_retry_after {
                         return Err(exhausted(
                             attempt,
-                            format!("HTTP 429, Retry-After {}s is longer than this invocation waits", wait.as_secs()),
+                            format!(
+                                "HTTP 429, Retry-After {}s is longer than this invocation waits",
+                                wait.as_secs()
+                            ),
                         ));
                     }
                     (wait, format!("HTTP 429: {body}"))
@@ -349,9 +359,7 @@ fn is_transient(e: &SdkError<GetParameterError>) -> bool {
 /// The URL of a destination: HTTPS, or plain HTTP to this machine's loopback (a local receiver
 /// or a test's); a secret URL never travels in clear over a network.
 pub fn checked_url(url: &str) -> Result<Uri, String> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| format!("not a URL ({e})"))?;
+    let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
     let host = uri.host().unwrap_or_default();
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(uri),

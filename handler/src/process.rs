@@ -27,8 +27,8 @@ use tracing::{error, info, warn};
 
 use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, Decision, PropertyChange, Subject};
-use crate::destination::{Destination, Kind};
 use crate::dedupe::{self, Claim, Dedupe, DedupeError};
+use crate::destination::{Destination, Kind};
 use crate::mail::{self, SendError};
 use crate::message::{
     envelopes, ConfigMessage, Envelope, ItemChange, ParseError, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
@@ -671,7 +671,13 @@ async fn post_destinations(
         .destinations
         .iter()
         .filter(|name| !ledger.has(&destination_entry(name)))
-        .filter_map(|name| settings.policy.destinations.iter().find(|x| &x.name == name))
+        .filter_map(|name| {
+            settings
+                .policy
+                .destinations
+                .iter()
+                .find(|x| &x.name == name)
+        })
         .collect();
     if pending.is_empty() {
         return Ok(());

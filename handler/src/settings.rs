@@ -464,7 +464,11 @@ mod tests {
             ("SGWATCH_FALLBACK_DESTINATION", "team-a"),
         ])
         .unwrap_err();
-        assert!(err.to_string().contains("must name one of SGWATCH_DESTINATIONS"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("must name one of SGWATCH_DESTINATIONS"),
+            "{err}"
+        );
     }
 
     #[test]

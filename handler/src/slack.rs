@@ -132,9 +132,7 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
         .as_deref()
         .map(|c| format!(" at {}", escape(c)))
         .unwrap_or_default();
-    let field = |title: &str, value: String| {
-        json!({"type": "mrkdwn", "text": cut(format!("*{title}*\n{value}"), MAX_FIELD_CHARS)})
-    };
+    let field = |title: &str, value: String| json!({"type": "mrkdwn", "text": cut(format!("*{title}*\n{value}"), MAX_FIELD_CHARS)});
     let mut blocks = vec![json!({
         "type": "section",
         "fields": [
@@ -296,8 +294,13 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("(&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;)"));
-        let rules = m["attachments"][0]["blocks"][1]["text"]["text"].as_str().unwrap();
-        assert!(rules.contains("\"&lt;!here&gt; `x` &lt;@U123&gt;\""), "{rules}");
+        let rules = m["attachments"][0]["blocks"][1]["text"]["text"]
+            .as_str()
+            .unwrap();
+        assert!(
+            rules.contains("\"&lt;!here&gt; `x` &lt;@U123&gt;\""),
+            "{rules}"
+        );
     }
 
     #[test]

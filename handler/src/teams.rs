@@ -102,15 +102,22 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
         ]}),
     ];
     for note in &d.notes {
-        body.push(json!({"type": "TextBlock", "text": escape(note), "wrap": true, "weight": "Bolder"}));
+        body.push(
+            json!({"type": "TextBlock", "text": escape(note), "wrap": true, "weight": "Bolder"}),
+        );
     }
     if !a.changes.is_empty() {
-        body.push(json!({"type": "TextBlock", "text": format!("Rules ({})", a.changes.len()),
-                         "weight": "Bolder", "separator": true}));
+        body.push(
+            json!({"type": "TextBlock", "text": format!("Rules ({})", a.changes.len()),
+                         "weight": "Bolder", "separator": true}),
+        );
         let lines: Vec<String> = a.changes.iter().take(MAX_RULES).map(rule_line).collect();
         let mut rules = lines.join("\n\n");
         if a.changes.len() > MAX_RULES {
-            rules.push_str(&format!("\n\n(+{} more rules)", a.changes.len() - MAX_RULES));
+            rules.push_str(&format!(
+                "\n\n(+{} more rules)",
+                a.changes.len() - MAX_RULES
+            ));
         }
         body.push(text(rules));
     }
@@ -125,14 +132,23 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
             .properties
             .iter()
             .take(MAX_RULES)
-            .map(|p| format!("{}: {} → {}", escape(&p.name), show(&p.previous), show(&p.updated)))
+            .map(|p| {
+                format!(
+                    "{}: {} → {}",
+                    escape(&p.name),
+                    show(&p.previous),
+                    show(&p.updated)
+                )
+            })
             .collect();
         body.push(text(lines.join("\n\n")));
     }
     body.push(json!({"type": "TextBlock", "text": format!("Why this channel got it: {}", escape(&d.reason)),
                      "wrap": true, "isSubtle": true, "size": "Small", "separator": true}));
     let actions: Vec<Value> = console_link(&s.region, &s.resource_id)
-        .map(|url| json!({"type": "Action.OpenUrl", "title": "Open in the AWS console", "url": url}))
+        .map(
+            |url| json!({"type": "Action.OpenUrl", "title": "Open in the AWS console", "url": url}),
+        )
         .into_iter()
         .collect();
     json!({
@@ -191,7 +207,7 @@ mod tests {
         assert_eq!(card["body"][0]["items"][0]["text"], "CRITICAL");
         assert_eq!(
             card["body"][0]["items"][1]["text"],
-            "Security group sg-0123456789abcdef0 \\(shared-http\\) was changed"
+            "Security group sg-0123456789abcdef0 (shared-http) was changed"
         );
         assert_eq!(
             card["body"][3]["text"],

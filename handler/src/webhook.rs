@@ -24,7 +24,10 @@ pub fn body(d: &Decision, email: &Email) -> Vec<u8> {
 pub fn signature(key: &[u8], body: &[u8]) -> Option<String> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
     mac.update(body);
-    Some(format!("sha256={}", hex::encode(mac.finalize().into_bytes())))
+    Some(format!(
+        "sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
 }
 
 #[cfg(test)]

@@ -22,7 +22,11 @@ impl Answer {
         Answer {
             status,
             headers: Vec::new(),
-            body: if status < 300 { "ok".into() } else { format!("status {status}") },
+            body: if status < 300 {
+                "ok".into()
+            } else {
+                format!("status {status}")
+            },
         }
     }
 

@@ -225,15 +225,23 @@ impl Outcome {
         match self.slack_posts.as_slice() {
             [post] => {
                 if post.path != SLACK_PATH {
-                    problems.push(format!("the Slack post went to {}, not {SLACK_PATH}", post.path));
+                    problems.push(format!(
+                        "the Slack post went to {}, not {SLACK_PATH}",
+                        post.path
+                    ));
                 }
                 let message: Value = serde_json::from_slice(&post.body).unwrap_or_default();
-                let header = message["blocks"][0]["text"]["text"].as_str().unwrap_or_default();
+                let header = message["blocks"][0]["text"]["text"]
+                    .as_str()
+                    .unwrap_or_default();
                 if !header.starts_with("CRITICAL: security group") {
                     problems.push(format!("the Slack header is not CRITICAL: {header:?}"));
                 }
-                if !String::from_utf8_lossy(&post.body).contains("+ingress tcp/3389 from 0.0.0.0/0") {
-                    problems.push("the Slack message does not show +ingress tcp/3389 from 0.0.0.0/0".into());
+                if !String::from_utf8_lossy(&post.body).contains("+ingress tcp/3389 from 0.0.0.0/0")
+                {
+                    problems.push(
+                        "the Slack message does not show +ingress tcp/3389 from 0.0.0.0/0".into(),
+                    );
                 }
             }
             posts => problems.push(format!(
@@ -420,7 +428,10 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         n.say(format!(
             "the deployed function has no destinations; the story sets SGWATCH_DESTINATIONS={SLACK_DESTINATION}"
         ));
-        function_env.insert("SGWATCH_DESTINATIONS".to_owned(), SLACK_DESTINATION.to_owned());
+        function_env.insert(
+            "SGWATCH_DESTINATIONS".to_owned(),
+            SLACK_DESTINATION.to_owned(),
+        );
     }
 
     n.step("Department A creates its web group: HTTP from anywhere, owners told on change");

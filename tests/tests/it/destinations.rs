@@ -84,10 +84,20 @@ async fn world(
     moto.verify_sender(&config, SENDER).await;
     sgwatch_tests::idempotency_table(&config, TABLE).await;
     if let Some(s) = slack {
-        put(&config, "/sgwatch/secops-slack", &format!("{}/services/T0/B0/secret", s.url)).await;
+        put(
+            &config,
+            "/sgwatch/secops-slack",
+            &format!("{}/services/T0/B0/secret", s.url),
+        )
+        .await;
     }
     if let Some(s) = teams {
-        put(&config, "/sgwatch/team-a", &format!("{}/workflows/team-a/triggers/manual", s.url)).await;
+        put(
+            &config,
+            "/sgwatch/team-a",
+            &format!("{}/workflows/team-a/triggers/manual", s.url),
+        )
+        .await;
     }
     if let Some(s) = siem {
         put(&config, "/sgwatch/siem-url", &format!("{}/ingest", s.url)).await;
@@ -107,7 +117,9 @@ async fn slack_teams_and_the_webhook_each_get_their_exact_post() {
     let settings = settings();
     let services = Services::new(&config, &settings);
 
-    let report = handle(&sns(&message()), &settings, &services).await.unwrap();
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
     assert_eq!((report.sent, report.failed), (1, 0));
     let mail = moto.ses_messages().await;
     assert_eq!(mail.len(), 1, "{mail:#?}");
@@ -120,7 +132,10 @@ async fn slack_teams_and_the_webhook_each_get_their_exact_post() {
     let posts = slack_server.requests();
     assert_eq!(posts.len(), 1);
     let p = &posts[0];
-    assert_eq!((p.method.as_str(), p.path.as_str()), ("POST", "/services/T0/B0/secret"));
+    assert_eq!(
+        (p.method.as_str(), p.path.as_str()),
+        ("POST", "/services/T0/B0/secret")
+    );
     assert_eq!(p.header("content-type"), Some("application/json"));
     assert_eq!(p.json(), slack::message(&d, &actor));
     assert_eq!(
@@ -158,11 +173,18 @@ async fn slack_teams_and_the_webhook_each_get_their_exact_post() {
         p.header("x-sgwatch-signature"),
         webhook::signature(SIGNING_KEY.as_bytes(), &p.body).as_deref()
     );
-    assert!(p.header("x-sgwatch-signature").unwrap().starts_with("sha256="));
-    assert!(webhook::signature(b"another key", &p.body).as_deref() != p.header("x-sgwatch-signature"));
+    assert!(p
+        .header("x-sgwatch-signature")
+        .unwrap()
+        .starts_with("sha256="));
+    assert!(
+        webhook::signature(b"another key", &p.body).as_deref() != p.header("x-sgwatch-signature")
+    );
 
     // A second delivery of the same notification posts nothing again.
-    handle(&sns(&message()), &settings, &services).await.unwrap();
+    handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
     assert_eq!(
         (
             slack_server.requests().len(),
@@ -182,13 +204,18 @@ async fn a_429_is_retried_after_its_retry_after_and_posted_once() {
     let settings = settings();
     let services = Services::new(&config, &settings);
 
-    let report = handle(&sns(&message()), &settings, &services).await.unwrap();
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
     assert_eq!((report.sent, report.failed), (1, 0));
     let posts = slack_server.requests();
     assert_eq!(posts.len(), 2, "the throttled post, then the one taken");
     assert_eq!(posts[0].body, posts[1].body);
     let waited = posts[1].at - posts[0].at;
-    assert!(waited >= Duration::from_millis(950), "waited {waited:?}, Retry-After said 1 s");
+    assert!(
+        waited >= Duration::from_millis(950),
+        "waited {waited:?}, Retry-After said 1 s"
+    );
     assert_eq!(moto.ses_messages().await.len(), 1);
 }
 
@@ -212,13 +239,21 @@ async fn a_500_that_lasts_fails_the_invocation_and_the_retry_posts_only_there() 
     assert_eq!(slack_server.requests().len(), 3);
     // The email and the other destinations went out all the same, and are in the ledger.
     assert_eq!(moto.ses_messages().await.len(), 1);
-    assert_eq!((teams_server.requests().len(), siem_server.requests().len()), (1, 1));
+    assert_eq!(
+        (teams_server.requests().len(), siem_server.requests().len()),
+        (1, 1)
+    );
 
     // Lambda's retry: only Slack is posted to; nobody hears twice.
-    let report = handle(&sns(&message()), &settings, &services).await.unwrap();
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
     assert_eq!((report.sent, report.failed), (1, 0));
     assert_eq!(slack_server.requests().len(), 4);
-    assert_eq!((teams_server.requests().len(), siem_server.requests().len()), (1, 1));
+    assert_eq!(
+        (teams_server.requests().len(), siem_server.requests().len()),
+        (1, 1)
+    );
     assert_eq!(moto.ses_messages().await.len(), 1);
 }
 
@@ -231,11 +266,16 @@ async fn a_404_is_final_for_its_destination_and_the_rest_are_delivered() {
     let services = Services::new(&config, &settings);
 
     let started = Instant::now();
-    let report = handle(&sns(&message()), &settings, &services).await.unwrap();
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
     assert_eq!((report.sent, report.failed), (1, 0));
     assert_eq!(slack_server.requests().len(), 1, "a 404 is not retried");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!((teams_server.requests().len(), siem_server.requests().len()), (1, 1));
+    assert_eq!(
+        (teams_server.requests().len(), siem_server.requests().len()),
+        (1, 1)
+    );
     assert_eq!(moto.ses_messages().await.len(), 1);
 }
 
@@ -247,16 +287,29 @@ async fn a_missing_parameter_blocks_neither_the_email_nor_the_others() {
     let settings = settings();
     let services = Services::new(&config, &settings);
 
-    let report = handle(&sns(&message()), &settings, &services).await.unwrap();
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
     assert_eq!((report.sent, report.failed), (1, 0));
     assert_eq!(moto.ses_messages().await.len(), 1);
-    assert_eq!((slack_server.requests().len(), siem_server.requests().len()), (1, 1));
+    assert_eq!(
+        (slack_server.requests().len(), siem_server.requests().len()),
+        (1, 1)
+    );
 
     // The parameter is read once per container: a second notification asks SSM only for the
     // parameter it could not read (created meanwhile), and the rest come from the cache.
     let teams_server = CaptureServer::start(vec![]);
-    put(&config, "/sgwatch/team-a", &format!("{}/wf", teams_server.url)).await;
-    let poster = services.poster.as_ref().expect("destinations are configured");
+    put(
+        &config,
+        "/sgwatch/team-a",
+        &format!("{}/wf", teams_server.url),
+    )
+    .await;
+    let poster = services
+        .poster
+        .as_ref()
+        .expect("destinations are configured");
     let url = poster.parameter("team-a", "/sgwatch/team-a").await.unwrap();
     assert_eq!(url, format!("{}/wf", teams_server.url));
     aws_sdk_ssm::Client::new(&config)

@@ -1091,25 +1091,47 @@ fn handler_reads_exactly_the_destination_parameters() {
     .unwrap();
     let names: Vec<&str> = destinations.iter().flat_map(|d| d.parameters()).collect();
     let joined = names.join(",");
-    let s = resolved_handler_statement(&[("DestinationParameters", &joined)], "ReadDestinationSecrets")
-        .expect("the statement is there with destinations");
+    let s = resolved_handler_statement(
+        &[("DestinationParameters", &joined)],
+        "ReadDestinationSecrets",
+    )
+    .expect("the statement is there with destinations");
     assert_eq!(s["Action"], "ssm:GetParameter");
     let granted: BTreeSet<&str> = strings(&s["Resource"]).into_iter().collect();
     let expected: BTreeSet<String> = names
         .iter()
-        .map(|n| format!("arn:aws:ssm:{}:{}:parameter{n}", sgwatch_tests::REGION, sgwatch_tests::ACCOUNT))
+        .map(|n| {
+            format!(
+                "arn:aws:ssm:{}:{}:parameter{n}",
+                sgwatch_tests::REGION,
+                sgwatch_tests::ACCOUNT
+            )
+        })
         .collect();
     assert_eq!(granted, expected.iter().map(String::as_str).collect());
     // Ten parameters fit; the pattern refuses an eleventh rather than leave it unreadable.
     let ten: Vec<String> = (0..10).map(|i| format!("/p/{i}")).collect();
-    let s = resolved_handler_statement(&[("DestinationParameters", &ten.join(","))], "ReadDestinationSecrets").unwrap();
-    assert_eq!(strings(&s["Resource"]).into_iter().collect::<BTreeSet<_>>().len(), 10);
+    let s = resolved_handler_statement(
+        &[("DestinationParameters", &ten.join(","))],
+        "ReadDestinationSecrets",
+    )
+    .unwrap();
+    assert_eq!(
+        strings(&s["Resource"])
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .len(),
+        10
+    );
     let pattern = template()["Parameters"]["DestinationParameters"]["AllowedPattern"]
         .as_str()
         .unwrap();
     assert!(pattern_matches(pattern, &joined));
     assert!(pattern_matches(pattern, ""));
-    assert!(!pattern_matches(pattern, &format!("{},/p/10", ten.join(","))));
+    assert!(!pattern_matches(
+        pattern,
+        &format!("{},/p/10", ten.join(","))
+    ));
     assert!(!pattern_matches(pattern, "sgwatch/no-slash"));
     let destinations_pattern = template()["Parameters"]["Destinations"]["AllowedPattern"]
         .as_str()
@@ -1118,11 +1140,20 @@ fn handler_reads_exactly_the_destination_parameters() {
     assert!(pattern_matches(destinations_pattern, &setting.join(",")));
 
     // No destinations, no SSM grant; no customer key, no KMS grant.
-    assert_eq!(resolved_handler_statement(&[], "ReadDestinationSecrets"), None);
-    assert_eq!(resolved_handler_statement(&[], "DecryptDestinationSecrets"), None);
+    assert_eq!(
+        resolved_handler_statement(&[], "ReadDestinationSecrets"),
+        None
+    );
+    assert_eq!(
+        resolved_handler_statement(&[], "DecryptDestinationSecrets"),
+        None
+    );
     let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-    let s = resolved_handler_statement(&[("DestinationKmsKeyArn", key)], "DecryptDestinationSecrets")
-        .expect("a customer key is granted");
+    let s = resolved_handler_statement(
+        &[("DestinationKmsKeyArn", key)],
+        "DecryptDestinationSecrets",
+    )
+    .expect("a customer key is granted");
     assert_eq!(s["Action"], "kms:Decrypt");
     assert_eq!(s["Resource"], key);
     assert_eq!(
