@@ -9,13 +9,16 @@
 //! modules each own one concern: [`stack`], [`recorder`], [`artifacts`], [`topic`], [`package`],
 //! [`preflight`]; [`aws`] loads the SDK configuration and logs the calls made.
 
+pub mod apply;
 pub mod artifacts;
 pub mod aws;
 pub mod baseline;
 pub mod error;
 pub mod explain;
 pub mod install;
+pub mod observe;
 pub mod package;
+pub mod plan;
 pub mod policy_args;
 pub mod preflight;
 pub mod recorder;
