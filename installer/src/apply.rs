@@ -5,9 +5,10 @@ use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::Stack;
 
 use crate::artifacts::{self, InstallState, Ownership};
+use crate::aws::sns_for;
 use crate::aws::Place;
 use crate::install::InstallError;
-use crate::observe::{self, sns_for, Observed};
+use crate::observe::{self, Observed};
 use crate::plan::{self, Plan, StackStep, Step, Undo, Wanted};
 use crate::recorder;
 use crate::stack;
@@ -38,7 +39,7 @@ pub async fn install(
     progress: bool,
 ) -> Result<Vec<String>, crate::Error> {
     let place = observed.place.clone();
-    let s3 = sgwatch_handler::aws::s3_client(config);
+    let s3 = crate::aws::s3(config);
     let mut changes = Vec::new();
     let mut steps = plan.steps.into_iter().peekable();
     let mut deployed = false;
@@ -64,7 +65,7 @@ pub async fn install(
             }
             Step::Stack(s) => {
                 let name = &wanted.checked.stack_name;
-                let cf = aws_sdk_cloudformation::Client::new(config);
+                let cf = crate::aws::cloudformation(config);
                 let (stack, lines) = deploy(
                     &cf,
                     name,
@@ -96,7 +97,7 @@ pub async fn install(
     };
     record.state.config_bucket = observed.outputs.get("ConfigBucketName").cloned();
     if deployed {
-        let cfg = aws_sdk_config::Client::new(config);
+        let cfg = crate::aws::configservice(config);
         observed.installed.found = recorder::find(&cfg, &place).await?;
         let topics = plan::topics(&observed.installed, plan.source)?;
         observed.subscriptions =
@@ -107,8 +108,8 @@ pub async fn install(
     let owned = plan::owned(&observed.found, Some(&record.state), &observed.outputs);
     plan::mark_adopted(&mut record.state, &observed.found, owned);
     let want = plan::want(&wanted.args, &wanted.checked, &observed.outputs);
-    let cfg = aws_sdk_config::Client::new(config);
-    let lambda = aws_sdk_lambda::Client::new(config);
+    let cfg = crate::aws::configservice(config);
+    let lambda = crate::aws::lambda(config);
     for step in rest {
         match step {
             Step::Config(step) => {
@@ -248,8 +249,8 @@ pub async fn teardown(
 ) -> Result<(Vec<String>, Vec<String>), crate::Error> {
     let place = &installed.place;
     let name = &installed.stack_name;
-    let s3 = sgwatch_handler::aws::s3_client(config);
-    let cfg = aws_sdk_config::Client::new(config);
+    let s3 = crate::aws::s3(config);
+    let cfg = crate::aws::configservice(config);
     let (mut removed, mut kept) = (Vec::new(), Vec::new());
     for step in steps {
         match step {
@@ -257,7 +258,7 @@ pub async fn teardown(
                 topic,
                 subscription,
             } => {
-                let lambda = aws_sdk_lambda::Client::new(config);
+                let lambda = crate::aws::lambda(config);
                 let function = installed.outputs.get("FunctionName").map(String::as_str);
                 let sns = sns_for(config, &topic);
                 topic::unsubscribe(&sns, &lambda, place, &topic, &subscription, function).await?;
@@ -281,7 +282,7 @@ pub async fn teardown(
                 }
             }
             Undo::DeleteStack => {
-                let cf = aws_sdk_cloudformation::Client::new(config);
+                let cf = crate::aws::cloudformation(config);
                 if stack::delete(&cf, name, place, progress).await? {
                     removed.push(format!("stack {name}"));
                 }

@@ -264,7 +264,7 @@ pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, crat
         let listed = if s.update {
             // What CloudFormation would do about it: a change set, described and deleted
             // (emulators may list no resource change for a parameter change).
-            let cf = aws_sdk_cloudformation::Client::new(config);
+            let cf = crate::aws::cloudformation(config);
             let change_set = stack::create_change_set(&cf, name, &plan.params, true, place).await?;
             stack::delete_change_set(&cf, name, &change_set, place).await?;
             change_set.changes
@@ -302,7 +302,7 @@ pub async fn install(
     let done = report("install", &place, &wanted, plan.clone());
     let changes = apply::install(config, observed, &wanted, plan, progress).await?;
     let baseline = if starts_recording {
-        let ec2 = aws_sdk_ec2::Client::new(config);
+        let ec2 = crate::aws::ec2(config);
         baseline::read(&ec2, &place, &wanted.checked.policy.notify_tag).await?
     } else {
         Vec::new()

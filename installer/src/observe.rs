@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::Stack;
 
 use crate::artifacts::{self, InstallState};
-use crate::aws::Place;
+use crate::aws::{sns_for, Place};
 use crate::package::Artifact;
 use crate::preflight;
 use crate::recorder::{self, Found};
@@ -66,10 +66,10 @@ pub async fn installed(
     place: Place,
     stack_name: &str,
 ) -> Result<Installed, crate::Error> {
-    let found = recorder::find(&aws_sdk_config::Client::new(config), &place).await?;
-    let s3 = sgwatch_handler::aws::s3_client(config);
+    let found = recorder::find(&crate::aws::configservice(config), &place).await?;
+    let s3 = crate::aws::s3(config);
     let state = artifacts::read_state(&s3, &place, stack_name).await?;
-    let cf = aws_sdk_cloudformation::Client::new(config);
+    let cf = crate::aws::cloudformation(config);
     let stack = stack::describe(&cf, stack_name, &place).await?;
     let outputs = match &stack {
         Some(s) => stack::resolved_outputs(&cf, stack_name, s, &place).await?,
@@ -94,7 +94,7 @@ pub async fn observe(
     sender: &str,
 ) -> Result<Observed, crate::Error> {
     let place = crate::aws::place(config).await?;
-    let ses = aws_sdk_sesv2::Client::new(config);
+    let ses = crate::aws::sesv2(config);
     let identity = preflight::sender_identity(&ses, &place, sender).await?;
     let warnings = preflight::sandbox_warning(&ses, &place)
         .await
@@ -107,12 +107,12 @@ pub async fn observe(
         .and_then(|s| s.stack_status())
         .is_some_and(stack::is_settled);
     let template = if settled {
-        let cf = aws_sdk_cloudformation::Client::new(config);
+        let cf = crate::aws::cloudformation(config);
         Some(stack::deployed_template(&cf, stack_name, &installed.place).await?)
     } else {
         None
     };
-    let s3 = sgwatch_handler::aws::s3_client(config);
+    let s3 = crate::aws::s3(config);
     let bucket = artifacts::bucket_name(&installed.place);
     let artifacts_bucket = artifacts::bucket_exists(&s3, &bucket, &installed.place).await?;
     Ok(Observed {
@@ -135,7 +135,7 @@ pub async fn uploaded(
     if !observed.artifacts_bucket {
         return Ok(false);
     }
-    let s3 = sgwatch_handler::aws::s3_client(config);
+    let s3 = crate::aws::s3(config);
     let bucket = artifacts::bucket_name(&observed.place);
     Ok(artifacts::object_exists(&s3, &bucket, &artifact.key(), &observed.place).await?)
 }
@@ -169,14 +169,4 @@ pub async fn subscriptions(
         out.insert(topic.clone(), subscribed);
     }
     Ok(out)
-}
-
-/// An SNS client in the topic's own region (an adopted channel's topic may live elsewhere).
-pub fn sns_for(config: &SdkConfig, topic: &str) -> aws_sdk_sns::Client {
-    let region = topic.split(':').nth(3).filter(|r| !r.is_empty());
-    let mut builder = aws_sdk_sns::config::Builder::from(config);
-    if let Some(region) = region {
-        builder = builder.region(Region::new(region.to_owned()));
-    }
-    aws_sdk_sns::Client::from_conf(builder.build())
 }

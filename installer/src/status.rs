@@ -21,8 +21,8 @@ use serde::Serialize;
 use sgwatch_handler::settings::Settings;
 
 use crate::artifacts::{self, InstallState};
+use crate::aws::sns_for;
 use crate::aws::Place;
-use crate::observe::sns_for;
 use crate::recorder::{self, Found};
 use crate::simulate::{self, Simulated};
 use crate::stack;
@@ -212,7 +212,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
 pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::Error> {
     let place = crate::aws::place(config).await?;
     let name = &args.stack_name;
-    let cf = aws_sdk_cloudformation::Client::new(config);
+    let cf = crate::aws::cloudformation(config);
     let stack = stack::describe(&cf, name, &place).await?;
     let (outputs, params) = match &stack {
         Some(s) => (
@@ -221,8 +221,8 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
         ),
         None => Default::default(),
     };
-    let found = recorder::find(&aws_sdk_config::Client::new(config), &place).await?;
-    let s3 = sgwatch_handler::aws::s3_client(config);
+    let found = recorder::find(&crate::aws::configservice(config), &place).await?;
+    let s3 = crate::aws::s3(config);
     let mut seen = Seen {
         place,
         stack_name: name.clone(),
@@ -249,7 +249,7 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
         }
         seen.delivery = Some(delivery(config, channel.name().unwrap_or("?")).await);
     }
-    let lambda = aws_sdk_lambda::Client::new(config);
+    let lambda = crate::aws::lambda(config);
     if let Some(function) = seen.outputs.get("FunctionName").cloned() {
         seen.policy = lambda
             .get_policy()
@@ -295,7 +295,7 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
     }
     .or_else(|| seen.params.get("Sender").cloned());
     if let Some(sender) = sender {
-        let ses = aws_sdk_sesv2::Client::new(config);
+        let ses = crate::aws::sesv2(config);
         let identity = crate::preflight::sender_identity(&ses, &seen.place, &sender)
             .await
             .map_err(|e| e.to_string());
@@ -347,7 +347,7 @@ async fn route(config: &SdkConfig, seen: &Seen) -> Route {
 
 /// The stack's EventBridge rule and its targets.
 async fn rule(config: &SdkConfig, stack_name: &str) -> Result<Option<Rule>, String> {
-    let cf = aws_sdk_cloudformation::Client::new(config);
+    let cf = crate::aws::cloudformation(config);
     let name = cf
         .list_stack_resources()
         .stack_name(stack_name)
@@ -363,7 +363,7 @@ async fn rule(config: &SdkConfig, stack_name: &str) -> Result<Option<Rule>, Stri
     let Some(name) = name.filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
-    let events = aws_sdk_eventbridge::Client::new(config);
+    let events = crate::aws::eventbridge(config);
     let described = (events.describe_rule().name(&name).send().await)
         .map_err(|e| format!("cannot read rule {name}: {}", said(&e)))?;
     let targets = (events.list_targets_by_rule().rule(&name).send().await)
@@ -389,7 +389,7 @@ async fn delivery(
     // and five retried 5xx would only make status slow).
     let once = aws_sdk_config::config::Builder::default()
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
-    let out = aws_sdk_config::Client::new(config)
+    let out = crate::aws::configservice(config)
         .describe_delivery_channel_status()
         .delivery_channel_names(channel)
         .customize()
@@ -412,7 +412,7 @@ async fn delivery(
 /// What the stack's roles may do, as IAM evaluates their policies: the handler's, and the Config
 /// role's while the recorder uses it.
 async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Simulated>) {
-    let iam = aws_sdk_iam::Client::new(config);
+    let iam = crate::aws::iam(config);
     let o = |k| seen.output(k);
     let place = &seen.place;
     let identity = match &seen.ses {
@@ -456,7 +456,7 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
 /// How many messages the failure queue holds.
 async fn parked(config: &SdkConfig, url: &str) -> Result<u64, String> {
     use aws_sdk_sqs::types::QueueAttributeName;
-    let attrs = aws_sdk_sqs::Client::new(config)
+    let attrs = crate::aws::sqs(config)
         .get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)

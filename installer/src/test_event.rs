@@ -98,7 +98,7 @@ pub fn event(configuration: &Value, account: &str, region: &str) -> Result<Value
 /// Builds the event and invokes the function; returns the function's answer.
 pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, crate::Error> {
     let place = crate::aws::place(config).await?;
-    let group = synth::describe(&aws_sdk_ec2::Client::new(config), &args.group_id)
+    let group = synth::describe(&crate::aws::ec2(config), &args.group_id)
         .await
         .map_err(|source| TestEventError::Group {
             group: args.group_id.clone(),
@@ -109,7 +109,7 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
     let function = match &args.function_name {
         Some(f) => f.clone(),
         None => {
-            let cf = aws_sdk_cloudformation::Client::new(config);
+            let cf = crate::aws::cloudformation(config);
             let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
                 return Err(TestEventError::NoStack {
                     stack: args.stack_name.clone(),
@@ -128,6 +128,9 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
     let mut lambda_config = aws_sdk_lambda::config::Builder::from(config);
     if let Some(url) = &args.lambda_endpoint_url {
         lambda_config = lambda_config.endpoint_url(url);
+    }
+    if let Some(log) = crate::aws::CallLog::from_env() {
+        lambda_config = lambda_config.interceptor(log);
     }
     let lambda = aws_sdk_lambda::Client::from_conf(lambda_config.build());
     let out = lambda

@@ -182,3 +182,56 @@ async fn the_handler_under_ses_throttling_loses_nothing_and_sends_nothing_twice(
         proxy.stats()
     );
 }
+
+/// The call log (`SGWATCH_CALL_LOG`) names each call once, by the SDK's operation name, and each
+/// retry of it apart, so "how many calls" is not inflated by faults.
+#[tokio::test]
+async fn the_call_log_counts_retries_apart_from_calls() {
+    let moto = Moto::start();
+    let proxy = proxy(&moto.endpoint, 0.5, 7, "503");
+    let log = std::env::temp_dir().join(format!("sgwatch-retries-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+        .args([
+            "status",
+            "--endpoint-url",
+            &proxy.endpoint,
+            "--region",
+            "us-east-1",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env_remove("AWS_PROFILE")
+        .env("SGWATCH_CALL_LOG", &log)
+        .output()
+        .unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let retries: Vec<&String> = lines.iter().filter(|l| l.starts_with("RETRY ")).collect();
+    assert!(
+        !retries.is_empty(),
+        "half the calls fail once at least, yet no retry was logged: {lines:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for retry in &retries {
+        let operation = retry.split_whitespace().nth(1).unwrap();
+        assert!(
+            lines.iter().any(|l| l == &format!("READ {operation}")
+                || l.starts_with(&format!("READ {operation} "))),
+            "{retry} retries a call the log does not show: {lines:?}"
+        );
+    }
+    assert!(
+        lines.contains(&"READ GetCallerIdentity".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("READ ") || l.starts_with("RETRY ")),
+        "status only reads: {lines:?}"
+    );
+}

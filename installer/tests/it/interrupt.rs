@@ -12,7 +12,7 @@ const SENDER: &str = "alerts@example.com";
 
 /// Where install is killed: as the call it names is sent.
 const MARKERS: [&str; 3] = [
-    "WRITE PUT /sgwatch-artifacts-123456789012-us-east-1/handler/",
+    "WRITE PutObject /sgwatch-artifacts-123456789012-us-east-1/handler/",
     "DescribeStackEvents",
     "PutConfigurationRecorder",
 ];
