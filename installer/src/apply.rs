@@ -38,18 +38,51 @@ pub async fn install(
     plan: Plan,
     progress: bool,
 ) -> Result<Vec<String>, crate::Error> {
-    let place = observed.place.clone();
-    let s3 = crate::aws::s3(config);
-    let mut changes = Vec::new();
-    let mut steps = plan.steps.into_iter().peekable();
-    let mut deployed = false;
-    // 1. The artifact, by content hash, and the stack.
-    while let Some(step) = steps.next_if(|s| {
+    let (first, mut rest): (Vec<Step>, Vec<Step>) = plan.steps.into_iter().partition(|s| {
         matches!(
             s,
             Step::CreateArtifactsBucket | Step::Upload | Step::Stack(_)
         )
-    }) {
+    });
+    let mut changes = Vec::new();
+    let params = &plan.params;
+    if artifact_and_stack(
+        config,
+        &mut observed,
+        wanted,
+        params,
+        first,
+        progress,
+        &mut changes,
+    )
+    .await?
+    {
+        // What follows the stack is decided again with its outputs (the Config steps name them).
+        let cfg = crate::aws::configservice(config);
+        observed.installed.found = recorder::find(&cfg, &observed.place).await?;
+        let topics = plan::topics(&observed.installed, plan.source)?;
+        observed.subscriptions =
+            observe::subscriptions(config, &observed.installed, &topics).await?;
+        rest = plan::after_stack(&observed, wanted, plan.source)?;
+    }
+    changes.extend(after_stack(config, &observed, wanted, plan.source, rest).await?);
+    Ok(changes)
+}
+
+/// The artifact, by content hash, and the stack; returns whether the stack was deployed.
+async fn artifact_and_stack(
+    config: &SdkConfig,
+    observed: &mut Observed,
+    wanted: &Wanted,
+    params: &std::collections::BTreeMap<String, String>,
+    steps: Vec<Step>,
+    progress: bool,
+    changes: &mut Vec<String>,
+) -> Result<bool, crate::Error> {
+    let place = observed.place.clone();
+    let s3 = crate::aws::s3(config);
+    let mut deployed = false;
+    for step in steps {
         match step {
             Step::CreateArtifactsBucket => {
                 if artifacts::ensure_bucket(&s3, &place).await? {
@@ -66,16 +99,9 @@ pub async fn install(
             Step::Stack(s) => {
                 let name = &wanted.checked.stack_name;
                 let cf = crate::aws::cloudformation(config);
-                let (stack, lines) = deploy(
-                    &cf,
-                    name,
-                    &place,
-                    observed.stack.as_ref(),
-                    &s,
-                    &plan.params,
-                    progress,
-                )
-                .await?;
+                let deployed_stack = observed.stack.as_ref();
+                let (stack, lines) =
+                    deploy(&cf, name, &place, deployed_stack, &s, params, progress).await?;
                 changes.extend(lines.into_iter().map(|c| format!("stack {name}: {c}")));
                 observed.installed.outputs =
                     stack::resolved_outputs(&cf, name, &stack, &place).await?;
@@ -85,9 +111,20 @@ pub async fn install(
             _ => unreachable!("only the artifact and stack steps are taken here"),
         }
     }
-    let mut rest: Vec<Step> = steps.collect();
+    Ok(deployed)
+}
 
-    // 2. What follows the stack is decided again with its outputs (the Config steps name them).
+/// Config, the subscriptions and the install record, once the stack's outputs are known.
+async fn after_stack(
+    config: &SdkConfig,
+    observed: &Observed,
+    wanted: &Wanted,
+    source: crate::install::Source,
+    steps: Vec<Step>,
+) -> Result<Vec<String>, crate::Error> {
+    let place = observed.place.clone();
+    let s3 = crate::aws::s3(config);
+    let mut changes = Vec::new();
     let mut record = Record {
         state: observed.state.clone().unwrap_or_else(|| InstallState {
             stack_name: wanted.checked.stack_name.clone(),
@@ -96,21 +133,13 @@ pub async fn install(
         written: observed.state.clone(),
     };
     record.state.config_bucket = observed.outputs.get("ConfigBucketName").cloned();
-    if deployed {
-        let cfg = crate::aws::configservice(config);
-        observed.installed.found = recorder::find(&cfg, &place).await?;
-        let topics = plan::topics(&observed.installed, plan.source)?;
-        observed.subscriptions =
-            observe::subscriptions(config, &observed.installed, &topics).await?;
-        rest = plan::after_stack(&observed, wanted, plan.source)?;
-    }
-    let function = output(&observed, wanted, "FunctionArn")?;
+    let function = output(observed, wanted, "FunctionArn")?;
     let owned = plan::owned(&observed.found, Some(&record.state), &observed.outputs);
     plan::mark_adopted(&mut record.state, &observed.found, owned);
     let want = plan::want(&wanted.args, &wanted.checked, &observed.outputs);
     let cfg = crate::aws::configservice(config);
     let lambda = crate::aws::lambda(config);
-    for step in rest {
+    for step in steps {
         match step {
             Step::Config(step) => {
                 // Recorded *before* it is made: a kill between the call and the record would
@@ -165,7 +194,7 @@ pub async fn install(
             // the API: the stack subscribes inline (an AWS::SNS::Topic Subscription carries no
             // redrive policy), and an adopted topic's subscription is not the stack's.
             Step::Redrive { topic } => {
-                let queue = output(&observed, wanted, "FailureQueueArn")?;
+                let queue = output(observed, wanted, "FailureQueueArn")?;
                 let sns = sns_for(config, &topic);
                 if let Some(sub) = topic::subscription(&sns, &place, &topic, &function).await? {
                     topic::set_redrive(&sns, &place, &topic, &sub, &queue).await?;
@@ -180,7 +209,7 @@ pub async fn install(
             }
         }
     }
-    if let Some(topic) = plan::adopted_topic(&observed.installed, plan.source)? {
+    if let Some(topic) = plan::adopted_topic(&observed.installed, source)? {
         record.state.adopted_topic_arn = Some(topic);
         record.state.adopted_permission_sid = Some(topic::STATEMENT_ID.to_owned());
     }

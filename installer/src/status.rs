@@ -15,14 +15,13 @@ use std::collections::{BTreeMap, HashMap};
 use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::{Stack, StackStatus};
 use aws_sdk_config::types::{ConfigStreamDeliveryInfo, DeliveryStatus};
-use aws_sdk_sesv2::error::ProvideErrorMetadata;
 use clap::Args;
 use serde::Serialize;
 use sgwatch_handler::settings::Settings;
 
 use crate::artifacts::{self, InstallState};
-use crate::aws::sns_for;
 use crate::aws::Place;
+use crate::aws::{error_text, sns_for};
 use crate::recorder::{self, Found};
 use crate::simulate::{self, Simulated};
 use crate::stack;
@@ -100,15 +99,6 @@ impl std::fmt::Display for Status {
             writeln!(f, "  {level}  {:<34} {}", c.check, c.detail)?;
         }
         Ok(())
-    }
-}
-
-/// An AWS error as one short phrase for a status line.
-fn said<E: ProvideErrorMetadata>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => "no answer".to_owned(),
     }
 }
 
@@ -271,7 +261,7 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
                     .and_then(|e| e.variables())
                     .cloned()
                     .unwrap_or_default()),
-                Err(e) => Err(said(&e)),
+                Err(e) => Err(error_text(&e)),
             },
         );
         let invoke = lambda
@@ -365,9 +355,9 @@ async fn rule(config: &SdkConfig, stack_name: &str) -> Result<Option<Rule>, Stri
     };
     let events = crate::aws::eventbridge(config);
     let described = (events.describe_rule().name(&name).send().await)
-        .map_err(|e| format!("cannot read rule {name}: {}", said(&e)))?;
+        .map_err(|e| format!("cannot read rule {name}: {}", error_text(&e)))?;
     let targets = (events.list_targets_by_rule().rule(&name).send().await)
-        .map_err(|e| format!("cannot list the targets of {name}: {}", said(&e)))?;
+        .map_err(|e| format!("cannot list the targets of {name}: {}", error_text(&e)))?;
     Ok(Some(Rule {
         arn: described.arn().unwrap_or_default().to_owned(),
         enabled: described.state() == Some(&aws_sdk_eventbridge::types::RuleState::Enabled),
@@ -399,7 +389,7 @@ async fn delivery(
         .map_err(|e| {
             format!(
                 "could not read the status of channel {channel}: {}",
-                said(&e)
+                error_text(&e)
             )
         })?;
     Ok(out
@@ -462,7 +452,7 @@ async fn parked(config: &SdkConfig, url: &str) -> Result<u64, String> {
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
         .send()
         .await
-        .map_err(|e| format!("cannot read {url}: {}", said(&e)))?;
+        .map_err(|e| format!("cannot read {url}: {}", error_text(&e)))?;
     Ok(attrs
         .attributes()
         .and_then(|m| m.get(&QueueAttributeName::ApproximateNumberOfMessages))

@@ -2,7 +2,6 @@
 //! marked as a test, through the deployed function, so a user can check delivery end to end.
 
 use aws_config::SdkConfig;
-use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
@@ -143,7 +142,7 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
         .map_err(|e| TestEventError::Invoke {
             function: function.clone(),
             place: place.clone(),
-            detail: DisplayErrorContext(&e).to_string(),
+            detail: crate::aws::error_text(&e),
         })?;
     let payload: Value = out
         .payload()

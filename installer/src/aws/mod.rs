@@ -12,6 +12,9 @@ pub use identity::{partition, partition_of, place, IdentityError, Place};
 
 /// An AWS SDK error as one line: the service's code and message when it answered, else the chain
 /// of causes (a connection refused, a credential provider that failed), without the debug dump.
+/// The one way the installer turns an SDK error into text: like the SDK's `DisplayErrorContext`,
+/// it follows `source()` down the chain, but leaves out the SDK's wrapper layers ("service
+/// error", "dispatch failure") and the debug dump, so a message fits on a line.
 pub fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);
