@@ -3,7 +3,7 @@
 //! throttling loses no notification of a batch and sends none twice. The faults come from
 //! `scripts/faultproxy.py`, between the code under test and moto server.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::json;
 use sgwatch_tests::{fixture, FaultProxy, Moto};
@@ -20,14 +20,7 @@ fn proxy(target: &str, rate: f64, seed: u64, faults: &str) -> FaultProxy {
 }
 
 fn sgwatch(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sgwatch"))
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap()
+    crate::sgwatch_at(endpoint).args(args).output().unwrap()
 }
 
 /// Runs a command until it succeeds, as a user would re-run it; returns how many runs it took.
@@ -191,17 +184,8 @@ async fn the_call_log_counts_retries_apart_from_calls() {
     let proxy = proxy(&moto.endpoint, 0.5, 7, "503");
     let log = std::env::temp_dir().join(format!("sgwatch-retries-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
-    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
-        .args([
-            "status",
-            "--endpoint-url",
-            &proxy.endpoint,
-            "--region",
-            "us-east-1",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
+    let out = crate::sgwatch_at(&proxy.endpoint)
+        .arg("status")
         .env("SGWATCH_CALL_LOG", &log)
         .output()
         .unwrap();
