@@ -357,7 +357,7 @@ fn stack_differences(
         .stack_status()
         .cloned()
         .unwrap_or_else(|| StackStatus::from("UNKNOWN"));
-    if status.as_str().ends_with("_IN_PROGRESS") && status != StackStatus::ReviewInProgress {
+    if stack::in_progress(&status) && status != StackStatus::ReviewInProgress {
         return Err(StackError::Busy {
             stack: name.to_owned(),
             place: place.clone(),
