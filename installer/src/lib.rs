@@ -15,6 +15,7 @@ pub mod apply;
 pub mod artifacts;
 pub mod aws;
 pub mod baseline;
+pub mod destinations;
 pub mod error;
 pub mod explain;
 pub mod install;

@@ -331,6 +331,27 @@ fn parameters(
         // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
         ("Accounts", place.account.clone()),
         (
+            "Destinations",
+            p.destinations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            "DestinationParameters",
+            crate::policy_args::destination_parameters(p).join(","),
+        ),
+        (
+            "DestinationKmsKeyArn",
+            args.policy.destination_kms_key.clone().unwrap_or_default(),
+        ),
+        ("ChannelsTag", p.channels_tag.clone()),
+        (
+            "FallbackDestination",
+            p.fallback_destination.clone().unwrap_or_default(),
+        ),
+        (
             "ReservedConcurrency",
             args.reserved_concurrency
                 .map(|n| n.to_string())

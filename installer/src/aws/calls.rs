@@ -131,6 +131,7 @@ clients!(
     lambda => aws_sdk_lambda,
     sesv2 => aws_sdk_sesv2,
     sqs => aws_sdk_sqs,
+    ssm => aws_sdk_ssm,
     sts => aws_sdk_sts,
 );
 

@@ -1,6 +1,7 @@
 //! Integration tests of the installer crate: one binary (linking the AWS SDK once), a module per concern.
 
 mod baseline;
+mod destinations;
 mod explain;
 mod faults;
 mod iam_policy;
