@@ -3,6 +3,7 @@
 mod burst;
 mod delivery;
 mod e2e;
+mod feed;
 mod handler_aws;
 mod harness;
 mod iam_enforced;
