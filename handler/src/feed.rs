@@ -73,6 +73,10 @@ pub struct ApiCall {
     pub error_code: Option<String>,
     /// The security groups the call names.
     pub group_ids: Vec<String>,
+    /// The rules an `Authorize…` or `Revoke…` call names, as `ingress tcp/3389 from 0.0.0.0/0`:
+    /// a change that added or removed none of them was not this call's doing.
+    #[serde(default)]
+    pub rules: Vec<String>,
     /// The ingress rules the call asks to add (`Authorize…Ingress`); not stored.
     #[serde(skip)]
     pub requested: Vec<Change>,
@@ -162,8 +166,19 @@ pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
             .and_then(|p| p.split_once(':').map(|(_, s)| s.to_owned()))
             .filter(|s| !s.is_empty())
     });
-    let requested = if event_name.ends_with("Ingress") && event_name.starts_with("Authorize") {
-        requested_ingress(request)
+    let direction = if event_name.ends_with("Ingress") {
+        Direction::Ingress
+    } else {
+        Direction::Egress
+    };
+    let named = if event_name.starts_with("Authorize") || event_name.starts_with("Revoke") {
+        requested_rules(request, direction)
+    } else {
+        Vec::new()
+    };
+    let rules = named.iter().map(|c| c.rule.to_string()).collect();
+    let requested = if event_name.starts_with("Authorize") && direction == Direction::Ingress {
+        named
     } else {
         Vec::new()
     };
@@ -182,6 +197,7 @@ pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
         request_id: text(detail, "requestID"),
         error_code: text(detail, "errorCode"),
         group_ids,
+        rules,
         requested,
     })
 }
@@ -224,9 +240,9 @@ fn items(list: &Value) -> impl Iterator<Item = &Value> {
         .flatten()
 }
 
-/// The ingress rules an `Authorize…Ingress` call asks for, as atomic rules: `ipPermissions`, or
-/// the older single-rule form (`cidrIp`, `ipProtocol`, `fromPort`, `toPort`).
-fn requested_ingress(request: &Value) -> Vec<Change> {
+/// The rules an `Authorize…` or `Revoke…` call names, as atomic rules (added): `ipPermissions`,
+/// or the older single-rule form (`cidrIp`, `ipProtocol`, `fromPort`, `toPort`).
+fn requested_rules(request: &Value, direction: Direction) -> Vec<Change> {
     let list = |v: &Value| Value::Array(items(v).cloned().collect());
     let mut permissions: Vec<Value> = items(&request["ipPermissions"])
         .map(|p| {
@@ -252,7 +268,7 @@ fn requested_ingress(request: &Value) -> Vec<Change> {
     let mut rules = RuleSet::default();
     for p in &permissions {
         // One unreadable permission does not hide the others.
-        if let Err(e) = rules.add_permission(Direction::Ingress, p) {
+        if let Err(e) = rules.add_permission(direction, p) {
             tracing::warn!(error = %e, "a requested permission could not be read");
         }
     }
@@ -301,9 +317,16 @@ pub fn callers(calls: &[ApiCall], analysis: &Analysis) -> Vec<Caller> {
         .as_deref()
         .and_then(|t| DateTime::from_str(t, Format::DateTimeWithOffset).ok())
         .map(|t| t.secs());
+    let changed: BTreeSet<String> = analysis
+        .changes
+        .iter()
+        .map(|c| c.rule.to_string())
+        .collect();
     let mut in_window: Vec<(i64, &ApiCall)> = calls
         .iter()
         .filter(|c| !c.failed() && c.group_ids.contains(&s.resource_id))
+        // A rule call whose rules this change neither added nor removed made another change.
+        .filter(|c| c.rules.is_empty() || c.rules.iter().any(|r| changed.contains(r)))
         .filter_map(|c| Some((c.time_secs()?, c)))
         .filter(|(t, _)| match capture {
             Some(capture) => *t > capture - LOOK_BACK_SECS && *t <= capture + LOOK_AHEAD_SECS,
@@ -535,6 +558,14 @@ mod tests {
         let user = parse_event(&fixture("authorize-ingress-iam-user.json")).unwrap();
         let mut sso = parse_event(&fixture("authorize-ingress-sso-role.json")).unwrap();
         sso.event_time = "2026-11-20T09:14:02Z".into();
+        // Alice's own rules are not this change's: she is not named for it.
+        assert!(callers(
+            std::slice::from_ref(&sso),
+            &rdp_analysis("2026-11-20T09:14:07.512Z")
+        )
+        .is_empty());
+        // With the change's rule among hers (both asked for it), both are named.
+        sso.rules.push("ingress tcp/3389 from 0.0.0.0/0".into());
         let failed = parse_event(&fixture("authorize-ingress-failed.json")).unwrap();
         let tags = parse_event(&fixture("create-tags.json")).unwrap();
         let mut old = user.clone();

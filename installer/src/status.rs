@@ -169,7 +169,7 @@ impl Seen {
         }
     }
 
-    fn output(&self, key: &str) -> Option<&str> {
+    pub(crate) fn output(&self, key: &str) -> Option<&str> {
         self.outputs.get(key).map(String::as_str)
     }
 }
@@ -190,10 +190,12 @@ pub const LINKS: &[fn(&Seen) -> Vec<Check>] = &[
 /// Runs every check.
 pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, crate::Error> {
     let seen = look(args, config).await?;
+    let mut checks: Vec<Check> = LINKS.iter().flat_map(|link| link(&seen)).collect();
+    checks.extend(crate::actor_feed::check(config, &seen).await);
     Ok(Status {
         account: seen.place.account.clone(),
         region: seen.place.region.clone(),
-        checks: LINKS.iter().flat_map(|link| link(&seen)).collect(),
+        checks,
     })
 }
 
