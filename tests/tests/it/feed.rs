@@ -167,7 +167,7 @@ async fn the_config_email_names_the_caller_the_feed_recorded() {
         mail[0].html
     );
     assert!(
-        text.contains(&format!("[critical] +ingress tcp/3389 from 0.0.0.0/0")),
+        text.contains("[critical] +ingress tcp/3389 from 0.0.0.0/0"),
         "{text}"
     );
     let _ = change.group;
