@@ -213,19 +213,6 @@ async fn observe_and_plan(
     config: &SdkConfig,
 ) -> Result<(Observed, Wanted, Plan), crate::Error> {
     let checked = args.check()?;
-    // Without the flag, the feed is on when a trail logs here (see actor_feed); why is reported.
-    let mut args = args.clone();
-    let feed_default = match args.actor_feed {
-        Some(_) => None,
-        None => {
-            let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-            let (on, why) =
-                crate::actor_feed::default_for(&crate::actor_feed::trails(config).await, &region);
-            args.actor_feed = Some(on);
-            Some(why)
-        }
-    };
-    let args = &args;
     let given = args
         .handler_zip
         .as_deref()
@@ -241,8 +228,21 @@ async fn observe_and_plan(
     let topics = plan::topics(&observed.installed, source)?;
     observed.subscriptions = observe::subscriptions(config, &observed.installed, &topics).await?;
     observed.uploaded = observe::uploaded(config, &observed, &artifact).await?;
+    // Without the flag, the feed is on when a trail logs here (see actor_feed); why is reported.
+    // Asked after preflight and the zip check, so those fail before any CloudTrail call.
+    let mut args = args.clone();
+    let feed_default = match args.actor_feed {
+        Some(_) => None,
+        None => {
+            let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+            let (on, why) =
+                crate::actor_feed::default_for(&crate::actor_feed::trails(config).await, &region);
+            args.actor_feed = Some(on);
+            Some(why)
+        }
+    };
     let wanted = Wanted {
-        args: args.clone(),
+        args,
         checked,
         artifact,
         now: std::time::SystemTime::now(),
