@@ -478,12 +478,20 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         if early_warning { "on" } else { "off" }
     ));
     let mail_before = moto.ses_messages().await.len();
+    let started = Instant::now();
     let feed_invocation = emulator.invoke(&config, &feed_event).await?;
-    n.say(format!("handler returned {feed_invocation}"));
+    n.say(format!(
+        "handler returned {feed_invocation} in {} ms",
+        started.elapsed().as_millis()
+    ));
 
     n.step("Config delivers the notification minutes later; the handler runs");
+    let started = Instant::now();
     let rdp_invocation = emulator.invoke(&config, &rdp_event).await?;
-    n.say(format!("handler returned {rdp_invocation}"));
+    n.say(format!(
+        "handler returned {rdp_invocation} in {} ms",
+        started.elapsed().as_millis()
+    ));
 
     n.step("Department A's inbox (moto's SES)");
     let all = moto

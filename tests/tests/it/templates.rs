@@ -1038,7 +1038,14 @@ impl Resolver {
     /// `v` with every intrinsic function evaluated.
     pub(crate) fn resolve(&self, v: &Value) -> Value {
         match v {
-            Value::Array(items) => Value::Array(items.iter().map(|x| self.resolve(x)).collect()),
+            // An item that resolves to AWS::NoValue is left out, as CloudFormation does.
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|x| self.resolve(x))
+                    .filter(|x| x != "<AWS::NoValue>")
+                    .collect(),
+            ),
             Value::Object(m) if m.len() == 1 => {
                 let (k, arg) = m.iter().next().unwrap();
                 match k.as_str() {
