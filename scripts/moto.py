@@ -128,6 +128,28 @@ def _test_event_pattern(self):
 EventsHandler.test_event_pattern = _test_event_pattern
 
 
+# moto's pattern matcher flattens an event's objects but not arrays of objects, so a pattern on a
+# field of an array's elements (`requestParameters.resourcesSet.items.resourceId`, CloudTrail's
+# shape for the resources of a tag call) never matches. EventBridge matches it when any element's
+# field does ("Arrays in Amazon EventBridge event patterns"): flatten such arrays into the list of
+# their elements' values, as that reads.
+def _flatten_arrays_of_objects(flatten):
+    def wrapper(node, prefix="", result=None):
+        result = flatten(node, prefix, result)
+        for key, value in list(result.items()):
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                for element in value:
+                    for sub_key, sub_value in wrapper(element).items():
+                        values = sub_value if isinstance(sub_value, list) else [sub_value]
+                        result.setdefault(f"{key}.{sub_key}", []).extend(values)
+        return result
+
+    return staticmethod(wrapper)
+
+
+EventPattern._flatten_dict = _flatten_arrays_of_objects(EventPattern._flatten_dict)
+
+
 # With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT), moto authorises every non-S3 request against
 # the resource "*" and no condition keys, so a statement naming a table or an SES identity never
 # matches, and one with a condition always denies. Bridge "resource ARNs": for the calls the

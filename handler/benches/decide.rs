@@ -4,9 +4,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use serde_json::{json, Value};
 use sgwatch_handler::actor::ActorLookup;
 use sgwatch_handler::decide::{analyze, decide};
+use sgwatch_handler::early::alarming;
+use sgwatch_handler::feed::parse_event;
 use sgwatch_handler::message::{envelopes, ConfigMessage};
 use sgwatch_handler::render::render;
 use sgwatch_handler::settings::Policy;
+use sgwatch_handler::severity::Severity;
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -89,6 +92,25 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // The actor feed's pure part per CloudTrail event: read the event from its text, check it
+    // for an early warning, and the item the feed stores (the DynamoDB write is not included).
+    let mut feed = c.benchmark_group("feed");
+    feed.throughput(Throughput::Elements(1));
+    let path = format!(
+        "{}/../tests/fixtures/cloudtrail/authorize-ingress-iam-user.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let call_text = std::fs::read_to_string(path).unwrap();
+    feed.bench_function("api-call-from-bytes", |b| {
+        b.iter(|| {
+            let v: Value = serde_json::from_str(std::hint::black_box(&call_text)).unwrap();
+            let call = parse_event(&v).unwrap();
+            let alarming = alarming(&call, Severity::Critical).len();
+            serde_json::to_string(&call).unwrap().len() + alarming
+        })
+    });
+    feed.finish();
 }
 
 criterion_group!(benches, bench);

@@ -1,4 +1,5 @@
-//! Who made the change: CloudTrail `LookupEvents` for the group around the capture time.
+//! Who made the change: CloudTrail `LookupEvents` for the group around the capture time, the
+//! fallback when the actor feed (`feed`) has no call for the change.
 //!
 //! AWS Config's `relatedEvents` has been empty for years, so CloudTrail is the only source. The
 //! lookup is best effort: CloudTrail allows two calls a second per account and lags by minutes, so
@@ -42,6 +43,9 @@ pub struct Actor {
 /// The outcome of looking up the actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActorLookup {
+    /// From the actor feed: every caller of the calls that made the change, with those calls.
+    Feed(Vec<crate::feed::Caller>),
+    /// From CloudTrail's `LookupEvents`.
     Found(Actor),
     /// Not found or not looked up; the text says why.
     Unknown(String),

@@ -1,13 +1,16 @@
 //! What the handler would decide and send for an event, as the JSON `sgwatch explain` prints.
-//! Offline: no AWS call, so the actor is always unknown and oversized items are not fetched.
+//! Offline: no AWS call, so oversized items are not fetched and the actor comes only from
+//! CloudTrail API call events given in the same input (a JSON array of events: the calls
+//! first, as the actor feed would have recorded them, then the Config notification).
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, Decision, PropertyChange};
+use crate::feed::{callers, ApiCall, Caller};
 use crate::message::{envelopes, ConfigMessage};
-use crate::render::{render, Email};
+use crate::render::{actor_text, render, Email};
 use crate::rules::Change;
 use crate::settings::Policy;
 use crate::severity::Severity;
@@ -42,20 +45,35 @@ pub struct ExplainedDecision {
     pub properties: Vec<PropertyChange>,
     pub subject: Option<String>,
     pub text: Option<String>,
+    /// Who made the change, as the email's "Changed by" line says it (`null` when not emailed).
+    pub actor: Option<String>,
+    /// The callers the actor feed names, each with the calls that made the change.
+    pub callers: Vec<Caller>,
 }
 
 /// The actor line `explain` renders, since it looks nothing up.
 pub const OFFLINE_ACTOR: &str = "not looked up by sgwatch explain";
 
-/// Explains every notification found in `event`.
+/// Explains every notification found in `event`: one event, or a JSON array of events.
 pub fn explain(event: &Value, policy: &Policy) -> Vec<Explained> {
-    envelopes(event)
+    let found: Vec<_> = match event.as_array() {
+        Some(events) => events.iter().flat_map(envelopes).collect(),
+        None => envelopes(event),
+    };
+    let calls: Vec<ApiCall> = found
+        .iter()
+        .filter_map(|e| match &e.message {
+            Ok(ConfigMessage::ApiCall(call)) => Some(ApiCall::clone(call)),
+            _ => None,
+        })
+        .collect();
+    found
         .into_iter()
         .map(|envelope| match envelope.message {
             Err(e) => Explained::Error {
                 error: e.to_string(),
             },
-            Ok(message) => explain_message(&message, policy),
+            Ok(message) => explain_message(&message, policy, &calls),
         })
         .collect()
 }
@@ -81,25 +99,60 @@ pub fn explained(message_type: &str, d: &Decision, email: Option<&Email>) -> Exp
         properties: d.analysis.properties.clone(),
         subject: email.map(|e| e.subject.clone()),
         text: email.map(|e| e.text.clone()),
+        ..Default::default()
     }
 }
 
-fn explain_message(message: &ConfigMessage, policy: &Policy) -> Explained {
+fn explain_message(message: &ConfigMessage, policy: &Policy, calls: &[ApiCall]) -> Explained {
     match message {
+        ConfigMessage::ApiCall(call) => {
+            let alarming = crate::early::alarming(call, Severity::Critical);
+            let mut reason = format!(
+                "a CloudTrail API call: {} by {}{}; the actor feed records it for the Config notification that follows",
+                call.event_name,
+                call.caller(),
+                if call.failed() { " (failed)" } else { "" }
+            );
+            if !alarming.is_empty() {
+                reason.push_str("; it opens the group to the world at critical: with SGWATCH_EARLY_WARNING on, the owners its tags name are warned at once");
+            }
+            Explained::Decision(Box::new(ExplainedDecision {
+                message_type: message.message_type().to_owned(),
+                resource_type: Some(crate::settings::SECURITY_GROUP.to_owned()),
+                resource_id: call.group_ids.first().cloned(),
+                account: Some(call.account.clone()),
+                region: Some(call.region.clone()),
+                change_type: Some(call.event_name.clone()),
+                // Whether the warning goes out depends on the group's tags, read from EC2 then.
+                notify: if alarming.is_empty() {
+                    Some(false)
+                } else {
+                    None
+                },
+                reason,
+                severity: (!alarming.is_empty()).then(|| crate::severity::overall(&alarming)),
+                changes: alarming,
+                ..Default::default()
+            }))
+        }
         ConfigMessage::ItemChange(change) => match analyze(change) {
             Err(e) => Explained::Error {
                 error: e.to_string(),
             },
             Ok(analysis) => {
                 let d = decide(analysis, policy);
-                let email = d
-                    .notify
-                    .then(|| render(&d, &ActorLookup::Unknown(OFFLINE_ACTOR.to_owned())));
-                Explained::Decision(Box::new(explained(
-                    message.message_type(),
-                    &d,
-                    email.as_ref(),
-                )))
+                let found = callers(calls, &d.analysis);
+                let actor = if found.is_empty() {
+                    ActorLookup::Unknown(OFFLINE_ACTOR.to_owned())
+                } else {
+                    ActorLookup::Feed(found.clone())
+                };
+                let email = d.notify.then(|| render(&d, &actor));
+                Explained::Decision(Box::new(ExplainedDecision {
+                    actor: d.notify.then(|| actor_text(&actor)),
+                    callers: found,
+                    ..explained(message.message_type(), &d, email.as_ref())
+                }))
             }
         },
         ConfigMessage::Oversized(o) => {
@@ -174,6 +227,53 @@ mod tests {
             .unwrap()
             .starts_with("[sgwatch CRITICAL] sg-0123456789abcdef0"));
         assert!(d["text"].as_str().unwrap().contains(OFFLINE_ACTOR));
+    }
+
+    #[test]
+    fn calls_given_before_the_notification_name_the_actor() {
+        let call = |name: &str| {
+            let path = format!(
+                "{}/../tests/fixtures/cloudtrail/{name}",
+                env!("CARGO_MANIFEST_DIR")
+            );
+            serde_json::from_str::<Value>(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        let input = json!([
+            call("authorize-ingress-iam-user.json"),
+            call("authorize-ingress-failed.json"),
+            fixture("rdp-opened.sns-event.json")
+        ]);
+        let out = serde_json::to_value(explain(&input, &Policy::default())).unwrap();
+        assert_eq!(out.as_array().unwrap().len(), 3);
+        assert_eq!(out[0]["message_type"], "AWS API Call via CloudTrail");
+        assert_eq!(out[0]["resource_id"], "sg-0123456789abcdef0");
+        assert_eq!(out[0]["notify"], Value::Null);
+        assert_eq!(out[0]["severity"], "critical");
+        assert_eq!(out[1]["notify"], false);
+        let d = &out[2];
+        assert_eq!(
+            d["actor"],
+            "arn:aws:iam::123456789012:user/dept-b-admin from 203.0.113.7 (AuthorizeSecurityGroupIngress at 09:13:58Z)"
+        );
+        assert_eq!(
+            d["callers"][0]["calls"][0]["event_name"],
+            "AuthorizeSecurityGroupIngress"
+        );
+        assert_eq!(d["callers"].as_array().unwrap().len(), 1);
+        assert!(d["text"]
+            .as_str()
+            .unwrap()
+            .contains("Changed by: arn:aws:iam::123456789012:user/dept-b-admin from 203.0.113.7 (AuthorizeSecurityGroupIngress at 09:13:58Z)"));
+        // Alone, the notification's actor is not looked up.
+        let out = serde_json::to_value(explain(
+            &fixture("rdp-opened.sns-event.json"),
+            &Policy::default(),
+        ))
+        .unwrap();
+        assert_eq!(
+            out[0]["actor"],
+            format!("unknown ({OFFLINE_ACTOR})").as_str()
+        );
     }
 
     #[test]

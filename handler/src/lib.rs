@@ -6,13 +6,22 @@
 //! `oversized`) and `process` ties them together for one Lambda invocation. The notifications
 //! AWS Config would send, for test events, the demo and the tests, are built by the separate
 //! `sgwatch-synth` crate (`handler/synth/`), so this library and the Lambda carry none of that.
+//!
+//! Who made a change comes first from the actor feed: CloudTrail's `AWS API Call via CloudTrail`
+//! events, which the same function receives from EventBridge seconds after each call (`feed`
+//! reads them, `feed_store` keeps them per group); `actor`'s `LookupEvents` is the fallback. A
+//! call that itself opens a watched group to the world is told at once (`early`).
 
 pub mod actor;
 pub mod aws;
 pub mod decide;
 pub mod dedupe;
 pub mod destination;
+pub mod early;
 pub mod explain;
+pub mod feed;
+pub mod feed_store;
+pub mod groups;
 pub mod mail;
 pub mod message;
 pub mod oversized;

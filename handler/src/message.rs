@@ -1,5 +1,6 @@
-//! Reading what arrives: the three input shapes (SNS event, EventBridge event, bare Config
-//! message) and the AWS Config message types inside them.
+//! Reading what arrives: the input shapes (SNS event, EventBridge event of AWS Config, bare
+//! Config message, and CloudTrail's `AWS API Call via CloudTrail` event for the actor feed) and
+//! the AWS Config message types inside them.
 //!
 //! Parsing is lenient about what sgwatch does not need and strict about what it does: a record
 //! that cannot be read becomes an [`Envelope`] holding a [`ParseError`], never a panic, so one bad
@@ -26,6 +27,8 @@ pub enum ParseError {
         "the event is neither an SNS event, an EventBridge aws.config event nor a Config message"
     )]
     UnknownShape,
+    #[error("the CloudTrail API call event is not one sgwatch records: {0}")]
+    ApiCall(#[from] crate::feed::FeedError),
     #[error("the {message_type} message is malformed: {detail}")]
     Malformed {
         message_type: String,
@@ -54,6 +57,8 @@ pub enum ConfigMessage {
     Oversized(Oversized),
     /// Any other Config message: snapshot and history deliveries, compliance changes, etc.
     Other { message_type: String },
+    /// Not from AWS Config: CloudTrail's record of a security-group API call, for the actor feed.
+    ApiCall(Box<crate::feed::ApiCall>),
 }
 
 impl ConfigMessage {
@@ -62,6 +67,7 @@ impl ConfigMessage {
             ConfigMessage::ItemChange(_) => ITEM_CHANGE,
             ConfigMessage::Oversized(_) => OVERSIZED_ITEM_CHANGE,
             ConfigMessage::Other { message_type } => message_type,
+            ConfigMessage::ApiCall(_) => crate::feed::DETAIL_TYPE,
         }
     }
 }
@@ -211,6 +217,16 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
     if let Some(records) = event.get("Records").and_then(Value::as_array) {
         return records.iter().map(sns_record).collect();
     }
+    if crate::feed::is_api_call_event(event) {
+        let message_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
+        let message = crate::feed::parse_event(event)
+            .map(|call| ConfigMessage::ApiCall(Box::new(call)))
+            .map_err(ParseError::from);
+        return vec![Envelope {
+            message_id,
+            message,
+        }];
+    }
     if event.get("detail-type").is_some()
         || event.get("source").and_then(Value::as_str) == Some("aws.config")
     {
@@ -356,6 +372,26 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].message_id.as_deref(), Some("ev-1"));
         assert!(matches!(found[0].message, Ok(ConfigMessage::ItemChange(_))));
+    }
+
+    #[test]
+    fn a_cloudtrail_api_call_event_is_the_third_shape() {
+        let found = envelopes(&fixture("cloudtrail/authorize-ingress-iam-user.json"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].message_id.as_deref(),
+            Some("6f0c4d1e-2a9b-4c3d-8e7f-0a1b2c3d4e5f")
+        );
+        let Ok(ConfigMessage::ApiCall(call)) = &found[0].message else {
+            panic!("{:?}", found[0].message)
+        };
+        assert_eq!(call.group_ids, ["sg-0123456789abcdef0"]);
+        let mut other = fixture("cloudtrail/create-tags.json");
+        other["detail"]["eventName"] = "RunInstances".into();
+        assert!(matches!(
+            envelopes(&other)[0].message,
+            Err(ParseError::ApiCall(_))
+        ));
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //!   the other records) so Lambda retries it and finally parks it in the failure queue. The error
 //!   names each failed record's message id and resource, so a parked event whose payload did not
 //!   fit can still be identified.
+//!
+//! A CloudTrail API call from the actor feed is recorded (one write; a failed write is logged,
+//! never an error) and, when it opens a watched group to the world at `SGWATCH_EARLY_WARNING`,
+//! told to the owners at once through the same ledger and delivery as a Config notification.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +33,8 @@ use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, Decision, PropertyChange, Subject};
 use crate::dedupe::{self, Claim, Dedupe, DedupeError};
 use crate::destination::{Destination, Kind};
+use crate::feed::ApiCall;
+use crate::feed_store::{Feed, Warning};
 use crate::mail::{self, SendError};
 use crate::message::{
     envelopes, ConfigMessage, Envelope, ItemChange, ParseError, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
@@ -36,7 +42,7 @@ use crate::message::{
 use crate::post::{Payload, PostError, Poster};
 use crate::render::{render, Email};
 use crate::settings::Settings;
-use crate::{actor, aws, oversized, slack, teams, webhook};
+use crate::{actor, aws, early, feed, feed_store, groups, oversized, slack, teams, webhook};
 
 /// No send starts with less than this left before the invocation's deadline: one SES call at its
 /// operation timeout and the ledger write after it must fit, or Lambda could end the invocation
@@ -51,6 +57,9 @@ pub struct Services {
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     /// Reads an oversized item through AWS Config when its bucket is not ours or cannot be read.
     pub config: aws_sdk_config::Client,
+    /// Reads a group's tags for an early warning (its HTTPS client, like every client's, is set
+    /// up at the first request: a Config notification never pays for it).
+    pub ec2: aws_sdk_ec2::Client,
     /// Present when an idempotency table is configured.
     pub dedupe: Option<Dedupe>,
     /// Where the handler parks what it cannot deliver and retrying cannot fix.
@@ -81,6 +90,7 @@ impl Services {
             s3: aws::s3_client(config),
             cloudtrail: aws_sdk_cloudtrail::Client::new(config),
             config: aws_sdk_config::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
             dedupe: settings.idempotency_table.as_ref().map(|table| Dedupe {
                 client: aws_sdk_dynamodb::Client::new(config),
                 table: table.clone(),
@@ -180,6 +190,13 @@ pub struct Report {
     /// Written to the failure queue by the handler itself (rejected for good).
     pub parked: usize,
     pub failed: usize,
+    /// CloudTrail API calls recorded in the actor feed (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub recorded: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Some records could not be delivered; Lambda should retry the event.
@@ -274,6 +291,34 @@ enum Outcome {
     Skipped,
     Parked,
     Failed(String),
+    /// A call from the actor feed: whether it was recorded, and what its early warning did.
+    Feed {
+        recorded: bool,
+        warning: Option<Box<Outcome>>,
+    },
+}
+
+/// Adds one record's outcome to the report.
+fn count(report: &mut Report, failures: &mut Vec<String>, outcome: Outcome) {
+    match outcome {
+        Outcome::Sent => report.sent += 1,
+        Outcome::Skipped => report.skipped += 1,
+        Outcome::Parked => report.parked += 1,
+        Outcome::Failed(why) => {
+            report.failed += 1;
+            failures.push(why);
+        }
+        Outcome::Feed { recorded, warning } => {
+            if recorded {
+                report.recorded += 1;
+            }
+            match warning {
+                Some(w) => count(report, failures, *w),
+                None if !recorded => report.skipped += 1,
+                None => {}
+            }
+        }
+    }
 }
 
 /// Handles one Lambda event outside Lambda: no deadline, a fresh owner token.
@@ -304,15 +349,7 @@ pub async fn handle_invocation(
         } else {
             process(envelope, invocation, settings, services).await
         };
-        match outcome {
-            Outcome::Sent => report.sent += 1,
-            Outcome::Skipped => report.skipped += 1,
-            Outcome::Parked => report.parked += 1,
-            Outcome::Failed(why) => {
-                report.failed += 1;
-                failures.push(why);
-            }
-        }
+        count(&mut report, &mut failures, outcome);
     }
     if failures.is_empty() {
         return Ok(report);
@@ -352,6 +389,10 @@ async fn process(
             let why = format!("the {message_type} could not be read: {detail}");
             return unreadable(facts, why, invocation, settings, services).await;
         }
+        Err(e @ ParseError::ApiCall(_)) => {
+            info!(message_id, reason = %e, "skipped: not a call the actor feed records");
+            return Outcome::Skipped;
+        }
         Err(e) => {
             warn!(message_id, error = %e, "skipped: not a Config message sgwatch handles");
             return Outcome::Skipped;
@@ -362,6 +403,9 @@ async fn process(
                 message_type, "ignored: not a configuration item change"
             );
             return Outcome::Skipped;
+        }
+        Ok(ConfigMessage::ApiCall(call)) => {
+            return process_api_call(message_id, &call, invocation, settings, services).await
         }
         Ok(ConfigMessage::ItemChange(change)) => (change, None),
         Ok(ConfigMessage::Oversized(o)) => {
@@ -454,12 +498,134 @@ async fn process_change(
         return Outcome::Skipped;
     }
     let facts = Facts::of(message_id, s);
+    let feed = read_feed(services, &d).await;
+    let warnings: &[Warning] = feed.as_ref().map(|f| &f.warnings[..]).unwrap_or_default();
+    let parts = early::subtract(&d, warnings);
+    // The early warning goes by email only: destinations always get the whole change.
+    if parts.is_empty() && d.destinations.is_empty() {
+        info!(facts = ?facts, "skipped: the early warning told every recipient all of this change");
+        return Outcome::Skipped;
+    }
     let mut ledger = match Ledger::claim(services, dedupe::key(s), invocation).await {
         Ok(Some(ledger)) => ledger,
         Ok(None) => return Outcome::Skipped,
         Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
     };
-    let actor = if settings.lookup_actor {
+    let actor = resolve_actor(feed.as_ref(), &d, settings, services).await;
+    let mut subject = String::new();
+    let mut result = Ok(Delivered::default());
+    for part in &parts {
+        let mut email = render(&part.decision, &actor);
+        if !part.told.is_empty() {
+            email = email.with_notice(&format!(
+                "sgwatch's early warning told you already: {}. This email says what is new.",
+                part.told.join(", ")
+            ));
+        }
+        if subject.is_empty() {
+            subject = email.subject.clone();
+        }
+        let delivered = deliver(
+            settings,
+            services,
+            invocation,
+            &part.decision.recipients,
+            &email,
+            &mut ledger,
+        )
+        .await;
+        result = match (result, delivered) {
+            (Ok(mut all), Ok(more)) => {
+                all.merge(more);
+                Ok(all)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if result.is_err() {
+            break;
+        }
+    }
+    // The destinations are told whatever became of the email, and the email never waits on them.
+    if !d.destinations.is_empty() {
+        let whole = render(&d, &actor);
+        if subject.is_empty() {
+            subject = whole.subject.clone();
+        }
+        let posted = post_destinations(
+            settings,
+            services,
+            invocation,
+            &d,
+            &actor,
+            &whole,
+            &mut ledger,
+        )
+        .await;
+        result = match (result, posted) {
+            (Ok(delivered), Ok(())) => Ok(delivered),
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        };
+    }
+    finish(result, &facts, &subject, ledger, services, invocation).await
+}
+
+/// What the actor feed holds for the group of `d` around its capture time; `None` without a
+/// table or when it cannot be read (the actor then comes from `LookupEvents`, and every
+/// recipient gets the whole change).
+async fn read_feed(services: &Services, d: &Decision) -> Option<Feed> {
+    let table = services.dedupe.as_ref()?;
+    let s = &d.analysis.subject;
+    let capture = s
+        .capture_time
+        .as_deref()
+        .and_then(|t| {
+            aws_smithy_types::DateTime::from_str(
+                t,
+                aws_smithy_types::date_time::Format::DateTimeWithOffset,
+            )
+            .ok()
+        })
+        .map(|t| t.secs())
+        .unwrap_or_else(|| dedupe::epoch_secs(SystemTime::now()) as i64);
+    match feed_store::window(
+        table,
+        &s.account,
+        &s.region,
+        &s.resource_id,
+        capture - feed::LOOK_BACK_SECS,
+        capture + feed::LOOK_AHEAD_SECS,
+    )
+    .await
+    {
+        Ok(feed) => Some(feed),
+        Err(e) => {
+            warn!(resource_id = %s.resource_id, error = %e, "the actor feed could not be read");
+            None
+        }
+    }
+}
+
+/// Who made the change: the feed's callers, else CloudTrail's `LookupEvents`, else unknown with
+/// the reasons.
+async fn resolve_actor(
+    feed: Option<&Feed>,
+    d: &Decision,
+    settings: &Settings,
+    services: &Services,
+) -> ActorLookup {
+    let s = &d.analysis.subject;
+    let mut why_not_feed = None;
+    if let Some(feed) = feed {
+        let callers = feed::callers(&feed.calls, &d.analysis);
+        if !callers.is_empty() {
+            return ActorLookup::Feed(callers);
+        }
+        why_not_feed = Some(format!(
+            "the actor feed has no call on this group in the {} minutes before the change",
+            feed::LOOK_BACK_SECS / 60
+        ));
+    }
+    let fallback = if settings.lookup_actor {
         actor::lookup(
             &services.cloudtrail,
             &s.resource_id,
@@ -469,7 +635,134 @@ async fn process_change(
     } else {
         ActorLookup::Unknown("actor lookup is off (SGWATCH_LOOKUP_ACTOR=false)".to_owned())
     };
-    let email = render(&d, &actor);
+    match (fallback, why_not_feed) {
+        (ActorLookup::Unknown(why), Some(first)) => ActorLookup::Unknown(format!("{first}; {why}")),
+        (other, _) => other,
+    }
+}
+
+/// A CloudTrail API call from the actor feed: recorded for the Config notification that will
+/// follow, and told at once when it opens a watched group at the early-warning level.
+async fn process_api_call(
+    message_id: &str,
+    call: &ApiCall,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
+    info!(
+        message_id,
+        event_id = %call.event_id,
+        event_name = %call.event_name,
+        groups = ?call.group_ids,
+        principal = %call.caller(),
+        failed = call.failed(),
+        "api call"
+    );
+    if !settings.policy.accounts.serves(&call.account) {
+        info!(message_id, account = %call.account, "skipped: account not served (SGWATCH_ACCOUNTS)");
+        return Outcome::Skipped;
+    }
+    let recorded = match &services.dedupe {
+        None => {
+            warn!(
+                message_id,
+                "the actor feed needs SGWATCH_IDEMPOTENCY_TABLE; the call is not kept"
+            );
+            false
+        }
+        // A lost record costs only the actor's name (LookupEvents is the fallback): never an error.
+        Some(table) => match feed_store::record(table, call).await {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(message_id, event_id = %call.event_id, error = %e, "the call could not be recorded in the actor feed");
+                false
+            }
+        },
+    };
+    let warning = match settings.early_warning {
+        Some(level) if !early::alarming(call, level).is_empty() => {
+            let mut worst = Outcome::Skipped;
+            for group in &call.group_ids {
+                let outcome = early_warning(
+                    message_id, call, group, level, invocation, settings, services,
+                )
+                .await;
+                worst = match (worst, outcome) {
+                    (f @ Outcome::Failed(_), _) | (_, f @ Outcome::Failed(_)) => f,
+                    (Outcome::Parked, _) | (_, Outcome::Parked) => Outcome::Parked,
+                    (Outcome::Sent, _) | (_, Outcome::Sent) => Outcome::Sent,
+                    _ => Outcome::Skipped,
+                };
+            }
+            Some(Box::new(worst))
+        }
+        _ => None,
+    };
+    Outcome::Feed { recorded, warning }
+}
+
+/// The early warning about `call` on `group`: the owners (as the group's tags say now) are told
+/// at once; what they were told is recorded in the feed so the Config notification leaves it out.
+async fn early_warning(
+    message_id: &str,
+    call: &ApiCall,
+    group: &str,
+    level: crate::severity::Severity,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
+    let now = match groups::describe(&services.ec2, group).await {
+        Ok(Some(now)) => now,
+        Ok(None) => {
+            info!(message_id, group, "no early warning: the group is gone");
+            return Outcome::Skipped;
+        }
+        // The Config notification still tells, minutes later.
+        Err(e) => {
+            warn!(message_id, group, error = %e, "no early warning: the group's tags could not be read");
+            return Outcome::Skipped;
+        }
+    };
+    let Some(d) = early::decide_warning(call, group, &now, level, &settings.policy) else {
+        return Outcome::Skipped;
+    };
+    info!(
+        message_id,
+        resource_id = group,
+        severity = %d.analysis.severity,
+        notify = d.notify,
+        recipients = d.recipients.len(),
+        reason = %d.reason,
+        "early warning decision"
+    );
+    if !d.notify {
+        return Outcome::Skipped;
+    }
+    let facts = Facts {
+        message_id: message_id.to_owned(),
+        resource_type: Some(d.analysis.subject.resource_type.clone()),
+        resource_id: Some(group.to_owned()),
+        account: Some(call.account.clone()),
+        region: Some(call.region.clone()),
+        state_id: Some(format!("early warning {}", call.event_id)),
+        capture_time: Some(call.event_time.clone()),
+        change_type: Some(call.event_name.clone()),
+    };
+    // Keyed by the call: a redelivered event warns no one twice. `early/` keys cannot be a
+    // configuration state's (those start with the account id).
+    let key = format!(
+        "early/{}/{}/{group}/{}",
+        call.account, call.region, call.event_id
+    );
+    let mut ledger = match Ledger::claim(services, Some(key), invocation).await {
+        Ok(Some(ledger)) => ledger,
+        Ok(None) => return Outcome::Skipped,
+        Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
+    };
+    let actor = ActorLookup::Feed(feed::callers(std::slice::from_ref(call), &d.analysis));
+    let email = render(&d, &actor).with_notice(&early::warning_notice(call));
     let result = deliver(
         settings,
         services,
@@ -479,21 +772,29 @@ async fn process_change(
         &mut ledger,
     )
     .await;
-    // The destinations are told whatever became of the email, and the email never waits on them.
-    let posted = post_destinations(
-        settings,
-        services,
-        invocation,
-        &d,
-        &actor,
-        &email,
-        &mut ledger,
-    )
-    .await;
-    let result = match (result, posted) {
-        (Ok(delivered), Ok(())) => Ok(delivered),
-        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-    };
+    // Recorded after the send, for whoever the ledger says was told: a warning that did not go
+    // out must not keep the Config notification from telling.
+    if let (Ok(_), Some(table)) = (&result, &services.dedupe) {
+        let warning = Warning {
+            event_id: call.event_id.clone(),
+            event_time: call.event_time.clone(),
+            rules: d
+                .analysis
+                .changes
+                .iter()
+                .map(|c| c.rule.to_string())
+                .collect(),
+            recipients: d
+                .recipients
+                .iter()
+                .filter(|r| ledger.has(r))
+                .map(|r| r.to_ascii_lowercase())
+                .collect(),
+        };
+        if let Err(e) = feed_store::record_warning(table, call, group, &warning).await {
+            warn!(message_id, group, error = %e, "the early warning could not be recorded; the Config notification will tell it again");
+        }
+    }
     finish(result, &facts, &email.subject, ledger, services, invocation).await
 }
 
@@ -762,6 +1063,14 @@ struct Delivered {
     rejected: Vec<(String, SendError)>,
     /// Rejected recipients no one was told about (no fallback, or the fallback was rejected too).
     unreported: Vec<(String, SendError)>,
+}
+
+impl Delivered {
+    fn merge(&mut self, other: Delivered) {
+        self.ids.extend(other.ids);
+        self.rejected.extend(other.rejected);
+        self.unreported.extend(other.unreported);
+    }
 }
 
 /// Ledger name of the notice that tells the fallback recipient about rejected owners.
@@ -1086,6 +1395,12 @@ mod tests {
             s3,
             cloudtrail,
             config,
+            ec2: aws_sdk_ec2::Client::from_conf(
+                aws_sdk_ec2::Config::builder()
+                    .behavior_version_latest()
+                    .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+                    .build(),
+            ),
             dedupe: None,
             failure_queue: None,
             config_bucket: None,

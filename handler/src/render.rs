@@ -10,6 +10,7 @@ use html_escape::{encode_double_quoted_attribute, encode_text};
 
 use crate::actor::ActorLookup;
 use crate::decide::Decision;
+use crate::feed::time_of_day;
 use crate::rules::{Action, Change};
 use crate::severity::classify;
 
@@ -131,9 +132,34 @@ pub fn subject(d: &Decision) -> String {
     }
 }
 
-/// Who made the change, on one line.
-pub(crate) fn actor_text(actor: &ActorLookup) -> String {
+/// The "Changed by" line: who, from where, which calls.
+pub fn actor_text(actor: &ActorLookup) -> String {
     match actor {
+        // `arn:… from 203.0.113.7 (AuthorizeSecurityGroupIngress at 09:13:58Z); arn:… (…)`
+        ActorLookup::Feed(callers) if !callers.is_empty() => callers
+            .iter()
+            .map(|c| {
+                let mut s = one_line(&c.principal);
+                if let Some(ip) = &c.source_ip {
+                    let _ = write!(s, " from {}", one_line(ip));
+                }
+                let calls: Vec<String> = c
+                    .calls
+                    .iter()
+                    .map(|k| {
+                        one_line(&format!(
+                            "{} at {}",
+                            k.event_name,
+                            time_of_day(&k.event_time)
+                        ))
+                    })
+                    .collect();
+                let _ = write!(s, " ({})", calls.join(", "));
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        ActorLookup::Feed(_) => "unknown (the actor feed named no caller)".to_owned(),
         ActorLookup::Found(a) => {
             let mut s = one_line(a.arn.as_deref().unwrap_or("an unnamed principal"));
             if let Some(ip) = &a.source_ip {
@@ -404,6 +430,43 @@ mod tests {
         assert!(unknown
             .text
             .contains("Changed by: unknown (CloudTrail had no matching event)"));
+    }
+
+    #[test]
+    fn feed_callers_are_all_named_with_their_calls_and_escaped() {
+        use crate::feed::{CallRef, Caller};
+        let call = |name: &str, time: &str| CallRef {
+            event_name: name.into(),
+            event_time: time.into(),
+            request_id: None,
+            user_agent: None,
+        };
+        let actor = ActorLookup::Feed(vec![
+            Caller {
+                principal: "arn:aws:iam::111122223333:user/dept-b-admin".into(),
+                session_issuer: None,
+                session_name: None,
+                source_ip: Some("203.0.113.7".into()),
+                calls: vec![call(
+                    "AuthorizeSecurityGroupIngress",
+                    "2026-11-20T09:13:58Z",
+                )],
+            },
+            Caller {
+                principal: "arn:aws:sts::111122223333:assumed-role/Ops/<b>eve</b>".into(),
+                session_issuer: Some("arn:aws:iam::111122223333:role/Ops".into()),
+                session_name: Some("<b>eve</b>".into()),
+                source_ip: None,
+                calls: vec![
+                    call("CreateTags", "2026-11-20T09:14:01Z"),
+                    call("RevokeSecurityGroupIngress", "2026-11-20T09:14:02Z"),
+                ],
+            },
+        ]);
+        let email = render(&decision(fixture()), &actor);
+        assert!(email.text.contains("Changed by: arn:aws:iam::111122223333:user/dept-b-admin from 203.0.113.7 (AuthorizeSecurityGroupIngress at 09:13:58Z); arn:aws:sts::111122223333:assumed-role/Ops/<b>eve</b> (CreateTags at 09:14:01Z, RevokeSecurityGroupIngress at 09:14:02Z)\n"), "{}", email.text);
+        assert!(email.html.contains("user/dept-b-admin from 203.0.113.7 (AuthorizeSecurityGroupIngress at 09:13:58Z); arn:aws:sts::111122223333:assumed-role/Ops/&lt;b&gt;eve&lt;/b&gt;"), "{}", email.html);
+        assert!(!email.html.contains("<b>eve"));
     }
 
     #[test]

@@ -97,8 +97,11 @@ pub struct Settings {
     pub sender: String,
     /// Look up who made the change in CloudTrail.
     pub lookup_actor: bool,
-    /// DynamoDB table that makes repeated deliveries send one email.
+    /// DynamoDB table that makes repeated deliveries send one email; the actor feed lives there too.
     pub idempotency_table: Option<String>,
+    /// The severity at which a call from the actor feed is told to the owners at once
+    /// (`SGWATCH_EARLY_WARNING`: `critical`, the default, or `high`); `None` when `off`.
+    pub early_warning: Option<Severity>,
 }
 
 /// A setting that is missing or has a value the handler cannot use.
@@ -253,17 +256,37 @@ impl Settings {
             None => true,
         };
         let idempotency_table = non_empty(&get("SGWATCH_IDEMPOTENCY_TABLE")).map(str::to_owned);
+        let early_warning = match non_empty(&get("SGWATCH_EARLY_WARNING")) {
+            None => Some(Severity::Critical),
+            Some(v) => parse_early_warning(v)?,
+        };
         Ok(Settings {
             policy,
             sender,
             lookup_actor,
             idempotency_table,
+            early_warning,
         })
     }
 
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Settings, SettingsError> {
         Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// `critical`, `high` or `off`: lower levels would email for every medium-risk port the moment it
+/// is opened, which the Config notification minutes later does well enough.
+fn parse_early_warning(value: &str) -> Result<Option<Severity>, SettingsError> {
+    match value.to_ascii_lowercase().as_str() {
+        "critical" => Ok(Some(Severity::Critical)),
+        "high" => Ok(Some(Severity::High)),
+        "off" | "false" | "no" => Ok(None),
+        _ => Err(SettingsError::Invalid {
+            name: "SGWATCH_EARLY_WARNING",
+            value: value.to_owned(),
+            why: "expected critical, high or off".to_owned(),
+        }),
     }
 }
 
@@ -373,6 +396,21 @@ mod tests {
         assert_eq!(s.sender, "alerts@example.com");
         assert_eq!(s.policy, Policy::default());
         assert!(s.lookup_actor);
+        assert_eq!(s.early_warning, Some(Severity::Critical));
+    }
+
+    #[test]
+    fn early_warning_is_critical_high_or_off() {
+        let with = |v: &str| {
+            settings(&[
+                ("SGWATCH_SENDER", "alerts@example.com"),
+                ("SGWATCH_EARLY_WARNING", v),
+            ])
+        };
+        assert_eq!(with("HIGH").unwrap().early_warning, Some(Severity::High));
+        assert_eq!(with("off").unwrap().early_warning, None);
+        let err = with("medium").unwrap_err();
+        assert!(err.to_string().contains("SGWATCH_EARLY_WARNING"), "{err}");
     }
 
     #[test]
@@ -390,6 +428,7 @@ mod tests {
             ("SGWATCH_ALWAYS_NOTIFY_AT", "severe"),
             ("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES", "maybe"),
             ("SGWATCH_LOOKUP_ACTOR", "perhaps"),
+            ("SGWATCH_EARLY_WARNING", "always"),
             ("SGWATCH_RESOURCE_TYPES", "SecurityGroup"),
             ("SGWATCH_NOTIFY_TAG", "aws:reserved"),
             ("SGWATCH_BASELINE_UNTIL", "yesterday"),

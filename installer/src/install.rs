@@ -74,6 +74,11 @@ pub struct InstallArgs {
     // (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub reserved_concurrency: Option<u16>,
+    /// Send CloudTrail's security-group API calls to the handler, which then names who changed
+    /// a group at once and warns of the worst changes early (default: on when a CloudTrail trail
+    /// logs in the region)
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub actor_feed: Option<crate::actor_feed::OnOff>,
 }
 
 /// Why install or plan stopped. Each says what failed, where, and what to do.
@@ -223,13 +228,28 @@ async fn observe_and_plan(
     let topics = plan::topics(&observed.installed, source)?;
     observed.subscriptions = observe::subscriptions(config, &observed.installed, &topics).await?;
     observed.uploaded = observe::uploaded(config, &observed, &artifact).await?;
+    // Without the flag, the feed is on when a trail logs here (see actor_feed); why is reported.
+    // Asked after preflight and the zip check, so those fail before any CloudTrail call.
+    let mut args = args.clone();
+    let feed_default = match args.actor_feed {
+        Some(_) => None,
+        None => {
+            let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+            let (on, why) =
+                crate::actor_feed::default_for(&crate::actor_feed::trails(config).await, &region);
+            args.actor_feed = Some(on);
+            Some(why)
+        }
+    };
     let wanted = Wanted {
-        args: args.clone(),
+        args,
         checked,
         artifact,
         now: std::time::SystemTime::now(),
     };
-    let plan = plan::plan(&observed, &wanted)?;
+    let mut plan = plan::plan(&observed, &wanted)?;
+    plan.warnings
+        .extend(feed_default.filter(|w| w.starts_with("actor feed off")));
     Ok((observed, wanted, plan))
 }
 

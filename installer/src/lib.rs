@@ -11,6 +11,7 @@
 //! one concern: [`stack`], [`recorder`], [`artifacts`], [`topic`], [`package`], [`preflight`];
 //! [`aws`] holds the global flags, the caller's identity and the clients (with the call log).
 
+pub mod actor_feed;
 pub mod apply;
 pub mod artifacts;
 pub mod aws;

@@ -357,6 +357,13 @@ fn parameters(
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
         ),
+        (
+            "ActorFeed",
+            args.actor_feed
+                .unwrap_or(crate::actor_feed::OnOff::Off)
+                .as_str()
+                .to_owned(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -670,6 +677,7 @@ mod tests {
             source: None,
             extend_recorder: false,
             reserved_concurrency: None,
+            actor_feed: None,
         };
         let checked = args.check().expect("valid flags");
         Wanted {

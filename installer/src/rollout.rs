@@ -522,6 +522,8 @@ fn install_args(t: &Target, zip: Option<PathBuf>) -> InstallArgs {
         extend_recorder: s.extend_recorder.unwrap_or(false),
         // Not a fleet setting yet: each account's quota decides whether it can reserve.
         reserved_concurrency: None,
+        // Decided per account and region from its trails.
+        actor_feed: None,
     }
 }
 

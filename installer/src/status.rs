@@ -169,7 +169,7 @@ impl Seen {
         }
     }
 
-    fn output(&self, key: &str) -> Option<&str> {
+    pub(crate) fn output(&self, key: &str) -> Option<&str> {
         self.outputs.get(key).map(String::as_str)
     }
 }
@@ -192,6 +192,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
     let seen = look(args, config).await?;
     let mut checks: Vec<Check> = LINKS.iter().flat_map(|link| link(&seen)).collect();
     checks.extend(crate::destinations::checks(config, &seen.params).await);
+    checks.extend(crate::actor_feed::check(config, &seen).await);
     Ok(Status {
         account: seen.place.account.clone(),
         region: seen.place.region.clone(),

@@ -25,7 +25,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
 use aws_smithy_types::{Blob, DateTime};
 use serde_json::Value;
-use sgwatch_synth::{self as synth, Capture};
+use sgwatch_synth::{self as synth, cloudtrail, Capture};
 use tokio::process::{Child, Command};
 
 use crate::capture::{CaptureServer, Captured};
@@ -159,9 +159,16 @@ pub struct Outcome {
     pub tagged_group: String,
     /// The untagged group whose change must send nothing.
     pub untagged_group: String,
+    /// What the handler returned for Department B's call, delivered as CloudTrail's EventBridge
+    /// event (the actor feed) before Config's notification.
+    pub feed_invocation: Value,
+    /// Whether the deployed function warns early (`SGWATCH_EARLY_WARNING` not `off`).
+    pub early_warning: bool,
+    /// Who Department B is: the ARN its calls were made as.
+    pub dept_b_arn: String,
     /// What the handler returned for the RDP change (`{records, sent, skipped, failed}`).
     pub rdp_invocation: Value,
-    /// The email(s) the RDP change sent.
+    /// The email(s) the RDP change sent, from the feed event and the notification together.
     pub emails: Vec<SentEmail>,
     /// What the RDP change posted to Department A's Slack channel (the capture server).
     pub slack_posts: Vec<Captured>,
@@ -215,6 +222,16 @@ impl Outcome {
                 let text = email.text.as_deref().unwrap_or_default();
                 if !text.contains("+ingress tcp/3389 from 0.0.0.0/0") {
                     problems.push("the text does not show +ingress tcp/3389 from 0.0.0.0/0".into());
+                }
+                if !text.contains(&format!("Changed by: {} from ", self.dept_b_arn)) {
+                    problems.push(format!(
+                        "the email does not say the change was made by {}",
+                        self.dept_b_arn
+                    ));
+                }
+                if self.early_warning && !text.contains("Early warning") {
+                    problems
+                        .push("early warning is on but the email is not the early warning".into());
                 }
             }
             emails => problems.push(format!(
@@ -384,6 +401,12 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         existing[EXISTING_GROUPS - 1]
     ));
 
+    n.step("The account's CloudTrail trail logs management events in every region");
+    let trail = trail(&config).await?;
+    n.say(format!(
+        "trail {trail} is logging: install turns the actor feed on by default"
+    ));
+
     n.step("sgwatch install");
     let before_install = Inventory::take(&config).await?;
     let install = install(programs, moto).await?;
@@ -454,12 +477,39 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
     n.say(format!("ingress: {}", ingress_summary(&before)));
 
     n.step("Department B reuses the group and opens RDP (tcp/3389) to the internet");
-    authorize(&ec2, &tagged_group, 3389).await?;
+    let (dept_b, dept_b_arn) = dept_b(moto, &config).await?;
+    let called_at = DateTime::from(SystemTime::now());
+    let request_id = authorize(&dept_b, &tagged_group, 3389).await?;
     let after = synth::describe(&ec2, &tagged_group).await?;
     n.say(format!(
-        "AuthorizeSecurityGroupIngress {tagged_group} tcp/3389 from 0.0.0.0/0"
+        "AuthorizeSecurityGroupIngress {tagged_group} tcp/3389 from 0.0.0.0/0, as {dept_b_arn}"
     ));
     n.say(format!("ingress: {}", ingress_summary(&after)));
+
+    n.step("CloudTrail's record of that call, as EventBridge hands it to the Lambda seconds later");
+    let call = cloudtrail::Call {
+        event_name: "AuthorizeSecurityGroupIngress".to_owned(),
+        request_parameters: cloudtrail::authorize_ingress_parameters(
+            &tagged_group,
+            &[open_to_the_world(3389)],
+        ),
+        response_elements: serde_json::json!({"_return": true}),
+        request_id,
+        region: REGION.to_owned(),
+        time: called_at,
+    };
+    let who = cloudtrail::Identity {
+        arn: dept_b_arn.clone(),
+        account: ACCOUNT.to_owned(),
+        // The call came from this machine.
+        source_ip: "127.0.0.1".to_owned(),
+        user_agent: "aws-sdk-rust".to_owned(),
+    };
+    let feed_event = cloudtrail::api_call_event(&call, &who)?;
+    let feed_file = programs.work_dir.join("rdp-opened.cloudtrail-event.json");
+    std::fs::write(&feed_file, serde_json::to_vec_pretty(&feed_event)?)
+        .with_context(|| format!("writing {}", feed_file.display()))?;
+    n.say(format!("written to {}", feed_file.display()));
 
     n.step("AWS Config's notification of the change, as SNS hands it to the Lambda");
     let (rdp_event, rdp_file) = notification(programs, &before, &after, "rdp-opened")?;
@@ -489,15 +539,39 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         n.say(format!("    {key}={value}"));
     }
 
-    n.step("Config delivers the notification; the handler runs");
+    let early_warning = function_env
+        .get("SGWATCH_EARLY_WARNING")
+        .is_none_or(|v| !v.eq_ignore_ascii_case("off"));
+    n.step(format!(
+        "EventBridge delivers CloudTrail's event of the call; the handler records who (early warning {})",
+        if early_warning { "on" } else { "off" }
+    ));
     let mail_before = moto.ses_messages().await.len();
+    let started = Instant::now();
+    let feed_invocation = emulator.invoke(&config, &feed_event).await?;
+    n.say(format!(
+        "handler returned {feed_invocation} in {} ms",
+        started.elapsed().as_millis()
+    ));
+
+    n.step("Config delivers the notification minutes later; the handler runs");
+    let started = Instant::now();
     let rdp_invocation = emulator.invoke(&config, &rdp_event).await?;
-    n.say(format!("handler returned {rdp_invocation}"));
+    n.say(format!(
+        "handler returned {rdp_invocation} in {} ms",
+        started.elapsed().as_millis()
+    ));
 
     n.step("Department A's inbox (moto's SES)");
     let all = moto
         .wait_for_ses_messages(mail_before + 1, MAIL_TIMEOUT)
         .await;
+    // Both invocations have returned: whatever they sent is in SES.
+    let all = if all.len() > mail_before + 1 {
+        all
+    } else {
+        moto.ses_messages().await
+    };
     let emails: Vec<SentEmail> = all[mail_before..].to_vec();
     for email in &emails {
         n.say(format!("From:    {}", email.source));
@@ -623,6 +697,9 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         function_env,
         tagged_group,
         untagged_group,
+        feed_invocation,
+        early_warning,
+        dept_b_arn,
         rdp_invocation,
         emails,
         slack_posts,
@@ -800,22 +877,96 @@ async fn create_group(
         .ok_or_else(|| anyhow!("CreateSecurityGroup {name} returned no group id"))
 }
 
-/// Allows tcp/`port` from anywhere into `group`.
-async fn authorize(ec2: &aws_sdk_ec2::Client, group: &str, port: i32) -> Result<()> {
-    ec2.authorize_security_group_ingress()
+/// A multi-region trail that is logging, as most accounts (and every AWS Control Tower one) have;
+/// its bucket is the trail's own. Returns the trail's name.
+async fn trail(config: &SdkConfig) -> Result<String> {
+    let name = "org-trail";
+    let bucket = format!("sgwatch-demo-trail-{ACCOUNT}");
+    sgwatch_handler::aws::s3_client(config)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .with_context(|| format!("creating the trail's bucket {bucket}"))?;
+    let ct = aws_sdk_cloudtrail::Client::new(config);
+    ct.create_trail()
+        .name(name)
+        .s3_bucket_name(&bucket)
+        .is_multi_region_trail(true)
+        .send()
+        .await
+        .with_context(|| format!("creating trail {name}"))?;
+    ct.start_logging()
+        .name(name)
+        .send()
+        .await
+        .with_context(|| format!("starting trail {name}"))?;
+    Ok(name.to_owned())
+}
+
+/// tcp/`port` from anywhere.
+fn open_to_the_world(port: i32) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(port)
+        .to_port(port)
+        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+        .build()
+}
+
+/// Allows tcp/`port` from anywhere into `group`; returns EC2's request id.
+async fn authorize(ec2: &aws_sdk_ec2::Client, group: &str, port: i32) -> Result<String> {
+    use aws_sdk_ec2::operation::RequestId;
+    let out = ec2
+        .authorize_security_group_ingress()
         .group_id(group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(port)
-                .to_port(port)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
+        .ip_permissions(open_to_the_world(port))
         .send()
         .await
         .with_context(|| format!("allowing tcp/{port} from 0.0.0.0/0 into {group}"))?;
-    Ok(())
+    Ok(out.request_id().unwrap_or_default().to_owned())
+}
+
+/// Department B's administrator, an IAM user of the account: an EC2 client acting as it, and the
+/// ARN `sts:GetCallerIdentity` gives for it (what CloudTrail records as the caller).
+async fn dept_b(moto: &Moto, config: &SdkConfig) -> Result<(aws_sdk_ec2::Client, String)> {
+    let iam = aws_sdk_iam::Client::new(config);
+    iam.create_user()
+        .user_name("dept-b-admin")
+        .send()
+        .await
+        .context("creating IAM user dept-b-admin")?;
+    let key = iam
+        .create_access_key()
+        .user_name("dept-b-admin")
+        .send()
+        .await
+        .context("creating an access key for dept-b-admin")?;
+    let key = key
+        .access_key()
+        .ok_or_else(|| anyhow!("CreateAccessKey returned no key"))?;
+    let as_dept_b = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(&moto.endpoint)
+        .http_client(sgwatch_handler::aws::http_client())
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            key.access_key_id(),
+            key.secret_access_key(),
+            None,
+            None,
+            "dept-b-admin",
+        ))
+        .load()
+        .await;
+    let arn = aws_sdk_sts::Client::new(&as_dept_b)
+        .get_caller_identity()
+        .send()
+        .await
+        .context("asking STS who dept-b-admin is")?
+        .arn()
+        .ok_or_else(|| anyhow!("GetCallerIdentity returned no ARN"))?
+        .to_owned();
+    Ok((aws_sdk_ec2::Client::new(&as_dept_b), arn))
 }
 
 /// `tcp/80 from 0.0.0.0/0, tcp/3389 from 0.0.0.0/0`.

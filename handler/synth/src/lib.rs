@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use sgwatch_handler::message::ITEM_CHANGE;
 
+pub mod cloudtrail;
 pub mod ec2;
 
 pub use ec2::{configuration_from_ec2, describe, DescribeError};

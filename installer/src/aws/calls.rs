@@ -124,6 +124,7 @@ macro_rules! clients {
 
 clients!(
     cloudformation => aws_sdk_cloudformation,
+    cloudtrail => aws_sdk_cloudtrail,
     configservice => aws_sdk_config,
     ec2 => aws_sdk_ec2,
     eventbridge => aws_sdk_eventbridge,

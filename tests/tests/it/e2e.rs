@@ -52,9 +52,21 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         outcome.function_env
     );
 
+    // Department B's call reached the handler as CloudTrail's event before Config's notification:
+    // install turned the actor feed on, so its early warning told Department A at once, and the
+    // notification that followed had nothing new to say. Exactly one email in all.
+    assert!(
+        outcome.early_warning,
+        "install did not turn the actor feed on though a trail logs: {:?}",
+        outcome.function_env
+    );
+    assert_eq!(
+        outcome.feed_invocation,
+        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0, "parked": 0, "recorded": 1})
+    );
     assert_eq!(
         outcome.rdp_invocation,
-        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0, "parked": 0})
+        json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0, "parked": 0})
     );
     let [email] = outcome.emails.as_slice() else {
         panic!(
@@ -83,6 +95,19 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
     );
     // Port 80 was there before the change: it is not news.
     assert!(!text.contains("tcp/80"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Changed by: {} from 127.0.0.1 (AuthorizeSecurityGroupIngress at ",
+            outcome.dept_b_arn
+        )),
+        "{text}"
+    );
+    assert!(
+        outcome.dept_b_arn.ends_with(":user/dept-b-admin"),
+        "{}",
+        outcome.dept_b_arn
+    );
+    assert!(text.starts_with("NOTE: Early warning:"), "{text}");
 
     assert_eq!(
         outcome.untagged_invocation,
@@ -165,6 +190,11 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
     // status, skips the stack's EventInvokeConfig, has no SES GetAccount, and answers IAM's
     // simulator with 500).
     let status = outcome.status.as_ref().expect("status ran");
+    assert!(
+        status.stdout.contains("actor feed"),
+        "status says nothing of the actor feed: {}",
+        status.stdout
+    );
     let beyond_moto = [
         "last delivery to the topic",
         "failures go to the queue",

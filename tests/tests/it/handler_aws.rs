@@ -45,7 +45,8 @@ async fn sns_event_sends_the_owner_an_email_through_ses() {
             sent: 1,
             skipped: 0,
             parked: 0,
-            failed: 0
+            failed: 0,
+            recorded: 0
         }
     );
 
@@ -94,7 +95,8 @@ async fn untagged_group_and_other_message_types_send_nothing() {
             sent: 0,
             skipped: 3,
             parked: 0,
-            failed: 0
+            failed: 0,
+            recorded: 0
         }
     );
     assert!(moto.ses_messages().await.is_empty());

@@ -21,7 +21,12 @@ const TABLE: &str = "sgwatch-IdempotencyTable-ABC123";
 fn handler_policy() -> String {
     let r = Resolver::new(
         "sgwatch",
-        &[("Sender", SENDER), ("SenderIdentity", "example.com")],
+        &[
+            ("Sender", SENDER),
+            ("SenderIdentity", "example.com"),
+            // With the actor feed, the role reads groups' tags for early warnings.
+            ("ActorFeed", "on"),
+        ],
     );
     let policies = props("HandlerRole")["Policies"].as_array().unwrap();
     assert_eq!(policies.len(), 1, "one inline policy");
@@ -159,6 +164,48 @@ async fn the_handler_role_allows_the_handlers_calls_and_nothing_beside() {
         "{denied}"
     );
     assert_eq!(moto.ses_messages().await.len(), 1);
+
+    // The actor feed: the call recorded, read back for a notification, the group's tags read for
+    // an early warning; and no write to EC2.
+    use sgwatch_handler::feed::ApiCall;
+    let ec2 = aws_sdk_ec2::Client::new(&handler);
+    let group = sgwatch_handler::groups::describe(&ec2, "sg-0123456789abcdef0").await;
+    assert!(matches!(group, Ok(None)), "{group:?}");
+    assert!(
+        ec2.create_security_group()
+            .group_name("x")
+            .description("x")
+            .send()
+            .await
+            .is_err(),
+        "the handler only reads EC2"
+    );
+    let feed_table = sgwatch_handler::dedupe::Dedupe {
+        client: aws_sdk_dynamodb::Client::new(&handler),
+        table: TABLE.to_owned(),
+    };
+    let call: ApiCall = serde_json::from_value(serde_json::json!({
+        "event_id": "e-1", "event_name": "AuthorizeSecurityGroupIngress",
+        "event_time": "2026-11-20T09:13:58Z", "account": ACCOUNT, "region": REGION,
+        "principal_arn": "arn:aws:iam::123456789012:user/dept-b-admin",
+        "group_ids": ["sg-0123456789abcdef0"]
+    }))
+    .unwrap();
+    sgwatch_handler::feed_store::record(&feed_table, &call)
+        .await
+        .unwrap_or_else(|e| panic!("the handler could not record the call: {e}"));
+    let t = call.time_secs().unwrap();
+    let feed = sgwatch_handler::feed_store::window(
+        &feed_table,
+        ACCOUNT,
+        REGION,
+        "sg-0123456789abcdef0",
+        t - 60,
+        t + 60,
+    )
+    .await
+    .unwrap();
+    assert_eq!(feed.calls, [call]);
 
     // The idempotency table through the handler's own calls (claim, ledger, sent, release).
     use sgwatch_handler::dedupe::{Claim, Dedupe};

@@ -5,6 +5,7 @@ mod delivery;
 mod destinations;
 mod e2e;
 mod email_browser;
+mod feed;
 mod handler_aws;
 mod harness;
 mod iam_enforced;

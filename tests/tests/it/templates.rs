@@ -256,6 +256,18 @@ fn parameters_match_the_installer_contract() {
             Some(&["sns", "eventbridge"]),
         ),
         ("ReservedConcurrency", "String", Some(json!("")), None),
+        (
+            "ActorFeed",
+            "String",
+            Some(json!("off")),
+            Some(&["on", "off"]),
+        ),
+        (
+            "EarlyWarning",
+            "String",
+            Some(json!("critical")),
+            Some(&["critical", "high", "off"]),
+        ),
         ("LogRetentionDays", "Number", Some(json!(30)), None),
     ];
     let params = template()["Parameters"]
@@ -308,6 +320,8 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("EventRule", "AWS::Events::Rule"),
         ("EventRulePermission", "AWS::Lambda::Permission"),
         ("InvokeConfig", "AWS::Lambda::EventInvokeConfig"),
+        ("ActorFeedRule", "AWS::Events::Rule"),
+        ("ActorFeedPermission", "AWS::Lambda::Permission"),
     ];
     for (id, kind) in expected {
         assert_eq!(resource(id)["Type"], kind, "type of {id}");
@@ -335,6 +349,7 @@ fn outputs_match_the_installer_contract() {
         ("IdempotencyTableName", r#ref("IdempotencyTable")),
         ("LogGroupName", r#ref("LogGroup")),
         ("SenderIdentity", r#ref("SenderIdentity")),
+        ("ActorFeedRuleName", r#ref("ActorFeedRule")),
     ];
     for (name, value) in expected {
         assert_eq!(template()["Outputs"][name]["Value"], value, "output {name}");
@@ -571,14 +586,16 @@ fn no_allow_statement_grants_a_wildcard_action() {
 
 #[test]
 fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
-    // LookupEvents and GetResourceConfigHistory have no resource-level permissions; everything
-    // else names its resource.
+    // LookupEvents, GetResourceConfigHistory and DescribeSecurityGroups have no resource-level
+    // permissions; everything else names its resource.
     for (place, doc) in policy_documents() {
         for s in statements(doc).into_iter().filter(|s| is_allow(s)) {
             if list(&s["Resource"]).iter().any(|r| *r == "*") {
                 let a = actions(s);
                 assert!(
-                    a == ["cloudtrail:LookupEvents"] || a == ["config:GetResourceConfigHistory"],
+                    a == ["cloudtrail:LookupEvents"]
+                        || a == ["config:GetResourceConfigHistory"]
+                        || a == ["ec2:DescribeSecurityGroups"],
                     "{place}: Resource \"*\" for {a:?}"
                 );
             }
@@ -653,6 +670,8 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         // handler_reads_exactly_the_destination_parameters.
         ("ssm:GetParameter", Value::Null),
         ("kms:Decrypt", r#ref("DestinationKmsKeyArn")),
+        // Early warning reads the group's tags; only with the actor feed (see below).
+        ("ec2:DescribeSecurityGroups", json!("*")),
     ];
     let granted: BTreeSet<_> = role_allows("HandlerRole")
         .into_iter()
@@ -707,7 +726,23 @@ fn every_lambda_permission_names_its_source_by_arn_and_sets_no_source_account() 
     }
     // Map order depends on serde_json's `preserve_order` feature, which the workspace may unify on.
     seen.sort_unstable();
-    assert_eq!(seen, ["EventRulePermission", "SnsPermission"]);
+    assert_eq!(
+        seen,
+        [
+            "ActorFeedPermission",
+            "EventRulePermission",
+            "SnsPermission"
+        ]
+    );
+    assert_eq!(resource("ActorFeedPermission")["Condition"], "ActorFeedOn");
+    assert_eq!(
+        props("ActorFeedPermission")["Principal"],
+        "events.amazonaws.com"
+    );
+    assert_eq!(
+        props("ActorFeedPermission")["SourceArn"],
+        get_att("ActorFeedRule", "Arn")
+    );
 
     assert_eq!(resource("SnsPermission")["Condition"], "SourceIsSns");
     assert_eq!(props("SnsPermission")["Principal"], "sns.amazonaws.com");
@@ -793,6 +828,10 @@ fn function_gets_every_setting_from_the_parameters() {
         ("SGWATCH_IDEMPOTENCY_TABLE", r#ref("IdempotencyTable")),
         ("SGWATCH_FAILURE_QUEUE_URL", r#ref("FailureQueue")),
         ("SGWATCH_CONFIG_BUCKET", r#ref("ConfigBucket")),
+        (
+            "SGWATCH_EARLY_WARNING",
+            json!({"Fn::If": ["ActorFeedOn", r#ref("EarlyWarning"), "off"]}),
+        ),
         ("RUST_LOG", json!("info")),
     ];
     for (name, value) in &expected {
@@ -1241,6 +1280,110 @@ async fn eventbridge_matches_full_and_oversized_items_of_watched_types_only() {
             .await
             .unwrap_or_else(|e| panic!("TestEventPattern: {e:?}\n{}", moto.log()));
         assert_eq!(out.result(), expected, "{detail}");
+    }
+}
+
+/// The actor feed's events (`tests/fixtures/cloudtrail/`), as EventBridge delivers them.
+fn cloudtrail_fixture(name: &str) -> Value {
+    sgwatch_tests::fixture(&format!("cloudtrail/{name}"))
+}
+
+#[test]
+fn the_actor_feed_rule_sends_security_group_calls_to_the_function_when_on() {
+    assert_eq!(resource("ActorFeedRule")["Condition"], "ActorFeedOn");
+    assert_eq!(
+        template()["Conditions"]["ActorFeedOn"],
+        json!({"Fn::Equals": [r#ref("ActorFeed"), "on"]})
+    );
+    let p = props("ActorFeedRule");
+    assert_eq!(p["EventPattern"]["source"], json!(["aws.ec2"]));
+    assert_eq!(
+        p["EventPattern"]["detail-type"],
+        json!(["AWS API Call via CloudTrail"])
+    );
+    assert_eq!(
+        p["EventPattern"]["detail"]["eventSource"],
+        json!(["ec2.amazonaws.com"])
+    );
+    // Every call the handler records is in the pattern, and nothing else.
+    let or = list(&p["EventPattern"]["detail"]["$or"]);
+    let named: BTreeSet<&str> = or
+        .iter()
+        .flat_map(|branch| strings(&branch["eventName"]))
+        .collect();
+    assert_eq!(
+        named,
+        sgwatch_handler::actor::SECURITY_GROUP_EVENTS
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        or[1]["requestParameters"]["resourcesSet"]["items"]["resourceId"],
+        json!([{"prefix": "sg-"}])
+    );
+    let targets = list(&p["Targets"]);
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"], get_att("Function", "Arn"));
+    assert_eq!(
+        targets[0]["DeadLetterConfig"]["Arn"],
+        get_att("FailureQueue", "Arn")
+    );
+    let dead_letter = statement(
+        &props("FailureQueuePolicy")["PolicyDocument"],
+        "ActorFeedDeadLetter",
+    );
+    assert_eq!(dead_letter["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(
+        dead_letter["Condition"]["ArnEquals"]["aws:SourceArn"],
+        get_att("ActorFeedRule", "Arn")
+    );
+
+    // Off (the template's default): no ec2 permission, and the handler warns no one early.
+    let role = |feed: &str| {
+        Resolver::new("sgwatch", &[("ActorFeed", feed)]).resolve(&props("HandlerRole")["Policies"])
+    };
+    let describes = |policies: &Value| policies.to_string().contains("ec2:DescribeSecurityGroups");
+    assert!(!describes(&role("off")));
+    assert!(describes(&role("on")));
+    let early = |feed: &str| {
+        Resolver::new("sgwatch", &[("ActorFeed", feed)])
+            .resolve(&props("Function")["Environment"]["Variables"]["SGWATCH_EARLY_WARNING"])
+    };
+    assert_eq!(early("off"), "off");
+    assert_eq!(early("on"), "critical");
+}
+
+#[tokio::test]
+async fn eventbridge_sends_the_feed_security_group_calls_and_tag_calls_on_groups_only() {
+    let moto = sgwatch_tests::Moto::start();
+    let events = aws_sdk_eventbridge::Client::new(&moto.sdk_config(None).await);
+    let pattern = Resolver::new("sgwatch", &[("ActorFeed", "on")])
+        .resolve(&props("ActorFeedRule")["EventPattern"])
+        .to_string();
+    let mut on_an_instance = cloudtrail_fixture("create-tags.json");
+    on_an_instance["detail"]["requestParameters"]["resourcesSet"]["items"] =
+        json!([{"resourceId": "i-0123456789abcdef0"}]);
+    let mut other_call = cloudtrail_fixture("authorize-ingress-iam-user.json");
+    other_call["detail"]["eventName"] = json!("RunInstances");
+    let mut other_service = cloudtrail_fixture("authorize-ingress-iam-user.json");
+    other_service["detail"]["eventSource"] = json!("rds.amazonaws.com");
+    for (event, expected) in [
+        (cloudtrail_fixture("authorize-ingress-iam-user.json"), true),
+        (cloudtrail_fixture("authorize-ingress-sso-role.json"), true),
+        (cloudtrail_fixture("authorize-ingress-failed.json"), true),
+        (cloudtrail_fixture("create-tags.json"), true),
+        (on_an_instance, false),
+        (other_call, false),
+        (other_service, false),
+    ] {
+        let out = events
+            .test_event_pattern()
+            .event_pattern(&pattern)
+            .event(event.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("TestEventPattern: {e:?}\n{}", moto.log()));
+        assert_eq!(out.result(), expected, "{}", &event["detail"]["eventName"]);
     }
 }
 

@@ -1,0 +1,611 @@
+//! The actor feed: CloudTrail's `AWS API Call via CloudTrail` events for security-group calls,
+//! which EventBridge delivers to the account's default bus seconds after each call (CloudTrail's
+//! event history, which `LookupEvents` reads, lags by minutes and AWS Config often notifies first).
+//!
+//! This module is pure: it reads one event into an [`ApiCall`] (who called what on which groups,
+//! and which ingress rules the call asked for) and, when a Config notification is decided, picks
+//! the calls that made the change ([`callers`]). Storing the calls is `feed_store`'s concern.
+//!
+//! The envelope and `detail` fields are AWS's: "Events from AWS services delivered via AWS
+//! CloudTrail" (EventBridge user guide, eb-service-event-cloudtrail) and "CloudTrail record
+//! contents for management, data, and network activity events" (CloudTrail user guide,
+//! cloudtrail-event-reference-record-contents). EC2's `requestParameters` are the Query API's
+//! parameters in lower camel case, lists as `{"items": [...]}` (`ipPermissions.items[]`,
+//! `ipRanges.items[]`, `resourcesSet.items[]`), as in CloudTrail's EC2 log examples.
+
+use std::collections::BTreeSet;
+
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::actor::SECURITY_GROUP_EVENTS;
+use crate::decide::Analysis;
+use crate::rules::{Action, Change, Direction, RuleSet};
+
+/// The `detail-type` of CloudTrail's management events on EventBridge.
+pub const DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+/// The `source` of EC2's events.
+pub const SOURCE: &str = "aws.ec2";
+/// The `detail.eventSource` of EC2's API calls.
+pub const EVENT_SOURCE: &str = "ec2.amazonaws.com";
+
+/// How far before the capture time a call is taken as part of the change. AWS Config records a
+/// change within minutes of the call; a wider window would name the callers of an earlier change.
+pub const LOOK_BACK_SECS: i64 = 15 * 60;
+/// A call's time is CloudTrail's clock, the capture time Config's: allow them a minute apart.
+pub const LOOK_AHEAD_SECS: i64 = 60;
+
+/// One security-group API call, as the feed keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiCall {
+    /// CloudTrail's `eventID`: one per call, the same in every delivery of it.
+    pub event_id: String,
+    pub event_name: String,
+    /// `eventTime`, RFC 3339 (`2026-11-20T09:13:58Z`).
+    pub event_time: String,
+    /// The account the call acted in (`recipientAccountId`, else the envelope's `account`).
+    pub account: String,
+    pub region: String,
+    /// `userIdentity.arn`: the user, or for an assumed role its session
+    /// (`arn:aws:sts::…:assumed-role/ROLE/SESSION`).
+    #[serde(default)]
+    pub principal_arn: Option<String>,
+    /// `userIdentity.type`: `IAMUser`, `AssumedRole`, `Root`, `AWSService`, …
+    #[serde(default)]
+    pub identity_type: Option<String>,
+    /// For an assumed role: the role that issued the session (`sessionContext.sessionIssuer.arn`).
+    #[serde(default)]
+    pub session_issuer: Option<String>,
+    /// For an assumed role: the session name (an SSO user's name, a pipeline's run id).
+    #[serde(default)]
+    pub session_name: Option<String>,
+    #[serde(default)]
+    pub source_ip: Option<String>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// `requestID`: EC2's request id, as the caller saw it.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// `errorCode` of a call that failed (`Client.UnauthorizedOperation`, `Client.DryRunOperation`).
+    #[serde(default)]
+    pub error_code: Option<String>,
+    /// The security groups the call names.
+    pub group_ids: Vec<String>,
+    /// The rules an `Authorize…` or `Revoke…` call names, as `ingress tcp/3389 from 0.0.0.0/0`:
+    /// a change that added or removed none of them was not this call's doing.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// The ingress rules the call asks to add (`Authorize…Ingress`); not stored.
+    #[serde(skip)]
+    pub requested: Vec<Change>,
+}
+
+impl ApiCall {
+    /// A call that failed changed nothing.
+    pub fn failed(&self) -> bool {
+        self.error_code.as_deref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// `eventTime` in seconds since the epoch.
+    pub fn time_secs(&self) -> Option<i64> {
+        DateTime::from_str(&self.event_time, Format::DateTimeWithOffset)
+            .ok()
+            .map(|t| t.secs())
+    }
+
+    /// Who called, for people: the principal ARN, else the session issuer, else the type.
+    pub fn caller(&self) -> String {
+        self.principal_arn
+            .clone()
+            .or_else(|| self.session_issuer.clone())
+            .or_else(|| self.identity_type.clone())
+            .unwrap_or_else(|| "an unnamed principal".to_owned())
+    }
+}
+
+/// Why an event could not be read as a security-group API call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FeedError {
+    #[error("the CloudTrail event has no {0}")]
+    Missing(&'static str),
+    #[error("the CloudTrail event is from {0}, not {EVENT_SOURCE}")]
+    OtherService(String),
+    #[error("{0} is not a security-group call sgwatch records")]
+    OtherCall(String),
+    #[error("the {0} call names no security group")]
+    NoGroup(String),
+}
+
+/// True for an EventBridge event of CloudTrail's `AWS API Call via CloudTrail` type.
+pub fn is_api_call_event(event: &Value) -> bool {
+    event.get("detail-type").and_then(Value::as_str) == Some(DETAIL_TYPE)
+}
+
+/// Reads an EventBridge `AWS API Call via CloudTrail` event.
+pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let detail = event
+        .get("detail")
+        .filter(|d| d.is_object())
+        .ok_or(FeedError::Missing("detail"))?;
+    let event_source = text(detail, "eventSource").ok_or(FeedError::Missing("eventSource"))?;
+    if event_source != EVENT_SOURCE {
+        return Err(FeedError::OtherService(event_source));
+    }
+    let event_name = text(detail, "eventName").ok_or(FeedError::Missing("eventName"))?;
+    if !SECURITY_GROUP_EVENTS.contains(&event_name.as_str()) {
+        return Err(FeedError::OtherCall(event_name));
+    }
+    let event_id = text(detail, "eventID").ok_or(FeedError::Missing("eventID"))?;
+    let event_time = text(detail, "eventTime")
+        .or_else(|| text(event, "time"))
+        .filter(|t| DateTime::from_str(t, Format::DateTimeWithOffset).is_ok())
+        .ok_or(FeedError::Missing("readable eventTime"))?;
+    let account = text(detail, "recipientAccountId")
+        .or_else(|| text(event, "account"))
+        .ok_or(FeedError::Missing("account"))?;
+    let region = text(detail, "awsRegion")
+        .or_else(|| text(event, "region"))
+        .ok_or(FeedError::Missing("awsRegion"))?;
+    let request = detail.get("requestParameters").unwrap_or(&Value::Null);
+    let response = detail.get("responseElements").unwrap_or(&Value::Null);
+    let group_ids = group_ids(request, response);
+    if group_ids.is_empty() {
+        return Err(FeedError::NoGroup(event_name));
+    }
+    let identity = detail.get("userIdentity").unwrap_or(&Value::Null);
+    let session_issuer = identity
+        .get("sessionContext")
+        .and_then(|c| c.get("sessionIssuer"))
+        .and_then(|i| text(i, "arn"));
+    // An assumed role's principalId is `ROLEID:SESSION` (CloudTrail userIdentity element).
+    let session_name = session_issuer.as_ref().and_then(|_| {
+        text(identity, "principalId")
+            .and_then(|p| p.split_once(':').map(|(_, s)| s.to_owned()))
+            .filter(|s| !s.is_empty())
+    });
+    let direction = if event_name.ends_with("Ingress") {
+        Direction::Ingress
+    } else {
+        Direction::Egress
+    };
+    let named = if event_name.starts_with("Authorize") || event_name.starts_with("Revoke") {
+        requested_rules(request, direction)
+    } else {
+        Vec::new()
+    };
+    let rules = named.iter().map(|c| c.rule.to_string()).collect();
+    let requested = if event_name.starts_with("Authorize") && direction == Direction::Ingress {
+        named
+    } else {
+        Vec::new()
+    };
+    Ok(ApiCall {
+        event_id,
+        event_name,
+        event_time,
+        account,
+        region,
+        principal_arn: text(identity, "arn"),
+        identity_type: text(identity, "type"),
+        session_issuer,
+        session_name,
+        source_ip: text(detail, "sourceIPAddress"),
+        user_agent: text(detail, "userAgent"),
+        request_id: text(detail, "requestID"),
+        error_code: text(detail, "errorCode"),
+        group_ids,
+        rules,
+        requested,
+    })
+}
+
+/// The groups a call names: `groupId` (or, in the `…Request`-wrapped shapes of the newer calls,
+/// `GroupId`), the `sg-` resources of a tag call, and the group a call made or named by name
+/// (`responseElements.groupId`, `securityGroupRuleSet.items[].groupId`). A rule's source group
+/// (`ipPermissions.items[].groups`) is not a group the call changed.
+fn group_ids(request: &Value, response: &Value) -> Vec<String> {
+    let mut ids = BTreeSet::new();
+    let mut add = |v: Option<&Value>| {
+        if let Some(id) = v.and_then(Value::as_str).filter(|s| s.starts_with("sg-")) {
+            ids.insert(id.to_owned());
+        }
+    };
+    let wrapped = request
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.values())
+        .filter(|v| v.is_object());
+    for scope in std::iter::once(request).chain(wrapped) {
+        add(scope.get("groupId"));
+        add(scope.get("GroupId"));
+    }
+    for item in items(&request["resourcesSet"]) {
+        add(item.get("resourceId"));
+    }
+    add(response.get("groupId"));
+    for item in items(&response["securityGroupRuleSet"]) {
+        add(item.get("groupId"));
+    }
+    ids.into_iter().collect()
+}
+
+/// `{"items": [...]}`, as the EC2 Query API's lists appear in CloudTrail.
+fn items(list: &Value) -> impl Iterator<Item = &Value> {
+    list.get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// The rules an `Authorize…` or `Revoke…` call names, as atomic rules (added): `ipPermissions`,
+/// or the older single-rule form (`cidrIp`, `ipProtocol`, `fromPort`, `toPort`).
+fn requested_rules(request: &Value, direction: Direction) -> Vec<Change> {
+    let list = |v: &Value| Value::Array(items(v).cloned().collect());
+    let mut permissions: Vec<Value> = items(&request["ipPermissions"])
+        .map(|p| {
+            json!({
+                "ipProtocol": p.get("ipProtocol"),
+                "fromPort": p.get("fromPort"),
+                "toPort": p.get("toPort"),
+                "ipv4Ranges": list(&p["ipRanges"]),
+                "ipv6Ranges": list(&p["ipv6Ranges"]),
+                "userIdGroupPairs": list(&p["groups"]),
+                "prefixListIds": list(&p["prefixListIds"]),
+            })
+        })
+        .collect();
+    if let Some(cidr) = request.get("cidrIp").and_then(Value::as_str) {
+        permissions.push(json!({
+            "ipProtocol": request.get("ipProtocol"),
+            "fromPort": request.get("fromPort"),
+            "toPort": request.get("toPort"),
+            "ipv4Ranges": [{"cidrIp": cidr}],
+        }));
+    }
+    let mut rules = RuleSet::default();
+    for p in &permissions {
+        // One unreadable permission does not hide the others.
+        if let Err(e) = rules.add_permission(direction, p) {
+            tracing::warn!(error = %e, "a requested permission could not be read");
+        }
+    }
+    rules
+        .rules()
+        .map(|rule| Change {
+            action: Action::Added,
+            rule,
+        })
+        .collect()
+}
+
+/// One caller of the calls that made a change, with those calls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    /// The principal ARN (see [`ApiCall::caller`]).
+    pub principal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    pub calls: Vec<CallRef>,
+}
+
+/// One call of a [`Caller`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRef {
+    pub event_name: String,
+    pub event_time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// The calls that made the change `analysis` describes: the successful calls on the group in the
+/// [`LOOK_BACK_SECS`] before the capture time, narrowed to the kinds of call that make such a
+/// change when any of those are there; grouped by caller (principal and source IP) in the order
+/// they called. Empty when the feed has none.
+pub fn callers(calls: &[ApiCall], analysis: &Analysis) -> Vec<Caller> {
+    let s = &analysis.subject;
+    let capture = s
+        .capture_time
+        .as_deref()
+        .and_then(|t| DateTime::from_str(t, Format::DateTimeWithOffset).ok())
+        .map(|t| t.secs());
+    let changed: BTreeSet<String> = analysis
+        .changes
+        .iter()
+        .map(|c| c.rule.to_string())
+        .collect();
+    let mut in_window: Vec<(i64, &ApiCall)> = calls
+        .iter()
+        .filter(|c| !c.failed() && c.group_ids.contains(&s.resource_id))
+        // A rule call whose rules this change neither added nor removed made another change.
+        .filter(|c| c.rules.is_empty() || c.rules.iter().any(|r| changed.contains(r)))
+        .filter_map(|c| Some((c.time_secs()?, c)))
+        .filter(|(t, _)| match capture {
+            Some(capture) => *t > capture - LOOK_BACK_SECS && *t <= capture + LOOK_AHEAD_SECS,
+            None => true,
+        })
+        .collect();
+    in_window.sort_by(|a, b| (a.0, &a.1.event_id).cmp(&(b.0, &b.1.event_id)));
+    let kinds = kinds_of(analysis);
+    let fitting: Vec<&ApiCall> = in_window
+        .iter()
+        .map(|(_, c)| *c)
+        .filter(|c| kinds.contains(&c.event_name.as_str()))
+        .collect();
+    let chosen: Vec<&ApiCall> = if fitting.is_empty() {
+        in_window.iter().map(|(_, c)| *c).collect()
+    } else {
+        fitting
+    };
+    let mut out: Vec<Caller> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in chosen {
+        if !seen.insert(&c.event_id) {
+            continue;
+        }
+        let principal = c.caller();
+        let call = CallRef {
+            event_name: c.event_name.clone(),
+            event_time: c.event_time.clone(),
+            request_id: c.request_id.clone(),
+            user_agent: c.user_agent.clone(),
+        };
+        match out
+            .iter_mut()
+            .find(|k| k.principal == principal && k.source_ip == c.source_ip)
+        {
+            Some(k) => k.calls.push(call),
+            None => out.push(Caller {
+                principal,
+                session_issuer: c.session_issuer.clone(),
+                session_name: c.session_name.clone(),
+                source_ip: c.source_ip.clone(),
+                calls: vec![call],
+            }),
+        }
+    }
+    out
+}
+
+/// The calls that make the kind of change `analysis` describes.
+fn kinds_of(analysis: &Analysis) -> Vec<&'static str> {
+    match analysis.subject.change_type.as_str() {
+        "CREATE" => return vec!["CreateSecurityGroup"],
+        "DELETE" => return vec!["DeleteSecurityGroup"],
+        _ => {}
+    }
+    let mut kinds = Vec::new();
+    if !analysis.changes.is_empty() {
+        kinds.extend([
+            "AuthorizeSecurityGroupIngress",
+            "AuthorizeSecurityGroupEgress",
+            "RevokeSecurityGroupIngress",
+            "RevokeSecurityGroupEgress",
+            "ModifySecurityGroupRules",
+        ]);
+    }
+    for p in &analysis.properties {
+        if p.name.starts_with("Tags") {
+            kinds.extend(["CreateTags", "DeleteTags"]);
+        } else {
+            kinds.extend([
+                "UpdateSecurityGroupRuleDescriptionsIngress",
+                "UpdateSecurityGroupRuleDescriptionsEgress",
+                "ModifySecurityGroupRules",
+            ]);
+        }
+    }
+    kinds
+}
+
+/// `09:13:58Z` of `2026-11-20T09:13:58Z`: the date is the change's, shown beside it.
+pub fn time_of_day(rfc3339: &str) -> &str {
+    rfc3339
+        .split_once('T')
+        .map(|(_, t)| t)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(rfc3339)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{analyze, decide};
+    use crate::message::{parse_message, ConfigMessage};
+    use crate::settings::Policy;
+
+    pub(crate) fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/../tests/fixtures/cloudtrail/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
+    }
+
+    fn rdp_analysis(capture: &str) -> Analysis {
+        let path = format!(
+            "{}/../tests/fixtures/rdp-opened.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        v["configurationItem"]["configurationItemCaptureTime"] = capture.into();
+        let ConfigMessage::ItemChange(c) = parse_message(&v).unwrap() else {
+            panic!()
+        };
+        decide(analyze(&c).unwrap(), &Policy::default()).analysis
+    }
+
+    #[test]
+    fn an_iam_user_opening_rdp() {
+        let call = parse_event(&fixture("authorize-ingress-iam-user.json")).unwrap();
+        assert_eq!(call.event_name, "AuthorizeSecurityGroupIngress");
+        assert_eq!(call.event_time, "2026-11-20T09:13:58Z");
+        assert_eq!(call.account, "123456789012");
+        assert_eq!(call.region, "us-east-1");
+        assert_eq!(
+            call.principal_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:user/dept-b-admin")
+        );
+        assert_eq!(call.identity_type.as_deref(), Some("IAMUser"));
+        assert_eq!(call.session_issuer, None);
+        assert_eq!(call.source_ip.as_deref(), Some("203.0.113.7"));
+        assert!(call.user_agent.as_deref().unwrap().starts_with("aws-cli/"));
+        assert_eq!(
+            call.request_id.as_deref(),
+            Some("3b9f1c2a-8f0e-4b7d-9c61-2f5e0a7d4c11")
+        );
+        assert!(!call.failed());
+        assert_eq!(call.group_ids, ["sg-0123456789abcdef0"]);
+        let requested: Vec<String> = call.requested.iter().map(|c| c.rule.to_string()).collect();
+        assert_eq!(requested, ["ingress tcp/3389 from 0.0.0.0/0"]);
+    }
+
+    #[test]
+    fn an_assumed_role_through_sso_names_the_issuer_and_the_session() {
+        let call = parse_event(&fixture("authorize-ingress-sso-role.json")).unwrap();
+        assert_eq!(call.identity_type.as_deref(), Some("AssumedRole"));
+        assert_eq!(
+            call.principal_arn.as_deref(),
+            Some("arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_AdministratorAccess_0a1b2c3d4e5f6789/alice@corp.example")
+        );
+        assert_eq!(
+            call.session_issuer.as_deref(),
+            Some("arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0a1b2c3d4e5f6789")
+        );
+        assert_eq!(call.session_name.as_deref(), Some("alice@corp.example"));
+        // Two permissions, IPv4 and IPv6, and a source group that is not the group changed.
+        let requested: BTreeSet<String> =
+            call.requested.iter().map(|c| c.rule.to_string()).collect();
+        assert_eq!(
+            requested,
+            BTreeSet::from([
+                "ingress tcp/22 from 0.0.0.0/0".to_owned(),
+                "ingress tcp/22 from ::/0".to_owned(),
+                "ingress tcp/443 from sg-0fedcba9876543210".to_owned(),
+            ])
+        );
+        assert_eq!(call.group_ids, ["sg-0123456789abcdef0"]);
+    }
+
+    #[test]
+    fn a_failed_call_is_recorded_as_failed() {
+        let call = parse_event(&fixture("authorize-ingress-failed.json")).unwrap();
+        assert!(call.failed());
+        assert_eq!(
+            call.error_code.as_deref(),
+            Some("Client.UnauthorizedOperation")
+        );
+        assert_eq!(call.group_ids, ["sg-0123456789abcdef0"]);
+    }
+
+    #[test]
+    fn a_tag_change_names_only_its_security_groups() {
+        let call = parse_event(&fixture("create-tags.json")).unwrap();
+        assert_eq!(call.event_name, "CreateTags");
+        assert_eq!(
+            call.group_ids,
+            ["sg-0123456789abcdef0", "sg-0aaaabbbbccccdddd"]
+        );
+        assert!(call.requested.is_empty());
+    }
+
+    #[test]
+    fn other_calls_and_broken_events_are_errors_not_panics() {
+        let mut e = fixture("create-tags.json");
+        e["detail"]["eventName"] = "RunInstances".into();
+        assert_eq!(
+            parse_event(&e),
+            Err(FeedError::OtherCall("RunInstances".into()))
+        );
+        let mut e = fixture("create-tags.json");
+        e["detail"]["requestParameters"]["resourcesSet"]["items"] =
+            json!([{"resourceId": "i-0123456789abcdef0"}]);
+        assert!(matches!(parse_event(&e), Err(FeedError::NoGroup(_))));
+        for broken in [
+            json!({}),
+            json!({"detail": 5}),
+            json!({"detail": {"eventSource": "ec2.amazonaws.com"}}),
+            json!({"detail": {"eventSource": "s3.amazonaws.com"}}),
+        ] {
+            assert!(parse_event(&broken).is_err(), "{broken}");
+        }
+        let mut e = fixture("authorize-ingress-iam-user.json");
+        e["detail"]["requestParameters"]["ipPermissions"]["items"][0]["fromPort"] = "x".into();
+        let call = parse_event(&e).unwrap();
+        assert!(call.requested.is_empty());
+    }
+
+    #[test]
+    fn the_older_single_rule_form_is_read_too() {
+        let mut e = fixture("authorize-ingress-iam-user.json");
+        e["detail"]["requestParameters"] = json!({"groupId": "sg-0123456789abcdef0",
+            "ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIp": "0.0.0.0/0"});
+        let call = parse_event(&e).unwrap();
+        let requested: Vec<String> = call.requested.iter().map(|c| c.rule.to_string()).collect();
+        assert_eq!(requested, ["ingress tcp/22 from 0.0.0.0/0"]);
+    }
+
+    #[test]
+    fn callers_are_the_successful_calls_before_the_capture_all_named() {
+        let user = parse_event(&fixture("authorize-ingress-iam-user.json")).unwrap();
+        let mut sso = parse_event(&fixture("authorize-ingress-sso-role.json")).unwrap();
+        sso.event_time = "2026-11-20T09:14:02Z".into();
+        // Alice's own rules are not this change's: she is not named for it.
+        assert!(callers(
+            std::slice::from_ref(&sso),
+            &rdp_analysis("2026-11-20T09:14:07.512Z")
+        )
+        .is_empty());
+        // With the change's rule among hers (both asked for it), both are named.
+        sso.rules.push("ingress tcp/3389 from 0.0.0.0/0".into());
+        let failed = parse_event(&fixture("authorize-ingress-failed.json")).unwrap();
+        let tags = parse_event(&fixture("create-tags.json")).unwrap();
+        let mut old = user.clone();
+        old.event_id = "old".into();
+        old.event_time = "2026-11-20T08:30:00Z".into();
+        let calls = [tags, failed, sso, old, user.clone(), user.clone()];
+        let found = callers(&calls, &rdp_analysis("2026-11-20T09:14:07.512Z"));
+        let named: Vec<(&str, usize)> = found
+            .iter()
+            .map(|c| (c.principal.as_str(), c.calls.len()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("arn:aws:iam::123456789012:user/dept-b-admin", 1),
+                ("arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_AdministratorAccess_0a1b2c3d4e5f6789/alice@corp.example", 1),
+            ]
+        );
+        // A rule change is not a tag call's doing; with only the tag call, it is named anyway.
+        let tags = parse_event(&fixture("create-tags.json")).unwrap();
+        let found = callers(&[tags], &rdp_analysis("2026-11-20T09:14:07.512Z"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].calls[0].event_name, "CreateTags");
+        // Nothing in the window: nobody.
+        assert!(callers(&[user], &rdp_analysis("2026-11-20T11:00:00Z")).is_empty());
+    }
+
+    #[test]
+    fn stored_calls_read_back_the_same() {
+        let call = parse_event(&fixture("authorize-ingress-sso-role.json")).unwrap();
+        let text = serde_json::to_string(&call).unwrap();
+        let back: ApiCall = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            back,
+            ApiCall {
+                requested: vec![],
+                ..call
+            }
+        );
+        assert_eq!(time_of_day("2026-11-20T09:13:58Z"), "09:13:58Z");
+        assert_eq!(time_of_day("odd"), "odd");
+    }
+}
