@@ -28,6 +28,13 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
     ("s3:ListAllMyBuckets", "list handler", "stacks never list"),
     ("sns:ListTopics", "list handler", "stacks never list"),
     ("sqs:ListQueues", "list handler", "stacks never list"),
+    // AWS::IAM::Policy: sgwatch attaches its conditional policies to its own roles only.
+    ("iam:DeleteGroupPolicy", "Groups", "attached to roles only"),
+    ("iam:DeleteUserPolicy", "Users", "attached to roles only"),
+    ("iam:GetGroupPolicy", "Groups", "attached to roles only"),
+    ("iam:GetUserPolicy", "Users", "attached to roles only"),
+    ("iam:PutGroupPolicy", "Groups", "attached to roles only"),
+    ("iam:PutUserPolicy", "Users", "attached to roles only"),
     // AWS::DynamoDB::Table
     (
         "dynamodb:AssociateTableReplica",

@@ -140,10 +140,29 @@ fn policy_documents() -> Vec<(String, &'static Value)> {
 
 /// The Allow statements of a role's inline policies.
 fn role_allows(role: &str) -> Vec<&'static Value> {
+    role_policies(role)
+        .into_iter()
+        .flat_map(|(_, p)| statements(&p["PolicyDocument"]))
+        .filter(|s| is_allow(s))
+        .collect()
+}
+
+/// A role's policies: its inline `Policies`, then each `AWS::IAM::Policy` attached to it, with
+/// that resource's condition (`None`: always there).
+pub(crate) fn role_policies(role: &str) -> Vec<(Option<&'static str>, &'static Value)> {
+    let attached = template()["Resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|r| {
+            r["Type"] == "AWS::IAM::Policy"
+                && list(&r["Properties"]["Roles"]).contains(&&json!({ "Ref": role }))
+        })
+        .map(|r| (r["Condition"].as_str(), &r["Properties"]));
     list(&props(role)["Policies"])
         .into_iter()
-        .flat_map(|p| statements(&p["PolicyDocument"]))
-        .filter(|s| is_allow(s))
+        .map(|p| (None, p))
+        .chain(attached)
         .collect()
 }
 
@@ -322,6 +341,9 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("InvokeConfig", "AWS::Lambda::EventInvokeConfig"),
         ("ActorFeedRule", "AWS::Events::Rule"),
         ("ActorFeedPermission", "AWS::Lambda::Permission"),
+        ("DestinationSecretsPolicy", "AWS::IAM::Policy"),
+        ("DestinationKeyPolicy", "AWS::IAM::Policy"),
+        ("EarlyWarningPolicy", "AWS::IAM::Policy"),
     ];
     for (id, kind) in expected {
         assert_eq!(resource(id)["Type"], kind, "type of {id}");
@@ -1014,6 +1036,19 @@ impl Resolver {
         }
     }
 
+    /// Every statement of `role`'s policies as deployed: inline, and attached where the attached
+    /// policy's condition holds.
+    pub(crate) fn resolved_statements(&self, role: &str) -> Vec<Value> {
+        role_policies(role)
+            .into_iter()
+            .filter(|(condition, _)| condition.is_none_or(|c| self.condition(c)))
+            .flat_map(|(_, p)| {
+                let doc = self.resolve(&p["PolicyDocument"]);
+                doc["Statement"].as_array().cloned().unwrap_or_default()
+            })
+            .collect()
+    }
+
     fn condition(&self, name: &str) -> bool {
         let c = &template()["Conditions"][name];
         assert!(!c.is_null(), "no condition {name}");
@@ -1118,13 +1153,9 @@ impl Resolver {
 /// The handler role's statement `sid` for `params`, resolved; `None` when it is left out.
 fn resolved_handler_statement(params: &[(&str, &str)], sid: &str) -> Option<Value> {
     let r = Resolver::new("sgwatch", params);
-    let policies = r.resolve(&props("HandlerRole")["Policies"]);
-    policies[0]["PolicyDocument"]["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
+    r.resolved_statements("HandlerRole")
+        .into_iter()
         .find(|s| s["Sid"] == sid)
-        .cloned()
 }
 
 #[test]
@@ -1340,9 +1371,13 @@ fn the_actor_feed_rule_sends_security_group_calls_to_the_function_when_on() {
 
     // Off (the template's default): no ec2 permission, and the handler warns no one early.
     let role = |feed: &str| {
-        Resolver::new("sgwatch", &[("ActorFeed", feed)]).resolve(&props("HandlerRole")["Policies"])
+        Resolver::new("sgwatch", &[("ActorFeed", feed)]).resolved_statements("HandlerRole")
     };
-    let describes = |policies: &Value| policies.to_string().contains("ec2:DescribeSecurityGroups");
+    let describes = |statements: &Vec<Value>| {
+        json!(statements)
+            .to_string()
+            .contains("ec2:DescribeSecurityGroups")
+    };
     assert!(!describes(&role("off")));
     assert!(describes(&role("on")));
     let early = |feed: &str| {
