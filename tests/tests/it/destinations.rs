@@ -25,7 +25,9 @@ const DESTINATIONS: &str = "secops=slack:/sgwatch/secops-slack,team-a=teams:/sgw
                             siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key";
 const SIGNING_KEY: &str = "a signing key only the receiver knows";
 /// What the handler says of the actor with the lookup off, as these tests run it.
-const NO_ACTOR: &str = "actor lookup is off (SGWATCH_LOOKUP_ACTOR=false)";
+// The feed (the idempotency table) holds no call on the group, and LookupEvents is off.
+const NO_ACTOR: &str = "the actor feed has no call on this group in the 15 minutes before the \
+                        change; actor lookup is off (SGWATCH_LOOKUP_ACTOR=false)";
 
 fn settings() -> Settings {
     let vars = [

@@ -54,7 +54,8 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
 
     // Department B's call reached the handler as CloudTrail's event before Config's notification:
     // install turned the actor feed on, so its early warning told Department A at once, and the
-    // notification that followed had nothing new to say. Exactly one email in all.
+    // notification that followed had nothing new to say by email: it only posted the whole change
+    // to Department A's Slack channel (the early warning goes by email only). Exactly one email.
     assert!(
         outcome.early_warning,
         "install did not turn the actor feed on though a trail logs: {:?}",
@@ -66,7 +67,7 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
     );
     assert_eq!(
         outcome.rdp_invocation,
-        json!({"records": 1, "sent": 0, "skipped": 1, "failed": 0, "parked": 0})
+        json!({"records": 1, "sent": 1, "skipped": 0, "failed": 0, "parked": 0})
     );
     let [email] = outcome.emails.as_slice() else {
         panic!(
