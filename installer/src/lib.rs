@@ -19,6 +19,7 @@ pub mod package;
 pub mod policy_args;
 pub mod preflight;
 pub mod recorder;
+pub mod redrive;
 pub mod rollout;
 pub mod simulate;
 pub mod stack;
@@ -26,5 +27,6 @@ pub mod status;
 pub mod teardown;
 pub mod test_event;
 pub mod topic;
+pub mod verify;
 
 pub use error::Error;

@@ -160,6 +160,17 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         "the discovery of existing groups sent mail"
     );
 
+    // The demo ends with `sgwatch verify`, the story playing AWS Config.
+    let verify = outcome.verify.as_ref().expect("verify ran");
+    assert!(
+        verify.run.success() && verify.run.stdout.contains("email accepted"),
+        "`{}` ({}):\n{}\n{}",
+        verify.run.command,
+        verify.run.status,
+        verify.run.stdout,
+        verify.run.stderr
+    );
+
     let status = outcome.status.as_ref().expect("status ran");
     assert!(
         !status.stdout.trim().is_empty(),
