@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what building, linting and testing sgwatch need beyond rustup and cargo: the Python
-# tools (moto, cfn-lint, checkov, cargo-lambda, zig) in .venv, the arm64 Linux Rust target, and
-# rustfmt and clippy. Idempotent, and silent when there is nothing to do.
+# tools (moto, cfn-lint, checkov, cargo-lambda, zig) in .venv, the arm64 Linux Rust target,
+# rustfmt and clippy, and Debian's chromium (the test that renders the email in a browser).
+# Idempotent, and silent when there is nothing to do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +33,13 @@ cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
 if ((${#missing[@]})); then
     echo "setup: adding Rust components ${missing[*]}"
     rustup component add "${missing[@]}"
+fi
+
+if [[ ! -x /usr/bin/chromium ]]; then
+    echo "setup: installing Debian's chromium (renders the email in a real browser for its test)"
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        chromium fonts-dejavu-core >/dev/null
 fi

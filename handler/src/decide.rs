@@ -9,6 +9,7 @@ use aws_smithy_types::DateTime;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::destination::{parse_channels_tag, Channels};
 use crate::message::{ConfigurationItem, ItemChange};
 use crate::recipients::{parse_owner_tag, Recipients};
 use crate::render::one_line;
@@ -67,6 +68,8 @@ pub struct Decision {
     pub notify: bool,
     pub reason: String,
     pub recipients: Vec<String>,
+    /// The destinations (configured names) the change is posted to besides the email.
+    pub destinations: Vec<String>,
     /// What happened to the opt-in or the owners, in plain words for the email, e.g.
     /// "NotifyOnChange was removed: you will not be told of further changes to this group".
     pub notes: Vec<String>,
@@ -215,6 +218,7 @@ pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
         notify,
         reason,
         recipients,
+        destinations: Vec::new(),
         notes: Vec::new(),
     };
     let a = &analysis;
@@ -262,6 +266,7 @@ pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
         notify: verdict.notify,
         reason: verdict.reason,
         recipients: verdict.recipients,
+        destinations: verdict.destinations,
         notes: verdict.notes,
     }
 }
@@ -270,6 +275,7 @@ struct Verdict {
     notify: bool,
     reason: String,
     recipients: Vec<String>,
+    destinations: Vec<String>,
     notes: Vec<String>,
 }
 
@@ -300,21 +306,39 @@ fn baseline(a: &Analysis, policy: &Policy) -> Option<String> {
 fn route(a: &Analysis, policy: &Policy) -> Verdict {
     let notify_tag = &policy.notify_tag;
     let owner_tag = &policy.owner_tag;
+    let channels_tag = &policy.channels_tag;
     let always = policy
         .always_notify_at
-        .filter(|level| a.severity >= *level)
-        .and(policy.fallback_recipient.as_ref());
+        .is_some_and(|level| a.severity >= level);
     let mut reasons: Vec<String> = Vec::new();
     let mut recipients: Vec<String> = Vec::new();
+    let mut destinations: Vec<String> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
 
     let opted_in = opt_in(&a.tags, notify_tag);
     let owners_now = owners(&a.tags, owner_tag);
+    let channels_now = channels(&a.tags, policy);
     match &opted_in {
         Ok(value) => {
             reasons.push(format!("tag {notify_tag}={}", one_line(value)));
             let owners = owners_now.clone();
-            if owners.valid.is_empty() {
+            if let Some(c) = &channels_now {
+                // The channels come in addition to the owners, or instead of them.
+                if !c.known.is_empty() {
+                    reasons.push(format!(
+                        "destinations from tag {channels_tag}: {}",
+                        c.known.join(", ")
+                    ));
+                    destinations.extend(c.known.iter().cloned());
+                }
+                if !c.rejected.is_empty() {
+                    reasons.push(format!(
+                        "tag {channels_tag}: dropped {}",
+                        c.rejected_summary()
+                    ));
+                }
+            }
+            if owners.valid.is_empty() && !destinations.is_empty() {
                 let why = if a.tags.contains_key(owner_tag) {
                     format!(
                         "tag {owner_tag} has no valid address ({})",
@@ -323,12 +347,33 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
                 } else {
                     format!("tag {owner_tag} is absent")
                 };
-                match &policy.fallback_recipient {
-                    Some(fallback) => {
+                reasons.push(format!("{why}; told through tag {channels_tag} only"));
+            } else if owners.valid.is_empty() {
+                let why = if a.tags.contains_key(owner_tag) {
+                    format!(
+                        "tag {owner_tag} has no valid address ({})",
+                        owners.rejected_summary()
+                    )
+                } else {
+                    format!("tag {owner_tag} is absent")
+                };
+                match (&policy.fallback_recipient, &policy.fallback_destination) {
+                    (Some(fallback), None) => {
                         reasons.push(format!("{why}; sent to the fallback recipient"));
                         recipients.push(fallback.clone());
                     }
-                    None => reasons.push(format!("{why} and no fallback recipient is set")),
+                    (Some(fallback), Some(to)) => {
+                        reasons.push(format!(
+                            "{why}; sent to the fallback recipient and destination"
+                        ));
+                        recipients.push(fallback.clone());
+                        destinations.push(to.clone());
+                    }
+                    (None, Some(to)) => {
+                        reasons.push(format!("{why}; posted to the fallback destination"));
+                        destinations.push(to.clone());
+                    }
+                    (None, None) => reasons.push(format!("{why} and no fallback recipient is set")),
                 }
             } else {
                 let mut why = format!("recipients from tag {owner_tag}");
@@ -350,6 +395,14 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
         .flatten()
     {
         let previous = owners(&a.previous_tags, owner_tag).valid;
+        // The channels told before an opt-out hear of it too.
+        let previous_channels: Vec<String> = if opted_in.is_err() {
+            channels(&a.previous_tags, policy)
+                .map(|c| c.known)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let mut what = Vec::new();
         if opted_in.is_err() {
             match a.tags.get(notify_tag) {
@@ -387,43 +440,76 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
                 ));
             }
         }
-        if !what.is_empty() && !previous.is_empty() {
+        if !what.is_empty() && (!previous.is_empty() || !previous_channels.is_empty()) {
             if opted_in.is_err() {
                 // The opt-out is the rule that decided, not the tag's absence.
                 reasons.clear();
             }
-            reasons.push(format!(
-                "{} by this change; {}: you were an owner before this change",
-                what.join("; "),
-                address_list(&previous)
-            ));
+            if previous.is_empty() {
+                reasons.push(format!("{} by this change", what.join("; ")));
+            } else {
+                reasons.push(format!(
+                    "{} by this change; {}: you were an owner before this change",
+                    what.join("; "),
+                    address_list(&previous)
+                ));
+            }
+            if !previous_channels.is_empty() {
+                reasons.push(format!(
+                    "destinations from tag {channels_tag} before this change: {}",
+                    previous_channels.join(", ")
+                ));
+            }
             for p in previous {
                 if !contains(&recipients, &p) {
                     recipients.push(p);
                 }
             }
+            for c in previous_channels {
+                if !destinations.contains(&c) {
+                    destinations.push(c);
+                }
+            }
         }
     }
 
-    if let Some(fallback) = always {
-        if !contains(&recipients, fallback) {
-            recipients.push(fallback.clone());
-            reasons.push(format!(
-                "severity {} is at or above always_notify_at ({}): the fallback recipient is told",
-                a.severity,
-                policy
-                    .always_notify_at
-                    .map(Severity::as_str)
-                    .unwrap_or_default()
-            ));
+    if always {
+        let level = policy
+            .always_notify_at
+            .map(Severity::as_str)
+            .unwrap_or_default();
+        if let Some(fallback) = &policy.fallback_recipient {
+            if !contains(&recipients, fallback) {
+                recipients.push(fallback.clone());
+                reasons.push(format!(
+                    "severity {} is at or above always_notify_at ({level}): the fallback recipient is told",
+                    a.severity,
+                ));
+            }
+        }
+        if let Some(to) = &policy.fallback_destination {
+            if !destinations.contains(to) {
+                destinations.push(to.clone());
+                reasons.push(format!(
+                    "severity {} is at or above always_notify_at ({level}): the fallback destination is told",
+                    a.severity,
+                ));
+            }
         }
     }
     Verdict {
-        notify: !recipients.is_empty(),
+        notify: !recipients.is_empty() || !destinations.is_empty(),
         reason: reasons.join("; "),
         recipients,
+        destinations,
         notes,
     }
+}
+
+/// The destinations a group's channels tag names; `None` when the group has no such tag.
+fn channels(tags: &BTreeMap<String, String>, policy: &Policy) -> Option<Channels> {
+    tags.get(&policy.channels_tag)
+        .map(|value| parse_channels_tag(value, &policy.destinations))
 }
 
 /// `Ok(value)` when `tags` opt the group in, else why not.
@@ -724,6 +810,124 @@ mod tests {
         assert!(
             !decide_json(fixture(), &policy).notify,
             "default tags no longer count"
+        );
+    }
+
+    fn with_destinations() -> Policy {
+        Policy {
+            destinations: crate::destination::parse_destinations(
+                "secops=slack:/sgwatch/secops,team-a=teams:/sgwatch/team-a,siem=webhook:/sgwatch/siem:/sgwatch/siem-key",
+            )
+            .unwrap(),
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn the_channels_tag_adds_destinations_and_drops_unknown_names() {
+        let v = with_tags(
+            fixture(),
+            json!({"NotifyOnChange": "Yes", "OwnerDL": "a@corp.example", "NotifyChannels": "Team-A, nope ,siem"}),
+        );
+        let d = decide_json(v, &with_destinations());
+        assert!(d.notify);
+        assert_eq!(d.recipients, ["a@corp.example"]);
+        assert_eq!(d.destinations, ["team-a", "siem"]);
+        assert_eq!(
+            d.reason,
+            "tag NotifyOnChange=Yes; destinations from tag NotifyChannels: team-a, siem; \
+             tag NotifyChannels: dropped \"nope\": not a configured destination \
+             (configured: secops, team-a, siem); recipients from tag OwnerDL"
+        );
+        // Without the tag, nothing changes: the owners only, the reason as before.
+        let d = decide_json(fixture(), &with_destinations());
+        assert!(d.destinations.is_empty());
+        assert_eq!(
+            d.reason,
+            "tag NotifyOnChange=Yes; recipients from tag OwnerDL"
+        );
+    }
+
+    #[test]
+    fn channels_alone_are_enough_and_the_fallback_stays_out() {
+        let v = with_tags(
+            fixture(),
+            json!({"NotifyOnChange": "Yes", "NotifyChannels": "secops"}),
+        );
+        let policy = Policy {
+            fallback_recipient: Some("fallback@corp.example".into()),
+            ..with_destinations()
+        };
+        let d = decide_json(v, &policy);
+        assert!(d.notify);
+        assert!(d.recipients.is_empty());
+        assert_eq!(d.destinations, ["secops"]);
+        assert!(
+            d.reason
+                .ends_with("tag OwnerDL is absent; told through tag NotifyChannels only"),
+            "{}",
+            d.reason
+        );
+        // A group that is not opted in is not posted about, whatever its channels.
+        let v = with_tags(fixture(), json!({"NotifyChannels": "secops"}));
+        let d = decide_json(v, &policy);
+        assert!(!d.notify);
+        assert!(d.destinations.is_empty());
+    }
+
+    #[test]
+    fn the_fallback_destination_is_told_where_the_fallback_recipient_is() {
+        let policy = Policy {
+            fallback_destination: Some("secops".into()),
+            always_notify_at: Some(Severity::High),
+            ..with_destinations()
+        };
+        // No owner: the fallback destination.
+        let v = with_tags(fixture(), json!({"NotifyOnChange": "Yes"}));
+        let d = decide_json(v, &policy);
+        assert!(d.notify);
+        assert!(d.recipients.is_empty());
+        assert_eq!(d.destinations, ["secops"]);
+        assert!(
+            d.reason.contains("posted to the fallback destination"),
+            "{}",
+            d.reason
+        );
+        // Untagged, critical: always_notify_at reaches the fallback destination.
+        let d = decide_json(with_tags(fixture(), json!({})), &policy);
+        assert!(d.notify);
+        assert_eq!(d.destinations, ["secops"]);
+        assert!(
+            d.reason
+                .contains("always_notify_at (high): the fallback destination is told"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn an_opt_out_is_told_to_the_channels_of_before() {
+        let path = format!(
+            "{}/../tests/fixtures/opt-in-removed.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        // The removed tags held a channel too.
+        let props = v["configurationItemDiff"]["changedProperties"]
+            .as_object_mut()
+            .unwrap();
+        props.insert(
+            "Configuration.Tags.9".into(),
+            json!({"previousValue": {"key": "NotifyChannels", "value": "secops"}, "updatedValue": null, "changeType": "DELETE"}),
+        );
+        let d = decide_json(v, &with_destinations());
+        assert!(d.notify);
+        assert_eq!(d.destinations, ["secops"]);
+        assert!(
+            d.reason
+                .contains("destinations from tag NotifyChannels before this change: secops"),
+            "{}",
+            d.reason
         );
     }
 

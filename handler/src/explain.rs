@@ -5,9 +5,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::actor::ActorLookup;
-use crate::decide::{analyze, decide, PropertyChange};
+use crate::decide::{analyze, decide, Decision, PropertyChange};
 use crate::message::{envelopes, ConfigMessage};
-use crate::render::render;
+use crate::render::{render, Email};
 use crate::rules::Change;
 use crate::settings::Policy;
 use crate::severity::Severity;
@@ -33,6 +33,8 @@ pub struct ExplainedDecision {
     pub notify: Option<bool>,
     pub reason: String,
     pub recipients: Vec<String>,
+    /// The chat and webhook destinations (configured names) it is posted to besides the email.
+    pub destinations: Vec<String>,
     /// What happened to the opt-in or the owners, as the email says it.
     pub notes: Vec<String>,
     pub severity: Option<Severity>,
@@ -58,6 +60,30 @@ pub fn explain(event: &Value, policy: &Policy) -> Vec<Explained> {
         .collect()
 }
 
+/// A decision as `explain` prints it; the signed webhook posts the same object, with the email the
+/// handler rendered (its actor looked up).
+pub fn explained(message_type: &str, d: &Decision, email: Option<&Email>) -> ExplainedDecision {
+    let s = &d.analysis.subject;
+    ExplainedDecision {
+        message_type: message_type.to_owned(),
+        resource_type: Some(s.resource_type.clone()),
+        resource_id: Some(s.resource_id.clone()),
+        account: Some(s.account.clone()),
+        region: Some(s.region.clone()),
+        change_type: Some(s.change_type.clone()),
+        notify: Some(d.notify),
+        reason: d.reason.clone(),
+        recipients: d.recipients.clone(),
+        destinations: d.destinations.clone(),
+        notes: d.notes.clone(),
+        severity: Some(d.analysis.severity),
+        changes: d.analysis.changes.clone(),
+        properties: d.analysis.properties.clone(),
+        subject: email.map(|e| e.subject.clone()),
+        text: email.map(|e| e.text.clone()),
+    }
+}
+
 fn explain_message(message: &ConfigMessage, policy: &Policy) -> Explained {
     match message {
         ConfigMessage::ItemChange(change) => match analyze(change) {
@@ -69,24 +95,11 @@ fn explain_message(message: &ConfigMessage, policy: &Policy) -> Explained {
                 let email = d
                     .notify
                     .then(|| render(&d, &ActorLookup::Unknown(OFFLINE_ACTOR.to_owned())));
-                let s = &d.analysis.subject;
-                Explained::Decision(Box::new(ExplainedDecision {
-                    message_type: message.message_type().to_owned(),
-                    resource_type: Some(s.resource_type.clone()),
-                    resource_id: Some(s.resource_id.clone()),
-                    account: Some(s.account.clone()),
-                    region: Some(s.region.clone()),
-                    change_type: Some(s.change_type.clone()),
-                    notify: Some(d.notify),
-                    reason: d.reason.clone(),
-                    recipients: d.recipients.clone(),
-                    notes: d.notes.clone(),
-                    severity: Some(d.analysis.severity),
-                    changes: d.analysis.changes.clone(),
-                    properties: d.analysis.properties.clone(),
-                    subject: email.as_ref().map(|e| e.subject.clone()),
-                    text: email.map(|e| e.text),
-                }))
+                Explained::Decision(Box::new(explained(
+                    message.message_type(),
+                    &d,
+                    email.as_ref(),
+                )))
             }
         },
         ConfigMessage::Oversized(o) => {
@@ -148,6 +161,7 @@ mod tests {
         assert_eq!(d["change_type"], "UPDATE");
         assert_eq!(d["notify"], true);
         assert_eq!(d["recipients"], json!(["platform-team@example.com"]));
+        assert_eq!(d["destinations"], json!([]));
         assert_eq!(d["severity"], "critical");
         assert_eq!(
             d["changes"],

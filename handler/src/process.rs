@@ -17,6 +17,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
@@ -25,15 +26,17 @@ use serde_json::Value;
 use tracing::{error, info, warn};
 
 use crate::actor::ActorLookup;
-use crate::decide::{analyze, decide, PropertyChange, Subject};
+use crate::decide::{analyze, decide, Decision, PropertyChange, Subject};
 use crate::dedupe::{self, Claim, Dedupe, DedupeError};
+use crate::destination::{Destination, Kind};
 use crate::mail::{self, SendError};
 use crate::message::{
     envelopes, ConfigMessage, Envelope, ItemChange, ParseError, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
+use crate::post::{Payload, PostError, Poster};
 use crate::render::{render, Email};
 use crate::settings::Settings;
-use crate::{actor, aws, oversized};
+use crate::{actor, aws, oversized, slack, teams, webhook};
 
 /// No send starts with less than this left before the invocation's deadline: one SES call at its
 /// operation timeout and the ledger write after it must fit, or Lambda could end the invocation
@@ -54,6 +57,8 @@ pub struct Services {
     pub failure_queue: Option<FailureQueue>,
     /// The stack's own Config bucket; an oversized item elsewhere is read through AWS Config.
     pub config_bucket: Option<String>,
+    /// Posts to the chat and webhook destinations; present when any is configured.
+    pub poster: Option<Arc<Poster>>,
 }
 
 /// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
@@ -82,6 +87,8 @@ impl Services {
             }),
             failure_queue: None,
             config_bucket: None,
+            poster: (!settings.policy.destinations.is_empty())
+                .then(|| Arc::new(Poster::new(config))),
         }
     }
 
@@ -439,6 +446,7 @@ async fn process_change(
         changes = d.analysis.changes.len(),
         notify = d.notify,
         recipients = d.recipients.len(),
+        destinations = d.destinations.len(),
         reason = %d.reason,
         "decision"
     );
@@ -477,6 +485,21 @@ async fn process_change(
         &mut ledger,
     )
     .await;
+    // The destinations are told whatever became of the email, and the email never waits on them.
+    let posted = post_destinations(
+        settings,
+        services,
+        invocation,
+        &d,
+        &actor,
+        &email,
+        &mut ledger,
+    )
+    .await;
+    let result = match (result, posted) {
+        (Ok(delivered), Ok(())) => Ok(delivered),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    };
     finish(result, &facts, &email.subject, ledger, services, invocation).await
 }
 
@@ -634,6 +657,116 @@ enum DeliverError {
     Ledger(#[from] DedupeError),
     #[error("{}s left before the invocation's deadline, too little to start a send; Lambda's retry resumes it", .0.as_secs())]
     Deadline(Duration),
+    #[error(transparent)]
+    Post(#[from] PostError),
+}
+
+/// Ledger name of a destination: destinations and email addresses share the ledger.
+fn destination_entry(name: &str) -> String {
+    format!("destination:{name}")
+}
+
+/// Time kept back from a post's retries for the ledger write after it.
+const LEDGER_MARGIN: Duration = Duration::from_secs(3);
+
+/// Posts to every destination of the decision not yet in the ledger, recording each. A failure
+/// retrying cannot fix (a missing parameter, a refused post) is logged and the others go on; a
+/// failure that may pass fails the invocation once all were tried, and Lambda's retry posts only
+/// where this one did not.
+async fn post_destinations(
+    settings: &Settings,
+    services: &Services,
+    invocation: &Invocation,
+    d: &Decision,
+    actor: &ActorLookup,
+    email: &Email,
+    ledger: &mut Ledger,
+) -> Result<(), DeliverError> {
+    let pending: Vec<&Destination> = d
+        .destinations
+        .iter()
+        .filter(|name| !ledger.has(&destination_entry(name)))
+        .filter_map(|name| {
+            settings
+                .policy
+                .destinations
+                .iter()
+                .find(|x| &x.name == name)
+        })
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let Some(poster) = &services.poster else {
+        error!(destinations = ?d.destinations, "destinations chosen but none configured to post with");
+        return Ok(());
+    };
+    let mut retry: Option<PostError> = None;
+    for destination in pending {
+        invocation.ensure(SEND_MARGIN)?;
+        let name = destination.name.as_str();
+        let budget = invocation
+            .time_left()
+            .map(|left| left.saturating_sub(LEDGER_MARGIN));
+        let posted = match payload(poster, destination, d, actor, email).await {
+            Ok(payload) => poster.post(destination, &payload, budget).await,
+            Err(e) => Err(e),
+        };
+        match posted {
+            Ok(()) => {
+                ledger.record(&[destination_entry(name)]).await?;
+                info!(destination = name, kind = %destination.kind, "posted");
+            }
+            Err(e) if e.is_transient() => {
+                error!(destination = name, error = %e, "not posted; the invocation fails so Lambda retries it");
+                retry.get_or_insert(e);
+            }
+            Err(e) => {
+                error!(destination = name, error = %e, "not posted, and retrying cannot help; the other destinations and the email go on");
+            }
+        }
+    }
+    match retry {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// What `destination` is sent: its kind's rendering of the decision.
+async fn payload(
+    poster: &Poster,
+    destination: &Destination,
+    d: &Decision,
+    actor: &ActorLookup,
+    email: &Email,
+) -> Result<Payload, PostError> {
+    let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap_or_default();
+    Ok(match destination.kind {
+        Kind::Slack => Payload {
+            body: json(slack::message(d, actor)),
+            headers: Vec::new(),
+        },
+        Kind::Teams => Payload {
+            body: json(teams::message(d, actor)),
+            headers: Vec::new(),
+        },
+        Kind::Webhook => {
+            let body = webhook::body(d, email);
+            let key_parameter = destination.key_parameter.as_deref().unwrap_or_default();
+            let key = poster.parameter(&destination.name, key_parameter).await?;
+            let signature =
+                webhook::signature(key.as_bytes(), &body).ok_or_else(|| PostError::Parameter {
+                    destination: destination.name.clone(),
+                    parameter: key_parameter.to_owned(),
+                    reason: "the key cannot key an HMAC".to_owned(),
+                    transient: false,
+                })?;
+            Payload {
+                body,
+                headers: vec![(webhook::SIGNATURE_HEADER, signature)],
+            }
+        }
+    })
 }
 
 /// What a delivery did.
@@ -972,6 +1105,7 @@ mod tests {
             dedupe: None,
             failure_queue: None,
             config_bucket: None,
+            poster: None,
         }
     }
 

@@ -24,8 +24,9 @@ pub struct Email {
 /// Longest subject we send; SES and mail clients cope with more, people do not.
 const SUBJECT_MAX_CHARS: usize = 200;
 
-/// The opening body tag of the HTML part; a notice goes right after it.
-const BODY_OPEN: &str = "<body style=\"font-family:sans-serif\">";
+/// The opening body tag of the HTML part; a notice goes right after it. Long values (ARNs,
+/// timestamps) may break anywhere, so the tables fit a phone's width.
+const BODY_OPEN: &str = "<body style=\"font-family:sans-serif;overflow-wrap:anywhere\">";
 
 impl Email {
     /// The same email with a notice on top, e.g. why the fallback recipient receives it.
@@ -55,7 +56,7 @@ pub fn console_link(region: &str, group_id: &str) -> Option<String> {
 }
 
 /// `+ingress tcp/3389 from 0.0.0.0/0`
-fn change_line(change: &Change) -> String {
+pub(crate) fn change_line(change: &Change) -> String {
     let sign = match change.action {
         Action::Added => '+',
         Action::Removed => '-',
@@ -130,7 +131,8 @@ pub fn subject(d: &Decision) -> String {
     }
 }
 
-fn actor_text(actor: &ActorLookup) -> String {
+/// Who made the change, on one line.
+pub(crate) fn actor_text(actor: &ActorLookup) -> String {
     match actor {
         ActorLookup::Found(a) => {
             let mut s = one_line(a.arn.as_deref().unwrap_or("an unnamed principal"));
@@ -237,7 +239,10 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     let a = &d.analysis;
     let s = &a.subject;
     let e = |v: &str| encode_text(v).into_owned();
-    let mut h = format!("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head>{BODY_OPEN}");
+    let mut h = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>{BODY_OPEN}"
+    );
     if a.test {
         h.push_str("<p><strong>THIS IS A TEST</strong> sent by <code>sgwatch test-event</code>: nothing necessarily changed.</p>");
     }
@@ -267,7 +272,10 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
         ("Change", format!("{}{when}", e(&s.change_type))),
         ("Changed by", e(&actor_text(actor))),
     ] {
-        let _ = write!(h, "<tr><th align=\"left\">{k}</th><td>{v}</td></tr>");
+        let _ = write!(
+            h,
+            "<tr><th align=\"left\" style=\"white-space:nowrap\">{k}</th><td>{v}</td></tr>"
+        );
     }
     h.push_str("</table>");
     if !d.notes.is_empty() {

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 
+use crate::destination::{parse_destinations, Destination};
 use crate::recipients::parse_address;
 use crate::severity::Severity;
 
@@ -33,6 +34,12 @@ pub struct Policy {
     pub baseline_until: Option<DateTime>,
     /// The accounts whose changes this function handles; others are skipped.
     pub accounts: Accounts,
+    /// Tag naming the destinations (besides the owners' email) a group's changes are posted to.
+    pub channels_tag: String,
+    /// The configured chat and webhook destinations.
+    pub destinations: Vec<Destination>,
+    /// A destination (one of `destinations`) told wherever the fallback recipient is.
+    pub fallback_destination: Option<String>,
 }
 
 /// Which accounts a function serves: a topic that aggregates many accounts (AWS Control Tower's
@@ -75,6 +82,9 @@ impl Default for Policy {
             notify_on_relationship_changes: false,
             baseline_until: None,
             accounts: Accounts::Any,
+            channels_tag: "NotifyChannels".to_owned(),
+            destinations: Vec::new(),
+            fallback_destination: None,
         }
     }
 }
@@ -139,17 +149,43 @@ impl Policy {
             })?;
             policy.fallback_recipient = Some(address);
         }
+        if let Some(tag) = non_empty(&raw.channels_tag) {
+            policy.channels_tag = tag_key("SGWATCH_CHANNELS_TAG", tag)?;
+        }
+        if let Some(list) = non_empty(&raw.destinations) {
+            policy.destinations =
+                parse_destinations(list).map_err(|why| SettingsError::Invalid {
+                    name: "SGWATCH_DESTINATIONS",
+                    value: list.to_owned(),
+                    why,
+                })?;
+        }
+        if let Some(name) = non_empty(&raw.fallback_destination) {
+            let Some(d) = policy
+                .destinations
+                .iter()
+                .find(|d| d.name.eq_ignore_ascii_case(name))
+            else {
+                return Err(SettingsError::Invalid {
+                    name: "SGWATCH_FALLBACK_DESTINATION",
+                    value: name.to_owned(),
+                    why: "it must name one of SGWATCH_DESTINATIONS".to_owned(),
+                });
+            };
+            policy.fallback_destination = Some(d.name.clone());
+        }
         if let Some(level) = non_empty(&raw.always_notify_at) {
             let severity = Severity::from_str(level).map_err(|why| SettingsError::Invalid {
                 name: "SGWATCH_ALWAYS_NOTIFY_AT",
                 value: level.to_owned(),
                 why,
             })?;
-            if policy.fallback_recipient.is_none() {
+            if policy.fallback_recipient.is_none() && policy.fallback_destination.is_none() {
                 return Err(SettingsError::Invalid {
                     name: "SGWATCH_ALWAYS_NOTIFY_AT",
                     value: level.to_owned(),
-                    why: "it sends to the fallback recipient; set SGWATCH_FALLBACK_RECIPIENT too"
+                    why: "it tells the fallback recipient or destination; set \
+                          SGWATCH_FALLBACK_RECIPIENT or SGWATCH_FALLBACK_DESTINATION too"
                         .to_owned(),
                 });
             }
@@ -182,6 +218,10 @@ pub struct RawPolicy {
     pub baseline_until: Option<String>,
     /// Comma-separated account ids, or `*`.
     pub accounts: Option<String>,
+    pub channels_tag: Option<String>,
+    /// `name=kind:/parameter[:/key-parameter]`, comma-separated.
+    pub destinations: Option<String>,
+    pub fallback_destination: Option<String>,
 }
 
 impl Settings {
@@ -196,6 +236,9 @@ impl Settings {
             notify_on_relationship_changes: get("SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES"),
             baseline_until: get("SGWATCH_BASELINE_UNTIL"),
             accounts: get("SGWATCH_ACCOUNTS"),
+            channels_tag: get("SGWATCH_CHANNELS_TAG"),
+            destinations: get("SGWATCH_DESTINATIONS"),
+            fallback_destination: get("SGWATCH_FALLBACK_DESTINATION"),
         };
         let policy = Policy::from_raw(&raw)?;
         let sender = get("SGWATCH_SENDER");
@@ -353,6 +396,9 @@ mod tests {
             ("SGWATCH_BASELINE_UNTIL", "2026-11-20 09:30:00"),
             ("SGWATCH_ACCOUNTS", "12345"),
             ("SGWATCH_ACCOUNTS", "*,111122223333"),
+            ("SGWATCH_DESTINATIONS", "secops=slack:secops"),
+            ("SGWATCH_FALLBACK_DESTINATION", "secops"),
+            ("SGWATCH_CHANNELS_TAG", "aws:channels"),
         ];
         for (name, value) in cases {
             let mut vars = vec![("SGWATCH_SENDER", "alerts@example.com")];
@@ -393,6 +439,36 @@ mod tests {
         );
         assert!(ok.policy.notify_on_relationship_changes);
         assert!(!ok.lookup_actor);
+    }
+
+    #[test]
+    fn destinations_channels_tag_and_fallback_destination() {
+        let s = settings(&[
+            ("SGWATCH_SENDER", "a@example.com"),
+            (
+                "SGWATCH_DESTINATIONS",
+                "secops=slack:/sgwatch/secops,siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key",
+            ),
+            ("SGWATCH_FALLBACK_DESTINATION", "SecOps"),
+            ("SGWATCH_CHANNELS_TAG", "Channels"),
+            ("SGWATCH_ALWAYS_NOTIFY_AT", "critical"),
+        ])
+        .unwrap();
+        assert_eq!(s.policy.destinations.len(), 2);
+        assert_eq!(s.policy.fallback_destination.as_deref(), Some("secops"));
+        assert_eq!(s.policy.channels_tag, "Channels");
+        assert_eq!(s.policy.always_notify_at, Some(Severity::Critical));
+        let err = settings(&[
+            ("SGWATCH_SENDER", "a@example.com"),
+            ("SGWATCH_DESTINATIONS", "secops=slack:/sgwatch/secops"),
+            ("SGWATCH_FALLBACK_DESTINATION", "team-a"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("must name one of SGWATCH_DESTINATIONS"),
+            "{err}"
+        );
     }
 
     #[test]

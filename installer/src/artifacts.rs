@@ -115,14 +115,35 @@ pub fn bucket_name(place: &Place) -> String {
     format!("sgwatch-artifacts-{}-{}", place.account, place.region)
 }
 
+/// Whether install created a recorder or channel, or found it and adopted it; written as
+/// `created`, `adopted`, or empty when the record does not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ownership {
+    #[default]
+    #[serde(rename = "")]
+    Unknown,
+    Created,
+    Adopted,
+}
+
+impl std::fmt::Display for Ownership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ownership::Unknown => "",
+            Ownership::Created => "created",
+            Ownership::Adopted => "adopted",
+        })
+    }
+}
+
 /// What install did outside the stack, so teardown removes only its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallState {
     pub stack_name: String,
-    /// `created` or `adopted`.
-    pub recorder: String,
+    pub recorder: Ownership,
     pub recorder_name: String,
-    pub channel: String,
+    pub channel: Ownership,
     pub channel_name: String,
     /// Set when install subscribed the handler to an adopted channel's topic.
     pub adopted_topic_arn: Option<String>,

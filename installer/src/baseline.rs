@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_ec2::error::{DisplayErrorContext, SdkError};
+use aws_sdk_ec2::error::SdkError;
 use aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsError;
 use aws_sdk_ec2::types::SecurityGroup;
 use aws_smithy_types::date_time::{DateTime, Format};
@@ -32,7 +32,7 @@ pub const MARGIN: Duration = Duration::from_secs(3600);
 /// Why the baseline could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
-    #[error("listing security groups in {place}: {}", DisplayErrorContext(.source))]
+    #[error("listing security groups in {place}: {}", crate::aws::error_text(.source))]
     Describe {
         place: Place,
         #[source]

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 use aws_config::SdkConfig;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
-use sgwatch_handler::severity::Severity;
+
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::aws::GlobalArgs;
 use crate::install::{self, InstallArgs, Source};
-use crate::{package, policy_args, status, teardown};
+use crate::policy_args::PolicyArgs;
+use crate::{package, status, teardown};
 
 /// What a rollout does in every target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -72,36 +73,22 @@ pub enum RolloutError {
 }
 
 /// Settings a target can set or inherit from `defaults` (the install/plan flags, snake_case).
+/// Unknown keys are refused by [`parse_targets`] (serde cannot refuse them through a flattened
+/// field).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct TargetSettings {
     pub role_name: Option<String>,
     pub role_arn: Option<String>,
     pub external_id: Option<String>,
     pub regions: Option<Vec<String>>,
     pub sender: Option<String>,
-    pub fallback_recipient: Option<String>,
-    /// A severity name; a misspelt one is an error in the file, as the flag's would be.
-    #[serde(default, deserialize_with = "severity")]
-    pub always_notify_at: Option<Severity>,
-    pub notify_tag: Option<String>,
-    pub owner_tag: Option<String>,
-    pub resource_types: Option<String>,
-    pub notify_on_relationship_changes: Option<bool>,
+    /// The handler's settings, as `install` takes them.
+    #[serde(flatten)]
+    pub policy: PolicyArgs,
     pub stack_name: Option<String>,
     /// `sns` or `eventbridge`; anything else is an error in the file, not a silent default.
     pub source: Option<Source>,
     pub extend_recorder: Option<bool>,
-}
-
-/// A severity as the handler reads it (`critical` … `info`).
-fn severity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Error> {
-    let Some(name) = Option::<String>::deserialize(d)? else {
-        return Ok(None);
-    };
-    name.parse()
-        .map(Some)
-        .map_err(|why| serde::de::Error::custom(format!("always_notify_at {name:?}: {why}")))
 }
 
 impl TargetSettings {
@@ -114,14 +101,7 @@ impl TargetSettings {
             external_id: self.external_id.or(d.external_id),
             regions: self.regions.or(d.regions),
             sender: self.sender.or(d.sender),
-            fallback_recipient: self.fallback_recipient.or(d.fallback_recipient),
-            always_notify_at: self.always_notify_at.or(d.always_notify_at),
-            notify_tag: self.notify_tag.or(d.notify_tag),
-            owner_tag: self.owner_tag.or(d.owner_tag),
-            resource_types: self.resource_types.or(d.resource_types),
-            notify_on_relationship_changes: self
-                .notify_on_relationship_changes
-                .or(d.notify_on_relationship_changes),
+            policy: self.policy.over(&d.policy),
             stack_name: self.stack_name.or(d.stack_name),
             source: self.source.or(d.source),
             extend_recorder: self.extend_recorder.or(d.extend_recorder),
@@ -138,7 +118,6 @@ struct TargetsFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTarget {
     account: Option<serde_yaml::Value>,
     #[serde(flatten)]
@@ -184,6 +163,23 @@ pub struct TargetsError {
     pub message: String,
 }
 
+/// The first key of `defaults` or of a target that is no setting (a typo would otherwise be
+/// silently ignored).
+fn unknown_key(text: &str) -> Option<String> {
+    let known = serde_yaml::to_value(TargetSettings::default()).ok()?;
+    let known = known.as_mapping()?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    let targets = doc.get("targets").and_then(|t| t.as_sequence());
+    doc.get("defaults")
+        .into_iter()
+        .chain(targets.into_iter().flatten())
+        .filter_map(|m| m.as_mapping())
+        .flat_map(|m| m.keys())
+        .filter_map(|k| k.as_str())
+        .find(|k| *k != "account" && !known.contains_key(*k))
+        .map(str::to_owned)
+}
+
 /// Reads and checks a targets file, expanding each account to its regions.
 pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError> {
     let err = |line: usize, message: String| TargetsError {
@@ -195,6 +191,12 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
         let line = e.location().map(|l| l.line()).unwrap_or(1);
         err(line, format!("not a valid targets file: {e}"))
     })?;
+    if let Some(key) = unknown_key(text) {
+        return Err(err(
+            line_of(text, &format!("{key}:"), 1),
+            format!("not a valid targets file: unknown field `{key}`"),
+        ));
+    }
     if parsed.targets.is_empty() {
         return Err(err(
             line_of(text, "targets", 1),
@@ -512,14 +514,7 @@ fn install_args(t: &Target, zip: Option<PathBuf>) -> InstallArgs {
     let s = &t.settings;
     InstallArgs {
         sender: s.sender.clone().unwrap_or_default(),
-        policy: policy_args::PolicyArgs {
-            fallback_recipient: s.fallback_recipient.clone(),
-            always_notify_at: s.always_notify_at.map(|level| level.as_str().to_owned()),
-            notify_tag: s.notify_tag.clone(),
-            owner_tag: s.owner_tag.clone(),
-            resource_types: s.resource_types.clone(),
-            notify_on_relationship_changes: s.notify_on_relationship_changes.unwrap_or(false),
-        },
+        policy: s.policy.clone(),
         arch: package::Arch::Arm64,
         stack_name: stack_name(t),
         handler_zip: zip,
@@ -625,7 +620,7 @@ targets:
         );
         assert_eq!(t[2].external_id.as_deref(), Some("xyz"));
         assert_eq!(
-            t[2].settings.fallback_recipient.as_deref(),
+            t[2].settings.policy.fallback_recipient.as_deref(),
             Some("secops@example.com")
         );
     }
@@ -701,7 +696,10 @@ targets:
             &format!("{base}  - account: \"111122223333\"\n    always_notify_at: high\n"),
         )
         .unwrap();
-        assert_eq!(t[0].settings.always_notify_at, Some(Severity::High));
+        assert_eq!(
+            t[0].settings.policy.always_notify_at.as_deref(),
+            Some("high")
+        );
     }
 
     #[test]

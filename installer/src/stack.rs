@@ -287,6 +287,36 @@ pub fn differences(
     out
 }
 
+/// Whether CloudFormation is working on the stack (an `*_IN_PROGRESS` status).
+pub fn in_progress(status: &StackStatus) -> bool {
+    use StackStatus as S;
+    matches!(
+        status,
+        S::CreateInProgress
+            | S::DeleteInProgress
+            | S::ImportInProgress
+            | S::ImportRollbackInProgress
+            | S::ReviewInProgress
+            | S::RollbackInProgress
+            | S::UpdateCompleteCleanupInProgress
+            | S::UpdateInProgress
+            | S::UpdateRollbackCompleteCleanupInProgress
+            | S::UpdateRollbackInProgress
+    )
+}
+
+/// Whether an update of the stack (or its rollback) is under way.
+fn updating(status: &StackStatus) -> bool {
+    use StackStatus as S;
+    matches!(
+        status,
+        S::UpdateCompleteCleanupInProgress
+            | S::UpdateInProgress
+            | S::UpdateRollbackCompleteCleanupInProgress
+            | S::UpdateRollbackInProgress
+    )
+}
+
 /// Whether a stack in this status can take a change set (and be compared with what we want).
 pub fn is_settled(status: &StackStatus) -> bool {
     matches!(
@@ -358,9 +388,7 @@ pub async fn resolved_outputs(
     place: &Place,
 ) -> Result<BTreeMap<String, String>, StackError> {
     let mut out = outputs(stack);
-    let changing = stack
-        .stack_status()
-        .is_some_and(|s| s.as_str().ends_with("_IN_PROGRESS"));
+    let changing = stack.stack_status().is_some_and(in_progress);
     // A stack under review has no resources yet, and one being changed is read once it settles.
     if changing || (out.contains_key("FunctionArn") && out.contains_key("ConfigBucketName")) {
         return Ok(out);
@@ -648,7 +676,7 @@ pub async fn delete(
                 .wait(STACK_WAIT)
                 .await;
         }
-        Some(s) if s.as_str().starts_with("UPDATE_") && s.as_str().ends_with("_IN_PROGRESS") => {
+        Some(s) if updating(s) => {
             let _ = cf
                 .wait_until_stack_update_complete()
                 .stack_name(&id)
@@ -684,7 +712,7 @@ fn failed(name: &str, place: &Place, stack: &Stack, first_failure: Option<String
         .stack_status()
         .map(|s| s.as_str().to_owned())
         .unwrap_or_else(|| "in an unknown state".into());
-    if status.ends_with("_IN_PROGRESS") {
+    if stack.stack_status().is_some_and(in_progress) {
         return StackError::Timeout {
             stack: name.to_owned(),
             place: place.clone(),

@@ -3,24 +3,29 @@
 //! recording, last status) and delivery channel (→ bucket, → topic); the event source (topic →
 //! subscription → function, or EventBridge rule → function) and the function's permission for it;
 //! the function's settings (checked as the handler checks them at start) and its on-failure
-//! destination; the SES sender and sandbox; the failure queue; the install record.
+//! destination; the SES sender and sandbox; what the stack's roles may do; the failure queue; the
+//! install record.
 //!
-//! A broken link is what status reports, not an error: it fails only when it cannot look at all.
+//! [`look`] reads the account once ([`Seen`]); each link is then a small pure function of what was
+//! seen ([`LINKS`]). A broken link is what status reports, not an error: it fails only when it
+//! cannot look at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_config::SdkConfig;
-use aws_sdk_cloudformation::types::StackStatus;
-use aws_sdk_sesv2::error::ProvideErrorMetadata;
+use aws_sdk_cloudformation::types::{Stack, StackStatus};
+use aws_sdk_config::types::{ConfigStreamDeliveryInfo, DeliveryStatus};
 use clap::Args;
 use serde::Serialize;
 use sgwatch_handler::settings::Settings;
 
-use crate::artifacts;
+use crate::artifacts::{self, InstallState};
 use crate::aws::Place;
-use crate::recorder;
-use crate::simulate;
+use crate::aws::{error_text, sns_for};
+use crate::recorder::{self, Found};
+use crate::simulate::{self, Simulated};
 use crate::stack;
+use crate::topic;
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
@@ -43,6 +48,25 @@ pub struct Check {
     pub check: String,
     /// What was found and, when it is not ok, what to do.
     pub detail: String,
+}
+
+impl Check {
+    fn new(level: Level, check: &str, detail: impl Into<String>) -> Check {
+        Check {
+            level,
+            check: check.to_owned(),
+            detail: detail.into(),
+        }
+    }
+    fn ok(check: &str, detail: impl Into<String>) -> Check {
+        Check::new(Level::Ok, check, detail)
+    }
+    fn warn(check: &str, detail: impl Into<String>) -> Check {
+        Check::new(Level::Warn, check, detail)
+    }
+    fn fail(check: &str, detail: impl Into<String>) -> Check {
+        Check::new(Level::Fail, check, detail)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,291 +102,319 @@ impl std::fmt::Display for Status {
     }
 }
 
-#[derive(Default)]
-struct Checks(Vec<Check>);
+/// The stack's EventBridge rule, as EventBridge has it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub arn: String,
+    pub enabled: bool,
+    pub targets: Vec<String>,
+}
 
-impl Checks {
-    fn add(&mut self, level: Level, check: &str, detail: impl Into<String>) {
-        self.0.push(Check {
-            level,
-            check: check.to_owned(),
-            detail: detail.into(),
-        });
+/// How Config's notifications reach the function, as seen.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// No function to route to.
+    None,
+    /// The handler's subscription to the topic the channel sends to, and its redrive policy
+    /// (read when the topic can be redriven).
+    Topic {
+        topic: String,
+        subscription: Result<Option<String>, String>,
+        redrive: Option<Result<Option<String>, String>>,
+    },
+    /// The stack's EventBridge rule (`None`: the stack has none).
+    Rule(Result<Option<Rule>, String>),
+}
+
+/// Everything status looks at, read once.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub place: Place,
+    pub stack_name: String,
+    pub stack: Option<Stack>,
+    pub outputs: BTreeMap<String, String>,
+    pub params: BTreeMap<String, String>,
+    pub found: Found,
+    /// Whether the delivery channel's bucket exists.
+    pub channel_bucket: Option<Result<bool, String>>,
+    /// The channel's last delivery to its topic.
+    pub delivery: Option<Result<Option<ConfigStreamDeliveryInfo>, String>>,
+    pub route: Route,
+    /// The function's resource policy (empty when there is none).
+    pub policy: String,
+    /// The function's environment.
+    pub function: Option<Result<HashMap<String, String>, String>>,
+    /// Whether the function has an on-failure destination.
+    pub on_failure: Option<bool>,
+    /// The sender's SES identity, and the sandbox warning.
+    pub ses: Option<(String, Result<String, String>, Option<String>)>,
+    pub handler_role: Option<Simulated>,
+    pub config_role: Option<Simulated>,
+    /// The failure queue's URL and how many messages it holds.
+    pub queue: Option<(String, Result<u64, String>)>,
+    pub record: Result<Option<InstallState>, String>,
+}
+
+impl Seen {
+    fn eventbridge(&self) -> bool {
+        self.params.get("EventSource").map(String::as_str) == Some("eventbridge")
     }
-    fn ok(&mut self, check: &str, detail: impl Into<String>) {
-        self.add(Level::Ok, check, detail);
+
+    /// What to run to fix a missing piece.
+    fn install(&self) -> String {
+        match self.stack_name.as_str() {
+            "sgwatch" => "run `sgwatch install`".to_owned(),
+            other => format!("run `sgwatch install --stack-name {other}`"),
+        }
     }
-    fn warn(&mut self, check: &str, detail: impl Into<String>) {
-        self.add(Level::Warn, check, detail);
-    }
-    fn fail(&mut self, check: &str, detail: impl Into<String>) {
-        self.add(Level::Fail, check, detail);
+
+    fn output(&self, key: &str) -> Option<&str> {
+        self.outputs.get(key).map(String::as_str)
     }
 }
 
-/// An AWS error as one short phrase for a status line.
-fn said<E: ProvideErrorMetadata>(e: &E) -> String {
-    match (e.code(), e.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => "no answer".to_owned(),
-    }
-}
+/// The checks, link by link, in the order of the chain.
+pub const LINKS: &[fn(&Seen) -> Vec<Check>] = &[
+    stack_link,
+    recorder_link,
+    channel_link,
+    route_link,
+    function_link,
+    ses_link,
+    roles_link,
+    failures_link,
+    record_link,
+];
 
 /// Runs every check.
 pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, crate::Error> {
+    let seen = look(args, config).await?;
+    let mut checks: Vec<Check> = LINKS.iter().flat_map(|link| link(&seen)).collect();
+    checks.extend(crate::destinations::checks(config, &seen.params).await);
+    Ok(Status {
+        account: seen.place.account.clone(),
+        region: seen.place.region.clone(),
+        checks,
+    })
+}
+
+/// Reads everything the checks look at. Only what status cannot look at without (who the caller
+/// is, the stack, Config) is an error; every other failed read is kept for its check to report.
+pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::Error> {
     let place = crate::aws::place(config).await?;
-    let mut c = Checks::default();
     let name = &args.stack_name;
-    let install = match name.as_str() {
-        "sgwatch" => "run `sgwatch install`".to_owned(),
-        other => format!("run `sgwatch install --stack-name {other}`"),
-    };
-
-    // The stack and what it says about itself.
-    let cf = aws_sdk_cloudformation::Client::new(config);
-    let deployed = stack::describe(&cf, name, &place).await?;
-    let (outputs, params) = match &deployed {
-        None => {
-            c.fail(
-                "stack",
-                format!("stack {name} not found in {place}: {install}"),
-            );
-            (BTreeMap::new(), BTreeMap::new())
-        }
-        Some(s) => {
-            let status = s.stack_status();
-            let shown = status.map(|s| s.as_str()).unwrap_or("?");
-            if matches!(
-                status,
-                Some(StackStatus::CreateComplete | StackStatus::UpdateComplete)
-            ) {
-                c.ok("stack", format!("{name} is {shown}"));
-            } else {
-                c.fail(
-                    "stack",
-                    format!("{name} is {shown}: {install} (see its events for the cause)"),
-                );
-            }
-            (
-                stack::resolved_outputs(&cf, name, s, &place).await?,
-                stack::deployed_parameters(s),
-            )
-        }
-    };
-    let eventbridge = params.get("EventSource").map(String::as_str) == Some("eventbridge");
-
-    // AWS Config.
-    let found = recorder::find(&aws_sdk_config::Client::new(config), &place).await?;
-    match found.recorder_name() {
-        None => c.fail(
-            "config recorder exists",
-            format!("no configuration recorder in {place}: {install}"),
+    let cf = crate::aws::cloudformation(config);
+    let stack = stack::describe(&cf, name, &place).await?;
+    let (outputs, params) = match &stack {
+        Some(s) => (
+            stack::resolved_outputs(&cf, name, s, &place).await?,
+            stack::deployed_parameters(s),
         ),
-        Some(r) => {
-            c.ok("config recorder exists", r);
-            if found.records_security_groups() {
-                c.ok(
-                    "records security groups",
-                    "AWS::EC2::SecurityGroup is recorded",
-                );
-            } else {
-                c.fail(
-                    "records security groups",
-                    format!(
-                        "recorder {r} does not record AWS::EC2::SecurityGroup: add it, or run \
-                         `sgwatch install --extend-recorder`"
-                    ),
-                );
-            }
-            if found.recording {
-                c.ok("recorder is recording", "recording");
-            } else {
-                c.fail(
-                    "recorder is recording",
-                    format!(
-                        "stopped: aws configservice start-configuration-recorder \
-                         --configuration-recorder-name {r}"
-                    ),
-                );
-            }
-            match found.last_status.as_deref() {
-                Some("FAILURE") => c.fail(
-                    "last recording status",
-                    "FAILURE: check that the recorder's role may read the resources \
-                     (service-role/AWS_ConfigRole)",
-                ),
-                Some(s) => c.ok("last recording status", s),
-                None => c.warn("last recording status", "nothing recorded yet"),
-            }
+        None => Default::default(),
+    };
+    let found = recorder::find(&crate::aws::configservice(config), &place).await?;
+    let s3 = crate::aws::s3(config);
+    let mut seen = Seen {
+        place,
+        stack_name: name.clone(),
+        stack,
+        outputs,
+        params,
+        found,
+        channel_bucket: None,
+        delivery: None,
+        route: Route::None,
+        policy: String::new(),
+        function: None,
+        on_failure: None,
+        ses: None,
+        handler_role: None,
+        config_role: None,
+        queue: None,
+        record: Ok(None),
+    };
+    if let Some(channel) = seen.found.channel.clone() {
+        if let Some(bucket) = channel.s3_bucket_name() {
+            let exists = artifacts::bucket_exists(&s3, bucket, &seen.place).await;
+            seen.channel_bucket = Some(exists.map_err(|e| e.to_string()));
         }
+        seen.delivery = Some(delivery(config, channel.name().unwrap_or("?")).await);
     }
-    let s3 = sgwatch_handler::aws::s3_client(config);
-    let mut source_topic = outputs.get("TopicArn").cloned();
-    match &found.channel {
-        None => c.fail(
-            "delivery channel",
-            format!("no delivery channel in {place}: {install}"),
-        ),
-        Some(channel) => {
-            let channel_name = channel.name().unwrap_or("?");
-            match channel.s3_bucket_name() {
-                Some(bucket) => match artifacts::bucket_exists(&s3, bucket, &place).await {
-                    Ok(true) => c.ok(
-                        "delivery channel → bucket",
-                        format!("{channel_name} → s3://{bucket}"),
-                    ),
-                    Ok(false) => c.fail(
-                        "delivery channel → bucket",
-                        format!("{channel_name} → s3://{bucket}, which does not exist: {install}"),
-                    ),
-                    Err(e) => c.warn("delivery channel → bucket", format!("{e}")),
-                },
-                None => c.fail(
-                    "delivery channel → bucket",
-                    format!("{channel_name} names no bucket"),
-                ),
-            }
-            match channel.sns_topic_arn() {
-                Some(topic) => {
-                    let ours = outputs.get("TopicArn").map(String::as_str) == Some(topic);
-                    c.ok(
-                        "delivery channel → topic",
-                        format!("{topic}{}", if ours { "" } else { " (adopted)" }),
-                    );
-                    source_topic = Some(topic.to_owned());
-                }
-                None if eventbridge => c.ok(
-                    "delivery channel → topic",
-                    "none (events reach the handler through EventBridge)",
-                ),
-                None => c.fail(
-                    "delivery channel → topic",
-                    format!(
-                        "{channel_name} sends to no SNS topic: run install with --source eventbridge"
-                    ),
-                ),
-            }
-            delivery(config, &mut c, channel_name).await;
-        }
-    }
-
-    // The event source, and the function's permission for it.
-    let lambda = aws_sdk_lambda::Client::new(config);
-    let function_arn = outputs.get("FunctionArn").cloned();
-    let policy = match outputs.get("FunctionName") {
-        Some(f) => lambda
+    let lambda = crate::aws::lambda(config);
+    if let Some(function) = seen.outputs.get("FunctionName").cloned() {
+        seen.policy = lambda
             .get_policy()
-            .function_name(f)
+            .function_name(&function)
             .send()
             .await
             .ok()
             .and_then(|p| p.policy().map(str::to_owned))
-            .unwrap_or_default(),
-        None => String::new(),
-    };
-    if let Some(function_arn) = &function_arn {
-        if eventbridge {
-            event_rule(config, &mut c, name, function_arn, &policy).await;
-        } else if let Some(topic) = &source_topic {
-            let queue = outputs.get("FailureQueueArn").map(String::as_str);
-            let topic_in = Subscribed {
-                topic,
-                function_arn,
-                policy: &policy,
-                queue,
-            };
-            subscription(config, &mut c, &place, &topic_in, &install).await;
-        }
-    }
-
-    // The function: its settings as the handler reads them at start, and where failures go.
-    let mut sender = params.get("Sender").cloned();
-    if let Some(function) = outputs.get("FunctionName") {
-        match lambda
-            .get_function_configuration()
-            .function_name(function)
-            .send()
-            .await
-        {
-            Ok(f) => {
-                let vars = f
+            .unwrap_or_default();
+        seen.function = Some(
+            match lambda
+                .get_function_configuration()
+                .function_name(&function)
+                .send()
+                .await
+            {
+                Ok(f) => Ok(f
                     .environment()
                     .and_then(|e| e.variables())
                     .cloned()
-                    .unwrap_or_default();
-                match Settings::from_lookup(|k| vars.get(k).cloned()) {
-                    Ok(settings) => {
-                        c.ok(
-                            "function settings",
-                            format!("{function}: sender {}", settings.sender),
-                        );
-                        sender = Some(settings.sender);
-                    }
-                    Err(e) => c.fail(
-                        "function settings",
-                        format!("{function} would stop at start: {e}; {install} with valid flags"),
-                    ),
-                }
-                baseline(&mut c, vars.get("SGWATCH_BASELINE_UNTIL"));
-            }
-            Err(e) => c.fail(
-                "function settings",
-                format!("cannot read function {function}: {}", said(&e)),
-            ),
-        }
-        match lambda
+                    .unwrap_or_default()),
+                Err(e) => Err(error_text(&e)),
+            },
+        );
+        let invoke = lambda
             .get_function_event_invoke_config()
-            .function_name(function)
+            .function_name(&function)
             .send()
+            .await;
+        seen.on_failure = Some(invoke.is_ok_and(|c| {
+            c.destination_config()
+                .and_then(|d| d.on_failure())
+                .and_then(|d| d.destination())
+                .is_some()
+        }));
+    }
+    seen.route = route(config, &seen).await;
+    let sender = match &seen.function {
+        Some(Ok(vars)) => Settings::from_lookup(|k| vars.get(k).cloned())
+            .ok()
+            .map(|s| s.sender),
+        _ => None,
+    }
+    .or_else(|| seen.params.get("Sender").cloned());
+    if let Some(sender) = sender {
+        let ses = crate::aws::sesv2(config);
+        let identity = crate::preflight::sender_identity(&ses, &seen.place, &sender)
             .await
-        {
-            Ok(cfg)
-                if cfg
-                    .destination_config()
-                    .and_then(|d| d.on_failure())
-                    .and_then(|d| d.destination())
-                    .is_some() =>
-            {
-                c.ok("failures go to the queue", "on-failure destination set")
-            }
-            _ => c.warn(
-                "failures go to the queue",
-                format!(
-                    "{function} has no on-failure destination (the stack's InvokeConfig): events \
-                     that fail every retry would be lost; {install}"
-                ),
-            ),
-        }
+            .map_err(|e| e.to_string());
+        let sandbox = crate::preflight::sandbox_warning(&ses, &seen.place).await;
+        seen.ses = Some((sender, identity, sandbox));
     }
-
-    // SES.
-    let mut identity = None;
-    if let Some(sender) = &sender {
-        let ses = aws_sdk_sesv2::Client::new(config);
-        match crate::preflight::sender_identity(&ses, &place, sender).await {
-            Ok(found) => {
-                c.ok(
-                    "SES sender verified",
-                    format!("{sender} (identity {found})"),
-                );
-                identity = Some(found);
-            }
-            Err(e) => c.fail("SES sender verified", e.to_string()),
-        }
-        match crate::preflight::sandbox_warning(&ses, &place).await {
-            None => c.ok("SES production access", "owners can receive mail"),
-            Some(w) => c.warn("SES production access", w),
-        }
+    (seen.handler_role, seen.config_role) = roles(config, &seen).await;
+    if let Some(url) = seen.outputs.get("FailureQueueUrl").cloned() {
+        let parked = parked(config, &url).await;
+        seen.queue = Some((url, parked));
     }
+    seen.record = artifacts::read_state(&s3, &seen.place, name)
+        .await
+        .map_err(|e| e.to_string());
+    Ok(seen)
+}
 
-    // What the stack's roles may do, as IAM evaluates their policies.
-    let iam = aws_sdk_iam::Client::new(config);
-    let o = |k: &str| outputs.get(k).map(String::as_str);
-    if let (Some(role_arn), Some(sender), Some(identity), Some(bucket), Some(table), Some(queue)) = (
+/// The route from the channel (or the rule) to the function.
+async fn route(config: &SdkConfig, seen: &Seen) -> Route {
+    let Some(function_arn) = seen.output("FunctionArn") else {
+        return Route::None;
+    };
+    if seen.eventbridge() {
+        return Route::Rule(rule(config, &seen.stack_name).await);
+    }
+    let channel_topic = seen.found.channel.as_ref().and_then(|c| c.sns_topic_arn());
+    let Some(topic) = channel_topic.or(seen.output("TopicArn")) else {
+        return Route::None;
+    };
+    let place = &seen.place;
+    let sns = sns_for(config, topic);
+    let subscription = topic::subscription(&sns, place, topic, function_arn)
+        .await
+        .map_err(|e| e.to_string());
+    let redrive = match (&subscription, seen.output("FailureQueueArn")) {
+        (Ok(Some(sub)), Some(_)) if topic::can_redrive(topic, place) => Some(
+            topic::redrive(&sns, place, topic, sub)
+                .await
+                .map_err(|e| e.to_string()),
+        ),
+        _ => None,
+    };
+    Route::Topic {
+        topic: topic.to_owned(),
+        subscription,
+        redrive,
+    }
+}
+
+/// The stack's EventBridge rule and its targets.
+async fn rule(config: &SdkConfig, stack_name: &str) -> Result<Option<Rule>, String> {
+    let cf = crate::aws::cloudformation(config);
+    let name = cf
+        .list_stack_resources()
+        .stack_name(stack_name)
+        .send()
+        .await
+        .ok()
+        .and_then(|r| {
+            r.stack_resource_summaries()
+                .iter()
+                .find(|s| s.logical_resource_id() == Some("EventRule"))
+                .and_then(|s| s.physical_resource_id().map(str::to_owned))
+        });
+    let Some(name) = name.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let events = crate::aws::eventbridge(config);
+    let described = (events.describe_rule().name(&name).send().await)
+        .map_err(|e| format!("cannot read rule {name}: {}", error_text(&e)))?;
+    let targets = (events.list_targets_by_rule().rule(&name).send().await)
+        .map_err(|e| format!("cannot list the targets of {name}: {}", error_text(&e)))?;
+    Ok(Some(Rule {
+        arn: described.arn().unwrap_or_default().to_owned(),
+        enabled: described.state() == Some(&aws_sdk_eventbridge::types::RuleState::Enabled),
+        targets: targets
+            .targets()
+            .iter()
+            .map(|t| t.arn().to_owned())
+            .collect(),
+        name,
+    }))
+}
+
+/// The channel's last delivery to its topic (the stream of changes the handler hears).
+async fn delivery(
+    config: &SdkConfig,
+    channel: &str,
+) -> Result<Option<ConfigStreamDeliveryInfo>, String> {
+    // A report line, not a step anything waits on: one attempt (emulators may not have the call,
+    // and five retried 5xx would only make status slow).
+    let once = aws_sdk_config::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
+    let out = crate::aws::configservice(config)
+        .describe_delivery_channel_status()
+        .delivery_channel_names(channel)
+        .customize()
+        .config_override(once)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "could not read the status of channel {channel}: {}",
+                error_text(&e)
+            )
+        })?;
+    Ok(out
+        .delivery_channels_status()
+        .first()
+        .and_then(|s| s.config_stream_delivery_info())
+        .cloned())
+}
+
+/// What the stack's roles may do, as IAM evaluates their policies: the handler's, and the Config
+/// role's while the recorder uses it.
+async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Simulated>) {
+    let iam = crate::aws::iam(config);
+    let o = |k| seen.output(k);
+    let place = &seen.place;
+    let identity = match &seen.ses {
+        Some((sender, Ok(identity), _)) => Some((sender.as_str(), identity.as_str())),
+        _ => None,
+    };
+    let mut handler = None;
+    if let (Some(role_arn), Some((sender, identity)), Some(bucket), Some(table), Some(queue)) = (
         o("HandlerRoleArn"),
-        sender.as_deref(),
-        identity.as_deref(),
+        identity,
         o("ConfigBucketName"),
         o("IdempotencyTableName"),
         o("FailureQueueArn"),
@@ -377,74 +429,417 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
             table,
             queue_arn: queue,
         });
-        let answer = simulate::simulate(&iam, role_arn, &asks).await;
-        simulated(&mut c, "handler role may act", answer);
+        handler = Some(simulate::simulate(&iam, role_arn, &asks).await);
     }
-    // The Config role matters only while the recorder uses it.
-    let recorder_role = found.recorder.as_ref().and_then(|r| r.role_arn());
+    let recorder_role = seen.found.recorder.as_ref().and_then(|r| r.role_arn());
+    let mut config_role = None;
     if let (Some(role_arn), Some(bucket), Some(topic)) =
         (o("ConfigRoleArn"), o("ConfigBucketName"), o("TopicArn"))
     {
         if recorder_role == Some(role_arn) {
             let asks =
                 simulate::config_asks(role_arn, &place.region, &place.account, bucket, topic);
-            let answer = simulate::simulate(&iam, role_arn, &asks).await;
-            simulated(&mut c, "config role may deliver", answer);
+            config_role = Some(simulate::simulate(&iam, role_arn, &asks).await);
         }
     }
-
-    // Failures, and the record teardown relies on.
-    if let Some(url) = outputs.get("FailureQueueUrl") {
-        failure_queue(config, &mut c, url).await;
-    }
-    match artifacts::read_state(&s3, &place, name).await {
-        Ok(Some(state)) => c.ok(
-            "install record",
-            format!("recorder {}, channel {}", state.recorder, state.channel),
-        ),
-        Ok(None) => c.warn(
-            "install record",
-            format!("none: teardown would not know what install created; {install}"),
-        ),
-        Err(e) => c.warn("install record", e.to_string()),
-    }
-    Ok(Status {
-        account: place.account.clone(),
-        region: place.region.clone(),
-        checks: c.0,
-    })
+    (handler, config_role)
 }
 
-/// One line for a role's simulation: ok, one FAIL per denied action, or a warning when IAM could
-/// not be asked.
+/// How many messages the failure queue holds.
+async fn parked(config: &SdkConfig, url: &str) -> Result<u64, String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let attrs = crate::aws::sqs(config)
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read {url}: {}", error_text(&e)))?;
+    Ok(attrs
+        .attributes()
+        .and_then(|m| m.get(&QueueAttributeName::ApproximateNumberOfMessages))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0))
+}
+
+/// The stack and what it says about itself.
+fn stack_link(seen: &Seen) -> Vec<Check> {
+    let (name, place, install) = (&seen.stack_name, &seen.place, seen.install());
+    let Some(s) = &seen.stack else {
+        return vec![Check::fail(
+            "stack",
+            format!("stack {name} not found in {place}: {install}"),
+        )];
+    };
+    let status = s.stack_status();
+    let shown = status.map(|s| s.as_str()).unwrap_or("?");
+    vec![if matches!(
+        status,
+        Some(StackStatus::CreateComplete | StackStatus::UpdateComplete)
+    ) {
+        Check::ok("stack", format!("{name} is {shown}"))
+    } else {
+        Check::fail(
+            "stack",
+            format!("{name} is {shown}: {install} (see its events for the cause)"),
+        )
+    }]
+}
+
+/// The Config recorder: exists, records security groups, is recording, last status.
+fn recorder_link(seen: &Seen) -> Vec<Check> {
+    let found = &seen.found;
+    let Some(r) = found.recorder_name() else {
+        return vec![Check::fail(
+            "config recorder exists",
+            format!(
+                "no configuration recorder in {}: {}",
+                seen.place,
+                seen.install()
+            ),
+        )];
+    };
+    vec![
+        Check::ok("config recorder exists", r),
+        if found.records_security_groups() {
+            Check::ok(
+                "records security groups",
+                "AWS::EC2::SecurityGroup is recorded",
+            )
+        } else {
+            Check::fail(
+                "records security groups",
+                format!(
+                    "recorder {r} does not record AWS::EC2::SecurityGroup: add it, or run \
+                     `sgwatch install --extend-recorder`"
+                ),
+            )
+        },
+        if found.recording {
+            Check::ok("recorder is recording", "recording")
+        } else {
+            Check::fail(
+                "recorder is recording",
+                format!(
+                    "stopped: aws configservice start-configuration-recorder \
+                     --configuration-recorder-name {r}"
+                ),
+            )
+        },
+        match found.last_status.as_deref() {
+            Some("FAILURE") => Check::fail(
+                "last recording status",
+                "FAILURE: check that the recorder's role may read the resources \
+                 (service-role/AWS_ConfigRole)",
+            ),
+            Some(s) => Check::ok("last recording status", s),
+            None => Check::warn("last recording status", "nothing recorded yet"),
+        },
+    ]
+}
+
+/// The delivery channel: to the bucket, to the topic, and its last delivery.
+fn channel_link(seen: &Seen) -> Vec<Check> {
+    let Some(channel) = &seen.found.channel else {
+        return vec![Check::fail(
+            "delivery channel",
+            format!("no delivery channel in {}: {}", seen.place, seen.install()),
+        )];
+    };
+    let name = channel.name().unwrap_or("?");
+    let bucket_check = "delivery channel → bucket";
+    let bucket = match (channel.s3_bucket_name(), &seen.channel_bucket) {
+        (Some(bucket), Some(Ok(true))) => {
+            Check::ok(bucket_check, format!("{name} → s3://{bucket}"))
+        }
+        (Some(bucket), Some(Ok(false))) => Check::fail(
+            bucket_check,
+            format!(
+                "{name} → s3://{bucket}, which does not exist: {}",
+                seen.install()
+            ),
+        ),
+        (Some(_), Some(Err(e))) => Check::warn(bucket_check, e.clone()),
+        _ => Check::fail(bucket_check, format!("{name} names no bucket")),
+    };
+    let topic_check = "delivery channel → topic";
+    let topic = match channel.sns_topic_arn() {
+        Some(topic) => {
+            let ours = seen.output("TopicArn") == Some(topic);
+            Check::ok(
+                topic_check,
+                format!("{topic}{}", if ours { "" } else { " (adopted)" }),
+            )
+        }
+        None if seen.eventbridge() => Check::ok(
+            topic_check,
+            "none (events reach the handler through EventBridge)",
+        ),
+        None => Check::fail(
+            topic_check,
+            format!("{name} sends to no SNS topic: run install with --source eventbridge"),
+        ),
+    };
+    let delivery_check = "last delivery to the topic";
+    let delivered = match &seen.delivery {
+        Some(Err(e)) => Check::warn(delivery_check, e.clone()),
+        Some(Ok(Some(stream))) if stream.last_status() == Some(&DeliveryStatus::Failure) => {
+            Check::fail(
+                delivery_check,
+                format!(
+                    "FAILURE ({}: {}): check that the topic's policy lets config.amazonaws.com \
+                     publish, or the recorder's role may sns:Publish to it",
+                    stream.last_error_code().unwrap_or("?"),
+                    stream.last_error_message().unwrap_or("no message")
+                ),
+            )
+        }
+        Some(Ok(Some(stream))) if stream.last_status() == Some(&DeliveryStatus::Success) => {
+            Check::ok(delivery_check, "SUCCESS")
+        }
+        _ => Check::ok(delivery_check, "nothing delivered yet"),
+    };
+    vec![bucket, topic, delivered]
+}
+
+/// The event source (topic → subscription → function, or rule → function), what SNS does with
+/// what it cannot deliver, and the function's permission for the source.
+fn route_link(seen: &Seen) -> Vec<Check> {
+    let function_arn = seen.output("FunctionArn").unwrap_or_default();
+    match &seen.route {
+        Route::None => Vec::new(),
+        Route::Topic {
+            topic,
+            subscription,
+            redrive,
+        } => {
+            let check = "topic → subscription → function";
+            let mut out = vec![match subscription {
+                Ok(Some(_)) => Check::ok(check, format!("{topic} → {function_arn}")),
+                Ok(None) => Check::fail(
+                    check,
+                    format!(
+                        "{topic} has no subscription for {function_arn}: run `sgwatch install`"
+                    ),
+                ),
+                Err(e) => Check::fail(check, e.clone()),
+            }];
+            if let (Ok(Some(_)), Some(queue)) = (subscription, seen.output("FailureQueueArn")) {
+                out.push(redrive_check(seen, topic, redrive.as_ref(), queue));
+            }
+            out.push(permission(
+                &seen.policy,
+                "sns.amazonaws.com",
+                topic,
+                function_arn,
+            ));
+            out
+        }
+        Route::Rule(rule) => {
+            let check = "EventBridge rule → function";
+            match rule {
+                Err(e) => vec![Check::fail(check, e.clone())],
+                Ok(None) => vec![Check::fail(
+                    check,
+                    "the stack has no EventRule: run `sgwatch install --source eventbridge`",
+                )],
+                Ok(Some(r)) => {
+                    let name = &r.name;
+                    let aimed = r.targets.iter().any(|t| t == function_arn);
+                    vec![
+                        match (r.enabled, aimed) {
+                            (true, true) => Check::ok(check, format!("{name} → {function_arn}")),
+                            (false, _) => Check::fail(
+                                check,
+                                format!(
+                                    "rule {name} is disabled: aws events enable-rule --name {name}"
+                                ),
+                            ),
+                            (_, false) => Check::fail(
+                                check,
+                                format!(
+                                    "rule {name} does not target {function_arn}: run `sgwatch install`"
+                                ),
+                            ),
+                        },
+                        permission(&seen.policy, "events.amazonaws.com", &r.arn, function_arn),
+                    ]
+                }
+            }
+        }
+    }
+}
+
+/// Whether SNS parks what it cannot deliver through the subscription in the failure queue.
+fn redrive_check(
+    seen: &Seen,
+    topic: &str,
+    redrive: Option<&Result<Option<String>, String>>,
+    queue: &str,
+) -> Check {
+    let check = "undeliverable → failure queue";
+    match redrive {
+        None => Check::warn(
+            check,
+            format!(
+                "{topic} is in another account or region, where the failure queue cannot serve \
+                 as its dead-letter queue: what SNS fails to deliver to the function is dropped"
+            ),
+        ),
+        Some(Ok(policy)) if topic::redrives_to(policy.as_deref(), queue) => Check::ok(
+            check,
+            format!("the subscription's redrive policy names {queue}"),
+        ),
+        Some(Ok(policy)) => Check::fail(
+            check,
+            format!(
+                "the subscription to {topic} has {}: what SNS fails to deliver to the function \
+                 is dropped; {}",
+                match policy {
+                    Some(p) => format!("redrive policy {p}, not the failure queue"),
+                    None => "no redrive policy".to_owned(),
+                },
+                seen.install()
+            ),
+        ),
+        Some(Err(e)) => Check::fail(check, e.clone()),
+    }
+}
+
+/// The function: its settings as the handler reads them at start, its discovery baseline, and
+/// where its failures go.
+fn function_link(seen: &Seen) -> Vec<Check> {
+    let (Some(function), Some(read)) = (seen.output("FunctionName"), &seen.function) else {
+        return Vec::new();
+    };
+    let install = seen.install();
+    let mut out = Vec::new();
+    match read {
+        Ok(vars) => {
+            out.push(match Settings::from_lookup(|k| vars.get(k).cloned()) {
+                Ok(settings) => Check::ok(
+                    "function settings",
+                    format!("{function}: sender {}", settings.sender),
+                ),
+                Err(e) => Check::fail(
+                    "function settings",
+                    format!("{function} would stop at start: {e}; {install} with valid flags"),
+                ),
+            });
+            out.push(baseline(vars.get("SGWATCH_BASELINE_UNTIL")));
+        }
+        Err(e) => out.push(Check::fail(
+            "function settings",
+            format!("cannot read function {function}: {e}"),
+        )),
+    }
+    out.push(if seen.on_failure == Some(true) {
+        Check::ok("failures go to the queue", "on-failure destination set")
+    } else {
+        Check::warn(
+            "failures go to the queue",
+            format!(
+                "{function} has no on-failure destination (the stack's InvokeConfig): events \
+                 that fail every retry would be lost; {install}"
+            ),
+        )
+    });
+    out
+}
+
 /// The discovery baseline the function holds (install sets it when it starts recording).
-fn baseline(c: &mut Checks, until: Option<&String>) {
+fn baseline(until: Option<&String>) -> Check {
     match until.filter(|t| !t.is_empty()) {
-        Some(t) => c.ok(
+        Some(t) => Check::ok(
             "discovery baseline",
             format!("groups discovered before {t} are not emailed"),
         ),
-        None => c.ok(
+        None => Check::ok(
             "discovery baseline",
             "none: every group AWS Config discovers is emailed as new",
         ),
     }
 }
 
-fn simulated(c: &mut Checks, check: &str, answer: simulate::Simulated) {
+/// The SES sender identity, and whether the account may mail anyone.
+fn ses_link(seen: &Seen) -> Vec<Check> {
+    let Some((sender, identity, sandbox)) = &seen.ses else {
+        return Vec::new();
+    };
+    vec![
+        match identity {
+            Ok(found) => Check::ok(
+                "SES sender verified",
+                format!("{sender} (identity {found})"),
+            ),
+            Err(e) => Check::fail("SES sender verified", e.clone()),
+        },
+        match sandbox {
+            None => Check::ok("SES production access", "owners can receive mail"),
+            Some(w) => Check::warn("SES production access", w.clone()),
+        },
+    ]
+}
+
+/// What the stack's roles may do, as IAM's simulator answers.
+fn roles_link(seen: &Seen) -> Vec<Check> {
+    let mut out = Vec::new();
+    if let Some(answer) = &seen.handler_role {
+        out.extend(simulated("handler role may act", answer));
+    }
+    if let Some(answer) = &seen.config_role {
+        out.extend(simulated("config role may deliver", answer));
+    }
+    out
+}
+
+/// One line for a role's simulation: ok, one FAIL per denied action, or a warning when IAM could
+/// not be asked.
+fn simulated(check: &str, answer: &Simulated) -> Vec<Check> {
     match answer {
-        simulate::Simulated::Allowed(n) => {
-            c.ok(check, format!("all {n} actions it needs are allowed"))
-        }
-        simulate::Simulated::Denied(lines) => {
-            for line in lines {
-                c.fail(check, line);
-            }
-        }
-        simulate::Simulated::Unavailable(why) => {
-            c.warn(check, format!("could not simulate: {why}"))
+        Simulated::Allowed(n) => vec![Check::ok(
+            check,
+            format!("all {n} actions it needs are allowed"),
+        )],
+        Simulated::Denied(lines) => lines
+            .iter()
+            .map(|l| Check::fail(check, l.clone()))
+            .collect(),
+        Simulated::Unavailable(why) => {
+            vec![Check::warn(check, format!("could not simulate: {why}"))]
         }
     }
+}
+
+/// What failed every retry and waits in the failure queue.
+fn failures_link(seen: &Seen) -> Vec<Check> {
+    let Some((_, parked)) = &seen.queue else {
+        return Vec::new();
+    };
+    let check = "failure queue empty";
+    vec![match parked {
+        Ok(0) => Check::ok(check, "no failed notifications"),
+        Ok(n) => Check::warn(check, crate::redrive::parked_line(*n).unwrap_or_default()),
+        Err(e) => Check::fail(check, e.clone()),
+    }]
+}
+
+/// The record teardown relies on.
+fn record_link(seen: &Seen) -> Vec<Check> {
+    vec![match &seen.record {
+        Ok(Some(state)) => Check::ok(
+            "install record",
+            format!("recorder {}, channel {}", state.recorder, state.channel),
+        ),
+        Ok(None) => Check::warn(
+            "install record",
+            format!(
+                "none: teardown would not know what install created; {}",
+                seen.install()
+            ),
+        ),
+        Err(e) => Check::warn("install record", e.clone()),
+    }]
 }
 
 /// What the function's resource policy says about `principal` invoking it from a source.
@@ -506,15 +901,15 @@ fn permits(policy: &str, principal: &str, source: &str) -> Permit {
 }
 
 /// The "function permission" line for `principal` invoking the function from `source`.
-fn permission(c: &mut Checks, policy: &str, principal: &str, source: &str, function_arn: &str) {
+fn permission(policy: &str, principal: &str, source: &str, function_arn: &str) -> Check {
     let check = "function permission";
     match permits(policy, principal, source) {
-        Permit::Allowed => c.ok(check, format!("{source} may invoke it")),
-        Permit::Missing => c.fail(
+        Permit::Allowed => Check::ok(check, format!("{source} may invoke it")),
+        Permit::Missing => Check::fail(
             check,
             format!("nothing lets {source} invoke the function: run `sgwatch install`"),
         ),
-        Permit::Conditioned { sid, keys } => c.fail(
+        Permit::Conditioned { sid, keys } => Check::fail(
             check,
             format!(
                 "statement {sid} lets {source} invoke the function only under {}, which not \
@@ -526,228 +921,6 @@ fn permission(c: &mut Checks, policy: &str, principal: &str, source: &str, funct
                 keys.join(" and ")
             ),
         ),
-    }
-}
-
-/// What the handler's subscription to a topic is checked against.
-struct Subscribed<'a> {
-    topic: &'a str,
-    function_arn: &'a str,
-    /// The function's resource policy.
-    policy: &'a str,
-    /// The stack's failure queue.
-    queue: Option<&'a str>,
-}
-
-async fn subscription(
-    config: &SdkConfig,
-    c: &mut Checks,
-    place: &Place,
-    s: &Subscribed<'_>,
-    install: &str,
-) {
-    let (topic, function_arn, policy) = (s.topic, s.function_arn, s.policy);
-    let check = "topic → subscription → function";
-    let region = topic.split(':').nth(3).unwrap_or_default().to_owned();
-    let sns = aws_sdk_sns::Client::from_conf(
-        aws_sdk_sns::config::Builder::from(config)
-            .region(aws_config::Region::new(region))
-            .build(),
-    );
-    match crate::topic::subscription(&sns, place, topic, function_arn).await {
-        Ok(Some(sub)) => {
-            c.ok(check, format!("{topic} → {function_arn}"));
-            if let Some(queue) = s.queue {
-                redrive(c, &sns, place, topic, &sub, queue, install).await;
-            }
-        }
-        Ok(None) => c.fail(
-            check,
-            format!("{topic} has no subscription for {function_arn}: run `sgwatch install`"),
-        ),
-        Err(e) => c.fail(check, e.to_string()),
-    }
-    permission(c, policy, "sns.amazonaws.com", topic, function_arn);
-}
-
-/// Whether SNS parks what it cannot deliver through the subscription in the failure queue.
-async fn redrive(
-    c: &mut Checks,
-    sns: &aws_sdk_sns::Client,
-    place: &Place,
-    topic: &str,
-    subscription: &str,
-    queue: &str,
-    install: &str,
-) {
-    let check = "undeliverable → failure queue";
-    if !crate::topic::can_redrive(topic, place) {
-        c.warn(
-            check,
-            format!(
-                "{topic} is in another account or region, where the failure queue cannot serve \
-                 as its dead-letter queue: what SNS fails to deliver to the function is dropped"
-            ),
-        );
-        return;
-    }
-    match crate::topic::redrive(sns, place, topic, subscription).await {
-        Ok(policy) if crate::topic::redrives_to(policy.as_deref(), queue) => c.ok(
-            check,
-            format!("the subscription's redrive policy names {queue}"),
-        ),
-        Ok(policy) => c.fail(
-            check,
-            format!(
-                "the subscription to {topic} has {}: what SNS fails to deliver to the function \
-                 is dropped; {install}",
-                match policy {
-                    Some(p) => format!("redrive policy {p}, not the failure queue"),
-                    None => "no redrive policy".to_owned(),
-                }
-            ),
-        ),
-        Err(e) => c.fail(check, e.to_string()),
-    }
-}
-
-async fn event_rule(
-    config: &SdkConfig,
-    c: &mut Checks,
-    stack_name: &str,
-    function_arn: &str,
-    policy: &str,
-) {
-    let check = "EventBridge rule → function";
-    let cf = aws_sdk_cloudformation::Client::new(config);
-    let rule = cf
-        .list_stack_resources()
-        .stack_name(stack_name)
-        .send()
-        .await
-        .ok()
-        .and_then(|r| {
-            r.stack_resource_summaries()
-                .iter()
-                .find(|s| s.logical_resource_id() == Some("EventRule"))
-                .and_then(|s| s.physical_resource_id().map(str::to_owned))
-        });
-    let Some(rule) = rule.filter(|r| !r.is_empty()) else {
-        c.fail(
-            check,
-            "the stack has no EventRule: run `sgwatch install --source eventbridge`",
-        );
-        return;
-    };
-    let events = aws_sdk_eventbridge::Client::new(config);
-    let described = events.describe_rule().name(&rule).send().await;
-    let targets = events.list_targets_by_rule().rule(&rule).send().await;
-    match (described, targets) {
-        (Ok(r), Ok(t)) => {
-            let enabled = r.state() == Some(&aws_sdk_eventbridge::types::RuleState::Enabled);
-            let aimed = t.targets().iter().any(|t| t.arn() == function_arn);
-            match (enabled, aimed) {
-                (true, true) => c.ok(check, format!("{rule} → {function_arn}")),
-                (false, _) => c.fail(
-                    check,
-                    format!("rule {rule} is disabled: aws events enable-rule --name {rule}"),
-                ),
-                (_, false) => c.fail(
-                    check,
-                    format!("rule {rule} does not target {function_arn}: run `sgwatch install`"),
-                ),
-            }
-            let rule_arn = r.arn().unwrap_or_default();
-            permission(c, policy, "events.amazonaws.com", rule_arn, function_arn);
-        }
-        (Err(e), _) => c.fail(check, format!("cannot read rule {rule}: {}", said(&e))),
-        (_, Err(e)) => c.fail(
-            check,
-            format!("cannot list the targets of {rule}: {}", said(&e)),
-        ),
-    }
-}
-
-/// The channel's last delivery to its topic (the stream of changes the handler hears).
-async fn delivery(config: &SdkConfig, c: &mut Checks, channel: &str) {
-    use aws_sdk_config::types::DeliveryStatus;
-    let check = "last delivery to the topic";
-    // A report line, not a step anything waits on: one attempt (emulators may not have the call,
-    // and five retried 5xx would only make status slow).
-    let once = aws_sdk_config::config::Builder::default()
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1));
-    let answer = aws_sdk_config::Client::new(config)
-        .describe_delivery_channel_status()
-        .delivery_channel_names(channel)
-        .customize()
-        .config_override(once)
-        .send()
-        .await;
-    let stream = match &answer {
-        Ok(out) => out
-            .delivery_channels_status()
-            .first()
-            .and_then(|s| s.config_stream_delivery_info())
-            .cloned(),
-        Err(e) => {
-            c.warn(
-                check,
-                format!(
-                    "could not read the status of channel {channel}: {}",
-                    said(e)
-                ),
-            );
-            return;
-        }
-    };
-    match stream.as_ref().and_then(|s| s.last_status()) {
-        Some(DeliveryStatus::Failure) => {
-            let stream = stream.as_ref().expect("a status came with it");
-            c.fail(
-                check,
-                format!(
-                    "FAILURE ({}: {}): check that the topic's policy lets config.amazonaws.com \
-                     publish, or the recorder's role may sns:Publish to it",
-                    stream.last_error_code().unwrap_or("?"),
-                    stream.last_error_message().unwrap_or("no message")
-                ),
-            )
-        }
-        Some(DeliveryStatus::Success) => c.ok(check, "SUCCESS"),
-        _ => c.ok(check, "nothing delivered yet"),
-    }
-}
-
-async fn failure_queue(config: &SdkConfig, c: &mut Checks, url: &str) {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let check = "failure queue empty";
-    let attrs = aws_sdk_sqs::Client::new(config)
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
-        .await;
-    match attrs {
-        Ok(a) => {
-            let n: u64 = a
-                .attributes()
-                .and_then(|m| m.get(&QueueAttributeName::ApproximateNumberOfMessages))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            if n == 0 {
-                c.ok(check, "no failed notifications");
-            } else {
-                c.warn(
-                    check,
-                    format!(
-                        "{n} notification(s) failed every retry: read them (aws sqs \
-                         receive-message --queue-url {url}), fix the cause (the function's logs \
-                         say it) and send them again"
-                    ),
-                );
-            }
-        }
-        Err(e) => c.fail(check, format!("cannot read {url}: {}", said(&e))),
     }
 }
 
@@ -792,15 +965,12 @@ mod tests {
                 keys: vec!["StringEquals AWS:SourceAccount".into()]
             }
         );
-        let mut c = Checks::default();
-        permission(
-            &mut c,
+        let line = &permission(
             &p,
             "sns.amazonaws.com",
             TOPIC,
             "arn:aws:lambda:us-east-1:1:function:f",
         );
-        let line = &c.0[0];
         assert_eq!(line.level, Level::Fail);
         assert!(
             line.detail.starts_with(

@@ -11,7 +11,6 @@
 //! change instead.
 
 use aws_config::SdkConfig;
-use aws_sdk_lambda::error::DisplayErrorContext;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use clap::Args;
@@ -153,7 +152,7 @@ pub fn event(configuration: &Value, account: &str, region: &str) -> Result<Value
 /// Builds the event and invokes the function; returns the function's answer.
 pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, crate::Error> {
     let place = crate::aws::place(config).await?;
-    let group = synth::describe(&aws_sdk_ec2::Client::new(config), &args.group_id)
+    let group = synth::describe(&crate::aws::ec2(config), &args.group_id)
         .await
         .map_err(|source| TestEventError::Group {
             group: args.group_id.clone(),
@@ -167,7 +166,7 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
     let function = match &args.function_name {
         Some(f) => f.clone(),
         None => {
-            let cf = aws_sdk_cloudformation::Client::new(config);
+            let cf = crate::aws::cloudformation(config);
             let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
                 return Err(TestEventError::NoStack {
                     stack: args.stack_name.clone(),
@@ -187,6 +186,9 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
     if let Some(url) = &args.lambda_endpoint_url {
         lambda_config = lambda_config.endpoint_url(url);
     }
+    if let Some(log) = crate::aws::CallLog::from_env() {
+        lambda_config = lambda_config.interceptor(log);
+    }
     let lambda = aws_sdk_lambda::Client::from_conf(lambda_config.build());
     let out = lambda
         .invoke()
@@ -198,7 +200,7 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
         .map_err(|e| TestEventError::Invoke {
             function: function.clone(),
             place: place.clone(),
-            detail: DisplayErrorContext(&e).to_string(),
+            detail: crate::aws::error_text(&e),
         })?;
     let payload: Value = out
         .payload()

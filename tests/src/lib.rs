@@ -17,6 +17,8 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::Credentials;
 use serde::Deserialize;
 
+pub mod capture;
+pub mod samples;
 pub mod story;
 
 /// The region tests run in unless they ask for another.

@@ -28,12 +28,20 @@ use serde_json::Value;
 use sgwatch_synth::{self as synth, Capture};
 use tokio::process::{Child, Command};
 
+use crate::capture::{CaptureServer, Captured};
 use crate::{repo_root, Moto, SentEmail, ACCOUNT, REGION};
 
 /// The sender install is given; the story creates it as an SES identity first.
 pub const SENDER: &str = "alerts@example.com";
 /// Department A's distribution list, the `OwnerDL` tag of its group.
 pub const OWNER: &str = "dept-a@corp.example";
+/// Department A's Slack channel: the destination's name, its kind and the SSM parameter holding
+/// its webhook URL, as `--destination` takes it.
+pub const SLACK_DESTINATION: &str = "dept-a-slack=slack:/sgwatch/dept-a-slack";
+/// The name Department A's group gives in its `NotifyChannels` tag.
+pub const SLACK_NAME: &str = "dept-a-slack";
+/// The path of the Slack-shaped webhook URL the capture server stands in for.
+const SLACK_PATH: &str = "/services/T0DEPTA/B0SGWATCH/demo";
 /// The stack name install uses by default.
 pub const STACK: &str = "sgwatch";
 /// The function name the emulator knows the handler by (its binary's name: cargo-lambda serves
@@ -156,6 +164,8 @@ pub struct Outcome {
     pub rdp_invocation: Value,
     /// The email(s) the RDP change sent.
     pub emails: Vec<SentEmail>,
+    /// What the RDP change posted to Department A's Slack channel (the capture server).
+    pub slack_posts: Vec<Captured>,
     /// What the handler returned for the untagged group's change.
     pub untagged_invocation: Value,
     /// Emails moto has accepted before and after the untagged group's invocation returned.
@@ -213,6 +223,33 @@ impl Outcome {
             emails => problems.push(format!(
                 "expected one email for the RDP change, got {}",
                 emails.len()
+            )),
+        }
+        match self.slack_posts.as_slice() {
+            [post] => {
+                if post.path != SLACK_PATH {
+                    problems.push(format!(
+                        "the Slack post went to {}, not {SLACK_PATH}",
+                        post.path
+                    ));
+                }
+                let message: Value = serde_json::from_slice(&post.body).unwrap_or_default();
+                let header = message["blocks"][0]["text"]["text"]
+                    .as_str()
+                    .unwrap_or_default();
+                if !header.starts_with("CRITICAL: security group") {
+                    problems.push(format!("the Slack header is not CRITICAL: {header:?}"));
+                }
+                if !String::from_utf8_lossy(&post.body).contains("+ingress tcp/3389 from 0.0.0.0/0")
+                {
+                    problems.push(
+                        "the Slack message does not show +ingress tcp/3389 from 0.0.0.0/0".into(),
+                    );
+                }
+            }
+            posts => problems.push(format!(
+                "expected one Slack post for the RDP change, got {}",
+                posts.len()
             )),
         }
         if self.mail_after_untagged != self.mail_before_untagged {
@@ -382,18 +419,50 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         function_env.insert("SGWATCH_BASELINE_UNTIL".to_owned(), until);
     }
 
+    n.step("Department A's Slack channel takes webhooks (a local Slack-shaped server)");
+    let slack = CaptureServer::start(Vec::new());
+    let slack_url = format!("{}{SLACK_PATH}", slack.url);
+    let parameter = "/sgwatch/dept-a-slack";
+    aws_sdk_ssm::Client::new(&config)
+        .put_parameter()
+        .name(parameter)
+        .value(&slack_url)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .with_context(|| format!("putting SSM parameter {parameter}"))?;
+    n.say(format!(
+        "SSM SecureString {parameter} holds the channel's webhook URL ({slack_url})"
+    ));
+    if function_env
+        .get("SGWATCH_DESTINATIONS")
+        .is_none_or(|v| v.is_empty())
+    {
+        n.say(format!(
+            "the deployed function has no destinations; the story sets SGWATCH_DESTINATIONS={SLACK_DESTINATION}"
+        ));
+        function_env.insert(
+            "SGWATCH_DESTINATIONS".to_owned(),
+            SLACK_DESTINATION.to_owned(),
+        );
+    }
+
     n.step("Department A creates its web group: HTTP from anywhere, owners told on change");
     let tagged_group = create_group(
         &ec2,
         "dept-a-web",
         "Department A public web servers",
-        &[("NotifyOnChange", "Yes"), ("OwnerDL", OWNER)],
+        &[
+            ("NotifyOnChange", "Yes"),
+            ("OwnerDL", OWNER),
+            ("NotifyChannels", SLACK_NAME),
+        ],
     )
     .await?;
     authorize(&ec2, &tagged_group, 80).await?;
     let before = synth::describe(&ec2, &tagged_group).await?;
     n.say(format!(
-        "{tagged_group} dept-a-web  tags NotifyOnChange=Yes OwnerDL={OWNER}"
+        "{tagged_group} dept-a-web  tags NotifyOnChange=Yes OwnerDL={OWNER} NotifyChannels={SLACK_NAME}"
     ));
     n.say(format!("ingress: {}", ingress_summary(&before)));
 
@@ -451,6 +520,14 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
             email.subject.as_deref().unwrap_or_default()
         ));
         n.block(email.text.as_deref().unwrap_or("(no text part)"));
+    }
+
+    n.step("Department A's Slack channel (the Block Kit message posted)");
+    let slack_posts = slack.wait_for(1, MAIL_TIMEOUT);
+    for post in &slack_posts {
+        n.say(format!("POST {}", post.path));
+        let message: Value = serde_json::from_slice(&post.body).unwrap_or_default();
+        n.block(&serde_json::to_string_pretty(&message).unwrap_or_default());
     }
 
     n.step("A group without the tags changes too: nobody is emailed");
@@ -580,6 +657,7 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         untagged_group,
         rdp_invocation,
         emails,
+        slack_posts,
         untagged_invocation,
         mail_before_untagged,
         mail_after_untagged,
@@ -609,6 +687,9 @@ pub async fn install(programs: &Programs, moto: &Moto) -> Result<Install> {
     let zip = handler_zip(programs)?;
     let zip = zip.display().to_string();
     let mut args = vec!["install", "--sender", SENDER, "--handler-zip", &zip];
+    if help.stdout.contains("--destination") {
+        args.extend(["--destination", SLACK_DESTINATION]);
+    }
     // The zip holds the host's build; tell the stack when the installer lets us.
     if help.stdout.contains("--arch") {
         args.extend(["--arch", "x86_64"]);

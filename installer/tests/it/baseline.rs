@@ -2,7 +2,7 @@
 //! when it starts recording and leaves it alone on a re-install, passes its own account as
 //! `Accounts`, and prints the tagged groups already open to the world.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
@@ -13,12 +13,8 @@ use sgwatch_tests::{Moto, ACCOUNT};
 const SENDER: &str = "alerts@example.com";
 
 fn sgwatch(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+    crate::sgwatch_at(&moto.endpoint)
         .args(args)
-        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
         .output()
         .unwrap()
 }

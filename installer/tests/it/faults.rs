@@ -3,7 +3,7 @@
 //! throttling loses no notification of a batch and sends none twice. The faults come from
 //! `scripts/faultproxy.py`, between the code under test and moto server.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::json;
 use sgwatch_tests::{fixture, FaultProxy, Moto};
@@ -20,14 +20,7 @@ fn proxy(target: &str, rate: f64, seed: u64, faults: &str) -> FaultProxy {
 }
 
 fn sgwatch(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sgwatch"))
-        .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .output()
-        .unwrap()
+    crate::sgwatch_at(endpoint).args(args).output().unwrap()
 }
 
 /// Runs a command until it succeeds, as a user would re-run it; returns how many runs it took.
@@ -180,5 +173,49 @@ async fn the_handler_under_ses_throttling_loses_nothing_and_sends_nothing_twice(
     eprintln!(
         "5 notifications delivered exactly once in {invocations} invocation(s); proxy {}",
         proxy.stats()
+    );
+}
+
+/// The call log (`SGWATCH_CALL_LOG`) names each call once, by the SDK's operation name, and each
+/// retry of it apart, so "how many calls" is not inflated by faults.
+#[tokio::test]
+async fn the_call_log_counts_retries_apart_from_calls() {
+    let moto = Moto::start();
+    let proxy = proxy(&moto.endpoint, 0.5, 7, "503");
+    let log = std::env::temp_dir().join(format!("sgwatch-retries-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let out = crate::sgwatch_at(&proxy.endpoint)
+        .arg("status")
+        .env("SGWATCH_CALL_LOG", &log)
+        .output()
+        .unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let retries: Vec<&String> = lines.iter().filter(|l| l.starts_with("RETRY ")).collect();
+    assert!(
+        !retries.is_empty(),
+        "half the calls fail once at least, yet no retry was logged: {lines:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for retry in &retries {
+        let operation = retry.split_whitespace().nth(1).unwrap();
+        assert!(
+            lines.iter().any(|l| l == &format!("READ {operation}")
+                || l.starts_with(&format!("READ {operation} "))),
+            "{retry} retries a call the log does not show: {lines:?}"
+        );
+    }
+    assert!(
+        lines.contains(&"READ GetCallerIdentity".to_owned()),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("READ ") || l.starts_with("RETRY ")),
+        "status only reads: {lines:?}"
     );
 }

@@ -6,7 +6,7 @@
 //! `scripts/moto.py` authorises as AWS does; each such bridge is named there.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::Credentials;
@@ -58,13 +58,11 @@ async fn acting_as(moto: &Moto, key: &(String, String)) -> SdkConfig {
 
 /// Runs `sgwatch` against `moto` as the user with `key`.
 fn sgwatch(moto: &Moto, key: &(String, String), args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+    crate::sgwatch_at(&moto.endpoint)
         .args(args)
-        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
         .env("AWS_ACCESS_KEY_ID", &key.0)
         .env("AWS_SECRET_ACCESS_KEY", &key.1)
         .env_remove("AWS_SESSION_TOKEN")
-        .env_remove("AWS_PROFILE")
         .output()
         .unwrap()
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use aws_config::SdkConfig;
 use sgwatch_tests::Moto;
@@ -26,12 +26,8 @@ fn sgwatch(endpoint: &str, dir: &Path, args: &[&str]) -> (Output, Vec<String>) {
             .unwrap()
             .as_nanos()
     ));
-    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+    let out = crate::sgwatch_at(endpoint)
         .args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
         .env("SGWATCH_CALL_LOG", &log)
         .output()
         .unwrap();
@@ -1309,9 +1305,7 @@ async fn test_event_sends_the_groups_current_state_as_a_marked_notification() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         writes(&calls),
-        ["WRITE POST /2015-03-31/functions/sgwatch-handler/invocations"]
-            .iter()
-            .collect::<Vec<_>>(),
+        ["WRITE Invoke"].iter().collect::<Vec<_>>(),
         "test-event only invokes the function"
     );
     let (path, body) = invoked

@@ -12,19 +12,14 @@ const SENDER: &str = "alerts@example.com";
 
 /// Where install is killed: as the call it names is sent.
 const MARKERS: [&str; 3] = [
-    "WRITE PUT /sgwatch-artifacts-123456789012-us-east-1/handler/",
+    "WRITE PutObject /sgwatch-artifacts-123456789012-us-east-1/handler/",
     "DescribeStackEvents",
     "PutConfigurationRecorder",
 ];
 
 fn command(endpoint: &str, args: &[&str], log: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sgwatch"));
-    c.args(args)
-        .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
-        .env("SGWATCH_CALL_LOG", log);
+    let mut c = crate::sgwatch_at(endpoint);
+    c.args(args).env("SGWATCH_CALL_LOG", log);
     c
 }
 

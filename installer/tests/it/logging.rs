@@ -1,24 +1,15 @@
 //! `-v` and `RUST_LOG` show sgwatch's and the AWS SDK's debug lines on standard error; without
 //! them, none.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn status(extra: &[&str], rust_log: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sgwatch"));
     // Nothing listens on port 9: the call fails fast, after the SDK has logged its attempt.
-    c.args([
-        "status",
-        "--endpoint-url",
-        "http://127.0.0.1:9",
-        "--region",
-        "us-east-1",
-    ])
-    .args(extra)
-    .env("AWS_ACCESS_KEY_ID", "testing")
-    .env("AWS_SECRET_ACCESS_KEY", "testing")
-    .env("AWS_MAX_ATTEMPTS", "1")
-    .env_remove("AWS_PROFILE")
-    .env_remove("RUST_LOG");
+    let mut c = crate::sgwatch_at("http://127.0.0.1:9");
+    c.arg("status")
+        .args(extra)
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env_remove("RUST_LOG");
     if let Some(spec) = rust_log {
         c.env("RUST_LOG", spec);
     }

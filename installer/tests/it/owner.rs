@@ -2,8 +2,6 @@
 //! refused, never written to (ExpectedBucketOwner on every call; moto honours it through a bridge
 //! in `scripts/moto.py`).
 
-use std::process::Command;
-
 use sgwatch_tests::{role_arn, Moto, ACCOUNT};
 
 const SENDER: &str = "alerts@example.com";
@@ -27,13 +25,9 @@ async fn install_refuses_an_artifacts_bucket_another_account_owns() {
     let dir = std::env::temp_dir().join(format!("sgwatch-owner-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let zip = sgwatch_tests::fake_handler_zip(&dir);
-    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+    let out = crate::sgwatch_at(&moto.endpoint)
         .args(["install", "--sender", SENDER, "--handler-zip"])
         .arg(&zip)
-        .args(["--endpoint-url", &moto.endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

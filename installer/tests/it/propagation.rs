@@ -2,8 +2,6 @@
 //! (`InvalidRoleException`, `InsufficientDeliveryPolicyException`) until IAM has propagated it.
 //! `scripts/faultproxy.py` answers the first Put calls that way, and install must wait it out.
 
-use std::process::Command;
-
 use sgwatch_tests::{FaultProxy, Moto};
 
 const SENDER: &str = "alerts@example.com";
@@ -32,13 +30,9 @@ async fn install_waits_for_iam_to_propagate_the_config_role() {
             "InsufficientDeliveryPolicyException:2:PutDeliveryChannel",
         ],
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+    let out = crate::sgwatch_at(&proxy.endpoint)
         .args(["install", "--sender", SENDER, "--handler-zip"])
         .arg(&zip)
-        .args(["--endpoint-url", &proxy.endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

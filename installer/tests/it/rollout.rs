@@ -39,20 +39,10 @@ fn targets_file(dir: &Path, accounts: &[&str]) -> PathBuf {
 fn rollout(endpoint: &str, dir: &Path, args: &[&str]) -> (Output, Vec<String>) {
     let log = dir.join("calls.log");
     let _ = std::fs::remove_file(&log);
-    let out = Command::new(env!("CARGO_BIN_EXE_sgwatch"))
+    let out = crate::sgwatch_at(endpoint)
         .arg("rollout")
         .args(args)
-        .args([
-            "--endpoint-url",
-            endpoint,
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-        ])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE")
+        .args(["--output", "json"])
         .env("SGWATCH_CALL_LOG", &log)
         .output()
         .unwrap();

@@ -171,14 +171,57 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         verify.run.stderr
     );
 
+    // Every link of the chain as the user reads it: one `ok` line per check, and nothing worse
+    // than a warning where the emulator lacks the call or the resource (moto has no delivery
+    // status, skips the stack's EventInvokeConfig, has no SES GetAccount, and answers IAM's
+    // simulator with 500).
     let status = outcome.status.as_ref().expect("status ran");
-    assert!(
-        !status.stdout.trim().is_empty(),
-        "`{}` printed nothing ({}): {}",
-        status.command,
-        status.status,
-        status.stderr
-    );
+    let beyond_moto = [
+        "last delivery to the topic",
+        "failures go to the queue",
+        "SES production access",
+        "handler role may act",
+        "config role may deliver",
+    ];
+    for line in status.stdout.lines().skip(1) {
+        let line = line.trim_start();
+        assert!(
+            line.starts_with("ok")
+                || (line.starts_with("warn")
+                    && beyond_moto
+                        .iter()
+                        .any(|c| line[4..].trim_start().starts_with(c))),
+            "`{}`: {line:?} is not ok:\n{}",
+            status.command,
+            status.stdout
+        );
+    }
+    for check in [
+        "stack",
+        "config recorder exists",
+        "records security groups",
+        "recorder is recording",
+        "delivery channel → bucket",
+        "delivery channel → topic",
+        "topic → subscription → function",
+        "undeliverable → failure queue",
+        "function permission",
+        "function settings",
+        "SES sender verified",
+        "install record",
+    ] {
+        assert!(
+            status.stdout.lines().any(|l| {
+                let l = l.trim_start();
+                l.starts_with("ok") && l[2..].trim_start().starts_with(&format!("{check} "))
+            }),
+            "`{}` ({}) has no ok line for {check:?}:\n{}{}",
+            status.command,
+            status.status,
+            status.stdout,
+            status.stderr
+        );
+    }
     let teardown = outcome.teardown.as_ref().expect("teardown ran");
     assert!(
         teardown.success(),

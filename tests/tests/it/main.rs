@@ -2,7 +2,9 @@
 
 mod burst;
 mod delivery;
+mod destinations;
 mod e2e;
+mod email_browser;
 mod handler_aws;
 mod harness;
 mod iam_enforced;

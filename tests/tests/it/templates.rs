@@ -236,6 +236,11 @@ fn parameters_match_the_installer_contract() {
         ("LookupActor", "String", Some(json!("true")), Some(BOOLS)),
         ("BaselineUntil", "String", Some(json!("")), None),
         ("Accounts", "String", Some(json!("")), None),
+        ("Destinations", "String", Some(json!("")), None),
+        ("DestinationParameters", "String", Some(json!("")), None),
+        ("DestinationKmsKeyArn", "String", Some(json!("")), None),
+        ("ChannelsTag", "String", Some(json!("NotifyChannels")), None),
+        ("FallbackDestination", "String", Some(json!("")), None),
         (
             "Architecture",
             "String",
@@ -644,6 +649,10 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         ("dynamodb:UpdateItem", get_att("IdempotencyTable", "Arn")),
         ("dynamodb:GetItem", get_att("IdempotencyTable", "Arn")),
         ("config:GetResourceConfigHistory", json!("*")),
+        // Each only when destinations (or their key) are given: see
+        // handler_reads_exactly_the_destination_parameters.
+        ("ssm:GetParameter", Value::Null),
+        ("kms:Decrypt", r#ref("DestinationKmsKeyArn")),
     ];
     let granted: BTreeSet<_> = role_allows("HandlerRole")
         .into_iter()
@@ -654,7 +663,7 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         expected.iter().map(|(a, _)| *a).collect(),
         "actions of HandlerRole"
     );
-    for (action, resource) in expected {
+    for (action, resource) in expected.into_iter().filter(|(_, r)| !r.is_null()) {
         assert_eq!(
             allow_for("HandlerRole", action)["Resource"],
             resource,
@@ -778,6 +787,9 @@ fn function_gets_every_setting_from_the_parameters() {
         ("SGWATCH_LOOKUP_ACTOR", r#ref("LookupActor")),
         ("SGWATCH_BASELINE_UNTIL", r#ref("BaselineUntil")),
         ("SGWATCH_ACCOUNTS", r#ref("Accounts")),
+        ("SGWATCH_DESTINATIONS", r#ref("Destinations")),
+        ("SGWATCH_CHANNELS_TAG", r#ref("ChannelsTag")),
+        ("SGWATCH_FALLBACK_DESTINATION", r#ref("FallbackDestination")),
         ("SGWATCH_IDEMPOTENCY_TABLE", r#ref("IdempotencyTable")),
         ("SGWATCH_FAILURE_QUEUE_URL", r#ref("FailureQueue")),
         ("SGWATCH_CONFIG_BUCKET", r#ref("ConfigBucket")),
@@ -999,12 +1011,40 @@ impl Resolver {
     /// `v` with every intrinsic function evaluated.
     pub(crate) fn resolve(&self, v: &Value) -> Value {
         match v {
-            Value::Array(items) => Value::Array(items.iter().map(|x| self.resolve(x)).collect()),
+            // An item that resolves to AWS::NoValue is left out of its list, as CloudFormation does.
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|x| self.resolve(x))
+                    .filter(|x| x != "<AWS::NoValue>")
+                    .collect(),
+            ),
             Value::Object(m) if m.len() == 1 => {
                 let (k, arg) = m.iter().next().unwrap();
                 match k.as_str() {
                     "Ref" => json!(self.name(arg.as_str().unwrap())),
-                    "Fn::Sub" => json!(self.sub(arg.as_str().expect("Fn::Sub of a string"))),
+                    "Fn::Sub" => match arg {
+                        Value::String(text) => json!(self.sub(text)),
+                        // [text, {variable: value}]: the variables first, then the parameters.
+                        _ => {
+                            let mut scoped = Resolver {
+                                values: self.values.clone(),
+                            };
+                            for (k, x) in arg[1].as_object().expect("Fn::Sub variables") {
+                                let value = self.resolve(x);
+                                scoped.values.insert(
+                                    k.clone(),
+                                    value.as_str().expect("a string variable").to_owned(),
+                                );
+                            }
+                            json!(scoped.sub(arg[0].as_str().expect("Fn::Sub of a string")))
+                        }
+                    },
+                    "Fn::Select" => {
+                        let list = self.resolve(&arg[1]);
+                        let index = arg[0].as_u64().expect("a literal index") as usize;
+                        list[index].clone()
+                    }
                     "Fn::GetAtt" => json!(format!(
                         "<{}.{}>",
                         arg[0].as_str().unwrap(),
@@ -1034,6 +1074,104 @@ impl Resolver {
             other => other.clone(),
         }
     }
+}
+
+/// The handler role's statement `sid` for `params`, resolved; `None` when it is left out.
+fn resolved_handler_statement(params: &[(&str, &str)], sid: &str) -> Option<Value> {
+    let r = Resolver::new("sgwatch", params);
+    let policies = r.resolve(&props("HandlerRole")["Policies"]);
+    policies[0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == sid)
+        .cloned()
+}
+
+#[test]
+fn handler_reads_exactly_the_destination_parameters() {
+    // What install passes for three destinations: every parameter they name.
+    let destinations = sgwatch_handler::destination::parse_destinations(
+        "secops=slack:/sgwatch/secops-slack,team-a=teams:/org/team-a/teams,\
+         siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key",
+    )
+    .unwrap();
+    let names: Vec<&str> = destinations.iter().flat_map(|d| d.parameters()).collect();
+    let joined = names.join(",");
+    let s = resolved_handler_statement(
+        &[("DestinationParameters", &joined)],
+        "ReadDestinationSecrets",
+    )
+    .expect("the statement is there with destinations");
+    assert_eq!(s["Action"], "ssm:GetParameter");
+    let granted: BTreeSet<&str> = strings(&s["Resource"]).into_iter().collect();
+    let expected: BTreeSet<String> = names
+        .iter()
+        .map(|n| {
+            format!(
+                "arn:aws:ssm:{}:{}:parameter{n}",
+                sgwatch_tests::REGION,
+                sgwatch_tests::ACCOUNT
+            )
+        })
+        .collect();
+    assert_eq!(granted, expected.iter().map(String::as_str).collect());
+    // Ten parameters fit; the pattern refuses an eleventh rather than leave it unreadable.
+    let ten: Vec<String> = (0..10).map(|i| format!("/p/{i}")).collect();
+    let s = resolved_handler_statement(
+        &[("DestinationParameters", &ten.join(","))],
+        "ReadDestinationSecrets",
+    )
+    .unwrap();
+    assert_eq!(
+        strings(&s["Resource"])
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .len(),
+        10
+    );
+    let pattern = template()["Parameters"]["DestinationParameters"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert!(pattern_matches(pattern, &joined));
+    assert!(pattern_matches(pattern, ""));
+    assert!(!pattern_matches(
+        pattern,
+        &format!("{},/p/10", ten.join(","))
+    ));
+    assert!(!pattern_matches(pattern, "sgwatch/no-slash"));
+    let destinations_pattern = template()["Parameters"]["Destinations"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    let setting: Vec<String> = destinations.iter().map(ToString::to_string).collect();
+    assert!(pattern_matches(destinations_pattern, &setting.join(",")));
+
+    // No destinations, no SSM grant; no customer key, no KMS grant.
+    assert_eq!(
+        resolved_handler_statement(&[], "ReadDestinationSecrets"),
+        None
+    );
+    assert_eq!(
+        resolved_handler_statement(&[], "DecryptDestinationSecrets"),
+        None
+    );
+    let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let s = resolved_handler_statement(
+        &[("DestinationKmsKeyArn", key)],
+        "DecryptDestinationSecrets",
+    )
+    .expect("a customer key is granted");
+    assert_eq!(s["Action"], "kms:Decrypt");
+    assert_eq!(s["Resource"], key);
+    assert_eq!(
+        s["Condition"],
+        json!({"StringEquals": {"kms:ViaService": "ssm.us-east-1.amazonaws.com"}})
+    );
+    let key_pattern = template()["Parameters"]["DestinationKmsKeyArn"]["AllowedPattern"]
+        .as_str()
+        .unwrap();
+    assert!(pattern_matches(key_pattern, key));
+    assert!(!pattern_matches(key_pattern, "alias/aws/ssm"));
 }
 
 #[test]

@@ -1,0 +1,231 @@
+//! The Microsoft Teams message for a decision: an Adaptive Card posted to a Workflows webhook
+//! ("Post to a channel when a webhook request is received"), which takes a message whose
+//! attachment is the card. The retired Office 365 connector format (MessageCard) is not used.
+//! <https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/add-incoming-webhook>
+//!
+//! Adaptive Card text is a Markdown subset and may hold `{{DATE(...)}}` functions: every value
+//! from the resource has its Markdown punctuation backslash-escaped and its `{{` broken, so a
+//! group name can neither format, link nor call a function.
+//! <https://learn.microsoft.com/en-us/adaptive-cards/authoring-cards/text-features>
+
+use serde_json::{json, Value};
+
+use crate::actor::ActorLookup;
+use crate::decide::Decision;
+use crate::render::{actor_text, change_line, console_link, one_line};
+use crate::rules::Change;
+use crate::severity::{classify, Severity};
+
+/// Rules shown one per line; the rest are counted. Workflows webhooks accept about 28 KB.
+pub const MAX_RULES: usize = 50;
+/// A value is cut past this many characters.
+const MAX_VALUE_CHARS: usize = 400;
+
+/// Escapes a value for Adaptive Card text.
+pub fn escape(value: &str) -> String {
+    let value: String = one_line(value).chars().take(MAX_VALUE_CHARS).collect();
+    let mut out = String::with_capacity(value.len());
+    let mut previous = '\0';
+    for c in value.chars() {
+        match c {
+            '\\' | '*' | '_' | '[' | ']' | '(' | ')' | '`' | '~' | '#' | '<' | '>' | '!' | '|' => {
+                out.push('\\');
+                out.push(c);
+            }
+            // `{{` opens a template function: a zero-width space keeps the braces apart.
+            '{' if previous == '{' => {
+                out.push('\u{200B}');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+        previous = c;
+    }
+    out
+}
+
+/// The container style and text colour of a severity.
+fn style(severity: Severity) -> (&'static str, &'static str) {
+    match severity {
+        Severity::Critical => ("attention", "Attention"),
+        Severity::High => ("warning", "Warning"),
+        Severity::Medium => ("warning", "Warning"),
+        Severity::Low => ("accent", "Accent"),
+        Severity::Info => ("emphasis", "Default"),
+    }
+}
+
+fn text(t: String) -> Value {
+    json!({"type": "TextBlock", "text": t, "wrap": true})
+}
+
+fn rule_line(c: &Change) -> String {
+    let mut line = format!("\\[{}\\] {}", classify(c), escape(&change_line(c)));
+    if let Some(desc) = &c.rule.description {
+        line.push_str(&format!(" \"{}\"", escape(desc)));
+    }
+    line
+}
+
+/// The Workflows webhook payload: a message with one Adaptive Card attachment.
+pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
+    let a = &d.analysis;
+    let s = &a.subject;
+    let (container, colour) = style(a.severity);
+    let name = s
+        .name
+        .as_deref()
+        .map(|n| format!(" ({})", escape(n)))
+        .unwrap_or_default();
+    let test = if a.test { "TEST " } else { "" };
+    let when = s
+        .capture_time
+        .as_deref()
+        .map(|c| format!(" at {}", escape(c)))
+        .unwrap_or_default();
+    let mut body = vec![
+        json!({
+            "type": "Container",
+            "style": container,
+            "bleed": true,
+            "items": [
+                {"type": "TextBlock", "text": format!("{test}{}", a.severity.as_str().to_uppercase()),
+                 "weight": "Bolder", "size": "Large", "color": colour},
+                text(format!("Security group {}{name} was changed", escape(&s.resource_id))),
+            ]
+        }),
+        json!({"type": "FactSet", "facts": [
+            {"title": "Account", "value": escape(&s.account)},
+            {"title": "Region", "value": escape(&s.region)},
+            {"title": "Change", "value": format!("{}{when}", escape(&s.change_type))},
+            {"title": "Changed by", "value": escape(&actor_text(actor))},
+        ]}),
+    ];
+    for note in &d.notes {
+        body.push(
+            json!({"type": "TextBlock", "text": escape(note), "wrap": true, "weight": "Bolder"}),
+        );
+    }
+    if !a.changes.is_empty() {
+        body.push(
+            json!({"type": "TextBlock", "text": format!("Rules ({})", a.changes.len()),
+                         "weight": "Bolder", "separator": true}),
+        );
+        let lines: Vec<String> = a.changes.iter().take(MAX_RULES).map(rule_line).collect();
+        let mut rules = lines.join("\n\n");
+        if a.changes.len() > MAX_RULES {
+            rules.push_str(&format!(
+                "\n\n(+{} more rules)",
+                a.changes.len() - MAX_RULES
+            ));
+        }
+        body.push(text(rules));
+    }
+    if !a.properties.is_empty() {
+        body.push(json!({"type": "TextBlock", "text": "Other changes", "weight": "Bolder", "separator": true}));
+        let show = |v: &Option<String>| {
+            v.as_deref()
+                .map(|v| format!("\"{}\"", escape(v)))
+                .unwrap_or_else(|| "(none)".to_owned())
+        };
+        let lines: Vec<String> = a
+            .properties
+            .iter()
+            .take(MAX_RULES)
+            .map(|p| {
+                format!(
+                    "{}: {} → {}",
+                    escape(&p.name),
+                    show(&p.previous),
+                    show(&p.updated)
+                )
+            })
+            .collect();
+        body.push(text(lines.join("\n\n")));
+    }
+    body.push(json!({"type": "TextBlock", "text": format!("Why this channel got it: {}", escape(&d.reason)),
+                     "wrap": true, "isSubtle": true, "size": "Small", "separator": true}));
+    let actions: Vec<Value> = console_link(&s.region, &s.resource_id)
+        .map(
+            |url| json!({"type": "Action.OpenUrl", "title": "Open in the AWS console", "url": url}),
+        )
+        .into_iter()
+        .collect();
+    json!({
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": null,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                // 1.4 is what Teams renders on every client.
+                "version": "1.4",
+                "msteams": {"width": "Full"},
+                "body": body,
+                "actions": actions,
+            }
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{analyze, decide};
+    use crate::message::{parse_message, ConfigMessage};
+    use crate::settings::Policy;
+
+    fn decision(v: Value) -> Decision {
+        let ConfigMessage::ItemChange(c) = parse_message(&v).unwrap() else {
+            panic!("not an item change")
+        };
+        decide(analyze(&c).unwrap(), &Policy::default())
+    }
+
+    fn fixture() -> Value {
+        let path = format!(
+            "{}/../tests/fixtures/rdp-opened.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_adaptive_card_in_a_message_with_the_console_action() {
+        let m = message(
+            &decision(fixture()),
+            &ActorLookup::Unknown("not looked up".into()),
+        );
+        assert_eq!(m["type"], "message");
+        let a = &m["attachments"][0];
+        assert_eq!(a["contentType"], "application/vnd.microsoft.card.adaptive");
+        let card = &a["content"];
+        assert_eq!(card["type"], "AdaptiveCard");
+        assert_eq!(card["version"], "1.4");
+        assert_eq!(card["body"][0]["style"], "attention");
+        assert_eq!(card["body"][0]["items"][0]["text"], "CRITICAL");
+        assert_eq!(
+            card["body"][0]["items"][1]["text"],
+            "Security group sg-0123456789abcdef0 (shared-http) was changed"
+        );
+        assert_eq!(
+            card["body"][3]["text"],
+            "\\[critical\\] +ingress tcp/3389 from 0.0.0.0/0"
+        );
+        assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
+        assert!(card["actions"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("#SecurityGroup:groupId=sg-0123456789abcdef0"));
+    }
+
+    #[test]
+    fn markdown_links_and_functions_in_values_are_escaped() {
+        assert_eq!(
+            escape("[click](https://evil.example) **x** {{DATE(2017-02-14T06:08:39Z)}} <at>all</at>"),
+            "\\[click\\]\\(https://evil.example\\) \\*\\*x\\*\\* {\u{200B}{DATE\\(2017-02-14T06:08:39Z\\)}} \\<at\\>all\\</at\\>"
+        );
+        assert_eq!(escape("a\r\nb"), "a  b");
+    }
+}

@@ -1,0 +1,172 @@
+//! What is there: one read of the account, with read-only calls, that [`crate::plan`] decides
+//! from. Install, plan and teardown all start here, so they see the same account the same way.
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_cloudformation::types::Stack;
+
+use crate::artifacts::{self, InstallState};
+use crate::aws::{sns_for, Place};
+use crate::package::Artifact;
+use crate::preflight;
+use crate::recorder::{self, Found};
+use crate::stack;
+use crate::topic;
+
+/// What an install of `stack_name` left in the account: enough for teardown and to decide who
+/// owns the Config recorder and channel.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub place: Place,
+    pub stack_name: String,
+    pub stack: Option<Stack>,
+    /// The stack's outputs (empty without a stack).
+    pub outputs: BTreeMap<String, String>,
+    /// The install record.
+    pub state: Option<InstallState>,
+    /// The region's Config recorder and delivery channel.
+    pub found: Found,
+}
+
+/// The handler's subscription to a topic, as SNS has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribed {
+    pub arn: String,
+    /// The subscription's `RedrivePolicy` attribute.
+    pub redrive: Option<String>,
+}
+
+/// Everything install compares with what it wants.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub installed: Installed,
+    /// The SES identity the sender address belongs to (verified).
+    pub identity: String,
+    pub warnings: Vec<String>,
+    /// The deployed template body, read when the stack can be compared (settled).
+    pub template: Option<String>,
+    pub artifacts_bucket: bool,
+    /// Whether the handler zip is already in the artifacts bucket (see [`uploaded`]).
+    pub uploaded: bool,
+    /// The handler's subscriptions, by topic: read for the topics [`crate::plan::topics`] names.
+    pub subscriptions: BTreeMap<String, Option<Subscribed>>,
+}
+
+impl std::ops::Deref for Observed {
+    type Target = Installed;
+    fn deref(&self) -> &Installed {
+        &self.installed
+    }
+}
+
+/// Reads the stack, its outputs, the install record, and Config.
+pub async fn installed(
+    config: &SdkConfig,
+    place: Place,
+    stack_name: &str,
+) -> Result<Installed, crate::Error> {
+    let found = recorder::find(&crate::aws::configservice(config), &place).await?;
+    let s3 = crate::aws::s3(config);
+    let state = artifacts::read_state(&s3, &place, stack_name).await?;
+    let cf = crate::aws::cloudformation(config);
+    let stack = stack::describe(&cf, stack_name, &place).await?;
+    let outputs = match &stack {
+        Some(s) => stack::resolved_outputs(&cf, stack_name, s, &place).await?,
+        None => BTreeMap::new(),
+    };
+    Ok(Installed {
+        place,
+        stack_name: stack_name.to_owned(),
+        stack,
+        outputs,
+        state,
+        found,
+    })
+}
+
+/// Preflight (the sender's SES identity, the sandbox) and what install compares: the stack's
+/// template, the artifacts bucket. The handler's subscriptions are read by [`subscriptions`] once
+/// the topics are known, and the artifact by [`uploaded`] once it is built.
+pub async fn observe(
+    config: &SdkConfig,
+    stack_name: &str,
+    sender: &str,
+) -> Result<Observed, crate::Error> {
+    let place = crate::aws::place(config).await?;
+    let ses = crate::aws::sesv2(config);
+    let identity = preflight::sender_identity(&ses, &place, sender).await?;
+    let warnings = preflight::sandbox_warning(&ses, &place)
+        .await
+        .into_iter()
+        .collect();
+    let installed = installed(config, place, stack_name).await?;
+    let settled = installed
+        .stack
+        .as_ref()
+        .and_then(|s| s.stack_status())
+        .is_some_and(stack::is_settled);
+    let template = if settled {
+        let cf = crate::aws::cloudformation(config);
+        Some(stack::deployed_template(&cf, stack_name, &installed.place).await?)
+    } else {
+        None
+    };
+    let s3 = crate::aws::s3(config);
+    let bucket = artifacts::bucket_name(&installed.place);
+    let artifacts_bucket = artifacts::bucket_exists(&s3, &bucket, &installed.place).await?;
+    Ok(Observed {
+        installed,
+        identity,
+        warnings,
+        template,
+        artifacts_bucket,
+        uploaded: false,
+        subscriptions: BTreeMap::new(),
+    })
+}
+
+/// Whether `artifact` is in the artifacts bucket.
+pub async fn uploaded(
+    config: &SdkConfig,
+    observed: &Observed,
+    artifact: &Artifact,
+) -> Result<bool, crate::Error> {
+    if !observed.artifacts_bucket {
+        return Ok(false);
+    }
+    let s3 = crate::aws::s3(config);
+    let bucket = artifacts::bucket_name(&observed.place);
+    Ok(artifacts::object_exists(&s3, &bucket, &artifact.key(), &observed.place).await?)
+}
+
+/// The handler's subscription on each of `topics` (with its redrive policy where the topic is
+/// redriven); nothing without a function yet.
+pub async fn subscriptions(
+    config: &SdkConfig,
+    installed: &Installed,
+    topics: &[crate::plan::Topic],
+) -> Result<BTreeMap<String, Option<Subscribed>>, crate::Error> {
+    let mut out = BTreeMap::new();
+    let Some(function) = installed.outputs.get("FunctionArn") else {
+        return Ok(out);
+    };
+    let place = &installed.place;
+    for crate::plan::Topic {
+        arn: topic,
+        redriven,
+    } in topics
+    {
+        let sns = sns_for(config, topic);
+        let subscribed = match topic::subscription(&sns, place, topic, function).await? {
+            Some(arn) if *redriven => Some(Subscribed {
+                redrive: topic::redrive(&sns, place, topic, &arn).await?,
+                arn,
+            }),
+            Some(arn) => Some(Subscribed { arn, redrive: None }),
+            None => None,
+        };
+        out.insert(topic.clone(), subscribed);
+    }
+    Ok(out)
+}

@@ -1,0 +1,896 @@
+//! What to do: pure functions from what is there ([`Observed`], [`Installed`]) and what is wanted
+//! ([`Wanted`]) to a list of steps. No AWS call is made here, so plan and install agree by
+//! construction, and "a re-run with nothing to do does nothing" is a property of [`plan`].
+//!
+//! Ownership is decided once, by [`owned`]: install adopts what it did not create, and teardown
+//! ([`undo`]) removes only what install created.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use aws_sdk_cloudformation::types::{Stack, StackStatus};
+
+use crate::artifacts::{self, InstallState, Ownership};
+use crate::aws::Place;
+use crate::baseline;
+use crate::install::{Checked, InstallArgs, InstallError, Source};
+use crate::observe::{Installed, Observed};
+use crate::package::Artifact;
+use crate::recorder::{self, Found, Owned, Want};
+use crate::stack::{self, StackError};
+use crate::topic;
+
+/// What install wants: the checked flags and the handler artifact.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub args: InstallArgs,
+    pub checked: Checked,
+    pub artifact: Artifact,
+    /// When the plan is made: recording that starts now makes its baseline end an hour later.
+    pub now: SystemTime,
+}
+
+/// A topic the handler is (or will be) subscribed to, and whether its subscription should park
+/// what SNS cannot deliver in the failure queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    pub arn: String,
+    pub redriven: bool,
+}
+
+/// The stack's change: created, or updated through a change set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackStep {
+    /// A stack that never finished being created (`ROLLBACK_COMPLETE`, `ROLLBACK_FAILED`, or
+    /// `REVIEW_IN_PROGRESS` after an interrupted first install) is deleted and created anew.
+    pub replace: bool,
+    /// The stack exists and can take an update change set.
+    pub update: bool,
+    /// How the deployed stack differs from what install deploys, one line each.
+    pub differences: Vec<String>,
+}
+
+/// One change install makes, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    CreateArtifactsBucket,
+    Upload,
+    Stack(StackStep),
+    Config(recorder::Step),
+    /// The handler is subscribed to an adopted topic it should no longer be (the channel or the
+    /// source changed).
+    Unsubscribe {
+        topic: String,
+        subscription: String,
+    },
+    /// Subscribe the handler to the adopted channel's topic.
+    Subscribe {
+        topic: String,
+    },
+    /// Set the subscription's redrive policy to the failure queue.
+    Redrive {
+        topic: String,
+    },
+    /// Write the install record (there is none yet).
+    Record,
+}
+
+/// What install would do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub source: Source,
+    /// The complete stack parameters.
+    pub params: BTreeMap<String, String>,
+    pub baseline_until: String,
+    /// Config as it should be after the stack (the stack's outputs named while unknown).
+    pub want: Want,
+    pub warnings: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// Whether the plan makes AWS Config start recording security groups.
+    pub fn starts_recording(&self) -> bool {
+        self.steps.iter().any(|s| match s {
+            Step::Config(c) => baseline::starts_recording(std::slice::from_ref(c)),
+            _ => false,
+        })
+    }
+
+    /// The step as plan lists it (the stack's change set is described by `install::plan`).
+    pub fn describe(&self, step: &Step, wanted: &Wanted, place: &Place) -> String {
+        let bucket = artifacts::bucket_name(place);
+        match step {
+            Step::CreateArtifactsBucket => format!("create artifacts bucket {bucket}"),
+            Step::Upload => format!(
+                "upload handler s3://{bucket}/{} ({} bytes)",
+                wanted.artifact.key(),
+                wanted.artifact.size
+            ),
+            Step::Stack(s) => s
+                .differences
+                .iter()
+                .map(|d| format!("stack {}: {d}", wanted.checked.stack_name))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Step::Config(c) => c.describe(&self.want),
+            Step::Unsubscribe { topic, .. } => format!("unsubscribe the handler from {topic}"),
+            Step::Subscribe { topic } => format!(
+                "subscribe the handler to the adopted channel's topic {topic} (and let it invoke the handler)"
+            ),
+            Step::Redrive { topic } => format!(
+                "park what SNS cannot deliver from {topic} to the handler in the failure queue \
+                 (the subscription's redrive policy)"
+            ),
+            Step::Record => format!(
+                "record what install created in s3://{bucket}/state/{}.json",
+                wanted.checked.stack_name
+            ),
+        }
+    }
+}
+
+/// Which of the found recorder and channel are install's, for install and teardown alike: its
+/// record says it created them, or (the record lost to an interrupted install) they point at this
+/// stack's role and bucket, which nobody else uses.
+pub fn owned(
+    found: &Found,
+    state: Option<&InstallState>,
+    outputs: &BTreeMap<String, String>,
+) -> Owned {
+    let created = |how: Ownership, named: &str, actual: Option<&str>| {
+        how == Ownership::Created && Some(named) == actual
+    };
+    let output = |key: &str| outputs.get(key).map(String::as_str);
+    let recorder = found.recorder.as_ref().is_some_and(|r| {
+        state.is_some_and(|s| created(s.recorder, &s.recorder_name, r.name()))
+            || (r.role_arn().is_some() && r.role_arn() == output("ConfigRoleArn"))
+    });
+    let channel = found.channel.as_ref().is_some_and(|c| {
+        state.is_some_and(|s| created(s.channel, &s.channel_name, c.name()))
+            || (c.s3_bucket_name().is_some() && c.s3_bucket_name() == output("ConfigBucketName"))
+    });
+    Owned { recorder, channel }
+}
+
+/// Marks in the record what install found and did not create.
+pub fn mark_adopted(state: &mut InstallState, found: &Found, owned: Owned) {
+    if let (Some(r), false) = (found.recorder_name(), owned.recorder) {
+        state.recorder = Ownership::Adopted;
+        state.recorder_name = r.to_owned();
+    }
+    if let (Some(c), false) = (found.channel_name(), owned.channel) {
+        state.channel = Ownership::Adopted;
+        state.channel_name = c.to_owned();
+    }
+}
+
+/// Config as install wants it, with the stack's outputs where the stack exists.
+pub fn want(args: &InstallArgs, checked: &Checked, outputs: &BTreeMap<String, String>) -> Want {
+    Want {
+        types: checked.policy.resource_types.clone(),
+        role_arn: outputs.get("ConfigRoleArn").cloned(),
+        bucket: outputs.get("ConfigBucketName").cloned(),
+        topic: outputs.get("TopicArn").cloned(),
+        extend: args.extend_recorder,
+    }
+}
+
+/// The Config steps; an adopted recorder that does not record security groups is an error here
+/// (install checks it before the possibly long build).
+pub fn config_steps(
+    installed: &Installed,
+    args: &InstallArgs,
+    checked: &Checked,
+) -> Result<Vec<recorder::Step>, crate::Error> {
+    let owned = owned(
+        &installed.found,
+        installed.state.as_ref(),
+        &installed.outputs,
+    );
+    let want = want(args, checked, &installed.outputs);
+    Ok(recorder::steps(
+        &installed.found,
+        owned,
+        &want,
+        &installed.place,
+    )?)
+}
+
+/// How notifications reach the handler: `--source` when given; otherwise eventbridge when an
+/// adopted channel's topic belongs to another account (an AWS Control Tower channel sends to the
+/// audit account's topic, which aggregates every account: a subscription there would be refused,
+/// or would bring every account's changes), with the reason as a warning; sns otherwise.
+pub fn source(asked: Option<Source>, installed: &Installed) -> (Source, Option<String>) {
+    if let Some(asked) = asked {
+        return (asked, None);
+    }
+    let owned = owned(
+        &installed.found,
+        installed.state.as_ref(),
+        &installed.outputs,
+    );
+    let foreign = installed
+        .found
+        .channel
+        .as_ref()
+        .filter(|_| !owned.channel)
+        .and_then(|c| c.sns_topic_arn())
+        .filter(|topic| {
+            topic
+                .split(':')
+                .nth(4)
+                .is_some_and(|a| a != installed.place.account)
+        });
+    match foreign {
+        Some(topic) => (
+            Source::Eventbridge,
+            Some(format!(
+                "the adopted delivery channel sends to {topic}, a topic of another account (as \
+                 AWS Control Tower's does): using --source eventbridge, since subscribing there \
+                 would be refused or bring every account's changes (pass --source sns to \
+                 subscribe anyway)"
+            )),
+        ),
+        None => (Source::Sns, None),
+    }
+}
+
+/// The adopted channel's topic the handler must be subscribed to, if any.
+pub fn adopted_topic(
+    installed: &Installed,
+    source: Source,
+) -> Result<Option<String>, crate::Error> {
+    let owned = owned(
+        &installed.found,
+        installed.state.as_ref(),
+        &installed.outputs,
+    );
+    let Some(channel) = installed.found.channel.as_ref().filter(|_| !owned.channel) else {
+        return Ok(None);
+    };
+    if source != Source::Sns {
+        return Ok(None);
+    }
+    match channel.sns_topic_arn() {
+        None => Err(InstallError::ChannelWithoutTopic {
+            channel: channel.name().unwrap_or_default().to_owned(),
+            place: installed.place.clone(),
+        }
+        .into()),
+        // Already our own topic (its inline subscription is the stack's).
+        Some(topic) if installed.outputs.get("TopicArn").map(String::as_str) == Some(topic) => {
+            Ok(None)
+        }
+        Some(topic) => Ok(Some(topic.to_owned())),
+    }
+}
+
+/// The topics whose subscription of the handler install reads: the stack's own (source sns) and
+/// the adopted channel's. Each is redriven to the failure queue when the queue can take its
+/// failures (same account and region).
+pub fn topics(installed: &Installed, source: Source) -> Result<Vec<Topic>, crate::Error> {
+    let own = installed
+        .outputs
+        .get("TopicArn")
+        .filter(|_| source == Source::Sns)
+        .map(|arn| Topic {
+            arn: arn.clone(),
+            redriven: true,
+        });
+    let adopted = adopted_topic(installed, source)?.map(|arn| Topic {
+        redriven: topic::can_redrive(&arn, &installed.place),
+        arn,
+    });
+    Ok(own.into_iter().chain(adopted).collect())
+}
+
+/// The stack parameters install deploys (before the template's defaults are filled in).
+fn parameters(
+    wanted: &Wanted,
+    source: Source,
+    identity: &str,
+    place: &Place,
+    baseline_until: &str,
+) -> BTreeMap<String, String> {
+    let p = &wanted.checked.policy;
+    let args = &wanted.args;
+    // The handler always watches security groups; the parameter holds the others.
+    let extra: Vec<&str> = p
+        .resource_types
+        .iter()
+        .filter(|t| *t != recorder::SECURITY_GROUP)
+        .map(String::as_str)
+        .collect();
+    [
+        ("Sender", wanted.checked.sender.clone()),
+        ("SenderIdentity", identity.to_owned()),
+        (
+            "FallbackRecipient",
+            p.fallback_recipient.clone().unwrap_or_default(),
+        ),
+        (
+            "AlwaysNotifyAt",
+            p.always_notify_at
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_default(),
+        ),
+        ("NotifyTag", p.notify_tag.clone()),
+        ("OwnerTag", p.owner_tag.clone()),
+        ("ResourceTypes", extra.join(",")),
+        (
+            "NotifyOnRelationshipChanges",
+            p.notify_on_relationship_changes.to_string(),
+        ),
+        ("LookupActor", "true".to_owned()),
+        ("Architecture", args.arch.as_str().to_owned()),
+        ("ArtifactBucket", artifacts::bucket_name(place)),
+        ("ArtifactKey", wanted.artifact.key()),
+        ("EventSource", source.as_str().to_owned()),
+        ("BaselineUntil", baseline_until.to_owned()),
+        // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
+        ("Accounts", place.account.clone()),
+        (
+            "Destinations",
+            p.destinations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            "DestinationParameters",
+            crate::policy_args::destination_parameters(p).join(","),
+        ),
+        (
+            "DestinationKmsKeyArn",
+            args.policy.destination_kms_key.clone().unwrap_or_default(),
+        ),
+        ("ChannelsTag", p.channels_tag.clone()),
+        (
+            "FallbackDestination",
+            p.fallback_destination.clone().unwrap_or_default(),
+        ),
+        (
+            "ReservedConcurrency",
+            args.reserved_concurrency
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// How the deployed stack differs from `params`; a stack busy with another operation is an error.
+fn stack_differences(
+    name: &str,
+    stack: Option<&Stack>,
+    template: Option<&str>,
+    params: &BTreeMap<String, String>,
+    place: &Place,
+) -> Result<Vec<String>, StackError> {
+    let Some(s) = stack else {
+        return Ok(vec![format!("create stack {name}")]);
+    };
+    let status = s
+        .stack_status()
+        .cloned()
+        .unwrap_or_else(|| StackStatus::from("UNKNOWN"));
+    if stack::in_progress(&status) && status != StackStatus::ReviewInProgress {
+        return Err(StackError::Busy {
+            stack: name.to_owned(),
+            place: place.clone(),
+            status: status.as_str().to_owned(),
+        });
+    }
+    Ok(match template.filter(|_| stack::is_settled(&status)) {
+        // The comparison the no-op re-run rests on: the template body and the parameters as
+        // deployed, against what we would deploy.
+        Some(body) => stack::differences(body, &stack::deployed_parameters(s), params),
+        None => vec![format!(
+            "stack {name} is {}: it will be created anew",
+            status.as_str()
+        )],
+    })
+}
+
+/// Everything install would do, in order.
+pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> {
+    let installed = &observed.installed;
+    let place = &installed.place;
+    let owned = owned(
+        &installed.found,
+        installed.state.as_ref(),
+        &installed.outputs,
+    );
+    let config = config_steps(installed, &wanted.args, &wanted.checked)?;
+    let (source, why) = source(wanted.args.source, installed);
+    let mut warnings = observed.warnings.clone();
+    warnings.extend(why);
+    if let Some(topic) = adopted_topic(installed, source)?.filter(|t| !topic::can_redrive(t, place))
+    {
+        warnings.push(format!(
+            "what SNS fails to deliver from {topic} to the handler cannot be parked in the \
+             failure queue (a dead-letter queue must be in the subscription's account and \
+             region, and this topic is not in {place}): such messages are dropped by SNS"
+        ));
+    }
+    if installed.found.recorder.is_some() && !owned.recorder && !installed.found.recording {
+        warnings.push(format!(
+            "the adopted recorder {} in {place} is not recording: sgwatch never starts or stops a \
+             recorder it did not create, so no change will be reported until its owner starts it",
+            installed.found.recorder_name().unwrap_or("?")
+        ));
+    }
+    // Recording that starts now makes AWS Config discover every existing group: those are the
+    // baseline. Otherwise the deployed time stays, so a re-install with nothing to do changes
+    // nothing.
+    let baseline_until = if baseline::starts_recording(&config) {
+        baseline::until(wanted.now)
+    } else {
+        installed
+            .stack
+            .as_ref()
+            .map(stack::deployed_parameters)
+            .and_then(|p| p.get("BaselineUntil").cloned())
+            .unwrap_or_default()
+    };
+    let params = stack::complete_parameters(&parameters(
+        wanted,
+        source,
+        &observed.identity,
+        place,
+        &baseline_until,
+    ))?;
+    let name = &wanted.checked.stack_name;
+    let differences = stack_differences(
+        name,
+        installed.stack.as_ref(),
+        observed.template.as_deref(),
+        &params,
+        place,
+    )?;
+    let stack_settled = installed.stack.is_some() && differences.is_empty();
+
+    let mut steps = Vec::new();
+    if !observed.artifacts_bucket {
+        steps.push(Step::CreateArtifactsBucket);
+    }
+    if !observed.uploaded && !stack_settled {
+        steps.push(Step::Upload);
+    }
+    if !stack_settled {
+        let status = installed.stack.as_ref().and_then(|s| s.stack_status());
+        steps.push(Step::Stack(StackStep {
+            replace: matches!(
+                status,
+                Some(
+                    StackStatus::RollbackComplete
+                        | StackStatus::RollbackFailed
+                        | StackStatus::ReviewInProgress
+                )
+            ),
+            update: status.is_some_and(stack::is_settled),
+            differences,
+        }));
+    }
+    steps.extend(after_stack(observed, wanted, source)?);
+    Ok(Plan {
+        source,
+        params,
+        baseline_until,
+        want: want(&wanted.args, &wanted.checked, &installed.outputs),
+        warnings,
+        steps,
+    })
+}
+
+/// The steps that follow the stack, decided from the stack's outputs: `plan` calls it with the
+/// outputs of the stack as it is, and install again once the stack is deployed (the Config
+/// steps name its role, bucket and topic).
+pub fn after_stack(
+    observed: &Observed,
+    wanted: &Wanted,
+    source: Source,
+) -> Result<Vec<Step>, crate::Error> {
+    let installed = &observed.installed;
+    let mut steps: Vec<Step> = config_steps(installed, &wanted.args, &wanted.checked)?
+        .into_iter()
+        .map(Step::Config)
+        .collect();
+    let adopted = adopted_topic(installed, source)?;
+    if let Some(state) = &installed.state {
+        if let (Some(old), Some(sub)) = (&state.adopted_topic_arn, &state.adopted_subscription_arn)
+        {
+            if adopted.as_ref() != Some(old) {
+                steps.push(Step::Unsubscribe {
+                    topic: old.clone(),
+                    subscription: sub.clone(),
+                });
+            }
+        }
+    }
+    let subscribed = |topic: &str| observed.subscriptions.get(topic).cloned().flatten();
+    if let Some(topic) = adopted.as_ref().filter(|t| subscribed(t).is_none()) {
+        steps.push(Step::Subscribe {
+            topic: topic.clone(),
+        });
+    }
+    match installed.outputs.get("FailureQueueArn") {
+        Some(queue) if installed.outputs.contains_key("FunctionArn") => {
+            for t in topics(installed, source)?
+                .into_iter()
+                .filter(|t| t.redriven)
+            {
+                let redriven = subscribed(&t.arn)
+                    .is_some_and(|s| topic::redrives_to(s.redrive.as_deref(), queue));
+                if !redriven {
+                    steps.push(Step::Redrive { topic: t.arn });
+                }
+            }
+        }
+        // No stack yet: its topic's subscription will need one.
+        _ if source == Source::Sns => steps.push(Step::Redrive {
+            topic: format!("stack {}'s topic", wanted.checked.stack_name),
+        }),
+        _ => {}
+    }
+    if installed.state.is_none() {
+        steps.push(Step::Record);
+    }
+    Ok(steps)
+}
+
+/// One removal teardown makes, in order: outside the stack first, while the stack's outputs
+/// still say what is ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Undo {
+    Unsubscribe {
+        topic: String,
+        subscription: String,
+    },
+    /// The recorder install created, with the channel when that is install's too.
+    DeleteRecorder {
+        name: String,
+        channel: Option<String>,
+    },
+    DeleteChannel {
+        name: String,
+    },
+    /// Take back the types `--extend-recorder` added to an adopted recorder.
+    Unextend {
+        recorder: String,
+        types: Vec<String>,
+    },
+    DeleteStack,
+    /// The Config bucket the stack retains on deletion: removed, or kept (`--keep-history`).
+    ConfigBucket {
+        bucket: String,
+        keep: bool,
+    },
+    /// The install record, and the artifacts bucket with the last record.
+    Record,
+}
+
+/// What teardown removes (in order) and the adopted resources it leaves, as lines.
+pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String>) {
+    let (found, state) = (&installed.found, installed.state.as_ref());
+    let owned = owned(found, state, &installed.outputs);
+    let mut steps = Vec::new();
+    let mut kept = Vec::new();
+    if let Some((topic, sub)) = state.and_then(|s| {
+        s.adopted_topic_arn
+            .clone()
+            .zip(s.adopted_subscription_arn.clone())
+    }) {
+        steps.push(Undo::Unsubscribe {
+            topic,
+            subscription: sub,
+        });
+    }
+    match (found.recorder_name(), found.channel_name()) {
+        (Some(r), channel) if owned.recorder => steps.push(Undo::DeleteRecorder {
+            name: r.to_owned(),
+            channel: channel.filter(|_| owned.channel).map(str::to_owned),
+        }),
+        (_, Some(c)) if owned.channel => steps.push(Undo::DeleteChannel { name: c.to_owned() }),
+        _ => {}
+    }
+    if let Some(s) =
+        state.filter(|s| s.recorder == Ownership::Adopted && !s.extended_types.is_empty())
+    {
+        steps.push(Undo::Unextend {
+            recorder: s.recorder_name.clone(),
+            types: s.extended_types.clone(),
+        });
+    }
+    // Worth saying only where there was an install of this stack to tear down.
+    let was_installed = state.is_some() || installed.stack.is_some();
+    if let Some(r) = found
+        .recorder_name()
+        .filter(|_| was_installed && !owned.recorder)
+    {
+        kept.push(format!(
+            "configuration recorder {r} (adopted, not created by this install)"
+        ));
+    }
+    if let Some(c) = found
+        .channel_name()
+        .filter(|_| was_installed && !owned.channel)
+    {
+        kept.push(format!(
+            "delivery channel {c} (adopted, not created by this install)"
+        ));
+    }
+    steps.push(Undo::DeleteStack);
+    let config_bucket = installed
+        .outputs
+        .get("ConfigBucketName")
+        .cloned()
+        .or_else(|| state.and_then(|s| s.config_bucket.clone()));
+    if let Some(bucket) = config_bucket {
+        steps.push(Undo::ConfigBucket {
+            bucket,
+            keep: keep_history,
+        });
+    }
+    steps.push(Undo::Record);
+    (steps, kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_cloudformation::types::{Output, Parameter};
+    use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
+
+    use crate::observe::Subscribed;
+    use crate::package::Arch;
+    use crate::policy_args::PolicyArgs;
+
+    const ACCOUNT: &str = "111122223333";
+    const REGION: &str = "us-east-1";
+
+    fn place() -> Place {
+        Place {
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+        }
+    }
+
+    fn wanted() -> Wanted {
+        let args = InstallArgs {
+            sender: "alerts@example.com".into(),
+            policy: PolicyArgs::default(),
+            arch: Arch::Arm64,
+            stack_name: "sgwatch".into(),
+            handler_zip: None,
+            source: None,
+            extend_recorder: false,
+            reserved_concurrency: None,
+        };
+        let checked = args.check().expect("valid flags");
+        Wanted {
+            args,
+            checked,
+            artifact: Artifact {
+                path: "bootstrap.zip".into(),
+                size: 1234,
+                sha256: "ab".repeat(32),
+            },
+            now: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn arn(service: &str, rest: &str) -> String {
+        format!("arn:aws:{service}:{REGION}:{ACCOUNT}:{rest}")
+    }
+
+    fn outputs() -> BTreeMap<String, String> {
+        [
+            (
+                "ConfigRoleArn",
+                format!("arn:aws:iam::{ACCOUNT}:role/sgwatch-config"),
+            ),
+            ("ConfigBucketName", "sgwatch-config-bucket".to_owned()),
+            ("TopicArn", arn("sns", "sgwatch-topic")),
+            ("FunctionArn", arn("lambda", "function:sgwatch-handler")),
+            ("FailureQueueArn", arn("sqs", "sgwatch-failures")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// The account as a finished install leaves it: the stack deployed with exactly `params`,
+    /// Config created and recording, the topic's subscription redriven, the record written.
+    fn installed_with(params: &BTreeMap<String, String>) -> Observed {
+        let outputs = outputs();
+        let stack = Stack::builder()
+            .stack_name("sgwatch")
+            .stack_status(StackStatus::CreateComplete)
+            .set_parameters(Some(
+                params
+                    .iter()
+                    .map(|(k, v)| {
+                        Parameter::builder()
+                            .parameter_key(k)
+                            .parameter_value(v)
+                            .build()
+                    })
+                    .collect(),
+            ))
+            .set_outputs(Some(
+                outputs
+                    .iter()
+                    .map(|(k, v)| Output::builder().output_key(k).output_value(v).build())
+                    .collect(),
+            ))
+            .build();
+        let recorder = ConfigurationRecorder::builder()
+            .name(recorder::NAME)
+            .role_arn(&outputs["ConfigRoleArn"])
+            .recording_group(
+                RecordingGroup::builder()
+                    .all_supported(false)
+                    .resource_types(recorder::SECURITY_GROUP.into())
+                    .build(),
+            )
+            .build();
+        let channel = DeliveryChannel::builder()
+            .name(recorder::NAME)
+            .s3_bucket_name(&outputs["ConfigBucketName"])
+            .sns_topic_arn(&outputs["TopicArn"])
+            .build();
+        let state = InstallState {
+            stack_name: "sgwatch".into(),
+            recorder: Ownership::Created,
+            recorder_name: recorder::NAME.into(),
+            channel: Ownership::Created,
+            channel_name: recorder::NAME.into(),
+            config_bucket: Some(outputs["ConfigBucketName"].clone()),
+            ..Default::default()
+        };
+        let topic = outputs["TopicArn"].clone();
+        let queue = outputs["FailureQueueArn"].clone();
+        Observed {
+            installed: Installed {
+                place: place(),
+                stack_name: "sgwatch".into(),
+                stack: Some(stack),
+                outputs,
+                state: Some(state),
+                found: Found {
+                    recorder: Some(recorder),
+                    recording: true,
+                    last_status: Some("SUCCESS".into()),
+                    channel: Some(channel),
+                },
+            },
+            identity: "alerts@example.com".into(),
+            warnings: Vec::new(),
+            template: Some(stack::TEMPLATE.to_owned()),
+            artifacts_bucket: true,
+            uploaded: true,
+            subscriptions: [(
+                topic,
+                Some(Subscribed {
+                    arn: format!("{}:sub-1", arn("sns", "sgwatch-topic")),
+                    redrive: Some(topic::redrive_policy(&queue)),
+                }),
+            )]
+            .into_iter()
+            .collect(),
+        }
+    }
+
+    /// The parameters a plan over `observed` deploys (what a finished install left).
+    fn deployed_params() -> BTreeMap<String, String> {
+        let fresh = installed_with(&BTreeMap::new());
+        let plan = plan(&fresh, &wanted()).expect("plans");
+        plan.params
+    }
+
+    #[test]
+    fn a_finished_install_plans_nothing() {
+        let observed = installed_with(&deployed_params());
+        let plan = plan(&observed, &wanted()).expect("plans");
+        assert_eq!(plan.steps, Vec::<Step>::new());
+    }
+
+    #[test]
+    fn a_changed_setting_plans_only_the_stack_update() {
+        let observed = installed_with(&deployed_params());
+        let mut w = wanted();
+        w.args.reserved_concurrency = Some(5);
+        let plan = plan(&observed, &w).expect("plans");
+        let [Step::Stack(s)] = plan.steps.as_slice() else {
+            panic!("expected only the stack step, got {:?}", plan.steps);
+        };
+        assert!(s.update && !s.replace);
+        assert_eq!(
+            s.differences,
+            vec![r#"parameter ReservedConcurrency: "" → "5""#.to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_fresh_account_plans_every_step_in_order() {
+        let mut observed = installed_with(&BTreeMap::new());
+        observed.installed.stack = None;
+        observed.installed.outputs.clear();
+        observed.installed.state = None;
+        observed.installed.found = Found::default();
+        observed.template = None;
+        observed.artifacts_bucket = false;
+        observed.uploaded = false;
+        observed.subscriptions.clear();
+        let plan = plan(&observed, &wanted()).expect("plans");
+        assert_eq!(
+            plan.steps,
+            vec![
+                Step::CreateArtifactsBucket,
+                Step::Upload,
+                Step::Stack(StackStep {
+                    replace: false,
+                    update: false,
+                    differences: vec!["create stack sgwatch".into()],
+                }),
+                Step::Config(recorder::Step::CreateRecorder),
+                Step::Config(recorder::Step::CreateChannel),
+                Step::Config(recorder::Step::StartRecorder {
+                    name: recorder::NAME.into()
+                }),
+                Step::Redrive {
+                    topic: "stack sgwatch's topic".into()
+                },
+                Step::Record,
+            ]
+        );
+        assert_eq!(plan.baseline_until, "1970-01-01T01:00:00Z");
+    }
+
+    #[test]
+    fn teardown_removes_what_the_record_says_install_created_and_keeps_the_rest() {
+        let mut observed = installed_with(&deployed_params());
+        let (steps, kept) = undo(&observed, false);
+        assert_eq!(
+            steps,
+            vec![
+                Undo::DeleteRecorder {
+                    name: recorder::NAME.into(),
+                    channel: Some(recorder::NAME.into()),
+                },
+                Undo::DeleteStack,
+                Undo::ConfigBucket {
+                    bucket: "sgwatch-config-bucket".into(),
+                    keep: false,
+                },
+                Undo::Record,
+            ]
+        );
+        assert!(kept.is_empty());
+
+        // An org's recorder, adopted: never removed, said to be kept.
+        let state = observed.installed.state.as_mut().expect("record");
+        state.recorder = Ownership::Adopted;
+        state.channel = Ownership::Adopted;
+        observed.installed.outputs.remove("ConfigRoleArn");
+        observed.installed.outputs.remove("ConfigBucketName");
+        let (steps, kept) = undo(&observed, true);
+        assert_eq!(
+            steps,
+            vec![
+                Undo::DeleteStack,
+                Undo::ConfigBucket {
+                    bucket: "sgwatch-config-bucket".into(),
+                    keep: true,
+                },
+                Undo::Record,
+            ]
+        );
+        assert_eq!(kept.len(), 2, "{kept:?}");
+    }
+}

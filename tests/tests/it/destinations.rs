@@ -1,0 +1,326 @@
+//! Slack, Teams and signed webhooks against capture servers on loopback, with the secret URLs in
+//! moto's SSM Parameter Store: the exact posts, and each failure: 429 then success, 5xx that
+//! lasts (the invocation fails, so Lambda retries it and finally parks it in the failure queue;
+//! the retry posts only where the first attempt did not), a 404 that is final for its destination
+//! while the rest are delivered, and a missing parameter that blocks nothing else.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_ssm::types::ParameterType;
+use serde_json::{json, Value};
+use sgwatch_handler::actor::ActorLookup;
+use sgwatch_handler::decide::{analyze, decide, Decision};
+use sgwatch_handler::message::{parse_message, ConfigMessage};
+use sgwatch_handler::process::{handle, Services};
+use sgwatch_handler::render::render;
+use sgwatch_handler::settings::Settings;
+use sgwatch_handler::{slack, teams, webhook};
+use sgwatch_tests::capture::{Answer, CaptureServer};
+use sgwatch_tests::{fixture, Moto};
+
+const SENDER: &str = "alerts@example.com";
+const TABLE: &str = "sgwatch-idempotency";
+const OWNER: &str = "platform-team@example.com";
+const DESTINATIONS: &str = "secops=slack:/sgwatch/secops-slack,team-a=teams:/sgwatch/team-a,\
+                            siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key";
+const SIGNING_KEY: &str = "a signing key only the receiver knows";
+/// What the handler says of the actor with the lookup off, as these tests run it.
+const NO_ACTOR: &str = "actor lookup is off (SGWATCH_LOOKUP_ACTOR=false)";
+
+fn settings() -> Settings {
+    let vars = [
+        ("SGWATCH_SENDER", SENDER),
+        ("SGWATCH_LOOKUP_ACTOR", "false"),
+        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
+        ("SGWATCH_DESTINATIONS", DESTINATIONS),
+    ];
+    Settings::from_lookup(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap()
+}
+
+/// The RDP fixture, its group naming the three destinations.
+fn message() -> Value {
+    let mut m = fixture("rdp-opened.json");
+    m["configurationItem"]["tags"]["NotifyChannels"] = json!("secops, team-a, siem");
+    m
+}
+
+fn sns(message: &Value) -> Value {
+    json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": "m-1", "Message": message.to_string()}}]})
+}
+
+/// The decision the handler makes for [`message`], computed here through the same library.
+fn decision() -> Decision {
+    let ConfigMessage::ItemChange(c) = parse_message(&message()).unwrap() else {
+        panic!("the fixture is an item change")
+    };
+    decide(analyze(&c).unwrap(), &settings().policy)
+}
+
+async fn put(config: &aws_config::SdkConfig, name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(config)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("putting {name}: {e:?}"));
+}
+
+/// moto with the sender, the ledger table and the parameters of the destinations whose servers
+/// are given (a `None` leaves that parameter missing).
+async fn world(
+    slack: Option<&CaptureServer>,
+    teams: Option<&CaptureServer>,
+    siem: Option<&CaptureServer>,
+) -> (Moto, aws_config::SdkConfig) {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    if let Some(s) = slack {
+        put(
+            &config,
+            "/sgwatch/secops-slack",
+            &format!("{}/services/T0/B0/secret", s.url),
+        )
+        .await;
+    }
+    if let Some(s) = teams {
+        put(
+            &config,
+            "/sgwatch/team-a",
+            &format!("{}/workflows/team-a/triggers/manual", s.url),
+        )
+        .await;
+    }
+    if let Some(s) = siem {
+        put(&config, "/sgwatch/siem-url", &format!("{}/ingest", s.url)).await;
+        put(&config, "/sgwatch/siem-key", SIGNING_KEY).await;
+    }
+    (moto, config)
+}
+
+#[tokio::test]
+async fn slack_teams_and_the_webhook_each_get_their_exact_post() {
+    let (slack_server, teams_server, siem_server) = (
+        CaptureServer::start(vec![]),
+        CaptureServer::start(vec![]),
+        CaptureServer::start(vec![]),
+    );
+    let (moto, config) = world(Some(&slack_server), Some(&teams_server), Some(&siem_server)).await;
+    let settings = settings();
+    let services = Services::new(&config, &settings);
+
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    let mail = moto.ses_messages().await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    assert_eq!(mail[0].destinations, [OWNER]);
+
+    let d = decision();
+    assert_eq!(d.destinations, ["secops", "team-a", "siem"]);
+    let actor = ActorLookup::Unknown(NO_ACTOR.into());
+
+    let posts = slack_server.requests();
+    assert_eq!(posts.len(), 1);
+    let p = &posts[0];
+    assert_eq!(
+        (p.method.as_str(), p.path.as_str()),
+        ("POST", "/services/T0/B0/secret")
+    );
+    assert_eq!(p.header("content-type"), Some("application/json"));
+    assert_eq!(p.json(), slack::message(&d, &actor));
+    assert_eq!(
+        p.json()["blocks"][0]["text"]["text"],
+        "CRITICAL: security group sg-0123456789abcdef0 (shared-http) was changed"
+    );
+    assert_eq!(
+        p.json()["attachments"][0]["blocks"][1]["text"]["text"],
+        "*Rules added (1)*\n`[critical]` `+ingress tcp/3389 from 0.0.0.0/0`"
+    );
+
+    let posts = teams_server.requests();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].path, "/workflows/team-a/triggers/manual");
+    assert_eq!(posts[0].json(), teams::message(&d, &actor));
+    assert_eq!(
+        posts[0].json()["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+
+    let posts = siem_server.requests();
+    assert_eq!(posts.len(), 1);
+    let p = &posts[0];
+    assert_eq!(p.path, "/ingest");
+    let email = render(&d, &actor);
+    assert_eq!(p.body, webhook::body(&d, &email));
+    let body = p.json();
+    assert_eq!(body["resource_id"], "sg-0123456789abcdef0");
+    assert_eq!(body["severity"], "critical");
+    assert_eq!(body["recipients"], json!([OWNER]));
+    assert_eq!(body["destinations"], json!(["secops", "team-a", "siem"]));
+    assert_eq!(body["subject"], mail[0].subject.clone().unwrap());
+    // The receiver recomputes the HMAC of the bytes it got with the key it shares.
+    assert_eq!(
+        p.header("x-sgwatch-signature"),
+        webhook::signature(SIGNING_KEY.as_bytes(), &p.body).as_deref()
+    );
+    assert!(p
+        .header("x-sgwatch-signature")
+        .unwrap()
+        .starts_with("sha256="));
+    assert!(
+        webhook::signature(b"another key", &p.body).as_deref() != p.header("x-sgwatch-signature")
+    );
+
+    // A second delivery of the same notification posts nothing again.
+    handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            slack_server.requests().len(),
+            teams_server.requests().len(),
+            siem_server.requests().len(),
+            moto.ses_messages().await.len()
+        ),
+        (1, 1, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_its_retry_after_and_posted_once() {
+    let slack_server = CaptureServer::start(vec![Answer::status(429).header("Retry-After", "1")]);
+    let (teams_server, siem_server) = (CaptureServer::start(vec![]), CaptureServer::start(vec![]));
+    let (moto, config) = world(Some(&slack_server), Some(&teams_server), Some(&siem_server)).await;
+    let settings = settings();
+    let services = Services::new(&config, &settings);
+
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    let posts = slack_server.requests();
+    assert_eq!(posts.len(), 2, "the throttled post, then the one taken");
+    assert_eq!(posts[0].body, posts[1].body);
+    let waited = posts[1].at - posts[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "waited {waited:?}, Retry-After said 1 s"
+    );
+    assert_eq!(moto.ses_messages().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_500_that_lasts_fails_the_invocation_and_the_retry_posts_only_there() {
+    // Every attempt of the first invocation is answered 500; then the service recovers.
+    let slack_server = CaptureServer::start(vec![Answer::status(500); 3]);
+    let (teams_server, siem_server) = (CaptureServer::start(vec![]), CaptureServer::start(vec![]));
+    let (moto, config) = world(Some(&slack_server), Some(&teams_server), Some(&siem_server)).await;
+    let settings = settings();
+    let services = Services::new(&config, &settings);
+
+    let err = handle(&sns(&message()), &settings, &services)
+        .await
+        .expect_err("a post that failed every retry fails the invocation");
+    let err = err.to_string();
+    assert!(
+        err.contains("destination secops did not take the post after 3 attempts: HTTP 500"),
+        "{err}"
+    );
+    assert_eq!(slack_server.requests().len(), 3);
+    // The email and the other destinations went out all the same, and are in the ledger.
+    assert_eq!(moto.ses_messages().await.len(), 1);
+    assert_eq!(
+        (teams_server.requests().len(), siem_server.requests().len()),
+        (1, 1)
+    );
+
+    // Lambda's retry: only Slack is posted to; nobody hears twice.
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(slack_server.requests().len(), 4);
+    assert_eq!(
+        (teams_server.requests().len(), siem_server.requests().len()),
+        (1, 1)
+    );
+    assert_eq!(moto.ses_messages().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_404_is_final_for_its_destination_and_the_rest_are_delivered() {
+    let slack_server = CaptureServer::start(vec![Answer::status(404)]);
+    let (teams_server, siem_server) = (CaptureServer::start(vec![]), CaptureServer::start(vec![]));
+    let (moto, config) = world(Some(&slack_server), Some(&teams_server), Some(&siem_server)).await;
+    let settings = settings();
+    let services = Services::new(&config, &settings);
+
+    let started = Instant::now();
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(slack_server.requests().len(), 1, "a 404 is not retried");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        (teams_server.requests().len(), siem_server.requests().len()),
+        (1, 1)
+    );
+    assert_eq!(moto.ses_messages().await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_missing_parameter_blocks_neither_the_email_nor_the_others() {
+    let (slack_server, siem_server) = (CaptureServer::start(vec![]), CaptureServer::start(vec![]));
+    // /sgwatch/team-a is never created.
+    let (moto, config) = world(Some(&slack_server), None, Some(&siem_server)).await;
+    let settings = settings();
+    let services = Services::new(&config, &settings);
+
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(moto.ses_messages().await.len(), 1);
+    assert_eq!(
+        (slack_server.requests().len(), siem_server.requests().len()),
+        (1, 1)
+    );
+
+    // The parameter is read once per container: a second notification asks SSM only for the
+    // parameter it could not read (created meanwhile), and the rest come from the cache.
+    let teams_server = CaptureServer::start(vec![]);
+    put(
+        &config,
+        "/sgwatch/team-a",
+        &format!("{}/wf", teams_server.url),
+    )
+    .await;
+    let poster = services
+        .poster
+        .as_ref()
+        .expect("destinations are configured");
+    let url = poster.parameter("team-a", "/sgwatch/team-a").await.unwrap();
+    assert_eq!(url, format!("{}/wf", teams_server.url));
+    aws_sdk_ssm::Client::new(&config)
+        .delete_parameter()
+        .name("/sgwatch/team-a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        poster.parameter("team-a", "/sgwatch/team-a").await.unwrap(),
+        url,
+        "read once, then kept for the container's life"
+    );
+}
