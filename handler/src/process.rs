@@ -714,7 +714,7 @@ async fn post_destinations(
         };
         match posted {
             Ok(()) => {
-                ledger.record(&[destination_entry(name)]).await?;
+                ledger.record(&[destination_entry(name)], None).await?;
                 info!(destination = name, kind = %destination.kind, "posted");
             }
             Err(e) if e.is_transient() => {

@@ -272,7 +272,7 @@ async fn publish(
         .map_err(|e| TestEventError::Publish {
             topic: topic.clone(),
             place: place.clone(),
-            detail: DisplayErrorContext(&e).to_string(),
+            detail: crate::aws::error_text(&e),
         })?;
     Ok(Answer {
         group_id: args.group_id.clone(),
