@@ -58,15 +58,26 @@ async fn invoke(config: &SdkConfig, emulator: &Emulator, event: &Value) -> (Opti
             .endpoint_url(&emulator.endpoint)
             .build(),
     );
-    let out = lambda
+    let result = lambda
         .invoke()
         .function_name(&emulator.function_name)
         .payload(Blob::new(event.to_string()))
         .send()
-        .await
-        .unwrap();
-    let payload = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
-    (out.function_error().map(str::to_owned), payload)
+        .await;
+    match result {
+        Ok(out) => {
+            let payload = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+            (out.function_error().map(str::to_owned), payload)
+        }
+        // The emulator answers a function error with HTTP 500 and the error as the body, where
+        // Lambda answers 200 with X-Amz-Function-Error.
+        Err(aws_sdk_lambda::error::SdkError::ServiceError(e)) => {
+            let body = e.raw().body().bytes().unwrap_or_default();
+            let payload = serde_json::from_slice(body).unwrap_or(Value::Null);
+            (Some("Unhandled".to_owned()), payload)
+        }
+        Err(e) => panic!("invoking the emulated function: {e:?}"),
+    }
 }
 
 /// The record Lambda's on-failure destination receives after the last retry of `event`.
