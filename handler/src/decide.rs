@@ -208,6 +208,10 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
 /// The reason a discovered group is not news.
 pub const BASELINE_REASON: &str = "baseline: the group existed when recording started";
 
+/// The tag `sgwatch verify` marks its throwaway group with. Such a group was made after install,
+/// on purpose, to be noticed: its discovery is never the baseline.
+pub const VERIFY_TAG: &str = "sgwatch:verify";
+
 /// Decides who, if anyone, is told about an analysed change.
 pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
     let verdict = |notify: bool, reason: String, recipients: Vec<String>| Verdict {
@@ -279,7 +283,8 @@ struct Verdict {
 /// `ResourceDiscovered` when recording starts, and those are not changes anyone made.
 fn baseline(a: &Analysis, policy: &Policy) -> Option<String> {
     let until = policy.baseline_until?;
-    if a.subject.status.as_deref() != Some("ResourceDiscovered") {
+    if a.subject.status.as_deref() != Some("ResourceDiscovered") || a.tags.contains_key(VERIFY_TAG)
+    {
         return None;
     }
     // Without a readable capture time the item cannot be placed before the baseline: it is news.
@@ -1342,6 +1347,10 @@ mod tests {
         // An unreadable capture time cannot be placed before the baseline.
         let mut v = named("discovered.json");
         v["configurationItem"]["configurationItemCaptureTime"] = json!("soon");
+        assert!(decide_json(v, &policy).notify);
+        // `sgwatch verify`'s throwaway group is made after install to be noticed: never baseline.
+        let mut v = named("discovered.json");
+        v["configurationItem"]["tags"]["sgwatch:verify"] = json!("1795867200000");
         assert!(decide_json(v, &policy).notify);
     }
 

@@ -10,6 +10,10 @@
 //! - `delivered` is the set of destinations already emailed. A retry sends only to the others,
 //!   and the record is never deleted once anything was sent: a failed attempt only gives its
 //!   lease back. Records expire through the table's TTL.
+//! - what `sgwatch verify` times, kept from the first attempt: `capture_time` (Config's
+//!   `configurationItemCaptureTime`), `decided_at_ms` (when the handler claimed the state, epoch
+//!   milliseconds), `accepted_at_ms` (when SES first accepted an email for it) and
+//!   `ses_message_ids` (the ids SES answered with).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -72,6 +76,13 @@ pub fn epoch_secs(t: SystemTime) -> u64 {
         .unwrap_or_default()
 }
 
+/// Milliseconds since the epoch.
+pub fn epoch_millis(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+}
+
 fn now() -> u64 {
     epoch_secs(SystemTime::now())
 }
@@ -109,13 +120,30 @@ impl Dedupe {
         owner: &str,
         lease_until: u64,
     ) -> Result<Claim, DedupeError> {
+        self.claim_captured(key, owner, lease_until, None).await
+    }
+
+    /// [`Dedupe::claim`], noting when Config captured the state (`configurationItemCaptureTime`)
+    /// and when the handler decided it, both kept from the first attempt.
+    pub async fn claim_captured(
+        &self,
+        key: &str,
+        owner: &str,
+        lease_until: u64,
+        capture_time: Option<&str>,
+    ) -> Result<Claim, DedupeError> {
         let now = now();
+        let now_ms = epoch_millis(SystemTime::now());
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(key.to_owned()))
-            .update_expression("SET #s = :sending, #o = :owner, lease_until = :lease, expires_at = :expires")
+            .update_expression(
+                "SET #s = :sending, #o = :owner, lease_until = :lease, expires_at = :expires, \
+                 decided_at_ms = if_not_exists(decided_at_ms, :now_ms), \
+                 capture_time = if_not_exists(capture_time, :capture)",
+            )
             // Free, or a dead attempt's, or our own (the SDK retried a claim that had succeeded).
             .condition_expression(
                 "attribute_not_exists(pk) OR (#s = :sending AND (lease_until < :now OR #o = :owner))",
@@ -127,6 +155,11 @@ impl Dedupe {
             .expression_attribute_values(":lease", AttributeValue::N(lease_until.to_string()))
             .expression_attribute_values(":expires", AttributeValue::N((now + KEEP_SECS).to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":now_ms", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(
+                ":capture",
+                AttributeValue::S(capture_time.unwrap_or_default().to_owned()),
+            )
             .return_values(ReturnValue::AllNew)
             // The record that stopped us comes back with the error: no second read.
             // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html
@@ -164,17 +197,38 @@ impl Dedupe {
 
     /// Records that `destinations` were emailed. Retried: a lost record means a second email.
     pub async fn record(&self, key: &str, destinations: &[String]) -> Result<(), DedupeError> {
+        self.record_sent(key, destinations, None).await
+    }
+
+    /// [`Dedupe::record`], with the message id SES accepted the email under (and when).
+    pub async fn record_sent(
+        &self,
+        key: &str,
+        destinations: &[String],
+        ses_message_id: Option<&str>,
+    ) -> Result<(), DedupeError> {
         if destinations.is_empty() {
             return Ok(());
         }
+        let accepted_ms = epoch_millis(SystemTime::now()).to_string();
         self.retried(|| {
-            self.client
+            let update = self
+                .client
                 .update_item()
                 .table_name(&self.table)
                 .key("pk", AttributeValue::S(key.to_owned()))
-                .update_expression("ADD delivered :d")
-                .expression_attribute_values(":d", AttributeValue::Ss(destinations.to_vec()))
-                .send()
+                .expression_attribute_values(":d", AttributeValue::Ss(destinations.to_vec()));
+            match ses_message_id.filter(|id| !id.is_empty()) {
+                None => update.update_expression("ADD delivered :d"),
+                Some(id) => update
+                    .update_expression(
+                        "ADD delivered :d, ses_message_ids :m \
+                         SET accepted_at_ms = if_not_exists(accepted_at_ms, :t)",
+                    )
+                    .expression_attribute_values(":m", AttributeValue::Ss(vec![id.to_owned()]))
+                    .expression_attribute_values(":t", AttributeValue::N(accepted_ms.clone())),
+            }
+            .send()
         })
         .await
     }

@@ -506,7 +506,13 @@ async fn process_change(
         info!(facts = ?facts, "skipped: the early warning told every recipient all of this change");
         return Outcome::Skipped;
     }
-    let mut ledger = match Ledger::claim(services, dedupe::key(s), invocation).await {
+    let claim = Ledger::claim(
+        services,
+        dedupe::key(s),
+        s.capture_time.as_deref(),
+        invocation,
+    );
+    let mut ledger = match claim.await {
         Ok(Some(ledger)) => ledger,
         Ok(None) => return Outcome::Skipped,
         Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
@@ -756,7 +762,14 @@ async fn early_warning(
         "early/{}/{}/{group}/{}",
         call.account, call.region, call.event_id
     );
-    let mut ledger = match Ledger::claim(services, Some(key), invocation).await {
+    let mut ledger = match Ledger::claim(
+        services,
+        Some(key),
+        Some(call.event_time.as_str()),
+        invocation,
+    )
+    .await
+    {
         Ok(Some(ledger)) => ledger,
         Ok(None) => return Outcome::Skipped,
         Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
@@ -856,6 +869,7 @@ impl Ledger {
     async fn claim(
         services: &Services,
         key: Option<String>,
+        capture_time: Option<&str>,
         invocation: &Invocation,
     ) -> Result<Option<Ledger>, String> {
         let unkeyed = Ledger {
@@ -867,7 +881,10 @@ impl Ledger {
             return Ok(Some(unkeyed));
         };
         let lease = dedupe::lease_until(invocation.deadline);
-        match dedupe.claim(&key, &invocation.request_id, lease).await {
+        match dedupe
+            .claim_captured(&key, &invocation.request_id, lease, capture_time)
+            .await
+        {
             Ok(Claim::Acquired { delivered }) => {
                 if !delivered.is_empty() {
                     info!(key, delivered = ?delivered, "resuming a partial delivery: these were emailed already");
@@ -903,7 +920,12 @@ impl Ledger {
         self.delivered.contains(&destination.to_ascii_lowercase())
     }
 
-    async fn record(&mut self, destinations: &[String]) -> Result<(), DedupeError> {
+    /// Records `destinations` as emailed, under SES's `message_id` when one was sent.
+    async fn record(
+        &mut self,
+        destinations: &[String],
+        message_id: Option<&str>,
+    ) -> Result<(), DedupeError> {
         // A string set holds no duplicates; "A@x" and "a@x" are one mailbox to SES.
         let lower: Vec<String> = destinations
             .iter()
@@ -912,7 +934,7 @@ impl Ledger {
             .into_iter()
             .collect();
         if let (Some(dedupe), Some(key)) = (&self.dedupe, &self.key) {
-            dedupe.record(key, &lower).await?;
+            dedupe.record_sent(key, &lower, message_id).await?;
         }
         self.delivered.extend(lower);
         Ok(())
@@ -1000,7 +1022,7 @@ async fn post_destinations(
         };
         match posted {
             Ok(()) => {
-                ledger.record(&[destination_entry(name)]).await?;
+                ledger.record(&[destination_entry(name)], None).await?;
                 info!(destination = name, kind = %destination.kind, "posted");
             }
             Err(e) if e.is_transient() => {
@@ -1100,7 +1122,7 @@ async fn deliver(
         invocation.ensure(SEND_MARGIN)?;
         match mail::send(ses, sender, &pending, email).await {
             Ok(id) => {
-                ledger.record(&pending).await?;
+                ledger.record(&pending, Some(&id)).await?;
                 out.ids.push(id);
             }
             Err(e) if e.is_transient() => return Err(e.into()),
@@ -1112,7 +1134,7 @@ async fn deliver(
                     invocation.ensure(SEND_MARGIN)?;
                     match mail::send(ses, sender, std::slice::from_ref(r), email).await {
                         Ok(id) => {
-                            ledger.record(std::slice::from_ref(r)).await?;
+                            ledger.record(std::slice::from_ref(r), Some(&id)).await?;
                             out.ids.push(id);
                         }
                         Err(e) if e.is_transient() => return Err(e.into()),
@@ -1161,7 +1183,7 @@ async fn deliver(
     .await
     {
         Ok(id) => {
-            ledger.record(&[notice_to]).await?;
+            ledger.record(&[notice_to], Some(&id)).await?;
             out.ids.push(id);
         }
         Err(e) if e.is_transient() => return Err(e.into()),
@@ -1255,7 +1277,7 @@ async fn park(
         })?;
     warn!(facts = ?facts, rejected = record.rejected.len(), "parked in the failure queue: recipients rejected for good");
     ledger
-        .record(&[PARKED.to_owned()])
+        .record(&[PARKED.to_owned()], None)
         .await
         .map_err(|e| e.to_string())?;
     Ok(true)
@@ -1279,7 +1301,8 @@ async fn unreadable(
     };
     // Keyed by message id: a retried event does not send the degraded email twice.
     let key = Some(format!("unreadable/{}", facts.message_id)).filter(|_| facts.message_id != "-");
-    let mut ledger = match Ledger::claim(services, key, invocation).await {
+    let capture_time = facts.capture_time.as_deref();
+    let mut ledger = match Ledger::claim(services, key, capture_time, invocation).await {
         Ok(Some(ledger)) => ledger,
         Ok(None) => return Outcome::Skipped,
         Err(e) => return Outcome::Failed(format!("{}: {e}", facts.label())),

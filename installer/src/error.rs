@@ -43,6 +43,10 @@ pub enum ErrorKind {
     #[error(transparent)]
     TestEvent(#[from] crate::test_event::TestEventError),
     #[error(transparent)]
+    Redrive(#[from] crate::redrive::RedriveError),
+    #[error(transparent)]
+    Verify(#[from] crate::verify::VerifyError),
+    #[error(transparent)]
     Explain(#[from] crate::explain::ExplainError),
     #[error(transparent)]
     Baseline(#[from] crate::baseline::BaselineError),

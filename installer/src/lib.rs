@@ -26,6 +26,7 @@ pub mod plan;
 pub mod policy_args;
 pub mod preflight;
 pub mod recorder;
+pub mod redrive;
 pub mod rollout;
 pub mod simulate;
 pub mod stack;
@@ -33,5 +34,6 @@ pub mod status;
 pub mod teardown;
 pub mod test_event;
 pub mod topic;
+pub mod verify;
 
 pub use error::Error;

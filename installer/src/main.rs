@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 
 use sgwatch::aws::{self, GlobalArgs, Output};
 use sgwatch::rollout::{self, Action, Outcome, RolloutArgs};
-use sgwatch::{explain, install, package, status, teardown, test_event};
+use sgwatch::{explain, install, package, redrive, status, teardown, test_event, verify};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +45,10 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Sends a test notification built from a group's current state through the deployed function
     TestEvent(test_event::TestEventArgs),
+    /// Proves the chain with a real change to a throwaway group, and times each step
+    Verify(verify::VerifyArgs),
+    /// Lists what is parked in the failure queue; with --yes, replays it through the function
+    Redrive(redrive::RedriveArgs),
 }
 
 fn main() -> ExitCode {
@@ -163,6 +167,18 @@ async fn run(cli: Cli) -> Result<u8> {
                 println!();
             }
             Ok(0)
+        }
+        Command::Verify(args) => {
+            // The progress line goes to stderr, whatever the output format.
+            let verified = verify::run(args, &aws::load(g).await?, true).await?;
+            report(g.output, &verified)?;
+            Ok(u8::from(!verified.email_accepted))
+        }
+        Command::Redrive(args) => {
+            let replay = g.yes && !args.dry_run;
+            let r = redrive::run(args, &aws::load(g).await?, replay).await?;
+            report(g.output, &r)?;
+            Ok(u8::from(r.failed()))
         }
     }
 }

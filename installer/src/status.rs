@@ -814,20 +814,13 @@ fn simulated(check: &str, answer: &Simulated) -> Vec<Check> {
 
 /// What failed every retry and waits in the failure queue.
 fn failures_link(seen: &Seen) -> Vec<Check> {
-    let Some((url, parked)) = &seen.queue else {
+    let Some((_, parked)) = &seen.queue else {
         return Vec::new();
     };
     let check = "failure queue empty";
     vec![match parked {
         Ok(0) => Check::ok(check, "no failed notifications"),
-        Ok(n) => Check::warn(
-            check,
-            format!(
-                "{n} notification(s) failed every retry: read them (aws sqs receive-message \
-                 --queue-url {url}), fix the cause (the function's logs say it) and send them \
-                 again"
-            ),
-        ),
+        Ok(n) => Check::warn(check, crate::redrive::parked_line(*n).unwrap_or_default()),
         Err(e) => Check::fail(check, e.clone()),
     }]
 }

@@ -1,5 +1,14 @@
 //! `sgwatch test-event`: sends a synthetic notification, built from a group's current state and
 //! marked as a test, through the deployed function, so a user can check delivery end to end.
+//!
+//! By default the function is invoked directly. `--via topic` publishes the notification to the
+//! stack's SNS topic instead, as AWS Config does, so the subscription and the function's
+//! permission for SNS are exercised too. A stack whose source is EventBridge cannot be tested
+//! that way: only AWS services may put events with an `aws.` source ("Amazon EventBridge events":
+//! a custom event's source cannot start with `aws.`,
+//! https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEventsRequestEntry.html),
+//! so no test event can match the stack's rule on `aws.config`; `sgwatch verify` makes a real
+//! change instead.
 
 use aws_config::SdkConfig;
 use aws_sdk_lambda::primitives::Blob;
@@ -32,6 +41,21 @@ pub enum TestEventError {
         place: Place,
         detail: String,
     },
+    #[error(
+        "stack {stack} receives Config's notifications through EventBridge, where only AWS \
+         services may send `aws.config` events: test through the topic is not possible. Run \
+         `sgwatch test-event` without --via (invokes the function) or `sgwatch verify` (a real \
+         change, through AWS Config and EventBridge)"
+    )]
+    ViaEventBridge { stack: String },
+    #[error("stack {stack} has no topic")]
+    NoTopic { stack: String },
+    #[error("cannot publish to {topic} ({place}): {detail}")]
+    Publish {
+        topic: String,
+        place: Place,
+        detail: String,
+    },
     #[error("{function} failed ({error}): {payload}; see its log group for the details")]
     Failed {
         function: String,
@@ -40,21 +64,48 @@ pub enum TestEventError {
     },
 }
 
-/// What the function answered to the test notification.
+/// What the function answered to the test notification, or where it was published.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub group_id: String,
+    /// The function's answer; with `--via topic`, `{topic_arn, sns_message_id, log_group}`.
     pub payload: Value,
+    /// Published to the topic rather than given to the function.
+    pub via_topic: bool,
 }
 
 impl std::fmt::Display for Answer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.via_topic {
+            return write!(
+                f,
+                "test notification for {} delivered to the function; it answered: {}",
+                self.group_id, self.payload
+            );
+        }
+        let p = &self.payload;
+        let text = |k: &str| p[k].as_str().unwrap_or("?").to_owned();
         write!(
             f,
-            "test notification for {} delivered to the function; it answered: {}",
-            self.group_id, self.payload
+            "test notification for {} published to {} (SNS message id {}).\n\
+             SNS gives it to the function within seconds: the group's owners get an email marked \
+             TEST; the function's log group {} shows its decision (search for the message id).",
+            self.group_id,
+            text("topic_arn"),
+            text("sns_message_id"),
+            text("log_group"),
         )
     }
+}
+
+/// How the test notification travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Via {
+    /// Invoke the function directly
+    #[default]
+    Function,
+    /// Publish to the stack's SNS topic, as AWS Config does
+    Topic,
 }
 
 /// As JSON, the answer alone.
@@ -78,6 +129,10 @@ pub struct TestEventArgs {
     /// Send the invocation to this endpoint (e.g. a local Lambda emulator such as `cargo lambda watch`)
     #[arg(long)]
     pub lambda_endpoint_url: Option<String>,
+    /// How the notification travels: straight to the function, or through the stack's topic
+    /// (exercising the subscription and its permission too)
+    #[arg(long, value_enum, default_value_t = Via::Function)]
+    pub via: Via,
 }
 
 /// The SNS event the function receives: the group's state as a creation, marked as a test.
@@ -105,6 +160,9 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
             source,
         })?;
     let event = event(&group, &place.account, &place.region)?;
+    if args.via == Via::Topic {
+        return publish(args, config, &place, &event).await;
+    }
     let function = match &args.function_name {
         Some(f) => f.clone(),
         None => {
@@ -162,6 +220,68 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
     Ok(Answer {
         group_id: args.group_id.clone(),
         payload,
+        via_topic: false,
+    })
+}
+
+/// Publishes the notification of `event` to the stack's topic, as AWS Config does: the Config
+/// message as the SNS message, with Config's subject.
+async fn publish(
+    args: &TestEventArgs,
+    config: &SdkConfig,
+    place: &Place,
+    event: &Value,
+) -> Result<Answer, crate::Error> {
+    let cf = aws_sdk_cloudformation::Client::new(config);
+    let Some(s) = stack::describe(&cf, &args.stack_name, place).await? else {
+        return Err(TestEventError::NoStack {
+            stack: args.stack_name.clone(),
+            place: place.clone(),
+        }
+        .into());
+    };
+    let source = stack::deployed_parameters(&s).remove("EventSource");
+    if source.as_deref() == Some("eventbridge") {
+        return Err(TestEventError::ViaEventBridge {
+            stack: args.stack_name.clone(),
+        }
+        .into());
+    }
+    let mut outputs = stack::resolved_outputs(&cf, &args.stack_name, &s, place).await?;
+    let topic = outputs
+        .remove("TopicArn")
+        .ok_or_else(|| TestEventError::NoTopic {
+            stack: args.stack_name.clone(),
+        })?;
+    let sns = &event["Records"][0]["Sns"];
+    let out = aws_sdk_sns::Client::new(config)
+        .publish()
+        .topic_arn(&topic)
+        .message(sns["Message"].as_str().unwrap_or_default())
+        // SNS takes a subject of at most 100 characters.
+        .subject(
+            sns["Subject"]
+                .as_str()
+                .unwrap_or("sgwatch test notification")
+                .chars()
+                .take(100)
+                .collect::<String>(),
+        )
+        .send()
+        .await
+        .map_err(|e| TestEventError::Publish {
+            topic: topic.clone(),
+            place: place.clone(),
+            detail: crate::aws::error_text(&e),
+        })?;
+    Ok(Answer {
+        group_id: args.group_id.clone(),
+        payload: serde_json::json!({
+            "topic_arn": topic,
+            "sns_message_id": out.message_id(),
+            "log_group": outputs.remove("LogGroupName"),
+        }),
+        via_topic: true,
     })
 }
 

@@ -44,8 +44,9 @@ pub const SLACK_NAME: &str = "dept-a-slack";
 const SLACK_PATH: &str = "/services/T0DEPTA/B0SGWATCH/demo";
 /// The stack name install uses by default.
 pub const STACK: &str = "sgwatch";
-/// The function name the emulator knows the handler by (its binary's name).
-const EMULATED_FUNCTION: &str = "bootstrap";
+/// The function name the emulator knows the handler by (its binary's name: cargo-lambda serves
+/// only the workspace's binaries).
+pub const EMULATED_FUNCTION: &str = "bootstrap";
 const MAIL_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -188,6 +189,8 @@ pub struct Outcome {
     /// Emails moto has accepted before and after the discovery notifications were played.
     pub mail_before_discovery: usize,
     pub mail_after_discovery: usize,
+    /// `sgwatch verify`, with the story playing AWS Config.
+    pub verify: Option<Verification>,
     pub status: Option<CommandRun>,
     pub teardown: Option<CommandRun>,
     /// Resources that appeared with install and are still there after teardown.
@@ -306,6 +309,16 @@ impl Outcome {
                 "the handler reports sending for the untagged group: {}",
                 self.untagged_invocation
             ));
+        }
+        if let Some(v) = &self.verify {
+            if !v.run.success() {
+                problems.push(format!(
+                    "`{}` failed ({}): {}",
+                    v.run.command,
+                    v.run.status,
+                    v.run.stderr.trim()
+                ));
+            }
         }
         if let Install::Ran(_) = self.install {
             match &self.teardown {
@@ -670,6 +683,25 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         "{} ResourceDiscovered notifications handled, {sent} sent; emails in SES: {mail_before_discovery} before, {mail_after_discovery} after",
         discovery_invocations.len()
     ));
+    let mut verification = None;
+    if matches!(&install, Install::Ran(run) if run.success()) {
+        n.step("sgwatch verify: a real change to a throwaway group, timed (the story plays AWS Config)");
+        let v = verify(
+            programs,
+            moto,
+            &emulator,
+            &["--recipient", VERIFY_RECIPIENT, "--timeout", "60s"],
+        )
+        .await?;
+        n.command(&v.run);
+        if let (Some(group), Some(id)) = (&v.group, &v.sns_message_id) {
+            n.say(format!(
+                "as AWS Config: {group}'s state read from EC2, published to the stack's topic \
+                 (SNS message {id}), given to the handler"
+            ));
+        }
+        verification = Some(v);
+    }
     let handler_log = emulator.stop().await;
 
     let (mut status, mut teardown, mut leftovers) = (None, None, Vec::new());
@@ -712,6 +744,7 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         discovery_invocations,
         mail_before_discovery,
         mail_after_discovery,
+        verify: verification,
         status,
         teardown,
         leftovers,
@@ -720,7 +753,7 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
 }
 
 /// Runs `sgwatch install`, or says why it cannot.
-async fn install(programs: &Programs, moto: &Moto) -> Result<Install> {
+pub async fn install(programs: &Programs, moto: &Moto) -> Result<Install> {
     let help = sgwatch(programs, moto, &["install", "--help"]).await?;
     if !help.success() || !help.stdout.contains("--handler-zip") {
         return Ok(Install::Unavailable(format!(
@@ -743,7 +776,7 @@ async fn install(programs: &Programs, moto: &Moto) -> Result<Install> {
 }
 
 /// Runs the installer against moto with test credentials and nothing from the user's AWS setup.
-async fn sgwatch(programs: &Programs, moto: &Moto, args: &[&str]) -> Result<CommandRun> {
+pub async fn sgwatch(programs: &Programs, moto: &Moto, args: &[&str]) -> Result<CommandRun> {
     let (command, rest) = args.split_first().expect("a subcommand");
     let mut full: Vec<&str> = vec![
         command,
@@ -776,7 +809,7 @@ async fn run(mut cmd: Command, shown: String) -> Result<CommandRun> {
 }
 
 /// Test credentials, and none of the user's profiles, SSO sessions or endpoints.
-fn isolate_aws_env(cmd: &mut Command) {
+pub fn isolate_aws_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("AWS_") {
             cmd.env_remove(key);
@@ -819,6 +852,12 @@ async fn function_env(config: &SdkConfig, install: &Install) -> Result<BTreeMap<
             SENDER.to_owned(),
         )]));
     }
+    deployed_function_env(config).await
+}
+
+/// The environment the deployed function of stack `sgwatch` runs with, and its name
+/// (`AWS_LAMBDA_FUNCTION_NAME`).
+pub async fn deployed_function_env(config: &SdkConfig) -> Result<BTreeMap<String, String>> {
     let stacks = aws_sdk_cloudformation::Client::new(config)
         .describe_stacks()
         .stack_name(STACK)
@@ -1020,8 +1059,11 @@ fn notification(
 }
 
 /// cargo-lambda's Runtime API emulator with the prebuilt handler polling it.
-struct Emulator {
-    endpoint: String,
+pub struct Emulator {
+    /// Where the emulator serves Lambda's Invoke API (`--lambda-endpoint-url` of the installer).
+    pub endpoint: String,
+    /// The function name the handler is known by there.
+    pub function_name: String,
     watch_command: String,
     // Both are killed when dropped (kill_on_drop), so a failed story leaves no process behind.
     watch: Child,
@@ -1034,6 +1076,17 @@ impl Emulator {
         programs: &Programs,
         moto: &Moto,
         function_env: &BTreeMap<String, String>,
+    ) -> Result<Emulator> {
+        Emulator::start_as(programs, &moto.endpoint, function_env, EMULATED_FUNCTION).await
+    }
+
+    /// The handler known as `function_name`, its AWS calls sent to `aws_endpoint` (moto, or a
+    /// fault proxy in front of it); its logs go to `WORK/FUNCTION_NAME.log`.
+    pub async fn start_as(
+        programs: &Programs,
+        aws_endpoint: &str,
+        function_env: &BTreeMap<String, String>,
+        function_name: &str,
     ) -> Result<Emulator> {
         let port = free_port()?;
         let manifest = repo_root().join("Cargo.toml");
@@ -1065,7 +1118,11 @@ impl Emulator {
         wait_for_port(port, &mut watch, &watch_log).await?;
 
         let endpoint = format!("http://127.0.0.1:{port}");
-        let function_log = programs.work_dir.join("bootstrap.log");
+        let function_log = if function_name == EMULATED_FUNCTION {
+            programs.work_dir.join("bootstrap.log")
+        } else {
+            programs.work_dir.join(format!("{function_name}.log"))
+        };
         let mut function = Command::new(&programs.bootstrap);
         // A Lambda function starts with a clean environment: its configuration, Lambda's own
         // variables and the execution role's credentials (here, moto's test ones).
@@ -1074,13 +1131,13 @@ impl Emulator {
             .envs(function_env)
             .env(
                 "AWS_LAMBDA_RUNTIME_API",
-                format!("{endpoint}/.rt/{EMULATED_FUNCTION}"),
+                format!("{endpoint}/.rt/{function_name}"),
             )
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
             .env("AWS_REGION", REGION)
             .env("AWS_DEFAULT_REGION", REGION)
-            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ENDPOINT_URL", aws_endpoint)
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -1089,7 +1146,7 @@ impl Emulator {
             .stderr(log_file(&function_log)?)
             .kill_on_drop(true);
         if !function_env.contains_key("AWS_LAMBDA_FUNCTION_NAME") {
-            function.env("AWS_LAMBDA_FUNCTION_NAME", EMULATED_FUNCTION);
+            function.env("AWS_LAMBDA_FUNCTION_NAME", function_name);
         }
         let function = function
             .spawn()
@@ -1101,15 +1158,21 @@ impl Emulator {
                 args[1..].join(" ").replace(&manifest_text, "Cargo.toml")
             ),
             endpoint,
+            function_name: function_name.to_owned(),
             watch,
             function,
             function_log,
         })
     }
 
+    /// What the handler has logged so far.
+    pub fn log(&self) -> String {
+        read_log(&self.function_log)
+    }
+
     /// Invokes the handler through the emulator's Lambda Invoke API and returns its response;
     /// a function error is an error, with the handler's log.
-    async fn invoke(&self, config: &SdkConfig, event: &Value) -> Result<Value> {
+    pub async fn invoke(&self, config: &SdkConfig, event: &Value) -> Result<Value> {
         let lambda = aws_sdk_lambda::Client::from_conf(
             aws_sdk_lambda::config::Builder::from(config)
                 .endpoint_url(&self.endpoint)
@@ -1117,7 +1180,7 @@ impl Emulator {
         );
         let call = lambda
             .invoke()
-            .function_name(EMULATED_FUNCTION)
+            .function_name(&self.function_name)
             .payload(Blob::new(serde_json::to_vec(event)?))
             .send();
         let out = tokio::time::timeout(INVOKE_TIMEOUT, call)
@@ -1150,7 +1213,7 @@ impl Emulator {
     }
 
     /// Stops the handler and the emulator; returns where the handler's log is.
-    async fn stop(mut self) -> PathBuf {
+    pub async fn stop(mut self) -> PathBuf {
         let _ = self.function.kill().await;
         let _ = self.watch.kill().await;
         self.function_log
@@ -1317,4 +1380,134 @@ impl Inventory {
     fn minus(&self, earlier: &Inventory) -> Vec<String> {
         self.0.difference(&earlier.0).cloned().collect()
     }
+}
+
+/// A run of `sgwatch verify` with the story playing AWS Config's part.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub run: CommandRun,
+    /// The throwaway group verify made, as seen while it ran.
+    pub group: Option<String>,
+    /// The id SNS gave the notification published to the stack's topic.
+    pub sns_message_id: Option<String>,
+    /// What the handler answered to it.
+    pub invocation: Option<Value>,
+}
+
+/// The tag `sgwatch verify` marks its group with.
+pub const VERIFY_MARKER: &str = "sgwatch:verify";
+/// Who `sgwatch verify` tags its throwaway group to notify in the story.
+pub const VERIFY_RECIPIENT: &str = "secops@corp.example";
+
+/// Runs `sgwatch verify ARGS` and plays AWS Config's part while it waits, as moto has no Config:
+/// once the marked group has its rule, the notification Config would send is built from the
+/// group's state in EC2, published to the stack's topic, and given to the real handler in
+/// `emulator` (moto's SNS cannot run the function: its Lambda needs Docker).
+pub async fn verify(
+    programs: &Programs,
+    moto: &Moto,
+    emulator: &Emulator,
+    args: &[&str],
+) -> Result<Verification> {
+    let config = moto.sdk_config(None).await;
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let mut full = vec![
+        "verify",
+        "--endpoint-url",
+        &moto.endpoint,
+        "--region",
+        REGION,
+    ];
+    full.extend(args);
+    let shown = format!("sgwatch {}", full.join(" "));
+    let mut cmd = Command::new(&programs.sgwatch);
+    cmd.args(&full)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    isolate_aws_env(&mut cmd);
+    let child = cmd.spawn().with_context(|| format!("starting `{shown}`"))?;
+    let mut output = tokio::spawn(child.wait_with_output());
+
+    // AWS Config's part: notice the change.
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let mut group = None;
+    while group.is_none() && Instant::now() < deadline && !output.is_finished() {
+        let groups = ec2
+            .describe_security_groups()
+            .send()
+            .await
+            .context("listing security groups")?;
+        group = groups
+            .security_groups()
+            .iter()
+            .find(|g| {
+                g.tags().iter().any(|t| t.key() == Some(VERIFY_MARKER))
+                    && !g.ip_permissions().is_empty()
+            })
+            .and_then(|g| g.group_id().map(str::to_owned));
+        if group.is_none() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (mut sns_message_id, mut invocation) = (None, None);
+    if let Some(group) = &group {
+        let state = synth::describe(&ec2, group).await?;
+        let capture = Capture {
+            account: state["ownerId"].as_str().unwrap_or(ACCOUNT).to_owned(),
+            region: REGION.to_owned(),
+            time: DateTime::from(SystemTime::now()),
+        };
+        // Created and given its rule within a second: Config records one item, the creation.
+        let message = synth::item_change(None, Some(&state), &capture)?;
+        let topic = stack_output(&config, "TopicArn").await?;
+        let published = aws_sdk_sns::Client::new(&config)
+            .publish()
+            .topic_arn(&topic)
+            .message(message.to_string())
+            .send()
+            .await
+            .with_context(|| format!("publishing to {topic}"))?;
+        let id = published.message_id().unwrap_or("verify").to_owned();
+        invocation = Some(
+            emulator
+                .invoke(&config, &synth::sns_event(&message, &id))
+                .await?,
+        );
+        sns_message_id = Some(id);
+    }
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, &mut output)
+        .await
+        .map_err(|_| anyhow!("`{shown}` did not finish within {COMMAND_TIMEOUT:?}"))?
+        .context("waiting for sgwatch verify")?
+        .with_context(|| format!("running `{shown}`"))?;
+    Ok(Verification {
+        run: CommandRun {
+            command: shown,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        },
+        group,
+        sns_message_id,
+        invocation,
+    })
+}
+
+/// An output of stack `sgwatch`.
+pub async fn stack_output(config: &SdkConfig, name: &str) -> Result<String> {
+    let stacks = aws_sdk_cloudformation::Client::new(config)
+        .describe_stacks()
+        .stack_name(STACK)
+        .send()
+        .await
+        .with_context(|| format!("describing stack {STACK}"))?;
+    stacks
+        .stacks()
+        .first()
+        .and_then(|s| s.outputs().iter().find(|o| o.output_key() == Some(name)))
+        .and_then(|o| o.output_value())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("stack {STACK} has no {name} output"))
 }

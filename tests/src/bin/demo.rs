@@ -30,7 +30,8 @@ async fn main() -> ExitCode {
             if problems.is_empty() {
                 println!(
                     "Done: Department A was emailed about RDP, the untagged group's change sent \
-                     nothing, and teardown left nothing behind."
+                     nothing, verify timed a real change end to end, and teardown left nothing \
+                     behind."
                 );
             } else {
                 for problem in &problems {

@@ -186,6 +186,17 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         "the discovery of existing groups sent mail"
     );
 
+    // The demo ends with `sgwatch verify`, the story playing AWS Config.
+    let verify = outcome.verify.as_ref().expect("verify ran");
+    assert!(
+        verify.run.success() && verify.run.stdout.contains("email accepted"),
+        "`{}` ({}):\n{}\n{}",
+        verify.run.command,
+        verify.run.status,
+        verify.run.stdout,
+        verify.run.stderr
+    );
+
     // Every link of the chain as the user reads it: one `ok` line per check, and nothing worse
     // than a warning where the emulator lacks the call or the resource (moto has no delivery
     // status, skips the stack's EventInvokeConfig, has no SES GetAccount, and answers IAM's

@@ -10,4 +10,6 @@ mod handler_aws;
 mod harness;
 mod iam_enforced;
 mod installer_policy;
+mod redrive;
 mod templates;
+mod verify;

@@ -1,0 +1,701 @@
+//! `sgwatch redrive`: lists what is parked in the stack's failure queue and, when asked, replays
+//! it: each original event is given to the function again, synchronously, and its message is
+//! deleted only when the function succeeded. The handler's idempotency table keeps this safe: a
+//! notification already emailed is not emailed twice.
+//!
+//! Four kinds of record land in the queue:
+//! - Lambda's on-failure destination record, after the function failed every retry of an
+//!   asynchronous event (SNS, EventBridge): `requestContext`, `responseContext`,
+//!   `responsePayload` (the error) and `requestPayload`, the original event ("Capturing records
+//!   of Lambda asynchronous invocations",
+//!   https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html);
+//! - what SNS could not deliver to the function at all (the subscription's redrive policy): the
+//!   SNS message itself, as JSON ("Amazon SNS dead-letter queues",
+//!   https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html);
+//! - what EventBridge could not deliver (the rule target's dead-letter queue): the event itself,
+//!   with the error in message attributes ("Using dead-letter queues to process undelivered
+//!   events", https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html);
+//! - the handler's own records (`"source": "sgwatch"`): recipients SES rejected for good. They
+//!   hold no event to replay (the rest of that notification was delivered), so they are listed
+//!   and kept: the fix is in SES (verify the recipient, leave the sandbox) or in the group's tags.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_sdk_lambda::error::DisplayErrorContext;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
+    QueueAttributeName,
+};
+use clap::Args;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::aws::{error_text, Place};
+use crate::stack;
+
+/// How long the listed messages stay hidden from other readers while redrive works on them.
+const VISIBILITY_SECS: i32 = 120;
+/// SQS hands out at most 10 messages per receive.
+const RECEIVE_BATCH: usize = 10;
+
+#[derive(Debug, Clone, Args)]
+pub struct RedriveArgs {
+    /// CloudFormation stack name
+    #[arg(long, default_value = "sgwatch")]
+    pub stack_name: String,
+    /// Look at no more than this many parked messages
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub max: u32,
+    /// Only list what is parked, even with --yes
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Invoke this function instead of the stack's
+    #[arg(long)]
+    pub function_name: Option<String>,
+    /// Send the invocations to this endpoint (e.g. a local Lambda emulator such as `cargo lambda watch`)
+    #[arg(long)]
+    pub lambda_endpoint_url: Option<String>,
+}
+
+/// Why the failure queue could not be read or replayed; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    #[error("stack {stack} not found in {place}: run `sgwatch install` first")]
+    NoStack { stack: String, place: Place },
+    #[error("stack {stack} has no {output} output: run `sgwatch install` to update it")]
+    NoOutput { stack: String, output: &'static str },
+    #[error("cannot read the failure queue {queue} ({place}): {detail}")]
+    Queue {
+        queue: String,
+        place: Place,
+        detail: String,
+    },
+}
+
+/// What a parked message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Lambda's on-failure record: the function failed every retry.
+    LambdaFailure,
+    /// SNS could not deliver the notification to the function.
+    SnsUndelivered,
+    /// EventBridge could not deliver the event to the function.
+    EventbridgeUndelivered,
+    /// The handler parked recipients SES rejected for good.
+    RejectedRecipients,
+    /// Something else.
+    Unknown,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::LambdaFailure => "function failed every retry",
+            Kind::SnsUndelivered => "SNS could not deliver",
+            Kind::EventbridgeUndelivered => "EventBridge could not deliver",
+            Kind::RejectedRecipients => "SES rejected recipients",
+            Kind::Unknown => "not a record sgwatch knows",
+        })
+    }
+}
+
+/// A parked message, read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    pub kind: Kind,
+    /// The resources (security groups) its notifications are about.
+    pub groups: Vec<String>,
+    /// The error recorded with it.
+    pub error: Option<String>,
+    /// The event to give the function again; none when there is nothing to replay.
+    #[serde(skip)]
+    pub event: Option<Value>,
+}
+
+/// Reads a parked message's body (and its message attributes, where SNS and EventBridge put the
+/// error). Pure.
+pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
+    let attribute_error = || {
+        ["ERROR_MESSAGE", "ErrorMessage", "ERROR_CODE", "ErrorCode"]
+            .iter()
+            .find_map(|k| attributes.get(*k).cloned())
+    };
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return Record {
+            kind: Kind::Unknown,
+            groups: Vec::new(),
+            error: None,
+            event: None,
+        };
+    };
+    if v.get("requestContext").is_some() && v.get("requestPayload").is_some() {
+        let response = &v["responsePayload"];
+        let error = match (
+            response["errorType"].as_str(),
+            response["errorMessage"].as_str(),
+        ) {
+            (Some(t), Some(m)) => Some(format!("{t}: {m}")),
+            (None, Some(m)) => Some(m.to_owned()),
+            _ => v["requestContext"]["condition"].as_str().map(|c| {
+                format!(
+                    "{c} ({})",
+                    v["responseContext"]["functionError"]
+                        .as_str()
+                        .unwrap_or("no error recorded")
+                )
+            }),
+        };
+        let event = v["requestPayload"].clone();
+        return Record {
+            kind: Kind::LambdaFailure,
+            groups: groups(&event),
+            error,
+            event: Some(event).filter(|e| !e.is_null()),
+        };
+    }
+    if v["source"] == "sgwatch" {
+        let rejected: Vec<String> = v["rejected"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                format!(
+                    "{}: {}",
+                    r["recipient"].as_str().unwrap_or("?"),
+                    r["reason"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        let reason = v["reason"].as_str().unwrap_or("parked by the handler");
+        return Record {
+            kind: Kind::RejectedRecipients,
+            groups: v["facts"]["resourceId"]
+                .as_str()
+                .map(|g| vec![g.to_owned()])
+                .unwrap_or_default(),
+            error: Some(if rejected.is_empty() {
+                reason.to_owned()
+            } else {
+                format!("{reason} ({})", rejected.join("; "))
+            }),
+            event: None,
+        };
+    }
+    if v["Type"] == "Notification" && v["Message"].is_string() {
+        // The SNS message as SNS delivers it to Lambda: one record in an SNS event.
+        // https://docs.aws.amazon.com/lambda/latest/dg/with-sns.html
+        let event = json!({"Records": [{
+            "EventSource": "aws:sns",
+            "EventVersion": "1.0",
+            "EventSubscriptionArn": v["TopicArn"],
+            "Sns": v,
+        }]});
+        return Record {
+            kind: Kind::SnsUndelivered,
+            groups: groups(&event),
+            error: attribute_error(),
+            event: Some(event),
+        };
+    }
+    if v.get("detail-type").is_some() && v.get("detail").is_some() {
+        return Record {
+            kind: Kind::EventbridgeUndelivered,
+            groups: groups(&v),
+            error: attribute_error(),
+            event: Some(v),
+        };
+    }
+    Record {
+        kind: Kind::Unknown,
+        groups: Vec::new(),
+        error: None,
+        event: None,
+    }
+}
+
+/// The resource ids an event's notifications are about: SNS records, an EventBridge event, or a
+/// bare Config message.
+pub fn groups(event: &Value) -> Vec<String> {
+    let mut messages: Vec<Value> = Vec::new();
+    if let Some(records) = event["Records"].as_array() {
+        for r in records {
+            match &r["Sns"]["Message"] {
+                Value::String(s) => messages.extend(serde_json::from_str::<Value>(s).ok()),
+                other => messages.push(other.clone()),
+            }
+        }
+    } else if event.get("detail").is_some() {
+        messages.push(event["detail"].clone());
+    } else {
+        messages.push(event.clone());
+    }
+    let mut out: Vec<String> = messages
+        .iter()
+        .filter_map(|m| {
+            m["configurationItem"]["resourceId"]
+                .as_str()
+                .or(m["configurationItemSummary"]["resourceId"].as_str())
+                .map(str::to_owned)
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
+/// One parked message, as listed and (with `--yes`) replayed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Parked {
+    /// SQS's id of the message.
+    pub message_id: String,
+    #[serde(flatten)]
+    pub record: Record,
+    /// Seconds since it was parked.
+    pub age_secs: u64,
+    pub replayable: bool,
+    /// What replaying did: `replayed`, `failed: …`, `kept: …`; none when not replayed.
+    pub result: Option<String>,
+    /// What the function answered to the replayed event.
+    pub answer: Option<Value>,
+}
+
+/// What redrive found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Redrive {
+    pub queue_url: String,
+    pub messages: Vec<Parked>,
+    /// Whether the replayable events were given to the function again.
+    pub replayed: bool,
+}
+
+impl Redrive {
+    /// Some replay failed: the exit code says so.
+    pub fn failed(&self) -> bool {
+        self.messages
+            .iter()
+            .any(|m| m.result.as_deref().is_some_and(|r| r.starts_with("failed")))
+    }
+}
+
+/// `2h 5m`, `3m 20s`, `12s`.
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s >= 86400 => format!("{}d {}h", s / 86400, (s % 86400) / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+impl std::fmt::Display for Redrive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.messages.is_empty() {
+            return writeln!(
+                f,
+                "nothing is parked in the failure queue ({})",
+                self.queue_url
+            );
+        }
+        writeln!(
+            f,
+            "{} message(s) parked in the failure queue ({}):",
+            self.messages.len(),
+            self.queue_url
+        )?;
+        for m in &self.messages {
+            let groups = if m.record.groups.is_empty() {
+                "-".to_owned()
+            } else {
+                m.record.groups.join(",")
+            };
+            writeln!(
+                f,
+                "  {}  {}  {}  {} ago",
+                m.message_id,
+                groups,
+                m.record.kind,
+                age(m.age_secs)
+            )?;
+            if let Some(e) = &m.record.error {
+                writeln!(f, "      error: {}", one_line(e))?;
+            }
+            if let Some(r) = &m.result {
+                let answer = m
+                    .answer
+                    .as_ref()
+                    .map(|a| format!(" {a}"))
+                    .unwrap_or_default();
+                writeln!(f, "      {r}{answer}")?;
+            }
+        }
+        let replayable = self.messages.iter().filter(|m| m.replayable).count();
+        if self.replayed {
+            let done = self
+                .messages
+                .iter()
+                .filter(|m| m.result.as_deref() == Some("replayed"))
+                .count();
+            writeln!(
+                f,
+                "replayed {done} of {replayable} replayable message(s); each replayed one was deleted"
+            )?;
+        } else if replayable > 0 {
+            writeln!(
+                f,
+                "{replayable} can be replayed: run `sgwatch redrive --yes` (already emailed \
+                 notifications are not sent twice)"
+            )?;
+        }
+        let kept = self.messages.len() - replayable;
+        if kept > 0 {
+            writeln!(
+                f,
+                "{kept} hold(s) nothing to replay and stay(s) in the queue: fix what the error \
+                 says (SES identities, the group's owner tag); delete them from the queue once done"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line,
+    }
+}
+
+/// The line `status` shows when events are parked; none when the queue is empty.
+pub fn parked_line(count: u64) -> Option<String> {
+    (count > 0).then(|| {
+        format!("{count} events parked in the failure queue; replay with `sgwatch redrive --yes`")
+    })
+}
+
+/// How many messages the queue holds (visible and in flight), from its attributes.
+pub async fn parked_count(config: &SdkConfig, queue_url: &str) -> Result<u64, String> {
+    let attrs = aws_sdk_sqs::Client::new(config)
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| error_text(&e))?;
+    let get = |name: QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|m| m.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(get(QueueAttributeName::ApproximateNumberOfMessages)
+        + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+}
+
+/// Lists the failure queue and, when `replay`, gives each replayable event to the function.
+pub async fn run(
+    args: &RedriveArgs,
+    config: &SdkConfig,
+    replay: bool,
+) -> Result<Redrive, crate::Error> {
+    let place = crate::aws::place(config).await?;
+    let cf = aws_sdk_cloudformation::Client::new(config);
+    let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
+        return Err(RedriveError::NoStack {
+            stack: args.stack_name.clone(),
+            place,
+        }
+        .into());
+    };
+    let mut outputs = stack::resolved_outputs(&cf, &args.stack_name, &s, &place).await?;
+    let output = |outputs: &mut std::collections::BTreeMap<String, String>, name: &'static str| {
+        outputs.remove(name).ok_or_else(|| RedriveError::NoOutput {
+            stack: args.stack_name.clone(),
+            output: name,
+        })
+    };
+    let queue_url = output(&mut outputs, "FailureQueueUrl")?;
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let received = receive(&sqs, &queue_url, args.max as usize)
+        .await
+        .map_err(|detail| RedriveError::Queue {
+            queue: queue_url.clone(),
+            place: place.clone(),
+            detail,
+        })?;
+    let now = SystemTime::now();
+    let mut messages: Vec<(Parked, String)> = received
+        .iter()
+        .map(|m| {
+            let attributes: HashMap<String, String> = m
+                .message_attributes()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let record = read(m.body().unwrap_or_default(), &attributes);
+            let sent_ms = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|t| t.parse::<u64>().ok());
+            let age_secs = sent_ms
+                .map(|ms| {
+                    now.duration_since(UNIX_EPOCH + Duration::from_millis(ms))
+                        .unwrap_or_default()
+                        .as_secs()
+                })
+                .unwrap_or_default();
+            let parked = Parked {
+                message_id: m.message_id().unwrap_or_default().to_owned(),
+                replayable: record.event.is_some(),
+                record,
+                age_secs,
+                result: None,
+                answer: None,
+            };
+            (parked, m.receipt_handle().unwrap_or_default().to_owned())
+        })
+        .collect();
+
+    if replay {
+        let function = match &args.function_name {
+            Some(f) => f.clone(),
+            None => output(&mut outputs, "FunctionName")?,
+        };
+        let mut lambda_config = aws_sdk_lambda::config::Builder::from(config);
+        if let Some(url) = &args.lambda_endpoint_url {
+            lambda_config = lambda_config.endpoint_url(url);
+        }
+        let lambda = aws_sdk_lambda::Client::from_conf(lambda_config.build());
+        for (parked, receipt) in messages.iter_mut() {
+            let Some(event) = &parked.record.event else {
+                parked.result = Some("kept: nothing to replay".to_owned());
+                continue;
+            };
+            match invoke(&lambda, &function, event).await {
+                Ok(answer) => {
+                    parked.answer = Some(answer);
+                    match sqs
+                        .delete_message()
+                        .queue_url(&queue_url)
+                        .receipt_handle(receipt.as_str())
+                        .send()
+                        .await
+                    {
+                        Ok(_) => {
+                            parked.result = Some("replayed".to_owned());
+                            receipt.clear();
+                        }
+                        Err(e) => {
+                            parked.result = Some(format!(
+                                "failed: replayed, but not deleted from the queue ({}); a second \
+                                 redrive is safe",
+                                error_text(&e)
+                            ))
+                        }
+                    }
+                }
+                Err(why) => parked.result = Some(format!("failed: {why}")),
+            }
+        }
+    }
+    // What was not deleted is visible again at once, for status and the next redrive.
+    release(&sqs, &queue_url, &messages).await;
+    Ok(Redrive {
+        queue_url,
+        messages: messages.into_iter().map(|(p, _)| p).collect(),
+        replayed: replay,
+    })
+}
+
+/// Receives up to `max` messages, hiding each for [`VISIBILITY_SECS`]; nothing is deleted.
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    max: usize,
+) -> Result<Vec<Message>, String> {
+    let mut out: Vec<Message> = Vec::new();
+    while out.len() < max {
+        let batch = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages((max - out.len()).min(RECEIVE_BATCH) as i32)
+            .visibility_timeout(VISIBILITY_SECS)
+            // A short long-poll asks every SQS server, so an empty answer means an empty queue
+            // ("Amazon SQS short and long polling",
+            // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-short-and-long-polling.html).
+            .wait_time_seconds(1)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| error_text(&e))?;
+        let messages = batch.messages();
+        if messages.is_empty() {
+            break;
+        }
+        out.extend(messages.iter().cloned());
+    }
+    Ok(out)
+}
+
+/// Makes the messages still held visible again.
+async fn release(sqs: &aws_sdk_sqs::Client, queue_url: &str, messages: &[(Parked, String)]) {
+    let held: Vec<&String> = messages
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| !r.is_empty())
+        .collect();
+    for chunk in held.chunks(RECEIVE_BATCH) {
+        let mut request = sqs.change_message_visibility_batch().queue_url(queue_url);
+        for (i, receipt) in chunk.iter().enumerate() {
+            if let Ok(entry) = ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(receipt.as_str())
+                .visibility_timeout(0)
+                .build()
+            {
+                request = request.entries(entry);
+            }
+        }
+        if let Err(e) = request.send().await {
+            tracing::warn!(error = %error_text(&e), "could not make the listed messages visible again; they are after {VISIBILITY_SECS} s");
+        }
+    }
+}
+
+/// Gives `event` to the function and waits for its answer; a function error is an error.
+async fn invoke(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    event: &Value,
+) -> Result<Value, String> {
+    let out = lambda
+        .invoke()
+        .function_name(function)
+        .invocation_type(InvocationType::RequestResponse)
+        .payload(Blob::new(event.to_string()))
+        .send()
+        .await
+        .map_err(|e| format!("cannot invoke {function}: {}", DisplayErrorContext(&e)))?;
+    let payload: Value = out
+        .payload()
+        .map(|p| {
+            serde_json::from_slice(p.as_ref())
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(p.as_ref()).into_owned()))
+        })
+        .unwrap_or(Value::Null);
+    match out.function_error() {
+        Some(kind) => Err(format!(
+            "{function} failed again ({kind}): {}; kept in the queue",
+            payload["errorMessage"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| payload.to_string())
+        )),
+        None => Ok(payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_message(group: &str) -> Value {
+        json!({"messageType": "ConfigurationItemChangeNotification",
+               "configurationItem": {"resourceId": group, "resourceType": "AWS::EC2::SecurityGroup"}})
+    }
+
+    fn sns_event(group: &str) -> Value {
+        json!({"Records": [{"EventSource": "aws:sns",
+                            "Sns": {"Type": "Notification", "MessageId": "m-1",
+                                    "Message": config_message(group).to_string()}}]})
+    }
+
+    #[test]
+    fn a_lambda_failure_record_replays_its_request_payload() {
+        let body = json!({
+            "version": "1.0", "timestamp": "2026-11-28T10:00:00.000Z",
+            "requestContext": {"requestId": "r-1", "functionArn": "arn:aws:lambda:us-east-1:1:function:f:$LATEST",
+                               "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "requestPayload": sns_event("sg-0abc"),
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": "InvocationError", "errorMessage": "1 of 1 notifications could not be delivered"}
+        });
+        let r = read(&body.to_string(), &HashMap::new());
+        assert_eq!(r.kind, Kind::LambdaFailure);
+        assert_eq!(r.groups, ["sg-0abc"]);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("InvocationError: 1 of 1 notifications could not be delivered")
+        );
+        assert_eq!(r.event, Some(sns_event("sg-0abc")));
+    }
+
+    #[test]
+    fn an_undelivered_sns_message_becomes_the_sns_event_lambda_receives() {
+        let body = json!({"Type": "Notification", "MessageId": "m-2",
+                          "TopicArn": "arn:aws:sns:us-east-1:1:t",
+                          "Message": config_message("sg-0def").to_string(),
+                          "Timestamp": "2026-11-28T10:00:00.000Z"});
+        let attributes = HashMap::from([("ErrorMessage".to_owned(), "throttled".to_owned())]);
+        let r = read(&body.to_string(), &attributes);
+        assert_eq!(r.kind, Kind::SnsUndelivered);
+        assert_eq!(r.groups, ["sg-0def"]);
+        assert_eq!(r.error.as_deref(), Some("throttled"));
+        let event = r.event.unwrap();
+        assert_eq!(event["Records"][0]["Sns"]["MessageId"], "m-2");
+        assert_eq!(event["Records"][0]["EventSource"], "aws:sns");
+    }
+
+    #[test]
+    fn an_undelivered_eventbridge_event_is_replayed_as_it_is() {
+        let body = json!({"source": "aws.config", "detail-type": "Config Configuration Item Change",
+                          "detail": config_message("sg-0123")});
+        let r = read(&body.to_string(), &HashMap::new());
+        assert_eq!(r.kind, Kind::EventbridgeUndelivered);
+        assert_eq!(r.groups, ["sg-0123"]);
+        assert_eq!(r.event, Some(body));
+    }
+
+    #[test]
+    fn the_handlers_own_record_is_listed_with_its_rejections_and_not_replayed() {
+        let body = json!({"source": "sgwatch", "reason": "SES rejected these recipients for good",
+                          "facts": {"messageId": "m-3", "resourceId": "sg-0999"}, "subject": "s",
+                          "rejected": [{"recipient": "b@corp.example", "reason": "not verified"}],
+                          "delivered": []});
+        let r = read(&body.to_string(), &HashMap::new());
+        assert_eq!(r.kind, Kind::RejectedRecipients);
+        assert_eq!(r.groups, ["sg-0999"]);
+        assert!(r.error.unwrap().contains("b@corp.example: not verified"));
+        assert_eq!(r.event, None);
+    }
+
+    #[test]
+    fn anything_else_is_unknown_and_kept() {
+        for body in ["not json", "{}", "[1,2]"] {
+            let r = read(body, &HashMap::new());
+            assert_eq!(r.kind, Kind::Unknown, "{body}");
+            assert_eq!(r.event, None);
+        }
+    }
+
+    #[test]
+    fn status_speaks_only_of_a_queue_that_holds_something() {
+        assert_eq!(parked_line(0), None);
+        assert_eq!(
+            parked_line(3).unwrap(),
+            "3 events parked in the failure queue; replay with `sgwatch redrive --yes`"
+        );
+        assert_eq!(age(59), "59s");
+        assert_eq!(age(3700), "1h 1m");
+    }
+}
