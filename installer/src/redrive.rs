@@ -379,7 +379,7 @@ pub fn parked_line(count: u64) -> Option<String> {
 
 /// How many messages the queue holds (visible and in flight), from its attributes.
 pub async fn parked_count(config: &SdkConfig, queue_url: &str) -> Result<u64, String> {
-    let attrs = aws_sdk_sqs::Client::new(config)
+    let attrs = crate::aws::sqs(config)
         .get_queue_attributes()
         .queue_url(queue_url)
         .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
@@ -405,7 +405,7 @@ pub async fn run(
     replay: bool,
 ) -> Result<Redrive, crate::Error> {
     let place = crate::aws::place(config).await?;
-    let cf = aws_sdk_cloudformation::Client::new(config);
+    let cf = crate::aws::cloudformation(config);
     let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
         return Err(RedriveError::NoStack {
             stack: args.stack_name.clone(),
@@ -421,7 +421,7 @@ pub async fn run(
         })
     };
     let queue_url = output(&mut outputs, "FailureQueueUrl")?;
-    let sqs = aws_sdk_sqs::Client::new(config);
+    let sqs = crate::aws::sqs(config);
     let received = receive(&sqs, &queue_url, args.max as usize)
         .await
         .map_err(|detail| RedriveError::Queue {

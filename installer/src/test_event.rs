@@ -232,7 +232,7 @@ async fn publish(
     place: &Place,
     event: &Value,
 ) -> Result<Answer, crate::Error> {
-    let cf = aws_sdk_cloudformation::Client::new(config);
+    let cf = crate::aws::cloudformation(config);
     let Some(s) = stack::describe(&cf, &args.stack_name, place).await? else {
         return Err(TestEventError::NoStack {
             stack: args.stack_name.clone(),
@@ -254,7 +254,7 @@ async fn publish(
             stack: args.stack_name.clone(),
         })?;
     let sns = &event["Records"][0]["Sns"];
-    let out = aws_sdk_sns::Client::new(config)
+    let out = crate::aws::sns_for(config, &topic)
         .publish()
         .topic_arn(&topic)
         .message(sns["Message"].as_str().unwrap_or_default())

@@ -333,7 +333,7 @@ pub async fn run(
     progress: bool,
 ) -> Result<Verified, crate::Error> {
     let place = crate::aws::place(config).await?;
-    let cf = aws_sdk_cloudformation::Client::new(config);
+    let cf = crate::aws::cloudformation(config);
     let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
         return Err(VerifyError::NoStack {
             stack: args.stack_name.clone(),
@@ -370,7 +370,7 @@ pub async fn run(
         tag("OwnerTag", "OwnerDL"),
     );
 
-    let ec2 = aws_sdk_ec2::Client::new(config);
+    let ec2 = crate::aws::ec2(config);
     let vpc_id = match &args.vpc_id {
         Some(v) => v.clone(),
         None => default_vpc(&ec2, &place).await?,
@@ -397,7 +397,7 @@ pub async fn run(
     .await?;
 
     // From here on the group exists: every way out deletes it, Ctrl-C included.
-    let dynamodb = aws_sdk_dynamodb::Client::new(config);
+    let dynamodb = crate::aws::dynamodb(config);
     let prefix = format!("{}/{}/{group_id}/", place.account, place.region);
     let work = async {
         authorize(&ec2, &place, &group_id).await?;

@@ -126,6 +126,7 @@ clients!(
     cloudformation => aws_sdk_cloudformation,
     cloudtrail => aws_sdk_cloudtrail,
     configservice => aws_sdk_config,
+    dynamodb => aws_sdk_dynamodb,
     ec2 => aws_sdk_ec2,
     eventbridge => aws_sdk_eventbridge,
     iam => aws_sdk_iam,

@@ -1450,3 +1450,94 @@ async fn a_channel_sending_to_another_accounts_topic_gets_eventbridge_unless_sns
         text(&out)
     );
 }
+
+/// `test-event --via topic` publishes the marked notification to the stack's topic, as AWS Config
+/// would, so the subscription is exercised too: a queue subscribed to the topic receives it.
+#[tokio::test]
+async fn test_event_via_topic_publishes_the_marked_notification_to_the_stacks_topic() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let dir = scratch("test-event-topic");
+    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let (out, _) = run(&moto, &dir, &install_args(&zip));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let group = aws_sdk_ec2::Client::new(&config)
+        .create_security_group()
+        .group_name("dept-a-web")
+        .description("web servers")
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    // A queue listening on the stack's topic, beside the function.
+    let stacks = aws_sdk_cloudformation::Client::new(&config)
+        .describe_stacks()
+        .stack_name("sgwatch")
+        .send()
+        .await
+        .unwrap();
+    let topic = stacks.stacks()[0]
+        .outputs()
+        .iter()
+        .find(|o| o.output_key() == Some("TopicArn"))
+        .and_then(|o| o.output_value())
+        .unwrap()
+        .to_owned();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("listener")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    let queue_arn = "arn:aws:sqs:us-east-1:123456789012:listener";
+    aws_sdk_sns::Client::new(&config)
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .unwrap();
+
+    let (out, calls) = sgwatch(
+        &moto.endpoint,
+        &dir,
+        &["test-event", "--group-id", &group, "--via", "topic"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        writes(&calls),
+        ["WRITE Publish"].iter().collect::<Vec<_>>(),
+        "test-event --via topic only publishes"
+    );
+    assert!(text(&out).contains(&topic), "{}", text(&out));
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    let [m] = received.messages() else {
+        panic!("expected one message on the topic: {received:?}");
+    };
+    let envelope: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+    assert_eq!(envelope["TopicArn"], topic.as_str());
+    let message: serde_json::Value =
+        serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        message["messageType"],
+        "ConfigurationItemChangeNotification"
+    );
+    assert_eq!(message["sgwatchTest"], true);
+    assert_eq!(message["configurationItem"]["resourceId"], group.as_str());
+}

@@ -87,11 +87,6 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "no import fills the table",
     ),
     (
-        "dynamodb:Scan",
-        "ImportSourceSpecification",
-        "no import fills the table",
-    ),
-    (
         "s3:GetObjectMetadata",
         "ImportSourceSpecification",
         "no import reads S3",
@@ -202,11 +197,6 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
     // AWS::Lambda::Function
     (
         "ec2:DescribeSubnets",
-        "VpcConfig",
-        "the function runs outside any VPC",
-    ),
-    (
-        "ec2:DescribeVpcs",
         "VpcConfig",
         "the function runs outside any VPC",
     ),
