@@ -382,8 +382,8 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
     );
 }
 
-/// The stack's failure queue's ARN, from its output.
-async fn failure_queue_arn(config: &SdkConfig) -> String {
+/// The stack's output `key`.
+async fn stack_output(config: &SdkConfig, key: &str) -> String {
     let stacks = aws_sdk_cloudformation::Client::new(config)
         .describe_stacks()
         .stack_name("sgwatch")
@@ -393,10 +393,15 @@ async fn failure_queue_arn(config: &SdkConfig) -> String {
     stacks.stacks()[0]
         .outputs()
         .iter()
-        .find(|o| o.output_key() == Some("FailureQueueArn"))
+        .find(|o| o.output_key() == Some(key))
         .and_then(|o| o.output_value())
-        .expect("a FailureQueueArn output")
+        .unwrap_or_else(|| panic!("no {key} output"))
         .to_owned()
+}
+
+/// The stack's failure queue's ARN, from its output.
+async fn failure_queue_arn(config: &SdkConfig) -> String {
+    stack_output(config, "FailureQueueArn").await
 }
 
 async fn subscription_arn(sns: &aws_sdk_sns::Client, topic: &str, function_arn: &str) -> String {
@@ -1474,19 +1479,7 @@ async fn test_event_via_topic_publishes_the_marked_notification_to_the_stacks_to
         .unwrap()
         .to_owned();
     // A queue listening on the stack's topic, beside the function.
-    let stacks = aws_sdk_cloudformation::Client::new(&config)
-        .describe_stacks()
-        .stack_name("sgwatch")
-        .send()
-        .await
-        .unwrap();
-    let topic = stacks.stacks()[0]
-        .outputs()
-        .iter()
-        .find(|o| o.output_key() == Some("TopicArn"))
-        .and_then(|o| o.output_value())
-        .unwrap()
-        .to_owned();
+    let topic = stack_output(&config, "TopicArn").await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue_url = sqs
         .create_queue()
