@@ -338,25 +338,21 @@ fn route(a: &Analysis, policy: &Policy) -> Verdict {
                     ));
                 }
             }
-            if owners.valid.is_empty() && !destinations.is_empty() {
-                let why = if a.tags.contains_key(owner_tag) {
+            let no_owner = || {
+                if a.tags.contains_key(owner_tag) {
                     format!(
                         "tag {owner_tag} has no valid address ({})",
                         owners.rejected_summary()
                     )
                 } else {
                     format!("tag {owner_tag} is absent")
-                };
+                }
+            };
+            if owners.valid.is_empty() && !destinations.is_empty() {
+                let why = no_owner();
                 reasons.push(format!("{why}; told through tag {channels_tag} only"));
             } else if owners.valid.is_empty() {
-                let why = if a.tags.contains_key(owner_tag) {
-                    format!(
-                        "tag {owner_tag} has no valid address ({})",
-                        owners.rejected_summary()
-                    )
-                } else {
-                    format!("tag {owner_tag} is absent")
-                };
+                let why = no_owner();
                 match (&policy.fallback_recipient, &policy.fallback_destination) {
                     (Some(fallback), None) => {
                         reasons.push(format!("{why}; sent to the fallback recipient"));

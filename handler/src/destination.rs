@@ -195,11 +195,7 @@ pub struct Channels {
 
 impl Channels {
     pub fn rejected_summary(&self) -> String {
-        self.rejected
-            .iter()
-            .map(|(part, why)| format!("{part:?}: {why}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        crate::recipients::rejected_summary(&self.rejected)
     }
 }
 

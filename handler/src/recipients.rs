@@ -14,12 +14,17 @@ pub struct Recipients {
 impl Recipients {
     /// One line saying what was dropped and why, for logs and the decision's reason.
     pub fn rejected_summary(&self) -> String {
-        self.rejected
-            .iter()
-            .map(|(part, why)| format!("{part:?}: {why}"))
-            .collect::<Vec<_>>()
-            .join("; ")
+        rejected_summary(&self.rejected)
     }
+}
+
+/// Dropped tag parts with their reasons as one line: `"x": why; "y": why`.
+pub fn rejected_summary(rejected: &[(String, String)]) -> String {
+    rejected
+        .iter()
+        .map(|(part, why)| format!("{part:?}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Validates one address: a bare `local@domain.tld`, no display name, no IP literal.
