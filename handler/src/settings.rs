@@ -102,6 +102,11 @@ pub struct Settings {
     /// The severity at which a call from the actor feed is told to the owners at once
     /// (`SGWATCH_EARLY_WARNING`: `critical`, the default, or `high`); `None` when `off`.
     pub early_warning: Option<Severity>,
+    /// The stack's failure queue, where what cannot be delivered is parked (`SGWATCH_FAILURE_QUEUE_URL`).
+    pub failure_queue_url: Option<String>,
+    /// The stack's Config bucket (`SGWATCH_CONFIG_BUCKET`): oversized items anywhere else are read
+    /// through AWS Config.
+    pub config_bucket: Option<String>,
 }
 
 /// A setting that is missing or has a value the handler cannot use.
@@ -266,6 +271,8 @@ impl Settings {
             lookup_actor,
             idempotency_table,
             early_warning,
+            failure_queue_url: non_empty(&get("SGWATCH_FAILURE_QUEUE_URL")).map(str::to_owned),
+            config_bucket: non_empty(&get("SGWATCH_CONFIG_BUCKET")).map(str::to_owned),
         })
     }
 

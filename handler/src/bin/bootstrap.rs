@@ -28,8 +28,8 @@ async fn run() -> Result<(), Error> {
         Settings::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid settings"))?;
     let config = aws::load_from_env().await;
     let services = process::Services::new(&config, &settings)
-        .with_failure_queue(&config, std::env::var("SGWATCH_FAILURE_QUEUE_URL").ok())
-        .with_config_bucket(std::env::var("SGWATCH_CONFIG_BUCKET").ok());
+        .with_failure_queue(&config, settings.failure_queue_url.clone())
+        .with_config_bucket(settings.config_bucket.clone());
     let (settings, services) = (&settings, &services);
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

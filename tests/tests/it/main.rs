@@ -12,4 +12,5 @@ mod iam_enforced;
 mod installer_policy;
 mod redrive;
 mod templates;
+mod tidy;
 mod verify;
