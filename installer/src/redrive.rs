@@ -112,6 +112,9 @@ pub struct Record {
     pub groups: Vec<String>,
     /// The error recorded with it.
     pub error: Option<String>,
+    /// The function that failed (a Lambda failure record's `requestContext.functionArn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
     /// The event to give the function again; none when there is nothing to replay.
     #[serde(skip)]
     pub event: Option<Value>,
@@ -130,10 +133,14 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             kind: Kind::Unknown,
             groups: Vec::new(),
             error: None,
+            function: None,
             event: None,
         };
     };
-    if v.get("requestContext").is_some() && v.get("requestPayload").is_some() {
+    // Keyed on `requestContext`: Lambda leaves `requestPayload` out of a record that would be too
+    // large for the destination ("Capturing records of Lambda asynchronous invocations"), and
+    // such a record still names the function and the error.
+    if v["requestContext"].is_object() {
         let response = &v["responsePayload"];
         let error = match (
             response["errorType"].as_str(),
@@ -155,6 +162,9 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             kind: Kind::LambdaFailure,
             groups: groups(&event),
             error,
+            function: v["requestContext"]["functionArn"]
+                .as_str()
+                .map(str::to_owned),
             event: Some(event).filter(|e| !e.is_null()),
         };
     }
@@ -183,6 +193,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             } else {
                 format!("{reason} ({})", rejected.join("; "))
             }),
+            function: None,
             event: None,
         };
     }
@@ -199,6 +210,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             kind: Kind::SnsUndelivered,
             groups: groups(&event),
             error: attribute_error(),
+            function: None,
             event: Some(event),
         };
     }
@@ -207,6 +219,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             kind: Kind::EventbridgeUndelivered,
             groups: groups(&v),
             error: attribute_error(),
+            function: None,
             event: Some(v),
         };
     }
@@ -214,6 +227,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
         kind: Kind::Unknown,
         groups: Vec::new(),
         error: None,
+        function: None,
         event: None,
     }
 }
@@ -320,8 +334,18 @@ impl std::fmt::Display for Redrive {
                 m.record.kind,
                 age(m.age_secs)
             )?;
+            if let Some(function) = &m.record.function {
+                writeln!(f, "      function: {function}")?;
+            }
             if let Some(e) = &m.record.error {
                 writeln!(f, "      error: {}", one_line(e))?;
+            }
+            if m.record.kind == Kind::LambdaFailure && m.record.event.is_none() {
+                writeln!(
+                    f,
+                    "      the event itself is not in the record (Lambda leaves it out when the \
+                     record would be too large): find it by the request id in the function's log"
+                )?;
             }
             if let Some(r) = &m.result {
                 let answer = m
@@ -638,6 +662,47 @@ mod tests {
             Some("InvocationError: 1 of 1 notifications could not be delivered")
         );
         assert_eq!(r.event, Some(sns_event("sg-0abc")));
+    }
+
+    /// A record too large for the destination comes without `requestPayload`: still a Lambda
+    /// failure, with its function and error, kept (nothing to replay).
+    #[test]
+    fn a_lambda_failure_record_without_its_payload_names_the_function_and_error() {
+        let body = json!({
+            "version": "1.0", "timestamp": "2026-11-28T10:00:00.000Z",
+            "requestContext": {"requestId": "r-2", "functionArn": "arn:aws:lambda:us-east-1:1:function:f:$LATEST",
+                               "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": "InvocationError", "errorMessage": "SES throttled"}
+        });
+        let r = read(&body.to_string(), &HashMap::new());
+        assert_eq!(r.kind, Kind::LambdaFailure);
+        assert_eq!(r.error.as_deref(), Some("InvocationError: SES throttled"));
+        assert_eq!(
+            r.function.as_deref(),
+            Some("arn:aws:lambda:us-east-1:1:function:f:$LATEST")
+        );
+        assert_eq!(r.event, None);
+        let shown = Redrive {
+            queue_url: "q".into(),
+            messages: vec![Parked {
+                message_id: "m-1".into(),
+                replayable: false,
+                record: r,
+                age_secs: 5,
+                result: None,
+                answer: None,
+            }],
+            replayed: false,
+        }
+        .to_string();
+        assert!(
+            shown.contains("function failed every retry")
+                && shown.contains("function: arn:aws:lambda:us-east-1:1:function:f:$LATEST")
+                && shown.contains("error: InvocationError: SES throttled")
+                && shown.contains("not in the record"),
+            "{shown}"
+        );
     }
 
     #[test]
