@@ -657,7 +657,8 @@ mod tests {
         assert!(call.requested.is_empty());
         assert_eq!(call.modified.len(), 1);
         assert_eq!(call.modified[0].rule_id, "sgr-0a1b2c3d4e5f60718");
-        let ingress = std::collections::BTreeMap::from([("sgr-0a1b2c3d4e5f60718".to_owned(), false)]);
+        let ingress =
+            std::collections::BTreeMap::from([("sgr-0a1b2c3d4e5f60718".to_owned(), false)]);
         let resolved = call.clone().with_modified_ingress(&ingress);
         let rules: Vec<String> = resolved
             .requested
@@ -670,7 +671,11 @@ mod tests {
             Some("temporary")
         );
         let egress = std::collections::BTreeMap::from([("sgr-0a1b2c3d4e5f60718".to_owned(), true)]);
-        assert!(call.clone().with_modified_ingress(&egress).requested.is_empty());
+        assert!(call
+            .clone()
+            .with_modified_ingress(&egress)
+            .requested
+            .is_empty());
         assert!(call
             .with_modified_ingress(&Default::default())
             .requested

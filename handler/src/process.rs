@@ -1546,7 +1546,8 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         let item = std::fs::read_to_string(path).unwrap();
-        let event = serde_json::json!({"Records": [{"Sns": {"MessageId": "m-1", "Message": item}}]});
+        let event =
+            serde_json::json!({"Records": [{"Sns": {"MessageId": "m-1", "Message": item}}]});
         let settings = Settings::from_lookup(|k| match k {
             "SGWATCH_SENDER" => Some("alerts@example.com".into()),
             "SGWATCH_LOOKUP_ACTOR" => Some("false".into()),

@@ -79,7 +79,8 @@ pub fn logs_management_writes(
                     .iter()
                     .filter(move |f| f.field().eq_ignore_ascii_case(name))
             };
-            let management = field("eventCategory").any(|f| f.equals().iter().any(|v| v == "Management"));
+            let management =
+                field("eventCategory").any(|f| f.equals().iter().any(|v| v == "Management"));
             let writes = field("readOnly").all(|f| {
                 (f.equals().is_empty() || f.equals().iter().any(|v| v == "false"))
                     && !f.not_equals().iter().any(|v| v == "false")
@@ -97,7 +98,10 @@ pub fn logs_management_writes(
                 s.read_write_type(),
                 None | Some(ReadWriteType::All | ReadWriteType::WriteOnly)
             )
-            && !s.exclude_management_event_sources().iter().any(|v| v == EC2)
+            && !s
+                .exclude_management_event_sources()
+                .iter()
+                .any(|v| v == EC2)
     })
 }
 
@@ -134,7 +138,10 @@ pub fn default_for(
     {
         return (
             OnOff::On,
-            format!("actor feed on: trail {} logs management events in {region}", t.name),
+            format!(
+                "actor feed on: trail {} logs management events in {region}",
+                t.name
+            ),
         );
     }
     if let Some((t, e)) = covering.iter().find_map(|t| t.unreadable().map(|e| (t, e))) {
@@ -350,11 +357,20 @@ mod tests {
         let mut own = trail(region, false, true);
         own.name = "own-trail".into();
         let (on, why) = default_for(&Ok(vec![org.clone(), own]), region, None);
-        assert_eq!((on, why.as_str()), (OnOff::On, "actor feed on: trail own-trail logs management events in eu-west-1"));
+        assert_eq!(
+            (on, why.as_str()),
+            (
+                OnOff::On,
+                "actor feed on: trail own-trail logs management events in eu-west-1"
+            )
+        );
         // Alone, it is said rather than taken for "not logging".
         let (on, why) = default_for(&Ok(vec![org]), region, None);
         assert_eq!(on, OnOff::Off);
-        assert!(why.contains("trail org-trail could not be read") && why.contains("AccessDenied"), "{why}");
+        assert!(
+            why.contains("trail org-trail could not be read") && why.contains("AccessDenied"),
+            "{why}"
+        );
     }
 
     #[test]
@@ -362,10 +378,16 @@ mod tests {
         let region = "eu-west-1";
         let (on, why) = default_for(&Err("Throttling".into()), region, Some(OnOff::On));
         assert_eq!(on, OnOff::On);
-        assert!(why.starts_with("actor feed kept on: the trails could not be read (Throttling)"), "{why}");
+        assert!(
+            why.starts_with("actor feed kept on: the trails could not be read (Throttling)"),
+            "{why}"
+        );
         let mut org = trail(region, false, true);
         org.management_writes = Err("AccessDenied".into());
-        assert_eq!(default_for(&Ok(vec![org]), region, Some(OnOff::Off)).0, OnOff::Off);
+        assert_eq!(
+            default_for(&Ok(vec![org]), region, Some(OnOff::Off)).0,
+            OnOff::Off
+        );
         // What can be read decides, deployed or not.
         assert_eq!(
             default_for(&Ok(vec![]), region, Some(OnOff::On)).0,
@@ -377,7 +399,10 @@ mod tests {
         AdvancedFieldSelector::builder()
             .field(name)
             .set_equals(Some(equals.iter().map(|s| s.to_string()).collect()))
-            .set_not_equals((!not_equals.is_empty()).then(|| not_equals.iter().map(|s| s.to_string()).collect()))
+            .set_not_equals(
+                (!not_equals.is_empty())
+                    .then(|| not_equals.iter().map(|s| s.to_string()).collect()),
+            )
             .build()
             .unwrap()
     }
@@ -409,8 +434,14 @@ mod tests {
     #[test]
     fn event_selectors_basic_and_advanced_are_read() {
         assert!(logs_management_writes(&basic(ReadWriteType::All, true)));
-        assert!(logs_management_writes(&basic(ReadWriteType::WriteOnly, true)));
-        assert!(!logs_management_writes(&basic(ReadWriteType::ReadOnly, true)));
+        assert!(logs_management_writes(&basic(
+            ReadWriteType::WriteOnly,
+            true
+        )));
+        assert!(!logs_management_writes(&basic(
+            ReadWriteType::ReadOnly,
+            true
+        )));
         assert!(!logs_management_writes(&basic(ReadWriteType::All, false)));
         let management = || field("eventCategory", &["Management"], &[]);
         assert!(logs_management_writes(&advanced(vec![management()])));
@@ -482,11 +513,19 @@ mod tests {
         );
         let trails = read_trails(&ct).await.unwrap();
         assert_eq!(trails.len(), 2);
-        assert!(trails[0].logging.as_ref().unwrap_err().contains("AccessDeniedException"));
+        assert!(trails[0]
+            .logging
+            .as_ref()
+            .unwrap_err()
+            .contains("AccessDeniedException"));
         assert_eq!(trails[0].management_writes, Ok(true));
         assert_eq!(trails[1].logging, Ok(true));
         assert_eq!(trails[1].management_writes, Ok(false));
-        assert_eq!(selectors.num_calls(), 1, "only the trail with custom selectors");
+        assert_eq!(
+            selectors.num_calls(),
+            1,
+            "only the trail with custom selectors"
+        );
         let (on, why) = default_for(&Ok(trails), "eu-west-1", None);
         assert_eq!(on, OnOff::Off);
         assert!(why.contains("org-trail could not be read"), "{why}");

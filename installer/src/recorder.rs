@@ -907,8 +907,13 @@ mod tests {
         };
         use RecordingFrequency::{Continuous, Daily};
         assert_eq!(Found::default().daily_security_groups(), None);
-        assert_eq!(with_mode(mode(Continuous, None)).daily_security_groups(), None);
-        let daily = with_mode(mode(Daily, None)).daily_security_groups().unwrap();
+        assert_eq!(
+            with_mode(mode(Continuous, None)).daily_security_groups(),
+            None
+        );
+        let daily = with_mode(mode(Daily, None))
+            .daily_security_groups()
+            .unwrap();
         assert!(daily.contains("recordingMode DAILY"), "{daily}");
         let overridden = with_mode(mode(Continuous, Some((SECURITY_GROUP, Daily))))
             .daily_security_groups()
@@ -920,7 +925,8 @@ mod tests {
             None
         );
         assert_eq!(
-            with_mode(mode(Continuous, Some(("AWS::EC2::Instance", Daily)))).daily_security_groups(),
+            with_mode(mode(Continuous, Some(("AWS::EC2::Instance", Daily))))
+                .daily_security_groups(),
             None
         );
     }

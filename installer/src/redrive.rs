@@ -499,7 +499,19 @@ pub async fn run(
             lambda_config = lambda_config.endpoint_url(url);
         }
         let lambda = aws_sdk_lambda::Client::from_conf(lambda_config.build());
-        for (parked, receipt) in messages.iter_mut() {
+        // The messages were hidden for VISIBILITY_SECS when received; a run of slow invocations
+        // can outlast that (and any fixed time: SQS hides a message for 12 hours at most), so
+        // as the run reaches each message, the ones still held are hidden again when little of
+        // that time is left.
+        let mut hidden_until =
+            std::time::Instant::now() + Duration::from_secs(VISIBILITY_SECS as u64);
+        for i in 0..messages.len() {
+            let now = std::time::Instant::now();
+            if extend_due(hidden_until, now) {
+                hide(&sqs, &queue_url, &messages[i..], VISIBILITY_SECS).await;
+                hidden_until = now + Duration::from_secs(VISIBILITY_SECS as u64);
+            }
+            let (parked, receipt) = &mut messages[i];
             let Some(event) = &parked.record.event else {
                 parked.result = Some("kept: nothing to replay".to_owned());
                 continue;
@@ -532,7 +544,7 @@ pub async fn run(
         }
     }
     // What was not deleted is visible again at once, for status and the next redrive.
-    release(&sqs, &queue_url, &messages).await;
+    hide(&sqs, &queue_url, &messages, 0).await;
     Ok(Redrive {
         queue_url,
         messages: messages.into_iter().map(|(p, _)| p).collect(),
@@ -571,8 +583,20 @@ async fn receive(
     Ok(out)
 }
 
-/// Makes the messages still held visible again.
-async fn release(sqs: &aws_sdk_sqs::Client, queue_url: &str, messages: &[(Parked, String)]) {
+/// Whether the messages still held must be hidden again before the next invocation: less than
+/// half of their hiding time is left (an invocation may take the function's whole timeout).
+fn extend_due(hidden_until: std::time::Instant, now: std::time::Instant) -> bool {
+    hidden_until.saturating_duration_since(now) < Duration::from_secs(VISIBILITY_SECS as u64 / 2)
+}
+
+/// Sets the visibility timeout of the messages still held (`ChangeMessageVisibilityBatch`): 0
+/// makes them visible again at once; more keeps them hidden from other readers that long.
+async fn hide(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &[(Parked, String)],
+    secs: i32,
+) {
     let held: Vec<&String> = messages
         .iter()
         .map(|(_, r)| r)
@@ -584,14 +608,14 @@ async fn release(sqs: &aws_sdk_sqs::Client, queue_url: &str, messages: &[(Parked
             if let Ok(entry) = ChangeMessageVisibilityBatchRequestEntry::builder()
                 .id(i.to_string())
                 .receipt_handle(receipt.as_str())
-                .visibility_timeout(0)
+                .visibility_timeout(secs)
                 .build()
             {
                 request = request.entries(entry);
             }
         }
         if let Err(e) = request.send().await {
-            tracing::warn!(error = %error_text(&e), "could not make the listed messages visible again; they are after {VISIBILITY_SECS} s");
+            tracing::warn!(error = %error_text(&e), secs, "could not change the visibility of the listed messages");
         }
     }
 }
@@ -703,6 +727,16 @@ mod tests {
                 && shown.contains("not in the record"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn the_held_messages_are_hidden_again_before_their_time_runs_out() {
+        let start = std::time::Instant::now();
+        let until = start + Duration::from_secs(VISIBILITY_SECS as u64);
+        assert!(!extend_due(until, start));
+        assert!(!extend_due(until, start + Duration::from_secs(59)));
+        assert!(extend_due(until, start + Duration::from_secs(61)));
+        assert!(extend_due(until, start + Duration::from_secs(600)));
     }
 
     #[test]

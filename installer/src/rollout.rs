@@ -533,7 +533,10 @@ pub async fn rollout(
     let flag = args.arch;
     let run = |t: Target| {
         let arch = arch(&t, flag);
-        let zip = zips.iter().find(|(a, _)| *a == arch).map(|(_, z)| z.clone());
+        let zip = zips
+            .iter()
+            .find(|(a, _)| *a == arch)
+            .map(|(_, z)| z.clone());
         let (base, g, partition) = (base.clone(), g.clone(), partition.clone());
         async move { on_target(&base, &g, &t, &partition, action, arch, zip).await }
     };
@@ -584,10 +587,14 @@ async fn on_target(
 ) -> Result<Vec<String>, crate::Error> {
     let config = crate::aws::assume(base, g, t, partition).await;
     match action {
-        Action::Install => Ok(install::install(&install_args(t, arch, zip), &config, false)
+        Action::Install => Ok(
+            install::install(&install_args(t, arch, zip), &config, false)
+                .await?
+                .changes,
+        ),
+        Action::Plan => Ok(install::plan(&install_args(t, arch, zip), &config)
             .await?
             .changes),
-        Action::Plan => Ok(install::plan(&install_args(t, arch, zip), &config).await?.changes),
         Action::Status => {
             let args = status::StatusArgs {
                 stack_name: stack_name(t),
@@ -676,7 +683,10 @@ targets:
         assert_eq!(arch(&t[0], None), Arch::X86_64);
         assert_eq!(arch(&t[0], Some(Arch::Arm64)), Arch::X86_64);
         assert_eq!(arch(&t[1], Some(Arch::X86_64)), Arch::Arm64);
-        assert_eq!(install_args(&t[0], arch(&t[0], None), None).arch, Arch::X86_64);
+        assert_eq!(
+            install_args(&t[0], arch(&t[0], None), None).arch,
+            Arch::X86_64
+        );
         let plain = parse_targets("t.yaml", GOOD).unwrap();
         assert_eq!(arch(&plain[0], None), Arch::Arm64);
         assert_eq!(arch(&plain[0], Some(Arch::X86_64)), Arch::X86_64);

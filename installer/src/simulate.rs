@@ -405,7 +405,10 @@ mod tests {
         );
         assert_eq!(
             asks[10].context,
-            [("kms:ViaService", "ssm.cn-north-1.amazonaws.com.cn".to_owned())]
+            [(
+                "kms:ViaService",
+                "ssm.cn-north-1.amazonaws.com.cn".to_owned()
+            )]
         );
         // Off: only what every install needs.
         assert_eq!(uses().len(), 8);

@@ -432,7 +432,12 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
             destination_parameters: seen
                 .params
                 .get("DestinationParameters")
-                .map(|v| v.split(',').map(str::trim).filter(|n| !n.is_empty()).collect())
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .collect()
+                })
                 .unwrap_or_default(),
             destination_key: seen
                 .params

@@ -353,7 +353,10 @@ async fn the_organization_wrapper_targets_every_active_account() {
     // OrganizationAccountAccessRole, and the closed account are not. The file passes sgwatch's
     // checks.
     assert_eq!(yaml.matches("  - account: \"").count(), 2, "{yaml}");
-    assert!(!yaml.contains(&format!("\"{}\"", sgwatch_tests::ACCOUNT)), "{yaml}");
+    assert!(
+        !yaml.contains(&format!("\"{}\"", sgwatch_tests::ACCOUNT)),
+        "{yaml}"
+    );
     assert!(!yaml.contains("# closed"), "{yaml}");
     assert!(
         yaml.contains("# dept-a") && yaml.contains("# dept-b"),
@@ -476,7 +479,13 @@ async fn the_architecture_is_taken_from_the_targets_file_or_the_flag() {
     let (out, calls) = rollout(
         &moto.endpoint,
         &dir,
-        &["--targets", plain.to_str().unwrap(), "--handler-zip", zip_arg, "plan"],
+        &[
+            "--targets",
+            plain.to_str().unwrap(),
+            "--handler-zip",
+            zip_arg,
+            "plan",
+        ],
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -508,7 +517,13 @@ async fn the_architecture_is_taken_from_the_targets_file_or_the_flag() {
     let (out, _) = rollout(
         &moto.endpoint,
         &dir,
-        &["--targets", keyed.to_str().unwrap(), "--handler-zip", zip_arg, "install"],
+        &[
+            "--targets",
+            keyed.to_str().unwrap(),
+            "--handler-zip",
+            zip_arg,
+            "install",
+        ],
     );
     let r = report(&out);
     assert!(r.iter().all(|t| t["result"] == "ok"), "{r:?}");

@@ -267,7 +267,12 @@ fn parameters_match_the_installer_contract() {
             Some(&["arm64", "x86_64"]),
         ),
         ("ArtifactBucket", "String", Some(json!("")), None),
-        ("ArtifactBucketPrefix", "String", Some(json!("")), None),
+        (
+            "ArtifactBucketPrefix",
+            "String",
+            Some(json!("sgwatch-artifacts")),
+            None,
+        ),
         ("ArtifactKey", "String", None, None),
         (
             "EventSource",
@@ -883,7 +888,10 @@ fn function_runs_the_uploaded_zip_with_its_own_role() {
     let code = |params: &[(&str, &str)]| Resolver::new("sgwatch", params).resolve(&p["Code"]);
     // What install passes: its own bucket.
     assert_eq!(
-        code(&[("ArtifactBucket", "sgwatch-artifacts-1-us-east-1"), ("ArtifactKey", "k")]),
+        code(&[
+            ("ArtifactBucket", "sgwatch-artifacts-1-us-east-1"),
+            ("ArtifactKey", "k")
+        ]),
         json!({ "S3Bucket": "sgwatch-artifacts-1-us-east-1", "S3Key": "k" })
     );
     // What a stack set passes: one prefix, the bucket of each instance's region derived from it.
@@ -1545,7 +1553,10 @@ fn strings_in_china() -> Vec<(String, String)> {
             ("AWS::Partition", "aws-cn"),
             ("AWS::URLSuffix", "amazonaws.com.cn"),
             ("AWS::Region", "cn-north-1"),
-            ("DestinationKmsKeyArn", "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            (
+                "DestinationKmsKeyArn",
+                "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            ),
             ("DestinationParameters", "/sgwatch/secops-slack"),
             ("Destinations", "secops=slack:/sgwatch/secops-slack"),
             ("ActorFeed", "on"),
@@ -1569,7 +1580,11 @@ fn strings_in_china() -> Vec<(String, String)> {
         }
     }
     let mut out = Vec::new();
-    walk(&r.resolve(&template()["Resources"]), "Resources".into(), &mut out);
+    walk(
+        &r.resolve(&template()["Resources"]),
+        "Resources".into(),
+        &mut out,
+    );
     out
 }
 
@@ -1589,14 +1604,18 @@ fn the_template_renders_for_the_china_partition_without_a_hard_coded_suffix() {
         if s.contains("arn:aws:") {
             wrong.push(format!("{at}: {s}"));
         }
-        let endpoint = s.match_indices("amazonaws.com").any(|(i, _)| {
-            !s[i + "amazonaws.com".len()..].starts_with(".cn")
-        });
+        let endpoint = s
+            .match_indices("amazonaws.com")
+            .any(|(i, _)| !s[i + "amazonaws.com".len()..].starts_with(".cn"));
         if endpoint && !is_service_name(at) {
             wrong.push(format!("{at}: {s}"));
         }
     }
-    assert!(wrong.is_empty(), "hard-coded for the aws partition:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "hard-coded for the aws partition:\n{}",
+        wrong.join("\n")
+    );
     // The customer key decrypts only through China's Parameter Store endpoint.
     let via: Vec<&str> = strings
         .iter()
@@ -1615,7 +1634,8 @@ fn the_template_renders_for_the_china_partition_without_a_hard_coded_suffix() {
 /// the longest set name docs/STACKSETS.md calls safe, and that is the longest that fits.
 #[test]
 fn names_fit_their_limits_for_the_longest_stack_set_name_the_docs_allow() {
-    let doc = std::fs::read_to_string(sgwatch_tests::repo_root().join("docs/STACKSETS.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(sgwatch_tests::repo_root().join("docs/STACKSETS.md")).unwrap();
     let said = doc
         .split("at most **")
         .nth(1)
@@ -1654,7 +1674,9 @@ fn names_fit_their_limits_for_the_longest_stack_set_name_the_docs_allow() {
     // Every other named resource gets a name CloudFormation generates and shortens to fit.
     for (id, r) in template()["Resources"].as_object().unwrap() {
         for (prop, v) in r["Properties"].as_object().into_iter().flatten() {
-            if v.to_string().contains("AWS::StackName") && !limits.iter().any(|(i, p, _)| i == id && p == prop) {
+            if v.to_string().contains("AWS::StackName")
+                && !limits.iter().any(|(i, p, _)| i == id && p == prop)
+            {
                 panic!("{id}.{prop} is built from the stack name: add its limit here");
             }
         }
