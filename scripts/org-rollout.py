@@ -5,7 +5,9 @@ Run it with credentials of the organization's management account (or a delegated
 administrator). It lists the active accounts with Organizations, writes a targets file for
 `sgwatch rollout`, and runs the rollout. Each member account needs a role the management account
 can assume (by default OrganizationAccountAccessRole, which AWS Organizations creates in accounts
-it creates) with the permissions in docs/iam-installer-policy.json.
+it creates) with the permissions in docs/iam-installer-policy.json. The caller's own account is
+left out: it has no such role (Organizations creates it in member accounts only); install there
+with `sgwatch install`.
 
     scripts/org-rollout.py --sender alerts@example.com --regions us-east-1,eu-west-1 install
     scripts/org-rollout.py --ou ou-ab12-cdef3456 --sender alerts@example.com plan
@@ -20,8 +22,28 @@ import sys
 import boto3
 
 
-def accounts(org, ou):
-    """Active accounts, of the whole organization or of one OU and the OUs under it."""
+# Organizations is served from one region per partition ("AWS Organizations endpoints and
+# quotas", AWS General Reference): a client for another partition's region cannot sign there.
+ORGANIZATIONS_REGION = {"aws": "us-east-1", "aws-cn": "cn-northwest-1", "aws-us-gov": "us-gov-west-1"}
+
+
+def organizations_region(partition):
+    """The region Organizations is served from in `partition` (`aws`, `aws-cn`, `aws-us-gov`)."""
+    if partition not in ORGANIZATIONS_REGION:
+        sys.exit(f"unknown partition {partition!r}: Organizations' region there is not known")
+    return ORGANIZATIONS_REGION[partition]
+
+
+def state(account):
+    """An account's state: `State` (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED, ...), else the
+    older `Status`, which AWS stops returning in September 2026 ("Account", Organizations API
+    reference). An account showing neither is not taken for active."""
+    return account.get("State") or account.get("Status") or "UNKNOWN"
+
+
+def accounts(org, ou, own=None):
+    """Active accounts, of the whole organization or of one OU and the OUs under it, less `own`
+    (the caller's account)."""
     if ou is None:
         pages = org.get_paginator("list_accounts").paginate()
         found = [a for p in pages for a in p["Accounts"]]
@@ -33,7 +55,8 @@ def accounts(org, ou):
                 found.extend(p["Accounts"])
             for p in org.get_paginator("list_organizational_units_for_parent").paginate(ParentId=parent):
                 todo.extend(u["Id"] for u in p["OrganizationalUnits"])
-    return sorted((a for a in found if a.get("Status", "ACTIVE") == "ACTIVE"), key=lambda a: a["Id"])
+    active = (a for a in found if state(a) == "ACTIVE" and a["Id"] != own)
+    return sorted(active, key=lambda a: a["Id"])
 
 
 def targets_yaml(args, found):
@@ -70,8 +93,15 @@ def main():
         p.error("give an action (install, plan, status, teardown) or --targets-only")
 
     session = boto3.Session(profile_name=args.profile)
-    org = session.client("organizations", endpoint_url=args.endpoint_url, region_name="us-east-1")
-    found = accounts(org, args.ou)
+    # Who is calling, and in which partition: STS's regional endpoint in the caller's region
+    # (China and GovCloud have no global one).
+    region = session.region_name or args.regions.split(",")[0]
+    me = session.client("sts", endpoint_url=args.endpoint_url, region_name=region).get_caller_identity()
+    partition = me["Arn"].split(":")[1]
+    org = session.client(
+        "organizations", endpoint_url=args.endpoint_url, region_name=organizations_region(partition)
+    )
+    found = accounts(org, args.ou, own=me["Account"])
     if not found:
         sys.exit("no active account found" + (f" under {args.ou}" if args.ou else ""))
     text = targets_yaml(args, found)

@@ -77,9 +77,25 @@ pub struct ApiCall {
     /// a change that added or removed none of them was not this call's doing.
     #[serde(default)]
     pub rules: Vec<String>,
-    /// The ingress rules the call asks to add (`Authorize…Ingress`); not stored.
+    /// The ingress rules the call asks to add (`Authorize…Ingress`, or a `ModifySecurityGroupRules`
+    /// rewrite of a rule found to be ingress, see [`ApiCall::with_modified_ingress`]); not stored.
     #[serde(skip)]
     pub requested: Vec<Change>,
+    /// The rules a `ModifySecurityGroupRules` call rewrites, with their new bodies; not stored.
+    #[serde(skip)]
+    pub modified: Vec<ModifiedRule>,
+}
+
+/// One rule a `ModifySecurityGroupRules` call rewrites (the console's "Edit inbound rules" and
+/// "Edit outbound rules" both make this call). The request names the rule and its new body but
+/// not whether it is ingress or egress: that is the rule's `IsEgress`, read with
+/// `DescribeSecurityGroupRules`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModifiedRule {
+    /// `sgr-…`.
+    pub rule_id: String,
+    /// The new body as a permission in AWS Config's shape (`ipProtocol`, `ipv4Ranges`, …).
+    pub permission: Value,
 }
 
 impl ApiCall {
@@ -93,6 +109,32 @@ impl ApiCall {
         DateTime::from_str(&self.event_time, Format::DateTimeWithOffset)
             .ok()
             .map(|t| t.secs())
+    }
+
+    /// The call with the rules it rewrote that `is_egress` (rule id → `IsEgress`) says are ingress
+    /// added to [`ApiCall::requested`]: the rule now allows what its new body says. A rule whose
+    /// direction is unknown is left out (no warning rather than a wrong one).
+    pub fn with_modified_ingress(
+        mut self,
+        is_egress: &std::collections::BTreeMap<String, bool>,
+    ) -> ApiCall {
+        if self.failed() {
+            return self;
+        }
+        let mut rules = RuleSet::default();
+        for m in &self.modified {
+            if is_egress.get(&m.rule_id) != Some(&false) {
+                continue;
+            }
+            if let Err(e) = rules.add_permission(Direction::Ingress, &m.permission) {
+                tracing::warn!(rule = %m.rule_id, error = %e, "a modified rule could not be read");
+            }
+        }
+        self.requested.extend(rules.rules().map(|rule| Change {
+            action: Action::Added,
+            rule,
+        }));
+        self
     }
 
     /// Who called, for people: the principal ARN, else the session issuer, else the type.
@@ -182,6 +224,11 @@ pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
     } else {
         Vec::new()
     };
+    let modified = if event_name == "ModifySecurityGroupRules" {
+        modified_rules(request)
+    } else {
+        Vec::new()
+    };
     Ok(ApiCall {
         event_id,
         event_name,
@@ -199,7 +246,64 @@ pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
         group_ids,
         rules,
         requested,
+        modified,
     })
+}
+
+/// The rules a `ModifySecurityGroupRules` request rewrites. CloudTrail records the request as
+/// the API's parameters (`ModifySecurityGroupRulesRequest.SecurityGroupRule`, one object, or a
+/// list when the call rewrites several), each `{SecurityGroupRuleId, SecurityGroupRule: {IpProtocol,
+/// FromPort, ToPort, CidrIpv4 | CidrIpv6 | PrefixListId | ReferencedGroupId, Description}}`
+/// (EC2 API reference, SecurityGroupRuleUpdate and SecurityGroupRuleRequest).
+fn modified_rules(request: &Value) -> Vec<ModifiedRule> {
+    let entries = match request
+        .get("ModifySecurityGroupRulesRequest")
+        .and_then(|r| r.get("SecurityGroupRule"))
+    {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one @ Value::Object(_)) => vec![one],
+        _ => Vec::new(),
+    };
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            let rule_id = e.get("SecurityGroupRuleId")?.as_str()?.to_owned();
+            let body = e.get("SecurityGroupRule")?;
+            let text = |k: &str| body.get(k).and_then(Value::as_str);
+            let described = |mut source: Value| {
+                if let Some(d) = text("Description") {
+                    source["description"] = json!(d);
+                }
+                json!([source])
+            };
+            let mut permission = json!({});
+            for (from, to) in [
+                ("IpProtocol", "ipProtocol"),
+                ("FromPort", "fromPort"),
+                ("ToPort", "toPort"),
+            ] {
+                if let Some(v) = body.get(from).filter(|v| !v.is_null()) {
+                    permission[to] = v.clone();
+                }
+            }
+            if let Some(c) = text("CidrIpv4") {
+                permission["ipv4Ranges"] = described(json!({"cidrIp": c}));
+            }
+            if let Some(c) = text("CidrIpv6") {
+                permission["ipv6Ranges"] = described(json!({"cidrIpv6": c}));
+            }
+            if let Some(g) = text("ReferencedGroupId") {
+                permission["userIdGroupPairs"] = described(json!({"groupId": g}));
+            }
+            if let Some(p) = text("PrefixListId") {
+                permission["prefixListIds"] = described(json!({"prefixListId": p}));
+            }
+            Some(ModifiedRule {
+                rule_id,
+                permission,
+            })
+        })
+        .collect()
 }
 
 /// The groups a call names: `groupId` (or, in the `…Request`-wrapped shapes of the newer calls,
@@ -541,6 +645,41 @@ mod tests {
         e["detail"]["requestParameters"]["ipPermissions"]["items"][0]["fromPort"] = "x".into();
         let call = parse_event(&e).unwrap();
         assert!(call.requested.is_empty());
+    }
+
+    /// The console's "Edit inbound rules" as CloudTrail records it: the rule's new body, no
+    /// direction. Only once the rule is known to be ingress does it count as requested.
+    #[test]
+    fn a_modified_rule_counts_as_requested_only_when_it_is_ingress() {
+        let call = parse_event(&fixture("modify-rules-console.json")).unwrap();
+        assert_eq!(call.event_name, "ModifySecurityGroupRules");
+        assert_eq!(call.group_ids, ["sg-0123456789abcdef0"]);
+        assert!(call.requested.is_empty());
+        assert_eq!(call.modified.len(), 1);
+        assert_eq!(call.modified[0].rule_id, "sgr-0a1b2c3d4e5f60718");
+        let ingress =
+            std::collections::BTreeMap::from([("sgr-0a1b2c3d4e5f60718".to_owned(), false)]);
+        let resolved = call.clone().with_modified_ingress(&ingress);
+        let rules: Vec<String> = resolved
+            .requested
+            .iter()
+            .map(|c| c.rule.to_string())
+            .collect();
+        assert_eq!(rules, ["ingress tcp/22 from 0.0.0.0/0"]);
+        assert_eq!(
+            resolved.requested[0].rule.description.as_deref(),
+            Some("temporary")
+        );
+        let egress = std::collections::BTreeMap::from([("sgr-0a1b2c3d4e5f60718".to_owned(), true)]);
+        assert!(call
+            .clone()
+            .with_modified_ingress(&egress)
+            .requested
+            .is_empty());
+        assert!(call
+            .with_modified_ingress(&Default::default())
+            .requested
+            .is_empty());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A security group as EC2 shows it now: its name and tags, read with `DescribeSecurityGroups`
 //! when a call from the actor feed may need an early warning (read-only; the handler's role has
-//! `ec2:DescribeSecurityGroups`, which supports no resource-level permissions).
+//! `ec2:DescribeSecurityGroups`, which supports no resource-level permissions); and whether the
+//! rules a `ModifySecurityGroupRules` call rewrote are ingress, read with
+//! `DescribeSecurityGroupRules` (`ec2:DescribeSecurityGroupRules`, likewise).
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 
@@ -39,4 +41,79 @@ pub async fn describe(
             })
             .collect(),
     }))
+}
+
+/// Whether each of `rule_ids` of `group_id` is egress (`IsEgress`), by rule id. A rule that no
+/// longer exists is left out.
+pub async fn rule_directions(
+    ec2: &aws_sdk_ec2::Client,
+    group_id: &str,
+    rule_ids: &[String],
+) -> Result<std::collections::BTreeMap<String, bool>, String> {
+    let out = ec2
+        .describe_security_group_rules()
+        .set_security_group_rule_ids(Some(rule_ids.to_vec()))
+        .send()
+        .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.code() == Some("InvalidSecurityGroupRuleId.NotFound") => {
+            return Ok(Default::default())
+        }
+        Err(e) => {
+            return Err(format!(
+                "DescribeSecurityGroupRules {group_id}: {}",
+                DisplayErrorContext(&e)
+            ))
+        }
+    };
+    Ok(out
+        .security_group_rules()
+        .iter()
+        .filter(|r| r.group_id() == Some(group_id))
+        .filter_map(|r| Some((r.security_group_rule_id()?.to_owned(), r.is_egress()?)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ec2::operation::describe_security_group_rules::DescribeSecurityGroupRulesOutput;
+    use aws_sdk_ec2::types::SecurityGroupRule;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    /// DescribeSecurityGroupRules as the EC2 API reference documents its output.
+    #[tokio::test]
+    async fn the_direction_of_each_rewritten_rule_is_read() {
+        let described = mock!(aws_sdk_ec2::Client::describe_security_group_rules)
+            .match_requests(|r| r.security_group_rule_ids() == ["sgr-0a1b2c3d4e5f60718"])
+            .then_output(|| {
+                DescribeSecurityGroupRulesOutput::builder()
+                    .security_group_rules(
+                        SecurityGroupRule::builder()
+                            .security_group_rule_id("sgr-0a1b2c3d4e5f60718")
+                            .group_id("sg-0123456789abcdef0")
+                            .group_owner_id("123456789012")
+                            .is_egress(false)
+                            .ip_protocol("tcp")
+                            .from_port(22)
+                            .to_port(22)
+                            .cidr_ipv4("0.0.0.0/0")
+                            .build(),
+                    )
+                    .build()
+            });
+        let ec2 = mock_client!(aws_sdk_ec2, [&described]);
+        let directions = rule_directions(
+            &ec2,
+            "sg-0123456789abcdef0",
+            &["sgr-0a1b2c3d4e5f60718".to_owned()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            directions,
+            std::collections::BTreeMap::from([("sgr-0a1b2c3d4e5f60718".to_owned(), false)])
+        );
+    }
 }

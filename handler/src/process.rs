@@ -418,6 +418,14 @@ async fn process(
                 info!(message_id, resource_type = %summary.resource_type, "ignored: resource type not watched");
                 return Outcome::Skipped;
             }
+            // A topic that carries every account's changes (AWS Control Tower's) brings items this
+            // function does not serve, in buckets it may not read: the summary names the account,
+            // so such an item is skipped before it is read (and not parked as unreadable).
+            let account = &summary.aws_account_id;
+            if !account.is_empty() && !settings.policy.accounts.serves(account) {
+                info!(message_id, account = %account, "skipped: account not served (SGWATCH_ACCOUNTS); its oversized item is not read");
+                return Outcome::Skipped;
+            }
             match oversized::resolve(services, &o).await {
                 Ok(resolved) => (resolved.change, resolved.details_unavailable),
                 Err(e) => {
@@ -686,6 +694,16 @@ async fn process_api_call(
             }
         },
     };
+    // A rewritten rule (ModifySecurityGroupRules) opens something only if it is ingress, which
+    // the call does not say: read from the rule itself, and only when a warning may follow.
+    let resolved;
+    let call = match settings.early_warning {
+        Some(_) if !call.modified.is_empty() && !call.failed() => {
+            resolved = modified_ingress(message_id, call, services).await;
+            &resolved
+        }
+        _ => call,
+    };
     let warning = match settings.early_warning {
         Some(level) if !early::alarming(call, level).is_empty() => {
             let mut worst = Outcome::Skipped;
@@ -706,6 +724,22 @@ async fn process_api_call(
         _ => None,
     };
     Outcome::Feed { recorded, warning }
+}
+
+/// `call` with the rules it rewrote that are ingress among its requested rules; as it was when
+/// their direction cannot be read (the Config notification still tells, minutes later).
+async fn modified_ingress(message_id: &str, call: &ApiCall, services: &Services) -> ApiCall {
+    let ids: Vec<String> = call.modified.iter().map(|m| m.rule_id.clone()).collect();
+    let mut is_egress = std::collections::BTreeMap::new();
+    for group in &call.group_ids {
+        match groups::rule_directions(&services.ec2, group, &ids).await {
+            Ok(found) => is_egress.extend(found),
+            Err(e) => {
+                warn!(message_id, group = %group, error = %e, "the direction of the rewritten rules could not be read");
+            }
+        }
+    }
+    call.clone().with_modified_ingress(&is_egress)
 }
 
 /// The early warning about `call` on `group`: the owners (as the group's tags say now) are told
@@ -1501,6 +1535,29 @@ mod tests {
             ),
             (1, 1, 1, 1)
         );
+    }
+
+    /// An oversized item of another account, on a topic that carries every account's changes:
+    /// skipped before any read (its bucket is another account's), not failed and parked.
+    #[tokio::test]
+    async fn another_accounts_oversized_item_is_skipped_unread() {
+        let path = format!(
+            "{}/../tests/fixtures/oversized.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let item = std::fs::read_to_string(path).unwrap();
+        let event =
+            serde_json::json!({"Records": [{"Sns": {"MessageId": "m-1", "Message": item}}]});
+        let settings = Settings::from_lookup(|k| match k {
+            "SGWATCH_SENDER" => Some("alerts@example.com".into()),
+            "SGWATCH_LOOKUP_ACTOR" => Some("false".into()),
+            "SGWATCH_ACCOUNTS" => Some("111122223333".into()),
+            _ => None,
+        })
+        .unwrap();
+        let ses = mock_client!(aws_sdk_sesv2, []);
+        let report = handle(&event, &settings, &services(ses)).await.unwrap();
+        assert_eq!((report.skipped, report.failed, report.sent), (1, 0, 0));
     }
 
     #[tokio::test]

@@ -16,8 +16,12 @@ use crate::render::{actor_text, change_line, console_link, one_line};
 use crate::rules::Change;
 use crate::severity::{classify, Severity};
 
-/// Rules shown one per line; the rest are counted. Workflows webhooks accept about 28 KB.
+/// Rules shown one per line; the rest are counted.
 pub const MAX_RULES: usize = 50;
+/// The largest payload posted. Teams refuses a message over about 28 KB, and the refusal (a 4xx)
+/// is final ("Limits and specifications for Microsoft Teams", message size); the rest of the card
+/// and the JSON escaping need room, so the card is kept well under it by showing fewer rules.
+pub const MAX_BYTES: usize = 24 * 1024;
 /// A value is cut past this many characters.
 const MAX_VALUE_CHARS: usize = 400;
 
@@ -67,8 +71,22 @@ fn rule_line(c: &Change) -> String {
     line
 }
 
-/// The Workflows webhook payload: a message with one Adaptive Card attachment.
+/// The Workflows webhook payload: a message with one Adaptive Card attachment, under
+/// [`MAX_BYTES`]: when the rules (or other changes) would make it larger, fewer are shown and the
+/// rest counted ("(+N more rules)").
 pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
+    let mut shown = MAX_RULES;
+    loop {
+        let m = card(d, actor, shown);
+        if shown == 0 || serde_json::to_vec(&m).map_or(0, |b| b.len()) <= MAX_BYTES {
+            return m;
+        }
+        shown = shown * 3 / 4;
+    }
+}
+
+/// The payload with at most `shown` rules and `shown` other changes listed.
+fn card(d: &Decision, actor: &ActorLookup, shown: usize) -> Value {
     let a = &d.analysis;
     let s = &a.subject;
     let (container, colour) = style(a.severity);
@@ -111,13 +129,10 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
             json!({"type": "TextBlock", "text": format!("Rules ({})", a.changes.len()),
                          "weight": "Bolder", "separator": true}),
         );
-        let lines: Vec<String> = a.changes.iter().take(MAX_RULES).map(rule_line).collect();
+        let lines: Vec<String> = a.changes.iter().take(shown).map(rule_line).collect();
         let mut rules = lines.join("\n\n");
-        if a.changes.len() > MAX_RULES {
-            rules.push_str(&format!(
-                "\n\n(+{} more rules)",
-                a.changes.len() - MAX_RULES
-            ));
+        if a.changes.len() > shown {
+            rules.push_str(&format!("\n\n(+{} more rules)", a.changes.len() - shown));
         }
         body.push(text(rules));
     }
@@ -131,7 +146,7 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
         let lines: Vec<String> = a
             .properties
             .iter()
-            .take(MAX_RULES)
+            .take(shown)
             .map(|p| {
                 format!(
                     "{}: {} → {}",
@@ -141,7 +156,14 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
                 )
             })
             .collect();
-        body.push(text(lines.join("\n\n")));
+        let mut others = lines.join("\n\n");
+        if a.properties.len() > shown {
+            others.push_str(&format!(
+                "\n\n(+{} more changes)",
+                a.properties.len() - shown
+            ));
+        }
+        body.push(text(others));
     }
     body.push(json!({"type": "TextBlock", "text": format!("Why this channel got it: {}", escape(&d.reason)),
                      "wrap": true, "isSubtle": true, "size": "Small", "separator": true}));
@@ -218,6 +240,42 @@ mod tests {
             .as_str()
             .unwrap()
             .ends_with("#SecurityGroup:groupId=sg-0123456789abcdef0"));
+    }
+
+    /// Fifty rules with long descriptions full of Markdown punctuation would pass 28 KB, which
+    /// Teams refuses for good: the card shows fewer and counts the rest.
+    #[test]
+    fn many_long_rules_keep_the_card_under_the_size_teams_accepts() {
+        let mut d = decision(fixture());
+        let template = d.analysis.changes[0].clone();
+        d.analysis.changes = (0..200)
+            .map(|i| {
+                let mut c = template.clone();
+                c.rule.from_port = Some(1000 + i);
+                c.rule.to_port = Some(1000 + i);
+                // AWS allows 255 characters; Markdown punctuation is escaped, then JSON-escaped.
+                c.rule.description = Some(format!("{i} {}", "_".repeat(250)));
+                c
+            })
+            .collect();
+        let m = message(&d, &ActorLookup::Unknown("not looked up".into()));
+        let size = serde_json::to_vec(&m).unwrap().len();
+        assert!(size <= MAX_BYTES, "{size} bytes");
+        let body = m["attachments"][0]["content"]["body"].as_array().unwrap();
+        let rules = body
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .find(|t| t.contains("more rules)"))
+            .expect("the rest are counted");
+        let listed = rules.matches("\\[critical\\]").count()
+            + rules.matches("\\[high\\]").count()
+            + rules.matches("\\[medium\\]").count();
+        assert!(listed > 0 && listed < MAX_RULES, "{listed} rules listed");
+        assert!(
+            rules.ends_with(&format!("(+{} more rules)", 200 - listed)),
+            "{}",
+            &rules[rules.len() - 40..]
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! `status`'s check of the destinations' secrets: each SSM parameter the stack names (parameter
-//! `DestinationParameters`) exists and can be read. Its value is not decrypted: the URL is a
-//! secret the installer has no need to see, and the handler's role reads it itself.
+//! `DestinationParameters`) exists and is a SecureString. It is looked up with
+//! `ssm:DescribeParameters`, which returns a parameter's name and type but never its value: the
+//! URL is a secret the installer has no need to see (the handler's role reads it itself), and a
+//! grant of `ssm:GetParameter` would let the installer decrypt every parameter the AWS managed key
+//! `aws/ssm` protects ("Restricting access to Parameter Store parameters using IAM policies",
+//! Systems Manager user guide). `DescribeParameters` has no resource-level permission, so its
+//! grant is on `*`, which reveals names and types only.
 
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_ssm::error::ProvideErrorMetadata;
-use aws_sdk_ssm::operation::get_parameter::GetParameterError;
-use aws_sdk_ssm::types::ParameterType;
+use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType};
 
 use crate::status::{Check, Level};
 
@@ -30,53 +34,59 @@ pub async fn checks(config: &SdkConfig, stack_params: &BTreeMap<String, String>)
     let ssm = crate::aws::ssm(config);
     let mut out = Vec::with_capacity(names.len());
     for name in names {
-        let read = ssm.get_parameter().name(name).send().await;
-        out.push(check(name, read));
+        out.push(check(name, &describe(&ssm, name).await));
     }
     out
 }
 
-fn check(
+/// The type of parameter `name` (`None`: there is no such parameter), from its metadata alone.
+pub async fn describe(
+    ssm: &aws_sdk_ssm::Client,
     name: &str,
-    read: Result<
-        aws_sdk_ssm::operation::get_parameter::GetParameterOutput,
-        aws_sdk_ssm::error::SdkError<GetParameterError>,
-    >,
-) -> Check {
-    let (level, detail) = match read {
-        Ok(out) => match out.parameter().and_then(|p| p.r#type()) {
-            Some(ParameterType::SecureString) => (Level::Ok, format!("{name} (SecureString)")),
-            _ => (
-                Level::Warn,
-                format!(
-                    "{name} is not a SecureString: the URL is a secret; recreate it with --type SecureString"
-                ),
+) -> Result<Option<ParameterType>, String> {
+    let filter = ParameterStringFilter::builder()
+        .key("Name")
+        .option("Equals")
+        .values(name)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let out = ssm
+        .describe_parameters()
+        .parameter_filters(filter)
+        .send()
+        .await
+        .map_err(|e| match (e.code(), e.message()) {
+            (Some(code), message) => format!("{code} {}", message.unwrap_or_default()),
+            _ => aws_sdk_ssm::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    Ok(out
+        .parameters()
+        .iter()
+        .find(|p| p.name() == Some(name))
+        .map(|p| p.r#type().cloned().unwrap_or(ParameterType::String)))
+}
+
+/// The line for parameter `name`, from what [`describe`] found.
+pub fn check(name: &str, found: &Result<Option<ParameterType>, String>) -> Check {
+    let (level, detail) = match found {
+        Ok(Some(ParameterType::SecureString)) => (Level::Ok, format!("{name} (SecureString)")),
+        Ok(Some(_)) => (
+            Level::Warn,
+            format!(
+                "{name} is not a SecureString: the URL is a secret; recreate it with --type SecureString"
             ),
-        },
-        Err(e) => match e.as_service_error() {
-            Some(GetParameterError::ParameterNotFound(_)) => (
-                Level::Fail,
-                format!(
-                    "{name} does not exist; the handler cannot post there: \
-                     aws ssm put-parameter --type SecureString --name {name} --value <URL>"
-                ),
+        ),
+        Ok(None) => (
+            Level::Fail,
+            format!(
+                "{name} does not exist; the handler cannot post there: \
+                 aws ssm put-parameter --type SecureString --name {name} --value <URL>"
             ),
-            Some(s) => (
-                Level::Fail,
-                format!(
-                    "{name} cannot be read: {} {}",
-                    s.code().unwrap_or("error"),
-                    s.message().unwrap_or_default()
-                ),
-            ),
-            None => (
-                Level::Fail,
-                format!(
-                    "{name} cannot be read: {}",
-                    aws_sdk_ssm::error::DisplayErrorContext(&e)
-                ),
-            ),
-        },
+        ),
+        Err(e) => (
+            Level::Fail,
+            format!("{name} cannot be looked up: {}", e.trim_end()),
+        ),
     };
     Check {
         level,

@@ -235,8 +235,19 @@ async fn observe_and_plan(
         Some(_) => None,
         None => {
             let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-            let (on, why) =
-                crate::actor_feed::default_for(&crate::actor_feed::trails(config).await, &region);
+            // When the trails cannot be read, the deployed value stays (as BaselineUntil does).
+            let deployed = observed
+                .installed
+                .stack
+                .as_ref()
+                .map(crate::stack::deployed_parameters)
+                .and_then(|p| p.get("ActorFeed").cloned())
+                .and_then(|v| crate::actor_feed::OnOff::from_str(&v, true).ok());
+            let (on, why) = crate::actor_feed::default_for(
+                &crate::actor_feed::trails(config).await,
+                &region,
+                deployed,
+            );
             args.actor_feed = Some(on);
             Some(why)
         }
@@ -249,7 +260,7 @@ async fn observe_and_plan(
     };
     let mut plan = plan::plan(&observed, &wanted)?;
     plan.warnings
-        .extend(feed_default.filter(|w| w.starts_with("actor feed off")));
+        .extend(feed_default.filter(|w| !w.starts_with("actor feed on")));
     Ok((observed, wanted, plan))
 }
 

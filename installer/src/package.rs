@@ -8,12 +8,16 @@ use std::process::Command;
 use clap::{Args, ValueEnum};
 use sha2::{Digest, Sha256};
 
-/// Lambda CPU architectures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+/// Lambda CPU architectures (also a key of rollout's targets file: `arch: x86_64`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, serde::Serialize, serde::Deserialize,
+)]
 pub enum Arch {
     #[default]
+    #[serde(rename = "arm64")]
     Arm64,
     #[value(name = "x86_64")]
+    #[serde(rename = "x86_64")]
     X86_64,
 }
 

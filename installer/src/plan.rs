@@ -431,6 +431,14 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
             installed.found.recorder_name().unwrap_or("?")
         ));
     }
+    if let Some(daily) = installed.found.daily_security_groups() {
+        warnings.push(format!(
+            "{daily} in {place}: AWS Config reports a change to a group only at its next daily \
+             capture, so owners hear of it up to 24 hours late. Set the recorder's recording \
+             frequency to continuous (or a CONTINUOUS override for {})",
+            recorder::SECURITY_GROUP
+        ));
+    }
     // Recording that starts now makes AWS Config discover every existing group: those are the
     // baseline. Otherwise the deployed time stays, so a re-install with nothing to do changes
     // nothing.
@@ -858,6 +866,51 @@ mod tests {
             ]
         );
         assert_eq!(plan.baseline_until, "1970-01-01T01:00:00Z");
+    }
+
+    /// An adopted recorder with a DAILY override for security groups (the ConfigurationRecorder
+    /// reference's `recordingMode`): install goes on and warns.
+    #[test]
+    fn a_recorder_that_records_groups_daily_is_a_warning() {
+        use aws_sdk_config::types::{RecordingFrequency, RecordingMode, RecordingModeOverride};
+        let mut observed = installed_with(&deployed_params());
+        let plan_before = plan(&observed, &wanted()).expect("plans");
+        assert!(
+            !plan_before.warnings.iter().any(|w| w.contains("daily")),
+            "{:?}",
+            plan_before.warnings
+        );
+        let recorder = observed.installed.found.recorder.take().unwrap();
+        let daily = RecordingMode::builder()
+            .recording_frequency(RecordingFrequency::Continuous)
+            .recording_mode_overrides(
+                RecordingModeOverride::builder()
+                    .resource_types(recorder::SECURITY_GROUP.into())
+                    .recording_frequency(RecordingFrequency::Daily)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        observed.installed.found.recorder = Some(
+            ConfigurationRecorder::builder()
+                .set_name(recorder.name().map(str::to_owned))
+                .set_role_arn(recorder.role_arn().map(str::to_owned))
+                .set_recording_group(recorder.recording_group().cloned())
+                .recording_mode(daily)
+                .build(),
+        );
+        let plan = plan(&observed, &wanted()).expect("plans");
+        assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+        let warning = plan
+            .warnings
+            .iter()
+            .find(|w| w.contains("daily"))
+            .expect("a warning about daily recording");
+        assert!(
+            warning.contains("up to 24 hours late") && warning.contains("continuous"),
+            "{warning}"
+        );
     }
 
     #[test]

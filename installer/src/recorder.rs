@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use aws_sdk_config::error::ProvideErrorMetadata;
 use aws_sdk_config::types::{
-    ConfigurationRecorder, DeliveryChannel, ExclusionByResourceTypes, RecordingGroup,
-    RecordingStrategy, RecordingStrategyType, ResourceType,
+    ConfigurationRecorder, DeliveryChannel, ExclusionByResourceTypes, RecordingFrequency,
+    RecordingGroup, RecordingStrategy, RecordingStrategyType, ResourceType,
 };
 use aws_sdk_config::Client;
 
@@ -36,6 +36,14 @@ pub enum RecorderError {
          recorder is otherwise left as it is)"
     )]
     NoSecurityGroups { name: String, place: Place },
+    #[error(
+        "the AWS Config recorder {name:?} in {place} is AWS Control Tower's, and Control Tower's \
+         controls forbid changing it (the preventive control \"Disallow configuration changes to \
+         AWS Config\", AWS-GR_CONFIG_CHANGE_PROHIBITED): --extend-recorder cannot add \
+         AWS::EC2::SecurityGroup to it. Have the type recorded through Control Tower (its \
+         landing zone's AWS Config settings), then run install again without --extend-recorder"
+    )]
+    ControlTower { name: String, place: Place },
 }
 
 fn aws_error<E, R>(
@@ -104,6 +112,46 @@ impl Found {
 
     pub fn recorder_name(&self) -> Option<&str> {
         self.recorder.as_ref().and_then(|r| r.name())
+    }
+
+    /// Why security groups are recorded only once a day, if they are: the recorder's
+    /// `recordingMode` is DAILY with no CONTINUOUS override for the type, or an override sets the
+    /// type to DAILY. Daily recording reports a change only at the next daily capture, up to 24
+    /// hours later ("Recording frequency", AWS Config developer guide).
+    pub fn daily_security_groups(&self) -> Option<String> {
+        let recorder = self.recorder.as_ref()?;
+        let name = recorder.name().unwrap_or("?");
+        let mode = recorder.recording_mode()?;
+        let override_for_groups = mode.recording_mode_overrides().iter().find(|o| {
+            o.resource_types()
+                .iter()
+                .any(|t| t.as_str() == SECURITY_GROUP)
+        });
+        match override_for_groups {
+            Some(o) if o.recording_frequency() == &RecordingFrequency::Daily => Some(format!(
+                "recorder {name} has a recording-mode override{} that records \
+                 {SECURITY_GROUP} daily",
+                o.description()
+                    .map(|d| format!(" ({d:?})"))
+                    .unwrap_or_default()
+            )),
+            Some(_) => None,
+            None if mode.recording_frequency() == &RecordingFrequency::Daily => Some(format!(
+                "recorder {name} records daily (recordingMode DAILY), {SECURITY_GROUP} included"
+            )),
+            None => None,
+        }
+    }
+
+    /// Whether the recorder is AWS Control Tower's: Control Tower names its recorder
+    /// `aws-controltower-BaselineConfigRecorder` and its role `aws-controltower-ConfigRecorderRole`
+    /// ("Resources created in shared accounts", AWS Control Tower user guide).
+    pub fn is_control_towers(&self) -> bool {
+        self.recorder.as_ref().is_some_and(|r| {
+            r.name().is_some_and(|n| n.starts_with("aws-controltower-"))
+                || r.role_arn()
+                    .is_some_and(|a| a.contains(":role/aws-controltower-"))
+        })
     }
 
     pub fn channel_name(&self) -> Option<&str> {
@@ -254,6 +302,13 @@ pub fn steps(
             if !found.records_security_groups() {
                 if !want.extend {
                     return Err(RecorderError::NoSecurityGroups {
+                        name: name.to_owned(),
+                        place: place.clone(),
+                    });
+                }
+                // Said before any call: the write would only come back AccessDenied.
+                if found.is_control_towers() {
+                    return Err(RecorderError::ControlTower {
                         name: name.to_owned(),
                         place: place.clone(),
                     });
@@ -793,6 +848,87 @@ mod tests {
         };
         assert!(found(group("AWS::S3::Bucket")).records_security_groups());
         assert!(!found(group(SECURITY_GROUP)).records_security_groups());
+    }
+
+    #[test]
+    fn extending_control_towers_recorder_is_refused_with_a_sentence() {
+        let w = want();
+        let mut found = ours(&w, true);
+        found.recorder = Some(recorder(
+            "aws-controltower-BaselineConfigRecorder",
+            RecordingGroup::builder()
+                .all_supported(false)
+                .resource_types(ResourceType::from("AWS::S3::Bucket"))
+                .build(),
+            "arn:aws:iam::111122223333:role/aws-controltower-ConfigRecorderRole",
+        ));
+        let mut extend = w.clone();
+        extend.extend = true;
+        let text = steps(&found, Owned::default(), &extend, &place())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("AWS Control Tower's")
+                && text.contains("forbid changing it")
+                && text.contains("--extend-recorder cannot add")
+                && text.contains("111122223333"),
+            "{text}"
+        );
+    }
+
+    /// `recordingMode` as the ConfigurationRecorder reference documents it: a frequency and
+    /// overrides by resource type.
+    #[test]
+    fn daily_recording_of_security_groups_is_named() {
+        use aws_sdk_config::types::{RecordingMode, RecordingModeOverride};
+        let with_mode = |mode: RecordingMode| Found {
+            recorder: Some(
+                ConfigurationRecorder::builder()
+                    .name("default")
+                    .recording_group(RecordingGroup::builder().all_supported(true).build())
+                    .recording_mode(mode)
+                    .build(),
+            ),
+            ..Found::default()
+        };
+        let mode = |f: RecordingFrequency, o: Option<(&str, RecordingFrequency)>| {
+            RecordingMode::builder()
+                .recording_frequency(f)
+                .set_recording_mode_overrides(o.map(|(t, f)| {
+                    vec![RecordingModeOverride::builder()
+                        .description("cost")
+                        .resource_types(ResourceType::from(t))
+                        .recording_frequency(f)
+                        .build()
+                        .unwrap()]
+                }))
+                .build()
+                .unwrap()
+        };
+        use RecordingFrequency::{Continuous, Daily};
+        assert_eq!(Found::default().daily_security_groups(), None);
+        assert_eq!(
+            with_mode(mode(Continuous, None)).daily_security_groups(),
+            None
+        );
+        let daily = with_mode(mode(Daily, None))
+            .daily_security_groups()
+            .unwrap();
+        assert!(daily.contains("recordingMode DAILY"), "{daily}");
+        let overridden = with_mode(mode(Continuous, Some((SECURITY_GROUP, Daily))))
+            .daily_security_groups()
+            .unwrap();
+        assert!(overridden.contains("override (\"cost\")"), "{overridden}");
+        // Daily for everything but security groups is fine; daily for other types only too.
+        assert_eq!(
+            with_mode(mode(Daily, Some((SECURITY_GROUP, Continuous)))).daily_security_groups(),
+            None
+        );
+        assert_eq!(
+            with_mode(mode(Continuous, Some(("AWS::EC2::Instance", Daily))))
+                .daily_security_groups(),
+            None
+        );
     }
 
     #[test]

@@ -112,6 +112,9 @@ pub struct Record {
     pub groups: Vec<String>,
     /// The error recorded with it.
     pub error: Option<String>,
+    /// The function that failed (a Lambda failure record's `requestContext.functionArn`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
     /// The event to give the function again; none when there is nothing to replay.
     #[serde(skip)]
     pub event: Option<Value>,
@@ -130,10 +133,14 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             kind: Kind::Unknown,
             groups: Vec::new(),
             error: None,
+            function: None,
             event: None,
         };
     };
-    if v.get("requestContext").is_some() && v.get("requestPayload").is_some() {
+    // Keyed on `requestContext`: Lambda leaves `requestPayload` out of a record that would be too
+    // large for the destination ("Capturing records of Lambda asynchronous invocations"), and
+    // such a record still names the function and the error.
+    if v["requestContext"].is_object() {
         let response = &v["responsePayload"];
         let error = match (
             response["errorType"].as_str(),
@@ -155,6 +162,9 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             kind: Kind::LambdaFailure,
             groups: groups(&event),
             error,
+            function: v["requestContext"]["functionArn"]
+                .as_str()
+                .map(str::to_owned),
             event: Some(event).filter(|e| !e.is_null()),
         };
     }
@@ -183,6 +193,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             } else {
                 format!("{reason} ({})", rejected.join("; "))
             }),
+            function: None,
             event: None,
         };
     }
@@ -199,6 +210,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             kind: Kind::SnsUndelivered,
             groups: groups(&event),
             error: attribute_error(),
+            function: None,
             event: Some(event),
         };
     }
@@ -207,6 +219,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             kind: Kind::EventbridgeUndelivered,
             groups: groups(&v),
             error: attribute_error(),
+            function: None,
             event: Some(v),
         };
     }
@@ -214,6 +227,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
         kind: Kind::Unknown,
         groups: Vec::new(),
         error: None,
+        function: None,
         event: None,
     }
 }
@@ -320,8 +334,18 @@ impl std::fmt::Display for Redrive {
                 m.record.kind,
                 age(m.age_secs)
             )?;
+            if let Some(function) = &m.record.function {
+                writeln!(f, "      function: {function}")?;
+            }
             if let Some(e) = &m.record.error {
                 writeln!(f, "      error: {}", one_line(e))?;
+            }
+            if m.record.kind == Kind::LambdaFailure && m.record.event.is_none() {
+                writeln!(
+                    f,
+                    "      the event itself is not in the record (Lambda leaves it out when the \
+                     record would be too large): find it by the request id in the function's log"
+                )?;
             }
             if let Some(r) = &m.result {
                 let answer = m
@@ -475,7 +499,19 @@ pub async fn run(
             lambda_config = lambda_config.endpoint_url(url);
         }
         let lambda = aws_sdk_lambda::Client::from_conf(lambda_config.build());
-        for (parked, receipt) in messages.iter_mut() {
+        // The messages were hidden for VISIBILITY_SECS when received; a run of slow invocations
+        // can outlast that (and any fixed time: SQS hides a message for 12 hours at most), so
+        // as the run reaches each message, the ones still held are hidden again when little of
+        // that time is left.
+        let mut hidden_until =
+            std::time::Instant::now() + Duration::from_secs(VISIBILITY_SECS as u64);
+        for i in 0..messages.len() {
+            let now = std::time::Instant::now();
+            if extend_due(hidden_until, now) {
+                hide(&sqs, &queue_url, &messages[i..], VISIBILITY_SECS).await;
+                hidden_until = now + Duration::from_secs(VISIBILITY_SECS as u64);
+            }
+            let (parked, receipt) = &mut messages[i];
             let Some(event) = &parked.record.event else {
                 parked.result = Some("kept: nothing to replay".to_owned());
                 continue;
@@ -508,7 +544,7 @@ pub async fn run(
         }
     }
     // What was not deleted is visible again at once, for status and the next redrive.
-    release(&sqs, &queue_url, &messages).await;
+    hide(&sqs, &queue_url, &messages, 0).await;
     Ok(Redrive {
         queue_url,
         messages: messages.into_iter().map(|(p, _)| p).collect(),
@@ -547,8 +583,20 @@ async fn receive(
     Ok(out)
 }
 
-/// Makes the messages still held visible again.
-async fn release(sqs: &aws_sdk_sqs::Client, queue_url: &str, messages: &[(Parked, String)]) {
+/// Whether the messages still held must be hidden again before the next invocation: less than
+/// half of their hiding time is left (an invocation may take the function's whole timeout).
+fn extend_due(hidden_until: std::time::Instant, now: std::time::Instant) -> bool {
+    hidden_until.saturating_duration_since(now) < Duration::from_secs(VISIBILITY_SECS as u64 / 2)
+}
+
+/// Sets the visibility timeout of the messages still held (`ChangeMessageVisibilityBatch`): 0
+/// makes them visible again at once; more keeps them hidden from other readers that long.
+async fn hide(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &[(Parked, String)],
+    secs: i32,
+) {
     let held: Vec<&String> = messages
         .iter()
         .map(|(_, r)| r)
@@ -560,14 +608,14 @@ async fn release(sqs: &aws_sdk_sqs::Client, queue_url: &str, messages: &[(Parked
             if let Ok(entry) = ChangeMessageVisibilityBatchRequestEntry::builder()
                 .id(i.to_string())
                 .receipt_handle(receipt.as_str())
-                .visibility_timeout(0)
+                .visibility_timeout(secs)
                 .build()
             {
                 request = request.entries(entry);
             }
         }
         if let Err(e) = request.send().await {
-            tracing::warn!(error = %error_text(&e), "could not make the listed messages visible again; they are after {VISIBILITY_SECS} s");
+            tracing::warn!(error = %error_text(&e), secs, "could not change the visibility of the listed messages");
         }
     }
 }
@@ -638,6 +686,57 @@ mod tests {
             Some("InvocationError: 1 of 1 notifications could not be delivered")
         );
         assert_eq!(r.event, Some(sns_event("sg-0abc")));
+    }
+
+    /// A record too large for the destination comes without `requestPayload`: still a Lambda
+    /// failure, with its function and error, kept (nothing to replay).
+    #[test]
+    fn a_lambda_failure_record_without_its_payload_names_the_function_and_error() {
+        let body = json!({
+            "version": "1.0", "timestamp": "2026-11-28T10:00:00.000Z",
+            "requestContext": {"requestId": "r-2", "functionArn": "arn:aws:lambda:us-east-1:1:function:f:$LATEST",
+                               "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": {"errorType": "InvocationError", "errorMessage": "SES throttled"}
+        });
+        let r = read(&body.to_string(), &HashMap::new());
+        assert_eq!(r.kind, Kind::LambdaFailure);
+        assert_eq!(r.error.as_deref(), Some("InvocationError: SES throttled"));
+        assert_eq!(
+            r.function.as_deref(),
+            Some("arn:aws:lambda:us-east-1:1:function:f:$LATEST")
+        );
+        assert_eq!(r.event, None);
+        let shown = Redrive {
+            queue_url: "q".into(),
+            messages: vec![Parked {
+                message_id: "m-1".into(),
+                replayable: false,
+                record: r,
+                age_secs: 5,
+                result: None,
+                answer: None,
+            }],
+            replayed: false,
+        }
+        .to_string();
+        assert!(
+            shown.contains("function failed every retry")
+                && shown.contains("function: arn:aws:lambda:us-east-1:1:function:f:$LATEST")
+                && shown.contains("error: InvocationError: SES throttled")
+                && shown.contains("not in the record"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_held_messages_are_hidden_again_before_their_time_runs_out() {
+        let start = std::time::Instant::now();
+        let until = start + Duration::from_secs(VISIBILITY_SECS as u64);
+        assert!(!extend_due(until, start));
+        assert!(!extend_due(until, start + Duration::from_secs(59)));
+        assert!(extend_due(until, start + Duration::from_secs(61)));
+        assert!(extend_due(until, start + Duration::from_secs(600)));
     }
 
     #[test]

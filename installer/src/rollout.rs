@@ -51,9 +51,12 @@ pub struct RolloutArgs {
     /// How many account/regions run at once
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// Handler zip to install everywhere (built once if absent)
+    /// Handler zip to install everywhere (built once per architecture if absent)
     #[arg(long, value_name = "PATH")]
     pub handler_zip: Option<PathBuf>,
+    /// CPU architecture of the Lambda where the targets file sets no `arch` (default arm64)
+    #[arg(long, value_enum)]
+    pub arch: Option<package::Arch>,
     /// install, plan, status or teardown
     #[arg(value_enum)]
     pub action: Action,
@@ -89,6 +92,9 @@ pub struct TargetSettings {
     /// `sns` or `eventbridge`; anything else is an error in the file, not a silent default.
     pub source: Option<Source>,
     pub extend_recorder: Option<bool>,
+    /// `arm64` or `x86_64`, as `install --arch`; a target's or `defaults`' key wins over
+    /// `rollout --arch`.
+    pub arch: Option<package::Arch>,
 }
 
 impl TargetSettings {
@@ -105,6 +111,7 @@ impl TargetSettings {
             stack_name: self.stack_name.or(d.stack_name),
             source: self.source.or(d.source),
             extend_recorder: self.extend_recorder.or(d.extend_recorder),
+            arch: self.arch.or(d.arch),
         }
     }
 }
@@ -491,31 +498,65 @@ pub async fn rollout(
     targets: Vec<Target>,
     on_done: impl Fn(&TargetReport),
 ) -> Result<Rollout, crate::Error> {
-    // Built (or checked) once for every target, before any AWS call.
-    let zip = match (&args.handler_zip, args.action) {
-        (_, Action::Status | Action::Teardown) => None,
-        (Some(p), _) => Some(package::check_zip(p, package::Arch::Arm64)?.path),
-        (None, _) => Some(package::build(package::Arch::Arm64, Path::new("dist"))?.path),
+    // Built (or checked) once per architecture the targets use, before any AWS call.
+    let zips = match args.action {
+        Action::Status | Action::Teardown => Vec::new(),
+        Action::Install | Action::Plan => {
+            let mut arches: Vec<package::Arch> = Vec::new();
+            for t in &targets {
+                let arch = arch(t, args.arch);
+                if !arches.contains(&arch) {
+                    arches.push(arch);
+                }
+            }
+            // Two architectures are built side by side, each in its own directory.
+            let one = arches.len() == 1;
+            let mut zips = Vec::new();
+            for arch in arches {
+                let dir = match one {
+                    true => PathBuf::from("dist"),
+                    false => Path::new("dist").join(arch.as_str()),
+                };
+                let zip = match &args.handler_zip {
+                    Some(p) => package::check_zip(p, arch)?,
+                    None => package::build(arch, &dir)?,
+                };
+                zips.push((arch, zip.path));
+            }
+            zips
+        }
     };
     let base = crate::aws::load(g).await?;
     // Roles given by name are in the caller's partition, read from its own ARN.
     let partition = crate::aws::partition(&base).await?;
     let action = args.action;
+    let flag = args.arch;
     let run = |t: Target| {
-        let (base, zip, g, partition) = (base.clone(), zip.clone(), g.clone(), partition.clone());
-        async move { on_target(&base, &g, &t, &partition, action, zip).await }
+        let arch = arch(&t, flag);
+        let zip = zips
+            .iter()
+            .find(|(a, _)| *a == arch)
+            .map(|(_, z)| z.clone());
+        let (base, g, partition) = (base.clone(), g.clone(), partition.clone());
+        async move { on_target(&base, &g, &t, &partition, action, arch, zip).await }
     };
     let reports = run_all(targets, action, args.concurrency, run, on_done).await;
     Ok(Rollout(reports))
 }
 
+/// The architecture a target's handler is built for: its own `arch` (or `defaults`'), else
+/// `--arch`, else arm64.
+fn arch(t: &Target, flag: Option<package::Arch>) -> package::Arch {
+    t.settings.arch.or(flag).unwrap_or_default()
+}
+
 /// The install/plan flags a target's settings stand for.
-fn install_args(t: &Target, zip: Option<PathBuf>) -> InstallArgs {
+fn install_args(t: &Target, arch: package::Arch, zip: Option<PathBuf>) -> InstallArgs {
     let s = &t.settings;
     InstallArgs {
         sender: s.sender.clone().unwrap_or_default(),
         policy: s.policy.clone(),
-        arch: package::Arch::Arm64,
+        arch,
         stack_name: stack_name(t),
         handler_zip: zip,
         source: s.source,
@@ -541,14 +582,19 @@ async fn on_target(
     t: &Target,
     partition: &str,
     action: Action,
+    arch: package::Arch,
     zip: Option<PathBuf>,
 ) -> Result<Vec<String>, crate::Error> {
     let config = crate::aws::assume(base, g, t, partition).await;
     match action {
-        Action::Install => Ok(install::install(&install_args(t, zip), &config, false)
+        Action::Install => Ok(
+            install::install(&install_args(t, arch, zip), &config, false)
+                .await?
+                .changes,
+        ),
+        Action::Plan => Ok(install::plan(&install_args(t, arch, zip), &config)
             .await?
             .changes),
-        Action::Plan => Ok(install::plan(&install_args(t, zip), &config).await?.changes),
         Action::Status => {
             let args = status::StatusArgs {
                 stack_name: stack_name(t),
@@ -625,6 +671,27 @@ targets:
             t[2].settings.policy.fallback_recipient.as_deref(),
             Some("secops@example.com")
         );
+    }
+
+    #[test]
+    fn the_architecture_comes_from_the_target_then_defaults_then_the_flag() {
+        use package::Arch;
+        let text = "defaults:\n  role_name: R\n  sender: a@example.com\n  regions: [us-east-1]\n  \
+                    arch: x86_64\ntargets:\n  - account: \"111122223333\"\n  \
+                    - account: \"444455556666\"\n    arch: arm64\n";
+        let t = parse_targets("t.yaml", text).unwrap();
+        assert_eq!(arch(&t[0], None), Arch::X86_64);
+        assert_eq!(arch(&t[0], Some(Arch::Arm64)), Arch::X86_64);
+        assert_eq!(arch(&t[1], Some(Arch::X86_64)), Arch::Arm64);
+        assert_eq!(
+            install_args(&t[0], arch(&t[0], None), None).arch,
+            Arch::X86_64
+        );
+        let plain = parse_targets("t.yaml", GOOD).unwrap();
+        assert_eq!(arch(&plain[0], None), Arch::Arm64);
+        assert_eq!(arch(&plain[0], Some(Arch::X86_64)), Arch::X86_64);
+        let e = error(&text.replace("arch: x86_64", "arch: amd64"));
+        assert!(e.to_string().contains("amd64"), "{e}");
     }
 
     fn error(text: &str) -> TargetsError {

@@ -1,8 +1,10 @@
 //! Whether the stack's roles may do what they exist for, asked of IAM's policy simulator
 //! (`iam:SimulatePrincipalPolicy`), which evaluates the role's own policies together with its
 //! permissions boundary and the organization's SCPs: the handler role sends as the sender,
-//! reads an oversized item, claims in the table, parks a failure and looks up CloudTrail; the
-//! Config role delivers to the bucket and the topic. `status` prints a FAIL naming each denied
+//! reads an oversized item (from the bucket, or through AWS Config), claims in the table, parks
+//! a failure and looks up CloudTrail, and, where the stack turns the feature on, reads the
+//! destinations' parameters (and decrypts them through SSM with their key) and reads a group and
+//! its rules for an early warning; the Config role delivers to the bucket and the topic. `status` prints a FAIL naming each denied
 //! action and the template statement that should grant it.
 //!
 //! The decision on one simulator answer ([`verdict`]) is pure; [`simulate`] asks IAM.
@@ -68,13 +70,27 @@ pub struct HandlerUse<'a> {
     pub bucket: &'a str,
     pub table: &'a str,
     pub queue_arn: &'a str,
+    /// The SSM parameters the destinations name (stack parameter `DestinationParameters`).
+    pub destination_parameters: Vec<&'a str>,
+    /// The customer managed key of those parameters (`DestinationKmsKeyArn`), if any.
+    pub destination_key: Option<&'a str>,
+    /// Whether the actor feed, and so the early warning, is on (`ActorFeed`).
+    pub actor_feed: bool,
+}
+
+/// The endpoint suffix of a partition, as `AWS::URLSuffix` gives it.
+fn url_suffix(partition: &str) -> &'static str {
+    match partition {
+        "aws-cn" => "amazonaws.com.cn",
+        _ => "amazonaws.com",
+    }
 }
 
 pub fn handler_asks(h: &HandlerUse<'_>) -> Vec<Ask> {
     let p = partition(h.role_arn);
     let (region, account) = (h.region, h.account);
     let identity = |name: &str| format!("arn:{p}:ses:{region}:{account}:identity/{name}");
-    vec![
+    let mut asks = vec![
         Ask::new("ses:SendEmail", identity(h.identity), "SendAsSenderOnly")
             .with("ses:FromAddress", h.sender),
         Ask::new(
@@ -103,7 +119,41 @@ pub fn handler_asks(h: &HandlerUse<'_>) -> Vec<Ask> {
         ),
         Ask::new("sqs:SendMessage", h.queue_arn, "OnFailureDestination"),
         Ask::new("cloudtrail:LookupEvents", "*", "FindWhoChangedIt"),
-    ]
+        Ask::new(
+            "config:GetResourceConfigHistory",
+            "*",
+            "ReadItemsThroughConfig",
+        ),
+    ];
+    for name in &h.destination_parameters {
+        // Parameter ARNs join `parameter` and a name that starts with `/`.
+        let name = name.strip_prefix('/').unwrap_or(name);
+        asks.push(Ask::new(
+            "ssm:GetParameter",
+            format!("arn:{p}:ssm:{region}:{account}:parameter/{name}"),
+            "ReadDestinationSecrets",
+        ));
+    }
+    if let (Some(key), false) = (h.destination_key, h.destination_parameters.is_empty()) {
+        // Parameter Store decrypts on the caller's behalf: the request carries kms:ViaService.
+        asks.push(
+            Ask::new("kms:Decrypt", key, "DecryptDestinationSecrets")
+                .with("kms:ViaService", format!("ssm.{region}.{}", url_suffix(p))),
+        );
+    }
+    if h.actor_feed {
+        asks.push(Ask::new(
+            "ec2:DescribeSecurityGroups",
+            "*",
+            "ReadGroupTagsForEarlyWarning",
+        ));
+        asks.push(Ask::new(
+            "ec2:DescribeSecurityGroupRules",
+            "*",
+            "ReadRuleDirectionForEarlyWarning",
+        ));
+    }
+    asks
 }
 
 /// What AWS Config does with the stack's Config role (the template's ConfigRole `deliver`
@@ -251,6 +301,9 @@ mod tests {
             bucket: "sgwatch-configbucket-1",
             table: "sgwatch-IdempotencyTable-1",
             queue_arn: "arn:aws:sqs:us-east-1:123456789012:sgwatch-FailureQueue-1",
+            destination_parameters: Vec::new(),
+            destination_key: None,
+            actor_feed: false,
         })
     }
 
@@ -288,7 +341,8 @@ mod tests {
                 "dynamodb:UpdateItem",
                 "dynamodb:GetItem",
                 "sqs:SendMessage",
-                "cloudtrail:LookupEvents"
+                "cloudtrail:LookupEvents",
+                "config:GetResourceConfigHistory"
             ]
         );
         let cn = config_asks(
@@ -299,6 +353,65 @@ mod tests {
             "arn:aws-cn:sns:cn-north-1:1:t",
         );
         assert_eq!(cn[1].resource, "arn:aws-cn:s3:::b");
+    }
+
+    /// Each feature's grants are asked where the stack turns it on: an SCP that denies one is
+    /// then named by status.
+    #[test]
+    fn the_grants_of_each_feature_are_asked_when_it_is_on() {
+        let key = "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let asks = handler_asks(&HandlerUse {
+            role_arn: "arn:aws-cn:iam::123456789012:role/sgwatch-HandlerRole-ABC",
+            region: "cn-north-1",
+            account: "123456789012",
+            sender: "alerts@example.com",
+            identity: "example.com",
+            bucket: "b",
+            table: "t",
+            queue_arn: "arn:aws-cn:sqs:cn-north-1:123456789012:q",
+            destination_parameters: vec!["/sgwatch/secops-slack", "/sgwatch/siem-key"],
+            destination_key: Some(key),
+            actor_feed: true,
+        });
+        let extra: Vec<(&str, &str, &str)> = asks[8..]
+            .iter()
+            .map(|a| (a.action, a.resource.as_str(), a.statement))
+            .collect();
+        assert_eq!(
+            extra,
+            [
+                (
+                    "ssm:GetParameter",
+                    "arn:aws-cn:ssm:cn-north-1:123456789012:parameter/sgwatch/secops-slack",
+                    "ReadDestinationSecrets"
+                ),
+                (
+                    "ssm:GetParameter",
+                    "arn:aws-cn:ssm:cn-north-1:123456789012:parameter/sgwatch/siem-key",
+                    "ReadDestinationSecrets"
+                ),
+                ("kms:Decrypt", key, "DecryptDestinationSecrets"),
+                (
+                    "ec2:DescribeSecurityGroups",
+                    "*",
+                    "ReadGroupTagsForEarlyWarning"
+                ),
+                (
+                    "ec2:DescribeSecurityGroupRules",
+                    "*",
+                    "ReadRuleDirectionForEarlyWarning"
+                ),
+            ]
+        );
+        assert_eq!(
+            asks[10].context,
+            [(
+                "kms:ViaService",
+                "ssm.cn-north-1.amazonaws.com.cn".to_owned()
+            )]
+        );
+        // Off: only what every install needs.
+        assert_eq!(uses().len(), 8);
     }
 
     #[test]
@@ -411,6 +524,6 @@ mod tests {
                 .build()
         });
         let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&all]);
-        assert_eq!(simulate(&iam, ROLE, &asks).await, Simulated::Allowed(7));
+        assert_eq!(simulate(&iam, ROLE, &asks).await, Simulated::Allowed(8));
     }
 }

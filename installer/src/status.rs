@@ -429,6 +429,22 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
             bucket,
             table,
             queue_arn: queue,
+            destination_parameters: seen
+                .params
+                .get("DestinationParameters")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            destination_key: seen
+                .params
+                .get("DestinationKmsKeyArn")
+                .map(String::as_str)
+                .filter(|k| !k.is_empty()),
+            actor_feed: seen.params.get("ActorFeed").map(String::as_str) == Some("on"),
         });
         handler = Some(simulate::simulate(&iam, role_arn, &asks).await);
     }
@@ -516,6 +532,7 @@ fn recorder_link(seen: &Seen) -> Vec<Check> {
                 ),
             )
         },
+        frequency_check(found),
         if found.recording {
             Check::ok("recorder is recording", "recording")
         } else {
@@ -537,6 +554,24 @@ fn recorder_link(seen: &Seen) -> Vec<Check> {
             None => Check::warn("last recording status", "nothing recorded yet"),
         },
     ]
+}
+
+/// How often the recorder records security groups: a daily recording reports a change up to a
+/// day late, so every email is that late.
+pub fn frequency_check(found: &Found) -> Check {
+    const CHECK: &str = "recording frequency";
+    match found.daily_security_groups() {
+        Some(daily) => Check::fail(
+            CHECK,
+            format!(
+                "{daily}: AWS Config reports a change to a group only at its next daily capture, \
+                 so owners hear of it up to 24 hours late. Set the recorder's recording \
+                 frequency to continuous (or a CONTINUOUS override for {})",
+                recorder::SECURITY_GROUP
+            ),
+        ),
+        None => Check::ok(CHECK, "continuous"),
+    }
 }
 
 /// The delivery channel: to the bucket, to the topic, and its last delivery.
@@ -937,6 +972,40 @@ mod tests {
             "Principal":{{"Service":"sns.amazonaws.com"}},"Action":"lambda:InvokeFunction",
             "Condition":{condition}}}]}}"#
         )
+    }
+
+    #[test]
+    fn a_recorder_that_records_groups_daily_fails() {
+        use aws_sdk_config::types::{
+            ConfigurationRecorder, RecordingFrequency, RecordingGroup, RecordingMode,
+        };
+        let found = |frequency| Found {
+            recorder: Some(
+                ConfigurationRecorder::builder()
+                    .name("default")
+                    .recording_group(RecordingGroup::builder().all_supported(true).build())
+                    .recording_mode(
+                        RecordingMode::builder()
+                            .recording_frequency(frequency)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            ),
+            ..Found::default()
+        };
+        let ok = frequency_check(&found(RecordingFrequency::Continuous));
+        assert_eq!((ok.level, ok.detail.as_str()), (Level::Ok, "continuous"));
+        let daily = frequency_check(&found(RecordingFrequency::Daily));
+        assert_eq!(daily.level, Level::Fail);
+        assert!(
+            daily.detail.starts_with("recorder default records daily")
+                && daily.detail.contains("up to 24 hours late"),
+            "{}",
+            daily.detail
+        );
+        // A recorder without recordingMode (as before the setting existed) is continuous.
+        assert_eq!(frequency_check(&Found::default()).level, Level::Ok);
     }
 
     #[test]

@@ -52,6 +52,18 @@ pub struct VerifyArgs {
     pub poll: Duration,
 }
 
+/// Whether a change made now can reach the handler within `timeout`: not when the recorder
+/// records security groups once a day.
+pub fn precheck(found: &crate::recorder::Found, timeout: Duration) -> Result<(), VerifyError> {
+    match found.daily_security_groups() {
+        Some(daily) => Err(VerifyError::DailyRecording {
+            daily,
+            timeout: format!("{} s", timeout.as_secs()),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// `90`, `90s`, `15m`, `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -110,6 +122,13 @@ pub enum VerifyError {
         group: String,
         deleted: Result<(), String>,
     },
+    #[error(
+        "{daily}: AWS Config would report verify's change only at its next daily capture, up to \
+         24 hours from now, so verify would time out after {timeout}. Set the recorder's \
+         recording frequency to continuous (or a CONTINUOUS override for \
+         AWS::EC2::SecurityGroup) and run verify again; no group was created"
+    )]
+    DailyRecording { daily: String, timeout: String },
     #[error("interrupted while waiting for {group}{}", deleted_note(.deleted))]
     Interrupted {
         group: String,
@@ -369,6 +388,12 @@ pub async fn run(
         tag("NotifyTag", "NotifyOnChange"),
         tag("OwnerTag", "OwnerDL"),
     );
+
+    // A recorder that records groups daily would leave verify waiting for nothing: said now.
+    // (One that cannot be read is no reason not to try.)
+    if let Ok(found) = crate::recorder::find(&crate::aws::configservice(config), &place).await {
+        precheck(&found, args.timeout)?;
+    }
 
     let ec2 = crate::aws::ec2(config);
     let vpc_id = match &args.vpc_id {
@@ -674,6 +699,36 @@ mod tests {
             decided_at_ms: Some(1_795_867_207_000),
             accepted_at_ms: accepted,
         }
+    }
+
+    #[test]
+    fn a_daily_recorder_is_said_before_any_group_is_made() {
+        use aws_sdk_config::types::{ConfigurationRecorder, RecordingFrequency, RecordingMode};
+        let found = |frequency| crate::recorder::Found {
+            recorder: Some(
+                ConfigurationRecorder::builder()
+                    .name("default")
+                    .recording_mode(
+                        RecordingMode::builder()
+                            .recording_frequency(frequency)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            ),
+            ..Default::default()
+        };
+        let fifteen = Duration::from_secs(900);
+        assert!(precheck(&found(RecordingFrequency::Continuous), fifteen).is_ok());
+        let said = precheck(&found(RecordingFrequency::Daily), fifteen)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            said.starts_with("recorder default records daily")
+                && said.contains("would time out after 900 s")
+                && said.contains("no group was created"),
+            "{said}"
+        );
     }
 
     #[test]

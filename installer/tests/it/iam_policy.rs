@@ -14,6 +14,9 @@ use sgwatch_tests::{Moto, REGION};
 
 const SENDER: &str = "alerts@example.com";
 const STACK: &str = "sgwatch";
+/// The SecureString a Slack destination's URL is kept in: status checks it exists without
+/// reading its value.
+const SLACK_PARAMETER: &str = "/sgwatch/ops-slack";
 
 /// The installer's policy, as a user attaches it.
 fn installer_policy() -> String {
@@ -96,6 +99,8 @@ fn install_args<'a>(verb: &'a str, zip: &'a Path) -> Vec<&'a str> {
         SENDER,
         "--handler-zip",
         zip.to_str().unwrap(),
+        "--destination",
+        "ops=slack:/sgwatch/ops-slack",
     ]
 }
 
@@ -203,6 +208,14 @@ async fn the_installer_policy_allows_install_plan_status_test_event_and_teardown
     assert_ne!(other_stack, installer_policy());
     let other_stack = user_with(&setup, "other-stack", &other_stack).await;
     let group = watched_group(&setup).await;
+    aws_sdk_ssm::Client::new(&setup)
+        .put_parameter()
+        .name(SLACK_PARAMETER)
+        .value("https://hooks.slack.com/services/T0/B0/secret")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
     moto.enforce_iam().await;
     let dir = scratch();
     let zip = sgwatch_tests::fake_handler_zip(&dir);
@@ -250,6 +263,12 @@ async fn the_installer_policy_allows_install_plan_status_test_event_and_teardown
     );
     let shown = succeeded(&moto, "status", &sgwatch(&moto, &installer, &["status"]));
     assert!(!shown.contains("FAIL"), "{shown}");
+    // The destination's parameter is found by its metadata (ssm:DescribeParameters), its value
+    // never read.
+    assert!(
+        shown.contains(&format!("{SLACK_PARAMETER} (SecureString)")),
+        "{shown}"
+    );
     // moto has no policy simulator (HTTP 500, as without enforcement); a 403 would be the policy.
     assert!(
         !shown.contains("HTTP 403") && !shown.contains("AccessDenied"),

@@ -315,7 +315,9 @@ async fn the_organization_wrapper_targets_every_active_account() {
     let setup = format!(
         "import boto3\no = boto3.client('organizations', endpoint_url='{e}', region_name='us-east-1')\n\
          o.create_organization(FeatureSet='ALL')\n\
-         for n in ['dept-a', 'dept-b']:\n    o.create_account(AccountName=n, Email=n + '@corp.example')\n",
+         for n in ['dept-a', 'dept-b', 'closed']:\n    o.create_account(AccountName=n, Email=n + '@corp.example')\n\
+         closed = [a['Id'] for a in o.list_accounts()['Accounts'] if a['Name'] == 'closed']\n\
+         o.close_account(AccountId=closed[0])\n",
         e = moto.endpoint
     );
     let ok = Command::new(&python)
@@ -347,8 +349,15 @@ async fn the_organization_wrapper_targets_every_active_account() {
         String::from_utf8_lossy(&out.stderr)
     );
     let yaml = String::from_utf8(out.stdout).unwrap();
-    // The management account and the two members, each a target; the file passes sgwatch's checks.
-    assert_eq!(yaml.matches("  - account: \"").count(), 3, "{yaml}");
+    // The two active members, each a target; the caller's own (management) account, which has no
+    // OrganizationAccountAccessRole, and the closed account are not. The file passes sgwatch's
+    // checks.
+    assert_eq!(yaml.matches("  - account: \"").count(), 2, "{yaml}");
+    assert!(
+        !yaml.contains(&format!("\"{}\"", sgwatch_tests::ACCOUNT)),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("# closed"), "{yaml}");
     assert!(
         yaml.contains("# dept-a") && yaml.contains("# dept-b"),
         "{yaml}"
@@ -369,5 +378,166 @@ async fn the_organization_wrapper_targets_every_active_account() {
         ],
     );
     let r = report(&out);
-    assert_eq!(r.len(), 6, "3 accounts x 2 regions");
+    assert_eq!(r.len(), 4, "2 accounts x 2 regions");
+}
+
+/// Runs `code` with the organization wrapper loaded as module `org` (no AWS call).
+fn with_org_script(code: &str) -> Output {
+    let python = sgwatch_tests::repo_root().join(".venv/bin/python");
+    let script = sgwatch_tests::repo_root().join("scripts/org-rollout.py");
+    let prelude = format!(
+        "import importlib.util, json, sys\n\
+         spec = importlib.util.spec_from_file_location('org', {script:?})\n\
+         org = importlib.util.module_from_spec(spec)\n\
+         spec.loader.exec_module(org)\n",
+        script = script.to_str().unwrap()
+    );
+    Command::new(python)
+        .arg("-c")
+        .arg(format!("{prelude}{code}"))
+        .output()
+        .unwrap()
+}
+
+/// `ListAccounts` as the Organizations API reference documents it: `State` (ACTIVE, SUSPENDED,
+/// PENDING_CLOSURE, CLOSED) beside, and after September 2026 instead of, the retired `Status`.
+/// moto returns both fields alike, so the shapes are given here.
+#[test]
+fn the_organization_wrapper_reads_state_before_status_and_skips_its_own_account() {
+    let code = r#"
+class Pages:
+    def __init__(self, accounts): self.accounts = accounts
+    def paginate(self, **_): return [{"Accounts": self.accounts}]
+class Org:
+    def get_paginator(self, name):
+        assert name == "list_accounts", name
+        return Pages([
+            {"Id": "111111111111", "Name": "state-only-active", "State": "ACTIVE"},
+            {"Id": "222222222222", "Name": "closing", "State": "PENDING_CLOSURE", "Status": "ACTIVE"},
+            {"Id": "333333333333", "Name": "closed", "State": "CLOSED"},
+            {"Id": "444444444444", "Name": "status-only-active", "Status": "ACTIVE"},
+            {"Id": "555555555555", "Name": "suspended", "State": "SUSPENDED", "Status": "SUSPENDED"},
+            {"Id": "666666666666", "Name": "neither"},
+            {"Id": "777777777777", "Name": "management", "State": "ACTIVE", "Status": "ACTIVE"},
+        ])
+found = org.accounts(Org(), None, own="777777777777")
+print(json.dumps({
+    "ids": [a["Id"] for a in found],
+    "regions": [org.organizations_region(p) for p in ["aws", "aws-cn", "aws-us-gov"]],
+}))
+"#;
+    let out = with_org_script(code);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen["ids"],
+        serde_json::json!(["111111111111", "444444444444"]),
+        "only ACTIVE accounts (State first, Status when State is absent), not the caller's"
+    );
+    // Organizations' endpoint for each partition, not us-east-1 everywhere.
+    assert_eq!(
+        seen["regions"],
+        serde_json::json!(["us-east-1", "cn-northwest-1", "us-gov-west-1"])
+    );
+}
+
+/// A zip whose `bootstrap` is a 64-bit little-endian ELF binary for x86_64 (e_machine 62).
+fn x86_64_handler_zip(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("bootstrap-x86_64.zip");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    z.start_file(
+        "bootstrap",
+        zip::write::SimpleFileOptions::default().unix_permissions(0o755),
+    )
+    .unwrap();
+    let mut elf = vec![0u8; 64];
+    elf[..4].copy_from_slice(b"\x7fELF");
+    elf[4] = 2; // 64-bit
+    elf[5] = 1; // little-endian
+    elf[18..20].copy_from_slice(&62u16.to_le_bytes());
+    z.write_all(&elf).unwrap();
+    z.finish().unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_architecture_is_taken_from_the_targets_file_or_the_flag() {
+    let moto = Moto::start();
+    let account = ACCOUNTS[0];
+    verify_everywhere(&moto, &[account]).await;
+    let dir = scratch("arch");
+    let zip = x86_64_handler_zip(&dir);
+    let plain = targets_file(&dir, &[account]);
+    let zip_arg = zip.to_str().unwrap();
+
+    // Without the flag or the key, an x86_64 handler is refused before any AWS call, saying so.
+    let (out, calls) = rollout(
+        &moto.endpoint,
+        &dir,
+        &[
+            "--targets",
+            plain.to_str().unwrap(),
+            "--handler-zip",
+            zip_arg,
+            "plan",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("x86_64") && err.contains("--arch"), "{err}");
+    assert!(calls.is_empty(), "{calls:?}");
+    // With --arch x86_64 the plan goes ahead.
+    let (out, _) = rollout(
+        &moto.endpoint,
+        &dir,
+        &[
+            "--targets",
+            plain.to_str().unwrap(),
+            "--handler-zip",
+            zip_arg,
+            "--arch",
+            "x86_64",
+            "plan",
+        ],
+    );
+    let r = report(&out);
+    assert!(r.iter().all(|t| t["result"] == "ok"), "{r:?}");
+
+    // The targets file's `arch` installs an x86_64 function.
+    let text = std::fs::read_to_string(&plain)
+        .unwrap()
+        .replace("defaults:\n", "defaults:\n  arch: x86_64\n");
+    let keyed = dir.join("keyed.yaml");
+    std::fs::write(&keyed, text).unwrap();
+    let (out, _) = rollout(
+        &moto.endpoint,
+        &dir,
+        &[
+            "--targets",
+            keyed.to_str().unwrap(),
+            "--handler-zip",
+            zip_arg,
+            "install",
+        ],
+    );
+    let r = report(&out);
+    assert!(r.iter().all(|t| t["result"] == "ok"), "{r:?}");
+    for region in REGIONS {
+        let config = moto
+            .sdk_config_in(region, Some(&role_arn(account, ROLE)))
+            .await;
+        let f = aws_sdk_lambda::Client::new(&config)
+            .get_function_configuration()
+            .function_name("sgwatch-handler")
+            .send()
+            .await
+            .unwrap();
+        let arches: Vec<&str> = f.architectures().iter().map(|a| a.as_str()).collect();
+        assert_eq!(arches, ["x86_64"], "{region}");
+    }
 }

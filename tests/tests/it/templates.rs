@@ -266,7 +266,13 @@ fn parameters_match_the_installer_contract() {
             Some(json!("arm64")),
             Some(&["arm64", "x86_64"]),
         ),
-        ("ArtifactBucket", "String", None, None),
+        ("ArtifactBucket", "String", Some(json!("")), None),
+        (
+            "ArtifactBucketPrefix",
+            "String",
+            Some(json!("sgwatch-artifacts")),
+            None,
+        ),
         ("ArtifactKey", "String", None, None),
         (
             "EventSource",
@@ -608,8 +614,9 @@ fn no_allow_statement_grants_a_wildcard_action() {
 
 #[test]
 fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
-    // LookupEvents, GetResourceConfigHistory and DescribeSecurityGroups have no resource-level
-    // permissions; everything else names its resource.
+    // LookupEvents, GetResourceConfigHistory, DescribeSecurityGroups and
+    // DescribeSecurityGroupRules have no resource-level permissions; everything else names its
+    // resource.
     for (place, doc) in policy_documents() {
         for s in statements(doc).into_iter().filter(|s| is_allow(s)) {
             if list(&s["Resource"]).iter().any(|r| *r == "*") {
@@ -617,7 +624,8 @@ fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
                 assert!(
                     a == ["cloudtrail:LookupEvents"]
                         || a == ["config:GetResourceConfigHistory"]
-                        || a == ["ec2:DescribeSecurityGroups"],
+                        || a == ["ec2:DescribeSecurityGroups"]
+                        || a == ["ec2:DescribeSecurityGroupRules"],
                     "{place}: Resource \"*\" for {a:?}"
                 );
             }
@@ -692,8 +700,10 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         // handler_reads_exactly_the_destination_parameters.
         ("ssm:GetParameter", Value::Null),
         ("kms:Decrypt", r#ref("DestinationKmsKeyArn")),
-        // Early warning reads the group's tags; only with the actor feed (see below).
+        // Early warning reads the group's tags, and whether a rewritten rule is ingress; only
+        // with the actor feed (see below).
         ("ec2:DescribeSecurityGroups", json!("*")),
+        ("ec2:DescribeSecurityGroupRules", json!("*")),
     ];
     let granted: BTreeSet<_> = role_allows("HandlerRole")
         .into_iter()
@@ -875,9 +885,23 @@ fn function_runs_the_uploaded_zip_with_its_own_role() {
     assert_eq!(p["Runtime"], "provided.al2023");
     assert_eq!(p["Handler"], "bootstrap");
     assert_eq!(p["Architectures"], json!([r#ref("Architecture")]));
+    let code = |params: &[(&str, &str)]| Resolver::new("sgwatch", params).resolve(&p["Code"]);
+    // What install passes: its own bucket.
     assert_eq!(
-        p["Code"],
-        json!({ "S3Bucket": r#ref("ArtifactBucket"), "S3Key": r#ref("ArtifactKey") })
+        code(&[
+            ("ArtifactBucket", "sgwatch-artifacts-1-us-east-1"),
+            ("ArtifactKey", "k")
+        ]),
+        json!({ "S3Bucket": "sgwatch-artifacts-1-us-east-1", "S3Key": "k" })
+    );
+    // What a stack set passes: one prefix, the bucket of each instance's region derived from it.
+    assert_eq!(
+        code(&[
+            ("ArtifactBucketPrefix", "sgwatch-artifacts-org"),
+            ("ArtifactKey", "k"),
+            ("AWS::Region", "eu-west-1")
+        ]),
+        json!({ "S3Bucket": "sgwatch-artifacts-org-eu-west-1", "S3Key": "k" })
     );
     assert_eq!(p["MemorySize"], json!(128));
     assert_eq!(p["Timeout"], json!(60));
@@ -1018,6 +1042,7 @@ impl Resolver {
         for (k, v) in [
             ("AWS::StackName", stack),
             ("AWS::Partition", "aws"),
+            ("AWS::URLSuffix", "amazonaws.com"),
             ("AWS::Region", sgwatch_tests::REGION),
             ("AWS::AccountId", sgwatch_tests::ACCOUNT),
         ]
@@ -1380,6 +1405,13 @@ fn the_actor_feed_rule_sends_security_group_calls_to_the_function_when_on() {
     };
     assert!(!describes(&role("off")));
     assert!(describes(&role("on")));
+    let reads_rules = |statements: &Vec<Value>| {
+        json!(statements)
+            .to_string()
+            .contains("ec2:DescribeSecurityGroupRules")
+    };
+    assert!(!reads_rules(&role("off")));
+    assert!(reads_rules(&role("on")));
     let early = |feed: &str| {
         Resolver::new("sgwatch", &[("ActorFeed", feed)])
             .resolve(&props("Function")["Environment"]["Variables"]["SGWATCH_EARLY_WARNING"])
@@ -1510,4 +1542,143 @@ fn pattern_matches(pattern: &str, value: &str) -> bool {
         .status()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
     out.success()
+}
+
+/// Every string of the template as deployed in AWS China (`aws-cn`, endpoint suffix
+/// `amazonaws.com.cn`), with where it sits.
+fn strings_in_china() -> Vec<(String, String)> {
+    let r = Resolver::new(
+        "sgwatch",
+        &[
+            ("AWS::Partition", "aws-cn"),
+            ("AWS::URLSuffix", "amazonaws.com.cn"),
+            ("AWS::Region", "cn-north-1"),
+            (
+                "DestinationKmsKeyArn",
+                "arn:aws-cn:kms:cn-north-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            ),
+            ("DestinationParameters", "/sgwatch/secops-slack"),
+            ("Destinations", "secops=slack:/sgwatch/secops-slack"),
+            ("ActorFeed", "on"),
+            ("EventSource", "eventbridge"),
+        ],
+    );
+    fn walk(v: &Value, at: String, out: &mut Vec<(String, String)>) {
+        match v {
+            Value::String(s) => out.push((at, s.clone())),
+            Value::Array(items) => {
+                for (i, x) in items.iter().enumerate() {
+                    walk(x, format!("{at}[{i}]"), out);
+                }
+            }
+            Value::Object(m) => {
+                for (k, x) in m {
+                    walk(x, format!("{at}.{k}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &r.resolve(&template()["Resources"]),
+        "Resources".into(),
+        &mut out,
+    );
+    out
+}
+
+/// In China and GovCloud, ARNs carry another partition and endpoints another suffix
+/// (`amazonaws.com.cn` in China): a hard-coded `arn:aws:` or `.amazonaws.com` would grant or
+/// condition on names that do not exist there ("Amazon Resource Names", AWS::URLSuffix in the
+/// CloudFormation pseudo parameters reference). Service principals (`config.amazonaws.com`)
+/// and CloudTrail's `eventSource` keep their names in every partition.
+#[test]
+fn the_template_renders_for_the_china_partition_without_a_hard_coded_suffix() {
+    let strings = strings_in_china();
+    let is_service_name = |at: &str| {
+        at.contains(".Principal") || at.ends_with(".Service") || at.contains(".eventSource")
+    };
+    let mut wrong = Vec::new();
+    for (at, s) in &strings {
+        if s.contains("arn:aws:") {
+            wrong.push(format!("{at}: {s}"));
+        }
+        let endpoint = s
+            .match_indices("amazonaws.com")
+            .any(|(i, _)| !s[i + "amazonaws.com".len()..].starts_with(".cn"));
+        if endpoint && !is_service_name(at) {
+            wrong.push(format!("{at}: {s}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "hard-coded for the aws partition:\n{}",
+        wrong.join("\n")
+    );
+    // The customer key decrypts only through China's Parameter Store endpoint.
+    let via: Vec<&str> = strings
+        .iter()
+        .filter(|(at, _)| at.ends_with("kms:ViaService"))
+        .map(|(_, s)| s.as_str())
+        .collect();
+    assert_eq!(via, ["ssm.cn-north-1.amazonaws.com.cn"]);
+    // The ARNs the template builds are China's.
+    assert!(strings
+        .iter()
+        .any(|(_, s)| s.starts_with("arn:aws-cn:ssm:cn-north-1:")));
+}
+
+/// A service-managed stack set names each instance's stack `StackSet-<set name>-<uuid>` (a 36
+/// character UUID): every name the template builds from the stack name must fit its limit for
+/// the longest set name docs/STACKSETS.md calls safe, and that is the longest that fits.
+#[test]
+fn names_fit_their_limits_for_the_longest_stack_set_name_the_docs_allow() {
+    let doc =
+        std::fs::read_to_string(sgwatch_tests::repo_root().join("docs/STACKSETS.md")).unwrap();
+    let said = doc
+        .split("at most **")
+        .nth(1)
+        .and_then(|rest| rest.split("**").next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .expect("docs/STACKSETS.md says: at most **N** characters");
+    // (resource, property, limit): Lambda function names 64 (Lambda API reference,
+    // CreateFunction); log group names 512 (CloudWatch Logs API reference, CreateLogGroup).
+    let limits = [
+        ("Function", "FunctionName", 64),
+        ("LogGroup", "LogGroupName", 512),
+    ];
+    let longest = |n: usize| {
+        let stack = format!(
+            "StackSet-{}-{}",
+            "s".repeat(n),
+            "0d3f2a1b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
+        );
+        let r = Resolver::new(&stack, &[]);
+        limits
+            .iter()
+            .map(|(id, prop, limit)| {
+                let name = r.resolve(&props(id)[*prop]);
+                (name.as_str().unwrap().len(), *limit, format!("{id}.{prop}"))
+            })
+            .collect::<Vec<_>>()
+    };
+    for (len, limit, what) in longest(said) {
+        assert!(len <= limit, "{what} is {len} characters, over {limit}");
+    }
+    assert!(
+        longest(said + 1).iter().any(|(len, limit, _)| len > limit),
+        "a set name of {} characters still fits: the docs could allow more",
+        said + 1
+    );
+    // Every other named resource gets a name CloudFormation generates and shortens to fit.
+    for (id, r) in template()["Resources"].as_object().unwrap() {
+        for (prop, v) in r["Properties"].as_object().into_iter().flatten() {
+            if v.to_string().contains("AWS::StackName")
+                && !limits.iter().any(|(i, p, _)| i == id && p == prop)
+            {
+                panic!("{id}.{prop} is built from the stack name: add its limit here");
+            }
+        }
+    }
 }
