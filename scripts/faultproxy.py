@@ -21,6 +21,10 @@ AWS gives for a while, such as IAM propagation delays. Repeatable.
 lets through at most 14 requests for that operation in any one second and answers the rest as
 SES v2 does over its sending rate: HTTP 429 TooManyRequestsException ("Maximum sending rate
 exceeded."). A REST API's operation is named by its method and path (REST_OPERATIONS). Repeatable.
+
+    faultproxy.py --target ... --rate 0 --reject-recipient b@corp.example
+answers every SES v2 SendEmail to that address (among its destinations) as SES does for an
+unverified recipient in the sandbox: HTTP 400 MessageRejected naming the address. Repeatable.
 """
 
 import argparse
@@ -53,6 +57,8 @@ def main():
                    help="delay every forwarded call by this much, like the round trip to AWS")
     p.add_argument("--rate-limit", action="append", default=[], metavar="OPERATION=N",
                    help="at most N requests per second for OPERATION, the rest answered HTTP 429")
+    p.add_argument("--reject-recipient", action="append", default=[], metavar="ADDRESS",
+                   help="answer SendEmail to ADDRESS with MessageRejected, as SES does in the sandbox")
     args = p.parse_args()
     # operation -> (requests per second, times of the requests let through in the last second)
     limits = {}
@@ -68,7 +74,8 @@ def main():
     rng = random.Random(args.seed)
     kinds = [f for f in args.faults.split(",") if f in FAULTS]
     lock = threading.Lock()
-    stats = {"requests": 0, "answered": 0, "rate_limited": 0, **{f: 0 for f in FAULTS}}
+    stats = {"requests": 0, "answered": 0, "rate_limited": 0, "rejected": 0, **{f: 0 for f in FAULTS}}
+    rejects = {a.lower() for a in args.reject_recipient}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -85,6 +92,14 @@ def main():
             operation = target_header.rsplit(".", 1)[-1] if target_header else next(
                 (kv[len("Action="):] for kv in body.decode("latin-1").split("&") if kv.startswith("Action=")), "")
             operation = REST_OPERATIONS.get((self.command, urllib.parse.urlsplit(self.path).path), operation)
+            rejected = self.rejected_recipient(operation, body)
+            if rejected:
+                with lock:
+                    stats["rejected"] += 1
+                message = ("Email address is not verified. The following identities failed the check "
+                           f"in region US-EAST-1: {rejected}")
+                return self.answer(400, json.dumps({"message": message}).encode(), "application/json",
+                                   {"x-amzn-ErrorType": "MessageRejected"})
             if self.over_rate(operation):
                 return self.answer(429, b'{"message":"Maximum sending rate exceeded."}', "application/json",
                                    {"x-amzn-ErrorType": "TooManyRequestsException"})
@@ -133,6 +148,18 @@ def main():
             extra = {k: v for k, v in resp.getheaders()
                      if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-type", "server", "date")}
             self.answer(resp.status, data, resp.getheader("Content-Type") or "text/plain", extra)
+
+        def rejected_recipient(self, operation, body):
+            """The first of SendEmail's destinations that is to be rejected, if any."""
+            if operation != "SendEmail" or not args.reject_recipient:
+                return None
+            try:
+                destination = json.loads(body or b"{}").get("Destination") or {}
+            except ValueError:
+                return None
+            addresses = [a for key in ("ToAddresses", "CcAddresses", "BccAddresses")
+                         for a in destination.get(key) or []]
+            return next((a for a in addresses if a.lower() in rejects), None)
 
         def over_rate(self, operation):
             """True (and counted) when `operation` has had its N requests in the last second."""

@@ -22,12 +22,18 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
+use sha2::{Digest, Sha256};
+
 use crate::decide::Subject;
+use crate::message::ItemChange;
 
 /// The lease when the invocation's deadline is unknown: longer than the function's timeout.
 pub const DEFAULT_LEASE_SECS: u64 = 120;
-/// How long a record is kept (the table's TTL removes it).
-const KEEP_SECS: u64 = 7 * 24 * 3600;
+/// How long a record is kept (the table's TTL removes it). Longer than an event can still come
+/// back: Lambda retries it for up to six hours (`MaximumEventAgeInSeconds`), then the failure
+/// queue keeps it for fourteen days (`MessageRetentionPeriod`, SQS's maximum), and `redrive`
+/// replays it from there. A record gone before that would let a replay email everyone again.
+pub const KEEP_SECS: u64 = 15 * 24 * 3600;
 /// Attempts at the writes that follow a send (on top of the SDK's own retries): losing one
 /// would let a late duplicate send again.
 const WRITE_ATTEMPTS: u32 = 3;
@@ -67,6 +73,24 @@ pub fn key(subject: &Subject) -> Option<String> {
         "{}/{}/{}/{}",
         subject.account, subject.region, subject.resource_id, state
     ))
+}
+
+/// The record key of a change, by its state id or, for an item that carries none, by a hash of
+/// the item and its diff: every delivery of one notification holds the same item, so a retry
+/// finds the ledger of the first attempt instead of sending again.
+pub fn key_of(subject: &Subject, change: &ItemChange) -> String {
+    key(subject).unwrap_or_else(|| {
+        let mut hash = Sha256::new();
+        // Serialising plain data (strings, maps, JSON values) cannot fail.
+        hash.update(serde_json::to_vec(change).unwrap_or_default());
+        format!(
+            "{}/{}/{}/sha256:{}",
+            subject.account,
+            subject.region,
+            subject.resource_id,
+            hex::encode(hash.finalize())
+        )
+    })
 }
 
 /// Seconds since the epoch.

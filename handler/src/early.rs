@@ -7,9 +7,10 @@
 //! opt-in, the owners, the fallback, `SGWATCH_ACCOUNTS`) holds for the warning too.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::decide::{decide, Analysis, Decision, Subject};
-use crate::feed::ApiCall;
+use crate::feed::{self, ApiCall};
 use crate::feed_store::Warning;
 use crate::rules::Action;
 use crate::settings::{Policy, SECURITY_GROUP};
@@ -71,6 +72,22 @@ pub fn decide_warning(
     Some(decide(analysis, policy))
 }
 
+/// How old a call may be and still be warned about. The warning says the call was made seconds
+/// ago; one delivered later than this (a replayed or long-delayed event) would mislead, and AWS
+/// Config's notification, which follows every change, tells it instead.
+pub const WARNING_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// True when `call` was made more than [`WARNING_MAX_AGE`] before `now`, or when its time cannot
+/// be read.
+pub fn too_late(call: &ApiCall, now: SystemTime) -> bool {
+    let now = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    call.time_secs()
+        .is_none_or(|at| now - at > WARNING_MAX_AGE.as_secs() as i64)
+}
+
 /// The notice on top of an early warning.
 pub fn warning_notice(call: &ApiCall) -> String {
     format!(
@@ -90,10 +107,56 @@ pub struct Part {
     pub told: Vec<String>,
 }
 
+/// The warnings that told the change `d` describes, each with the rules it told that still
+/// stand. A warning counts only when its call is one of the calls tied to this change
+/// ([`feed::tied`]): one about an earlier call told an earlier change, even of the same rule (a
+/// rule opened, revoked and opened again). A rule a later revoke on the group took back was not
+/// what this change added, whatever the warning said.
+pub fn standing(d: &Decision, warnings: &[Warning], calls: &[ApiCall]) -> Vec<Warning> {
+    let group = &d.analysis.subject.resource_id;
+    let tied: BTreeSet<&str> = feed::tied(calls, &d.analysis)
+        .into_iter()
+        .map(|c| c.event_id.as_str())
+        .collect();
+    let revoked_after = |rule: &str, warned: &Warning| {
+        let at = calls
+            .iter()
+            .find(|c| c.event_id == warned.event_id)
+            .and_then(ApiCall::time_secs);
+        calls.iter().any(|c| {
+            c.event_id != warned.event_id
+                && !c.failed()
+                && c.event_name.starts_with("Revoke")
+                && c.group_ids.contains(group)
+                && c.rules.iter().any(|r| r == rule)
+                // Same second or unknown: taken as after, so the owners are told again.
+                && match (c.time_secs(), at) {
+                    (Some(revoked), Some(warned)) => revoked >= warned,
+                    _ => true,
+                }
+        })
+    };
+    warnings
+        .iter()
+        .filter(|w| tied.contains(w.event_id.as_str()))
+        .map(|w| {
+            let mut w = w.clone();
+            let rules = std::mem::take(&mut w.rules);
+            w.rules = rules
+                .into_iter()
+                .filter(|rule| !revoked_after(rule, &w))
+                .collect();
+            w
+        })
+        .collect()
+}
+
 /// Splits the recipients of `d` by what early warnings told them: those told nothing get the
 /// whole change; those told some of its added rules get the rest, and nothing at all when the
-/// rest is empty (no other rule, property or note).
-pub fn subtract(d: &Decision, warnings: &[Warning]) -> Vec<Part> {
+/// rest is empty (no other rule, property or note). Only the warnings that still stand for this
+/// change count ([`standing`]); `calls` are the feed's calls on the group around it.
+pub fn subtract(d: &Decision, warnings: &[Warning], calls: &[ApiCall]) -> Vec<Part> {
+    let warnings = standing(d, warnings, calls);
     let mut by_told: BTreeMap<BTreeSet<String>, Vec<String>> = BTreeMap::new();
     for r in &d.recipients {
         let told: BTreeSet<String> = warnings
@@ -215,18 +278,37 @@ mod tests {
         assert!(decide_warning(&failed, "sg-1", &g, Severity::High, &p).is_none());
     }
 
-    #[test]
-    fn what_was_told_is_not_told_again() {
-        let d = rdp_decision();
+    /// The call that opened RDP (09:13:58, captured by Config at 09:14:07) and the warning that
+    /// told the owners of it.
+    fn rdp_call_and_warning() -> (ApiCall, Warning) {
+        let call = parse_event(&read("cloudtrail/authorize-ingress-iam-user.json")).unwrap();
         let warning = Warning {
-            event_id: "e".into(),
-            event_time: "2026-11-20T09:13:58Z".into(),
+            event_id: call.event_id.clone(),
+            event_time: call.event_time.clone(),
             rules: vec!["ingress tcp/3389 from 0.0.0.0/0".into()],
             recipients: vec!["Platform-Team@example.com".into()],
         };
-        assert!(subtract(&d, std::slice::from_ref(&warning)).is_empty());
+        (call, warning)
+    }
+
+    /// `call` made again at `time` with another event id (and, for a revoke, the other name).
+    fn again(call: &ApiCall, id: &str, name: &str, time: &str) -> ApiCall {
+        ApiCall {
+            event_id: id.into(),
+            event_name: name.into(),
+            event_time: time.into(),
+            ..call.clone()
+        }
+    }
+
+    #[test]
+    fn what_was_told_is_not_told_again() {
+        let d = rdp_decision();
+        let (call, warning) = rdp_call_and_warning();
+        let calls = std::slice::from_ref(&call);
+        assert!(subtract(&d, std::slice::from_ref(&warning), calls).is_empty());
         // Told nothing: the whole change.
-        let parts = subtract(&d, &[]);
+        let parts = subtract(&d, &[], calls);
         assert_eq!(parts.len(), 1);
         assert_eq!(parts[0].decision, d);
         // Something new besides: only that, with what was told.
@@ -238,10 +320,72 @@ mod tests {
                 previous: Some("a".into()),
                 updated: Some("b".into()),
             });
-        let parts = subtract(&more, &[warning]);
+        let parts = subtract(&more, &[warning], calls);
         assert_eq!(parts.len(), 1);
         assert!(parts[0].decision.analysis.changes.is_empty());
         assert_eq!(parts[0].decision.analysis.severity, Severity::Info);
         assert_eq!(parts[0].told, ["+ingress tcp/3389 from 0.0.0.0/0"]);
+    }
+
+    #[test]
+    fn a_warning_about_a_call_not_tied_to_this_change_tells_nothing_of_it() {
+        // Opened (warned) half an hour before, revoked since, and opened again by a call whose own
+        // warning did not go out: the reopening is told in full.
+        let d = rdp_decision();
+        let (call, warning) = rdp_call_and_warning();
+        let earlier = again(&call, "e-earlier", &call.event_name, "2026-11-20T08:43:58Z");
+        let warning = Warning {
+            event_id: earlier.event_id.clone(),
+            event_time: earlier.event_time.clone(),
+            ..warning
+        };
+        let revoke = again(
+            &call,
+            "e-revoke",
+            "RevokeSecurityGroupIngress",
+            "2026-11-20T08:50:00Z",
+        );
+        let parts = subtract(&d, &[warning], &[earlier, revoke]);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].decision, d);
+        assert!(parts[0].told.is_empty());
+    }
+
+    #[test]
+    fn a_warning_followed_by_a_revoke_of_its_rule_no_longer_counts() {
+        // All within minutes: warned at 09:05, revoked at 09:08, opened again at 09:13:58 (its
+        // call never reached the feed).
+        let d = rdp_decision();
+        let (call, warning) = rdp_call_and_warning();
+        let first = again(&call, "e-first", &call.event_name, "2026-11-20T09:05:00Z");
+        let warning = Warning {
+            event_id: first.event_id.clone(),
+            event_time: first.event_time.clone(),
+            ..warning
+        };
+        let revoke = again(
+            &call,
+            "e-revoke",
+            "RevokeSecurityGroupIngress",
+            "2026-11-20T09:08:00Z",
+        );
+        let parts = subtract(&d, std::slice::from_ref(&warning), &[first.clone(), revoke]);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].decision, d);
+        // Without the revoke, the warning told it all.
+        assert!(subtract(&d, &[warning], &[first]).is_empty());
+    }
+
+    #[test]
+    fn a_call_more_than_fifteen_minutes_old_is_not_warned_about() {
+        let (call, _) = rdp_call_and_warning();
+        let at = UNIX_EPOCH + Duration::from_secs(call.time_secs().unwrap() as u64);
+        assert!(!too_late(&call, at + Duration::from_secs(14 * 60)));
+        assert!(too_late(&call, at + Duration::from_secs(16 * 60)));
+        let unreadable = ApiCall {
+            event_time: "yesterday".into(),
+            ..call
+        };
+        assert!(too_late(&unreadable, at));
     }
 }

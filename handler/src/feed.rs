@@ -410,11 +410,39 @@ pub struct CallRef {
     pub user_agent: Option<String>,
 }
 
-/// The calls that made the change `analysis` describes: the successful calls on the group in the
-/// [`LOOK_BACK_SECS`] before the capture time, narrowed to the kinds of call that make such a
-/// change when any of those are there; grouped by caller (principal and source IP) in the order
-/// they called. Empty when the feed has none.
+/// The calls that made the change `analysis` describes, grouped by caller (principal and source
+/// IP) in the order they called (see [`tied`]). Empty when the feed has none.
 pub fn callers(calls: &[ApiCall], analysis: &Analysis) -> Vec<Caller> {
+    let mut out: Vec<Caller> = Vec::new();
+    for c in tied(calls, analysis) {
+        let principal = c.caller();
+        let call = CallRef {
+            event_name: c.event_name.clone(),
+            event_time: c.event_time.clone(),
+            request_id: c.request_id.clone(),
+            user_agent: c.user_agent.clone(),
+        };
+        match out
+            .iter_mut()
+            .find(|k| k.principal == principal && k.source_ip == c.source_ip)
+        {
+            Some(k) => k.calls.push(call),
+            None => out.push(Caller {
+                principal,
+                session_issuer: c.session_issuer.clone(),
+                session_name: c.session_name.clone(),
+                source_ip: c.source_ip.clone(),
+                calls: vec![call],
+            }),
+        }
+    }
+    out
+}
+
+/// The calls tied to the change `analysis` describes: the successful calls on the group in the
+/// [`LOOK_BACK_SECS`] before the capture time, narrowed to the kinds of call that make such a
+/// change when any of those are there; each once, in the order they were made.
+pub fn tied<'a>(calls: &'a [ApiCall], analysis: &Analysis) -> Vec<&'a ApiCall> {
     let s = &analysis.subject;
     let capture = s
         .capture_time
@@ -449,34 +477,11 @@ pub fn callers(calls: &[ApiCall], analysis: &Analysis) -> Vec<Caller> {
     } else {
         fitting
     };
-    let mut out: Vec<Caller> = Vec::new();
     let mut seen = BTreeSet::new();
-    for c in chosen {
-        if !seen.insert(&c.event_id) {
-            continue;
-        }
-        let principal = c.caller();
-        let call = CallRef {
-            event_name: c.event_name.clone(),
-            event_time: c.event_time.clone(),
-            request_id: c.request_id.clone(),
-            user_agent: c.user_agent.clone(),
-        };
-        match out
-            .iter_mut()
-            .find(|k| k.principal == principal && k.source_ip == c.source_ip)
-        {
-            Some(k) => k.calls.push(call),
-            None => out.push(Caller {
-                principal,
-                session_issuer: c.session_issuer.clone(),
-                session_name: c.session_name.clone(),
-                source_ip: c.source_ip.clone(),
-                calls: vec![call],
-            }),
-        }
-    }
-    out
+    chosen
+        .into_iter()
+        .filter(|c| seen.insert(&c.event_id))
+        .collect()
 }
 
 /// The calls that make the kind of change `analysis` describes.

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The AWS Config message type of a configuration item change.
@@ -46,6 +46,21 @@ pub struct Envelope {
     /// The SNS `MessageId` or the EventBridge event `id`, when the record came with one.
     pub message_id: Option<String>,
     pub message: Result<ConfigMessage, ParseError>,
+    /// The start of the record's body (at most [`BODY_EXCERPT_BYTES`]) when it could not be read
+    /// at all (not JSON, no message), so that it can be parked for someone to look at.
+    pub excerpt: Option<String>,
+}
+
+/// How much of an unreadable record's body is kept with it when it is parked.
+pub const BODY_EXCERPT_BYTES: usize = 2048;
+
+/// The first [`BODY_EXCERPT_BYTES`] of `text`, cut at a character boundary.
+pub fn excerpt(text: &str) -> String {
+    let mut end = text.len().min(BODY_EXCERPT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// The AWS Config messages sgwatch distinguishes.
@@ -73,7 +88,7 @@ impl ConfigMessage {
 }
 
 /// A `ConfigurationItemChangeNotification`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemChange {
     pub configuration_item: ConfigurationItem,
@@ -85,7 +100,7 @@ pub struct ItemChange {
 }
 
 /// `configurationItem`: the state of the resource after the change.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigurationItem {
     pub resource_type: String,
@@ -123,7 +138,7 @@ impl ConfigurationItem {
 }
 
 /// `configurationItemDiff`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemDiff {
     #[serde(default)]
@@ -133,7 +148,7 @@ pub struct ItemDiff {
 }
 
 /// One entry of `changedProperties`, keyed by property path and array position.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangedProperty {
     #[serde(default)]
@@ -225,6 +240,7 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
         return vec![Envelope {
             message_id,
             message,
+            excerpt: None,
         }];
     }
     if event.get("detail-type").is_some()
@@ -240,11 +256,13 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
         return vec![Envelope {
             message_id,
             message,
+            excerpt: None,
         }];
     }
     vec![Envelope {
         message_id: None,
         message: parse_message(event),
+        excerpt: None,
     }]
 }
 
@@ -254,16 +272,24 @@ fn sns_record(record: &Value) -> Envelope {
         .and_then(|s| s.get("MessageId"))
         .and_then(Value::as_str)
         .map(str::to_owned);
-    let message = match sns.and_then(|s| s.get("Message")).and_then(Value::as_str) {
-        None => Err(ParseError::MissingSnsMessage),
+    let (message, excerpt) = match sns.and_then(|s| s.get("Message")).and_then(Value::as_str) {
+        // The body is then the record itself, as SNS gave it.
+        None => (
+            Err(ParseError::MissingSnsMessage),
+            Some(excerpt(&record.to_string())),
+        ),
         Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(inner) => parse_owned_message(inner),
-            Err(e) => Err(ParseError::MessageNotJson(e.to_string())),
+            Ok(inner) => (parse_owned_message(inner), None),
+            Err(e) => (
+                Err(ParseError::MessageNotJson(e.to_string())),
+                Some(excerpt(text)),
+            ),
         },
     };
     Envelope {
         message_id,
         message,
+        excerpt,
     }
 }
 
@@ -452,6 +478,25 @@ mod tests {
             found[2].message.as_ref().unwrap_err(),
             &ParseError::UnknownShape
         );
+    }
+
+    #[test]
+    fn an_unreadable_record_keeps_the_start_of_its_body() {
+        let long = format!("{{not json {}", "é".repeat(2000));
+        let event = serde_json::json!({"Records": [
+            {"Sns": {"MessageId": "m-1", "Message": long}},
+            {"Sns": {"MessageId": "m-2"}},
+            {"Sns": {"MessageId": "m-3", "Message": "{\"messageType\": \"x\"}"}},
+        ]});
+        let found = envelopes(&event);
+        let kept = found[0].excerpt.as_deref().unwrap();
+        assert!(long.starts_with(kept));
+        assert!(kept.len() <= BODY_EXCERPT_BYTES && kept.len() > BODY_EXCERPT_BYTES - 2);
+        assert_eq!(
+            found[1].excerpt.as_deref(),
+            Some(r#"{"Sns":{"MessageId":"m-2"}}"#)
+        );
+        assert_eq!(found[2].excerpt, None);
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //!
 //! The item is read from the bucket when it is the stack's own; when it is another (an adopted
 //! channel's bucket, often in another account or under a KMS key we may not use) or the read
-//! fails, the two latest items of the resource are read through AWS Config itself
-//! (`GetResourceConfigHistory`) and their configurations compared, as a notification's diff would.
+//! fails, the notified item and the one before it are read through AWS Config itself
+//! (`GetResourceConfigHistory`, page after page: one call spans at most seven days) and their
+//! configurations compared, as a notification's diff would; with no earlier item, the email says
+//! the details are unavailable.
 //! An older delivery's bare item (no diff) is compared the same way; failing that, the email
 //! says the details are unavailable rather than staying silent.
 
 use std::io::Read;
+use std::time::SystemTime;
 
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_smithy_types::date_time::Format;
@@ -60,7 +63,12 @@ pub struct Resolved {
 
 /// Reads the full item of an oversized notification: from the stack's bucket, else through
 /// AWS Config.
-pub async fn resolve(services: &Services, oversized: &Oversized) -> Result<Resolved, FetchError> {
+/// `read_until` bounds the walk through AWS Config's history.
+pub async fn resolve(
+    services: &Services,
+    oversized: &Oversized,
+    read_until: Option<SystemTime>,
+) -> Result<Resolved, FetchError> {
     let summary = &oversized.configuration_item_summary;
     let location = oversized.s3_delivery_summary.bucket_and_key();
     let ours = match (&services.config_bucket, location) {
@@ -80,11 +88,8 @@ pub async fn resolve(services: &Services, oversized: &Oversized) -> Result<Resol
             details_unavailable: None,
         }),
         // An older delivery: the bare item, no diff.
-        Some(Ok(mut bare)) => match from_config(&services.config, oversized).await {
-            Ok(change) => Ok(Resolved {
-                change,
-                details_unavailable: None,
-            }),
+        Some(Ok(mut bare)) => match from_config(&services.config, oversized, read_until).await {
+            Ok(resolved) => Ok(resolved),
             Err(reason) => {
                 bare.configuration_item_diff = Some(ItemDiff {
                     change_type: summary.change_type.clone(),
@@ -98,22 +103,14 @@ pub async fn resolve(services: &Services, oversized: &Oversized) -> Result<Resol
                 })
             }
         },
-        Some(Err(s3)) => from_config(&services.config, oversized)
+        Some(Err(s3)) => from_config(&services.config, oversized, read_until)
             .await
-            .map(|change| Resolved {
-                change,
-                details_unavailable: None,
-            })
             .map_err(|config| FetchError::Neither {
                 s3: s3.to_string(),
                 config,
             }),
-        None => from_config(&services.config, oversized)
+        None => from_config(&services.config, oversized, read_until)
             .await
-            .map(|change| Resolved {
-                change,
-                details_unavailable: None,
-            })
             .map_err(|reason| FetchError::Config {
                 resource_id: summary.resource_id.clone(),
                 location: oversized
@@ -126,14 +123,30 @@ pub async fn resolve(services: &Services, oversized: &Oversized) -> Result<Resol
     }
 }
 
+/// Most pages of history read for one item. `GetResourceConfigHistory` spans at most seven days
+/// per call, so this covers Config's longest retention (2557 days) with room to spare; the time
+/// left in the invocation usually ends the walk first.
+const HISTORY_PAGES: usize = 400;
+
 /// The change as AWS Config's history tells it: the item of the notified state and the one
 /// before, their configurations compared as the notification's diff would.
+///
+/// One call spans at most seven days and may return fewer items than asked for, the rest behind
+/// `nextToken`; the state before a change is usually older than that, so pages are read until
+/// the item before the notified one turns up or the history ends (or `read_until` passes). With
+/// no earlier item the change is real but what it was cannot be said: the result says so
+/// (`details_unavailable`) rather than carry an empty diff, which would read as "no change".
 /// <https://docs.aws.amazon.com/config/latest/APIReference/API_GetResourceConfigHistory.html>
 pub async fn from_config(
     client: &aws_sdk_config::Client,
     oversized: &Oversized,
-) -> Result<ItemChange, String> {
+    read_until: Option<SystemTime>,
+) -> Result<Resolved, String> {
     let summary = &oversized.configuration_item_summary;
+    let notified_at = summary
+        .configuration_item_capture_time
+        .as_deref()
+        .and_then(|at| aws_smithy_types::DateTime::from_str(at, Format::DateTime).ok());
     let mut request = client
         .get_resource_config_history()
         .resource_type(aws_sdk_config::types::ResourceType::from(
@@ -141,49 +154,104 @@ pub async fn from_config(
         ))
         .resource_id(&summary.resource_id)
         .limit(2);
-    // Items up to the notified one: a later change must not stand in for this one.
-    if let Some(at) = summary.configuration_item_capture_time.as_deref() {
-        if let Ok(t) = aws_smithy_types::DateTime::from_str(at, Format::DateTime) {
-            request = request.later_time(t);
+    // Items up to the notified one. Whether `laterTime` itself is included is not documented, so
+    // a second is added; an item of a later change captured within it is passed over below by
+    // its state id.
+    if let Some(t) = notified_at {
+        request = request.later_time(aws_smithy_types::DateTime::from_secs_and_nanos(
+            t.secs() + 1,
+            t.subsec_nanos(),
+        ));
+    }
+    let wanted = summary.configuration_state_id.as_ref().map(state_text);
+    let mut pages = request.into_paginator().send();
+    let mut current: Option<aws_sdk_config::types::ConfigurationItem> = None;
+    let mut previous = None;
+    let mut read = 0;
+    let mut cut_short = None;
+    'pages: while previous.is_none() {
+        if read == HISTORY_PAGES || read_until.is_some_and(|t| SystemTime::now() >= t) {
+            cut_short = Some(read);
+            break;
+        }
+        let Some(page) = pages.next().await else {
+            break;
+        };
+        read += 1;
+        let page = page.map_err(|e| {
+            use aws_sdk_config::error::ProvideErrorMetadata;
+            match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                _ => aws_sdk_config::error::DisplayErrorContext(&e).to_string(),
+            }
+        })?;
+        for item in page.configuration_items.unwrap_or_default() {
+            if current.is_some() {
+                previous = Some(item);
+                continue 'pages;
+            }
+            match (&wanted, item.configuration_state_id()) {
+                (Some(wanted), Some(got)) if wanted != got => {
+                    if captured_after(&item, notified_at) {
+                        continue;
+                    }
+                    return Err(format!(
+                        "the history has no item of the notified state {wanted} (the latest is {got}; not recorded yet?)"
+                    ));
+                }
+                _ => current = Some(item),
+            }
         }
     }
-    let out = request.send().await.map_err(|e| {
-        use aws_sdk_config::error::ProvideErrorMetadata;
-        match (e.code(), e.message()) {
-            (Some(code), Some(message)) => format!("{code}: {message}"),
-            _ => aws_sdk_config::error::DisplayErrorContext(&e).to_string(),
-        }
-    })?;
-    let items = out.configuration_items();
-    let Some(current) = items.first() else {
+    let Some(current) = current else {
         return Err("the resource has no configuration history".to_owned());
     };
-    let wanted = summary.configuration_state_id.as_ref().map(state_text);
-    if let (Some(wanted), Some(got)) = (&wanted, current.configuration_state_id()) {
-        if wanted != got {
-            return Err(format!(
-                "the latest item in the history is state {got}, not the notified {wanted} (not recorded yet?)"
-            ));
-        }
-    }
-    let current_json = item_json(current)?;
+    let current_json = item_json(&current)?;
     let change_type = summary
         .change_type
         .clone()
         .unwrap_or_else(|| "UPDATE".to_owned());
-    let changed = match items.get(1) {
+    let mut details_unavailable = None;
+    let changed = match previous {
         Some(previous) => json!({"Configuration": {
-            "previousValue": item_json(previous)?["configuration"],
+            "previousValue": item_json(&previous)?["configuration"],
             "updatedValue": current_json["configuration"],
             "changeType": "UPDATE",
         }}),
-        None => json!({}),
+        // A created resource has nothing before it: its rules are in its configuration.
+        None if change_type == "CREATE" => json!({}),
+        None => {
+            details_unavailable = Some(match cut_short {
+                Some(pages) => format!(
+                    "AWS Config's history was read back {pages} pages (up to seven days each) without reaching the state before this one"
+                ),
+                None => "AWS Config's history holds no earlier state of the resource to compare with"
+                    .to_owned(),
+            });
+            json!({})
+        }
     };
     let notification = json!({
         "configurationItem": current_json,
         "configurationItemDiff": {"changeType": change_type, "changedProperties": changed},
     });
-    parse_oversized_object(&notification).map_err(|e| e.to_string())
+    let change = parse_oversized_object(&notification).map_err(|e| e.to_string())?;
+    Ok(Resolved {
+        change,
+        details_unavailable,
+    })
+}
+
+/// True when `item` was captured after the notified time: a later change's item, which the
+/// second added to `laterTime` may let in.
+fn captured_after(
+    item: &aws_sdk_config::types::ConfigurationItem,
+    notified_at: Option<aws_smithy_types::DateTime>,
+) -> bool {
+    match (item.configuration_item_capture_time(), notified_at) {
+        (Some(at), Some(notified)) => at.as_nanos() > notified.as_nanos(),
+        _ => false,
+    }
 }
 
 fn state_text(v: &Value) -> String {

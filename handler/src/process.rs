@@ -373,6 +373,16 @@ async fn process(
 ) -> Outcome {
     let message_id = envelope.message_id.as_deref().unwrap_or("-");
     let (change, note) = match envelope.message {
+        // A change to a resource type we do not watch is none of our business, readable or not.
+        Err(ParseError::Malformed {
+            message_type,
+            detail,
+            resource_type: Some(resource_type),
+            ..
+        }) if !settings.policy.resource_types.contains(&resource_type) => {
+            info!(message_id, message_type, resource_type, reason = %detail, "ignored: a malformed item of a resource type not watched");
+            return Outcome::Skipped;
+        }
         // A change notification we cannot read: never skipped when it may be a watched resource.
         Err(ParseError::Malformed {
             message_type,
@@ -388,6 +398,12 @@ async fn process(
             };
             let why = format!("the {message_type} could not be read: {detail}");
             return unreadable(facts, why, invocation, settings, services).await;
+        }
+        // A record of the Config topic with nothing readable in it could be any change: parked
+        // with what there is of it.
+        Err(e @ (ParseError::MessageNotJson(_) | ParseError::MissingSnsMessage)) => {
+            let excerpt = envelope.excerpt.as_deref().unwrap_or_default();
+            return park_unreadable(message_id, &e, excerpt, invocation, services).await;
         }
         Err(e @ ParseError::ApiCall(_)) => {
             info!(message_id, reason = %e, "skipped: not a call the actor feed records");
@@ -426,7 +442,11 @@ async fn process(
                 info!(message_id, account = %account, "skipped: account not served (SGWATCH_ACCOUNTS); its oversized item is not read");
                 return Outcome::Skipped;
             }
-            match oversized::resolve(services, &o).await {
+            // The history walk stops in time for the send that follows.
+            let read_until = invocation
+                .deadline
+                .and_then(|d| d.checked_sub(SEND_MARGIN + SEND_MARGIN));
+            match oversized::resolve(services, &o, read_until).await {
                 Ok(resolved) => (resolved.change, resolved.details_unavailable),
                 Err(e) => {
                     let facts = Facts {
@@ -508,7 +528,8 @@ async fn process_change(
     let facts = Facts::of(message_id, s);
     let feed = read_feed(services, &d).await;
     let warnings: &[Warning] = feed.as_ref().map(|f| &f.warnings[..]).unwrap_or_default();
-    let parts = early::subtract(&d, warnings);
+    let calls: &[ApiCall] = feed.as_ref().map(|f| &f.calls[..]).unwrap_or_default();
+    let parts = early::subtract(&d, warnings, calls);
     // The early warning goes by email only: destinations always get the whole change.
     if parts.is_empty() && d.destinations.is_empty() {
         info!(facts = ?facts, "skipped: the early warning told every recipient all of this change");
@@ -516,7 +537,7 @@ async fn process_change(
     }
     let claim = Ledger::claim(
         services,
-        dedupe::key(s),
+        Some(dedupe::key_of(s, change)),
         s.capture_time.as_deref(),
         invocation,
     );
@@ -705,6 +726,19 @@ async fn process_api_call(
         _ => call,
     };
     let warning = match settings.early_warning {
+        Some(level)
+            if !early::alarming(call, level).is_empty()
+                && early::too_late(call, SystemTime::now()) =>
+        {
+            info!(
+                message_id,
+                event_id = %call.event_id,
+                event_time = %call.event_time,
+                "no early warning: the call is more than {} minutes old; AWS Config's notification tells it",
+                early::WARNING_MAX_AGE.as_secs() / 60
+            );
+            None
+        }
         Some(level) if !early::alarming(call, level).is_empty() => {
             let mut worst = Outcome::Skipped;
             for group in &call.group_ids {
@@ -1129,9 +1163,9 @@ impl Delivered {
     }
 }
 
-/// Ledger name of the notice that tells the fallback recipient about rejected owners.
-fn notice_destination(fallback: &str) -> String {
-    format!("notice:{fallback}")
+/// Ledger name of the notice that tells the fallback recipient that SES rejected `rejected`.
+fn notice_destination(fallback: &str, rejected: &str) -> String {
+    format!("notice:{fallback}:{rejected}")
 }
 
 /// Sends to the recipients not yet in the ledger, recording each send; recipients SES rejects
@@ -1194,15 +1228,21 @@ async fn deliver(
         out.unreported = out.rejected.clone();
         return Ok(out);
     };
-    let notice_to = notice_destination(f);
-    if ledger.has(&notice_to) {
-        return Ok(out);
-    }
-    let why: Vec<String> = out
+    // Each rejected recipient is reported once per notification, in the version of the email
+    // they were sent: the versions an early warning splits the email into report each their own.
+    let untold: Vec<&(String, SendError)> = out
         .rejected
         .iter()
-        .map(|(r, e)| format!("{r}: {e}"))
+        .filter(|(r, _)| !ledger.has(&notice_destination(f, r)))
         .collect();
+    if untold.is_empty() {
+        return Ok(out);
+    }
+    let notice_to: Vec<String> = untold
+        .iter()
+        .map(|(r, _)| notice_destination(f, r))
+        .collect();
+    let why: Vec<String> = untold.iter().map(|(r, e)| format!("{r}: {e}")).collect();
     let notice = format!(
         "SES rejected this email for {}. You receive it as sgwatch's fallback recipient.",
         why.join("; ")
@@ -1217,7 +1257,7 @@ async fn deliver(
     .await
     {
         Ok(id) => {
-            ledger.record(&[notice_to], Some(&id)).await?;
+            ledger.record(&notice_to, Some(&id)).await?;
             out.ids.push(id);
         }
         Err(e) if e.is_transient() => return Err(e.into()),
@@ -1315,6 +1355,85 @@ async fn park(
         .await
         .map_err(|e| e.to_string())?;
     Ok(true)
+}
+
+/// A record parked by the handler because nothing in it could be read: what identifies it and the
+/// start of its body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ParkedUnreadable<'a> {
+    source: &'static str,
+    reason: String,
+    facts: &'a Facts,
+    /// The first [`crate::message::BODY_EXCERPT_BYTES`] of the SNS message (or, without one,
+    /// of the record).
+    body: &'a str,
+}
+
+/// Parks a record that cannot be read at all (not JSON, no message) in the failure queue, once
+/// per message id. Without a queue the invocation fails, so Lambda retries it and then keeps
+/// the whole event in its on-failure destination.
+async fn park_unreadable(
+    message_id: &str,
+    why: &ParseError,
+    excerpt: &str,
+    invocation: &Invocation,
+    services: &Services,
+) -> Outcome {
+    let facts = Facts {
+        message_id: message_id.to_owned(),
+        ..Facts::default()
+    };
+    error!(message_id, reason = %why, "a record sgwatch could not read");
+    let Some(queue) = &services.failure_queue else {
+        return Outcome::Failed(format!(
+            "{message_id}: {why} (the record could not be read, and there is no failure queue to park it in)"
+        ));
+    };
+    let key = Some(format!("unreadable/{message_id}")).filter(|_| message_id != "-");
+    let mut ledger = match Ledger::claim(services, key, None, invocation).await {
+        Ok(Some(ledger)) => ledger,
+        Ok(None) => return Outcome::Skipped,
+        Err(e) => return Outcome::Failed(format!("{message_id}: {e}")),
+    };
+    const PARKED: &str = "failure-queue";
+    if ledger.has(PARKED) {
+        return Outcome::Parked;
+    }
+    let record = ParkedUnreadable {
+        source: "sgwatch",
+        reason: format!("the record could not be read: {why}"),
+        facts: &facts,
+        body: excerpt,
+    };
+    let sent = match serde_json::to_string(&record) {
+        Ok(body) => queue
+            .client
+            .send_message()
+            .queue_url(&queue.url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = sent {
+        ledger.release(invocation).await;
+        return Outcome::Failed(format!(
+            "{message_id}: {why}; could not park it in the failure queue: {e}"
+        ));
+    }
+    warn!(
+        message_id,
+        "parked in the failure queue: a record that could not be read"
+    );
+    // A lost record costs at most a second parked copy.
+    if let Err(e) = ledger.record(&[PARKED.to_owned()], None).await {
+        warn!(message_id, error = %e, "could not record the parked record");
+    } else if let Err(e) = ledger.mark_sent().await {
+        warn!(message_id, error = %e, "could not record the parked record");
+    }
+    Outcome::Parked
 }
 
 /// A change to a (possibly) watched resource that cannot be read: the fallback recipient gets
