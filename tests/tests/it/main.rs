@@ -11,5 +11,6 @@ mod harness;
 mod iam_enforced;
 mod installer_policy;
 mod redrive;
+mod send_once;
 mod templates;
 mod verify;
