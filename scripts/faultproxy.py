@@ -22,9 +22,15 @@ lets through at most 14 requests for that operation in any one second and answer
 SES v2 does over its sending rate: HTTP 429 TooManyRequestsException ("Maximum sending rate
 exceeded."). A REST API's operation is named by its method and path (REST_OPERATIONS). Repeatable.
 
+    faultproxy.py --target ... --rate 0.1 --faults drop-after --fault-operations SendEmail
+injects the random faults into those operations only (the others pass untouched);
+    faultproxy.py --target ... --rate 0 --slow SendEmail=5000
+delays that operation's requests by that many milliseconds before passing them on (a slow answer);
     faultproxy.py --target ... --rate 0 --reject-recipient b@corp.example
-answers every SES v2 SendEmail to that address (among its destinations) as SES does for an
-unverified recipient in the sandbox: HTTP 400 MessageRejected naming the address. Repeatable.
+answers a SendEmail naming that address as SES does in its sandbox for an unverified recipient:
+HTTP 400 MessageRejected, "Email address is not verified. The following identities failed the
+check in region ...: b@corp.example". Repeatable.
+Stats count each fault in all and per operation (`by_operation`: forwarded, and each fault).
 """
 
 import argparse
@@ -57,9 +63,19 @@ def main():
                    help="delay every forwarded call by this much, like the round trip to AWS")
     p.add_argument("--rate-limit", action="append", default=[], metavar="OPERATION=N",
                    help="at most N requests per second for OPERATION, the rest answered HTTP 429")
+    p.add_argument("--fault-operations", default="",
+                   help="comma-separated operations the random faults apply to (default: all)")
+    p.add_argument("--slow", action="append", default=[], metavar="OPERATION=MS",
+                   help="delay that operation's requests by MS milliseconds")
     p.add_argument("--reject-recipient", action="append", default=[], metavar="ADDRESS",
-                   help="answer SendEmail to ADDRESS with MessageRejected, as SES does in the sandbox")
+                   help="answer a SendEmail naming ADDRESS with SES's sandbox rejection of it")
     args = p.parse_args()
+    fault_operations = {o for o in args.fault_operations.split(",") if o}
+    slow = {}
+    for spec in args.slow:
+        operation, ms = spec.split("=", 1)
+        slow[operation] = float(ms) / 1000
+    rejected = {a.lower() for a in args.reject_recipient}
     # operation -> (requests per second, times of the requests let through in the last second)
     limits = {}
     for spec in args.rate_limit:
@@ -74,8 +90,13 @@ def main():
     rng = random.Random(args.seed)
     kinds = [f for f in args.faults.split(",") if f in FAULTS]
     lock = threading.Lock()
-    stats = {"requests": 0, "answered": 0, "rate_limited": 0, "rejected": 0, **{f: 0 for f in FAULTS}}
-    rejects = {a.lower() for a in args.reject_recipient}
+    stats = {"requests": 0, "answered": 0, "rate_limited": 0, "rejected_recipients": 0,
+             **{f: 0 for f in FAULTS}, "by_operation": {}}
+
+    def count(operation, what):
+        """One more `what` (forwarded, or a fault's name) for `operation`; the lock is held."""
+        per = stats["by_operation"].setdefault(operation or "-", {})
+        per[what] = per.get(what, 0) + 1
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -92,14 +113,6 @@ def main():
             operation = target_header.rsplit(".", 1)[-1] if target_header else next(
                 (kv[len("Action="):] for kv in body.decode("latin-1").split("&") if kv.startswith("Action=")), "")
             operation = REST_OPERATIONS.get((self.command, urllib.parse.urlsplit(self.path).path), operation)
-            rejected = self.rejected_recipient(operation, body)
-            if rejected:
-                with lock:
-                    stats["rejected"] += 1
-                message = ("Email address is not verified. The following identities failed the check "
-                           f"in region US-EAST-1: {rejected}")
-                return self.answer(400, json.dumps({"message": message}).encode(), "application/json",
-                                   {"x-amzn-ErrorType": "MessageRejected"})
             if self.over_rate(operation):
                 return self.answer(429, b'{"message":"Maximum sending rate exceeded."}', "application/json",
                                    {"x-amzn-ErrorType": "TooManyRequestsException"})
@@ -117,11 +130,23 @@ def main():
                                        "application/x-amz-json-1.1", {"x-amzn-ErrorType": answer[0]})
                 return self.answer(400, f"<ErrorResponse><Error><Type>Sender</Type><Code>{answer[0]}</Code>"
                                         f"<Message>{message}</Message></Error></ErrorResponse>".encode(), "text/xml")
+            if operation == "SendEmail" and rejected:
+                named = self.rejected_in(body)
+                if named:
+                    with lock:
+                        stats["rejected_recipients"] += 1
+                    # SES's sandbox answer for an unverified recipient, as SES v2 (REST-JSON) sends it.
+                    message = ("Email address is not verified. The following identities failed the check "
+                               f"in region US-EAST-1: {', '.join(named)}")
+                    return self.answer(400, json.dumps({"message": message}).encode(), "application/json",
+                                       {"x-amzn-ErrorType": "MessageRejected"})
             with lock:
                 stats["requests"] += 1
-                fault = rng.choice(kinds) if rng.random() < args.rate else None
+                faulted = not fault_operations or operation in fault_operations
+                fault = rng.choice(kinds) if faulted and rng.random() < args.rate else None
                 if fault:
                     stats[fault] += 1
+                    count(operation, fault)
             if fault == "drop-before":
                 return self.drop()
             if fault == "503":
@@ -137,6 +162,10 @@ def main():
                                         b"<Message>Rate exceeded (injected)</Message></Error></ErrorResponse>", "text/xml")
             if args.latency_ms:
                 time.sleep(args.latency_ms / 1000)
+            if operation in slow:
+                time.sleep(slow[operation])
+            with lock:
+                count(operation, "forwarded")
             conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
             conn.request(self.command, self.path, body=body, headers=headers)
@@ -149,17 +178,15 @@ def main():
                      if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-type", "server", "date")}
             self.answer(resp.status, data, resp.getheader("Content-Type") or "text/plain", extra)
 
-        def rejected_recipient(self, operation, body):
-            """The first of SendEmail's destinations that is to be rejected, if any."""
-            if operation != "SendEmail" or not args.reject_recipient:
-                return None
+        def rejected_in(self, body):
+            """The addresses of a SendEmail request that are to be rejected."""
             try:
                 destination = json.loads(body or b"{}").get("Destination") or {}
             except ValueError:
-                return None
-            addresses = [a for key in ("ToAddresses", "CcAddresses", "BccAddresses")
-                         for a in destination.get(key) or []]
-            return next((a for a in addresses if a.lower() in rejects), None)
+                return []
+            addresses = [a for field in ("ToAddresses", "CcAddresses", "BccAddresses")
+                         for a in destination.get(field) or []]
+            return [a for a in addresses if a.lower() in rejected]
 
         def over_rate(self, operation):
             """True (and counted) when `operation` has had its N requests in the last second."""

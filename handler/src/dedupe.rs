@@ -3,6 +3,9 @@
 //! A small DynamoDB record per (account, region, resource, `configurationStateId`) is the
 //! delivery ledger of that state:
 //! - `status` is `sending` while an attempt holds it and `sent` once every recipient was handled;
+//!   `parked` when some recipients were rejected for good and parked in the failure queue: a
+//!   replay of the parked event (or a late duplicate) may claim it again, and sends only to the
+//!   destinations not in `delivered`, so a recipient fixed meanwhile gets the email;
 //! - `owner` is the request id of the attempt holding it, so the SDK retrying our own claim (the
 //!   first put succeeded, its answer was lost) reads as acquired, not as someone else's claim;
 //! - `lease_until` ends the claim of an attempt that died; it is sized from the invocation's
@@ -37,6 +40,33 @@ pub const KEEP_SECS: u64 = 15 * 24 * 3600;
 /// Attempts at the writes that follow a send (on top of the SDK's own retries): losing one
 /// would let a late duplicate send again.
 const WRITE_ATTEMPTS: u32 = 3;
+/// One of those attempts, the SDK's retries inside it included: a stalled table costs this much,
+/// not the client's whole operation timeout.
+const WRITE_ATTEMPT_LIMIT: Duration = Duration::from_secs(4);
+
+/// The wait before attempt `n` (counted from 0) of a write that follows a send.
+const fn write_backoff(n: u32) -> Duration {
+    if n == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(100 << (2 * n))
+    }
+}
+
+/// The longest a write that follows a send ([`Dedupe::record_sent`], [`Dedupe::mark_sent`]) can
+/// take: every attempt at its limit, and the waits between them. A send starts only with at
+/// least this much time kept for its record.
+pub const RECORD_WORST_CASE: Duration = {
+    let mut total = Duration::ZERO;
+    let mut n = 0;
+    while n < WRITE_ATTEMPTS {
+        total = total
+            .saturating_add(write_backoff(n))
+            .saturating_add(WRITE_ATTEMPT_LIMIT);
+        n += 1;
+    }
+    total
+};
 
 /// The outcome of claiming a configuration state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,16 +198,22 @@ impl Dedupe {
                  decided_at_ms = if_not_exists(decided_at_ms, :now_ms), \
                  capture_time = if_not_exists(capture_time, :capture)",
             )
-            // Free, or a dead attempt's, or our own (the SDK retried a claim that had succeeded).
+            // Free, or a dead attempt's, or our own (the SDK retried a claim that had succeeded),
+            // or parked (a replay: it sends only to what the ledger lacks).
             .condition_expression(
-                "attribute_not_exists(pk) OR (#s = :sending AND (lease_until < :now OR #o = :owner))",
+                "attribute_not_exists(pk) OR #s = :parked \
+                 OR (#s = :sending AND (lease_until < :now OR #o = :owner))",
             )
+            .expression_attribute_values(":parked", AttributeValue::S("parked".into()))
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":sending", AttributeValue::S("sending".into()))
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .expression_attribute_values(":lease", AttributeValue::N(lease_until.to_string()))
-            .expression_attribute_values(":expires", AttributeValue::N((now + KEEP_SECS).to_string()))
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N((now + KEEP_SECS).to_string()),
+            )
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .expression_attribute_values(":now_ms", AttributeValue::N(now_ms.to_string()))
             .expression_attribute_values(
@@ -260,6 +296,16 @@ impl Dedupe {
     /// Marks the state as sent, for good. Retried within the invocation: a claim left in
     /// `sending` would be taken over by a late duplicate (which the ledger keeps from re-sending).
     pub async fn mark_sent(&self, key: &str) -> Result<(), DedupeError> {
+        self.settle(key, "sent").await
+    }
+
+    /// Marks the state as parked: some recipients were rejected for good and are in the failure
+    /// queue. A replay may claim it again and send to them alone.
+    pub async fn mark_parked(&self, key: &str) -> Result<(), DedupeError> {
+        self.settle(key, "parked").await
+    }
+
+    async fn settle(&self, key: &str, status: &str) -> Result<(), DedupeError> {
         let expires = (now() + KEEP_SECS).to_string();
         self.retried(|| {
             self.client
@@ -268,7 +314,7 @@ impl Dedupe {
                 .key("pk", AttributeValue::S(key.to_owned()))
                 .update_expression("SET #s = :sent, expires_at = :expires REMOVE lease_until")
                 .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":sent", AttributeValue::S("sent".into()))
+                .expression_attribute_values(":sent", AttributeValue::S(status.to_owned()))
                 .expression_attribute_values(":expires", AttributeValue::N(expires.clone()))
                 .send()
         })
@@ -313,12 +359,11 @@ impl Dedupe {
     {
         let mut last = String::new();
         for attempt in 0..WRITE_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(100 << (2 * attempt))).await;
-            }
-            match call().await {
-                Ok(_) => return Ok(()),
-                Err(e) => last = DisplayErrorContext(&e).to_string(),
+            tokio::time::sleep(write_backoff(attempt)).await;
+            match tokio::time::timeout(WRITE_ATTEMPT_LIMIT, call()).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => last = DisplayErrorContext(&e).to_string(),
+                Err(_) => last = format!("no answer within {}s", WRITE_ATTEMPT_LIMIT.as_secs_f32()),
             }
         }
         Err(self.error(last))

@@ -1,7 +1,13 @@
 //! Posting to chat and webhook destinations, at the edge: each destination's secret URL (and a
-//! webhook's signing key) is read from SSM Parameter Store once per container and kept; the post
-//! is an HTTPS POST with a time limit per attempt, retried on 429 (after `Retry-After`) and on 5xx
-//! or a failed connection, while a 4xx is final for that destination.
+//! webhook's signing key) is read from SSM Parameter Store and kept for at most
+//! [`CACHE_TTL`], so a rotated URL or key is picked up within minutes; a 401, 403 or 404 makes
+//! the caller read them again at once ([`Poster::refresh`]). The post is an HTTPS POST with a
+//! time limit per attempt, sent at most once per attempt of the function: it is retried only
+//! when the destination did not take it (a 429, after `Retry-After`) or the connection never
+//! carried it (refused); a 5xx, a timeout or a lost answer may have been acted on, so the
+//! invocation fails and the ledger decides what Lambda's retry posts. A 4xx is final for that
+//! destination, and a 3xx is an error naming where it points (a secret URL is never followed).
+//! No SSM read and no attempt starts that could not end before the caller's deadline.
 //!
 //! What becomes of a failure is the caller's ([`crate::process`]): a parameter that is missing or
 //! cannot be read, a URL that is not HTTPS, or a 4xx is logged and the other destinations and the
@@ -41,13 +47,19 @@ pub struct RetryPolicy {
     pub attempt_timeout: Duration,
 }
 
+/// How long a parameter's value is used before it is read again.
+pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// The longest an SSM read takes: the handler's operation timeout for every call.
+const PARAMETER_READ_LIMIT: Duration = Duration::from_secs(10);
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             attempts: 3,
             backoff: Duration::from_millis(250),
             max_retry_after: Duration::from_secs(10),
-            attempt_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(8),
         }
     }
 }
@@ -82,6 +94,19 @@ pub enum PostError {
         attempts: u32,
         reason: String,
     },
+    #[error("destination {destination} answered HTTP {status} pointing to {location}: a destination URL is never followed elsewhere; put the final URL in SSM parameter {parameter}")]
+    Redirected {
+        destination: String,
+        parameter: String,
+        status: u16,
+        location: String,
+    },
+    #[error("destination {destination}: {}s left, too little to {what}; Lambda's retry posts it", .left.as_secs())]
+    Deadline {
+        destination: String,
+        what: &'static str,
+        left: Duration,
+    },
 }
 
 impl PostError {
@@ -89,8 +114,10 @@ impl PostError {
     pub fn is_transient(&self) -> bool {
         match self {
             PostError::Parameter { transient, .. } => *transient,
-            PostError::Url { .. } | PostError::Refused { .. } => false,
-            PostError::Exhausted { .. } => true,
+            PostError::Url { .. } | PostError::Refused { .. } | PostError::Redirected { .. } => {
+                false
+            }
+            PostError::Exhausted { .. } | PostError::Deadline { .. } => true,
         }
     }
 }
@@ -110,10 +137,27 @@ pub struct Poster {
     config: SdkConfig,
     ssm: OnceLock<aws_sdk_ssm::Client>,
     http: OnceLock<Result<HttpsClient, String>>,
-    /// Parameter values read so far, by name. Failures are not kept: a parameter created or
-    /// fixed later is read on the next notification without waiting for a new container.
-    cache: Mutex<HashMap<String, String>>,
+    /// Parameter values read so far, by name, with when they were read. Failures are not kept:
+    /// a parameter created or fixed later is read on the next notification.
+    cache: Mutex<HashMap<String, (String, Instant)>>,
+    /// How long a value is used before it is read again ([`CACHE_TTL`]).
+    pub cache_ttl: Duration,
     pub retry: RetryPolicy,
+}
+
+/// What one attempt got back.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    location: Option<String>,
+    body: String,
+}
+
+/// Why one attempt got no answer, and whether the request can have left.
+struct NoAnswer {
+    reason: String,
+    /// The connection was never made (refused, no route): the request did not leave.
+    unsent: bool,
 }
 
 impl Poster {
@@ -128,8 +172,14 @@ impl Poster {
             ssm: OnceLock::new(),
             http: OnceLock::new(),
             cache: Mutex::new(HashMap::new()),
+            cache_ttl: CACHE_TTL,
             retry: RetryPolicy::default(),
         }
+    }
+
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Poster {
+        self.cache_ttl = ttl;
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Poster {
@@ -160,16 +210,69 @@ impl Poster {
             .map_err(Clone::clone)
     }
 
-    /// The value of `parameter` (decrypted), from the cache or from SSM.
+    /// The value of `parameter` (decrypted), from the cache while it is younger than
+    /// [`Poster::cache_ttl`], else from SSM.
     pub async fn parameter(&self, destination: &str, parameter: &str) -> Result<String, PostError> {
-        if let Some(v) = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.get(parameter).cloned())
-        {
+        self.parameter_until(destination, parameter, None).await
+    }
+
+    /// [`Poster::parameter`], reading SSM only when the read can end before `deadline`.
+    pub async fn parameter_until(
+        &self,
+        destination: &str,
+        parameter: &str,
+        deadline: Option<Instant>,
+    ) -> Result<String, PostError> {
+        let cached = self.cache.lock().ok().and_then(|c| {
+            c.get(parameter)
+                .filter(|(_, read)| read.elapsed() < self.cache_ttl)
+                .map(|(v, _)| v.clone())
+        });
+        if let Some(v) = cached {
             return Ok(v);
         }
+        ensure_time(
+            destination,
+            deadline,
+            PARAMETER_READ_LIMIT,
+            "read its SSM parameter",
+        )?;
+        self.read(destination, parameter).await
+    }
+
+    /// Reads `destination`'s parameters again (after a 401, 403 or 404: a rotated URL or key);
+    /// true when a value changed, so that one more post may succeed.
+    pub async fn refresh(&self, destination: &Destination, deadline: Option<Instant>) -> bool {
+        let name = destination.name.as_str();
+        let mut changed = false;
+        for parameter in std::iter::once(&destination.parameter).chain(&destination.key_parameter) {
+            if ensure_time(
+                name,
+                deadline,
+                PARAMETER_READ_LIMIT,
+                "read its SSM parameter",
+            )
+            .is_err()
+            {
+                return false;
+            }
+            let before = self
+                .cache
+                .lock()
+                .ok()
+                .and_then(|c| c.get(parameter.as_str()).map(|(v, _)| v.clone()));
+            match self.read(name, parameter).await {
+                Ok(now) => changed |= before.as_deref() != Some(now.as_str()),
+                Err(e) => {
+                    warn!(destination = name, error = %e, "could not read the parameter again")
+                }
+            }
+        }
+        changed
+    }
+
+    /// Reads `parameter` from SSM and keeps it.
+    async fn read(&self, destination: &str, parameter: &str) -> Result<String, PostError> {
         let error = |reason: String, transient: bool| PostError::Parameter {
             destination: destination.to_owned(),
             parameter: parameter.to_owned(),
@@ -204,21 +307,23 @@ impl Poster {
             .filter(|v| !v.trim().is_empty())
             .ok_or_else(|| error("it holds no value".to_owned(), false))?;
         if let Ok(mut cache) = self.cache.lock() {
-            cache.insert(parameter.to_owned(), value.clone());
+            cache.insert(parameter.to_owned(), (value.clone(), Instant::now()));
         }
         Ok(value)
     }
 
-    /// Posts `payload` to the URL in `destination`'s parameter. `budget` is the time this may take
-    /// in all (retries included); no wait or attempt starts that would overrun it.
+    /// Posts `payload` to the URL in `destination`'s parameter, done by `deadline`: no SSM read,
+    /// wait or attempt starts that would overrun it.
     pub async fn post(
         &self,
         destination: &Destination,
         payload: &Payload,
-        budget: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<(), PostError> {
         let name = destination.name.as_str();
-        let url = self.parameter(name, &destination.parameter).await?;
+        let url = self
+            .parameter_until(name, &destination.parameter, deadline)
+            .await?;
         let uri = checked_url(url.trim()).map_err(|reason| PostError::Url {
             destination: name.to_owned(),
             parameter: destination.parameter.clone(),
@@ -229,10 +334,6 @@ impl Poster {
             attempts: 0,
             reason,
         })?;
-        let started = Instant::now();
-        let fits = |wait: Duration| {
-            budget.is_none_or(|b| started.elapsed() + wait + self.retry.attempt_timeout <= b)
-        };
         let exhausted = |attempts: u32, reason: String| PostError::Exhausted {
             destination: name.to_owned(),
             attempts,
@@ -240,10 +341,17 @@ impl Poster {
         };
         let mut attempt = 0;
         loop {
+            ensure_time(name, deadline, self.retry.attempt_timeout, "start a post")?;
             attempt += 1;
-            let wait = match self.attempt(http, &uri, payload).await {
-                Ok((status, _, _)) if (200..300).contains(&status) => return Ok(()),
-                Ok((429, retry_after, body)) => {
+            let (wait, reason) = match self.attempt(http, &uri, payload).await {
+                Ok(a) if (200..300).contains(&a.status) => return Ok(()),
+                // The destination did not take it: worth another attempt after its wait.
+                Ok(Answer {
+                    status: 429,
+                    retry_after,
+                    body,
+                    ..
+                }) => {
                     let wait = retry_after.unwrap_or(self.backoff(attempt));
                     if wait > self.retry.max_retry_after {
                         return Err(exhausted(
@@ -256,21 +364,40 @@ impl Poster {
                     }
                     (wait, format!("HTTP 429: {body}"))
                 }
-                Ok((status, _, body)) if status >= 500 => {
-                    (self.backoff(attempt), format!("HTTP {status}: {body}"))
-                }
-                Ok((status, _, body)) => {
-                    return Err(PostError::Refused {
+                Ok(a) if (300..400).contains(&a.status) => {
+                    return Err(PostError::Redirected {
                         destination: name.to_owned(),
-                        status,
-                        body,
+                        parameter: destination.parameter.clone(),
+                        status: a.status,
+                        location: a
+                            .location
+                            .unwrap_or_else(|| "nowhere (no Location)".to_owned()),
                     })
                 }
-                Err(reason) => (self.backoff(attempt), reason),
+                // It may have been acted on: Lambda's retry decides, from the ledger.
+                Ok(a) if a.status >= 500 => {
+                    return Err(exhausted(attempt, format!("HTTP {}: {}", a.status, a.body)))
+                }
+                Ok(a) => {
+                    return Err(PostError::Refused {
+                        destination: name.to_owned(),
+                        status: a.status,
+                        body: a.body,
+                    })
+                }
+                Err(NoAnswer {
+                    reason,
+                    unsent: true,
+                }) => (self.backoff(attempt), reason),
+                Err(NoAnswer { reason, .. }) => return Err(exhausted(attempt, reason)),
             };
-            let (wait, reason) = wait;
-            if attempt >= self.retry.attempts || !fits(wait) {
+            if attempt >= self.retry.attempts {
                 return Err(exhausted(attempt, reason));
+            }
+            if let Some(d) = deadline {
+                if Instant::now() + wait + self.retry.attempt_timeout > d {
+                    return Err(exhausted(attempt, reason));
+                }
             }
             warn!(destination = name, attempt, wait_ms = wait.as_millis() as u64, reason = %reason, "post not taken; retrying");
             tokio::time::sleep(wait).await;
@@ -281,13 +408,14 @@ impl Poster {
         self.retry.backoff * 2u32.saturating_pow(attempt.saturating_sub(1))
     }
 
-    /// One attempt: the status, `Retry-After` (in seconds) and the start of the answer's body.
+    /// One attempt: the status, `Retry-After` (in seconds), `Location` and the start of the
+    /// answer's body.
     async fn attempt(
         &self,
         http: &HttpsClient,
         uri: &Uri,
         payload: &Payload,
-    ) -> Result<(u16, Option<Duration>, String), String> {
+    ) -> Result<Answer, NoAnswer> {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(uri.clone())
@@ -298,7 +426,10 @@ impl Poster {
         }
         let request = request
             .body(Full::new(Bytes::from(payload.body.clone())))
-            .map_err(|e| format!("could not build the request: {e}"))?;
+            .map_err(|e| NoAnswer {
+                reason: format!("could not build the request: {e}"),
+                unsent: true,
+            })?;
         let exchange = async {
             let response = http.request(request).await.map_err(|e| {
                 let mut reason = e.to_string();
@@ -307,7 +438,11 @@ impl Poster {
                     reason.push_str(&format!(": {s}"));
                     source = s.source();
                 }
-                reason
+                // A connection never made carried nothing; anything later may have.
+                NoAnswer {
+                    reason,
+                    unsent: e.is_connect(),
+                }
             })?;
             let status = response.status().as_u16();
             let retry_after = response
@@ -316,6 +451,11 @@ impl Poster {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(300).collect::<String>());
             let body = response
                 .into_body()
                 .collect()
@@ -327,16 +467,39 @@ impl Poster {
                 .take(300)
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();
-            Ok((status, retry_after, body))
+            Ok(Answer {
+                status,
+                retry_after,
+                location,
+                body,
+            })
         };
         tokio::time::timeout(self.retry.attempt_timeout, exchange)
             .await
-            .map_err(|_| {
-                format!(
+            .map_err(|_| NoAnswer {
+                reason: format!(
                     "no answer within {}s",
                     self.retry.attempt_timeout.as_secs_f32()
-                )
+                ),
+                unsent: false,
             })?
+    }
+}
+
+/// Fails when less than `needed` is left before `deadline`.
+fn ensure_time(
+    destination: &str,
+    deadline: Option<Instant>,
+    needed: Duration,
+    what: &'static str,
+) -> Result<(), PostError> {
+    match deadline {
+        Some(d) if Instant::now() + needed > d => Err(PostError::Deadline {
+            destination: destination.to_owned(),
+            what,
+            left: d.saturating_duration_since(Instant::now()),
+        }),
+        _ => Ok(()),
     }
 }
 

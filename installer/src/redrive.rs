@@ -15,9 +15,12 @@
 //! - what EventBridge could not deliver (the rule target's dead-letter queue): the event itself,
 //!   with the error in message attributes ("Using dead-letter queues to process undelivered
 //!   events", https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html);
-//! - the handler's own records (`"source": "sgwatch"`): recipients SES rejected for good. They
-//!   hold no event to replay (the rest of that notification was delivered), so they are listed
-//!   and kept: the fix is in SES (verify the recipient, leave the sandbox) or in the group's tags.
+//! - the handler's own records (`"source": "sgwatch"`): recipients SES rejected for good, or a
+//!   change every destination refused, with no one told. They carry the original event
+//!   (`event`): once the fix is made (verify the recipient, leave the sandbox, fix the group's
+//!   tags or the destination), a replay sends only to what the ledger lacks. A replay the
+//!   handler parks again (still rejected) keeps the message; older records without an event are
+//!   listed and kept.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,7 +89,8 @@ pub enum Kind {
     SnsUndelivered,
     /// EventBridge could not deliver the event to the function.
     EventbridgeUndelivered,
-    /// The handler parked recipients SES rejected for good.
+    /// The handler parked what no one could be told: recipients SES rejected for good, or a
+    /// change every destination refused.
     RejectedRecipients,
     /// Something else.
     Unknown,
@@ -98,7 +102,7 @@ impl std::fmt::Display for Kind {
             Kind::LambdaFailure => "function failed every retry",
             Kind::SnsUndelivered => "SNS could not deliver",
             Kind::EventbridgeUndelivered => "EventBridge could not deliver",
-            Kind::RejectedRecipients => "SES rejected recipients",
+            Kind::RejectedRecipients => "parked by the handler: no one could be told",
             Kind::Unknown => "not a record sgwatch knows",
         })
     }
@@ -194,7 +198,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
                 format!("{reason} ({})", rejected.join("; "))
             }),
             function: None,
-            event: None,
+            event: Some(v["event"].clone()).filter(|e| e.is_object()),
         };
     }
     if v["Type"] == "Notification" && v["Message"].is_string() {
@@ -517,6 +521,17 @@ pub async fn run(
                 continue;
             };
             match invoke(&lambda, &function, event).await {
+                // The handler parked it again (still rejected): this record stays the one.
+                Ok(answer)
+                    if parked.record.kind == Kind::RejectedRecipients
+                        && answer["parked"].as_u64().unwrap_or(0) > 0 =>
+                {
+                    parked.answer = Some(answer);
+                    parked.result = Some(
+                        "kept: replayed, and still not delivered; fix what the error says"
+                            .to_owned(),
+                    );
+                }
                 Ok(answer) => {
                     parked.answer = Some(answer);
                     match sqs
@@ -776,6 +791,20 @@ mod tests {
         assert_eq!(r.groups, ["sg-0999"]);
         assert!(r.error.unwrap().contains("b@corp.example: not verified"));
         assert_eq!(r.event, None);
+    }
+
+    #[test]
+    fn the_handlers_own_record_with_its_event_is_replayable() {
+        let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": "m-4",
+                           "Message": config_message("sg-0777").to_string()}}]});
+        let body = json!({"source": "sgwatch", "reason": "SES rejected these recipients for good",
+                          "facts": {"messageId": "m-4", "resourceId": "sg-0777"}, "subject": "s",
+                          "rejected": [{"recipient": "b@corp.example", "reason": "not verified"}],
+                          "delivered": ["a@corp.example"], "event": event});
+        let r = read(&body.to_string(), &HashMap::new());
+        assert_eq!(r.kind, Kind::RejectedRecipients);
+        assert_eq!(r.groups, ["sg-0777"]);
+        assert_eq!(r.event, Some(event));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A capture server on loopback for the chat and webhook destinations: it records every request
-//! (path, headers, body) and answers each with the next scripted status, then 200. Plain HTTP on
+//! (path, headers, body) and answers each with the next scripted status (or none: the
+//! connection closed), then 200. Plain HTTP on
 //! 127.0.0.1, which the handler accepts for loopback only; stopped when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -27,6 +28,16 @@ impl Answer {
             } else {
                 format!("status {status}")
             },
+        }
+    }
+
+    /// No answer: the connection is closed once the request was read (an answer lost after the
+    /// destination took the post).
+    pub fn dropped() -> Answer {
+        Answer {
+            status: 0,
+            headers: Vec::new(),
+            body: String::new(),
         }
     }
 
@@ -103,6 +114,10 @@ impl CaptureServer {
                 };
                 seen.lock().unwrap().push(request);
                 let answer = script.next().unwrap_or_else(|| Answer::status(200));
+                if answer.status == 0 {
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
                 let mut head = format!(
                     "HTTP/1.1 {} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n",
                     answer.status,

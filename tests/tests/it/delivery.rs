@@ -1,8 +1,7 @@
 //! Nothing lost, nothing sent twice, against a real moto server: the delivery ledger resumes a
 //! partial delivery without repeating it, the claim recognises its own owner, a late duplicate
-//! finds nothing left to send, a change that cannot be read is never skipped silently, rejected
-//! owners with no usable fallback are parked in the failure queue, no send starts past the
-//! deadline, a stalled answer costs a bounded time, and oversized items are read through AWS
+//! finds nothing left to send, a change that cannot be read is never skipped silently, no send
+//! starts past the deadline, a stalled answer costs a bounded time, and oversized items are read through AWS
 //! Config when their bucket is not ours (moto has no Config history for security groups: that
 //! path is served a response in the documented `GetResourceConfigHistory` shape).
 
@@ -218,56 +217,6 @@ async fn an_unreadable_change_is_emailed_degraded_to_the_fallback_or_fails() {
     );
     let text = mail[0].text.as_deref().unwrap();
     assert!(text.contains("Notification: m-odd"), "{text}");
-}
-
-#[tokio::test]
-async fn rejected_owners_without_a_fallback_are_parked_in_the_failure_queue() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = sqs
-        .create_queue()
-        .queue_name("failures")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
-    // The sender is not verified: SES rejects every recipient, for good.
-    let settings = settings(&[]);
-    let services = Services::new(&config, &settings).with_failure_queue(&config, Some(url.clone()));
-    let event = fixture("rdp-opened.sns-event.json");
-    let report = handle(&event, &settings, &services).await.unwrap();
-    assert_eq!((report.parked, report.failed), (1, 0));
-    // A repeated delivery parks nothing more.
-    handle(&event, &settings, &services).await.unwrap();
-    let got = sqs
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    let messages = got.messages();
-    assert_eq!(messages.len(), 1, "{messages:?}");
-    let parked: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
-    assert_eq!(parked["source"], "sgwatch");
-    assert_eq!(parked["facts"]["resourceId"], "sg-0123456789abcdef0");
-    assert_eq!(parked["facts"]["stateId"], "1763629447512");
-    assert_eq!(
-        parked["rejected"][0]["recipient"],
-        "platform-team@example.com"
-    );
-    assert!(
-        parked["rejected"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("MessageRejected"),
-        "{parked}"
-    );
-    assert!(moto.ses_messages().await.is_empty());
 }
 
 #[tokio::test]

@@ -222,9 +222,10 @@ async fn a_429_is_retried_after_its_retry_after_and_posted_once() {
 }
 
 #[tokio::test]
-async fn a_500_that_lasts_fails_the_invocation_and_the_retry_posts_only_there() {
-    // Every attempt of the first invocation is answered 500; then the service recovers.
-    let slack_server = CaptureServer::start(vec![Answer::status(500); 3]);
+async fn a_500_fails_the_invocation_and_the_retry_posts_only_there() {
+    // The first post is answered 500 (it may have been acted on: not posted again within the
+    // attempt); then the service recovers.
+    let slack_server = CaptureServer::start(vec![Answer::status(500)]);
     let (teams_server, siem_server) = (CaptureServer::start(vec![]), CaptureServer::start(vec![]));
     let (moto, config) = world(Some(&slack_server), Some(&teams_server), Some(&siem_server)).await;
     let settings = settings();
@@ -235,10 +236,10 @@ async fn a_500_that_lasts_fails_the_invocation_and_the_retry_posts_only_there() 
         .expect_err("a post that failed every retry fails the invocation");
     let err = err.to_string();
     assert!(
-        err.contains("destination secops did not take the post after 3 attempts: HTTP 500"),
+        err.contains("destination secops did not take the post after 1 attempts: HTTP 500"),
         "{err}"
     );
-    assert_eq!(slack_server.requests().len(), 3);
+    assert_eq!(slack_server.requests().len(), 1);
     // The email and the other destinations went out all the same, and are in the ledger.
     assert_eq!(moto.ses_messages().await.len(), 1);
     assert_eq!(
@@ -251,7 +252,7 @@ async fn a_500_that_lasts_fails_the_invocation_and_the_retry_posts_only_there() 
         .await
         .unwrap();
     assert_eq!((report.sent, report.failed), (1, 0));
-    assert_eq!(slack_server.requests().len(), 4);
+    assert_eq!(slack_server.requests().len(), 2);
     assert_eq!(
         (teams_server.requests().len(), siem_server.requests().len()),
         (1, 1)
@@ -299,7 +300,7 @@ async fn a_missing_parameter_blocks_neither_the_email_nor_the_others() {
         (1, 1)
     );
 
-    // The parameter is read once per container: a second notification asks SSM only for the
+    // A parameter is read once and kept for minutes: a second notification asks SSM only for the
     // parameter it could not read (created meanwhile), and the rest come from the cache.
     let teams_server = CaptureServer::start(vec![]);
     put(
@@ -323,6 +324,179 @@ async fn a_missing_parameter_blocks_neither_the_email_nor_the_others() {
     assert_eq!(
         poster.parameter("team-a", "/sgwatch/team-a").await.unwrap(),
         url,
-        "read once, then kept for the container's life"
+        "read once, then kept (for up to five minutes)"
     );
+}
+
+/// An answer lost after the destination took the post: not posted again within the attempt;
+/// Lambda's retry posts once more, so the copies never exceed the answers lost.
+#[tokio::test]
+async fn a_lost_answer_is_not_posted_again_within_the_attempt() {
+    let siem_server = CaptureServer::start(vec![Answer::dropped()]);
+    let (slack_server, teams_server) = (CaptureServer::start(vec![]), CaptureServer::start(vec![]));
+    let (moto, config) = world(Some(&slack_server), Some(&teams_server), Some(&siem_server)).await;
+    let settings = settings();
+    let services = Services::new(&config, &settings);
+    handle(&sns(&message()), &settings, &services)
+        .await
+        .expect_err("a lost answer fails the invocation");
+    assert_eq!(
+        siem_server.requests().len(),
+        1,
+        "posted once in the attempt"
+    );
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(siem_server.requests().len(), 2, "one copy per lost answer");
+    assert_eq!(
+        (slack_server.requests().len(), teams_server.requests().len()),
+        (1, 1)
+    );
+    assert_eq!(moto.ses_messages().await.len(), 1);
+}
+
+/// The Slack URL was rotated: the old one answers 404. The parameter is read again at once and
+/// the post goes to the new URL, without waiting for the cache to expire.
+#[tokio::test]
+async fn a_rotated_url_is_read_again_after_a_404() {
+    let old = CaptureServer::start(vec![Answer::status(404); 5]);
+    let (teams_server, siem_server) = (CaptureServer::start(vec![]), CaptureServer::start(vec![]));
+    let (_moto, config) = world(Some(&old), Some(&teams_server), Some(&siem_server)).await;
+    let settings = settings();
+    let services = Services::new(&config, &settings);
+    let poster = services.poster.as_ref().unwrap();
+    // The old URL is in the cache, as after an earlier notification.
+    poster
+        .parameter("secops", "/sgwatch/secops-slack")
+        .await
+        .unwrap();
+    let new = CaptureServer::start(vec![]);
+    aws_sdk_ssm::Client::new(&config)
+        .put_parameter()
+        .name("/sgwatch/secops-slack")
+        .value(format!("{}/services/T0/B0/rotated", new.url))
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(old.requests().len(), 1);
+    let posts = new.requests();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].path, "/services/T0/B0/rotated");
+}
+
+/// A parameter's value is used for at most the cache's lifetime, then read again.
+#[tokio::test]
+async fn a_parameter_is_read_again_once_its_cache_lifetime_ends() {
+    let (_moto, config) = world(None, None, None).await;
+    put(&config, "/sgwatch/team-a", "https://one.example/wf").await;
+    let poster =
+        sgwatch_handler::post::Poster::new(&config).with_cache_ttl(Duration::from_millis(300));
+    assert_eq!(
+        poster.parameter("team-a", "/sgwatch/team-a").await.unwrap(),
+        "https://one.example/wf"
+    );
+    aws_sdk_ssm::Client::new(&config)
+        .put_parameter()
+        .name("/sgwatch/team-a")
+        .value("https://two.example/wf")
+        .r#type(ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        poster.parameter("team-a", "/sgwatch/team-a").await.unwrap(),
+        "https://one.example/wf",
+        "kept within its lifetime"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        poster.parameter("team-a", "/sgwatch/team-a").await.unwrap(),
+        "https://two.example/wf"
+    );
+    assert_eq!(
+        sgwatch_handler::post::CACHE_TTL,
+        Duration::from_secs(300),
+        "at most 5 minutes"
+    );
+}
+
+/// A redirect is never followed (the secret URL would leak to wherever it points): an error
+/// that names the location.
+#[tokio::test]
+async fn a_redirect_is_an_error_naming_its_location() {
+    let moved = CaptureServer::start(vec![
+        Answer::status(301).header("Location", "https://elsewhere.example/hook")
+    ]);
+    let (_moto, config) = world(Some(&moved), None, None).await;
+    let settings = settings();
+    let destination = settings
+        .policy
+        .destinations
+        .iter()
+        .find(|d| d.name == "secops")
+        .unwrap();
+    let poster = sgwatch_handler::post::Poster::new(&config);
+    let payload = sgwatch_handler::post::Payload {
+        body: b"{}".to_vec(),
+        headers: Vec::new(),
+    };
+    let err = poster.post(destination, &payload, None).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("HTTP 301"), "{text}");
+    assert!(text.contains("https://elsewhere.example/hook"), "{text}");
+    assert_eq!(moved.requests().len(), 1);
+}
+
+/// Too little time left to read the SSM parameter and post: neither is started.
+#[tokio::test]
+async fn no_parameter_read_or_post_starts_past_the_time_left() {
+    let slack_server = CaptureServer::start(vec![]);
+    let (_moto, config) = world(Some(&slack_server), None, None).await;
+    let settings = settings();
+    let destination = settings
+        .policy
+        .destinations
+        .iter()
+        .find(|d| d.name == "secops")
+        .unwrap();
+    let poster = sgwatch_handler::post::Poster::new(&config);
+    let payload = sgwatch_handler::post::Payload {
+        body: b"{}".to_vec(),
+        headers: Vec::new(),
+    };
+    let err = poster
+        .post(
+            destination,
+            &payload,
+            Some(Instant::now() + Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("read its SSM parameter"), "{err}");
+    // The URL cached: the SSM read is skipped, but an attempt (8 s) does not fit in 5 s either.
+    poster
+        .parameter("secops", "/sgwatch/secops-slack")
+        .await
+        .unwrap();
+    let err = poster
+        .post(
+            destination,
+            &payload,
+            Some(Instant::now() + Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("start a post"), "{err}");
+    assert!(slack_server.requests().is_empty());
 }

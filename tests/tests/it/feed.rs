@@ -557,7 +557,7 @@ async fn rejected_owners_in_every_version_of_the_email_are_reported_to_the_fallb
     .await
     .unwrap();
     assert_eq!((report.sent, report.failed), (1, 0), "{report:?}");
-    assert_eq!(proxy.stats()["rejected"], 2);
+    assert_eq!(proxy.stats()["rejected_recipients"], 2);
 
     let mail = moto.ses_messages().await;
     let notices: Vec<&str> = mail

@@ -13,6 +13,7 @@ mod iam_enforced;
 mod installer_policy;
 mod ledger;
 mod redrive;
+mod send_once;
 mod templates;
 mod tidy;
 mod unreadable;
