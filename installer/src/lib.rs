@@ -12,6 +12,7 @@
 //! [`aws`] holds the global flags, the caller's identity and the clients (with the call log).
 
 pub mod actor_feed;
+pub mod alarms;
 pub mod apply;
 pub mod artifacts;
 pub mod aws;

@@ -51,7 +51,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(level: Level, check: &str, detail: impl Into<String>) -> Check {
+    pub(crate) fn new(level: Level, check: &str, detail: impl Into<String>) -> Check {
         Check {
             level,
             check: check.to_owned(),
@@ -162,7 +162,7 @@ impl Seen {
     }
 
     /// What to run to fix a missing piece.
-    fn install(&self) -> String {
+    pub(crate) fn install(&self) -> String {
         match self.stack_name.as_str() {
             "sgwatch" => "run `sgwatch install`".to_owned(),
             other => format!("run `sgwatch install --stack-name {other}`"),
@@ -193,6 +193,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
     let mut checks: Vec<Check> = LINKS.iter().flat_map(|link| link(&seen)).collect();
     checks.extend(crate::destinations::checks(config, &seen.params).await);
     checks.extend(crate::actor_feed::check(config, &seen).await);
+    checks.extend(crate::alarms::check(config, &seen).await);
     Ok(Status {
         account: seen.place.account.clone(),
         region: seen.place.region.clone(),

@@ -178,6 +178,10 @@ pub struct Verified {
     pub problem: Option<String>,
     pub group_deleted: bool,
     pub deletion_error: Option<String>,
+    /// The alarms that tell someone when sgwatch itself fails (empty: the stack has none).
+    pub alarms: Vec<String>,
+    /// Whom they email (the fallback recipient), when anyone.
+    pub alarms_email: Option<String>,
 }
 
 impl std::fmt::Display for Verified {
@@ -201,6 +205,22 @@ impl std::fmt::Display for Verified {
                  topic, the function and SES"
             )?,
             Some(p) => writeln!(f, "FAILED: {p}")?,
+        }
+        match (self.alarms.is_empty(), &self.alarms_email) {
+            (true, _) => writeln!(
+                f,
+                "no alarms tell anyone when sgwatch fails: run `sgwatch install` to add them"
+            )?,
+            (false, Some(to)) => writeln!(
+                f,
+                "when sgwatch fails, these alarms email {to}: {}",
+                self.alarms.join(", ")
+            )?,
+            (false, None) => writeln!(
+                f,
+                "when sgwatch fails, these alarms go off but email no one (no fallback recipient): {}",
+                self.alarms.join(", ")
+            )?,
         }
         match (&self.group_deleted, &self.deletion_error) {
             (true, _) => writeln!(
@@ -497,6 +517,15 @@ pub async fn run(
         problem,
         group_deleted: deleted.is_ok(),
         deletion_error: deleted.err(),
+        alarms: if outputs.contains_key("AlarmTopicArn") {
+            crate::alarms::names(&args.stack_name)
+        } else {
+            Vec::new()
+        },
+        alarms_email: parameters
+            .get("FallbackRecipient")
+            .filter(|f| !f.is_empty())
+            .cloned(),
     })
 }
 
@@ -556,7 +585,7 @@ async fn wait(
 
 /// The handler's records whose key starts with `prefix` (account/region/group/): one per
 /// configuration state of the group. The key holds the state id, which only Config knows, so
-/// the table is scanned with a key filter; it keeps one small record per notification, for a week.
+/// the table is scanned with a key filter; it keeps one small record per notification, for 15 days.
 async fn records(
     dynamodb: &aws_sdk_dynamodb::Client,
     table: &str,

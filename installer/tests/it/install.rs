@@ -323,6 +323,18 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
         text(&out)
     );
 
+    // The alarms on sgwatch failing are there; with no fallback recipient they email no one.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| l
+            .starts_with("  warn  alarms on sgwatch failing")
+            && l.contains("sgwatch-failures-parked (an event parked in the failure queue)")
+            && l.contains("sgwatch-function-errors")
+            && l.contains("sgwatch-function-throttles")
+            && l.contains("emails no one")),
+        "{}",
+        text(&out)
+    );
+
     // moto has no policy simulator: status says it could not ask, and fails for nothing else.
     for role in ["handler role may act", "config role may deliver"] {
         assert!(

@@ -350,6 +350,10 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("DestinationSecretsPolicy", "AWS::IAM::Policy"),
         ("DestinationKeyPolicy", "AWS::IAM::Policy"),
         ("EarlyWarningPolicy", "AWS::IAM::Policy"),
+        ("AlarmTopic", "AWS::SNS::Topic"),
+        ("FailureQueueAlarm", "AWS::CloudWatch::Alarm"),
+        ("FunctionErrorsAlarm", "AWS::CloudWatch::Alarm"),
+        ("FunctionThrottlesAlarm", "AWS::CloudWatch::Alarm"),
     ];
     for (id, kind) in expected {
         assert_eq!(resource(id)["Type"], kind, "type of {id}");
@@ -378,10 +382,64 @@ fn outputs_match_the_installer_contract() {
         ("LogGroupName", r#ref("LogGroup")),
         ("SenderIdentity", r#ref("SenderIdentity")),
         ("ActorFeedRuleName", r#ref("ActorFeedRule")),
+        ("AlarmTopicArn", r#ref("AlarmTopic")),
     ];
     for (name, value) in expected {
         assert_eq!(template()["Outputs"][name]["Value"], value, "output {name}");
     }
+}
+
+/// moto's CloudFormation has no `AWS::CloudWatch::Alarm`: the alarms are checked here. Each goes
+/// off at the first failure of its kind and emails the fallback recipient through the alarm
+/// topic; its name is the stack's name and a fixed suffix, as `status` and `verify` look for it.
+#[test]
+fn alarms_on_sgwatch_failing_email_the_fallback_recipient() {
+    let alarms = [
+        (
+            "FailureQueueAlarm",
+            "${AWS::StackName}-failures-parked",
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            json!([{"Name": "QueueName", "Value": get_att("FailureQueue", "QueueName")}]),
+        ),
+        (
+            "FunctionErrorsAlarm",
+            "${AWS::StackName}-function-errors",
+            "AWS/Lambda",
+            "Errors",
+            json!([{"Name": "FunctionName", "Value": r#ref("Function")}]),
+        ),
+        (
+            "FunctionThrottlesAlarm",
+            "${AWS::StackName}-function-throttles",
+            "AWS/Lambda",
+            "Throttles",
+            json!([{"Name": "FunctionName", "Value": r#ref("Function")}]),
+        ),
+    ];
+    for (id, name, namespace, metric, dimensions) in alarms {
+        let p = props(id);
+        assert_eq!(p["AlarmName"], sub(name), "{id}");
+        assert_eq!(p["Namespace"], namespace, "{id}");
+        assert_eq!(p["MetricName"], metric, "{id}");
+        assert_eq!(p["Dimensions"], dimensions, "{id}");
+        assert_eq!(p["Threshold"], 0, "{id}");
+        assert_eq!(p["ComparisonOperator"], "GreaterThanThreshold", "{id}");
+        assert_eq!(p["EvaluationPeriods"], 1, "{id}");
+        // No data (no traffic) is no failure.
+        assert_eq!(p["TreatMissingData"], "notBreaching", "{id}");
+        assert_eq!(p["AlarmActions"], json!([r#ref("AlarmTopic")]), "{id}");
+    }
+    assert_eq!(
+        props("AlarmTopic")["Subscription"],
+        json!({"Fn::If": ["HasFallbackRecipient",
+            [{"Protocol": "email", "Endpoint": r#ref("FallbackRecipient")}],
+            r#ref("AWS::NoValue")]})
+    );
+    assert_eq!(
+        template()["Conditions"]["HasFallbackRecipient"],
+        json!({"Fn::Not": [{"Fn::Equals": [r#ref("FallbackRecipient"), ""]}]})
+    );
 }
 
 #[test]

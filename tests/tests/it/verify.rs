@@ -77,6 +77,15 @@ async fn verify_times_each_step_of_a_real_change_and_deletes_its_group() {
     assert_eq!(report["recipient"], RECIPIENT);
     assert_eq!(report["email_accepted"], true);
     assert_eq!(report["group_deleted"], true);
+    // It names the alarms that tell someone when sgwatch itself fails.
+    assert_eq!(
+        report["alarms"],
+        serde_json::json!([
+            "sgwatch-failures-parked",
+            "sgwatch-function-errors",
+            "sgwatch-function-throttles"
+        ])
+    );
     let steps = report["steps"].as_array().unwrap();
     let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(
