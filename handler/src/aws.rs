@@ -66,8 +66,9 @@ pub fn config_loader() -> aws_config::ConfigLoader {
 
 /// The handler's time limits for every call: a stalled answer costs one attempt, never the
 /// invocation. Without them the SDK waits indefinitely, and Lambda's timeout could strike between
-/// an email going out and its record in the ledger. The operation limit bounds the SDK's retries
-/// so a send started with `process::SEND_MARGIN` left always ends before the deadline.
+/// an email going out and its record in the ledger. The operation limit bounds the SDK's retries.
+/// Mail has limits of its own (`mail::timeouts`), and `process::SEND_MARGIN` keeps time for a
+/// send and the ledger write after it.
 /// <https://docs.aws.amazon.com/sdk-for-rust/latest/dg/timeouts.html>
 pub fn handler_timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
