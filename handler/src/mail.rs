@@ -245,7 +245,10 @@ fn classify(error: SdkError<SendEmailError>, sender: &str, recipients: &[String]
     let message = format!("{} {e}", e.message().unwrap_or_default());
     let blamed: Vec<String> = named(&message, recipients).into_iter().cloned().collect();
     let names_sender = !named(&message, &[sender.to_owned()]).is_empty();
-    if about_recipients && !blamed.is_empty() && !names_sender {
+    // An explicit deny (an SCP, a permissions boundary) is a policy on the caller, whichever
+    // identity the message happens to name.
+    let explicit_deny = message.to_ascii_lowercase().contains("explicit deny");
+    if about_recipients && !blamed.is_empty() && !names_sender && !explicit_deny {
         return SendError::Rejected {
             recipients: blamed,
             reason,
@@ -374,12 +377,13 @@ mod tests {
                     .build(),
             )
         });
-        // An SCP denying the send names the action and the sender's identity, not a recipient.
+        // An SCP denying the send: an explicit deny, even when the identity named is a
+        // recipient's (in the sandbox SES authorizes against each recipient too).
         let scp = mock!(Client::send_email).then_http_response(|| {
             let mut response = aws_smithy_runtime_api::http::Response::new(
                 StatusCode::try_from(403).unwrap(),
                 SdkBody::from(
-                    r#"{"message":"User: arn:aws:sts::123456789012:assumed-role/sgwatch/fn is not authorized to perform: ses:SendEmail on resource: arn:aws:ses:us-east-1:123456789012:identity/example.com with an explicit deny in a service control policy"}"#,
+                    r#"{"message":"User: arn:aws:sts::123456789012:assumed-role/sgwatch/fn is not authorized to perform: ses:SendEmail on resource: arn:aws:ses:us-east-1:123456789012:identity/a@example.com with an explicit deny in a service control policy"}"#,
                 ),
             );
             response

@@ -792,7 +792,7 @@ async fn process_api_call(
             let mut worst = Outcome::Skipped;
             for group in &call.group_ids {
                 let outcome = early_warning(
-                    message_id, call, group, level, original, invocation, settings, services,
+                    message_id, call, group, original, invocation, settings, services,
                 )
                 .await;
                 worst = match (worst, outcome) {
@@ -831,12 +831,14 @@ async fn early_warning(
     message_id: &str,
     call: &ApiCall,
     group: &str,
-    level: crate::severity::Severity,
     original: &Value,
     invocation: &Invocation,
     settings: &Settings,
     services: &Services,
 ) -> Outcome {
+    let Some(level) = settings.early_warning else {
+        return Outcome::Skipped;
+    };
     let now = match groups::describe(&services.ec2, group).await {
         Ok(Some(now)) => now,
         Ok(None) => {
