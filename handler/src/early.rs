@@ -216,6 +216,22 @@ mod tests {
     }
 
     #[test]
+    fn a_call_opening_half_the_internet_warns_like_one_opening_all_of_it() {
+        let mut call = parse_event(&read("cloudtrail/authorize-ingress-iam-user.json")).unwrap();
+        call.requested[0].rule.source = crate::rules::Source::parse_cidr("0.0.0.0/1");
+        let d = decide_warning(
+            &call,
+            "sg-0123456789abcdef0",
+            &owners(),
+            Severity::Critical,
+            &Policy::default(),
+        )
+        .expect("0.0.0.0/1 on RDP is the world: a warning");
+        assert!(d.notify);
+        assert_eq!(d.analysis.severity, Severity::Critical);
+    }
+
+    #[test]
     fn what_was_told_is_not_told_again() {
         let d = rdp_decision();
         let warning = Warning {
