@@ -162,9 +162,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
             updated: d.rule.description.clone(),
         });
     }
-    let mut changes = rule_diff.changes;
-    changes.sort_by_key(|c| Reverse(classify(c)));
-    let severity = overall(&changes);
+    let changes = rule_diff.changes;
     let relationship_only =
         changes.is_empty() && relationship_changes > 0 && relationship_changes == properties.len();
     let tags = deciding_tags(item, previous_configuration);
@@ -183,7 +181,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
         }
     };
 
-    Ok(Analysis {
+    let mut analysis = Analysis {
         subject: Subject {
             resource_type: item.resource_type.clone(),
             resource_id: item.resource_id.clone(),
@@ -197,12 +195,23 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
         },
         changes,
         properties,
-        severity,
+        severity: Severity::Info,
         relationship_only,
         tags,
         previous_tags,
         test: change.test,
-    })
+    };
+    analysis.rate();
+    Ok(analysis)
+}
+
+impl Analysis {
+    /// Rates the changes again, most severe first, and the whole change by the worst of them:
+    /// after what a prefix list holds was looked up.
+    pub fn rate(&mut self) {
+        self.changes.sort_by_key(|c| Reverse(classify(c)));
+        self.severity = overall(&self.changes);
+    }
 }
 
 /// The reason a discovered group is not news.

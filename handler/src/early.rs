@@ -278,6 +278,22 @@ mod tests {
         assert!(decide_warning(&failed, "sg-1", &g, Severity::High, &p).is_none());
     }
 
+    #[test]
+    fn a_call_opening_half_the_internet_warns_like_one_opening_all_of_it() {
+        let mut call = parse_event(&read("cloudtrail/authorize-ingress-iam-user.json")).unwrap();
+        call.requested[0].rule.source = crate::rules::Source::parse_cidr("0.0.0.0/1");
+        let d = decide_warning(
+            &call,
+            "sg-0123456789abcdef0",
+            &owners(),
+            Severity::Critical,
+            &Policy::default(),
+        )
+        .expect("0.0.0.0/1 on RDP is the world: a warning");
+        assert!(d.notify);
+        assert_eq!(d.analysis.severity, Severity::Critical);
+    }
+
     /// The call that opened RDP (09:13:58, captured by Config at 09:14:07) and the warning that
     /// told the owners of it.
     fn rdp_call_and_warning() -> (ApiCall, Warning) {

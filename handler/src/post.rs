@@ -132,7 +132,6 @@ pub struct Payload {
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Reads parameters (cached for the container's life) and posts.
-#[derive(Debug)]
 pub struct Poster {
     config: SdkConfig,
     ssm: OnceLock<aws_sdk_ssm::Client>,
@@ -158,6 +157,18 @@ struct NoAnswer {
     reason: String,
     /// The connection was never made (refused, no route): the request did not leave.
     unsent: bool,
+}
+
+impl std::fmt::Debug for Poster {
+    /// The cached values are secret URLs and signing keys (whoever holds one can post, or sign):
+    /// only how many there are is shown, never a name's value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cached = self.cache.lock().map(|c| c.len()).unwrap_or_default();
+        f.debug_struct("Poster")
+            .field("cached_parameters", &cached)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Poster {
@@ -560,6 +571,24 @@ mod tests {
         ] {
             assert!(checked_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn debug_shows_no_cached_url_or_key() {
+        let poster = Poster::new(&SdkConfig::builder().build());
+        poster.cache.lock().unwrap().insert(
+            "/sgwatch/siem-url".into(),
+            "https://hooks.example/services/T0/B0/secret-token".into(),
+        );
+        poster
+            .cache
+            .lock()
+            .unwrap()
+            .insert("/sgwatch/siem-key".into(), "the-signing-key".into());
+        let shown = format!("{poster:?}");
+        assert!(!shown.contains("secret-token"), "{shown}");
+        assert!(!shown.contains("the-signing-key"), "{shown}");
+        assert!(shown.contains("cached_parameters: 2"), "{shown}");
     }
 
     #[test]

@@ -42,7 +42,10 @@ use crate::message::{
 use crate::post::{Payload, PostError, Poster};
 use crate::render::{render, Email};
 use crate::settings::Settings;
-use crate::{actor, aws, early, feed, feed_store, groups, oversized, slack, teams, webhook};
+use crate::visible::{stripped, visible};
+use crate::{
+    actor, aws, early, feed, feed_store, groups, oversized, prefix_lists, slack, teams, webhook,
+};
 
 /// No send starts with less than this left before the invocation's deadline: one SES call at its
 /// operation timeout and the ledger write after it, at its worst, must fit, or Lambda could end
@@ -517,6 +520,15 @@ async fn process_change(
             return unreadable(facts, why, original, invocation, settings, services).await;
         }
     };
+    // A rule from a prefix list opens the group as far as the list's widest entry.
+    let lists = prefix_lists::wanted(&analysis.changes);
+    if !lists.is_empty() {
+        let found = prefix_lists::container()
+            .resolve(&services.ec2, &lists)
+            .await;
+        prefix_lists::apply(&mut analysis.changes, &found);
+        analysis.rate();
+    }
     if let Some(why) = details_unavailable {
         // The change is real though we cannot say what it was: the email says so.
         if analysis.changes.is_empty() && analysis.properties.is_empty() {
@@ -773,6 +785,20 @@ async fn process_api_call(
             &resolved
         }
         _ => call,
+    };
+    // The rules the call asks for from a prefix list are rated by what the list holds.
+    let listed;
+    let lists = prefix_lists::wanted(&call.requested);
+    let call = if settings.early_warning.is_some() && !lists.is_empty() {
+        let found = prefix_lists::container()
+            .resolve(&services.ec2, &lists)
+            .await;
+        let mut c = call.clone();
+        prefix_lists::apply(&mut c.requested, &found);
+        listed = c;
+        &listed
+    } else {
+        call
     };
     let warning = match settings.early_warning {
         Some(level)
@@ -1191,8 +1217,9 @@ async fn post_destinations(
         let deadline = invocation
             .time_left()
             .map(|left| std::time::Instant::now() + left.saturating_sub(dedupe::RECORD_WORST_CASE));
+        let delivery = webhook::delivery(ledger.key.as_deref().unwrap_or("-"), name);
         let post = || async {
-            let payload = payload(poster, destination, d, actor, email, deadline).await?;
+            let payload = payload(poster, destination, d, actor, email, deadline, &delivery).await?;
             poster.post(destination, &payload, deadline).await
         };
         let mut posted = post().await;
@@ -1239,6 +1266,7 @@ async fn payload(
     actor: &ActorLookup,
     email: &Email,
     deadline: Option<std::time::Instant>,
+    delivery: &str,
 ) -> Result<Payload, PostError> {
     let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap_or_default();
     Ok(match destination.kind {
@@ -1256,17 +1284,20 @@ async fn payload(
             let key = poster
                 .parameter_until(&destination.name, key_parameter, deadline)
                 .await?;
-            let signature =
-                webhook::signature(key.as_bytes(), &body).ok_or_else(|| PostError::Parameter {
-                    destination: destination.name.clone(),
-                    parameter: key_parameter.to_owned(),
-                    reason: "the key cannot key an HMAC".to_owned(),
-                    transient: false,
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            let headers =
+                webhook::headers(key.as_bytes(), now, delivery, &body).ok_or_else(|| {
+                    PostError::Parameter {
+                        destination: destination.name.clone(),
+                        parameter: key_parameter.to_owned(),
+                        reason: "the key cannot key an HMAC".to_owned(),
+                        transient: false,
+                    }
                 })?;
-            Payload {
-                body,
-                headers: vec![(webhook::SIGNATURE_HEADER, signature)],
-            }
+            Payload { body, headers }
         }
     })
 }
@@ -1683,11 +1714,14 @@ fn degraded_email(facts: &Facts, why: &str) -> Email {
     } else {
         what
     };
+    // The subject drops what it cannot show; the body shows it ([`crate::visible`]).
     let one = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let subject: String = one(&format!("[sgwatch] a change to {what} could not be read"))
-        .chars()
-        .take(200)
-        .collect();
+    let subject: String = one(&stripped(&format!(
+        "[sgwatch] a change to {what} could not be read"
+    )))
+    .chars()
+    .take(200)
+    .collect();
     let mut lines = vec![
         format!("AWS Config reported a change to {what} that sgwatch could not read fully."),
         format!("Why: {why}"),
@@ -1706,7 +1740,7 @@ fn degraded_email(facts: &Facts, why: &str) -> Email {
         "The full item is in the resource's AWS Config history (Resource timeline in the console)."
             .to_owned(),
     );
-    let lines: Vec<String> = lines.iter().map(|l| one(l)).collect();
+    let lines: Vec<String> = lines.iter().map(|l| one(&visible(l))).collect();
     let html = format!(
         "<html><body style=\"font-family:sans-serif\">{}</body></html>",
         lines
@@ -1864,6 +1898,47 @@ mod tests {
         let ses = mock_client!(aws_sdk_sesv2, []);
         let report = handle(&event, &settings, &services(ses)).await.unwrap();
         assert_eq!((report.skipped, report.failed, report.sent), (1, 0, 0));
+    }
+
+    #[test]
+    fn the_degraded_email_hides_no_character_and_its_subject_carries_none() {
+        let facts = Facts {
+            message_id: "m-1".into(),
+            resource_type: Some("AWS::EC2::SecurityGroup".into()),
+            resource_id: Some("sg-1\u{0}\u{1b}[2J\u{202e}exe.\u{2028}Bcc: x".into()),
+            account: Some("123456789012\u{200b}".into()),
+            ..Facts::default()
+        };
+        let email = degraded_email(&facts, "not JSON");
+        for c in ['\u{0}', '\u{1b}', '\u{202e}', '\u{2028}', '\u{200b}', '\r'] {
+            assert!(!email.subject.contains(c), "{:?}", email.subject);
+            assert!(!email.text.contains(c), "{:?}", email.text);
+            assert!(!email.html.contains(c), "{:?}", email.html);
+        }
+        assert!(!email.subject.contains('\n'), "{:?}", email.subject);
+        assert!(
+            !email.text.lines().any(|l| l.starts_with("Bcc:")),
+            "{:?}",
+            email.text
+        );
+        assert!(!email.subject.contains("<U+"), "{}", email.subject);
+        assert!(
+            email.subject.contains("sg-1[2Jexe. Bcc: x"),
+            "{}",
+            email.subject
+        );
+        assert!(
+            email
+                .text
+                .contains("sg-1<U+0000><U+001B>[2J<U+202E>exe.<U+2028>Bcc: x"),
+            "{}",
+            email.text
+        );
+        assert!(
+            email.text.contains("Account: 123456789012<U+200B>\n"),
+            "{}",
+            email.text
+        );
     }
 
     #[tokio::test]

@@ -2,7 +2,9 @@
 //!
 //! Every value that comes from the resource (names, descriptions, tag values, sources) is
 //! escaped in the HTML part and kept on one line in the subject and text part, so a hostile
-//! group name can neither inject markup nor forge header or body lines.
+//! group name can neither inject markup nor forge header or body lines. Characters that make a
+//! value read other than it is ([`crate::visible`]) are dropped from the subject and shown as
+//! `<U+202E>` in both parts.
 
 use std::fmt::Write as _;
 
@@ -12,7 +14,8 @@ use crate::actor::ActorLookup;
 use crate::decide::Decision;
 use crate::feed::time_of_day;
 use crate::rules::{Action, Change};
-use crate::severity::classify;
+use crate::severity::{classify, source_note};
+use crate::visible::{stripped, visible};
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,13 +59,22 @@ pub fn console_link(region: &str, group_id: &str) -> Option<String> {
     })
 }
 
-/// `+ingress tcp/3389 from 0.0.0.0/0`
-pub(crate) fn change_line(change: &Change) -> String {
+/// `+ingress tcp/3389 from 0.0.0.0/0`, and what a prefix list was found to hold:
+/// `+ingress tcp/22 from pl-1 (prefix list pl-1: entries unknown)`. As the resource has it.
+fn change_text(change: &Change) -> String {
     let sign = match change.action {
         Action::Added => '+',
         Action::Removed => '-',
     };
-    one_line(&format!("{sign}{}", change.rule))
+    match source_note(change) {
+        Some(note) => format!("{sign}{} ({note})", change.rule),
+        None => format!("{sign}{}", change.rule),
+    }
+}
+
+/// [`change_text`] on one line, showing what it hides.
+pub(crate) fn change_line(change: &Change) -> String {
+    one_line(&change_text(change))
 }
 
 /// What the subject says after the colon.
@@ -78,7 +90,7 @@ fn gist(d: &Decision) -> String {
             if !out.is_empty() {
                 out.push_str(", ");
             }
-            out.push_str(&change_line(first));
+            out.push_str(&change_text(first));
             if a.changes.len() > 1 {
                 let _ = write!(out, " (+{} more)", a.changes.len() - 1);
             }
@@ -105,7 +117,8 @@ fn gist(d: &Decision) -> String {
     out
 }
 
-/// The subject line: severity, group, account/region and the gist. Never holds CR or LF.
+/// The subject line: severity, group, account/region and the gist. Never holds CR, LF or any
+/// other control or format character: there is no room to show them, so they are dropped.
 pub fn subject(d: &Decision) -> String {
     let a = &d.analysis;
     let s = &a.subject;
@@ -115,7 +128,7 @@ pub fn subject(d: &Decision) -> String {
         .as_deref()
         .map(|n| format!(" ({n})"))
         .unwrap_or_default();
-    let line = one_line(&format!(
+    let line = stripped(&format!(
         "[sgwatch {test}{}] {}{name} {}/{}: {}",
         a.severity.as_str().to_uppercase(),
         s.resource_id,
@@ -264,7 +277,7 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
 fn html(d: &Decision, actor: &ActorLookup) -> String {
     let a = &d.analysis;
     let s = &a.subject;
-    let e = |v: &str| encode_text(v).into_owned();
+    let e = |v: &str| encode_text(&visible(v)).into_owned();
     let mut h = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>{BODY_OPEN}"
@@ -362,12 +375,10 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     h
 }
 
-/// A resource-supplied value on one line: control characters become spaces.
+/// A resource-supplied value on one line, showing what it would hide: every control, format or
+/// separator character is written as `<U+XXXX>` ([`visible`]).
 pub fn one_line(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    visible(value).into_owned()
 }
 
 #[cfg(test)]

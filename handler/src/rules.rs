@@ -90,14 +90,39 @@ impl Source {
         }
     }
 
-    /// A `/0` source: the whole IPv4 or IPv6 internet.
+    /// A CIDR wider than the largest private range: an IPv4 prefix shorter than /8 (wider than
+    /// `10.0.0.0/8`) or an IPv6 prefix shorter than /7 (wider than `fc00::/7`). Such a range holds
+    /// a large part of the public internet whatever its address, so `0.0.0.0/1` plus
+    /// `128.0.0.0/1` open as much as `0.0.0.0/0`. A value that is not a CIDR is not the world
+    /// (AWS validates the rules it records).
     pub fn is_world(&self) -> bool {
+        let prefix = |cidr: &str| -> Option<u8> { cidr.rsplit_once('/')?.1.trim().parse().ok() };
         match self {
-            Source::Cidr4(c) => c.ends_with("/0"),
-            Source::Cidr6(c) => c.ends_with("/0"),
+            Source::Cidr4(c) => prefix(c).is_some_and(|p| p < 8),
+            Source::Cidr6(c) => prefix(c).is_some_and(|p| p < 7),
             _ => false,
         }
     }
+}
+
+/// What a managed prefix list was found to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// Its CIDRs, as EC2 listed them.
+    Entries(Vec<String>),
+    /// It could not be read; why.
+    Unknown(String),
+}
+
+/// How far a rule's source reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// The internet, or a large part of it (see [`Source::is_world`]).
+    World,
+    /// A private or narrower range, another group, or a prefix list holding only such ranges.
+    Limited,
+    /// A prefix list whose entries are not known: it may hold the internet.
+    Unknown,
 }
 
 /// What identifies an atomic rule; the description rides along but is not part of it.
@@ -121,6 +146,8 @@ pub struct AtomicRule {
     pub to_port: Option<i64>,
     pub source: Source,
     pub description: Option<String>,
+    /// For a prefix-list source: what the list holds, once looked up (`None`: not looked up).
+    pub listed: Option<Listed>,
 }
 
 impl AtomicRule {
@@ -132,11 +159,43 @@ impl AtomicRule {
             to_port: key.to_port,
             source: key.source,
             description,
+            listed: None,
+        }
+    }
+
+    /// How far the source reaches; a prefix list reaches as far as its widest entry.
+    pub fn reach(&self) -> Reach {
+        match (&self.source, &self.listed) {
+            (Source::PrefixList(_), Some(Listed::Entries(cidrs))) => {
+                if cidrs.iter().any(|c| Source::parse_cidr(c).is_world()) {
+                    Reach::World
+                } else {
+                    Reach::Limited
+                }
+            }
+            (Source::PrefixList(_), _) => Reach::Unknown,
+            (source, _) if source.is_world() => Reach::World,
+            _ => Reach::Limited,
         }
     }
 
     pub fn is_world(&self) -> bool {
-        self.source.is_world()
+        self.reach() == Reach::World
+    }
+
+    /// What the email says of a prefix-list source: `prefix list pl-1: entries unknown`, or the
+    /// entry that makes it the world (`prefix list pl-1 holds 0.0.0.0/0`).
+    pub fn list_note(&self) -> Option<String> {
+        let Source::PrefixList(id) = &self.source else {
+            return None;
+        };
+        match &self.listed {
+            Some(Listed::Entries(cidrs)) => cidrs
+                .iter()
+                .find(|c| Source::parse_cidr(c).is_world())
+                .map(|c| format!("prefix list {id} holds {c}")),
+            _ => Some(format!("prefix list {id}: entries unknown")),
+        }
     }
 
     /// The inclusive port range, or `None` for all ports.

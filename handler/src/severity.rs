@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::rules::{Action, Change, Direction, Protocol};
+use crate::rules::{Action, Change, Direction, Protocol, Reach};
 
 /// Severity, ordered from least to most dangerous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -73,11 +73,17 @@ impl FromStr for Severity {
     }
 }
 
-/// The severity of one rule change.
+/// The severity of one rule change. A prefix list whose entries are unknown may hold the
+/// internet: it is rated high whatever its ports, never low.
 pub fn classify(change: &Change) -> Severity {
     let rule = &change.rule;
-    if change.action == Action::Removed || rule.direction == Direction::Egress || !rule.is_world() {
+    if change.action == Action::Removed || rule.direction == Direction::Egress {
         return Severity::Low;
+    }
+    match rule.reach() {
+        Reach::Limited => return Severity::Low,
+        Reach::Unknown => return Severity::High,
+        Reach::World => {}
     }
     let (from, to) = match rule.protocol {
         Protocol::All => return Severity::Critical,
@@ -98,6 +104,15 @@ pub fn classify(change: &Change) -> Severity {
     } else {
         Severity::Medium
     }
+}
+
+/// What the email adds to a rule line to explain its rating: for added ingress from a prefix
+/// list, whether its entries are unknown or which of them is the world.
+pub fn source_note(change: &Change) -> Option<String> {
+    if change.action == Action::Removed || change.rule.direction == Direction::Egress {
+        return None;
+    }
+    change.rule.list_note()
 }
 
 /// The highest severity over all rule changes; `Info` when no rule changed.
@@ -125,6 +140,7 @@ mod tests {
                 to_port: ports.map(|p| p.1),
                 source: Source::parse_cidr(source),
                 description: None,
+                listed: None,
             },
         }
     }
@@ -235,6 +251,76 @@ mod tests {
         let mut group = world_tcp(22, 22);
         group.rule.source = Source::Group("sg-0123".into());
         assert_eq!(classify(&group), Severity::Low);
+    }
+
+    #[test]
+    fn sources_wider_than_the_largest_private_range_are_the_world() {
+        let rated = |ports: (i64, i64), source: &str| {
+            classify(&added(
+                Direction::Ingress,
+                Protocol::Tcp,
+                Some(ports),
+                source,
+            ))
+        };
+        // Two halves of IPv4 on RDP, an eighth on SSH, the IPv6 unicast space: as critical as /0.
+        assert_eq!(rated((3389, 3389), "0.0.0.0/1"), Severity::Critical);
+        assert_eq!(rated((3389, 3389), "128.0.0.0/1"), Severity::Critical);
+        assert_eq!(rated((22, 22), "0.0.0.0/3"), Severity::Critical);
+        assert_eq!(rated((22, 22), "64.0.0.0/7"), Severity::Critical);
+        assert_eq!(rated((22, 22), "2000::/3"), Severity::Critical);
+        assert_eq!(rated((22, 22), "::/6"), Severity::Critical);
+        assert_eq!(rated((5432, 5432), "0.0.0.0/2"), Severity::High);
+        // The largest private ranges, and anything narrower, are not.
+        assert_eq!(rated((22, 22), "10.0.0.0/8"), Severity::Low);
+        assert_eq!(rated((22, 22), "fc00::/7"), Severity::Low);
+        assert_eq!(rated((22, 22), "203.0.113.0/24"), Severity::Low);
+        assert_eq!(rated((22, 22), "2001:db8::/32"), Severity::Low);
+        assert!(Source::parse_cidr("0.0.0.0/1").is_world());
+        assert!(!Source::parse_cidr("10.0.0.0/8").is_world());
+        // A value that is not a CIDR at all (hostile, or a shape change) is never a panic.
+        for odd in ["", "/", "0.0.0.0/", "0.0.0.0/x", "::/999", "1.2.3.4"] {
+            let _ = Source::parse_cidr(odd).is_world();
+        }
+    }
+
+    #[test]
+    fn a_prefix_list_is_as_wide_as_its_widest_entry_and_high_when_unknown() {
+        use crate::rules::Listed;
+        let from_list = |port: i64, listed: Option<Listed>| {
+            let mut c = world_tcp(port, port);
+            c.rule.source = Source::PrefixList("pl-0abc".into());
+            c.rule.listed = listed;
+            c
+        };
+        let entries = |cidrs: &[&str]| {
+            Some(Listed::Entries(
+                cidrs.iter().map(|c| c.to_string()).collect(),
+            ))
+        };
+        let unknown = from_list(80, None);
+        assert_eq!(classify(&unknown), Severity::High);
+        assert_eq!(
+            source_note(&unknown).as_deref(),
+            Some("prefix list pl-0abc: entries unknown")
+        );
+        let denied = from_list(443, Some(Listed::Unknown("AccessDenied".into())));
+        assert_eq!(classify(&denied), Severity::High);
+        let world = from_list(22, entries(&["10.0.0.0/8", "0.0.0.0/1"]));
+        assert_eq!(classify(&world), Severity::Critical);
+        assert_eq!(
+            source_note(&world).as_deref(),
+            Some("prefix list pl-0abc holds 0.0.0.0/1")
+        );
+        let office = from_list(22, entries(&["10.0.0.0/8", "203.0.113.0/24"]));
+        assert_eq!(classify(&office), Severity::Low);
+        assert_eq!(source_note(&office), None);
+        let mut egress = from_list(22, None);
+        egress.rule.direction = Direction::Egress;
+        assert_eq!(
+            (classify(&egress), source_note(&egress)),
+            (Severity::Low, None)
+        );
     }
 
     #[test]

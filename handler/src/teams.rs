@@ -284,6 +284,6 @@ mod tests {
             escape("[click](https://evil.example) **x** {{DATE(2017-02-14T06:08:39Z)}} <at>all</at>"),
             "\\[click\\]\\(https://evil.example\\) \\*\\*x\\*\\* {\u{200B}{DATE\\(2017-02-14T06:08:39Z\\)}} \\<at\\>all\\</at\\>"
         );
-        assert_eq!(escape("a\r\nb"), "a  b");
+        assert_eq!(escape("a\r\nb"), "a\\<U+000D\\>\\<U+000A\\>b");
     }
 }

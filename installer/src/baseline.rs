@@ -163,6 +163,10 @@ mod tests {
     use aws_sdk_ec2::types::{IpPermission, IpRange, Tag};
 
     fn group(tag: Option<&str>, port: i32) -> SecurityGroup {
+        group_from(tag, port, "0.0.0.0/0")
+    }
+
+    fn group_from(tag: Option<&str>, port: i32, cidr: &str) -> SecurityGroup {
         let mut g = SecurityGroup::builder()
             .group_id("sg-1")
             .group_name("web")
@@ -171,7 +175,7 @@ mod tests {
                     .ip_protocol("tcp")
                     .from_port(port)
                     .to_port(port)
-                    .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
                     .build(),
             );
         if let Some(v) = tag {
@@ -190,6 +194,24 @@ mod tests {
         assert_eq!(exposed(&group(Some("Yes"), 443), "NotifyOnChange"), None);
         assert_eq!(exposed(&group(None, 3389), "NotifyOnChange"), None);
         assert_eq!(exposed(&group(Some("No"), 3389), "NotifyOnChange"), None);
+    }
+
+    #[test]
+    fn half_of_the_internet_is_listed_like_all_of_it() {
+        let half = exposed(
+            &group_from(Some("Yes"), 3389, "128.0.0.0/1"),
+            "NotifyOnChange",
+        )
+        .expect("128.0.0.0/1 on RDP is open to the world");
+        assert_eq!(half.severity, Severity::Critical);
+        assert_eq!(half.rules, ["ingress tcp/3389 from 128.0.0.0/1"]);
+        assert_eq!(
+            exposed(
+                &group_from(Some("Yes"), 3389, "10.0.0.0/8"),
+                "NotifyOnChange"
+            ),
+            None
+        );
     }
 
     #[test]

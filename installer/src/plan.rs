@@ -292,6 +292,7 @@ fn parameters(
     identity: &str,
     place: &Place,
     baseline_until: &str,
+    adopted_topic: &str,
 ) -> BTreeMap<String, String> {
     let p = &wanted.checked.policy;
     let args = &wanted.args;
@@ -328,6 +329,8 @@ fn parameters(
         ("ArtifactKey", wanted.artifact.key()),
         ("EventSource", source.as_str().to_owned()),
         ("BaselineUntil", baseline_until.to_owned()),
+        // The failure queue takes undelivered messages of this topic only, besides the stack's.
+        ("AdoptedTopicArn", adopted_topic.to_owned()),
         // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
         ("Accounts", place.account.clone()),
         (
@@ -452,12 +455,18 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
             .and_then(|p| p.get("BaselineUntil").cloned())
             .unwrap_or_default()
     };
+    // The adopted channel's topic redrives to the failure queue when it can (same account and
+    // region): the queue's policy names it, and no other topic.
+    let adopted = adopted_topic(installed, source)?
+        .filter(|t| topic::can_redrive(t, place))
+        .unwrap_or_default();
     let params = stack::complete_parameters(&parameters(
         wanted,
         source,
         &observed.identity,
         place,
         &baseline_until,
+        &adopted,
     ))?;
     let name = &wanted.checked.stack_name;
     let differences = stack_differences(

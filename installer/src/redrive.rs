@@ -21,6 +21,14 @@
 //!   tags or the destination), a replay sends only to what the ledger lacks. A replay the
 //!   handler parks again (still rejected) keeps the message; older records without an event are
 //!   listed and kept.
+//!
+//! A replayed event makes the function email whomever its item's tags name, from the trusted
+//! sender, so only a record whose origin redrive can show is replayed ([`Origins`]): a Lambda
+//! failure record of the stack's function, an SNS message of one of the stack's topics, an
+//! EventBridge event of one of the stack's rules, or the function's own record (the
+//! queue's policy lets no one else send). Anything else (a planted record) is listed as
+//! `untrusted: kept` with the reason. The queue's policy already refuses every other sender; this
+//! is the second lock, for whatever got in before the policy or around it.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -112,6 +120,9 @@ impl std::fmt::Display for Kind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Record {
     pub kind: Kind,
+    /// What the record says it came from: the function, topic or rule ARN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// The resources (security groups) its notifications are about.
     pub groups: Vec<String>,
     /// The error recorded with it.
@@ -135,6 +146,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
     let Ok(v) = serde_json::from_str::<Value>(body) else {
         return Record {
             kind: Kind::Unknown,
+            origin: None,
             groups: Vec::new(),
             error: None,
             function: None,
@@ -164,6 +176,9 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
         let event = v["requestPayload"].clone();
         return Record {
             kind: Kind::LambdaFailure,
+            origin: v["requestContext"]["functionArn"]
+                .as_str()
+                .map(str::to_owned),
             groups: groups(&event),
             error,
             function: v["requestContext"]["functionArn"]
@@ -188,6 +203,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
         let reason = v["reason"].as_str().unwrap_or("parked by the handler");
         return Record {
             kind: Kind::RejectedRecipients,
+            origin: None,
             groups: v["facts"]["resourceId"]
                 .as_str()
                 .map(|g| vec![g.to_owned()])
@@ -212,6 +228,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
         }]});
         return Record {
             kind: Kind::SnsUndelivered,
+            origin: v["TopicArn"].as_str().map(str::to_owned),
             groups: groups(&event),
             error: attribute_error(),
             function: None,
@@ -221,6 +238,8 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
     if v.get("detail-type").is_some() && v.get("detail").is_some() {
         return Record {
             kind: Kind::EventbridgeUndelivered,
+            // EventBridge names the rule in the message attributes of what it parks.
+            origin: attributes.get("RULE_ARN").cloned(),
             groups: groups(&v),
             error: attribute_error(),
             function: None,
@@ -229,10 +248,60 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
     }
     Record {
         kind: Kind::Unknown,
+        origin: None,
         groups: Vec::new(),
         error: None,
         function: None,
         event: None,
+    }
+}
+
+/// Where a record may come from to be replayed: the stack's function, topics and rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origins {
+    pub function_arn: Option<String>,
+    /// The stack's topic and the adopted delivery channel's.
+    pub topics: Vec<String>,
+    /// The stack's EventBridge rules.
+    pub rules: Vec<String>,
+}
+
+impl Origins {
+    /// Why a record with an event to replay may not be replayed; `None` when its origin is the
+    /// stack's. A Lambda failure record names the function with a qualifier (`:$LATEST`, a
+    /// version or alias): the function is what comes before it.
+    pub fn distrust(&self, record: &Record) -> Option<String> {
+        record.event.as_ref()?;
+        let origin = record.origin.as_deref().unwrap_or_default();
+        let (trusted, what) = match record.kind {
+            Kind::LambdaFailure => {
+                let function = self.function_arn.as_deref().unwrap_or_default();
+                let same = !function.is_empty()
+                    && (origin == function
+                        || origin
+                            .strip_prefix(function)
+                            .is_some_and(|q| q.starts_with(':') && !q[1..].contains(':')));
+                (same, "the stack's function")
+            }
+            Kind::SnsUndelivered => (
+                self.topics.iter().any(|t| t == origin),
+                "the stack's topic or the adopted channel's",
+            ),
+            Kind::EventbridgeUndelivered => (
+                self.rules.iter().any(|r| r == origin),
+                "one of the stack's rules",
+            ),
+            // The function's own records: the queue's policy lets only its role send them.
+            Kind::RejectedRecipients => (true, "the function's own records"),
+            Kind::Unknown => (false, "a known source"),
+        };
+        (!trusted).then(|| {
+            if origin.is_empty() {
+                format!("it names no origin; only records from {what} are replayed")
+            } else {
+                format!("it comes from {}, not {what}", one_line(origin))
+            }
+        })
     }
 }
 
@@ -275,6 +344,9 @@ pub struct Parked {
     /// Seconds since it was parked.
     pub age_secs: u64,
     pub replayable: bool,
+    /// Why an event is not replayed although it holds one: its origin is not the stack's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<String>,
     /// What replaying did: `replayed`, `failed: …`, `kept: …`; none when not replayed.
     pub result: Option<String>,
     /// What the function answered to the replayed event.
@@ -351,6 +423,9 @@ impl std::fmt::Display for Redrive {
                      record would be too large): find it by the request id in the function's log"
                 )?;
             }
+            if let Some(why) = &m.untrusted {
+                writeln!(f, "      untrusted: kept ({})", one_line(why))?;
+            }
             if let Some(r) = &m.result {
                 let answer = m
                     .answer
@@ -378,7 +453,18 @@ impl std::fmt::Display for Redrive {
                  notifications are not sent twice)"
             )?;
         }
-        let kept = self.messages.len() - replayable;
+        let untrusted = self
+            .messages
+            .iter()
+            .filter(|m| m.untrusted.is_some())
+            .count();
+        if untrusted > 0 {
+            writeln!(
+                f,
+                "{untrusted} untrusted: kept, never replayed (not from this stack's function,                  topics or rules: see each reason); look at them, then delete them from the queue"
+            )?;
+        }
+        let kept = self.messages.len() - replayable - untrusted;
         if kept > 0 {
             writeln!(
                 f,
@@ -449,6 +535,7 @@ pub async fn run(
         })
     };
     let queue_url = output(&mut outputs, "FailureQueueUrl")?;
+    let origins = origins(&cf, &args.stack_name, &s, &outputs, &place).await;
     let sqs = crate::aws::sqs(config);
     let received = receive(&sqs, &queue_url, args.max as usize)
         .await
@@ -481,9 +568,11 @@ pub async fn run(
                         .as_secs()
                 })
                 .unwrap_or_default();
+            let untrusted = origins.distrust(&record);
             let parked = Parked {
                 message_id: m.message_id().unwrap_or_default().to_owned(),
-                replayable: record.event.is_some(),
+                replayable: record.event.is_some() && untrusted.is_none(),
+                untrusted,
                 record,
                 age_secs,
                 result: None,
@@ -516,6 +605,10 @@ pub async fn run(
                 hidden_until = now + Duration::from_secs(VISIBILITY_SECS as u64);
             }
             let (parked, receipt) = &mut messages[i];
+            if let Some(why) = &parked.untrusted {
+                parked.result = Some(format!("untrusted: kept ({why})"));
+                continue;
+            }
             let Some(event) = &parked.record.event else {
                 parked.result = Some("kept: nothing to replay".to_owned());
                 continue;
@@ -565,6 +658,59 @@ pub async fn run(
         messages: messages.into_iter().map(|(p, _)| p).collect(),
         replayed: replay,
     })
+}
+
+/// The stack's function, topics and rules, from its outputs, its `AdoptedTopicArn` parameter and
+/// its `EventRule` resource.
+async fn origins(
+    cf: &aws_sdk_cloudformation::Client,
+    stack_name: &str,
+    stack: &aws_sdk_cloudformation::types::Stack,
+    outputs: &std::collections::BTreeMap<String, String>,
+    place: &Place,
+) -> Origins {
+    let function_arn = outputs.get("FunctionArn").cloned();
+    let partition = function_arn
+        .as_deref()
+        .map(crate::aws::identity::partition_of)
+        .unwrap_or("aws");
+    let rule_arn = |name: &str| {
+        format!(
+            "arn:{partition}:events:{}:{}:rule/{name}",
+            place.region, place.account
+        )
+    };
+    let mut topics: Vec<String> = outputs.get("TopicArn").cloned().into_iter().collect();
+    topics.extend(
+        stack::deployed_parameters(stack)
+            .remove("AdoptedTopicArn")
+            .filter(|t| !t.is_empty()),
+    );
+    let mut rules: Vec<String> = outputs
+        .get("ActorFeedRuleName")
+        .map(|n| rule_arn(n))
+        .into_iter()
+        .collect();
+    // The Config rule has no output: its name is the resource's physical id, when it exists.
+    if let Ok(out) = cf
+        .describe_stack_resource()
+        .stack_name(stack_name)
+        .logical_resource_id("EventRule")
+        .send()
+        .await
+    {
+        if let Some(name) = out
+            .stack_resource_detail()
+            .and_then(|d| d.physical_resource_id())
+        {
+            rules.push(rule_arn(name.rsplit('/').next().unwrap_or(name)));
+        }
+    }
+    Origins {
+        function_arn,
+        topics,
+        rules,
+    }
 }
 
 /// Receives up to `max` messages, hiding each for [`VISIBILITY_SECS`]; nothing is deleted.
@@ -814,6 +960,71 @@ mod tests {
             assert_eq!(r.kind, Kind::Unknown, "{body}");
             assert_eq!(r.event, None);
         }
+    }
+
+    #[test]
+    fn only_records_from_the_stacks_function_topics_and_rules_are_trusted() {
+        let origins = Origins {
+            function_arn: Some("arn:aws:lambda:us-east-1:1:function:sgwatch-handler".into()),
+            topics: vec!["arn:aws:sns:us-east-1:1:sgwatch-topic".into()],
+            rules: vec!["arn:aws:events:us-east-1:1:rule/sgwatch-feed".into()],
+        };
+        let failure = |function_arn: &str| {
+            json!({"requestContext": {"functionArn": function_arn, "condition": "RetriesExhausted"},
+                   "requestPayload": sns_event("sg-0abc"), "responsePayload": {}})
+            .to_string()
+        };
+        let none = HashMap::new();
+        let ours = read(
+            &failure("arn:aws:lambda:us-east-1:1:function:sgwatch-handler:$LATEST"),
+            &none,
+        );
+        assert_eq!(origins.distrust(&ours), None);
+        // A record planted by whoever could send to the queue: another function's, or ours with
+        // a suffix that makes it another function.
+        for planted in [
+            "arn:aws:lambda:us-east-1:1:function:other",
+            "arn:aws:lambda:us-east-1:1:function:sgwatch-handler-evil:$LATEST",
+            "arn:aws:lambda:us-east-1:1:function:sgwatch-handler:1:x",
+        ] {
+            let r = read(&failure(planted), &none);
+            let why = origins.distrust(&r).expect(planted);
+            assert!(why.contains("not the stack's function"), "{why}");
+        }
+        let no_origin = read(
+            &json!({"requestContext": {}, "requestPayload": sns_event("sg-0abc")}).to_string(),
+            &none,
+        );
+        assert!(origins
+            .distrust(&no_origin)
+            .unwrap()
+            .contains("names no origin"));
+        let sns = |topic: &str| {
+            json!({"Type": "Notification", "TopicArn": topic, "Message": config_message("sg-0def").to_string()})
+                .to_string()
+        };
+        assert_eq!(
+            origins.distrust(&read(&sns("arn:aws:sns:us-east-1:1:sgwatch-topic"), &none)),
+            None
+        );
+        assert!(origins
+            .distrust(&read(&sns("arn:aws:sns:us-east-1:1:attacker"), &none))
+            .is_some());
+        let event = json!({"detail-type": "Config Configuration Item Change", "detail": config_message("sg-1")}).to_string();
+        let rule = |arn: &str| HashMap::from([("RULE_ARN".to_owned(), arn.to_owned())]);
+        assert_eq!(
+            origins.distrust(&read(
+                &event,
+                &rule("arn:aws:events:us-east-1:1:rule/sgwatch-feed")
+            )),
+            None
+        );
+        assert!(origins
+            .distrust(&read(&event, &rule("arn:aws:events:us-east-1:1:rule/x")))
+            .is_some());
+        assert!(origins.distrust(&read(&event, &none)).is_some());
+        // Records holding nothing to replay are not judged: they are kept anyway.
+        assert_eq!(origins.distrust(&read("{}", &none)), None);
     }
 
     #[test]

@@ -84,6 +84,82 @@ fn reads_stdin_and_takes_the_settings_flags() {
 }
 
 #[test]
+fn halves_of_the_internet_reach_the_fallback_of_an_untagged_group() {
+    // RDP opened to 0.0.0.0/1 and 128.0.0.0/1 instead of 0.0.0.0/0: the same exposure.
+    let bare = std::fs::read_to_string(fixture("rdp-opened.json")).unwrap();
+    let mut v: Value =
+        serde_json::from_str(&bare.replace("\"NotifyOnChange\"", "\"Other\"")).unwrap();
+    let rule = &mut v["configurationItemDiff"]["changedProperties"]
+        ["Configuration.IpPermissions.1"]["updatedValue"];
+    rule["ipv4Ranges"] = serde_json::json!([{"cidrIp": "0.0.0.0/1"}, {"cidrIp": "128.0.0.0/1"}]);
+    rule["ipRanges"] = serde_json::json!(["0.0.0.0/1", "128.0.0.0/1"]);
+    let out = sgwatch(
+        &[
+            "explain",
+            "--fallback-recipient",
+            "secops@example.com",
+            "--always-notify-at",
+            "critical",
+            "-",
+        ],
+        Some(&v.to_string()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = &json(&out)[0];
+    assert_eq!(d["severity"], "critical", "{d}");
+    assert_eq!(d["notify"], true, "{d}");
+    assert_eq!(d["recipients"], serde_json::json!(["secops@example.com"]));
+    assert!(d["subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("[sgwatch CRITICAL]"));
+}
+
+#[test]
+fn a_prefix_list_it_cannot_look_up_is_rated_high_and_said_so() {
+    // explain looks nothing up: the list's entries are unknown, so it may hold the internet.
+    let bare = std::fs::read_to_string(fixture("rdp-opened.json")).unwrap();
+    let mut v: Value =
+        serde_json::from_str(&bare.replace("\"NotifyOnChange\"", "\"Other\"")).unwrap();
+    let rule = &mut v["configurationItemDiff"]["changedProperties"]
+        ["Configuration.IpPermissions.1"]["updatedValue"];
+    rule["ipv4Ranges"] = serde_json::json!([]);
+    rule["ipRanges"] = serde_json::json!([]);
+    rule["prefixListIds"] = serde_json::json!([{"prefixListId": "pl-0abc1234"}]);
+    let out = sgwatch(
+        &[
+            "explain",
+            "--fallback-recipient",
+            "secops@example.com",
+            "--always-notify-at",
+            "high",
+            "-",
+        ],
+        Some(&v.to_string()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d = &json(&out)[0];
+    assert_eq!(d["severity"], "high", "{d}");
+    assert_eq!(d["notify"], true, "{d}");
+    assert_eq!(d["recipients"], serde_json::json!(["secops@example.com"]));
+    let text = d["text"].as_str().unwrap();
+    assert!(
+        text.contains(
+            "[high] +ingress tcp/3389 from pl-0abc1234 (prefix list pl-0abc1234: entries unknown)"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn unreadable_input_is_an_error_entry_and_exit_code_1() {
     let out = sgwatch(
         &["explain", "-"],

@@ -170,18 +170,42 @@ async fn slack_teams_and_the_webhook_each_get_their_exact_post() {
     assert_eq!(body["recipients"], json!([OWNER]));
     assert_eq!(body["destinations"], json!(["secops", "team-a", "siem"]));
     assert_eq!(body["subject"], mail[0].subject.clone().unwrap());
-    // The receiver recomputes the HMAC of the bytes it got with the key it shares.
+    // The receiver recomputes the HMAC of "{timestamp}.{body}" with the key it shares, and
+    // checks the timestamp is recent: a captured post does not verify later.
+    let timestamp = p
+        .header("x-sgwatch-timestamp")
+        .expect("the post says when it was signed");
+    let signed_at: u64 = timestamp.parse().expect("Unix seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(now.abs_diff(signed_at) < 60, "{signed_at} vs {now}");
+    let mac = |key: &[u8], signed: &[u8]| {
+        use hmac::Mac;
+        let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(key).unwrap();
+        m.update(signed);
+        format!("sha256={}", hex::encode(m.finalize().into_bytes()))
+    };
+    let mut signed = format!("{timestamp}.").into_bytes();
+    signed.extend_from_slice(&p.body);
     assert_eq!(
         p.header("x-sgwatch-signature"),
-        webhook::signature(SIGNING_KEY.as_bytes(), &p.body).as_deref()
+        Some(mac(SIGNING_KEY.as_bytes(), &signed).as_str())
     );
-    assert!(p
-        .header("x-sgwatch-signature")
-        .unwrap()
-        .starts_with("sha256="));
-    assert!(
-        webhook::signature(b"another key", &p.body).as_deref() != p.header("x-sgwatch-signature")
+    // The body alone, the old scheme, no longer verifies; nor does another key.
+    assert_ne!(
+        p.header("x-sgwatch-signature"),
+        Some(mac(SIGNING_KEY.as_bytes(), &p.body).as_str())
     );
+    assert_ne!(
+        p.header("x-sgwatch-signature"),
+        Some(mac(b"another key", &signed).as_str())
+    );
+    // The delivery: the ledger key of the configuration state and the destination's name.
+    let delivery = p.header("x-sgwatch-delivery").expect("a delivery id");
+    assert!(delivery.ends_with("/siem"), "{delivery}");
+    assert!(delivery.contains("sg-0123456789abcdef0"), "{delivery}");
 
     // A second delivery of the same notification posts nothing again.
     handle(&sns(&message()), &settings, &services)

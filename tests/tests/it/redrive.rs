@@ -200,7 +200,32 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
         "dept-c@corp.example",
         1_800_000_000_003,
     );
-    park(&config, &queue, &c["Records"][0]["Sns"]).await;
+    // SNS names the topic it could not deliver for: the stack's own.
+    let topic = story::stack_output(&config, "TopicArn").await.unwrap();
+    let mut undelivered = c["Records"][0]["Sns"].clone();
+    undelivered["TopicArn"] = json!(topic);
+    park(&config, &queue, &undelivered).await;
+    // Records planted by someone who could send to the queue (the template's policy refuses
+    // them on AWS; moto enforces no queue policy): a failure record of another function and a
+    // message of another topic, each naming an owner of the planter's choice.
+    let planted = notification(
+        "sg-0eeeeeeeeeeeeeee5",
+        "victim@elsewhere.example",
+        1_800_000_000_005,
+    );
+    park(
+        &config,
+        &queue,
+        &lambda_failure_record(
+            "arn:aws:lambda:us-east-1:123456789012:function:not-sgwatch",
+            &planted,
+            &json!({"errorMessage": "planted"}),
+        ),
+    )
+    .await;
+    let mut other_topic = planted["Records"][0]["Sns"].clone();
+    other_topic["TopicArn"] = json!("arn:aws:sns:us-east-1:123456789012:someone-elses");
+    park(&config, &queue, &other_topic).await;
     // A record the handler parks itself: a recipient SES rejected for good.
     park(
         &config,
@@ -220,7 +245,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     assert!(
         status
             .stdout
-            .contains("5 events parked in the failure queue; replay with `sgwatch redrive --yes`"),
+            .contains("7 events parked in the failure queue; replay with `sgwatch redrive --yes`"),
         "{}",
         status.stdout
     );
@@ -232,7 +257,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     assert!(listed.success(), "{}\n{}", listed.stdout, listed.stderr);
     let text = &listed.stdout;
     assert!(
-        text.contains("5 message(s) parked in the failure queue"),
+        text.contains("7 message(s) parked in the failure queue"),
         "{text}"
     );
     for group in [
@@ -245,7 +270,15 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     }
     assert_eq!(
         text.matches("function failed every retry").count(),
-        3,
+        4,
+        "{text}"
+    );
+    assert!(
+        text.contains("untrusted: kept (it comes from arn:aws:lambda:us-east-1:123456789012:function:not-sgwatch:$LATEST, not the stack's function)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("untrusted: kept (it comes from arn:aws:sns:us-east-1:123456789012:someone-elses, not the stack's topic or the adopted channel's)"),
         "{text}"
     );
     assert!(text.contains("SNS could not deliver"), "{text}");
@@ -261,7 +294,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
         text.contains("4 can be replayed: run `sgwatch redrive --yes`"),
         "{text}"
     );
-    assert_eq!(queue_depth(&config, &queue).await, 5);
+    assert_eq!(queue_depth(&config, &queue).await, 7);
 
     let two = json_of(
         &story::sgwatch(
@@ -284,9 +317,9 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
         .unwrap(),
     );
     assert_eq!(dry["replayed"], false);
-    assert_eq!(dry["messages"].as_array().unwrap().len(), 5, "{dry:#}");
+    assert_eq!(dry["messages"].as_array().unwrap().len(), 7, "{dry:#}");
     assert!(moto.ses_messages().await.is_empty());
-    assert_eq!(queue_depth(&config, &queue).await, 5);
+    assert_eq!(queue_depth(&config, &queue).await, 7);
 
     // SES works again: replay.
     let fixed = Emulator::start_as(&programs, &moto.endpoint, &env, story::EMULATED_FUNCTION)
@@ -325,6 +358,14 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
         results.contains(&("rejected-recipients", "kept: nothing to replay")),
         "{results:?}"
     );
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(_, r)| r.starts_with("untrusted: kept"))
+            .count(),
+        2,
+        "{results:?}"
+    );
 
     let mut to: Vec<Vec<String>> = moto
         .ses_messages()
@@ -343,8 +384,11 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
         "each owner is emailed once, though `a` was parked twice"
     );
 
-    // Only the record with nothing to replay is left; a second redrive sends nothing more.
-    assert_eq!(queue_depth(&config, &queue).await, 1);
+    // The planted owner was never emailed.
+    assert!(!to.iter().flatten().any(|a| a.contains("victim")), "{to:?}");
+    // Only the record with nothing to replay and the planted ones are left; a second redrive
+    // sends nothing more.
+    assert_eq!(queue_depth(&config, &queue).await, 3);
     let again = story::sgwatch(
         &programs,
         &moto,
@@ -361,7 +405,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     .unwrap();
     assert!(again.success(), "{}\n{}", again.stdout, again.stderr);
     assert!(
-        again.stdout.contains("1 message(s) parked"),
+        again.stdout.contains("3 message(s) parked"),
         "{}",
         again.stdout
     );

@@ -293,6 +293,7 @@ fn parameters_match_the_installer_contract() {
             Some(json!("critical")),
             Some(&["critical", "high", "off"]),
         ),
+        ("AdoptedTopicArn", "String", Some(json!("")), None),
         ("LogRetentionDays", "Number", Some(json!(30)), None),
     ];
     let params = template()["Parameters"]
@@ -750,6 +751,11 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         ("ses:SendEmail", sub(ANY_IDENTITY_ARN)),
         ("s3:GetObject", sub("${ConfigBucket.Arn}/AWSLogs/*")),
         ("cloudtrail:LookupEvents", json!("*")),
+        // What a prefix list holds decides how far its rules open a group: prefix lists only.
+        (
+            "ec2:GetManagedPrefixListEntries",
+            sub("arn:${AWS::Partition}:ec2:${AWS::Region}:*:prefix-list/*"),
+        ),
         ("sqs:SendMessage", get_att("FailureQueue", "Arn")),
         ("dynamodb:UpdateItem", get_att("IdempotencyTable", "Arn")),
         ("dynamodb:GetItem", get_att("IdempotencyTable", "Arn")),
@@ -879,8 +885,8 @@ fn failed_invocations_land_in_the_failure_queue() {
     let sns = statement(&policy["PolicyDocument"], "SnsRedrive");
     assert_eq!(sns["Principal"]["Service"], "sns.amazonaws.com");
     assert_eq!(
-        sns["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"],
-        "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:*"
+        sns["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!([r#ref("Topic"), {"Fn::If": ["HasAdoptedTopic", r#ref("AdoptedTopicArn"), r#ref("AWS::NoValue")]}])
     );
     let events = &list(&policy["PolicyDocument"]["Statement"])[1]["Fn::If"];
     assert_eq!(events[0], "SourceIsEventBridge");
@@ -889,6 +895,67 @@ fn failed_invocations_land_in_the_failure_queue() {
     assert_eq!(
         events["Condition"]["ArnEquals"]["aws:SourceArn"],
         get_att("EventRule", "Arn")
+    );
+}
+
+#[test]
+fn the_failure_queue_refuses_every_sender_but_the_function_its_topics_and_its_rules() {
+    // What lands in the queue may be replayed by `sgwatch redrive`: anyone else who could send
+    // there could make the trusted sender email whomever a planted item's tags name.
+    let doc = &props("FailureQueuePolicy")["PolicyDocument"];
+    let deny = statement(doc, "DenyOtherSenders");
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(actions(deny), ["sqs:SendMessage"]);
+    assert_eq!(deny["Resource"], get_att("FailureQueue", "Arn"));
+    let not_equals = deny["Condition"]["ArnNotEquals"]
+        .as_object()
+        .expect("ArnNotEquals");
+    // Two keys in one operator are ANDed: denied unless one of them names the sender.
+    assert_eq!(not_equals.len(), 2, "{not_equals:?}");
+    assert_eq!(
+        not_equals["aws:PrincipalArn"],
+        get_att("HandlerRole", "Arn")
+    );
+    let if_ =
+        |condition: &str, then: Value| json!({"Fn::If": [condition, then, r#ref("AWS::NoValue")]});
+    assert_eq!(
+        not_equals["aws:SourceArn"],
+        json!([
+            r#ref("Topic"),
+            if_("HasAdoptedTopic", r#ref("AdoptedTopicArn")),
+            if_("SourceIsEventBridge", get_att("EventRule", "Arn")),
+            if_("ActorFeedOn", get_att("ActorFeedRule", "Arn")),
+        ])
+    );
+    // Resolved, as CloudFormation would: the exact ARNs, no wildcard.
+    let r = Resolver::new(
+        "sgwatch",
+        &[
+            ("EventSource", "sns"),
+            ("ActorFeed", "on"),
+            (
+                "AdoptedTopicArn",
+                "arn:aws:sns:us-east-1:123456789012:config-topic",
+            ),
+        ],
+    );
+    let resolved = r.resolve(&deny["Condition"]["ArnNotEquals"]["aws:SourceArn"]);
+    let arns: Vec<&str> = resolved
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        arns.contains(&"arn:aws:sns:us-east-1:123456789012:config-topic"),
+        "{arns:?}"
+    );
+    assert!(arns.iter().all(|a| !a.contains('*')), "{arns:?}");
+    assert_eq!(
+        arns.len(),
+        3,
+        "topic, adopted topic, actor feed rule: {arns:?}"
     );
 }
 
