@@ -578,13 +578,15 @@ mod tests {
         let poster = Poster::new(&SdkConfig::builder().build());
         poster.cache.lock().unwrap().insert(
             "/sgwatch/siem-url".into(),
-            "https://hooks.example/services/T0/B0/secret-token".into(),
+            (
+                "https://hooks.example/services/T0/B0/secret-token".into(),
+                Instant::now(),
+            ),
         );
-        poster
-            .cache
-            .lock()
-            .unwrap()
-            .insert("/sgwatch/siem-key".into(), "the-signing-key".into());
+        poster.cache.lock().unwrap().insert(
+            "/sgwatch/siem-key".into(),
+            ("the-signing-key".into(), Instant::now()),
+        );
         let shown = format!("{poster:?}");
         assert!(!shown.contains("secret-token"), "{shown}");
         assert!(!shown.contains("the-signing-key"), "{shown}");

@@ -1219,7 +1219,8 @@ async fn post_destinations(
             .map(|left| std::time::Instant::now() + left.saturating_sub(dedupe::RECORD_WORST_CASE));
         let delivery = webhook::delivery(ledger.key.as_deref().unwrap_or("-"), name);
         let post = || async {
-            let payload = payload(poster, destination, d, actor, email, deadline, &delivery).await?;
+            let payload =
+                payload(poster, destination, d, actor, email, deadline, &delivery).await?;
             poster.post(destination, &payload, deadline).await
         };
         let mut posted = post().await;

@@ -875,6 +875,7 @@ mod tests {
                 replayable: false,
                 record: r,
                 age_secs: 5,
+                untrusted: None,
                 result: None,
                 answer: None,
             }],
