@@ -8,8 +8,8 @@ use sgwatch_handler::{aws, process, settings::Settings};
 fn main() -> Result<(), Error> {
     // Lambda's logging controls set AWS_LAMBDA_LOG_FORMAT (and AWS_LAMBDA_LOG_LEVEL) from the
     // function's LoggingConfig; when nothing chose a format, keep the JSON lines (one `decision`
-    // line per notification) that the README documents. This runs before any thread exists, the
-    // one time changing the environment is sound.
+    // line per notification) that docs/FAILURE-SEMANTICS.md documents. This runs before any
+    // thread exists, the one time changing the environment is sound.
     // https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-logformat.html
     if std::env::var_os("AWS_LAMBDA_LOG_FORMAT").is_none() {
         std::env::set_var("AWS_LAMBDA_LOG_FORMAT", "JSON");

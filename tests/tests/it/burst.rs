@@ -173,7 +173,7 @@ async fn a_burst_over_the_ses_rate_emails_every_owner_once_and_parks_nothing() {
         "mail to someone else: {per_recipient:?}"
     );
     // A send SES accepted whose answer came after the 4 s attempt timeout is sent again by the
-    // SDK's retry (the README's failure semantics: nobody can tell it went). AWS answers in
+    // SDK's retry (docs/FAILURE-SEMANTICS.md: nobody can tell it went). AWS answers in
     // milliseconds; the emulator, shared with the other tests on a small machine, once took longer
     // for one send in 200. The burst itself (throttling, the ledger) must add none beyond that.
     let twice: Vec<(&String, &usize)> = per_recipient.iter().filter(|(_, n)| **n > 1).collect();

@@ -23,7 +23,7 @@ const PURE: &[&str] = &[
 const IMPURE_CRATES: &[&str] = &["aws_sdk_", "aws_config", "tokio"];
 
 /// Where the handler's settings are documented.
-const SETTINGS_PAGE: &str = "README.md";
+const SETTINGS_PAGE: &str = "docs/SETTINGS.md";
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
