@@ -1768,10 +1768,14 @@ fn names_fit_their_limits_for_the_longest_stack_set_name_the_docs_allow() {
         .and_then(|n| n.parse::<usize>().ok())
         .expect("docs/STACKSETS.md says: at most **N** characters");
     // (resource, property, limit): Lambda function names 64 (Lambda API reference,
-    // CreateFunction); log group names 512 (CloudWatch Logs API reference, CreateLogGroup).
+    // CreateFunction); log group names 512 (CloudWatch Logs API reference, CreateLogGroup);
+    // alarm names 255 (CloudWatch API reference, PutMetricAlarm).
     let limits = [
         ("Function", "FunctionName", 64),
         ("LogGroup", "LogGroupName", 512),
+        ("FailureQueueAlarm", "AlarmName", 255),
+        ("FunctionErrorsAlarm", "AlarmName", 255),
+        ("FunctionThrottlesAlarm", "AlarmName", 255),
     ];
     let longest = |n: usize| {
         let stack = format!(
