@@ -8,13 +8,13 @@
 //!   asynchronous event (SNS, EventBridge): `requestContext`, `responseContext`,
 //!   `responsePayload` (the error) and `requestPayload`, the original event ("Capturing records
 //!   of Lambda asynchronous invocations",
-//!   https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html);
+//!   <https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-retain-records.html>);
 //! - what SNS could not deliver to the function at all (the subscription's redrive policy): the
 //!   SNS message itself, as JSON ("Amazon SNS dead-letter queues",
-//!   https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html);
+//!   <https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html>);
 //! - what EventBridge could not deliver (the rule target's dead-letter queue): the event itself,
 //!   with the error in message attributes ("Using dead-letter queues to process undelivered
-//!   events", https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html);
+//!   events", <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html>);
 //! - the handler's own records (`"source": "sgwatch"`): recipients SES rejected for good, or a
 //!   change every destination refused, with no one told. They carry the original event
 //!   (`event`): once the fix is made (verify the recipient, leave the sandbox, fix the group's

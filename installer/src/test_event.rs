@@ -6,7 +6,7 @@
 //! permission for SNS are exercised too. A stack whose source is EventBridge cannot be tested
 //! that way: only AWS services may put events with an `aws.` source ("Amazon EventBridge events":
 //! a custom event's source cannot start with `aws.`,
-//! https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEventsRequestEntry.html),
+//! <https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEventsRequestEntry.html>),
 //! so no test event can match the stack's rule on `aws.config`; `sgwatch verify` makes a real
 //! change instead.
 
