@@ -9,14 +9,24 @@
 //! destination, and a 3xx is an error naming where it points (a secret URL is never followed).
 //! No SSM read and no attempt starts that could not end before the caller's deadline.
 //!
+//! Where a post may go is the [`Reach`]: HTTPS to a public address. A URL naming, or a host name
+//! resolving to, a link-local or instance-metadata address (169.254.0.0/16, `fd00:ec2::254`) is
+//! always refused; a private one (10/8, 172.16/12, 192.168/16, 100.64/10, `fc00::/7`) unless the
+//! stack allows private destinations; loopback (where the Lambda Runtime API answers) unless a
+//! test's setting allows it, plain HTTP then too. The addresses are checked after DNS
+//! resolution, in the connector itself, so the address checked is the address connected to.
+//!
 //! What becomes of a failure is the caller's ([`crate::process`]): a parameter that is missing or
 //! cannot be read, a URL that is not HTTPS, or a 4xx is logged and the other destinations and the
 //! email go on (retrying cannot fix them); a post still failing after its retries fails the
 //! invocation like an SES failure, so Lambda retries it and finally parks the event.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -26,6 +36,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, Uri};
 use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use tracing::warn;
@@ -129,7 +140,138 @@ pub struct Payload {
     pub headers: Vec<(&'static str, String)>,
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpsClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
+
+/// Which addresses a destination may have besides public ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Private addresses (`--allow-private-destinations`): a receiver inside the VPC.
+    pub private: bool,
+    /// Loopback, plain HTTP included: local receivers in tests and the demo only.
+    pub loopback: bool,
+}
+
+impl Reach {
+    /// Why a post may not go to `ip`; `None` when it may.
+    pub fn refuses(self, ip: IpAddr) -> Option<&'static str> {
+        match ip {
+            IpAddr::V4(v4) => self.refuses_v4(v4),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped().or_else(|| nat64(v6)) {
+                Some(v4) => self.refuses_v4(v4),
+                None => self.refuses_v6(v6),
+            },
+        }
+    }
+
+    fn refuses_v4(self, ip: Ipv4Addr) -> Option<&'static str> {
+        let [a, b, ..] = ip.octets();
+        if ip.is_link_local() {
+            Some(LINK_LOCAL)
+        } else if a == 0 || ip.is_broadcast() || ip.is_multicast() {
+            Some(NOT_A_HOST)
+        } else if ip.is_loopback() {
+            (!self.loopback).then_some(LOOPBACK)
+        } else if ip.is_private() || (a == 100 && b & 0xc0 == 64) || (a == 198 && b & 0xfe == 18) {
+            (!self.private).then_some(PRIVATE)
+        } else {
+            None
+        }
+    }
+
+    fn refuses_v6(self, ip: Ipv6Addr) -> Option<&'static str> {
+        let first = ip.segments()[0];
+        if ip == INSTANCE_METADATA_V6 || first & 0xffc0 == 0xfe80 {
+            Some(LINK_LOCAL)
+        } else if ip.is_unspecified() || ip.is_multicast() {
+            Some(NOT_A_HOST)
+        } else if ip.is_loopback() {
+            (!self.loopback).then_some(LOOPBACK)
+        } else if first & 0xfe00 == 0xfc00 {
+            (!self.private).then_some(PRIVATE)
+        } else {
+            None
+        }
+    }
+}
+
+/// The instance metadata service's IPv6 address (Nitro instances).
+const INSTANCE_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+const LINK_LOCAL: &str = "a link-local address, where the instance metadata service answers";
+const NOT_A_HOST: &str = "not the address of a host";
+const LOOPBACK: &str = "this machine's loopback, where the Lambda Runtime API answers";
+const PRIVATE: &str =
+    "a private address; install with --allow-private-destinations for a receiver inside the VPC";
+
+/// The IPv4 address inside a NAT64 address (`64:ff9b::/96`), which a VPC with DNS64 reaches.
+fn nat64(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]).then(|| {
+        let [a, b] = s[6].to_be_bytes();
+        let [c, d] = s[7].to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    })
+}
+
+/// A destination's host resolved to an address its [`Reach`] refuses.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to {ip}, {why}")]
+struct AddressRefused {
+    host: String,
+    ip: IpAddr,
+    why: &'static str,
+}
+
+/// The system resolver, refusing a name any of whose addresses the [`Reach`] refuses: the
+/// connector connects only to addresses checked here.
+#[derive(Clone)]
+struct CheckedResolver {
+    system: GaiResolver,
+    reach: Reach,
+}
+
+type Resolving =
+    Pin<Box<dyn Future<Output = Result<std::vec::IntoIter<SocketAddr>, std::io::Error>> + Send>>;
+
+impl tower_service::Service<Name> for CheckedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Resolving;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        self.system.poll_ready(cx)
+    }
+
+    fn call(&mut self, name: Name) -> Resolving {
+        let (reach, host) = (self.reach, name.as_str().to_owned());
+        let resolving = self.system.call(name);
+        Box::pin(async move {
+            let addresses: Vec<SocketAddr> = resolving.await?.collect();
+            for address in &addresses {
+                if let Some(why) = reach.refuses(address.ip()) {
+                    let ip = address.ip();
+                    return Err(std::io::Error::other(AddressRefused { host, ip, why }));
+                }
+            }
+            Ok(addresses.into_iter())
+        })
+    }
+}
+
+/// The [`AddressRefused`] somewhere in `error`'s chain of sources.
+fn refused_address(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<AddressRefused>());
+        if let Some(refused) = inner.or_else(|| e.downcast_ref::<AddressRefused>()) {
+            return Some(refused.to_string());
+        }
+        next = e.source();
+    }
+    None
+}
 
 /// Reads parameters (cached for the container's life) and posts.
 pub struct Poster {
@@ -142,6 +284,8 @@ pub struct Poster {
     /// How long a value is used before it is read again ([`CACHE_TTL`]).
     pub cache_ttl: Duration,
     pub retry: RetryPolicy,
+    /// Which addresses a destination may have besides public ones.
+    pub reach: Reach,
 }
 
 /// What one attempt got back.
@@ -157,6 +301,8 @@ struct NoAnswer {
     reason: String,
     /// The connection was never made (refused, no route): the request did not leave.
     unsent: bool,
+    /// The host resolved to an address the [`Reach`] refuses: no retry can help.
+    refused: Option<String>,
 }
 
 impl std::fmt::Debug for Poster {
@@ -167,6 +313,7 @@ impl std::fmt::Debug for Poster {
         f.debug_struct("Poster")
             .field("cached_parameters", &cached)
             .field("retry", &self.retry)
+            .field("reach", &self.reach)
             .finish_non_exhaustive()
     }
 }
@@ -185,7 +332,14 @@ impl Poster {
             cache: Mutex::new(HashMap::new()),
             cache_ttl: CACHE_TTL,
             retry: RetryPolicy::default(),
+            reach: Reach::default(),
         }
+    }
+
+    /// Where destinations may be besides public addresses (none by default).
+    pub fn with_reach(mut self, reach: Reach) -> Poster {
+        self.reach = reach;
+        self
     }
 
     pub fn with_cache_ttl(mut self, ttl: Duration) -> Poster {
@@ -208,13 +362,19 @@ impl Poster {
     fn http(&self) -> Result<&HttpsClient, String> {
         self.http
             .get_or_init(|| {
+                let mut connector = HttpConnector::new_with_resolver(CheckedResolver {
+                    system: GaiResolver::new(),
+                    reach: self.reach,
+                });
+                connector.enforce_http(false);
                 let https = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
                     .map_err(|e| format!("no TLS trust roots: {e}"))?
-                    // Plain HTTP is refused before a request is made unless it is to loopback.
+                    // Plain HTTP is refused before a request is made unless it is a test's
+                    // loopback ([`checked_url`]).
                     .https_or_http()
                     .enable_http1()
-                    .build();
+                    .wrap_connector(connector);
                 Ok(Client::builder(TokioExecutor::new()).build(https))
             })
             .as_ref()
@@ -335,11 +495,12 @@ impl Poster {
         let url = self
             .parameter_until(name, &destination.parameter, deadline)
             .await?;
-        let uri = checked_url(url.trim()).map_err(|reason| PostError::Url {
+        let unusable = |reason| PostError::Url {
             destination: name.to_owned(),
             parameter: destination.parameter.clone(),
             reason,
-        })?;
+        };
+        let uri = checked_url(url.trim(), self.reach).map_err(unusable)?;
         let http = self.http().map_err(|reason| PostError::Exhausted {
             destination: name.to_owned(),
             attempts: 0,
@@ -397,8 +558,12 @@ impl Poster {
                     })
                 }
                 Err(NoAnswer {
+                    refused: Some(why), ..
+                }) => return Err(unusable(why)),
+                Err(NoAnswer {
                     reason,
                     unsent: true,
+                    ..
                 }) => (self.backoff(attempt), reason),
                 Err(NoAnswer { reason, .. }) => return Err(exhausted(attempt, reason)),
             };
@@ -440,6 +605,7 @@ impl Poster {
             .map_err(|e| NoAnswer {
                 reason: format!("could not build the request: {e}"),
                 unsent: true,
+                refused: None,
             })?;
         let exchange = async {
             let response = http.request(request).await.map_err(|e| {
@@ -453,6 +619,7 @@ impl Poster {
                 NoAnswer {
                     reason,
                     unsent: e.is_connect(),
+                    refused: refused_address(&e),
                 }
             })?;
             let status = response.status().as_u16();
@@ -493,6 +660,7 @@ impl Poster {
                     self.retry.attempt_timeout.as_secs_f32()
                 ),
                 unsent: false,
+                refused: None,
             })?
     }
 }
@@ -530,38 +698,54 @@ fn is_transient(e: &SdkError<GetParameterError>) -> bool {
     }
 }
 
-/// The URL of a destination: HTTPS, or plain HTTP to this machine's loopback (a local receiver
-/// or a test's); a secret URL never travels in clear over a network.
-pub fn checked_url(url: &str) -> Result<Uri, String> {
+/// The URL of a destination: HTTPS, or plain HTTP to loopback when the [`Reach`] allows loopback
+/// (a test's receiver); a secret URL never travels in clear over a network. A host written as an
+/// address is checked here (the connector resolves no literal); a name, after resolution.
+pub fn checked_url(url: &str, reach: Reach) -> Result<Uri, String> {
     let uri: Uri = url.parse().map_err(|e| format!("not a URL ({e})"))?;
     let host = uri.host().unwrap_or_default();
+    let literal = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok();
+    if let Some(why) = literal.and_then(|ip| reach.refuses(ip)) {
+        return Err(format!("{host} is {why}"));
+    }
+    let loopback =
+        literal.is_some_and(|ip| ip.is_loopback()) || host.eq_ignore_ascii_case("localhost");
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(uri),
-        Some("http") if is_loopback(host) => Ok(uri),
-        Some("http") => Err("plain http is only allowed to loopback; use https".to_owned()),
+        Some("http") if reach.loopback && loopback => Ok(uri),
+        Some("http") => Err("plain http is never used for a destination; use https".to_owned()),
         _ => Err("not an https URL".to_owned()),
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const TEST: Reach = Reach {
+        private: false,
+        loopback: true,
+    };
+
     #[test]
-    fn https_or_loopback_http_only() {
-        assert!(checked_url("https://hooks.slack.com/services/T/B/x").is_ok());
-        assert!(checked_url("http://127.0.0.1:8080/hook").is_ok());
-        assert!(checked_url("http://[::1]:8080/hook").is_ok());
-        assert!(checked_url("http://localhost/hook").is_ok());
+    fn https_only_and_loopback_http_only_under_the_test_setting() {
+        assert!(checked_url("https://hooks.slack.com/services/T/B/x", Reach::default()).is_ok());
+        for local in [
+            "http://127.0.0.1:8080/hook",
+            "http://[::1]:8080/hook",
+            "http://localhost/hook",
+        ] {
+            assert!(checked_url(local, TEST).is_ok(), "{local}");
+            let refused = checked_url(local, Reach::default()).unwrap_err();
+            assert!(
+                refused.contains("loopback") || refused.contains("plain http"),
+                "{local}: {refused}"
+            );
+        }
         for bad in [
             "http://hooks.slack.com/services/T/B/x",
             "http://10.0.0.1/hook",
@@ -569,8 +753,75 @@ mod tests {
             "hooks.slack.com/services",
             "",
         ] {
-            assert!(checked_url(bad).is_err(), "{bad}");
+            assert!(checked_url(bad, TEST).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn metadata_link_local_and_private_addresses_are_refused() {
+        let everything = Reach {
+            private: true,
+            loopback: true,
+        };
+        for always in [
+            "https://169.254.169.254/latest/meta-data/",
+            "https://169.254.170.2/v2/credentials",
+            "https://[fd00:ec2::254]/latest/meta-data/",
+            "https://[fe80::1]/hook",
+            "https://[::ffff:169.254.169.254]/hook",
+            "https://[64:ff9b::a9fe:a9fe]/hook",
+            "https://0.0.0.0/hook",
+            "https://[::]/hook",
+        ] {
+            let why = checked_url(always, everything).unwrap_err();
+            assert!(
+                why.contains("link-local") || why.contains("not the address"),
+                "{always}: {why}"
+            );
+        }
+        for private in [
+            "https://10.1.2.3/hook",
+            "https://172.16.0.9/hook",
+            "https://192.168.1.1/hook",
+            "https://100.64.0.1/hook",
+            "https://[fd12:3456::1]/hook",
+            "https://[::ffff:10.0.0.1]/hook",
+        ] {
+            let why = checked_url(private, Reach::default()).unwrap_err();
+            assert!(
+                why.contains("--allow-private-destinations"),
+                "{private}: {why}"
+            );
+            assert!(checked_url(private, everything).is_ok(), "{private}");
+        }
+        for public in [
+            "https://172.32.0.1/hook",
+            "https://[2600:1f18::1]/hook",
+            "https://8.8.8.8/",
+        ] {
+            assert!(checked_url(public, Reach::default()).is_ok(), "{public}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_is_checked_after_it_is_resolved() {
+        use tower_service::Service;
+        let mut resolver = CheckedResolver {
+            system: GaiResolver::new(),
+            reach: Reach::default(),
+        };
+        let name: Name = "localhost".parse().unwrap();
+        let err = resolver.call(name.clone()).await.unwrap_err();
+        let why = refused_address(&err).expect("the refusal is found in the chain");
+        assert!(why.starts_with("localhost resolves to "), "{why}");
+        assert!(why.contains("loopback"), "{why}");
+
+        resolver.reach = TEST;
+        let addresses: Vec<SocketAddr> = resolver.call(name).await.unwrap().collect();
+        assert!(
+            addresses.iter().all(|a| a.ip().is_loopback()),
+            "{addresses:?}"
+        );
     }
 
     #[test]

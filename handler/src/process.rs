@@ -103,7 +103,7 @@ impl Services {
             failure_queue: None,
             config_bucket: None,
             poster: (!settings.policy.destinations.is_empty())
-                .then(|| Arc::new(Poster::new(config))),
+                .then(|| Arc::new(Poster::new(config).with_reach(settings.reach()))),
         }
     }
 

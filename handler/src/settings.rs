@@ -8,6 +8,7 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 
 use crate::destination::{parse_destinations, Destination};
+use crate::post::Reach;
 use crate::recipients::parse_address;
 use crate::severity::Severity;
 
@@ -40,6 +41,9 @@ pub struct Policy {
     pub destinations: Vec<Destination>,
     /// A destination (one of `destinations`) told wherever the fallback recipient is.
     pub fallback_destination: Option<String>,
+    /// Destinations may resolve to private addresses (a receiver inside the VPC); off, a URL
+    /// naming or resolving to one is refused.
+    pub allow_private_destinations: bool,
 }
 
 /// Which accounts a function serves: a topic that aggregates many accounts (AWS Control Tower's
@@ -85,6 +89,7 @@ impl Default for Policy {
             channels_tag: "NotifyChannels".to_owned(),
             destinations: Vec::new(),
             fallback_destination: None,
+            allow_private_destinations: false,
         }
     }
 }
@@ -107,6 +112,10 @@ pub struct Settings {
     /// The stack's Config bucket (`SGWATCH_CONFIG_BUCKET`): oversized items anywhere else are read
     /// through AWS Config.
     pub config_bucket: Option<String>,
+    /// Destinations on this machine's loopback, over plain HTTP too
+    /// (`SGWATCH_TEST_LOOPBACK_DESTINATIONS`): for local receivers in tests and the demo only. The
+    /// template never sets it: in Lambda, loopback is where the Runtime API answers.
+    pub loopback_destinations: bool,
 }
 
 /// A setting that is missing or has a value the handler cannot use.
@@ -209,6 +218,10 @@ impl Policy {
         if let Some(accounts) = non_empty(&raw.accounts) {
             policy.accounts = parse_accounts(accounts)?;
         }
+        if let Some(flag) = non_empty(&raw.allow_private_destinations) {
+            policy.allow_private_destinations =
+                parse_bool("SGWATCH_ALLOW_PRIVATE_DESTINATIONS", flag)?;
+        }
         Ok(policy)
     }
 }
@@ -230,6 +243,7 @@ pub struct RawPolicy {
     /// `name=kind:/parameter[:/key-parameter]`, comma-separated.
     pub destinations: Option<String>,
     pub fallback_destination: Option<String>,
+    pub allow_private_destinations: Option<String>,
 }
 
 impl Settings {
@@ -247,6 +261,7 @@ impl Settings {
             channels_tag: get("SGWATCH_CHANNELS_TAG"),
             destinations: get("SGWATCH_DESTINATIONS"),
             fallback_destination: get("SGWATCH_FALLBACK_DESTINATION"),
+            allow_private_destinations: get("SGWATCH_ALLOW_PRIVATE_DESTINATIONS"),
         };
         let policy = Policy::from_raw(&raw)?;
         let sender = get("SGWATCH_SENDER");
@@ -265,8 +280,13 @@ impl Settings {
             None => Some(Severity::Critical),
             Some(v) => parse_early_warning(v)?,
         };
+        let loopback_destinations = match non_empty(&get("SGWATCH_TEST_LOOPBACK_DESTINATIONS")) {
+            Some(v) => parse_bool("SGWATCH_TEST_LOOPBACK_DESTINATIONS", v)?,
+            None => false,
+        };
         Ok(Settings {
             policy,
+            loopback_destinations,
             sender,
             lookup_actor,
             idempotency_table,
@@ -274,6 +294,14 @@ impl Settings {
             failure_queue_url: non_empty(&get("SGWATCH_FAILURE_QUEUE_URL")).map(str::to_owned),
             config_bucket: non_empty(&get("SGWATCH_CONFIG_BUCKET")).map(str::to_owned),
         })
+    }
+
+    /// Where destinations may be besides public addresses.
+    pub fn reach(&self) -> Reach {
+        Reach {
+            private: self.policy.allow_private_destinations,
+            loopback: self.loopback_destinations,
+        }
     }
 
     /// Reads the settings from the process environment.

@@ -323,6 +323,10 @@ fn parameters(
             "NotifyOnRelationshipChanges",
             p.notify_on_relationship_changes.to_string(),
         ),
+        (
+            "AllowPrivateDestinations",
+            p.allow_private_destinations.to_string(),
+        ),
         ("LookupActor", "true".to_owned()),
         ("Architecture", args.arch.as_str().to_owned()),
         ("ArtifactBucket", artifacts::bucket_name(place)),

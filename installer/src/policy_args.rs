@@ -89,6 +89,10 @@ pub struct PolicyArgs {
     /// The customer managed KMS key (ARN) that encrypts the destinations' parameters; not needed for the AWS managed key aws/ssm
     #[arg(long, value_name = "KEY-ARN")]
     pub destination_kms_key: Option<String>,
+    /// Let destinations be at private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7): a receiver inside the VPC. Link-local and instance-metadata addresses are refused all the same
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_private_destinations: bool,
 }
 
 /// A severity name as the handler reads it (`critical` … `info`).
@@ -125,6 +129,8 @@ impl PolicyArgs {
             channels_tag: self.channels_tag.or(d.channels_tag),
             fallback_destination: self.fallback_destination.or(d.fallback_destination),
             destination_kms_key: self.destination_kms_key.or(d.destination_kms_key),
+            allow_private_destinations: self.allow_private_destinations
+                || d.allow_private_destinations,
         }
     }
 
@@ -161,6 +167,7 @@ impl PolicyArgs {
             destinations: (!self.destinations.is_empty()).then(|| self.destinations.join(",")),
             channels_tag: self.channels_tag.clone(),
             fallback_destination: self.fallback_destination.clone(),
+            allow_private_destinations: Some(self.allow_private_destinations.to_string()),
             ..RawPolicy::default()
         }
     }

@@ -457,6 +457,14 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
     n.say(format!(
         "SSM SecureString {parameter} holds the channel's webhook URL ({slack_url})"
     ));
+    n.say(
+        "a local receiver is on loopback: the story sets SGWATCH_TEST_LOOPBACK_DESTINATIONS=true, \
+         which the stack never does (in Lambda, loopback is the Runtime API)",
+    );
+    function_env.insert(
+        "SGWATCH_TEST_LOOPBACK_DESTINATIONS".to_owned(),
+        "true".to_owned(),
+    );
     if function_env
         .get("SGWATCH_DESTINATIONS")
         .is_none_or(|v| v.is_empty())

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use sgwatch_handler::actor::ActorLookup;
 use sgwatch_handler::decide::{analyze, decide, Decision};
 use sgwatch_handler::message::{parse_message, ConfigMessage};
+use sgwatch_handler::post::{Payload, Poster};
 use sgwatch_handler::process::{handle, Services};
 use sgwatch_handler::render::render;
 use sgwatch_handler::settings::Settings;
@@ -30,6 +31,12 @@ const NO_ACTOR: &str = "the actor feed has no call on this group in the 15 minut
                         change; actor lookup is off (SGWATCH_LOOKUP_ACTOR=false)";
 
 fn settings() -> Settings {
+    // The capture servers are on loopback.
+    settings_with(&[("SGWATCH_TEST_LOOPBACK_DESTINATIONS", "true")])
+}
+
+/// The destinations' settings as the stack sets them, plus `extra`.
+fn settings_with(extra: &[(&str, &str)]) -> Settings {
     let vars = [
         ("SGWATCH_SENDER", SENDER),
         ("SGWATCH_LOOKUP_ACTOR", "false"),
@@ -38,6 +45,7 @@ fn settings() -> Settings {
     ];
     Settings::from_lookup(|k| {
         vars.iter()
+            .chain(extra)
             .find(|(n, _)| *n == k)
             .map(|(_, v)| v.to_string())
     })
@@ -69,6 +77,7 @@ async fn put(config: &aws_config::SdkConfig, name: &str, value: &str) {
         .name(name)
         .value(value)
         .r#type(ParameterType::SecureString)
+        .overwrite(true)
         .send()
         .await
         .unwrap_or_else(|e| panic!("putting {name}: {e:?}"));
@@ -352,6 +361,92 @@ async fn a_missing_parameter_blocks_neither_the_email_nor_the_others() {
     );
 }
 
+/// As the stack runs it (no loopback setting), a destination on this machine's loopback, at the
+/// instance metadata address or at a private address gets nothing, at once and for good; the
+/// email goes out all the same.
+#[tokio::test]
+async fn loopback_metadata_and_private_destinations_are_refused() {
+    let (slack_server, teams_server) = (CaptureServer::start(vec![]), CaptureServer::start(vec![]));
+    let (moto, config) = world(Some(&slack_server), None, None).await;
+    let port = teams_server.url.rsplit(':').next().unwrap();
+    put(
+        &config,
+        "/sgwatch/team-a",
+        &format!("https://localhost:{port}/wf"),
+    )
+    .await;
+    put(
+        &config,
+        "/sgwatch/siem-url",
+        "https://169.254.169.254/latest/meta-data/",
+    )
+    .await;
+    put(&config, "/sgwatch/siem-key", SIGNING_KEY).await;
+    let settings = settings_with(&[]);
+    let services = Services::new(&config, &settings);
+
+    let started = Instant::now();
+    let report = handle(&sns(&message()), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(moto.ses_messages().await.len(), 1);
+    assert!(slack_server.requests().is_empty(), "plain http to loopback");
+    assert!(
+        teams_server.requests().is_empty(),
+        "a name resolving to loopback"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused, not retried"
+    );
+
+    let poster = Poster::new(&config).with_reach(settings.reach());
+    let payload = Payload {
+        body: b"{}".to_vec(),
+        headers: Vec::new(),
+    };
+    let refusal = |name: &str| {
+        let destination = settings
+            .policy
+            .destinations
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap()
+            .clone();
+        let poster = &poster;
+        let payload = &payload;
+        async move { poster.post(&destination, payload, None).await.unwrap_err() }
+    };
+    let slack = refusal("secops").await;
+    assert!(slack.to_string().contains("loopback"), "{slack}");
+    let teams = refusal("team-a").await;
+    assert!(!teams.is_transient(), "{teams}");
+    assert!(
+        teams.to_string().contains("localhost resolves to"),
+        "{teams}"
+    );
+    let siem = refusal("siem").await;
+    assert!(siem.to_string().contains("instance metadata"), "{siem}");
+
+    put(
+        &config,
+        "/sgwatch/secops-slack",
+        "https://10.0.0.5/services/T0/B0/x",
+    )
+    .await;
+    let private = Poster::new(&config).with_reach(settings.reach());
+    let destination = settings.policy.destinations[0].clone();
+    let err = private
+        .post(&destination, &payload, None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("--allow-private-destinations"),
+        "{err}"
+    );
+}
+
 /// An answer lost after the destination took the post: not posted again within the attempt;
 /// Lambda's retry posts once more, so the copies never exceed the answers lost.
 #[tokio::test]
@@ -421,8 +516,7 @@ async fn a_rotated_url_is_read_again_after_a_404() {
 async fn a_parameter_is_read_again_once_its_cache_lifetime_ends() {
     let (_moto, config) = world(None, None, None).await;
     put(&config, "/sgwatch/team-a", "https://one.example/wf").await;
-    let poster =
-        sgwatch_handler::post::Poster::new(&config).with_cache_ttl(Duration::from_millis(300));
+    let poster = Poster::new(&config).with_cache_ttl(Duration::from_millis(300));
     assert_eq!(
         poster.parameter("team-a", "/sgwatch/team-a").await.unwrap(),
         "https://one.example/wf"
@@ -468,8 +562,8 @@ async fn a_redirect_is_an_error_naming_its_location() {
         .iter()
         .find(|d| d.name == "secops")
         .unwrap();
-    let poster = sgwatch_handler::post::Poster::new(&config);
-    let payload = sgwatch_handler::post::Payload {
+    let poster = Poster::new(&config).with_reach(settings.reach());
+    let payload = Payload {
         body: b"{}".to_vec(),
         headers: Vec::new(),
     };
@@ -493,8 +587,8 @@ async fn no_parameter_read_or_post_starts_past_the_time_left() {
         .iter()
         .find(|d| d.name == "secops")
         .unwrap();
-    let poster = sgwatch_handler::post::Poster::new(&config);
-    let payload = sgwatch_handler::post::Payload {
+    let poster = Poster::new(&config).with_reach(settings.reach());
+    let payload = Payload {
         body: b"{}".to_vec(),
         headers: Vec::new(),
     };

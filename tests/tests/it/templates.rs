@@ -252,6 +252,12 @@ fn parameters_match_the_installer_contract() {
             Some(json!("false")),
             Some(BOOLS),
         ),
+        (
+            "AllowPrivateDestinations",
+            "String",
+            Some(json!("false")),
+            Some(BOOLS),
+        ),
         ("LookupActor", "String", Some(json!("true")), Some(BOOLS)),
         ("BaselineUntil", "String", Some(json!("")), None),
         ("Accounts", "String", Some(json!("")), None),
@@ -975,6 +981,10 @@ fn function_gets_every_setting_from_the_parameters() {
         (
             "SGWATCH_NOTIFY_ON_RELATIONSHIP_CHANGES",
             r#ref("NotifyOnRelationshipChanges"),
+        ),
+        (
+            "SGWATCH_ALLOW_PRIVATE_DESTINATIONS",
+            r#ref("AllowPrivateDestinations"),
         ),
         ("SGWATCH_LOOKUP_ACTOR", r#ref("LookupActor")),
         ("SGWATCH_BASELINE_UNTIL", r#ref("BaselineUntil")),
