@@ -22,6 +22,7 @@ pub mod explain;
 pub mod feed;
 pub mod feed_store;
 pub mod groups;
+pub mod logs;
 pub mod mail;
 pub mod message;
 pub mod oversized;

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_config::SdkConfig;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, Decision, PropertyChange, Subject};
@@ -44,7 +44,8 @@ use crate::render::{render, Email};
 use crate::settings::Settings;
 use crate::visible::{stripped, visible};
 use crate::{
-    actor, aws, early, feed, feed_store, groups, oversized, prefix_lists, slack, teams, webhook,
+    actor, aws, early, feed, feed_store, groups, logs, oversized, prefix_lists, slack, teams,
+    webhook,
 };
 
 /// No send starts with less than this left before the invocation's deadline: one SES call at its
@@ -1052,7 +1053,12 @@ impl Ledger {
         {
             Ok(Claim::Acquired { delivered }) => {
                 if !delivered.is_empty() {
-                    info!(key, delivered = ?delivered, "resuming a partial delivery: these were emailed already");
+                    info!(
+                        key,
+                        delivered = delivered.len(),
+                        "resuming a partial delivery: some were emailed already"
+                    );
+                    debug!(key, delivered = ?delivered, "emailed already");
                 }
                 Ok(Some(Ledger {
                     dedupe: Some(dedupe.clone()),
@@ -1387,7 +1393,8 @@ async fn deliver(
         }
     }
     for (r, e) in &out.rejected {
-        error!(recipient = %r, reason = %e, "SES rejected a recipient for good; telling the fallback recipient");
+        error!(recipient_domain = %logs::domains([r]), reason = %e, "SES rejected a recipient for good; telling the fallback recipient");
+        debug!(recipient = %r, "rejected for good");
     }
     if out.rejected.is_empty() {
         return Ok(out);
@@ -1435,7 +1442,8 @@ async fn deliver(
         }
         Err(e) if e.is_transient() => return Err(e.into()),
         Err(e) => {
-            error!(recipient = %f, reason = %e, "SES rejected the fallback recipient too");
+            error!(recipient_domain = %logs::domains([f]), reason = %e, "SES rejected the fallback recipient too");
+            debug!(recipient = %f, "the fallback recipient, rejected for good");
             out.unreported = out.rejected.clone();
             out.unreported.push((f.clone(), e));
         }

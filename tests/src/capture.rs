@@ -1,7 +1,7 @@
 //! A capture server on loopback for the chat and webhook destinations: it records every request
 //! (path, headers, body) and answers each with the next scripted status (or none: the
-//! connection closed), then 200. Plain HTTP on
-//! 127.0.0.1, which the handler accepts for loopback only; stopped when dropped.
+//! connection closed), then 200. Plain HTTP on 127.0.0.1, which the handler accepts only under
+//! `SGWATCH_TEST_LOOPBACK_DESTINATIONS`; stopped when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -43,6 +43,11 @@ impl Answer {
 
     pub fn header(mut self, name: &str, value: &str) -> Answer {
         self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn body(mut self, body: &str) -> Answer {
+        self.body = body.to_owned();
         self
     }
 }

@@ -3,7 +3,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
-use sgwatch_handler::{aws, process, settings::Settings};
+use sgwatch_handler::{aws, logs, process, settings::Settings};
 
 fn main() -> Result<(), Error> {
     // Lambda's logging controls set AWS_LAMBDA_LOG_FORMAT (and AWS_LAMBDA_LOG_LEVEL) from the
@@ -14,7 +14,8 @@ fn main() -> Result<(), Error> {
     if std::env::var_os("AWS_LAMBDA_LOG_FORMAT").is_none() {
         std::env::set_var("AWS_LAMBDA_LOG_FORMAT", "JSON");
     }
-    lambda_runtime::tracing::init_default_subscriber();
+    // Addresses at INFO and above keep only their domain (logs.rs).
+    logs::init();
 
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

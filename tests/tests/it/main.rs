@@ -12,6 +12,7 @@ mod history;
 mod iam_enforced;
 mod installer_policy;
 mod ledger;
+mod logs;
 mod redrive;
 mod send_once;
 mod templates;

@@ -1,0 +1,191 @@
+//! What a run's logs say: never a destination's secret URL or signing key, and an owner's address
+//! only as its domain at INFO and above (in full at DEBUG), however the address got into a line.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_ssm::types::ParameterType;
+use serde_json::{json, Value};
+use sgwatch_handler::logs;
+use sgwatch_handler::process::{handle, Services};
+use sgwatch_handler::settings::Settings;
+use sgwatch_tests::capture::{Answer, CaptureServer};
+use sgwatch_tests::{fixture, FaultProxy, Moto};
+use tracing::Level;
+
+const SENDER: &str = "alerts@example.com";
+const TABLE: &str = "sgwatch-idempotency";
+const OWNER: &str = "web-owners@corp.example";
+const REJECTED: &str = "departed.admin@corp.example";
+const FALLBACK: &str = "secops@sec.example";
+const SLACK_SECRET: &str = "/services/T0LOGS/B0LOGS/slack-secret-token";
+const KEY: &str = "the-signing-key-nobody-logs";
+
+/// The lines written, shared with the subscriber's writer.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn all(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+async fn put(config: &aws_config::SdkConfig, name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(config)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// One change to a group owned by two addresses, one of which SES rejects for good, posted to a
+/// Slack channel that refuses it (its answer naming the owner) and a signed webhook; the run's
+/// logs at DEBUG, as Lambda's JSON lines.
+#[tokio::test]
+async fn logs_hold_no_secret_url_no_key_and_addresses_only_as_domains() {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let slack = CaptureServer::start(vec![
+        Answer::status(404).body(&format!("no such channel for {OWNER}"))
+    ]);
+    let siem = CaptureServer::start(vec![]);
+    put(
+        &config,
+        "/sgwatch/slack",
+        &format!("{}{SLACK_SECRET}", slack.url),
+    )
+    .await;
+    put(
+        &config,
+        "/sgwatch/siem-url",
+        &format!("{}/ingest", siem.url),
+    )
+    .await;
+    put(&config, "/sgwatch/siem-key", KEY).await;
+    let proxy = FaultProxy::start(
+        &moto.endpoint,
+        &["--rate", "0", "--reject-recipient", REJECTED],
+    );
+    let rejecting = sgwatch_handler::aws::config_loader()
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(&proxy.endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "t",
+        ))
+        .load()
+        .await;
+    let vars = [
+        ("SGWATCH_SENDER", SENDER),
+        ("SGWATCH_LOOKUP_ACTOR", "false"),
+        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
+        ("SGWATCH_FALLBACK_RECIPIENT", FALLBACK),
+        (
+            "SGWATCH_DESTINATIONS",
+            "secops=slack:/sgwatch/slack,siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key",
+        ),
+        ("SGWATCH_TEST_LOOPBACK_DESTINATIONS", "true"),
+    ];
+    let settings = Settings::from_lookup(|k| {
+        vars.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    let services = Services::new(&rejecting, &settings);
+    let mut message = fixture("rdp-opened.json");
+    message["configurationItem"]["tags"]["OwnerDL"] = json!(format!("{OWNER} {REJECTED}"));
+    message["configurationItem"]["tags"]["NotifyChannels"] = json!("secops, siem");
+    let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {
+        "MessageId": "m-logs", "Message": message.to_string()}}]});
+
+    let lines = Lines::default();
+    let sink = lines.clone();
+    let subscriber = logs::json_subscriber(move || sink.clone(), Level::DEBUG);
+    let report = {
+        let _logging = tracing::subscriber::set_default(subscriber);
+        handle(&event, &settings, &services).await.unwrap()
+    };
+
+    // The run did what the lines tell: the owner and the fallback emailed, the webhook posted.
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(siem.requests().len(), 1);
+    assert_eq!(slack.requests().len(), 1);
+    let lines = lines.all();
+    let level = |l: &Value| l["level"].as_str().unwrap_or_default().to_owned();
+    let told: Vec<&Value> = lines
+        .iter()
+        .filter(|l| ["INFO", "WARN", "ERROR"].contains(&level(l).as_str()))
+        .collect();
+    assert!(
+        told.iter().any(|l| l["fields"]["message"] == "sent"),
+        "{told:#?}"
+    );
+    let rejected: Vec<&&Value> = told
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("SES rejected a recipient"))
+        })
+        .collect();
+    assert_eq!(rejected.len(), 1, "{told:#?}");
+    assert_eq!(rejected[0]["fields"]["recipient_domain"], "corp.example");
+    let refused = told
+        .iter()
+        .find(|l| l["fields"]["destination"] == "secops")
+        .expect("the refused post is logged");
+    assert!(
+        refused
+            .to_string()
+            .contains("no such channel for …@corp.example"),
+        "{refused}"
+    );
+
+    for line in &told {
+        let text = line.to_string();
+        for secret in [
+            OWNER,
+            REJECTED,
+            FALLBACK,
+            SLACK_SECRET,
+            "slack-secret-token",
+            KEY,
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+    }
+    // At DEBUG, the handler's own lines name the address in full.
+    assert!(
+        lines
+            .iter()
+            .any(|l| level(l) == "DEBUG" && l["fields"]["recipient"] == REJECTED),
+        "{lines:#?}"
+    );
+    for line in &lines {
+        let text = line.to_string();
+        assert!(
+            !text.contains("slack-secret-token") && !text.contains(KEY),
+            "{text}"
+        );
+    }
+}
