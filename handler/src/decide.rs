@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::destination::{parse_channels_tag, Channels};
-use crate::message::{ConfigurationItem, ItemChange};
+use crate::message::{ConfigurationItem, Facts, ItemChange};
 use crate::recipients::{parse_owner_tag, Recipients};
 use crate::render::one_line;
 use crate::rules::{diff, Change, Direction, RuleSet};
@@ -708,6 +708,22 @@ fn tag_pairs(value: &Value) -> Vec<(String, String)> {
     match value {
         Value::Array(list) => list.iter().filter_map(one).collect(),
         other => one(other).into_iter().collect(),
+    }
+}
+
+impl Subject {
+    /// What identifies this subject's notification `message_id` in logs and parked records.
+    pub fn facts(&self, message_id: &str) -> Facts {
+        Facts {
+            message_id: message_id.to_owned(),
+            resource_type: Some(self.resource_type.clone()),
+            resource_id: Some(self.resource_id.clone()),
+            account: Some(self.account.clone()),
+            region: Some(self.region.clone()),
+            state_id: self.state_id.clone(),
+            capture_time: self.capture_time.clone(),
+            change_type: Some(self.change_type.clone()),
+        }
     }
 }
 

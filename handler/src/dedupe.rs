@@ -1,4 +1,5 @@
-//! One email per configuration state and recipient, though SNS and Lambda deliver at least once.
+//! One email per configuration state and recipient, though SNS and Lambda deliver at least once:
+//! the store of the ledger ([`crate::ledger`] defines its keys, attributes and entries).
 //!
 //! A small DynamoDB record per (account, region, resource, `configurationStateId`) is the
 //! delivery ledger of that state:
@@ -25,10 +26,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use sha2::{Digest, Sha256};
-
-use crate::decide::Subject;
-use crate::message::ItemChange;
+use crate::ledger::{attr, Item, Status};
 
 /// The lease when the invocation's deadline is unknown: longer than the function's timeout.
 pub const DEFAULT_LEASE_SECS: u64 = 120;
@@ -96,33 +94,6 @@ pub struct Dedupe {
     pub table: String,
 }
 
-/// The record key of a configuration state, when it has one.
-pub fn key(subject: &Subject) -> Option<String> {
-    let state = subject.state_id.as_deref().filter(|s| !s.is_empty())?;
-    Some(format!(
-        "{}/{}/{}/{}",
-        subject.account, subject.region, subject.resource_id, state
-    ))
-}
-
-/// The record key of a change, by its state id or, for an item that carries none, by a hash of
-/// the item and its diff: every delivery of one notification holds the same item, so a retry
-/// finds the ledger of the first attempt instead of sending again.
-pub fn key_of(subject: &Subject, change: &ItemChange) -> String {
-    key(subject).unwrap_or_else(|| {
-        let mut hash = Sha256::new();
-        // Serialising plain data (strings, maps, JSON values) cannot fail.
-        hash.update(serde_json::to_vec(change).unwrap_or_default());
-        format!(
-            "{}/{}/{}/sha256:{}",
-            subject.account,
-            subject.region,
-            subject.resource_id,
-            hex::encode(hash.finalize())
-        )
-    })
-}
-
 /// Seconds since the epoch.
 pub fn epoch_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -153,7 +124,7 @@ pub fn lease_until(deadline: Option<SystemTime>) -> u64 {
 fn string_set(
     item: Option<&std::collections::HashMap<String, AttributeValue>>,
 ) -> BTreeSet<String> {
-    item.and_then(|i| i.get("delivered"))
+    item.and_then(|i| i.get(attr::DELIVERED))
         .and_then(|d| d.as_ss().ok())
         .map(|ss| ss.iter().cloned().collect())
         .unwrap_or_default()
@@ -204,10 +175,16 @@ impl Dedupe {
                 "attribute_not_exists(pk) OR #s = :parked \
                  OR (#s = :sending AND (lease_until < :now OR #o = :owner))",
             )
-            .expression_attribute_values(":parked", AttributeValue::S("parked".into()))
+            .expression_attribute_values(
+                ":parked",
+                AttributeValue::S(Status::Parked.as_str().into()),
+            )
             .expression_attribute_names("#s", "status")
             .expression_attribute_names("#o", "owner")
-            .expression_attribute_values(":sending", AttributeValue::S("sending".into()))
+            .expression_attribute_values(
+                ":sending",
+                AttributeValue::S(Status::Sending.as_str().into()),
+            )
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
             .expression_attribute_values(":lease", AttributeValue::N(lease_until.to_string()))
             .expression_attribute_values(
@@ -296,16 +273,16 @@ impl Dedupe {
     /// Marks the state as sent, for good. Retried within the invocation: a claim left in
     /// `sending` would be taken over by a late duplicate (which the ledger keeps from re-sending).
     pub async fn mark_sent(&self, key: &str) -> Result<(), DedupeError> {
-        self.settle(key, "sent").await
+        self.settle(key, Status::Sent).await
     }
 
     /// Marks the state as parked: some recipients were rejected for good and are in the failure
     /// queue. A replay may claim it again and send to them alone.
     pub async fn mark_parked(&self, key: &str) -> Result<(), DedupeError> {
-        self.settle(key, "parked").await
+        self.settle(key, Status::Parked).await
     }
 
-    async fn settle(&self, key: &str, status: &str) -> Result<(), DedupeError> {
+    async fn settle(&self, key: &str, status: Status) -> Result<(), DedupeError> {
         let expires = (now() + KEEP_SECS).to_string();
         self.retried(|| {
             self.client
@@ -314,7 +291,7 @@ impl Dedupe {
                 .key("pk", AttributeValue::S(key.to_owned()))
                 .update_expression("SET #s = :sent, expires_at = :expires REMOVE lease_until")
                 .expression_attribute_names("#s", "status")
-                .expression_attribute_values(":sent", AttributeValue::S(status.to_owned()))
+                .expression_attribute_values(":sent", AttributeValue::S(status.as_str().to_owned()))
                 .expression_attribute_values(":expires", AttributeValue::N(expires.clone()))
                 .send()
         })
@@ -334,7 +311,10 @@ impl Dedupe {
             .expression_attribute_names("#o", "owner")
             .expression_attribute_names("#s", "status")
             .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
-            .expression_attribute_values(":sending", AttributeValue::S("sending".into()))
+            .expression_attribute_values(
+                ":sending",
+                AttributeValue::S(Status::Sending.as_str().into()),
+            )
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .send()
             .await;
@@ -372,12 +352,8 @@ impl Dedupe {
 
 /// A record someone else holds: sent, or in progress.
 fn claimed(item: &std::collections::HashMap<String, AttributeValue>) -> Claim {
-    match item
-        .get("status")
-        .and_then(|s| s.as_s().ok())
-        .map(String::as_str)
-    {
-        Some("sent") => Claim::Duplicate,
+    match Item::from_item(item).status {
+        Some(Status::Sent) => Claim::Duplicate,
         _ => Claim::InProgress,
     }
 }

@@ -14,14 +14,17 @@
 
 pub mod actor;
 pub mod aws;
+pub mod context;
 pub mod decide;
 pub mod dedupe;
+pub mod deliver;
 pub mod destination;
 pub mod early;
 pub mod explain;
 pub mod feed;
 pub mod feed_store;
 pub mod groups;
+pub mod ledger;
 pub mod logs;
 pub mod mail;
 pub mod message;

@@ -356,6 +356,65 @@ pub fn parse_oversized_object(value: &Value) -> Result<ItemChange, ParseError> {
     }
 }
 
+/// What identifies a notification in logs and parked records, even without its payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Facts {
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_type: Option<String>,
+}
+
+impl Facts {
+    pub fn of_change(message_id: &str, c: &ItemChange) -> Facts {
+        let i = &c.configuration_item;
+        Facts {
+            message_id: message_id.to_owned(),
+            resource_type: Some(i.resource_type.clone()),
+            resource_id: Some(i.resource_id.clone()),
+            account: Some(i.aws_account_id.clone()),
+            region: Some(i.aws_region.clone()),
+            state_id: i.configuration_state_id.as_ref().map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            }),
+            capture_time: i.configuration_item_capture_time.clone(),
+            change_type: c
+                .configuration_item_diff
+                .as_ref()
+                .and_then(|d| d.change_type.clone()),
+        }
+    }
+
+    /// `m-1 AWS::EC2::SecurityGroup sg-1 (state 17)`
+    pub fn label(&self) -> String {
+        let mut out = self.message_id.clone();
+        for part in [&self.resource_type, &self.resource_id]
+            .into_iter()
+            .flatten()
+        {
+            out.push(' ');
+            out.push_str(part);
+        }
+        if let Some(state) = &self.state_id {
+            out.push_str(&format!(" (state {state})"));
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! - skipped: not a message we handle (another Config message type, not a Config message), or a
 //!   change the policy says not to email;
 //! - sent: each destination (owner, fallback notice) emailed once, recorded in the delivery
-//!   ledger ([`crate::dedupe`]) as it goes, so a retry sends only to the rest;
+//!   ledger ([`crate::ledger`]) as it goes, so a retry sends only to the rest;
 //! - sent degraded: a change to a watched resource we cannot read goes to the fallback recipient
 //!   as "a change we could not read";
 //! - parked by us: recipients SES rejects for good with no usable fallback are written to the
@@ -18,174 +18,35 @@
 //! A CloudTrail API call from the actor feed is recorded (one write; a failed write is logged,
 //! never an error) and, when it opens a watched group to the world at `SGWATCH_EARLY_WARNING`,
 //! told to the owners at once through the same ledger and delivery as a Config notification.
+//!
+//! The shared clients and the invocation are in [`crate::context`], delivery and parking in
+//! [`crate::deliver`].
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use aws_config::SdkConfig;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::actor::ActorLookup;
-use crate::decide::{analyze, decide, Decision, PropertyChange, Subject};
-use crate::dedupe::{self, Claim, Dedupe, DedupeError};
-use crate::destination::{Destination, Kind};
+use crate::decide::{analyze, decide, Decision, PropertyChange};
+use std::time::SystemTime;
+
+use crate::deliver::{
+    deliver, finish, park_unreadable, post_destinations, tell_fallback_of_refusals, Delivered,
+    Ledger,
+};
 use crate::feed::ApiCall;
 use crate::feed_store::{Feed, Warning};
-use crate::mail::{self, SendError};
+use crate::ledger::{Entry, Facts, Key};
 use crate::message::{
     envelopes, ConfigMessage, Envelope, ItemChange, ParseError, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
-use crate::post::{Payload, PostError, Poster};
-use crate::render::{render, Email};
+use crate::render::{degraded_email, render};
 use crate::settings::Settings;
-use crate::visible::{stripped, visible};
-use crate::{
-    actor, aws, early, feed, feed_store, groups, logs, oversized, prefix_lists, slack, teams,
-    webhook,
-};
+use crate::{actor, dedupe, early, feed, feed_store, groups, oversized, prefix_lists};
 
-/// No send starts with less than this left before the invocation's deadline: one SES call at its
-/// operation timeout and the ledger write after it, at its worst, must fit, or Lambda could end
-/// the invocation between the send and its record (and a retry would send it again).
-pub const SEND_MARGIN: Duration = mail::OPERATION_TIMEOUT
-    .saturating_add(dedupe::RECORD_WORST_CASE)
-    .saturating_add(Duration::from_secs(1));
-
-/// The AWS clients the handler uses, built once per cold start.
-#[derive(Clone, Debug)]
-pub struct Services {
-    pub ses: aws_sdk_sesv2::Client,
-    pub s3: aws_sdk_s3::Client,
-    pub cloudtrail: aws_sdk_cloudtrail::Client,
-    /// Reads an oversized item through AWS Config when its bucket is not ours or cannot be read.
-    pub config: aws_sdk_config::Client,
-    /// Reads a group's tags for an early warning (its HTTPS client, like every client's, is set
-    /// up at the first request: a Config notification never pays for it).
-    pub ec2: aws_sdk_ec2::Client,
-    /// Present when an idempotency table is configured.
-    pub dedupe: Option<Dedupe>,
-    /// Where the handler parks what it cannot deliver and retrying cannot fix.
-    pub failure_queue: Option<FailureQueue>,
-    /// The stack's own Config bucket; an oversized item elsewhere is read through AWS Config.
-    pub config_bucket: Option<String>,
-    /// Posts to the chat and webhook destinations; present when any is configured.
-    pub poster: Option<Arc<Poster>>,
-}
-
-/// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
-#[derive(Clone, Debug)]
-pub struct FailureQueue {
-    pub client: aws_sdk_sqs::Client,
-    pub url: String,
-}
-
-impl Services {
-    /// Clients with the handler's time limits ([`aws::handler_timeouts`]).
-    pub fn new(config: &SdkConfig, settings: &Settings) -> Services {
-        let config = config
-            .to_builder()
-            .timeout_config(aws::handler_timeouts())
-            .build();
-        let config = &config;
-        Services {
-            ses: mail::client(config),
-            s3: aws::s3_client(config),
-            cloudtrail: aws_sdk_cloudtrail::Client::new(config),
-            config: aws_sdk_config::Client::new(config),
-            ec2: aws_sdk_ec2::Client::new(config),
-            dedupe: settings.idempotency_table.as_ref().map(|table| Dedupe {
-                client: aws_sdk_dynamodb::Client::new(config),
-                table: table.clone(),
-            }),
-            failure_queue: None,
-            config_bucket: None,
-            poster: (!settings.policy.destinations.is_empty())
-                .then(|| Arc::new(Poster::new(config).with_reach(settings.reach()))),
-        }
-    }
-
-    /// Parks undeliverable notifications in the queue at `url` (none: they fail the invocation).
-    pub fn with_failure_queue(mut self, config: &SdkConfig, url: Option<String>) -> Services {
-        self.failure_queue = url.filter(|u| !u.is_empty()).map(|url| FailureQueue {
-            client: aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(config)
-                    .timeout_config(aws::handler_timeouts())
-                    .build(),
-            ),
-            url,
-        });
-        self
-    }
-
-    /// The stack's Config bucket (none: every oversized item is read from S3 first).
-    pub fn with_config_bucket(mut self, bucket: Option<String>) -> Services {
-        self.config_bucket = bucket.filter(|b| !b.is_empty());
-        self
-    }
-}
-
-/// The invocation: who is sending (the owner of the claims it takes) and until when.
-#[derive(Debug, Clone)]
-pub struct Invocation {
-    /// Lambda's request id; it is the owner token of the claims this invocation takes.
-    pub request_id: String,
-    /// When Lambda ends the invocation.
-    pub deadline: Option<SystemTime>,
-}
-
-/// The invocation's deadline when it is one Lambda could have given: in the future and within
-/// Lambda's longest timeout (15 minutes). Anything else (zero, or a constant such as the 600000 ms
-/// cargo-lambda's emulator sends) is unknown rather than "already passed", which would refuse
-/// every send.
-fn plausible_deadline(deadline_ms: u64, now: SystemTime) -> Option<SystemTime> {
-    let deadline = UNIX_EPOCH.checked_add(Duration::from_millis(deadline_ms))?;
-    let longest = now + Duration::from_secs(15 * 60 + 60);
-    (deadline > now && deadline <= longest).then_some(deadline)
-}
-
-impl Invocation {
-    /// An invocation outside Lambda: a unique owner token, no deadline.
-    pub fn local() -> Invocation {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        Invocation {
-            request_id: format!(
-                "local-{}-{nanos}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ),
-            deadline: None,
-        }
-    }
-
-    /// From Lambda's context: the request id and the deadline in milliseconds since the epoch.
-    pub fn lambda(request_id: &str, deadline_ms: u64) -> Invocation {
-        Invocation {
-            request_id: request_id.to_owned(),
-            deadline: plausible_deadline(deadline_ms, SystemTime::now()),
-        }
-    }
-
-    fn time_left(&self) -> Option<Duration> {
-        self.deadline
-            .map(|d| d.duration_since(SystemTime::now()).unwrap_or_default())
-    }
-
-    /// Fails when less than `margin` is left: the work is left to Lambda's retry.
-    fn ensure(&self, margin: Duration) -> Result<(), DeliverError> {
-        match self.time_left() {
-            Some(left) if left < margin => Err(DeliverError::Deadline(left)),
-            _ => Ok(()),
-        }
-    }
-}
+use crate::context::Outcome;
+pub use crate::context::{FailureQueue, Invocation, Services};
+pub use crate::deliver::SEND_MARGIN;
 
 /// What an invocation did, returned to Lambda (and visible in `cargo lambda invoke`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -219,90 +80,6 @@ pub struct InvocationError {
 
 /// Longest failure description kept in the invocation's error.
 const ERROR_MAX_CHARS: usize = 2000;
-
-/// What identifies a notification in logs and parked records, even without its payload.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Facts {
-    pub message_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capture_time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub change_type: Option<String>,
-}
-
-impl Facts {
-    fn of(message_id: &str, s: &Subject) -> Facts {
-        Facts {
-            message_id: message_id.to_owned(),
-            resource_type: Some(s.resource_type.clone()),
-            resource_id: Some(s.resource_id.clone()),
-            account: Some(s.account.clone()),
-            region: Some(s.region.clone()),
-            state_id: s.state_id.clone(),
-            capture_time: s.capture_time.clone(),
-            change_type: Some(s.change_type.clone()),
-        }
-    }
-
-    fn of_change(message_id: &str, c: &ItemChange) -> Facts {
-        let i = &c.configuration_item;
-        Facts {
-            message_id: message_id.to_owned(),
-            resource_type: Some(i.resource_type.clone()),
-            resource_id: Some(i.resource_id.clone()),
-            account: Some(i.aws_account_id.clone()),
-            region: Some(i.aws_region.clone()),
-            state_id: i.configuration_state_id.as_ref().map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            }),
-            capture_time: i.configuration_item_capture_time.clone(),
-            change_type: c
-                .configuration_item_diff
-                .as_ref()
-                .and_then(|d| d.change_type.clone()),
-        }
-    }
-
-    /// `m-1 AWS::EC2::SecurityGroup sg-1 (state 17)`
-    fn label(&self) -> String {
-        let mut out = self.message_id.clone();
-        for part in [&self.resource_type, &self.resource_id]
-            .into_iter()
-            .flatten()
-        {
-            out.push(' ');
-            out.push_str(part);
-        }
-        if let Some(state) = &self.state_id {
-            out.push_str(&format!(" (state {state})"));
-        }
-        out
-    }
-}
-
-enum Outcome {
-    Sent,
-    Skipped,
-    Parked,
-    Failed(String),
-    /// A call from the actor feed: whether it was recorded, and what its early warning did.
-    Feed {
-        recorded: bool,
-        warning: Option<Box<Outcome>>,
-    },
-}
 
 /// Adds one record's outcome to the report.
 fn count(report: &mut Report, failures: &mut Vec<String>, outcome: Outcome) {
@@ -560,7 +337,7 @@ async fn process_change(
     if !d.notify {
         return Outcome::Skipped;
     }
-    let facts = Facts::of(message_id, s);
+    let facts = s.facts(message_id);
     let feed = read_feed(services, &d).await;
     let warnings: &[Warning] = feed.as_ref().map(|f| &f.warnings[..]).unwrap_or_default();
     let calls: &[ApiCall] = feed.as_ref().map(|f| &f.calls[..]).unwrap_or_default();
@@ -572,7 +349,7 @@ async fn process_change(
     }
     let claim = Ledger::claim(
         services,
-        Some(dedupe::key_of(s, change)),
+        Some(Key::of_change(s, change)),
         s.capture_time.as_deref(),
         invocation,
     );
@@ -903,12 +680,8 @@ async fn early_warning(
         capture_time: Some(call.event_time.clone()),
         change_type: Some(call.event_name.clone()),
     };
-    // Keyed by the call: a redelivered event warns no one twice. `early/` keys cannot be a
-    // configuration state's (those start with the account id).
-    let key = format!(
-        "early/{}/{}/{group}/{}",
-        call.account, call.region, call.event_id
-    );
+    // Keyed by the call: a redelivered event warns no one twice.
+    let key = Key::early(&call.account, &call.region, group, &call.event_id);
     let mut ledger = match Ledger::claim(
         services,
         Some(key),
@@ -947,7 +720,7 @@ async fn early_warning(
             recipients: d
                 .recipients
                 .iter()
-                .filter(|r| ledger.has(r))
+                .filter(|r| ledger.has(&Entry::email(r)))
                 .map(|r| r.to_ascii_lowercase())
                 .collect(),
         };
@@ -965,702 +738,6 @@ async fn early_warning(
         invocation,
     )
     .await
-}
-
-/// Settles a delivery: marks the ledger sent, parks what was rejected for good (with the event,
-/// for a replay once it is fixed), or gives the claim's lease back for Lambda's retry.
-async fn finish(
-    result: Result<Delivered, DeliverError>,
-    facts: &Facts,
-    subject: &str,
-    original: &Value,
-    mut ledger: Ledger,
-    services: &Services,
-    invocation: &Invocation,
-) -> Outcome {
-    let message_id = facts.message_id.as_str();
-    let delivered = match result {
-        Ok(delivered) => delivered,
-        Err(e) => {
-            error!(facts = ?facts, error = %e, "not sent");
-            ledger.release(invocation).await;
-            return Outcome::Failed(format!("{}: {e}", facts.label()));
-        }
-    };
-    info!(message_id, resource_id = ?facts.resource_id, ses_message_ids = ?delivered.ids, subject, "sent");
-    let mut outcome = Outcome::Sent;
-    if !delivered.unreported.is_empty() || !delivered.unposted.is_empty() {
-        match park(services, facts, subject, original, &delivered, &mut ledger).await {
-            Ok(true) => outcome = Outcome::Parked,
-            Ok(false) if delivered.ids.is_empty() && ledger.delivered.is_empty() => {
-                // Nothing delivered and nowhere to park: Lambda's retries end in its failure queue.
-                ledger.release(invocation).await;
-                let first = match (delivered.unreported.first(), delivered.unposted.first()) {
-                    (Some((_, e)), _) => e.to_string(),
-                    (None, Some((_, e))) => e.to_string(),
-                    (None, None) => "nothing delivered".to_owned(),
-                };
-                return Outcome::Failed(format!("{}: {first}", facts.label()));
-            }
-            Ok(false) => {}
-            Err(e) => {
-                error!(facts = ?facts, error = %e, "could not park the rejected recipients");
-                ledger.release(invocation).await;
-                return Outcome::Failed(format!("{}: {e}", facts.label()));
-            }
-        }
-    }
-    let settled = match outcome {
-        // A replay of the parked event may claim the state again, for what the ledger lacks.
-        Outcome::Parked => ledger.mark_parked().await,
-        _ => ledger.mark_sent().await,
-    };
-    if let Err(e) = settled {
-        // Every destination is in the ledger: a late duplicate finds nothing left to send.
-        warn!(message_id, error = %e, "could not record the notification as sent");
-    }
-    outcome
-}
-
-/// The delivery ledger of one configuration state, claimed for this invocation.
-struct Ledger {
-    dedupe: Option<Dedupe>,
-    key: Option<String>,
-    /// Destinations already emailed (lower case), by this attempt or an earlier one.
-    delivered: BTreeSet<String>,
-}
-
-impl Ledger {
-    /// Claims `key`; `Ok(None)` when an earlier delivery handled everything.
-    async fn claim(
-        services: &Services,
-        key: Option<String>,
-        capture_time: Option<&str>,
-        invocation: &Invocation,
-    ) -> Result<Option<Ledger>, String> {
-        let unkeyed = Ledger {
-            dedupe: None,
-            key: None,
-            delivered: BTreeSet::new(),
-        };
-        let (Some(dedupe), Some(key)) = (&services.dedupe, key) else {
-            return Ok(Some(unkeyed));
-        };
-        let lease = dedupe::lease_until(invocation.deadline);
-        match dedupe
-            .claim_captured(&key, &invocation.request_id, lease, capture_time)
-            .await
-        {
-            Ok(Claim::Acquired { delivered }) => {
-                if !delivered.is_empty() {
-                    info!(
-                        key,
-                        delivered = delivered.len(),
-                        "resuming a partial delivery: some were emailed already"
-                    );
-                    debug!(key, delivered = ?delivered, "emailed already");
-                }
-                Ok(Some(Ledger {
-                    dedupe: Some(dedupe.clone()),
-                    key: Some(key),
-                    delivered,
-                }))
-            }
-            Ok(Claim::Unkeyed) => Ok(Some(unkeyed)),
-            Ok(Claim::Duplicate) => {
-                info!(
-                    key,
-                    "duplicate delivery: this configuration state was already emailed"
-                );
-                Ok(None)
-            }
-            Ok(Claim::InProgress) => {
-                let why =
-                    "another delivery of this configuration state is in progress; retried later";
-                warn!(key, "{why}");
-                Err(why.to_owned())
-            }
-            Err(e) => {
-                error!(key, error = %e, "not sent");
-                Err(e.to_string())
-            }
-        }
-    }
-
-    fn has(&self, destination: &str) -> bool {
-        self.delivered.contains(&destination.to_ascii_lowercase())
-    }
-
-    /// Records `destinations` as emailed, under SES's `message_id` when one was sent.
-    async fn record(
-        &mut self,
-        destinations: &[String],
-        message_id: Option<&str>,
-    ) -> Result<(), DedupeError> {
-        // A string set holds no duplicates; "A@x" and "a@x" are one mailbox to SES.
-        let lower: Vec<String> = destinations
-            .iter()
-            .map(|d| d.to_ascii_lowercase())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if let (Some(dedupe), Some(key)) = (&self.dedupe, &self.key) {
-            dedupe.record_sent(key, &lower, message_id).await?;
-        }
-        self.delivered.extend(lower);
-        Ok(())
-    }
-
-    async fn mark_sent(&self) -> Result<(), DedupeError> {
-        match (&self.dedupe, &self.key) {
-            (Some(dedupe), Some(key)) => dedupe.mark_sent(key).await,
-            _ => Ok(()),
-        }
-    }
-
-    async fn mark_parked(&self) -> Result<(), DedupeError> {
-        match (&self.dedupe, &self.key) {
-            (Some(dedupe), Some(key)) => dedupe.mark_parked(key).await,
-            _ => Ok(()),
-        }
-    }
-
-    async fn release(&self, invocation: &Invocation) {
-        if let (Some(dedupe), Some(key)) = (&self.dedupe, &self.key) {
-            if let Err(e) = dedupe.release(key, &invocation.request_id).await {
-                warn!(key, error = %e, "could not give the claim back; the retry waits for its lease");
-            }
-        }
-    }
-}
-
-/// Why a delivery stopped; every case is retried by Lambda, which resumes from the ledger.
-#[derive(Debug, thiserror::Error)]
-enum DeliverError {
-    #[error(transparent)]
-    Send(#[from] SendError),
-    #[error("{0}; the email went out but its record did not, so the retry may send it again")]
-    Ledger(#[from] DedupeError),
-    #[error("{}s left before the invocation's deadline, too little to start a send; Lambda's retry resumes it", .0.as_secs())]
-    Deadline(Duration),
-    #[error(transparent)]
-    Post(#[from] PostError),
-}
-
-/// Ledger name of a destination: destinations and email addresses share the ledger.
-fn destination_entry(name: &str) -> String {
-    format!("destination:{name}")
-}
-
-/// Tells the fallback recipient (when there is one) of a change no owner is emailed and every
-/// destination refused: the email with the refusals in a notice. Once: the ledger remembers.
-async fn tell_fallback_of_refusals(
-    settings: &Settings,
-    services: &Services,
-    invocation: &Invocation,
-    email: &Email,
-    refused: &[(String, PostError)],
-    ledger: &mut Ledger,
-) -> Result<Delivered, DeliverError> {
-    let Some(fallback) = &settings.policy.fallback_recipient else {
-        return Ok(Delivered::default());
-    };
-    let why: Vec<String> = refused.iter().map(|(_, e)| e.to_string()).collect();
-    let notice = format!(
-        "No owner is emailed for this group and every destination refused the post: {}. You \
-         receive it as sgwatch's fallback recipient.",
-        why.join("; ")
-    );
-    deliver(
-        settings,
-        services,
-        invocation,
-        std::slice::from_ref(fallback),
-        &email.with_notice(&notice),
-        ledger,
-    )
-    .await
-}
-
-/// Posts to every destination of the decision not yet in the ledger, recording each. A failure
-/// retrying cannot fix (a missing parameter, a refused post) is logged and the others go on, and
-/// returned with its destination; a failure that may pass fails the invocation once all were
-/// tried, and Lambda's retry posts only where this one did not.
-async fn post_destinations(
-    settings: &Settings,
-    services: &Services,
-    invocation: &Invocation,
-    d: &Decision,
-    actor: &ActorLookup,
-    email: &Email,
-    ledger: &mut Ledger,
-) -> Result<Vec<(String, PostError)>, DeliverError> {
-    let pending: Vec<&Destination> = d
-        .destinations
-        .iter()
-        .filter(|name| !ledger.has(&destination_entry(name)))
-        .filter_map(|name| {
-            settings
-                .policy
-                .destinations
-                .iter()
-                .find(|x| &x.name == name)
-        })
-        .collect();
-    if pending.is_empty() {
-        return Ok(Vec::new());
-    }
-    let Some(poster) = &services.poster else {
-        error!(destinations = ?d.destinations, "destinations chosen but none configured to post with");
-        return Ok(Vec::new());
-    };
-    let mut retry: Option<PostError> = None;
-    let mut refused: Vec<(String, PostError)> = Vec::new();
-    for destination in pending {
-        invocation.ensure(SEND_MARGIN)?;
-        let name = destination.name.as_str();
-        // The post, its SSM reads included, ends in time for the ledger write after it.
-        let deadline = invocation
-            .time_left()
-            .map(|left| std::time::Instant::now() + left.saturating_sub(dedupe::RECORD_WORST_CASE));
-        let delivery = webhook::delivery(ledger.key.as_deref().unwrap_or("-"), name);
-        let post = || async {
-            let payload =
-                payload(poster, destination, d, actor, email, deadline, &delivery).await?;
-            poster.post(destination, &payload, deadline).await
-        };
-        let mut posted = post().await;
-        // A rotated URL or key: read the parameters again, and post once more if one changed.
-        if let Err(PostError::Refused {
-            status: 401 | 403 | 404,
-            ..
-        }) = &posted
-        {
-            if poster.refresh(destination, deadline).await {
-                info!(
-                    destination = name,
-                    "refused, and its parameters changed: posting once more"
-                );
-                posted = post().await;
-            }
-        }
-        match posted {
-            Ok(()) => {
-                ledger.record(&[destination_entry(name)], None).await?;
-                info!(destination = name, kind = %destination.kind, "posted");
-            }
-            Err(e) if e.is_transient() => {
-                error!(destination = name, error = %e, "not posted; the invocation fails so Lambda retries it");
-                retry.get_or_insert(e);
-            }
-            Err(e) => {
-                error!(destination = name, error = %e, "not posted, and retrying cannot help; the other destinations and the email go on");
-                refused.push((name.to_owned(), e));
-            }
-        }
-    }
-    match retry {
-        Some(e) => Err(e.into()),
-        None => Ok(refused),
-    }
-}
-
-/// What `destination` is sent: its kind's rendering of the decision.
-async fn payload(
-    poster: &Poster,
-    destination: &Destination,
-    d: &Decision,
-    actor: &ActorLookup,
-    email: &Email,
-    deadline: Option<std::time::Instant>,
-    delivery: &str,
-) -> Result<Payload, PostError> {
-    let json = |v: serde_json::Value| serde_json::to_vec(&v).unwrap_or_default();
-    Ok(match destination.kind {
-        Kind::Slack => Payload {
-            body: json(slack::message(d, actor)),
-            headers: Vec::new(),
-        },
-        Kind::Teams => Payload {
-            body: json(teams::message(d, actor)),
-            headers: Vec::new(),
-        },
-        Kind::Webhook => {
-            let body = webhook::body(d, email);
-            let key_parameter = destination.key_parameter.as_deref().unwrap_or_default();
-            let key = poster
-                .parameter_until(&destination.name, key_parameter, deadline)
-                .await?;
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            let headers =
-                webhook::headers(key.as_bytes(), now, delivery, &body).ok_or_else(|| {
-                    PostError::Parameter {
-                        destination: destination.name.clone(),
-                        parameter: key_parameter.to_owned(),
-                        reason: "the key cannot key an HMAC".to_owned(),
-                        transient: false,
-                    }
-                })?;
-            Payload { body, headers }
-        }
-    })
-}
-
-/// What a delivery did.
-#[derive(Debug, Default)]
-struct Delivered {
-    ids: Vec<String>,
-    /// Rejected for good, each with its reason.
-    rejected: Vec<(String, SendError)>,
-    /// Rejected recipients no one was told about (no fallback, or the fallback was rejected too).
-    unreported: Vec<(String, SendError)>,
-    /// Destinations of a change emailed to no owner that all refused it for good (a 4xx).
-    unposted: Vec<(String, PostError)>,
-}
-
-impl Delivered {
-    fn merge(&mut self, other: Delivered) {
-        self.ids.extend(other.ids);
-        self.rejected.extend(other.rejected);
-        self.unreported.extend(other.unreported);
-        self.unposted.extend(other.unposted);
-    }
-}
-
-/// Ledger name of the notice that tells the fallback recipient that SES rejected `rejected`.
-fn notice_destination(fallback: &str, rejected: &str) -> String {
-    format!("notice:{fallback}:{rejected}")
-}
-
-/// Sends to the recipients not yet in the ledger, in batches of at most SES's 50 recipients,
-/// recording each batch as it goes; recipients SES rejects for good (it names them) are taken out
-/// and the rest of their batch is sent again, and they are reported to the fallback recipient.
-/// Anything else (sender, account, throttling, a lost answer) stops the delivery: the invocation
-/// fails, and Lambda's retry sends what the ledger lacks.
-async fn deliver(
-    settings: &Settings,
-    services: &Services,
-    invocation: &Invocation,
-    recipients: &[String],
-    email: &Email,
-    ledger: &mut Ledger,
-) -> Result<Delivered, DeliverError> {
-    let ses = &services.ses;
-    let sender = &settings.sender;
-    let mut out = Delivered::default();
-    let mut pending: Vec<String> = Vec::new();
-    for r in recipients {
-        if !ledger.has(r) && !pending.iter().any(|p| p.eq_ignore_ascii_case(r)) {
-            pending.push(r.clone());
-        }
-    }
-    let mut batches: std::collections::VecDeque<Vec<String>> = pending
-        .chunks(mail::MAX_RECIPIENTS)
-        .map(<[String]>::to_vec)
-        .collect();
-    while let Some(batch) = batches.pop_front() {
-        invocation.ensure(SEND_MARGIN)?;
-        match mail::send(ses, sender, &batch, email).await {
-            Ok(id) => {
-                ledger.record(&batch, Some(&id)).await?;
-                out.ids.push(id);
-            }
-            // SES names whom it rejects (each is in this batch): they are out, and the others
-            // go again together. Every round sends or takes someone out, so this ends.
-            Err(SendError::Rejected {
-                recipients: named,
-                reason,
-            }) => {
-                let rest: Vec<String> = batch
-                    .into_iter()
-                    .filter(|r| !named.iter().any(|n| n.eq_ignore_ascii_case(r)))
-                    .collect();
-                for r in named {
-                    let e = SendError::Rejected {
-                        recipients: vec![r.clone()],
-                        reason: reason.clone(),
-                    };
-                    out.rejected.push((r, e));
-                }
-                if !rest.is_empty() {
-                    batches.push_front(rest);
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    for (r, e) in &out.rejected {
-        error!(recipient_domain = %logs::domains([r]), reason = %e, "SES rejected a recipient for good; telling the fallback recipient");
-        debug!(recipient = %r, "rejected for good");
-    }
-    if out.rejected.is_empty() {
-        return Ok(out);
-    }
-    let fallback = settings
-        .policy
-        .fallback_recipient
-        .as_ref()
-        .filter(|f| !out.rejected.iter().any(|(r, _)| r.eq_ignore_ascii_case(f)));
-    let Some(f) = fallback else {
-        out.unreported = out.rejected.clone();
-        return Ok(out);
-    };
-    // Each rejected recipient is reported once per notification, in the version of the email
-    // they were sent: the versions an early warning splits the email into report each their own.
-    let untold: Vec<&(String, SendError)> = out
-        .rejected
-        .iter()
-        .filter(|(r, _)| !ledger.has(&notice_destination(f, r)))
-        .collect();
-    if untold.is_empty() {
-        return Ok(out);
-    }
-    let notice_to: Vec<String> = untold
-        .iter()
-        .map(|(r, _)| notice_destination(f, r))
-        .collect();
-    let why: Vec<String> = untold.iter().map(|(r, e)| format!("{r}: {e}")).collect();
-    let notice = format!(
-        "SES rejected this email for {}. You receive it as sgwatch's fallback recipient.",
-        why.join("; ")
-    );
-    invocation.ensure(SEND_MARGIN)?;
-    match mail::send(
-        ses,
-        sender,
-        std::slice::from_ref(f),
-        &email.with_notice(&notice),
-    )
-    .await
-    {
-        Ok(id) => {
-            ledger.record(&notice_to, Some(&id)).await?;
-            out.ids.push(id);
-        }
-        Err(e) if e.is_transient() => return Err(e.into()),
-        Err(e) => {
-            error!(recipient_domain = %logs::domains([f]), reason = %e, "SES rejected the fallback recipient too");
-            debug!(recipient = %f, "the fallback recipient, rejected for good");
-            out.unreported = out.rejected.clone();
-            out.unreported.push((f.clone(), e));
-        }
-    }
-    Ok(out)
-}
-
-/// A record the handler parks itself, in the failure queue.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Parked<'a> {
-    source: &'static str,
-    reason: String,
-    facts: &'a Facts,
-    subject: &'a str,
-    rejected: Vec<RejectedRecipient>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    refused: Vec<RefusedDestination>,
-    delivered: Vec<String>,
-    /// The original event (this record alone): `sgwatch redrive` gives it to the function again.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event: Option<&'a Value>,
-    /// Why the event is not here (it did not fit the queue's message size).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event_omitted: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct RejectedRecipient {
-    recipient: String,
-    reason: String,
-}
-
-#[derive(Debug, Serialize)]
-struct RefusedDestination {
-    destination: String,
-    reason: String,
-}
-
-/// SQS accepts at most 256 KiB; the facts and reasons stay far below it. Long reasons and long
-/// lists are cut so the key facts always fit.
-const REASON_MAX_CHARS: usize = 1000;
-const PARKED_MAX_RECIPIENTS: usize = 100;
-/// SQS's largest message body (256 KiB), less room for SQS's own attributes.
-const QUEUE_MAX_BYTES: usize = 256 * 1024 - 1024;
-
-/// Parks what nobody could be told of a notification in the failure queue, with its event
-/// (once: the ledger remembers). `Ok(false)` when no queue is configured.
-async fn park(
-    services: &Services,
-    facts: &Facts,
-    subject: &str,
-    original: &Value,
-    delivered: &Delivered,
-    ledger: &mut Ledger,
-) -> Result<bool, String> {
-    let Some(queue) = &services.failure_queue else {
-        return Ok(false);
-    };
-    const PARKED: &str = "failure-queue";
-    if ledger.has(PARKED) {
-        return Ok(true);
-    }
-    let cut = |s: String| match s.char_indices().nth(REASON_MAX_CHARS) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s,
-    };
-    let reason = match (
-        delivered.unreported.is_empty(),
-        delivered.unposted.is_empty(),
-    ) {
-        (false, true) => {
-            "SES rejected these recipients for good and no fallback recipient could be told"
-        }
-        (true, false) => "every destination of the change refused it for good",
-        _ => "SES rejected these recipients and every destination refused the change, for good",
-    };
-    let mut record = Parked {
-        source: "sgwatch",
-        reason: reason.to_owned(),
-        facts,
-        subject,
-        rejected: delivered
-            .unreported
-            .iter()
-            .take(PARKED_MAX_RECIPIENTS)
-            .map(|(r, e)| RejectedRecipient {
-                recipient: r.clone(),
-                reason: cut(e.to_string()),
-            })
-            .collect(),
-        refused: delivered
-            .unposted
-            .iter()
-            .take(PARKED_MAX_RECIPIENTS)
-            .map(|(d, e)| RefusedDestination {
-                destination: d.clone(),
-                reason: cut(e.to_string()),
-            })
-            .collect(),
-        delivered: ledger
-            .delivered
-            .iter()
-            .take(PARKED_MAX_RECIPIENTS)
-            .cloned()
-            .collect(),
-        event: Some(original),
-        event_omitted: None,
-    };
-    let mut body = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-    if body.len() > QUEUE_MAX_BYTES {
-        // The facts still say which change it was; its Config history holds the item.
-        record.event = None;
-        record.event_omitted = Some(format!(
-            "the event ({} bytes) does not fit a queue message",
-            original.to_string().len()
-        ));
-        body = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-    }
-    queue
-        .client
-        .send_message()
-        .queue_url(&queue.url)
-        .message_body(body)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "could not park in the failure queue: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(&e)
-            )
-        })?;
-    warn!(facts = ?facts, rejected = record.rejected.len(), refused = record.refused.len(), "parked in the failure queue: {reason}");
-    ledger
-        .record(&[PARKED.to_owned()], None)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(true)
-}
-
-/// A record parked by the handler because nothing in it could be read: what identifies it and the
-/// start of its body.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ParkedUnreadable<'a> {
-    source: &'static str,
-    reason: String,
-    facts: &'a Facts,
-    /// The first [`crate::message::BODY_EXCERPT_BYTES`] of the SNS message (or, without one,
-    /// of the record).
-    body: &'a str,
-}
-
-/// Parks a record that cannot be read at all (not JSON, no message) in the failure queue, once
-/// per message id. Without a queue the invocation fails, so Lambda retries it and then keeps
-/// the whole event in its on-failure destination.
-async fn park_unreadable(
-    message_id: &str,
-    why: &ParseError,
-    excerpt: &str,
-    invocation: &Invocation,
-    services: &Services,
-) -> Outcome {
-    let facts = Facts {
-        message_id: message_id.to_owned(),
-        ..Facts::default()
-    };
-    error!(message_id, reason = %why, "a record sgwatch could not read");
-    let Some(queue) = &services.failure_queue else {
-        return Outcome::Failed(format!(
-            "{message_id}: {why} (the record could not be read, and there is no failure queue to park it in)"
-        ));
-    };
-    let key = Some(format!("unreadable/{message_id}")).filter(|_| message_id != "-");
-    let mut ledger = match Ledger::claim(services, key, None, invocation).await {
-        Ok(Some(ledger)) => ledger,
-        Ok(None) => return Outcome::Skipped,
-        Err(e) => return Outcome::Failed(format!("{message_id}: {e}")),
-    };
-    const PARKED: &str = "failure-queue";
-    if ledger.has(PARKED) {
-        return Outcome::Parked;
-    }
-    let record = ParkedUnreadable {
-        source: "sgwatch",
-        reason: format!("the record could not be read: {why}"),
-        facts: &facts,
-        body: excerpt,
-    };
-    let sent = match serde_json::to_string(&record) {
-        Ok(body) => queue
-            .client
-            .send_message()
-            .queue_url(&queue.url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = sent {
-        ledger.release(invocation).await;
-        return Outcome::Failed(format!(
-            "{message_id}: {why}; could not park it in the failure queue: {e}"
-        ));
-    }
-    warn!(
-        message_id,
-        "parked in the failure queue: a record that could not be read"
-    );
-    // A lost record costs at most a second parked copy.
-    if let Err(e) = ledger.record(&[PARKED.to_owned()], None).await {
-        warn!(message_id, error = %e, "could not record the parked record");
-    } else if let Err(e) = ledger.mark_sent().await {
-        warn!(message_id, error = %e, "could not record the parked record");
-    }
-    Outcome::Parked
 }
 
 /// A change to a (possibly) watched resource that cannot be read: the fallback recipient gets
@@ -1681,7 +758,7 @@ async fn unreadable(
         ));
     };
     // Keyed by message id: a retried event does not send the degraded email twice.
-    let key = Some(format!("unreadable/{}", facts.message_id)).filter(|_| facts.message_id != "-");
+    let key = Key::unreadable(&facts.message_id);
     let capture_time = facts.capture_time.as_deref();
     let mut ledger = match Ledger::claim(services, key, capture_time, invocation).await {
         Ok(Some(ledger)) => ledger,
@@ -1710,60 +787,6 @@ async fn unreadable(
     .await
 }
 
-/// "A change we could not read fully", with everything that identifies it.
-fn degraded_email(facts: &Facts, why: &str) -> Email {
-    let what = [&facts.resource_type, &facts.resource_id]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(" ");
-    let what = if what.is_empty() {
-        "a resource".to_owned()
-    } else {
-        what
-    };
-    // The subject drops what it cannot show; the body shows it ([`crate::visible`]).
-    let one = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
-    let subject: String = one(&stripped(&format!(
-        "[sgwatch] a change to {what} could not be read"
-    )))
-    .chars()
-    .take(200)
-    .collect();
-    let mut lines = vec![
-        format!("AWS Config reported a change to {what} that sgwatch could not read fully."),
-        format!("Why: {why}"),
-        format!("Notification: {}", facts.message_id),
-    ];
-    for (label, value) in [
-        ("Account", &facts.account),
-        ("Region", &facts.region),
-        ("Configuration state", &facts.state_id),
-    ] {
-        if let Some(v) = value {
-            lines.push(format!("{label}: {v}"));
-        }
-    }
-    lines.push(
-        "The full item is in the resource's AWS Config history (Resource timeline in the console)."
-            .to_owned(),
-    );
-    let lines: Vec<String> = lines.iter().map(|l| one(&visible(l))).collect();
-    let html = format!(
-        "<html><body style=\"font-family:sans-serif\">{}</body></html>",
-        lines
-            .iter()
-            .map(|l| format!("<p>{}</p>", html_escape::encode_text(l)))
-            .collect::<String>()
-    );
-    Email {
-        subject,
-        text: lines.join("\n") + "\n",
-        html,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1771,26 +794,6 @@ mod tests {
     use aws_sdk_sesv2::types::error::{MessageRejected, TooManyRequestsException};
     use aws_sdk_sesv2::Client as Ses;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
-
-    #[test]
-    fn only_a_deadline_lambda_could_give_bounds_the_sends() {
-        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        let in_a_minute = now + Duration::from_secs(60);
-        assert_eq!(plausible_deadline(ms(in_a_minute), now), Some(in_a_minute));
-        // cargo-lambda's emulator: a constant, long past.
-        assert_eq!(plausible_deadline(600_000, now), None);
-        assert_eq!(plausible_deadline(0, now), None);
-        assert_eq!(
-            plausible_deadline(ms(now - Duration::from_secs(1)), now),
-            None
-        );
-        assert_eq!(
-            plausible_deadline(ms(now + Duration::from_secs(3600)), now),
-            None
-        );
-        assert_eq!(plausible_deadline(u64::MAX, now), None);
-    }
 
     fn services(ses: aws_sdk_sesv2::Client) -> Services {
         let s3 = aws_sdk_s3::Client::from_conf(
@@ -1907,47 +910,6 @@ mod tests {
         let ses = mock_client!(aws_sdk_sesv2, []);
         let report = handle(&event, &settings, &services(ses)).await.unwrap();
         assert_eq!((report.skipped, report.failed, report.sent), (1, 0, 0));
-    }
-
-    #[test]
-    fn the_degraded_email_hides_no_character_and_its_subject_carries_none() {
-        let facts = Facts {
-            message_id: "m-1".into(),
-            resource_type: Some("AWS::EC2::SecurityGroup".into()),
-            resource_id: Some("sg-1\u{0}\u{1b}[2J\u{202e}exe.\u{2028}Bcc: x".into()),
-            account: Some("123456789012\u{200b}".into()),
-            ..Facts::default()
-        };
-        let email = degraded_email(&facts, "not JSON");
-        for c in ['\u{0}', '\u{1b}', '\u{202e}', '\u{2028}', '\u{200b}', '\r'] {
-            assert!(!email.subject.contains(c), "{:?}", email.subject);
-            assert!(!email.text.contains(c), "{:?}", email.text);
-            assert!(!email.html.contains(c), "{:?}", email.html);
-        }
-        assert!(!email.subject.contains('\n'), "{:?}", email.subject);
-        assert!(
-            !email.text.lines().any(|l| l.starts_with("Bcc:")),
-            "{:?}",
-            email.text
-        );
-        assert!(!email.subject.contains("<U+"), "{}", email.subject);
-        assert!(
-            email.subject.contains("sg-1[2Jexe. Bcc: x"),
-            "{}",
-            email.subject
-        );
-        assert!(
-            email
-                .text
-                .contains("sg-1<U+0000><U+001B>[2J<U+202E>exe.<U+2028>Bcc: x"),
-            "{}",
-            email.text
-        );
-        assert!(
-            email.text.contains("Account: 123456789012<U+200B>\n"),
-            "{}",
-            email.text
-        );
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ use html_escape::{encode_double_quoted_attribute, encode_text};
 use crate::actor::ActorLookup;
 use crate::decide::Decision;
 use crate::feed::time_of_day;
+use crate::message::Facts;
 use crate::rules::{Action, Change};
 use crate::severity::{classify, source_note};
 use crate::visible::{stripped, visible};
@@ -381,6 +382,60 @@ pub fn one_line(value: &str) -> String {
     visible(value).into_owned()
 }
 
+/// "A change we could not read fully", with everything that identifies it.
+pub fn degraded_email(facts: &Facts, why: &str) -> Email {
+    let what = [&facts.resource_type, &facts.resource_id]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let what = if what.is_empty() {
+        "a resource".to_owned()
+    } else {
+        what
+    };
+    // The subject drops what it cannot show; the body shows it ([`crate::visible`]).
+    let one = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let subject: String = one(&stripped(&format!(
+        "[sgwatch] a change to {what} could not be read"
+    )))
+    .chars()
+    .take(200)
+    .collect();
+    let mut lines = vec![
+        format!("AWS Config reported a change to {what} that sgwatch could not read fully."),
+        format!("Why: {why}"),
+        format!("Notification: {}", facts.message_id),
+    ];
+    for (label, value) in [
+        ("Account", &facts.account),
+        ("Region", &facts.region),
+        ("Configuration state", &facts.state_id),
+    ] {
+        if let Some(v) = value {
+            lines.push(format!("{label}: {v}"));
+        }
+    }
+    lines.push(
+        "The full item is in the resource's AWS Config history (Resource timeline in the console)."
+            .to_owned(),
+    );
+    let lines: Vec<String> = lines.iter().map(|l| one(&visible(l))).collect();
+    let html = format!(
+        "<html><body style=\"font-family:sans-serif\">{}</body></html>",
+        lines
+            .iter()
+            .map(|l| format!("<p>{}</p>", html_escape::encode_text(l)))
+            .collect::<String>()
+    );
+    Email {
+        subject,
+        text: lines.join("\n") + "\n",
+        html,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,5 +621,46 @@ mod tests {
         assert!(email.text.contains("\nWho is told:\n  NotifyOnChange was removed: you will not be told of further changes to this group\n"), "{}", email.text);
         assert!(email.text.contains("Why you got this: tag NotifyOnChange=Yes was removed by this change; platform-team@example.com: you were an owner before this change"), "{}", email.text);
         assert!(email.html.contains("<li><strong>NotifyOnChange was removed: you will not be told of further changes to this group</strong></li>"));
+    }
+
+    #[test]
+    fn the_degraded_email_hides_no_character_and_its_subject_carries_none() {
+        let facts = Facts {
+            message_id: "m-1".into(),
+            resource_type: Some("AWS::EC2::SecurityGroup".into()),
+            resource_id: Some("sg-1\u{0}\u{1b}[2J\u{202e}exe.\u{2028}Bcc: x".into()),
+            account: Some("123456789012\u{200b}".into()),
+            ..Facts::default()
+        };
+        let email = degraded_email(&facts, "not JSON");
+        for c in ['\u{0}', '\u{1b}', '\u{202e}', '\u{2028}', '\u{200b}', '\r'] {
+            assert!(!email.subject.contains(c), "{:?}", email.subject);
+            assert!(!email.text.contains(c), "{:?}", email.text);
+            assert!(!email.html.contains(c), "{:?}", email.html);
+        }
+        assert!(!email.subject.contains('\n'), "{:?}", email.subject);
+        assert!(
+            !email.text.lines().any(|l| l.starts_with("Bcc:")),
+            "{:?}",
+            email.text
+        );
+        assert!(!email.subject.contains("<U+"), "{}", email.subject);
+        assert!(
+            email.subject.contains("sg-1[2Jexe. Bcc: x"),
+            "{}",
+            email.subject
+        );
+        assert!(
+            email
+                .text
+                .contains("sg-1<U+0000><U+001B>[2J<U+202E>exe.<U+2028>Bcc: x"),
+            "{}",
+            email.text
+        );
+        assert!(
+            email.text.contains("Account: 123456789012<U+200B>\n"),
+            "{}",
+            email.text
+        );
     }
 }

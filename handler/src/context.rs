@@ -1,0 +1,202 @@
+//! What every record's handling shares: the AWS clients, built once per cold start
+//! ([`Services`]), the invocation they run in, with its owner token and deadline
+//! ([`Invocation`]), and what became of a record ([`Outcome`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+
+use crate::dedupe::Dedupe;
+use crate::post::Poster;
+use crate::settings::Settings;
+use crate::{aws, mail};
+
+/// The AWS clients the handler uses, built once per cold start.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub ses: aws_sdk_sesv2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// Reads an oversized item through AWS Config when its bucket is not ours or cannot be read.
+    pub config: aws_sdk_config::Client,
+    /// Reads a group's tags for an early warning (its HTTPS client, like every client's, is set
+    /// up at the first request: a Config notification never pays for it).
+    pub ec2: aws_sdk_ec2::Client,
+    /// Present when an idempotency table is configured.
+    pub dedupe: Option<Dedupe>,
+    /// Where the handler parks what it cannot deliver and retrying cannot fix.
+    pub failure_queue: Option<FailureQueue>,
+    /// The stack's own Config bucket; an oversized item elsewhere is read through AWS Config.
+    pub config_bucket: Option<String>,
+    /// Posts to the chat and webhook destinations; present when any is configured.
+    pub poster: Option<Arc<Poster>>,
+}
+
+/// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
+#[derive(Clone, Debug)]
+pub struct FailureQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+impl FailureQueue {
+    /// Sends `body` to the queue; the error says why not.
+    pub async fn send(&self, body: String) -> Result<(), String> {
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+    }
+}
+
+impl Services {
+    /// Clients with the handler's time limits ([`aws::handler_timeouts`]).
+    pub fn new(config: &SdkConfig, settings: &Settings) -> Services {
+        let config = config
+            .to_builder()
+            .timeout_config(aws::handler_timeouts())
+            .build();
+        let config = &config;
+        Services {
+            ses: mail::client(config),
+            s3: aws::s3_client(config),
+            cloudtrail: aws_sdk_cloudtrail::Client::new(config),
+            config: aws_sdk_config::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            dedupe: settings.idempotency_table.as_ref().map(|table| Dedupe {
+                client: aws_sdk_dynamodb::Client::new(config),
+                table: table.clone(),
+            }),
+            failure_queue: None,
+            config_bucket: None,
+            poster: (!settings.policy.destinations.is_empty())
+                .then(|| Arc::new(Poster::new(config).with_reach(settings.reach()))),
+        }
+    }
+
+    /// Parks undeliverable notifications in the queue at `url` (none: they fail the invocation).
+    pub fn with_failure_queue(mut self, config: &SdkConfig, url: Option<String>) -> Services {
+        self.failure_queue = url.filter(|u| !u.is_empty()).map(|url| FailureQueue {
+            client: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(config)
+                    .timeout_config(aws::handler_timeouts())
+                    .build(),
+            ),
+            url,
+        });
+        self
+    }
+
+    /// The stack's Config bucket (none: every oversized item is read from S3 first).
+    pub fn with_config_bucket(mut self, bucket: Option<String>) -> Services {
+        self.config_bucket = bucket.filter(|b| !b.is_empty());
+        self
+    }
+}
+
+/// The invocation: who is sending (the owner of the claims it takes) and until when.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Lambda's request id; it is the owner token of the claims this invocation takes.
+    pub request_id: String,
+    /// When Lambda ends the invocation.
+    pub deadline: Option<SystemTime>,
+}
+
+/// The invocation's deadline when it is one Lambda could have given: in the future and within
+/// Lambda's longest timeout (15 minutes). Anything else (zero, or a constant such as the 600000 ms
+/// cargo-lambda's emulator sends) is unknown rather than "already passed", which would refuse
+/// every send.
+fn plausible_deadline(deadline_ms: u64, now: SystemTime) -> Option<SystemTime> {
+    let deadline = UNIX_EPOCH.checked_add(Duration::from_millis(deadline_ms))?;
+    let longest = now + Duration::from_secs(15 * 60 + 60);
+    (deadline > now && deadline <= longest).then_some(deadline)
+}
+
+impl Invocation {
+    /// An invocation outside Lambda: a unique owner token, no deadline.
+    pub fn local() -> Invocation {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Invocation {
+            request_id: format!(
+                "local-{}-{nanos}-{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ),
+            deadline: None,
+        }
+    }
+
+    /// From Lambda's context: the request id and the deadline in milliseconds since the epoch.
+    pub fn lambda(request_id: &str, deadline_ms: u64) -> Invocation {
+        Invocation {
+            request_id: request_id.to_owned(),
+            deadline: plausible_deadline(deadline_ms, SystemTime::now()),
+        }
+    }
+
+    pub(crate) fn time_left(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.duration_since(SystemTime::now()).unwrap_or_default())
+    }
+
+    /// Fails when less than `margin` is left: the work is left to Lambda's retry.
+    pub(crate) fn ensure(&self, margin: Duration) -> Result<(), TooLate> {
+        match self.time_left() {
+            Some(left) if left < margin => Err(TooLate(left)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What became of one record.
+pub(crate) enum Outcome {
+    Sent,
+    Skipped,
+    Parked,
+    Failed(String),
+    /// A call from the actor feed: whether it was recorded, and what its early warning did.
+    Feed {
+        recorded: bool,
+        warning: Option<Box<Outcome>>,
+    },
+}
+
+/// Less than the margin is left before the invocation's deadline: this much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLate(pub Duration);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_deadline_lambda_could_give_bounds_the_sends() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let in_a_minute = now + Duration::from_secs(60);
+        assert_eq!(plausible_deadline(ms(in_a_minute), now), Some(in_a_minute));
+        // cargo-lambda's emulator: a constant, long past.
+        assert_eq!(plausible_deadline(600_000, now), None);
+        assert_eq!(plausible_deadline(0, now), None);
+        assert_eq!(
+            plausible_deadline(ms(now - Duration::from_secs(1)), now),
+            None
+        );
+        assert_eq!(
+            plausible_deadline(ms(now + Duration::from_secs(3600)), now),
+            None
+        );
+        assert_eq!(plausible_deadline(u64::MAX, now), None);
+    }
+}
