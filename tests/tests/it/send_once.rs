@@ -404,6 +404,8 @@ async fn a_change_every_destination_refuses_reaches_the_fallback_and_the_queue()
     let settings = settings(&[
         ("SGWATCH_FALLBACK_RECIPIENT", FALLBACK),
         ("SGWATCH_DESTINATIONS", "secops=slack:/sgwatch/secops-slack"),
+        // The capture server is on loopback.
+        ("SGWATCH_TEST_LOOPBACK_DESTINATIONS", "true"),
     ]);
     let services =
         Services::new(&config, &settings).with_failure_queue(&config, Some(queue.clone()));
