@@ -15,11 +15,11 @@ use sgwatch_handler::process::{handle, Services};
 use sgwatch_handler::render::render;
 use sgwatch_handler::settings::Settings;
 use sgwatch_handler::{slack, teams, webhook};
+use sgwatch_handler::post::{Payload, Poster};
+use sgwatch_handler::destination::Destination;
 use sgwatch_tests::capture::{Answer, CaptureServer};
-use sgwatch_tests::{fixture, Moto};
-
-const SENDER: &str = "alerts@example.com";
-const TABLE: &str = "sgwatch-idempotency";
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::fixture;
 const OWNER: &str = "platform-team@example.com";
 const DESTINATIONS: &str = "secops=slack:/sgwatch/secops-slack,team-a=teams:/sgwatch/team-a,\
                             siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key";
@@ -30,29 +30,18 @@ const NO_ACTOR: &str = "the actor feed has no call on this group in the 15 minut
                         change; actor lookup is off (SGWATCH_LOOKUP_ACTOR=false)";
 
 fn settings() -> Settings {
-    let vars = [
-        ("SGWATCH_SENDER", SENDER),
-        ("SGWATCH_LOOKUP_ACTOR", "false"),
-        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
-        ("SGWATCH_DESTINATIONS", DESTINATIONS),
-    ];
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
+    fixture::settings(&[("SGWATCH_DESTINATIONS", DESTINATIONS)])
 }
 
 /// The RDP fixture, its group naming the three destinations.
 fn message() -> Value {
-    let mut m = fixture("rdp-opened.json");
+    let mut m = fixture::json("rdp-opened.json");
     m["configurationItem"]["tags"]["NotifyChannels"] = json!("secops, team-a, siem");
     m
 }
 
 fn sns(message: &Value) -> Value {
-    json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": "m-1", "Message": message.to_string()}}]})
+    fixture::sns(message, "m-1")
 }
 
 /// The decision the handler makes for [`message`], computed here through the same library.
@@ -81,10 +70,7 @@ async fn world(
     teams: Option<&CaptureServer>,
     siem: Option<&CaptureServer>,
 ) -> (Moto, aws_config::SdkConfig) {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     if let Some(s) = slack {
         put(
             &config,
@@ -422,7 +408,7 @@ async fn a_parameter_is_read_again_once_its_cache_lifetime_ends() {
     let (_moto, config) = world(None, None, None).await;
     put(&config, "/sgwatch/team-a", "https://one.example/wf").await;
     let poster =
-        sgwatch_handler::post::Poster::new(&config).with_cache_ttl(Duration::from_millis(300));
+        Poster::new(&config).with_cache_ttl(Duration::from_millis(300));
     assert_eq!(
         poster.parameter("team-a", "/sgwatch/team-a").await.unwrap(),
         "https://one.example/wf"
@@ -453,6 +439,21 @@ async fn a_parameter_is_read_again_once_its_cache_lifetime_ends() {
     );
 }
 
+/// The secops destination of `settings`, and an empty post for it.
+fn secops_post(settings: &Settings) -> (&Destination, Payload) {
+    let destination = settings
+        .policy
+        .destinations
+        .iter()
+        .find(|d| d.name == "secops")
+        .unwrap();
+    let payload = Payload {
+        body: b"{}".to_vec(),
+        headers: Vec::new(),
+    };
+    (destination, payload)
+}
+
 /// A redirect is never followed (the secret URL would leak to wherever it points): an error
 /// that names the location.
 #[tokio::test]
@@ -462,17 +463,8 @@ async fn a_redirect_is_an_error_naming_its_location() {
     ]);
     let (_moto, config) = world(Some(&moved), None, None).await;
     let settings = settings();
-    let destination = settings
-        .policy
-        .destinations
-        .iter()
-        .find(|d| d.name == "secops")
-        .unwrap();
-    let poster = sgwatch_handler::post::Poster::new(&config);
-    let payload = sgwatch_handler::post::Payload {
-        body: b"{}".to_vec(),
-        headers: Vec::new(),
-    };
+    let (destination, payload) = secops_post(&settings);
+    let poster = Poster::new(&config);
     let err = poster.post(destination, &payload, None).await.unwrap_err();
     assert!(!err.is_transient(), "{err}");
     let text = err.to_string();
@@ -487,17 +479,8 @@ async fn no_parameter_read_or_post_starts_past_the_time_left() {
     let slack_server = CaptureServer::start(vec![]);
     let (_moto, config) = world(Some(&slack_server), None, None).await;
     let settings = settings();
-    let destination = settings
-        .policy
-        .destinations
-        .iter()
-        .find(|d| d.name == "secops")
-        .unwrap();
-    let poster = sgwatch_handler::post::Poster::new(&config);
-    let payload = sgwatch_handler::post::Payload {
-        body: b"{}".to_vec(),
-        headers: Vec::new(),
-    };
+    let (destination, payload) = secops_post(&settings);
+    let poster = Poster::new(&config);
     let err = poster
         .post(
             destination,
