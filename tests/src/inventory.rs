@@ -57,7 +57,11 @@ impl Inventory {
                 .filter_map(|b| b.name().map(str::to_owned)),
         );
         let sns = aws_sdk_sns::Client::new(config);
-        let topics = sns.list_topics().send().await.context("listing SNS topics")?;
+        let topics = sns
+            .list_topics()
+            .send()
+            .await
+            .context("listing SNS topics")?;
         inventory.add(
             "topic",
             topics
@@ -109,9 +113,10 @@ impl Inventory {
             .context("describing Config recorders")?;
         inventory.add(
             "Config recorder",
-            recorders.configuration_recorders().iter().map(|r| {
-                format!("{} {:?}", r.name().unwrap_or(""), r.recording_group())
-            }),
+            recorders
+                .configuration_recorders()
+                .iter()
+                .map(|r| format!("{} {:?}", r.name().unwrap_or(""), r.recording_group())),
         );
         let channels = aws_config_service
             .describe_delivery_channels()
@@ -147,7 +152,10 @@ impl Inventory {
     /// How many resources there are of each kind: what an install leaves, whatever names it
     /// generated.
     pub fn counts(&self) -> BTreeMap<&'static str, usize> {
-        self.0.iter().map(|(kind, names)| (*kind, names.len())).collect()
+        self.0
+            .iter()
+            .map(|(kind, names)| (*kind, names.len()))
+            .collect()
     }
 
     fn entries(&self) -> impl Iterator<Item = String> + '_ {

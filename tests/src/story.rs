@@ -508,7 +508,8 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
     }
 
     n.step("A group without the tags changes too: nobody is emailed");
-    let untagged_group = security_group(&ec2, "dept-b-scratch", "Department B scratch", &[]).await?;
+    let untagged_group =
+        security_group(&ec2, "dept-b-scratch", "Department B scratch", &[]).await?;
     let untagged_before = synth::describe(&ec2, &untagged_group).await?;
     open(&ec2, &untagged_group, 22).await?;
     let untagged_after = synth::describe(&ec2, &untagged_group).await?;

@@ -26,7 +26,9 @@ async fn function_env(config: &SdkConfig) -> std::collections::BTreeMap<String, 
 /// A group tagged `NotifyOnChange=Yes` open to the world on `port`; returns its id.
 async fn tagged_open_group(ec2: &aws_sdk_ec2::Client, name: &str, port: i32) -> String {
     let tags = [("NotifyOnChange", "Yes"), ("OwnerDL", "a@example.com")];
-    let id = fixture::security_group(ec2, name, name, &tags).await.unwrap();
+    let id = fixture::security_group(ec2, name, name, &tags)
+        .await
+        .unwrap();
     fixture::open(ec2, &id, port).await.unwrap();
     id
 }

@@ -521,7 +521,9 @@ async fn a_recorder_without_security_groups_stops_install_unless_extend_is_asked
     let zip = fixture::fake_handler_zip(&dir);
     let instances = RecordingGroup::builder()
         .all_supported(false)
-        .resource_types(aws_sdk_config::types::ResourceType::from("AWS::EC2::Instance"))
+        .resource_types(aws_sdk_config::types::ResourceType::from(
+            "AWS::EC2::Instance",
+        ))
         .build();
     fixture::recorder(&config, "org-baseline", ORG_CONFIG_ROLE, instances).await;
     let cfg = aws_sdk_config::Client::new(&config);

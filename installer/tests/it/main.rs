@@ -16,5 +16,8 @@ mod rollout;
 /// The one way the tests run `sgwatch` against a local endpoint: this build of it, pointed at
 /// `endpoint` (see [`sgwatch_tests::cli::command`]).
 pub fn sgwatch_at(endpoint: &str) -> std::process::Command {
-    sgwatch_tests::cli::command(std::path::Path::new(env!("CARGO_BIN_EXE_sgwatch")), endpoint)
+    sgwatch_tests::cli::command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_sgwatch")),
+        endpoint,
+    )
 }

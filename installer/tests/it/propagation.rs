@@ -5,7 +5,6 @@
 use sgwatch_tests::emulator::{FaultProxy, Moto};
 use sgwatch_tests::fixture::{fake_handler_zip, scratch, SENDER};
 
-
 /// The fault proxy answering the first calls of some operations with an AWS error.
 fn answering(target: &str, answers: &[&str]) -> FaultProxy {
     let mut args = vec!["--rate", "0"];

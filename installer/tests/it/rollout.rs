@@ -339,10 +339,7 @@ async fn the_organization_wrapper_targets_every_active_account() {
     // OrganizationAccountAccessRole, and the closed account are not. The file passes sgwatch's
     // checks.
     assert_eq!(yaml.matches("  - account: \"").count(), 2, "{yaml}");
-    assert!(
-        !yaml.contains(&format!("\"{}\"", ACCOUNT)),
-        "{yaml}"
-    );
+    assert!(!yaml.contains(&format!("\"{}\"", ACCOUNT)), "{yaml}");
     assert!(!yaml.contains("# closed"), "{yaml}");
     assert!(
         yaml.contains("# dept-a") && yaml.contains("# dept-b"),

@@ -109,9 +109,13 @@ async fn a_late_duplicate_after_a_lost_mark_sent_sends_nothing() {
     left_behind(&config, &["platform-team@example.com"]).await;
     let settings = settings(&[]);
     let services = Services::new(&config, &settings);
-    let report = handle(&fixture::json("rdp-opened.sns-event.json"), &settings, &services)
-        .await
-        .unwrap();
+    let report = handle(
+        &fixture::json("rdp-opened.sns-event.json"),
+        &settings,
+        &services,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.failed, 0);
     assert!(moto.ses_messages().await.is_empty());
     assert_eq!(record(&config).await.0.as_deref(), Some("sent"));
@@ -262,9 +266,13 @@ async fn a_stalled_answer_fails_the_send_within_the_time_limits() {
         .build();
     services.ses = aws_sdk_sesv2::Client::new(&stalled_ses);
     let started = Instant::now();
-    let err = handle(&fixture::json("rdp-opened.sns-event.json"), &settings, &services)
-        .await
-        .unwrap_err();
+    let err = handle(
+        &fixture::json("rdp-opened.sns-event.json"),
+        &settings,
+        &services,
+    )
+    .await
+    .unwrap_err();
     let took = started.elapsed();
     eprintln!("a stalled SES answer failed the send in {took:?}: {err}");
     assert!(err.to_string().contains("could not be reached"), "{err}");
@@ -374,7 +382,7 @@ async fn an_oversized_bare_item_is_emailed_with_its_details_unavailable() {
 #[tokio::test]
 async fn three_owners_each_under_thirty_percent_faults_get_each_email_exactly_once() {
     const NOTIFICATIONS: usize = 10;
-    let (moto, direct) = Moto::ready_to_send().await;
+    let (moto, _) = Moto::ready_to_send().await;
     let settings = settings(&[("SGWATCH_FALLBACK_RECIPIENT", "secops@corp.example")]);
     let (mut runs, mut parked) = (0usize, Vec::new());
     let seeds = 4;

@@ -10,13 +10,13 @@ use aws_sdk_ssm::types::ParameterType;
 use serde_json::{json, Value};
 use sgwatch_handler::actor::ActorLookup;
 use sgwatch_handler::decide::{analyze, decide, Decision};
+use sgwatch_handler::destination::Destination;
 use sgwatch_handler::message::{parse_message, ConfigMessage};
+use sgwatch_handler::post::{Payload, Poster};
 use sgwatch_handler::process::{handle, Services};
 use sgwatch_handler::render::render;
 use sgwatch_handler::settings::Settings;
 use sgwatch_handler::{slack, teams, webhook};
-use sgwatch_handler::post::{Payload, Poster};
-use sgwatch_handler::destination::Destination;
 use sgwatch_tests::capture::{Answer, CaptureServer};
 use sgwatch_tests::emulator::Moto;
 use sgwatch_tests::fixture;
@@ -407,8 +407,7 @@ async fn a_rotated_url_is_read_again_after_a_404() {
 async fn a_parameter_is_read_again_once_its_cache_lifetime_ends() {
     let (_moto, config) = world(None, None, None).await;
     put(&config, "/sgwatch/team-a", "https://one.example/wf").await;
-    let poster =
-        Poster::new(&config).with_cache_ttl(Duration::from_millis(300));
+    let poster = Poster::new(&config).with_cache_ttl(Duration::from_millis(300));
     assert_eq!(
         poster.parameter("team-a", "/sgwatch/team-a").await.unwrap(),
         "https://one.example/wf"

@@ -275,7 +275,10 @@ async fn rdp_call(ec2: &aws_sdk_ec2::Client, group: &str, name: &str, at: System
     };
     let call = Call {
         event_name: name.into(),
-        request_parameters: cloudtrail::authorize_ingress_parameters(group, &[open_to_the_world(3389)]),
+        request_parameters: cloudtrail::authorize_ingress_parameters(
+            group,
+            &[open_to_the_world(3389)],
+        ),
         response_elements: json!({"_return": true}),
         request_id,
         region: REGION.into(),

@@ -2,7 +2,7 @@
 //! oversized notification is resolved from a real S3 object, CloudTrail's absence (moto has no
 //! `LookupEvents`) yields an email that says the actor is unknown, and failures fail the invocation.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sgwatch_handler::process::{handle, Report, Services};
 use sgwatch_handler::settings::Settings;
 use sgwatch_tests::emulator::Moto;

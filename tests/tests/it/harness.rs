@@ -4,7 +4,6 @@ use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use sgwatch_tests::emulator::{role_arn, Moto, SentEmail, ACCOUNT, REGION};
 use sgwatch_tests::fixture::{self, SENDER};
 
-
 async fn send(config: &aws_config::SdkConfig, subject: &str, to: &[&str], cc: &[&str]) {
     let text = |data: &str| Content::builder().data(data).build().unwrap();
     let destination = Destination::builder()

@@ -23,7 +23,10 @@ const NOTIFIED_AT: f64 = 1767225600.0;
 const RDP_SUBJECT: &str = "[sgwatch CRITICAL] sg-0123456789abcdef0 (shared-http) 123456789012/us-east-1: +ingress tcp/3389 from 0.0.0.0/0";
 
 fn settings() -> Settings {
-    fixture::settings_from(&[("SGWATCH_SENDER", SENDER), ("SGWATCH_LOOKUP_ACTOR", "false")])
+    fixture::settings_from(&[
+        ("SGWATCH_SENDER", SENDER),
+        ("SGWATCH_LOOKUP_ACTOR", "false"),
+    ])
 }
 
 /// The group's configuration after the notified change (RDP open to the world) and before it.

@@ -56,12 +56,16 @@ fn template_number(path: &[&str]) -> u64 {
 
 #[tokio::test]
 async fn a_ledger_record_outlives_the_failure_queue_it_may_be_replayed_from() {
-    let (moto, config) = Moto::ready_to_send().await;
+    let (_moto, config) = Moto::ready_to_send().await;
     let settings = settings(&[]);
     let services = Services::new(&config, &settings);
-    handle(&fixture::json("rdp-opened.sns-event.json"), &settings, &services)
-        .await
-        .unwrap();
+    handle(
+        &fixture::json("rdp-opened.sns-event.json"),
+        &settings,
+        &services,
+    )
+    .await
+    .unwrap();
     let sent_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

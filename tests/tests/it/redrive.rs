@@ -32,7 +32,11 @@ fn notification(group: &str, owner: &str, state: u64) -> Value {
 }
 
 /// Invokes the function through the emulator; returns its error kind (if it failed) and answer.
-async fn invoke(config: &SdkConfig, emulator: &LambdaEmulator, event: &Value) -> (Option<String>, Value) {
+async fn invoke(
+    config: &SdkConfig,
+    emulator: &LambdaEmulator,
+    event: &Value,
+) -> (Option<String>, Value) {
     let lambda = aws_sdk_lambda::Client::from_conf(
         aws_sdk_lambda::config::Builder::from(config)
             .endpoint_url(&emulator.endpoint)
@@ -131,14 +135,10 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
         &moto.endpoint,
         &["--rate", "0", "--rate-limit", "SendEmail=0"],
     );
-    let failing = LambdaEmulator::start_as(
-        &programs,
-        &broken_ses.endpoint,
-        &env,
-        EMULATED_FUNCTION,
-    )
-    .await
-    .unwrap();
+    let failing =
+        LambdaEmulator::start_as(&programs, &broken_ses.endpoint, &env, EMULATED_FUNCTION)
+            .await
+            .unwrap();
     let a = notification(
         "sg-0aaaaaaaaaaaaaaa1",
         "dept-a@corp.example",
@@ -231,9 +231,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     );
 
     // Listing changes nothing: every message is still there, visible, and nothing was sent.
-    let listed = cli::sgwatch(&programs, &moto, &["redrive"])
-        .await
-        .unwrap();
+    let listed = cli::sgwatch(&programs, &moto, &["redrive"]).await.unwrap();
     assert!(listed.success(), "{}\n{}", listed.stdout, listed.stderr);
     let text = &listed.stdout;
     assert!(
@@ -302,9 +300,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     assert_eq!(queue_depth(&config, &queue).await, 7);
 
     // SES works again: replay.
-    let fixed = LambdaEmulator::start(&programs, &moto, &env)
-        .await
-        .unwrap();
+    let fixed = LambdaEmulator::start(&programs, &moto, &env).await.unwrap();
     let replay = cli::sgwatch(
         &programs,
         &moto,

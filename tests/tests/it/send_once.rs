@@ -55,7 +55,7 @@ fn forwarded_sends(proxy: &FaultProxy) -> u64 {
 /// the same request id. Each attempt sends at most once, so no one gets more extra copies than
 /// answers were lost, and every owner gets the email.
 async fn lost_answers(notifications: usize, rate: &str, seed: &str) -> Figures {
-    let (moto, direct) = Moto::ready_to_send().await;
+    let (moto, _) = Moto::ready_to_send().await;
     let proxy = FaultProxy::start(
         &moto.endpoint,
         &[
@@ -165,7 +165,7 @@ async fn figures_two_hundred_notifications_with_lost_answers() {
 /// waited for, one email each, no retry sending it again.
 #[tokio::test]
 async fn a_slow_ses_answer_is_waited_for_and_each_owner_gets_one_email() {
-    let (moto, direct) = Moto::ready_to_send().await;
+    let (moto, _) = Moto::ready_to_send().await;
     let proxy = FaultProxy::start(&moto.endpoint, &["--rate", "0", "--slow", "SendEmail=5000"]);
     let settings = settings(&[]);
     let services = Services::new(&through(&proxy.endpoint).await, &settings);
@@ -257,7 +257,7 @@ async fn a_rejected_owner_is_parked_with_the_event_and_a_replay_reaches_them() {
 /// recorded; the one address SES rejects stops no one else, and the fallback hears of it.
 #[tokio::test]
 async fn more_than_fifty_owners_go_in_batches_and_one_rejected_stops_no_one() {
-    let (moto, config) = Moto::ready_to_send().await;
+    let (moto, _) = Moto::ready_to_send().await;
     let proxy = FaultProxy::start(
         &moto.endpoint,
         &["--rate", "0", "--reject-recipient", "new-7@corp.example"],

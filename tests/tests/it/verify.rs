@@ -32,9 +32,7 @@ async fn verify_times_each_step_of_a_real_change_and_deletes_its_group() {
     let programs = Programs::build_for("verify");
     let moto = Moto::start();
     let env = installed(&moto, &programs).await;
-    let emulator = LambdaEmulator::start(&programs, &moto, &env)
-        .await
-        .unwrap();
+    let emulator = LambdaEmulator::start(&programs, &moto, &env).await.unwrap();
 
     let v = cli::verify(
         &programs,
