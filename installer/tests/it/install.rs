@@ -55,6 +55,16 @@ pub(crate) const WATCHED: &[(&str, &str)] =
 /// The role an organisation's own Config recorder acts as.
 const ORG_CONFIG_ROLE: &str = "arn:aws:iam::123456789012:role/org-config";
 
+/// The account's Config recorders and delivery channels, as AWS Config describes them.
+async fn recorders_and_channels(cfg: &aws_sdk_config::Client) -> (String, String) {
+    let recorders = cfg.describe_configuration_recorders().send().await.unwrap();
+    let channels = cfg.describe_delivery_channels().send().await.unwrap();
+    (
+        format!("{:?}", recorders.configuration_recorders()),
+        format!("{:?}", channels.delivery_channels()),
+    )
+}
+
 /// The organisation's own topic for Config's notifications, `org-config`; its ARN.
 async fn org_topic(config: &SdkConfig) -> String {
     aws_sdk_sns::Client::new(config)
@@ -379,22 +389,7 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
     .await;
     let cfg = aws_sdk_config::Client::new(&config);
     let s3 = sgwatch_handler::aws::s3_client(&config);
-    let recorder_before = format!(
-        "{:?}",
-        cfg.describe_configuration_recorders()
-            .send()
-            .await
-            .unwrap()
-            .configuration_recorders()
-    );
-    let channel_before = format!(
-        "{:?}",
-        cfg.describe_delivery_channels()
-            .send()
-            .await
-            .unwrap()
-            .delivery_channels()
-    );
+    let config_before = recorders_and_channels(&cfg).await;
 
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
@@ -405,28 +400,7 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
         "{}",
         text(&out)
     );
-    assert_eq!(
-        format!(
-            "{:?}",
-            cfg.describe_configuration_recorders()
-                .send()
-                .await
-                .unwrap()
-                .configuration_recorders()
-        ),
-        recorder_before
-    );
-    assert_eq!(
-        format!(
-            "{:?}",
-            cfg.describe_delivery_channels()
-                .send()
-                .await
-                .unwrap()
-                .delivery_channels()
-        ),
-        channel_before
-    );
+    assert_eq!(recorders_and_channels(&cfg).await, config_before);
     let status = cfg
         .describe_configuration_recorder_status()
         .send()
@@ -473,28 +447,7 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
     let (out, _) = run(&moto, &dir, &["teardown".to_owned(), "--yes".to_owned()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("kept configuration recorder org-baseline"));
-    assert_eq!(
-        format!(
-            "{:?}",
-            cfg.describe_configuration_recorders()
-                .send()
-                .await
-                .unwrap()
-                .configuration_recorders()
-        ),
-        recorder_before
-    );
-    assert_eq!(
-        format!(
-            "{:?}",
-            cfg.describe_delivery_channels()
-                .send()
-                .await
-                .unwrap()
-                .delivery_channels()
-        ),
-        channel_before
-    );
+    assert_eq!(recorders_and_channels(&cfg).await, config_before);
     s3.head_bucket()
         .bucket("org-config-history")
         .send()
