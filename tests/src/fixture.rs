@@ -207,8 +207,8 @@ pub async fn recorder(config: &SdkConfig, name: &str, role_arn: &str, recording:
         .unwrap_or_else(|e| panic!("putting configuration recorder {name}: {e:?}"));
 }
 
-/// The delivery channel `name` of the account's [`recorder`] (`recorder`): its own `bucket`
-/// (created here) and `topic`; then the recorder is started.
+/// The delivery channel `name` of the account's recorder `recorder` (see [`recorder`]): its own
+/// `bucket` (created here) and `topic`; then the recorder is started.
 pub async fn delivery_channel(
     config: &SdkConfig,
     recorder: &str,
