@@ -15,7 +15,7 @@ lint: setup
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 	@if [ -e scripts/lint-templates.sh ]; then bash scripts/lint-templates.sh; fi
 
-# The integration tests start their own moto servers (tests/src/lib.rs); they need only .venv.
+# The integration tests start their own moto servers (tests/src/emulator.rs); they need only .venv.
 test: setup lint
 	cargo test --workspace
 

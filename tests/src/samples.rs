@@ -21,7 +21,7 @@ pub fn actor() -> ActorLookup {
 
 /// The decision for `tests/fixtures/rdp-opened.json` under the default settings.
 pub fn rdp_decision() -> Decision {
-    let message = crate::fixture("rdp-opened.json");
+    let message = crate::fixture::json("rdp-opened.json");
     match parse_message(&message) {
         Ok(ConfigMessage::ItemChange(change)) => decide(
             analyze(&change).expect("the fixture's changes read"),

@@ -6,11 +6,11 @@ use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use aws_sdk_ec2::types::{IpPermission, IpRange, Tag, TagSpecification};
 use aws_smithy_types::date_time::{DateTime, Format};
-use sgwatch_tests::{Moto, ACCOUNT};
-
-const SENDER: &str = "alerts@example.com";
+use sgwatch_tests::cli::text;
+use sgwatch_tests::emulator::{Moto, ACCOUNT};
+use sgwatch_tests::fixture::{self, scratch, SENDER};
+use sgwatch_tests::inventory::deployed_function_env;
 
 fn sgwatch(moto: &Moto, args: &[&str]) -> Output {
     crate::sgwatch_at(&moto.endpoint)
@@ -19,60 +19,17 @@ fn sgwatch(moto: &Moto, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-async fn function_env(config: &SdkConfig) -> std::collections::HashMap<String, String> {
-    aws_sdk_lambda::Client::new(config)
-        .get_function_configuration()
-        .function_name("sgwatch-handler")
-        .send()
-        .await
-        .unwrap()
-        .environment()
-        .unwrap()
-        .variables()
-        .unwrap()
-        .clone()
+async fn function_env(config: &SdkConfig) -> std::collections::BTreeMap<String, String> {
+    deployed_function_env(config).await.unwrap()
 }
 
 /// A group tagged `NotifyOnChange=Yes` open to the world on `port`; returns its id.
 async fn tagged_open_group(ec2: &aws_sdk_ec2::Client, name: &str, port: i32) -> String {
-    let id = ec2
-        .create_security_group()
-        .group_name(name)
-        .description(name)
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(aws_sdk_ec2::types::ResourceType::SecurityGroup)
-                .tags(Tag::builder().key("NotifyOnChange").value("Yes").build())
-                .tags(Tag::builder().key("OwnerDL").value("a@example.com").build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    ec2.authorize_security_group_ingress()
-        .group_id(&id)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(port)
-                .to_port(port)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
+    let tags = [("NotifyOnChange", "Yes"), ("OwnerDL", "a@example.com")];
+    let id = fixture::security_group(ec2, name, name, &tags)
         .await
         .unwrap();
+    fixture::open(ec2, &id, port).await.unwrap();
     id
 }
 
@@ -89,9 +46,8 @@ async fn install_sets_the_baseline_and_account_prints_exposed_groups_and_a_reins
     let rdp = tagged_open_group(&ec2, "rdp", 3389).await;
     let postgres = tagged_open_group(&ec2, "postgres", 5432).await;
     let web = tagged_open_group(&ec2, "web", 443).await;
-    let dir = std::env::temp_dir().join(format!("sgwatch-baseline-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("baseline");
+    let zip = fixture::fake_handler_zip(&dir);
     let install = [
         "install",
         "--sender",
@@ -173,9 +129,8 @@ async fn install_reports_the_baseline_groups_in_json() {
     moto.verify_sender(&config, SENDER).await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let rdp = tagged_open_group(&ec2, "rdp", 3389).await;
-    let dir = std::env::temp_dir().join(format!("sgwatch-baseline-json-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("baseline-json");
+    let zip = fixture::fake_handler_zip(&dir);
     let out = sgwatch(
         &moto,
         &[
@@ -203,9 +158,8 @@ async fn starting_a_stopped_recorder_of_ours_starts_a_new_baseline() {
     moto.verify_sender(&config, SENDER).await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
     let ssh = tagged_open_group(&ec2, "ssh", 22).await;
-    let dir = std::env::temp_dir().join(format!("sgwatch-baseline-restart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("baseline-restart");
+    let zip = fixture::fake_handler_zip(&dir);
     let install = [
         "install",
         "--sender",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ssm::types::ParameterType;
 use sgwatch::status::Level;
-use sgwatch_tests::Moto;
+use sgwatch_tests::emulator::Moto;
 
 #[tokio::test]
 async fn each_destination_parameter_is_checked_by_name() {

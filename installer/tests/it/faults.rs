@@ -6,9 +6,9 @@
 use std::process::Output;
 
 use serde_json::json;
-use sgwatch_tests::{fixture, FaultProxy, Moto};
-
-const SENDER: &str = "alerts@example.com";
+use sgwatch_tests::cli::{calls, text};
+use sgwatch_tests::emulator::{handler_loader, FaultProxy, Moto};
+use sgwatch_tests::fixture::{self, idempotency_table, scratch, SENDER};
 
 /// The fault proxy between sgwatch and moto, injecting `faults` into a share `rate` of calls.
 fn proxy(target: &str, rate: f64, seed: u64, faults: &str) -> FaultProxy {
@@ -43,9 +43,8 @@ async fn install_and_teardown_converge_through_ten_percent_faults() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    let dir = std::env::temp_dir().join(format!("sgwatch-faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("faults");
+    let zip = fixture::fake_handler_zip(&dir);
     let zip = zip.to_str().unwrap();
     let install = ["install", "--sender", SENDER, "--handler-zip", zip];
     for seed in [1, 2, 3] {
@@ -60,9 +59,8 @@ async fn install_and_teardown_converge_through_ten_percent_faults() {
         let out = sgwatch(&moto.endpoint, &install);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("no changes"),
-            "seed {seed}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            "seed {seed}: {}",
+            text(&out)
         );
         let status = sgwatch(&moto.endpoint, &["status"]);
         assert!(
@@ -91,53 +89,19 @@ async fn install_and_teardown_converge_through_ten_percent_faults() {
 #[tokio::test]
 async fn the_handler_under_ses_throttling_loses_nothing_and_sends_nothing_twice() {
     use sgwatch_handler::process::{handle, Services};
-    use sgwatch_handler::settings::Settings;
     let moto = Moto::start();
     let direct = moto.sdk_config(None).await;
     moto.verify_sender(&direct, SENDER).await;
-    aws_sdk_dynamodb::Client::new(&direct)
-        .create_table()
-        .table_name("idem")
-        .attribute_definitions(
-            aws_sdk_dynamodb::types::AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            aws_sdk_dynamodb::types::KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
+    idempotency_table(&direct, "idem").await;
     // 40 % of requests fail (throttled, 500, 503, dropped before reaching SES): answers are never lost.
     let proxy = proxy(&moto.endpoint, 0.4, 11, "503,500,throttle,drop-before");
-    let faulty = sgwatch_handler::aws::config_loader()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&proxy.endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "t",
-        ))
-        .load()
-        .await;
-    let settings = Settings::from_lookup(|k| match k {
-        "SGWATCH_SENDER" => Some(SENDER.to_owned()),
-        "SGWATCH_LOOKUP_ACTOR" => Some("false".to_owned()),
-        "SGWATCH_IDEMPOTENCY_TABLE" => Some("idem".to_owned()),
-        _ => None,
-    })
-    .unwrap();
+    let faulty = handler_loader(&proxy.endpoint).load().await;
+    let settings = fixture::settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "idem")]);
     let services = Services::new(&faulty, &settings);
     // A batch of five notifications: five groups.
     let records: Vec<serde_json::Value> = (0..5)
         .map(|i| {
-            let mut m = fixture("rdp-opened.json");
+            let mut m = fixture::json("rdp-opened.json");
             m["configurationItem"]["resourceId"] = json!(format!("sg-{i:017x}"));
             m["configurationItem"]["resourceName"] = json!(format!("group-{i}"));
             json!({"Sns": {"MessageId": format!("m-{i}"), "Message": m.to_string()}})
@@ -189,11 +153,7 @@ async fn the_call_log_counts_retries_apart_from_calls() {
         .env("SGWATCH_CALL_LOG", &log)
         .output()
         .unwrap();
-    let lines: Vec<String> = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let lines = calls(&log);
     let retries: Vec<&String> = lines.iter().filter(|l| l.starts_with("RETRY ")).collect();
     assert!(
         !retries.is_empty(),

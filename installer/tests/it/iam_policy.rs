@@ -5,14 +5,16 @@
 //! Where moto authorises differently from AWS (it checks most calls against the resource "*"),
 //! `scripts/moto.py` authorises as AWS does; each such bridge is named there.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sts::config::Credentials;
-use sgwatch_tests::{Moto, REGION};
+use aws_config::SdkConfig;
+use sgwatch_tests::cli::text;
+use sgwatch_tests::emulator::{iam_user, AccessKey, Moto};
+use sgwatch_tests::fixture::{self, scratch, SENDER};
 
-const SENDER: &str = "alerts@example.com";
+use crate::install::WATCHED;
+
 const STACK: &str = "sgwatch";
 /// The SecureString a Slack destination's URL is kept in: status checks it exists without
 /// reading its value.
@@ -24,47 +26,17 @@ fn installer_policy() -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// A new IAM user holding only `policy` inline; returns its access key id and secret.
-async fn user_with(admin: &SdkConfig, name: &str, policy: &str) -> (String, String) {
-    let iam = aws_sdk_iam::Client::new(admin);
-    iam.create_user().user_name(name).send().await.unwrap();
-    iam.put_user_policy()
-        .user_name(name)
-        .policy_name("sgwatch-installer")
-        .policy_document(policy)
-        .send()
-        .await
-        .unwrap();
-    let key = iam
-        .create_access_key()
-        .user_name(name)
-        .send()
-        .await
-        .unwrap();
-    let key = key.access_key().unwrap();
-    (
-        key.access_key_id().to_owned(),
-        key.secret_access_key().to_owned(),
-    )
-}
-
-/// SDK configuration acting with `key`.
-async fn acting_as(moto: &Moto, key: &(String, String)) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(&moto.endpoint)
-        .http_client(sgwatch_handler::aws::http_client())
-        .credentials_provider(Credentials::new(&key.0, &key.1, None, None, "iam-user"))
-        .load()
-        .await
+/// A new IAM user holding only `policy` inline; its access key.
+async fn user_with(admin: &SdkConfig, name: &str, policy: &str) -> AccessKey {
+    iam_user(admin, name, Some(policy)).await.unwrap()
 }
 
 /// Runs `sgwatch` against `moto` as the user with `key`.
-fn sgwatch(moto: &Moto, key: &(String, String), args: &[&str]) -> Output {
+fn sgwatch(moto: &Moto, key: &AccessKey, args: &[&str]) -> Output {
     crate::sgwatch_at(&moto.endpoint)
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", &key.0)
-        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_ACCESS_KEY_ID", &key.id)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
         .env_remove("AWS_SESSION_TOKEN")
         .output()
         .unwrap()
@@ -72,11 +44,7 @@ fn sgwatch(moto: &Moto, key: &(String, String), args: &[&str]) -> Output {
 
 /// Panics with the command's output and moto's log unless it exited 0.
 fn succeeded(moto: &Moto, what: &str, out: &Output) -> String {
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = text(out);
     assert!(
         out.status.success(),
         "`sgwatch {what}` under the installer policy failed ({}):\n{shown}\nmoto:\n{}",
@@ -84,12 +52,6 @@ fn succeeded(moto: &Moto, what: &str, out: &Output) -> String {
         moto.log()
     );
     shown
-}
-
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sgwatch-it-iam-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn install_args<'a>(verb: &'a str, zip: &'a Path) -> Vec<&'a str> {
@@ -156,29 +118,10 @@ async fn sgwatch_buckets(admin: &SdkConfig) -> Vec<String> {
 
 /// A security group tagged for watching; its id.
 async fn watched_group(admin: &SdkConfig) -> String {
-    use aws_sdk_ec2::types::{ResourceType, Tag, TagSpecification};
-    aws_sdk_ec2::Client::new(admin)
-        .create_security_group()
-        .group_name("dept-a-web")
-        .description("web servers")
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::SecurityGroup)
-                .tags(Tag::builder().key("NotifyOnChange").value("Yes").build())
-                .tags(
-                    Tag::builder()
-                        .key("OwnerDL")
-                        .value("dept-a@example.com")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
+    let ec2 = aws_sdk_ec2::Client::new(admin);
+    fixture::security_group(&ec2, "dept-a-web", "web servers", WATCHED)
         .await
         .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test]
@@ -193,7 +136,7 @@ async fn the_installer_policy_allows_install_plan_status_test_event_and_teardown
         r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#,
     )
     .await;
-    let admin = acting_as(&moto, &admin).await;
+    let admin = moto.sdk_config_as(&admin).await;
     let installer = user_with(&setup, "installer", &installer_policy()).await;
     // A user without the policy: proves that enforcement is on for the binary's calls.
     let nobody = user_with(
@@ -217,8 +160,8 @@ async fn the_installer_policy_allows_install_plan_status_test_event_and_teardown
         .await
         .unwrap();
     moto.enforce_iam().await;
-    let dir = scratch();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("iam");
+    let zip = fixture::fake_handler_zip(&dir);
 
     let denied = sgwatch(&moto, &nobody, &install_args("install", &zip));
     assert!(

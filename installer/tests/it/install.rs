@@ -2,20 +2,15 @@
 //! real binary, checked through each service's own API (moto's CloudFormation reports types it
 //! skips as created, so the stack status alone proves nothing).
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use aws_config::SdkConfig;
-use sgwatch_tests::Moto;
-
-const SENDER: &str = "alerts@example.com";
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sgwatch-it-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use aws_sdk_config::types::RecordingGroup;
+use sgwatch_tests::cli::{logged, text, writes};
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::fixture::{self, scratch, SENDER};
+use sgwatch_tests::inventory::{deployed_function_env, stack_output, Inventory};
 
 /// Runs `sgwatch` against `endpoint`; returns its output and the calls it made.
 fn sgwatch(endpoint: &str, dir: &Path, args: &[&str]) -> (Output, Vec<String>) {
@@ -26,25 +21,9 @@ fn sgwatch(endpoint: &str, dir: &Path, args: &[&str]) -> (Output, Vec<String>) {
             .unwrap()
             .as_nanos()
     ));
-    let out = crate::sgwatch_at(endpoint)
-        .args(args)
-        .env("SGWATCH_CALL_LOG", &log)
-        .output()
-        .unwrap();
-    let calls = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    (out, calls)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    let mut command = crate::sgwatch_at(endpoint);
+    command.args(args);
+    logged(command, &log)
 }
 
 fn install_args(zip: &Path) -> Vec<String> {
@@ -64,115 +43,39 @@ fn run(moto: &Moto, dir: &Path, args: &[String]) -> (Output, Vec<String>) {
     sgwatch(&moto.endpoint, dir, &refs)
 }
 
-/// Everything install could create, by name.
-async fn census(config: &SdkConfig) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let s3 = sgwatch_handler::aws::s3_client(config);
-    for b in s3.list_buckets().send().await.unwrap().buckets() {
-        out.insert(format!("bucket {}", b.name().unwrap()));
-    }
-    for s in aws_sdk_cloudformation::Client::new(config)
-        .list_stacks()
-        .send()
-        .await
-        .unwrap()
-        .stack_summaries()
-    {
-        if s.stack_status().map(|s| s.as_str()) != Some("DELETE_COMPLETE") {
-            out.insert(format!("stack {}", s.stack_name().unwrap()));
-        }
-    }
-    for f in aws_sdk_lambda::Client::new(config)
-        .list_functions()
-        .send()
-        .await
-        .unwrap()
-        .functions()
-    {
-        out.insert(format!("function {}", f.function_name().unwrap()));
-    }
-    for t in aws_sdk_sns::Client::new(config)
-        .list_topics()
-        .send()
-        .await
-        .unwrap()
-        .topics()
-    {
-        out.insert(format!("topic {}", t.topic_arn().unwrap()));
-    }
-    for s in aws_sdk_sns::Client::new(config)
-        .list_subscriptions()
-        .send()
-        .await
-        .unwrap()
-        .subscriptions()
-    {
-        out.insert(format!(
-            "subscription {} -> {}",
-            s.topic_arn().unwrap_or(""),
-            s.endpoint().unwrap_or("")
-        ));
-    }
-    for q in aws_sdk_sqs::Client::new(config)
-        .list_queues()
-        .send()
-        .await
-        .unwrap()
-        .queue_urls()
-    {
-        out.insert(format!("queue {q}"));
-    }
-    for r in aws_sdk_iam::Client::new(config)
-        .list_roles()
-        .send()
-        .await
-        .unwrap()
-        .roles()
-    {
-        out.insert(format!("role {}", r.role_name()));
-    }
-    for t in aws_sdk_dynamodb::Client::new(config)
-        .list_tables()
-        .send()
-        .await
-        .unwrap()
-        .table_names()
-    {
-        out.insert(format!("table {t}"));
-    }
-    let cfg = aws_sdk_config::Client::new(config);
-    for r in cfg
-        .describe_configuration_recorders()
-        .send()
-        .await
-        .unwrap()
-        .configuration_recorders()
-    {
-        out.insert(format!(
-            "recorder {} {:?}",
-            r.name().unwrap_or(""),
-            r.recording_group()
-        ));
-    }
-    for c in cfg
-        .describe_delivery_channels()
-        .send()
-        .await
-        .unwrap()
-        .delivery_channels()
-    {
-        out.insert(format!(
-            "channel {} {:?} {:?}",
-            c.name().unwrap_or(""),
-            c.s3_bucket_name(),
-            c.sns_topic_arn()
-        ));
-    }
-    out
+/// Everything install could create.
+async fn census(config: &SdkConfig) -> Inventory {
+    Inventory::take(config).await.unwrap()
 }
 
-fn writes(calls: &[String]) -> Vec<&String> {
-    calls.iter().filter(|c| c.starts_with("WRITE")).collect()
+/// The tags of a group whose owners are told of its changes.
+pub(crate) const WATCHED: &[(&str, &str)] =
+    &[("NotifyOnChange", "Yes"), ("OwnerDL", "dept-a@example.com")];
+
+/// The role an organisation's own Config recorder acts as.
+const ORG_CONFIG_ROLE: &str = "arn:aws:iam::123456789012:role/org-config";
+
+/// The account's Config recorders and delivery channels, as AWS Config describes them.
+async fn recorders_and_channels(cfg: &aws_sdk_config::Client) -> (String, String) {
+    let recorders = cfg.describe_configuration_recorders().send().await.unwrap();
+    let channels = cfg.describe_delivery_channels().send().await.unwrap();
+    (
+        format!("{:?}", recorders.configuration_recorders()),
+        format!("{:?}", channels.delivery_channels()),
+    )
+}
+
+/// The organisation's own topic for Config's notifications, `org-config`; its ARN.
+async fn org_topic(config: &SdkConfig) -> String {
+    aws_sdk_sns::Client::new(config)
+        .create_topic()
+        .name("org-config")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -181,7 +84,7 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("fresh");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
 
     let (out, calls) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
@@ -394,26 +297,9 @@ async fn fresh_install_wires_every_resource_and_a_second_install_changes_nothing
     );
 }
 
-/// The stack's output `key`.
-async fn stack_output(config: &SdkConfig, key: &str) -> String {
-    let stacks = aws_sdk_cloudformation::Client::new(config)
-        .describe_stacks()
-        .stack_name("sgwatch")
-        .send()
-        .await
-        .unwrap();
-    stacks.stacks()[0]
-        .outputs()
-        .iter()
-        .find(|o| o.output_key() == Some(key))
-        .and_then(|o| o.output_value())
-        .unwrap_or_else(|| panic!("no {key} output"))
-        .to_owned()
-}
-
 /// The stack's failure queue's ARN, from its output.
 async fn failure_queue_arn(config: &SdkConfig) -> String {
-    stack_output(config, "FailureQueueArn").await
+    stack_output(config, "FailureQueueArn").await.unwrap()
 }
 
 async fn subscription_arn(sns: &aws_sdk_sns::Client, topic: &str, function_arn: &str) -> String {
@@ -454,7 +340,7 @@ async fn teardown_leaves_the_account_as_it_found_it_and_is_safe_twice() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("census");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     let before = census(&config).await;
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
@@ -485,73 +371,25 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("adopt");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     // An organisation baseline: its own bucket, topic, recorder and channel.
-    let s3 = sgwatch_handler::aws::s3_client(&config);
-    s3.create_bucket()
-        .bucket("org-config-history")
-        .send()
-        .await
-        .unwrap();
-    let topic = aws_sdk_sns::Client::new(&config)
-        .create_topic()
-        .name("org-config")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
+    let topic = org_topic(&config).await;
+    let everything = RecordingGroup::builder()
+        .all_supported(true)
+        .include_global_resource_types(true)
+        .build();
+    fixture::recorder(&config, "org-baseline", ORG_CONFIG_ROLE, everything).await;
+    fixture::delivery_channel(
+        &config,
+        "org-baseline",
+        "org-channel",
+        "org-config-history",
+        &topic,
+    )
+    .await;
     let cfg = aws_sdk_config::Client::new(&config);
-    use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
-    cfg.put_configuration_recorder()
-        .configuration_recorder(
-            ConfigurationRecorder::builder()
-                .name("org-baseline")
-                .role_arn("arn:aws:iam::123456789012:role/org-config")
-                .recording_group(
-                    RecordingGroup::builder()
-                        .all_supported(true)
-                        .include_global_resource_types(true)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    cfg.put_delivery_channel()
-        .delivery_channel(
-            DeliveryChannel::builder()
-                .name("org-channel")
-                .s3_bucket_name("org-config-history")
-                .sns_topic_arn(&topic)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    cfg.start_configuration_recorder()
-        .configuration_recorder_name("org-baseline")
-        .send()
-        .await
-        .unwrap();
-    let recorder_before = format!(
-        "{:?}",
-        cfg.describe_configuration_recorders()
-            .send()
-            .await
-            .unwrap()
-            .configuration_recorders()
-    );
-    let channel_before = format!(
-        "{:?}",
-        cfg.describe_delivery_channels()
-            .send()
-            .await
-            .unwrap()
-            .delivery_channels()
-    );
+    let s3 = sgwatch_handler::aws::s3_client(&config);
+    let config_before = recorders_and_channels(&cfg).await;
 
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
@@ -562,28 +400,7 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
         "{}",
         text(&out)
     );
-    assert_eq!(
-        format!(
-            "{:?}",
-            cfg.describe_configuration_recorders()
-                .send()
-                .await
-                .unwrap()
-                .configuration_recorders()
-        ),
-        recorder_before
-    );
-    assert_eq!(
-        format!(
-            "{:?}",
-            cfg.describe_delivery_channels()
-                .send()
-                .await
-                .unwrap()
-                .delivery_channels()
-        ),
-        channel_before
-    );
+    assert_eq!(recorders_and_channels(&cfg).await, config_before);
     let status = cfg
         .describe_configuration_recorder_status()
         .send()
@@ -630,28 +447,7 @@ async fn an_existing_recorder_and_channel_are_adopted_and_survive_teardown() {
     let (out, _) = run(&moto, &dir, &["teardown".to_owned(), "--yes".to_owned()]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("kept configuration recorder org-baseline"));
-    assert_eq!(
-        format!(
-            "{:?}",
-            cfg.describe_configuration_recorders()
-                .send()
-                .await
-                .unwrap()
-                .configuration_recorders()
-        ),
-        recorder_before
-    );
-    assert_eq!(
-        format!(
-            "{:?}",
-            cfg.describe_delivery_channels()
-                .send()
-                .await
-                .unwrap()
-                .delivery_channels()
-        ),
-        channel_before
-    );
+    assert_eq!(recorders_and_channels(&cfg).await, config_before);
     s3.head_bucket()
         .bucket("org-config-history")
         .send()
@@ -675,25 +471,15 @@ async fn a_recorder_without_security_groups_stops_install_unless_extend_is_asked
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("extend");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
+    let instances = RecordingGroup::builder()
+        .all_supported(false)
+        .resource_types(aws_sdk_config::types::ResourceType::from(
+            "AWS::EC2::Instance",
+        ))
+        .build();
+    fixture::recorder(&config, "org-baseline", ORG_CONFIG_ROLE, instances).await;
     let cfg = aws_sdk_config::Client::new(&config);
-    use aws_sdk_config::types::{ConfigurationRecorder, RecordingGroup, ResourceType};
-    cfg.put_configuration_recorder()
-        .configuration_recorder(
-            ConfigurationRecorder::builder()
-                .name("org-baseline")
-                .role_arn("arn:aws:iam::123456789012:role/org-config")
-                .recording_group(
-                    RecordingGroup::builder()
-                        .all_supported(false)
-                        .resource_types(ResourceType::from("AWS::EC2::Instance"))
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
     let before = census(&config).await;
     let (out, calls) = run(&moto, &dir, &install_args(&zip));
     assert_eq!(out.status.code(), Some(2));
@@ -720,17 +506,7 @@ async fn a_recorder_without_security_groups_stops_install_unless_extend_is_asked
         .collect();
     assert_eq!(types, ["AWS::EC2::Instance", "AWS::EC2::SecurityGroup"]);
     // Extending starts recording security groups: their discovery is the baseline.
-    let env = aws_sdk_lambda::Client::new(&config)
-        .get_function_configuration()
-        .function_name("sgwatch-handler")
-        .send()
-        .await
-        .unwrap()
-        .environment()
-        .unwrap()
-        .variables()
-        .unwrap()
-        .clone();
+    let env = deployed_function_env(&config).await.unwrap();
     let until = &env["SGWATCH_BASELINE_UNTIL"];
     assert!(
         !until.is_empty()
@@ -761,7 +537,7 @@ async fn an_unverified_sender_stops_install_before_anything_is_created() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     let dir = scratch("unverified");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     let before = census(&config).await;
     let (out, calls) = run(&moto, &dir, &install_args(&zip));
     assert_eq!(out.status.code(), Some(2));
@@ -778,7 +554,7 @@ async fn an_unverified_sender_stops_install_before_anything_is_created() {
 #[test]
 fn bad_flags_and_a_bad_zip_fail_before_any_aws_call() {
     let dir = scratch("flags");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     std::fs::write(dir.join("not.zip"), b"PK? no").unwrap();
     let zip = zip.to_str().unwrap().to_owned();
     let notzip = dir.join("not.zip").to_str().unwrap().to_owned();
@@ -887,7 +663,7 @@ async fn reserved_concurrency_reaches_the_function_and_unset_clears_the_paramete
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("reserved");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     let lambda = aws_sdk_lambda::Client::new(&config);
     let reserved = || async {
         lambda
@@ -940,7 +716,7 @@ async fn plan_lists_what_install_would_do_and_changes_nothing() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("plan");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     let zip = zip.to_str().unwrap();
     let plan = |extra: &[&str]| {
         let mut args = vec!["plan", "--sender", SENDER, "--handler-zip", zip];
@@ -1021,7 +797,7 @@ async fn changed_settings_reach_the_function_and_the_recorder_then_settle() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("update");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
 
@@ -1089,53 +865,20 @@ async fn eventbridge_source_uses_the_stack_rule_and_switching_source_moves_the_s
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("eventbridge");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     // A baseline recorder and channel whose topic is not ours.
     let sns = aws_sdk_sns::Client::new(&config);
-    let topic = sns
-        .create_topic()
-        .name("org-config")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
-    sgwatch_handler::aws::s3_client(&config)
-        .create_bucket()
-        .bucket("org-config-history")
-        .send()
-        .await
-        .unwrap();
-    let cfg = aws_sdk_config::Client::new(&config);
-    use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
-    cfg.put_configuration_recorder()
-        .configuration_recorder(
-            ConfigurationRecorder::builder()
-                .name("org-baseline")
-                .role_arn("arn:aws:iam::123456789012:role/org-config")
-                .recording_group(RecordingGroup::builder().all_supported(true).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    cfg.put_delivery_channel()
-        .delivery_channel(
-            DeliveryChannel::builder()
-                .name("org-channel")
-                .s3_bucket_name("org-config-history")
-                .sns_topic_arn(&topic)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    cfg.start_configuration_recorder()
-        .configuration_recorder_name("org-baseline")
-        .send()
-        .await
-        .unwrap();
+    let topic = org_topic(&config).await;
+    let all = RecordingGroup::builder().all_supported(true).build();
+    fixture::recorder(&config, "org-baseline", ORG_CONFIG_ROLE, all).await;
+    fixture::delivery_channel(
+        &config,
+        "org-baseline",
+        "org-channel",
+        "org-config-history",
+        &topic,
+    )
+    .await;
     let subscribed = || async {
         sns.list_subscriptions_by_topic()
             .topic_arn(&topic)
@@ -1265,47 +1008,15 @@ async fn test_event_sends_the_groups_current_state_as_a_marked_notification() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("test-event");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
 
-    use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
     let ec2 = aws_sdk_ec2::Client::new(&config);
-    let group = ec2
-        .create_security_group()
-        .group_name("dept-a-web")
-        .description("web servers")
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::SecurityGroup)
-                .tags(Tag::builder().key("NotifyOnChange").value("Yes").build())
-                .tags(
-                    Tag::builder()
-                        .key("OwnerDL")
-                        .value("dept-a@example.com")
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    ec2.authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(3389)
-                .to_port(3389)
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .build(),
-        )
-        .send()
+    let group = fixture::security_group(&ec2, "dept-a-web", "web servers", WATCHED)
         .await
         .unwrap();
+    fixture::open(&ec2, &group, 3389).await.unwrap();
 
     let (lambda, invoked) = fake_lambda();
     let (out, calls) = sgwatch(
@@ -1354,45 +1065,26 @@ async fn a_channel_sending_to_another_accounts_topic_gets_eventbridge_unless_sns
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("controltower");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     // As AWS Control Tower sets an enrolled account up: its channel sends to the audit account's
     // topic, which aggregates every account.
     let topic = "arn:aws:sns:us-east-1:999999999999:aws-controltower-AllConfigNotifications";
-    sgwatch_handler::aws::s3_client(&config)
-        .create_bucket()
-        .bucket("aws-controltower-logs")
-        .send()
-        .await
-        .unwrap();
-    let cfg = aws_sdk_config::Client::new(&config);
-    use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
-    cfg.put_configuration_recorder()
-        .configuration_recorder(
-            ConfigurationRecorder::builder()
-                .name("aws-controltower-BaselineConfigRecorder")
-                .role_arn("arn:aws:iam::123456789012:role/aws-controltower-ConfigRecorderRole")
-                .recording_group(RecordingGroup::builder().all_supported(true).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    cfg.put_delivery_channel()
-        .delivery_channel(
-            DeliveryChannel::builder()
-                .name("aws-controltower-BaselineConfigDeliveryChannel")
-                .s3_bucket_name("aws-controltower-logs")
-                .sns_topic_arn(topic)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    cfg.start_configuration_recorder()
-        .configuration_recorder_name("aws-controltower-BaselineConfigRecorder")
-        .send()
-        .await
-        .unwrap();
+    let recorder = "aws-controltower-BaselineConfigRecorder";
+    fixture::recorder(
+        &config,
+        recorder,
+        "arn:aws:iam::123456789012:role/aws-controltower-ConfigRecorderRole",
+        RecordingGroup::builder().all_supported(true).build(),
+    )
+    .await;
+    fixture::delivery_channel(
+        &config,
+        recorder,
+        "aws-controltower-BaselineConfigDeliveryChannel",
+        "aws-controltower-logs",
+        topic,
+    )
+    .await;
     let why = format!(
         "the adopted delivery channel sends to {topic}, a topic of another account (as AWS \
          Control Tower's does): using --source eventbridge"
@@ -1476,22 +1168,16 @@ async fn test_event_via_topic_publishes_the_marked_notification_to_the_stacks_to
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let dir = scratch("test-event-topic");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fixture::fake_handler_zip(&dir);
     let (out, _) = run(&moto, &dir, &install_args(&zip));
     assert!(out.status.success(), "{}", text(&out));
 
-    let group = aws_sdk_ec2::Client::new(&config)
-        .create_security_group()
-        .group_name("dept-a-web")
-        .description("web servers")
-        .send()
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let group = fixture::security_group(&ec2, "dept-a-web", "web servers", &[])
         .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
+        .unwrap();
     // A queue listening on the stack's topic, beside the function.
-    let topic = stack_output(&config, "TopicArn").await;
+    let topic = stack_output(&config, "TopicArn").await.unwrap();
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queue_url = sqs
         .create_queue()

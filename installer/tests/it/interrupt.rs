@@ -2,13 +2,15 @@
 //! to the state of an uninterrupted install; teardown after an interrupted install removes
 //! everything it had made.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sgwatch_tests::Moto;
-
-const SENDER: &str = "alerts@example.com";
+use sgwatch_tests::cli::text;
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::fixture::{self, scratch, SENDER};
+use sgwatch_tests::inventory::Inventory;
 
 /// Where install is killed: as the call it names is sent.
 const MARKERS: [&str; 3] = [
@@ -62,121 +64,19 @@ fn install_killed_at(endpoint: &str, zip: &str, dir: &Path, marker: &str) -> boo
     }
 }
 
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// The kinds of resources present: what an install leaves, independent of generated names.
-async fn kinds(moto: &Moto) -> Vec<String> {
+/// The kinds of resources present and how many of each: what an install leaves, independent of
+/// generated names.
+async fn kinds(moto: &Moto) -> BTreeMap<&'static str, usize> {
     let config = moto.sdk_config(None).await;
-    let mut k = Vec::new();
-    let s3 = sgwatch_handler::aws::s3_client(&config);
-    let buckets = s3.list_buckets().send().await.unwrap();
-    k.push(format!("{} buckets", buckets.buckets().len()));
-    k.push(format!(
-        "{} functions",
-        aws_sdk_lambda::Client::new(&config)
-            .list_functions()
-            .send()
-            .await
-            .unwrap()
-            .functions()
-            .len()
-    ));
-    k.push(format!(
-        "{} topics",
-        aws_sdk_sns::Client::new(&config)
-            .list_topics()
-            .send()
-            .await
-            .unwrap()
-            .topics()
-            .len()
-    ));
-    k.push(format!(
-        "{} subscriptions",
-        aws_sdk_sns::Client::new(&config)
-            .list_subscriptions()
-            .send()
-            .await
-            .unwrap()
-            .subscriptions()
-            .len()
-    ));
-    k.push(format!(
-        "{} queues",
-        aws_sdk_sqs::Client::new(&config)
-            .list_queues()
-            .send()
-            .await
-            .unwrap()
-            .queue_urls()
-            .len()
-    ));
-    k.push(format!(
-        "{} tables",
-        aws_sdk_dynamodb::Client::new(&config)
-            .list_tables()
-            .send()
-            .await
-            .unwrap()
-            .table_names()
-            .len()
-    ));
-    k.push(format!(
-        "{} roles",
-        aws_sdk_iam::Client::new(&config)
-            .list_roles()
-            .send()
-            .await
-            .unwrap()
-            .roles()
-            .len()
-    ));
-    let cfg = aws_sdk_config::Client::new(&config);
-    k.push(format!(
-        "{} recorders",
-        cfg.describe_configuration_recorders()
-            .send()
-            .await
-            .unwrap()
-            .configuration_recorders()
-            .len()
-    ));
-    k.push(format!(
-        "{} channels",
-        cfg.describe_delivery_channels()
-            .send()
-            .await
-            .unwrap()
-            .delivery_channels()
-            .len()
-    ));
-    let live = aws_sdk_cloudformation::Client::new(&config)
-        .list_stacks()
-        .send()
-        .await
-        .unwrap();
-    let live = live
-        .stack_summaries()
-        .iter()
-        .filter(|s| s.stack_status().map(|s| s.as_str()) != Some("DELETE_COMPLETE"))
-        .count();
-    k.push(format!("{live} stacks"));
-    k
+    Inventory::take(&config).await.unwrap().counts()
 }
 
 #[tokio::test]
 async fn install_killed_anywhere_and_run_again_converges() {
     // The reference: an uninterrupted install in an account of its own.
     let reference = Moto::start();
-    let dir = std::env::temp_dir().join(format!("sgwatch-interrupt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("interrupt");
+    let zip = fixture::fake_handler_zip(&dir);
     let zip = zip.to_str().unwrap();
     let config = reference.sdk_config(None).await;
     reference.verify_sender(&config, SENDER).await;
@@ -216,7 +116,7 @@ async fn install_killed_anywhere_and_run_again_converges() {
             assert!(
                 runs < 3,
                 "after a kill at {marker:?}, install still fails: {}",
-                out(&o)
+                text(&o)
             );
         }
         let again = run(
@@ -227,10 +127,10 @@ async fn install_killed_anywhere_and_run_again_converges() {
         assert!(
             String::from_utf8_lossy(&again.stdout).contains("no changes"),
             "{marker:?}: {}",
-            out(&again)
+            text(&again)
         );
         let status = run(&moto.endpoint, &["status"], &dir);
-        assert!(status.status.success(), "{marker:?}: {}", out(&status));
+        assert!(status.status.success(), "{marker:?}: {}", text(&status));
         let lines = String::from_utf8_lossy(&status.stdout).into_owned();
         for check in ["stack", "config recorder exists", "records security groups"] {
             assert!(
@@ -248,9 +148,8 @@ async fn install_killed_anywhere_and_run_again_converges() {
 
 #[tokio::test]
 async fn teardown_after_an_interrupted_install_removes_everything() {
-    let dir = std::env::temp_dir().join(format!("sgwatch-interrupt-td-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("interrupt-td");
+    let zip = fixture::fake_handler_zip(&dir);
     let zip = zip.to_str().unwrap();
     for marker in &MARKERS[1..] {
         let moto = Moto::start();
@@ -262,12 +161,12 @@ async fn teardown_after_an_interrupted_install_removes_everything() {
             "install finished before {marker:?}: it was never interrupted there"
         );
         let o = run(&moto.endpoint, &["teardown", "--yes"], &dir);
-        assert!(o.status.success(), "{marker:?}: {}", out(&o));
+        assert!(o.status.success(), "{marker:?}: {}", text(&o));
         assert_eq!(
             kinds(&moto).await,
             before,
             "teardown after a kill at {marker:?}: {}",
-            out(&o)
+            text(&o)
         );
     }
 }

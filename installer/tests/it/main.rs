@@ -13,13 +13,11 @@ mod policy;
 mod propagation;
 mod rollout;
 
-/// The one way the tests run `sgwatch` against a local endpoint: pointed at `endpoint` in
-/// us-east-1, with the emulator's test credentials, and no profile from the environment.
+/// The one way the tests run `sgwatch` against a local endpoint: this build of it, pointed at
+/// `endpoint` (see [`sgwatch_tests::cli::command`]).
 pub fn sgwatch_at(endpoint: &str) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sgwatch"));
-    c.args(["--endpoint-url", endpoint, "--region", "us-east-1"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env_remove("AWS_PROFILE");
-    c
+    sgwatch_tests::cli::command(
+        std::path::Path::new(env!("CARGO_BIN_EXE_sgwatch")),
+        endpoint,
+    )
 }

@@ -2,9 +2,9 @@
 //! refused, never written to (ExpectedBucketOwner on every call; moto honours it through a bridge
 //! in `scripts/moto.py`).
 
-use sgwatch_tests::{role_arn, Moto, ACCOUNT};
+use sgwatch_tests::emulator::{role_arn, Moto, ACCOUNT};
+use sgwatch_tests::fixture::{fake_handler_zip, scratch, SENDER};
 
-const SENDER: &str = "alerts@example.com";
 const SQUATTER: &str = "210987654321";
 
 #[tokio::test]
@@ -22,9 +22,8 @@ async fn install_refuses_an_artifacts_bucket_another_account_owns() {
         .await
         .unwrap();
 
-    let dir = std::env::temp_dir().join(format!("sgwatch-owner-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("owner");
+    let zip = fake_handler_zip(&dir);
     let out = crate::sgwatch_at(&moto.endpoint)
         .args(["install", "--sender", SENDER, "--handler-zip"])
         .arg(&zip)

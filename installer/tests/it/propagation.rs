@@ -2,9 +2,8 @@
 //! (`InvalidRoleException`, `InsufficientDeliveryPolicyException`) until IAM has propagated it.
 //! `scripts/faultproxy.py` answers the first Put calls that way, and install must wait it out.
 
-use sgwatch_tests::{FaultProxy, Moto};
-
-const SENDER: &str = "alerts@example.com";
+use sgwatch_tests::emulator::{FaultProxy, Moto};
+use sgwatch_tests::fixture::{fake_handler_zip, scratch, SENDER};
 
 /// The fault proxy answering the first calls of some operations with an AWS error.
 fn answering(target: &str, answers: &[&str]) -> FaultProxy {
@@ -20,9 +19,8 @@ async fn install_waits_for_iam_to_propagate_the_config_role() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    let dir = std::env::temp_dir().join(format!("sgwatch-propagation-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let dir = scratch("propagation");
+    let zip = fake_handler_zip(&dir);
     let proxy = answering(
         &moto.endpoint,
         &[

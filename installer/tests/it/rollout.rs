@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use sgwatch_tests::{role_arn, Moto};
-
-const SENDER: &str = "alerts@example.com";
+use sgwatch_tests::cli::logged;
+use sgwatch_tests::emulator::{role_arn, Moto, ACCOUNT};
+use sgwatch_tests::fixture::{fake_handler_zip, SENDER};
 const ACCOUNTS: [&str; 4] = [
     "111111111111",
     "222222222222",
@@ -18,9 +18,7 @@ const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 const ROLE: &str = "OrganizationAccountAccessRole";
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sgwatch-rollout-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    sgwatch_tests::fixture::scratch(&format!("rollout-{name}"))
 }
 
 fn targets_file(dir: &Path, accounts: &[&str]) -> PathBuf {
@@ -37,21 +35,9 @@ fn targets_file(dir: &Path, accounts: &[&str]) -> PathBuf {
 }
 
 fn rollout(endpoint: &str, dir: &Path, args: &[&str]) -> (Output, Vec<String>) {
-    let log = dir.join("calls.log");
-    let _ = std::fs::remove_file(&log);
-    let out = crate::sgwatch_at(endpoint)
-        .arg("rollout")
-        .args(args)
-        .args(["--output", "json"])
-        .env("SGWATCH_CALL_LOG", &log)
-        .output()
-        .unwrap();
-    let calls = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    (out, calls)
+    let mut command = crate::sgwatch_at(endpoint);
+    command.arg("rollout").args(args).args(["--output", "json"]);
+    logged(command, &dir.join("calls.log"))
 }
 
 fn report(out: &Output) -> Vec<serde_json::Value> {
@@ -126,7 +112,7 @@ async fn four_accounts_two_regions_install_once_then_no_changes_then_teardown() 
     let moto = Moto::start();
     verify_everywhere(&moto, &ACCOUNTS).await;
     let dir = scratch("full");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fake_handler_zip(&dir);
     let targets = targets_file(&dir, &ACCOUNTS);
     let (targets, zip) = (targets.to_str().unwrap(), zip.to_str().unwrap());
 
@@ -225,7 +211,7 @@ async fn a_failing_target_is_reported_while_the_others_succeed() {
     let moto = Moto::start();
     verify_everywhere(&moto, &ACCOUNTS[..3]).await; // the fourth account's sender is not verified
     let dir = scratch("partial");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fake_handler_zip(&dir);
     let targets = targets_file(&dir, &ACCOUNTS);
     let (out, _) = rollout(
         &moto.endpoint,
@@ -267,7 +253,7 @@ async fn a_failing_target_is_reported_while_the_others_succeed() {
 #[test]
 fn bad_targets_files_get_a_clear_error_and_no_aws_call() {
     let dir = scratch("bad");
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fake_handler_zip(&dir);
     let head =
         "defaults:\n  role_name: R\n  sender: a@example.com\n  regions: [us-east-1]\ntargets:\n";
     let cases = [
@@ -353,10 +339,7 @@ async fn the_organization_wrapper_targets_every_active_account() {
     // OrganizationAccountAccessRole, and the closed account are not. The file passes sgwatch's
     // checks.
     assert_eq!(yaml.matches("  - account: \"").count(), 2, "{yaml}");
-    assert!(
-        !yaml.contains(&format!("\"{}\"", sgwatch_tests::ACCOUNT)),
-        "{yaml}"
-    );
+    assert!(!yaml.contains(&format!("\"{}\"", ACCOUNT)), "{yaml}");
     assert!(!yaml.contains("# closed"), "{yaml}");
     assert!(
         yaml.contains("# dept-a") && yaml.contains("# dept-b"),
@@ -365,7 +348,7 @@ async fn the_organization_wrapper_targets_every_active_account() {
     let dir = scratch("org");
     let path = dir.join("targets.yaml");
     std::fs::write(&path, &yaml).unwrap();
-    let zip = sgwatch_tests::fake_handler_zip(&dir);
+    let zip = fake_handler_zip(&dir);
     let (out, _) = rollout(
         &moto.endpoint,
         &dir,

@@ -5,8 +5,9 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use sgwatch_tests::story::{self, Programs};
-use sgwatch_tests::Moto;
+use sgwatch_tests::cli::Programs;
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::story;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -11,34 +11,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_config::Region;
-use aws_sdk_sesv2::config::Credentials;
 use serde_json::{json, Value};
 use sgwatch_handler::process::{handle, Services};
-use sgwatch_handler::settings::Settings;
-use sgwatch_tests::{fixture, Moto, REGION};
-
-const SENDER: &str = "alerts@example.com";
-const TABLE: &str = "sgwatch-idempotency";
+use sgwatch_tests::emulator::{handler_loader, FaultProxy, Moto};
+use sgwatch_tests::fixture;
 const GROUPS: usize = 200;
 const CONCURRENCY: usize = 8;
 const SES_PER_SECOND: u32 = 14;
 /// Lambda invokes an asynchronous event once and retries it up to twice.
 const ATTEMPTS: usize = 3;
-
-fn settings() -> Settings {
-    let vars = [
-        ("SGWATCH_SENDER", SENDER),
-        ("SGWATCH_LOOKUP_ACTOR", "false"),
-        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
-    ];
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
-}
 
 fn owner(i: usize) -> String {
     format!("owner-{i:03}@corp.example")
@@ -46,7 +27,7 @@ fn owner(i: usize) -> String {
 
 /// The RDP-opened notification, for group number `i` owned by [`owner`]`(i)`.
 fn notification(i: usize) -> Value {
-    let mut m = fixture("rdp-opened.json");
+    let mut m = fixture::json("rdp-opened.json");
     let id = format!("sg-{i:017x}");
     let item = &mut m["configurationItem"];
     item["resourceId"] = json!(id);
@@ -57,44 +38,20 @@ fn notification(i: usize) -> Value {
     item["configurationStateId"] = json!(1763629447512u64 + i as u64);
     item["configuration"]["groupId"] = json!(id);
     item["tags"]["OwnerDL"] = json!(owner(i));
-    json!({"Records": [{"EventSource": "aws:sns", "Sns": {
-        "MessageId": format!("m-{i:03}"), "Message": m.to_string()}}]})
+    fixture::sns(&m, &format!("m-{i:03}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_over_the_ses_rate_emails_every_owner_once_and_parks_nothing() {
-    let moto = Moto::start();
-    let direct = moto.sdk_config(None).await;
-    moto.verify_sender(&direct, SENDER).await;
-    sgwatch_tests::idempotency_table(&direct, TABLE).await;
+    let (moto, direct) = Moto::ready_to_send().await;
     let sqs = aws_sdk_sqs::Client::new(&direct);
-    let queue = sqs
-        .create_queue()
-        .queue_name("sgwatch-failures")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let queue = fixture::queue(&direct, "sgwatch-failures").await;
 
     let limit = format!("SendEmail={SES_PER_SECOND}");
-    let proxy =
-        sgwatch_tests::FaultProxy::start(&moto.endpoint, &["--rate", "0", "--rate-limit", &limit]);
+    let proxy = FaultProxy::start(&moto.endpoint, &["--rate", "0", "--rate-limit", &limit]);
     // The handler's own SDK configuration (its retry policy and timeouts), through the proxy.
-    let config = sgwatch_handler::aws::config_loader()
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "sgwatch-tests",
-        ))
-        .endpoint_url(&proxy.endpoint)
-        .load()
-        .await;
-    let settings = Arc::new(settings());
+    let config = handler_loader(&proxy.endpoint).load().await;
+    let settings = Arc::new(fixture::settings(&[]));
 
     let next = Arc::new(AtomicUsize::new(0));
     let retried = Arc::new(AtomicUsize::new(0));

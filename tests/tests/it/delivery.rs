@@ -13,34 +13,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{json, Value};
 use sgwatch_handler::dedupe::{Claim, Dedupe};
 use sgwatch_handler::process::{handle, handle_invocation, Invocation, Services};
-use sgwatch_handler::settings::Settings;
-use sgwatch_tests::{fixture, Moto};
-
-const SENDER: &str = "alerts@example.com";
-const TABLE: &str = "sgwatch-idempotency";
+use sgwatch_tests::emulator::{copies, handler_loader, stalled_endpoint, FaultProxy, Moto};
+use sgwatch_tests::fixture::{self, settings, sns, TABLE};
 const KEY: &str = "123456789012/us-east-1/sg-0123456789abcdef0/1763629447512";
 
-fn settings(extra: &[(&str, &str)]) -> Settings {
-    let mut vars = vec![
-        ("SGWATCH_SENDER", SENDER),
-        ("SGWATCH_LOOKUP_ACTOR", "false"),
-        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
-    ];
-    vars.extend_from_slice(extra);
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
-}
-
-fn sns(message: &Value, id: &str) -> Value {
-    json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": id, "Message": message.to_string()}}]})
-}
-
 fn owners(list: &str) -> Value {
-    let mut m = fixture("rdp-opened.json");
+    let mut m = fixture::json("rdp-opened.json");
     m["configurationItem"]["tags"]["OwnerDL"] = json!(list);
     m
 }
@@ -91,10 +69,7 @@ async fn record(config: &aws_config::SdkConfig) -> (Option<String>, Vec<String>)
 
 #[tokio::test]
 async fn a_retry_after_a_partial_delivery_emails_only_the_rest() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     // The attempt before emailed a, then died (a transient failure, a timeout).
     left_behind(&config, &["a@corp.example"]).await;
     let settings = settings(&[]);
@@ -129,17 +104,18 @@ async fn a_retry_after_a_partial_delivery_emails_only_the_rest() {
 
 #[tokio::test]
 async fn a_late_duplicate_after_a_lost_mark_sent_sends_nothing() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     // Everyone was emailed, but the record stayed "sending" and its lease ran out.
     left_behind(&config, &["platform-team@example.com"]).await;
     let settings = settings(&[]);
     let services = Services::new(&config, &settings);
-    let report = handle(&fixture("rdp-opened.sns-event.json"), &settings, &services)
-        .await
-        .unwrap();
+    let report = handle(
+        &fixture::json("rdp-opened.sns-event.json"),
+        &settings,
+        &services,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.failed, 0);
     assert!(moto.ses_messages().await.is_empty());
     assert_eq!(record(&config).await.0.as_deref(), Some("sent"));
@@ -149,7 +125,7 @@ async fn a_late_duplicate_after_a_lost_mark_sent_sends_nothing() {
 async fn the_claim_is_its_owners_when_the_sdk_repeats_it() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    fixture::idempotency_table(&config, TABLE).await;
     let dedupe = Dedupe {
         client: aws_sdk_dynamodb::Client::new(&config),
         table: TABLE.to_owned(),
@@ -183,17 +159,14 @@ async fn the_claim_is_its_owners_when_the_sdk_repeats_it() {
 
 /// A security-group change whose resource id is not a string: it cannot be read.
 fn unreadable() -> Value {
-    let mut m = fixture("rdp-opened.json");
+    let mut m = fixture::json("rdp-opened.json");
     m["configurationItem"]["resourceId"] = json!(42);
     sns(&m, "m-odd")
 }
 
 #[tokio::test]
 async fn an_unreadable_change_is_emailed_degraded_to_the_fallback_or_fails() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
 
     let without = settings(&[]);
     let err = handle(&unreadable(), &without, &Services::new(&config, &without))
@@ -221,17 +194,14 @@ async fn an_unreadable_change_is_emailed_degraded_to_the_fallback_or_fails() {
 
 #[tokio::test]
 async fn no_send_starts_too_close_to_the_deadline() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     let settings = settings(&[]);
     let services = Services::new(&config, &settings);
     let soon = Invocation {
         request_id: "req-late".to_owned(),
         deadline: Some(SystemTime::now() + Duration::from_secs(5)),
     };
-    let event = fixture("rdp-opened.sns-event.json");
+    let event = fixture::json("rdp-opened.sns-event.json");
     let err = handle_invocation(&event, &soon, &settings, &services)
         .await
         .unwrap_err();
@@ -240,19 +210,6 @@ async fn no_send_starts_too_close_to_the_deadline() {
     // Lambda's retry, with time: sent once.
     assert_eq!(handle(&event, &settings, &services).await.unwrap().sent, 1);
     assert_eq!(moto.ses_messages().await.len(), 1);
-}
-
-/// An endpoint that accepts connections and never answers.
-fn stalled() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
-    endpoint
 }
 
 /// An endpoint that answers every request with `body` (an AWS JSON 1.1 response).
@@ -304,14 +261,18 @@ async fn a_stalled_answer_fails_the_send_within_the_time_limits() {
     services.dedupe = None;
     let stalled_ses = config
         .to_builder()
-        .endpoint_url(stalled())
+        .endpoint_url(stalled_endpoint())
         .timeout_config(sgwatch_handler::aws::handler_timeouts())
         .build();
     services.ses = aws_sdk_sesv2::Client::new(&stalled_ses);
     let started = Instant::now();
-    let err = handle(&fixture("rdp-opened.sns-event.json"), &settings, &services)
-        .await
-        .unwrap_err();
+    let err = handle(
+        &fixture::json("rdp-opened.sns-event.json"),
+        &settings,
+        &services,
+    )
+    .await
+    .unwrap_err();
     let took = started.elapsed();
     eprintln!("a stalled SES answer failed the send in {took:?}: {err}");
     assert!(err.to_string().contains("could not be reached"), "{err}");
@@ -321,7 +282,7 @@ async fn a_stalled_answer_fails_the_send_within_the_time_limits() {
 /// `GetResourceConfigHistory`'s answer for the fixture's group: the notified state (RDP open to
 /// the world) and the one before it (without that rule), newest first, configuration as JSON text.
 fn history() -> String {
-    let item = fixture("rdp-opened.json")["configurationItem"].clone();
+    let item = fixture::json("rdp-opened.json")["configurationItem"].clone();
     let current = item["configuration"].clone();
     let mut previous = current.clone();
     previous["ipPermissions"]
@@ -353,12 +314,9 @@ fn history() -> String {
 
 #[tokio::test]
 async fn an_oversized_item_in_a_bucket_not_ours_is_read_through_aws_config() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     let settings = settings(&[]);
-    let event = sns(&fixture("oversized.json"), "m-big");
+    let event = sns(&fixture::json("oversized.json"), "m-big");
 
     // moto keeps no Config history for security groups: the read fails, the event is retried.
     let services = Services::new(&config, &settings).with_config_bucket(Some("ours".to_owned()));
@@ -387,13 +345,10 @@ async fn an_oversized_item_in_a_bucket_not_ours_is_read_through_aws_config() {
 
 #[tokio::test]
 async fn an_oversized_bare_item_is_emailed_with_its_details_unavailable() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     let settings = settings(&[]);
     let services = Services::new(&config, &settings);
-    let oversized = fixture("oversized.json");
+    let oversized = fixture::json("oversized.json");
     let location = oversized["s3DeliverySummary"]["s3BucketLocation"]
         .as_str()
         .unwrap();
@@ -401,7 +356,7 @@ async fn an_oversized_bare_item_is_emailed_with_its_details_unavailable() {
     let s3 = sgwatch_handler::aws::s3_client(&config);
     s3.create_bucket().bucket(bucket).send().await.unwrap();
     // An older delivery: the bare item, no diff; AWS Config (moto) has no history to compare.
-    let bare = fixture("rdp-opened.json")["configurationItem"].clone();
+    let bare = fixture::json("rdp-opened.json")["configurationItem"].clone();
     s3.put_object()
         .bucket(bucket)
         .key(key)
@@ -427,17 +382,14 @@ async fn an_oversized_bare_item_is_emailed_with_its_details_unavailable() {
 #[tokio::test]
 async fn three_owners_each_under_thirty_percent_faults_get_each_email_exactly_once() {
     const NOTIFICATIONS: usize = 10;
-    let moto = Moto::start();
-    let direct = moto.sdk_config(None).await;
-    moto.verify_sender(&direct, SENDER).await;
-    sgwatch_tests::idempotency_table(&direct, TABLE).await;
+    let (moto, _) = Moto::ready_to_send().await;
     let settings = settings(&[("SGWATCH_FALLBACK_RECIPIENT", "secops@corp.example")]);
     let (mut runs, mut parked) = (0usize, Vec::new());
     let seeds = 4;
     let mut delivered_events: Vec<(usize, String)> = Vec::new();
     // The SDK's 5 attempts absorb most faults; with 2, the ledger's resume does the work.
     for (seed, attempts) in [(1u64, 5u32), (2, 5), (3, 2), (4, 2)] {
-        let proxy = sgwatch_tests::FaultProxy::start(
+        let proxy = FaultProxy::start(
             &moto.endpoint,
             &[
                 "--rate",
@@ -448,13 +400,8 @@ async fn three_owners_each_under_thirty_percent_faults_get_each_email_exactly_on
                 "503,500,throttle,drop-before",
             ],
         );
-        let faulty = sgwatch_handler::aws::config_loader()
+        let faulty = handler_loader(&proxy.endpoint)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts))
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(&proxy.endpoint)
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "testing", "testing", None, None, "t",
-            ))
             .load()
             .await;
         let services = Services::new(&faulty, &settings);
@@ -489,15 +436,8 @@ async fn three_owners_each_under_thirty_percent_faults_get_each_email_exactly_on
         }
     }
     // Per address and email: how many copies arrived.
-    let mut copies = std::collections::BTreeMap::<(String, String), usize>::new();
     let mail = moto.ses_messages().await;
-    for m in &mail {
-        for to in &m.destinations {
-            *copies
-                .entry((to.clone(), m.subject.clone().unwrap_or_default()))
-                .or_default() += 1;
-        }
-    }
+    let copies = copies(&mail);
     let duplicates: usize = copies.values().map(|c| c - 1).sum();
     // Every event not parked reached each of its owners.
     let mut lost = 0;

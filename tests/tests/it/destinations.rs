@@ -10,6 +10,7 @@ use aws_sdk_ssm::types::ParameterType;
 use serde_json::{json, Value};
 use sgwatch_handler::actor::ActorLookup;
 use sgwatch_handler::decide::{analyze, decide, Decision};
+use sgwatch_handler::destination::Destination;
 use sgwatch_handler::message::{parse_message, ConfigMessage};
 use sgwatch_handler::post::{Payload, Poster};
 use sgwatch_handler::process::{handle, Services};
@@ -17,10 +18,8 @@ use sgwatch_handler::render::render;
 use sgwatch_handler::settings::Settings;
 use sgwatch_handler::{slack, teams, webhook};
 use sgwatch_tests::capture::{Answer, CaptureServer};
-use sgwatch_tests::{fixture, Moto};
-
-const SENDER: &str = "alerts@example.com";
-const TABLE: &str = "sgwatch-idempotency";
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::fixture;
 const OWNER: &str = "platform-team@example.com";
 const DESTINATIONS: &str = "secops=slack:/sgwatch/secops-slack,team-a=teams:/sgwatch/team-a,\
                             siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key";
@@ -37,30 +36,20 @@ fn settings() -> Settings {
 
 /// The destinations' settings as the stack sets them, plus `extra`.
 fn settings_with(extra: &[(&str, &str)]) -> Settings {
-    let vars = [
-        ("SGWATCH_SENDER", SENDER),
-        ("SGWATCH_LOOKUP_ACTOR", "false"),
-        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
-        ("SGWATCH_DESTINATIONS", DESTINATIONS),
-    ];
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .chain(extra)
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
+    let mut vars = vec![("SGWATCH_DESTINATIONS", DESTINATIONS)];
+    vars.extend_from_slice(extra);
+    fixture::settings(&vars)
 }
 
 /// The RDP fixture, its group naming the three destinations.
 fn message() -> Value {
-    let mut m = fixture("rdp-opened.json");
+    let mut m = fixture::json("rdp-opened.json");
     m["configurationItem"]["tags"]["NotifyChannels"] = json!("secops, team-a, siem");
     m
 }
 
 fn sns(message: &Value) -> Value {
-    json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": "m-1", "Message": message.to_string()}}]})
+    fixture::sns(message, "m-1")
 }
 
 /// The decision the handler makes for [`message`], computed here through the same library.
@@ -90,10 +79,7 @@ async fn world(
     teams: Option<&CaptureServer>,
     siem: Option<&CaptureServer>,
 ) -> (Moto, aws_config::SdkConfig) {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     if let Some(s) = slack {
         put(
             &config,
@@ -547,6 +533,21 @@ async fn a_parameter_is_read_again_once_its_cache_lifetime_ends() {
     );
 }
 
+/// The secops destination of `settings`, and an empty post for it.
+fn secops_post(settings: &Settings) -> (&Destination, Payload) {
+    let destination = settings
+        .policy
+        .destinations
+        .iter()
+        .find(|d| d.name == "secops")
+        .unwrap();
+    let payload = Payload {
+        body: b"{}".to_vec(),
+        headers: Vec::new(),
+    };
+    (destination, payload)
+}
+
 /// A redirect is never followed (the secret URL would leak to wherever it points): an error
 /// that names the location.
 #[tokio::test]
@@ -556,17 +557,8 @@ async fn a_redirect_is_an_error_naming_its_location() {
     ]);
     let (_moto, config) = world(Some(&moved), None, None).await;
     let settings = settings();
-    let destination = settings
-        .policy
-        .destinations
-        .iter()
-        .find(|d| d.name == "secops")
-        .unwrap();
+    let (destination, payload) = secops_post(&settings);
     let poster = Poster::new(&config).with_reach(settings.reach());
-    let payload = Payload {
-        body: b"{}".to_vec(),
-        headers: Vec::new(),
-    };
     let err = poster.post(destination, &payload, None).await.unwrap_err();
     assert!(!err.is_transient(), "{err}");
     let text = err.to_string();
@@ -581,17 +573,8 @@ async fn no_parameter_read_or_post_starts_past_the_time_left() {
     let slack_server = CaptureServer::start(vec![]);
     let (_moto, config) = world(Some(&slack_server), None, None).await;
     let settings = settings();
-    let destination = settings
-        .policy
-        .destinations
-        .iter()
-        .find(|d| d.name == "secops")
-        .unwrap();
+    let (destination, payload) = secops_post(&settings);
     let poster = Poster::new(&config).with_reach(settings.reach());
-    let payload = Payload {
-        body: b"{}".to_vec(),
-        headers: Vec::new(),
-    };
     let err = poster
         .post(
             destination,

@@ -8,16 +8,14 @@
 //! what to run, rather than skipping.
 
 use serde_json::json;
-use sgwatch_tests::story::{self, Install, Programs, OWNER, SENDER};
-use sgwatch_tests::Moto;
+use sgwatch_tests::cli::Programs;
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::fixture::SENDER;
+use sgwatch_tests::story::{self, Install, OWNER};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_nothing() {
-    let mut programs = Programs::build();
-    // Not the demo's: `make demo` may run at the same time.
-    programs.work_dir = programs
-        .work_dir
-        .with_file_name(format!("sgwatch-e2e-{}", std::process::id()));
+    let programs = Programs::build_for("e2e");
     let moto = Moto::start();
 
     let outcome = story::play(&moto, &programs).await.unwrap_or_else(|e| {

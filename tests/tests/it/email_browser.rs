@@ -2,9 +2,10 @@
 //! `chromium`, installed by `scripts/setup.sh`), whose DOM must load nothing from outside, run no
 //! script, and show the severity, the rules and the console link as visible text.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use sgwatch_tests::fixture::scratch;
 use sgwatch_tests::samples;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -27,12 +28,6 @@ fn chromium(profile: &Path) -> Command {
     ])
     .arg(format!("--user-data-dir={}", profile.display()));
     c
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sgwatch-browser-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// The text a person sees: the DOM's body without tags, entities decoded, white space folded.
@@ -77,7 +72,7 @@ fn attribute_values<'a>(dom: &'a str, name: &str) -> Vec<&'a str> {
 
 #[test]
 fn the_email_renders_in_chromium_with_nothing_external_and_says_what_matters() {
-    let dir = scratch("dom");
+    let dir = scratch("browser-dom");
     let page = dir.join("email.html");
     std::fs::write(&page, samples::rdp_email().html).unwrap();
 
@@ -146,7 +141,7 @@ fn the_email_renders_in_chromium_with_nothing_external_and_says_what_matters() {
 
 #[test]
 fn the_email_screenshots_at_desktop_and_phone_widths() {
-    let dir = scratch("shot");
+    let dir = scratch("browser-shot");
     let page = dir.join("email.html");
     std::fs::write(&page, samples::rdp_email().html).unwrap();
     for width in [1200, 390] {

@@ -6,16 +6,18 @@
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_ec2::operation::RequestId;
-use aws_sdk_ec2::types::{IpPermission, IpRange, ResourceType, Tag, TagSpecification};
+use aws_sdk_ec2::types::Tag;
 use aws_smithy_types::DateTime;
 use serde_json::{json, Value};
 use sgwatch_handler::process::{handle, Report, Services};
 use sgwatch_handler::settings::Settings;
 use sgwatch_synth::cloudtrail::{self, Call, Identity};
 use sgwatch_synth::{self as synth, Capture};
-use sgwatch_tests::{idempotency_table, Moto, ACCOUNT, REGION};
+use sgwatch_tests::emulator::{FaultProxy, Moto, ACCOUNT, REGION};
+use sgwatch_tests::fixture::{
+    self, idempotency_table, open, open_to_the_world, security_group, SENDER,
+};
 
-const SENDER: &str = "alerts@example.com";
 const OWNER: &str = "dept-a@corp.example";
 const TABLE: &str = "sgwatch-ledger";
 const DEPT_B: &str = "arn:aws:iam::123456789012:user/dept-b-admin";
@@ -26,13 +28,7 @@ fn settings(extra: &[(&str, &str)]) -> Settings {
         ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
     ];
     vars.extend_from_slice(extra);
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .rev()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
+    fixture::settings_from(&vars)
 }
 
 /// What the story's change gives the handler: the feed event of Department B's call and the
@@ -45,56 +41,19 @@ struct Change {
 
 /// Department A's group (HTTP from anywhere, tagged), then Department B opens RDP on it.
 async fn rdp_opened_by_dept_b(moto: &Moto) -> Change {
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    idempotency_table(&config, TABLE).await;
-    let ec2 = aws_sdk_ec2::Client::new(&config);
-    let group = ec2
-        .create_security_group()
-        .group_name("dept-a-web")
-        .description("Department A public web servers")
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::SecurityGroup)
-                .tags(Tag::builder().key("NotifyOnChange").value("Yes").build())
-                .tags(Tag::builder().key("OwnerDL").value(OWNER).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    let open = |port: i32| {
-        IpPermission::builder()
-            .ip_protocol("tcp")
-            .from_port(port)
-            .to_port(port)
-            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-            .build()
-    };
-    ec2.authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_permissions(open(80))
-        .send()
-        .await
-        .unwrap();
+    let (ec2, group) = dept_a_group(moto).await;
     let before = synth::describe(&ec2, &group).await.unwrap();
     let called_at = DateTime::from(SystemTime::now());
-    let out = ec2
-        .authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_permissions(open(3389))
-        .send()
-        .await
-        .unwrap();
+    let request_id = open(&ec2, &group, 3389).await.unwrap();
     let after = synth::describe(&ec2, &group).await.unwrap();
     let call = Call {
         event_name: "AuthorizeSecurityGroupIngress".into(),
-        request_parameters: cloudtrail::authorize_ingress_parameters(&group, &[open(3389)]),
+        request_parameters: cloudtrail::authorize_ingress_parameters(
+            &group,
+            &[open_to_the_world(3389)],
+        ),
         response_elements: json!({"_return": true}),
-        request_id: out.request_id().unwrap_or("moto").to_owned(),
+        request_id,
         region: REGION.into(),
         time: called_at,
     };
@@ -284,39 +243,12 @@ async fn dept_a_group(moto: &Moto) -> (aws_sdk_ec2::Client, String) {
     moto.verify_sender(&config, SENDER).await;
     idempotency_table(&config, TABLE).await;
     let ec2 = aws_sdk_ec2::Client::new(&config);
-    let group = ec2
-        .create_security_group()
-        .group_name("dept-a-web")
-        .description("Department A public web servers")
-        .tag_specifications(
-            TagSpecification::builder()
-                .resource_type(ResourceType::SecurityGroup)
-                .tags(Tag::builder().key("NotifyOnChange").value("Yes").build())
-                .tags(Tag::builder().key("OwnerDL").value(OWNER).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    ec2.authorize_security_group_ingress()
-        .group_id(&group)
-        .ip_permissions(world(80))
-        .send()
+    let tags = [("NotifyOnChange", "Yes"), ("OwnerDL", OWNER)];
+    let group = security_group(&ec2, "dept-a-web", "Department A public web servers", &tags)
         .await
         .unwrap();
+    open(&ec2, &group, 80).await.unwrap();
     (ec2, group)
-}
-
-fn world(port: i32) -> IpPermission {
-    IpPermission::builder()
-        .ip_protocol("tcp")
-        .from_port(port)
-        .to_port(port)
-        .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-        .build()
 }
 
 /// Department B's `name` call on `group` (opening or closing RDP to the world) made in moto, and
@@ -326,7 +258,7 @@ async fn rdp_call(ec2: &aws_sdk_ec2::Client, group: &str, name: &str, at: System
         let out = ec2
             .authorize_security_group_ingress()
             .group_id(group)
-            .ip_permissions(world(3389))
+            .ip_permissions(open_to_the_world(3389))
             .send()
             .await
             .unwrap();
@@ -335,7 +267,7 @@ async fn rdp_call(ec2: &aws_sdk_ec2::Client, group: &str, name: &str, at: System
         let out = ec2
             .revoke_security_group_ingress()
             .group_id(group)
-            .ip_permissions(world(3389))
+            .ip_permissions(open_to_the_world(3389))
             .send()
             .await
             .unwrap();
@@ -343,7 +275,10 @@ async fn rdp_call(ec2: &aws_sdk_ec2::Client, group: &str, name: &str, at: System
     };
     let call = Call {
         event_name: name.into(),
-        request_parameters: cloudtrail::authorize_ingress_parameters(group, &[world(3389)]),
+        request_parameters: cloudtrail::authorize_ingress_parameters(
+            group,
+            &[open_to_the_world(3389)],
+        ),
         response_elements: json!({"_return": true}),
         request_id,
         region: REGION.into(),
@@ -535,7 +470,7 @@ async fn rejected_owners_in_every_version_of_the_email_are_reported_to_the_fallb
 
     // By the time AWS Config's notification comes, SES rejects both owners. The email has two
     // versions: the whole change for the new owner, the rest (the tag change) for Department A.
-    let proxy = sgwatch_tests::FaultProxy::start(
+    let proxy = FaultProxy::start(
         &moto.endpoint,
         &[
             "--rate",

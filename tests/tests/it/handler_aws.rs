@@ -2,26 +2,17 @@
 //! oversized notification is resolved from a real S3 object, CloudTrail's absence (moto has no
 //! `LookupEvents`) yields an email that says the actor is unknown, and failures fail the invocation.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sgwatch_handler::process::{handle, Report, Services};
 use sgwatch_handler::settings::Settings;
-use sgwatch_tests::{fixture, Moto};
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::fixture::{self, sns, SENDER, TABLE};
 
-const SENDER: &str = "alerts@example.com";
-
+/// The sender, with the actor lookup on, then `extra`.
 fn settings(extra: &[(&str, &str)]) -> Settings {
     let mut vars = vec![("SGWATCH_SENDER", SENDER)];
     vars.extend_from_slice(extra);
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
-}
-
-fn sns(message: &Value, id: &str) -> Value {
-    json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": id, "Message": message.to_string()}}]})
+    fixture::settings_from(&vars)
 }
 
 #[tokio::test]
@@ -32,7 +23,7 @@ async fn sns_event_sends_the_owner_an_email_through_ses() {
     let services = Services::new(&config, &settings(&[]));
 
     let report = handle(
-        &fixture("rdp-opened.sns-event.json"),
+        &fixture::json("rdp-opened.sns-event.json"),
         &settings(&[]),
         &services,
     )
@@ -79,13 +70,13 @@ async fn untagged_group_and_other_message_types_send_nothing() {
     moto.verify_sender(&config, SENDER).await;
     let services = Services::new(&config, &settings(&[]));
 
-    let mut untagged = fixture("rdp-opened.json");
+    let mut untagged = fixture::json("rdp-opened.json");
     untagged["configurationItem"]["tags"] = json!({});
     untagged["configurationItem"]["configuration"]["tags"] = json!([]);
     // (A message that is not JSON is parked, not skipped: tests/it/unreadable.rs.)
     let event = json!({"Records": [
         sns(&untagged, "m-1")["Records"][0],
-        sns(&fixture("snapshot-delivery.json"), "m-2")["Records"][0],
+        sns(&fixture::json("snapshot-delivery.json"), "m-2")["Records"][0],
     ]});
     let report = handle(&event, &settings(&[]), &services).await.unwrap();
     assert_eq!(
@@ -108,7 +99,7 @@ async fn oversized_notification_is_read_from_the_config_bucket() {
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
     let services = Services::new(&config, &settings(&[]));
-    let oversized = fixture("oversized.json");
+    let oversized = fixture::json("oversized.json");
     let location = oversized["s3DeliverySummary"]["s3BucketLocation"]
         .as_str()
         .unwrap();
@@ -123,7 +114,7 @@ async fn oversized_notification_is_read_from_the_config_bucket() {
     assert_eq!((err.records, err.failed), (1, 1));
     assert!(err.to_string().contains("s3:GetObject"), "{err}");
 
-    let mut item = fixture("rdp-opened.json");
+    let mut item = fixture::json("rdp-opened.json");
     item["configurationItem"]["configuration"]["description"] = json!("big group");
     s3.put_object()
         .bucket(bucket)
@@ -152,7 +143,7 @@ async fn unverified_sender_fails_the_invocation_so_lambda_retries() {
     // No identity for the sender: SES rejects, no fallback, nothing delivered → an error.
     let services = Services::new(&config, &settings(&[]));
     let err = handle(
-        &fixture("rdp-opened.sns-event.json"),
+        &fixture::json("rdp-opened.sns-event.json"),
         &settings(&[]),
         &services,
     )
@@ -172,18 +163,18 @@ async fn a_repeated_delivery_of_the_same_state_sends_one_email() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, "sgwatch-idempotency").await;
-    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
+    fixture::idempotency_table(&config, TABLE).await;
+    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", TABLE)]);
     let services = Services::new(&config, &settings);
 
-    let event = fixture("rdp-opened.sns-event.json");
+    let event = fixture::json("rdp-opened.sns-event.json");
     let first = handle(&event, &settings, &services).await.unwrap();
     let again = handle(&event, &settings, &services).await.unwrap();
     assert_eq!((first.sent, again.sent, again.skipped), (1, 0, 1));
     assert_eq!(moto.ses_messages().await.len(), 1);
 
     // A new configuration state of the same group is a new email.
-    let mut next = fixture("rdp-opened.json");
+    let mut next = fixture::json("rdp-opened.json");
     next["configurationItem"]["configurationStateId"] = json!(1763629447999u64);
     let report = handle(&sns(&next, "m-next"), &settings, &services)
         .await
@@ -193,7 +184,7 @@ async fn a_repeated_delivery_of_the_same_state_sends_one_email() {
 
     let item = aws_sdk_dynamodb::Client::new(&config)
         .get_item()
-        .table_name("sgwatch-idempotency")
+        .table_name(TABLE)
         .key(
             "pk",
             aws_sdk_dynamodb::types::AttributeValue::S(
@@ -215,10 +206,10 @@ async fn a_repeated_delivery_of_the_same_state_sends_one_email() {
 async fn a_failed_send_releases_its_claim_so_the_retry_sends() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
-    sgwatch_tests::idempotency_table(&config, "sgwatch-idempotency").await;
-    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
+    fixture::idempotency_table(&config, TABLE).await;
+    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", TABLE)]);
     let services = Services::new(&config, &settings);
-    let event = fixture("rdp-opened.sns-event.json");
+    let event = fixture::json("rdp-opened.sns-event.json");
     // The sender is not verified yet: SES rejects, the claim is released.
     assert!(handle(&event, &settings, &services).await.is_err());
     moto.verify_sender(&config, SENDER).await;
@@ -233,8 +224,8 @@ async fn a_claim_left_by_a_crashed_attempt_is_retried_not_skipped() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, "sgwatch-idempotency").await;
-    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", "sgwatch-idempotency")]);
+    fixture::idempotency_table(&config, TABLE).await;
+    let settings = settings(&[("SGWATCH_IDEMPOTENCY_TABLE", TABLE)]);
     let services = Services::new(&config, &settings);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -243,7 +234,7 @@ async fn a_claim_left_by_a_crashed_attempt_is_retried_not_skipped() {
     let claim = |lease_until: u64| {
         aws_sdk_dynamodb::Client::new(&config)
             .put_item()
-            .table_name("sgwatch-idempotency")
+            .table_name(TABLE)
             .item(
                 "pk",
                 AttributeValue::S(
@@ -256,7 +247,7 @@ async fn a_claim_left_by_a_crashed_attempt_is_retried_not_skipped() {
     };
     // An attempt claimed the state and died: within its lease the event fails (Lambda retries it).
     claim(now + 100).await.unwrap();
-    let event = fixture("rdp-opened.sns-event.json");
+    let event = fixture::json("rdp-opened.sns-event.json");
     let err = handle(&event, &settings, &services).await.unwrap_err();
     assert!(err.to_string().contains("in progress"), "{err}");
     assert!(moto.ses_messages().await.is_empty());

@@ -1,9 +1,8 @@
 //! The harness itself: moto starts, SDK clients reach it, and the mail it accepts can be read back.
 
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
-use sgwatch_tests::{fixture, role_arn, Moto, SentEmail, ACCOUNT, REGION};
-
-const SENDER: &str = "alerts@example.com";
+use sgwatch_tests::emulator::{role_arn, Moto, SentEmail, ACCOUNT, REGION};
+use sgwatch_tests::fixture::{self, SENDER};
 
 async fn send(config: &aws_config::SdkConfig, subject: &str, to: &[&str], cc: &[&str]) {
     let text = |data: &str| Content::builder().data(data).build().unwrap();
@@ -195,6 +194,6 @@ fn servers_started_together_get_their_own_ports() {
 
 #[test]
 fn fixtures_load() {
-    let message = fixture("rdp-opened.json");
+    let message = fixture::json("rdp-opened.json");
     assert!(message.get("messageType").is_some(), "{message}");
 }

@@ -13,9 +13,9 @@ use aws_smithy_types::body::SdkBody;
 use serde_json::{json, Value};
 use sgwatch_handler::process::{handle, Services};
 use sgwatch_handler::settings::Settings;
-use sgwatch_tests::{fixture, Moto};
+use sgwatch_tests::emulator::{Moto, SentEmail};
+use sgwatch_tests::fixture::{self, SENDER};
 
-const SENDER: &str = "alerts@example.com";
 const OWNER: &str = "platform-team@example.com";
 /// The notified state of `oversized.json`: captured 2026-01-01T00:00:00Z.
 const NOTIFIED_STATE: &str = "1767225600000";
@@ -23,17 +23,15 @@ const NOTIFIED_AT: f64 = 1767225600.0;
 const RDP_SUBJECT: &str = "[sgwatch CRITICAL] sg-0123456789abcdef0 (shared-http) 123456789012/us-east-1: +ingress tcp/3389 from 0.0.0.0/0";
 
 fn settings() -> Settings {
-    Settings::from_lookup(|k| match k {
-        "SGWATCH_SENDER" => Some(SENDER.to_owned()),
-        "SGWATCH_LOOKUP_ACTOR" => Some("false".to_owned()),
-        _ => None,
-    })
-    .unwrap()
+    fixture::settings_from(&[
+        ("SGWATCH_SENDER", SENDER),
+        ("SGWATCH_LOOKUP_ACTOR", "false"),
+    ])
 }
 
 /// The group's configuration after the notified change (RDP open to the world) and before it.
 fn configurations() -> (Value, Value) {
-    let current = fixture("rdp-opened.json")["configurationItem"]["configuration"].clone();
+    let current = fixture::json("rdp-opened.json")["configurationItem"]["configuration"].clone();
     let mut previous = current.clone();
     previous["ipPermissions"]
         .as_array_mut()
@@ -96,7 +94,7 @@ fn page_for(
 
 /// The oversized notification handled with AWS Config answering `pages`; the emails moto's SES
 /// accepted.
-async fn handled(pages: &[&Rule]) -> Vec<sgwatch_tests::SentEmail> {
+async fn handled(pages: &[&Rule]) -> Vec<SentEmail> {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     moto.verify_sender(&config, SENDER).await;
@@ -104,8 +102,7 @@ async fn handled(pages: &[&Rule]) -> Vec<sgwatch_tests::SentEmail> {
     let mut services =
         Services::new(&config, &settings).with_config_bucket(Some("not-the-item-bucket".into()));
     services.config = mock_client!(aws_sdk_config, RuleMode::MatchAny, pages);
-    let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {
-        "MessageId": "m-oversized", "Message": fixture("oversized.json").to_string()}}]});
+    let event = fixture::sns(&fixture::json("oversized.json"), "m-oversized");
     let report = handle(&event, &settings, &services)
         .await
         .expect("the invocation succeeds");

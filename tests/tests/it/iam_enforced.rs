@@ -5,14 +5,13 @@
 //! authorise DynamoDB item calls on the table and SES sends on the sender's and each
 //! recipient's identity with `ses:FromAddress`, as AWS does in the SES sandbox.
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
-use aws_sdk_sts::config::Credentials;
-use sgwatch_tests::{Moto, ACCOUNT, REGION};
+use sgwatch_tests::emulator::{iam_user, Moto, ACCOUNT, REGION};
+use sgwatch_tests::fixture::{idempotency_table, SENDER};
 
 use crate::templates::Resolver;
 
-const SENDER: &str = "alerts@example.com";
 const OWNER: &str = "dept-a@corp.example";
 const BUCKET: &str = "sgwatch-configbucket-abc123";
 const TABLE: &str = "sgwatch-IdempotencyTable-ABC123";
@@ -45,35 +44,8 @@ fn handler_policy() -> String {
 /// SDK configuration acting as a new IAM user holding only `policy`.
 async fn user_with(moto: &Moto, admin: &SdkConfig, name: &str, policy: &str) -> SdkConfig {
     assert!(!policy.contains('<'), "unresolved placeholder in {policy}");
-    let iam = aws_sdk_iam::Client::new(admin);
-    iam.create_user().user_name(name).send().await.unwrap();
-    iam.put_user_policy()
-        .user_name(name)
-        .policy_name("handler")
-        .policy_document(policy)
-        .send()
-        .await
-        .unwrap();
-    let key = iam
-        .create_access_key()
-        .user_name(name)
-        .send()
-        .await
-        .unwrap();
-    let key = key.access_key().unwrap();
-    aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(REGION))
-        .endpoint_url(&moto.endpoint)
-        .http_client(sgwatch_handler::aws::http_client())
-        .credentials_provider(Credentials::new(
-            key.access_key_id(),
-            key.secret_access_key(),
-            None,
-            None,
-            "iam-user",
-        ))
-        .load()
-        .await
+    let key = iam_user(admin, name, Some(policy)).await.unwrap();
+    moto.sdk_config_as(&key).await
 }
 
 async fn send(config: &SdkConfig, from: &str) -> Result<(), String> {
@@ -115,29 +87,8 @@ async fn the_handler_role_allows_the_handlers_calls_and_nothing_beside() {
             .await
             .unwrap();
     }
-    let ddb = aws_sdk_dynamodb::Client::new(&admin);
     for table in [TABLE, "other-table"] {
-        use aws_sdk_dynamodb::types::*;
-        ddb.create_table()
-            .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("pk")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        idempotency_table(&admin, table).await;
     }
     let policy = handler_policy();
     let handler = user_with(&moto, &admin, "handler", &policy).await;

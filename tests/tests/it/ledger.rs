@@ -6,38 +6,19 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use serde_json::{json, Value};
+use serde_json::json;
 use sgwatch_handler::process::{handle, Services};
-use sgwatch_handler::settings::Settings;
-use sgwatch_tests::{fixture, idempotency_table, Moto};
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::fixture::{self, settings, sns, TABLE};
 
-const SENDER: &str = "alerts@example.com";
-const TABLE: &str = "sgwatch-idempotency";
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/sgwatch.yaml");
-
-fn settings() -> Settings {
-    Settings::from_lookup(|k| match k {
-        "SGWATCH_SENDER" => Some(SENDER.to_owned()),
-        "SGWATCH_LOOKUP_ACTOR" => Some("false".to_owned()),
-        "SGWATCH_IDEMPOTENCY_TABLE" => Some(TABLE.to_owned()),
-        _ => None,
-    })
-    .unwrap()
-}
-
-fn sns(message: &Value, id: &str) -> Value {
-    json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": id, "Message": message.to_string()}}]})
-}
 
 #[tokio::test]
 async fn a_notification_without_a_state_id_is_emailed_once_however_often_it_comes() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    idempotency_table(&config, TABLE).await;
-    let settings = settings();
+    let (moto, config) = Moto::ready_to_send().await;
+    let settings = settings(&[]);
     let services = Services::new(&config, &settings);
-    let mut message = fixture("rdp-opened.json");
+    let mut message = fixture::json("rdp-opened.json");
     message["configurationItem"]
         .as_object_mut()
         .unwrap()
@@ -75,15 +56,16 @@ fn template_number(path: &[&str]) -> u64 {
 
 #[tokio::test]
 async fn a_ledger_record_outlives_the_failure_queue_it_may_be_replayed_from() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    idempotency_table(&config, TABLE).await;
-    let settings = settings();
+    let (_moto, config) = Moto::ready_to_send().await;
+    let settings = settings(&[]);
     let services = Services::new(&config, &settings);
-    handle(&fixture("rdp-opened.sns-event.json"), &settings, &services)
-        .await
-        .unwrap();
+    handle(
+        &fixture::json("rdp-opened.sns-event.json"),
+        &settings,
+        &services,
+    )
+    .await
+    .unwrap();
     let sent_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

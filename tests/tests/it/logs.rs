@@ -8,13 +8,11 @@ use aws_sdk_ssm::types::ParameterType;
 use serde_json::{json, Value};
 use sgwatch_handler::logs;
 use sgwatch_handler::process::{handle, Services};
-use sgwatch_handler::settings::Settings;
 use sgwatch_tests::capture::{Answer, CaptureServer};
-use sgwatch_tests::{fixture, FaultProxy, Moto};
+use sgwatch_tests::emulator::{handler_loader, FaultProxy, Moto};
+use sgwatch_tests::fixture;
 use tracing::Level;
 
-const SENDER: &str = "alerts@example.com";
-const TABLE: &str = "sgwatch-idempotency";
 const OWNER: &str = "web-owners@corp.example";
 const REJECTED: &str = "departed.admin@corp.example";
 const FALLBACK: &str = "secops@sec.example";
@@ -61,10 +59,7 @@ async fn put(config: &aws_config::SdkConfig, name: &str, value: &str) {
 /// logs at DEBUG, as Lambda's JSON lines.
 #[tokio::test]
 async fn logs_hold_no_secret_url_no_key_and_addresses_only_as_domains() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     let slack = CaptureServer::start(vec![
         Answer::status(404).body(&format!("no such channel for {OWNER}"))
     ]);
@@ -86,37 +81,20 @@ async fn logs_hold_no_secret_url_no_key_and_addresses_only_as_domains() {
         &moto.endpoint,
         &["--rate", "0", "--reject-recipient", REJECTED],
     );
-    let rejecting = sgwatch_handler::aws::config_loader()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(&proxy.endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "t",
-        ))
-        .load()
-        .await;
-    let vars = [
-        ("SGWATCH_SENDER", SENDER),
-        ("SGWATCH_LOOKUP_ACTOR", "false"),
-        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
+    let rejecting = handler_loader(&proxy.endpoint).load().await;
+    let settings = fixture::settings(&[
         ("SGWATCH_FALLBACK_RECIPIENT", FALLBACK),
         (
             "SGWATCH_DESTINATIONS",
             "secops=slack:/sgwatch/slack,siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key",
         ),
         ("SGWATCH_TEST_LOOPBACK_DESTINATIONS", "true"),
-    ];
-    let settings = Settings::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap();
+    ]);
     let services = Services::new(&rejecting, &settings);
-    let mut message = fixture("rdp-opened.json");
+    let mut message = fixture::json("rdp-opened.json");
     message["configurationItem"]["tags"]["OwnerDL"] = json!(format!("{OWNER} {REJECTED}"));
     message["configurationItem"]["tags"]["NotifyChannels"] = json!("secops, siem");
-    let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {
-        "MessageId": "m-logs", "Message": message.to_string()}}]});
+    let event = fixture::sns(&message, "m-logs");
 
     let lines = Lines::default();
     let sink = lines.clone();

@@ -9,41 +9,21 @@
 //! event and the error the handler really answered. It also parks what SNS writes when it cannot
 //! deliver at all, and a record the handler parks itself, which redrive must list and keep.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
 use aws_smithy_types::Blob;
 use serde_json::{json, Value};
-use sgwatch_tests::story::{self, CommandRun, Emulator, Install, Programs, SENDER};
-use sgwatch_tests::{FaultProxy, Moto};
-
-/// Programs with a work directory of this test's own.
-pub fn programs(name: &str) -> Programs {
-    let mut programs = Programs::build();
-    programs.work_dir = programs
-        .work_dir
-        .with_file_name(format!("sgwatch-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&programs.work_dir);
-    std::fs::create_dir_all(&programs.work_dir).unwrap();
-    programs
-}
-
-/// Installs sgwatch into moto and returns the deployed function's environment.
-pub async fn installed(moto: &Moto, programs: &Programs) -> BTreeMap<String, String> {
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    match story::install(programs, moto).await.unwrap() {
-        Install::Ran(run) => assert!(run.success(), "{}\n{}", run.stdout, run.stderr),
-        Install::Unavailable(why) => panic!("install is not available: {why}"),
-    }
-    story::deployed_function_env(&config).await.unwrap()
-}
+use sgwatch_tests::cli::{self, CommandRun, Programs};
+use sgwatch_tests::emulator::{FaultProxy, LambdaEmulator, Moto, EMULATED_FUNCTION};
+use sgwatch_tests::fixture;
+use sgwatch_tests::inventory::stack_output;
+use sgwatch_tests::story::installed;
 
 /// AWS Config's notification that `group` (owned by `owner`) opened RDP to the world, as SNS
 /// gives it to the function.
 fn notification(group: &str, owner: &str, state: u64) -> Value {
-    let mut message = sgwatch_tests::fixture("rdp-opened.json");
+    let mut message = fixture::json("rdp-opened.json");
     let item = &mut message["configurationItem"];
     item["resourceId"] = group.into();
     item["configurationStateId"] = state.into();
@@ -52,7 +32,11 @@ fn notification(group: &str, owner: &str, state: u64) -> Value {
 }
 
 /// Invokes the function through the emulator; returns its error kind (if it failed) and answer.
-async fn invoke(config: &SdkConfig, emulator: &Emulator, event: &Value) -> (Option<String>, Value) {
+async fn invoke(
+    config: &SdkConfig,
+    emulator: &LambdaEmulator,
+    event: &Value,
+) -> (Option<String>, Value) {
     let lambda = aws_sdk_lambda::Client::from_conf(
         aws_sdk_lambda::config::Builder::from(config)
             .endpoint_url(&emulator.endpoint)
@@ -138,7 +122,7 @@ async fn queue_depth(config: &SdkConfig, queue: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_email() {
-    let programs = programs("redrive");
+    let programs = Programs::build_for("redrive");
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     let env = installed(&moto, &programs).await;
@@ -151,14 +135,10 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
         &moto.endpoint,
         &["--rate", "0", "--rate-limit", "SendEmail=0"],
     );
-    let failing = Emulator::start_as(
-        &programs,
-        &broken_ses.endpoint,
-        &env,
-        story::EMULATED_FUNCTION,
-    )
-    .await
-    .unwrap();
+    let failing =
+        LambdaEmulator::start_as(&programs, &broken_ses.endpoint, &env, EMULATED_FUNCTION)
+            .await
+            .unwrap();
     let a = notification(
         "sg-0aaaaaaaaaaaaaaa1",
         "dept-a@corp.example",
@@ -201,7 +181,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
         1_800_000_000_003,
     );
     // SNS names the topic it could not deliver for: the stack's own.
-    let topic = story::stack_output(&config, "TopicArn").await.unwrap();
+    let topic = stack_output(&config, "TopicArn").await.unwrap();
     let mut undelivered = c["Records"][0]["Sns"].clone();
     undelivered["TopicArn"] = json!(topic);
     park(&config, &queue, &undelivered).await;
@@ -241,7 +221,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     );
 
     // status tells how many are parked and what to run.
-    let status = story::sgwatch(&programs, &moto, &["status"]).await.unwrap();
+    let status = cli::sgwatch(&programs, &moto, &["status"]).await.unwrap();
     assert!(
         status
             .stdout
@@ -251,9 +231,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     );
 
     // Listing changes nothing: every message is still there, visible, and nothing was sent.
-    let listed = story::sgwatch(&programs, &moto, &["redrive"])
-        .await
-        .unwrap();
+    let listed = cli::sgwatch(&programs, &moto, &["redrive"]).await.unwrap();
     assert!(listed.success(), "{}\n{}", listed.stdout, listed.stderr);
     let text = &listed.stdout;
     assert!(
@@ -297,7 +275,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     assert_eq!(queue_depth(&config, &queue).await, 7);
 
     let two = json_of(
-        &story::sgwatch(
+        &cli::sgwatch(
             &programs,
             &moto,
             &["redrive", "--max", "2", "--output", "json"],
@@ -308,7 +286,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     assert_eq!(two["messages"].as_array().unwrap().len(), 2, "{two:#}");
 
     let dry = json_of(
-        &story::sgwatch(
+        &cli::sgwatch(
             &programs,
             &moto,
             &["redrive", "--yes", "--dry-run", "--output", "json"],
@@ -322,10 +300,8 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     assert_eq!(queue_depth(&config, &queue).await, 7);
 
     // SES works again: replay.
-    let fixed = Emulator::start_as(&programs, &moto.endpoint, &env, story::EMULATED_FUNCTION)
-        .await
-        .unwrap();
-    let replay = story::sgwatch(
+    let fixed = LambdaEmulator::start(&programs, &moto, &env).await.unwrap();
+    let replay = cli::sgwatch(
         &programs,
         &moto,
         &[
@@ -389,7 +365,7 @@ async fn redrive_replays_what_failed_once_ses_works_and_each_owner_gets_one_emai
     // Only the record with nothing to replay and the planted ones are left; a second redrive
     // sends nothing more.
     assert_eq!(queue_depth(&config, &queue).await, 3);
-    let again = story::sgwatch(
+    let again = cli::sgwatch(
         &programs,
         &moto,
         &[

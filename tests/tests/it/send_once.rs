@@ -5,43 +5,20 @@
 //! reach it, more than 50 recipients go in batches of 50 that one rejected address does not stop,
 //! and a change every destination refuses reaches the fallback recipient and the failure queue.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_ssm::types::ParameterType;
 use serde_json::{json, Value};
 use sgwatch_handler::process::{handle, handle_invocation, Invocation, Services, SEND_MARGIN};
-use sgwatch_handler::settings::Settings;
 use sgwatch_tests::capture::{Answer, CaptureServer};
-use sgwatch_tests::{fixture, FaultProxy, Moto};
-
-const SENDER: &str = "alerts@example.com";
-const TABLE: &str = "sgwatch-idempotency";
+use sgwatch_tests::emulator::{copies, handler_loader, stalled_endpoint, FaultProxy, Moto};
+use sgwatch_tests::fixture::{self, queued, settings, sns, SENDER, TABLE};
 const FALLBACK: &str = "secops@corp.example";
-
-fn settings(extra: &[(&str, &str)]) -> Settings {
-    let mut vars = vec![
-        ("SGWATCH_SENDER", SENDER),
-        ("SGWATCH_LOOKUP_ACTOR", "false"),
-        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
-    ];
-    vars.extend_from_slice(extra);
-    Settings::from_lookup(|k| {
-        vars.iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap()
-}
-
-fn sns(message: &Value, id: &str) -> Value {
-    json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": id, "Message": message.to_string()}}]})
-}
 
 /// The RDP fixture for group `n`, owned by `owners`.
 fn change(n: usize, owners: &str) -> Value {
-    let mut m = fixture("rdp-opened.json");
+    let mut m = fixture::json("rdp-opened.json");
     m["configurationItem"]["tags"]["OwnerDL"] = json!(owners);
     m["configurationItem"]["resourceId"] = json!(format!("sg-{n:017x}"));
     m["configurationItem"]["resourceName"] = json!(format!("group-{n}"));
@@ -50,40 +27,7 @@ fn change(n: usize, owners: &str) -> Value {
 
 /// SDK configuration whose every call goes through `endpoint` (the fault proxy).
 async fn through(endpoint: &str) -> aws_config::SdkConfig {
-    sgwatch_handler::aws::config_loader()
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "t",
-        ))
-        .load()
-        .await
-}
-
-async fn failure_queue(config: &aws_config::SdkConfig) -> String {
-    aws_sdk_sqs::Client::new(config)
-        .create_queue()
-        .queue_name("failures")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned()
-}
-
-async fn queued(config: &aws_config::SdkConfig, url: &str) -> Vec<Value> {
-    let got = aws_sdk_sqs::Client::new(config)
-        .receive_message()
-        .queue_url(url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    got.messages()
-        .iter()
-        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
-        .collect()
+    handler_loader(endpoint).load().await
 }
 
 async fn ledger_status(config: &aws_config::SdkConfig, key: &str) -> Option<String> {
@@ -100,19 +44,6 @@ async fn ledger_status(config: &aws_config::SdkConfig, key: &str) -> Option<Stri
         .cloned()
 }
 
-/// How many times each address received each subject.
-fn copies(mail: &[sgwatch_tests::SentEmail]) -> BTreeMap<(String, String), usize> {
-    let mut copies = BTreeMap::new();
-    for m in mail {
-        for to in &m.destinations {
-            *copies
-                .entry((to.clone(), m.subject.clone().unwrap_or_default()))
-                .or_default() += 1;
-        }
-    }
-    copies
-}
-
 fn forwarded_sends(proxy: &FaultProxy) -> u64 {
     proxy.stats()["by_operation"]["SendEmail"]["forwarded"]
         .as_u64()
@@ -124,10 +55,7 @@ fn forwarded_sends(proxy: &FaultProxy) -> u64 {
 /// the same request id. Each attempt sends at most once, so no one gets more extra copies than
 /// answers were lost, and every owner gets the email.
 async fn lost_answers(notifications: usize, rate: &str, seed: &str) -> Figures {
-    let moto = Moto::start();
-    let direct = moto.sdk_config(None).await;
-    moto.verify_sender(&direct, SENDER).await;
-    sgwatch_tests::idempotency_table(&direct, TABLE).await;
+    let (moto, _) = Moto::ready_to_send().await;
     let proxy = FaultProxy::start(
         &moto.endpoint,
         &[
@@ -237,10 +165,7 @@ async fn figures_two_hundred_notifications_with_lost_answers() {
 /// waited for, one email each, no retry sending it again.
 #[tokio::test]
 async fn a_slow_ses_answer_is_waited_for_and_each_owner_gets_one_email() {
-    let moto = Moto::start();
-    let direct = moto.sdk_config(None).await;
-    moto.verify_sender(&direct, SENDER).await;
-    sgwatch_tests::idempotency_table(&direct, TABLE).await;
+    let (moto, _) = Moto::ready_to_send().await;
     let proxy = FaultProxy::start(&moto.endpoint, &["--rate", "0", "--slow", "SendEmail=5000"]);
     let settings = settings(&[]);
     let services = Services::new(&through(&proxy.endpoint).await, &settings);
@@ -264,12 +189,12 @@ async fn a_slow_ses_answer_is_waited_for_and_each_owner_gets_one_email() {
 async fn a_sender_ses_refuses_fails_the_invocation_and_the_retry_sends_once_fixed() {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
-    let queue = failure_queue(&config).await;
+    fixture::idempotency_table(&config, TABLE).await;
+    let queue = fixture::queue(&config, "failures").await;
     let settings = settings(&[("SGWATCH_FALLBACK_RECIPIENT", FALLBACK)]);
     let services =
         Services::new(&config, &settings).with_failure_queue(&config, Some(queue.clone()));
-    let event = fixture("rdp-opened.sns-event.json");
+    let event = fixture::json("rdp-opened.sns-event.json");
     let err = handle(&event, &settings, &services).await.unwrap_err();
     assert!(err.to_string().contains("refused to send from"), "{err}");
     assert!(queued(&config, &queue).await.is_empty());
@@ -290,11 +215,8 @@ async fn a_sender_ses_refuses_fails_the_invocation_and_the_retry_sends_once_fixe
 /// else twice.
 #[tokio::test]
 async fn a_rejected_owner_is_parked_with_the_event_and_a_replay_reaches_them() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
-    let queue = failure_queue(&config).await;
+    let (moto, config) = Moto::ready_to_send().await;
+    let queue = fixture::queue(&config, "failures").await;
     let proxy = FaultProxy::start(
         &moto.endpoint,
         &["--rate", "0", "--reject-recipient", "b@corp.example"],
@@ -335,17 +257,14 @@ async fn a_rejected_owner_is_parked_with_the_event_and_a_replay_reaches_them() {
 /// recorded; the one address SES rejects stops no one else, and the fallback hears of it.
 #[tokio::test]
 async fn more_than_fifty_owners_go_in_batches_and_one_rejected_stops_no_one() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, _) = Moto::ready_to_send().await;
     let proxy = FaultProxy::start(
         &moto.endpoint,
         &["--rate", "0", "--reject-recipient", "new-7@corp.example"],
     );
     let previous: Vec<String> = (0..35).map(|i| format!("old-{i}@corp.example")).collect();
     let current: Vec<String> = (0..35).map(|i| format!("new-{i}@corp.example")).collect();
-    let mut m = fixture("owners-replaced.json");
+    let mut m = fixture::json("owners-replaced.json");
     m["configurationItem"]["tags"]["OwnerDL"] = json!(current.join(" "));
     m["configurationItemDiff"]["changedProperties"]["Configuration.Tags.1"]["previousValue"]
         ["value"] = json!(previous.join(" "));
@@ -387,11 +306,8 @@ async fn more_than_fifty_owners_go_in_batches_and_one_rejected_stops_no_one() {
 /// recipient gets the email with the refusals, and the change is parked with its event.
 #[tokio::test]
 async fn a_change_every_destination_refuses_reaches_the_fallback_and_the_queue() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
-    let queue = failure_queue(&config).await;
+    let (moto, config) = Moto::ready_to_send().await;
+    let queue = fixture::queue(&config, "failures").await;
     let gone = CaptureServer::start(vec![Answer::status(404); 4]);
     aws_sdk_ssm::Client::new(&config)
         .put_parameter()
@@ -409,7 +325,7 @@ async fn a_change_every_destination_refuses_reaches_the_fallback_and_the_queue()
     ]);
     let services =
         Services::new(&config, &settings).with_failure_queue(&config, Some(queue.clone()));
-    let mut m = fixture("rdp-opened.json");
+    let mut m = fixture::json("rdp-opened.json");
     let tags = m["configurationItem"]["tags"].as_object_mut().unwrap();
     tags.remove("OwnerDL");
     tags.insert("NotifyChannels".into(), json!("secops"));
@@ -432,10 +348,7 @@ async fn a_change_every_destination_refuses_reaches_the_fallback_and_the_queue()
 /// With less time left than a send and the ledger write after it can take, no send starts.
 #[tokio::test]
 async fn no_send_starts_without_time_for_its_ledger_write() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    sgwatch_tests::idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     let settings = settings(&[]);
     let services = Services::new(&config, &settings);
     // 20 s: enough for SES's 15 s operation limit alone, not for the ledger write after it.
@@ -445,7 +358,7 @@ async fn no_send_starts_without_time_for_its_ledger_write() {
     };
     assert!(SEND_MARGIN > Duration::from_secs(20));
     let err = handle_invocation(
-        &fixture("rdp-opened.sns-event.json"),
+        &fixture::json("rdp-opened.sns-event.json"),
         &soon,
         &settings,
         &services,
@@ -459,15 +372,7 @@ async fn no_send_starts_without_time_for_its_ledger_write() {
 /// A ledger write that gets no answer gives up within the time the send margin keeps for it.
 #[tokio::test]
 async fn a_stalled_ledger_write_ends_within_its_worst_case() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in listener.incoming().flatten() {
-            held.push(s);
-        }
-    });
-    let config = through(&endpoint).await;
+    let config = through(&stalled_endpoint()).await;
     let config = config
         .to_builder()
         .timeout_config(sgwatch_handler::aws::handler_timeouts())

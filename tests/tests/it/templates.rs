@@ -1178,8 +1178,8 @@ impl Resolver {
             ("AWS::StackName", stack),
             ("AWS::Partition", "aws"),
             ("AWS::URLSuffix", "amazonaws.com"),
-            ("AWS::Region", sgwatch_tests::REGION),
-            ("AWS::AccountId", sgwatch_tests::ACCOUNT),
+            ("AWS::Region", sgwatch_tests::emulator::REGION),
+            ("AWS::AccountId", sgwatch_tests::emulator::ACCOUNT),
         ]
         .into_iter()
         .chain(params.iter().copied())
@@ -1340,8 +1340,8 @@ fn handler_reads_exactly_the_destination_parameters() {
         .map(|n| {
             format!(
                 "arn:aws:ssm:{}:{}:parameter{n}",
-                sgwatch_tests::REGION,
-                sgwatch_tests::ACCOUNT
+                sgwatch_tests::emulator::REGION,
+                sgwatch_tests::emulator::ACCOUNT
             )
         })
         .collect();
@@ -1434,15 +1434,15 @@ fn config_event(detail: Value) -> String {
     json!({
         "version": "0", "id": "7bf73129-1428-4cd3-a780-95db273d1602",
         "detail-type": "Config Configuration Item Change", "source": "aws.config",
-        "account": sgwatch_tests::ACCOUNT, "time": "2026-01-01T00:00:00Z",
-        "region": sgwatch_tests::REGION, "resources": [], "detail": detail,
+        "account": sgwatch_tests::emulator::ACCOUNT, "time": "2026-01-01T00:00:00Z",
+        "region": sgwatch_tests::emulator::REGION, "resources": [], "detail": detail,
     })
     .to_string()
 }
 
 #[tokio::test]
 async fn eventbridge_matches_full_and_oversized_items_of_watched_types_only() {
-    let moto = sgwatch_tests::Moto::start();
+    let moto = sgwatch_tests::emulator::Moto::start();
     let events = aws_sdk_eventbridge::Client::new(&moto.sdk_config(None).await);
     let pattern = Resolver::new("sgwatch", &[("ResourceTypes", "AWS::EC2::NetworkAcl")])
         .resolve(&props("EventRule")["EventPattern"])
@@ -1476,7 +1476,7 @@ async fn eventbridge_matches_full_and_oversized_items_of_watched_types_only() {
 
 /// The actor feed's events (`tests/fixtures/cloudtrail/`), as EventBridge delivers them.
 fn cloudtrail_fixture(name: &str) -> Value {
-    sgwatch_tests::fixture(&format!("cloudtrail/{name}"))
+    sgwatch_tests::fixture::json(&format!("cloudtrail/{name}"))
 }
 
 #[test]
@@ -1557,7 +1557,7 @@ fn the_actor_feed_rule_sends_security_group_calls_to_the_function_when_on() {
 
 #[tokio::test]
 async fn eventbridge_sends_the_feed_security_group_calls_and_tag_calls_on_groups_only() {
-    let moto = sgwatch_tests::Moto::start();
+    let moto = sgwatch_tests::emulator::Moto::start();
     let events = aws_sdk_eventbridge::Client::new(&moto.sdk_config(None).await);
     let pattern = Resolver::new("sgwatch", &[("ActorFeed", "on")])
         .resolve(&props("ActorFeedRule")["EventPattern"])

@@ -6,44 +6,24 @@
 use serde_json::{json, Value};
 use sgwatch_handler::process::{handle, Services};
 use sgwatch_handler::settings::Settings;
-use sgwatch_tests::{fixture, idempotency_table, Moto};
+use sgwatch_tests::emulator::Moto;
+use sgwatch_tests::fixture::{self, idempotency_table, queued, TABLE};
 
-const SENDER: &str = "alerts@example.com";
-const TABLE: &str = "sgwatch-idempotency";
 const FALLBACK: &str = "secops@corp.example";
 
 fn settings() -> Settings {
-    Settings::from_lookup(|k| match k {
-        "SGWATCH_SENDER" => Some(SENDER.to_owned()),
-        "SGWATCH_LOOKUP_ACTOR" => Some("false".to_owned()),
-        "SGWATCH_IDEMPOTENCY_TABLE" => Some(TABLE.to_owned()),
-        "SGWATCH_FALLBACK_RECIPIENT" => Some(FALLBACK.to_owned()),
-        _ => None,
-    })
-    .unwrap()
+    fixture::settings(&[("SGWATCH_FALLBACK_RECIPIENT", FALLBACK)])
 }
 
 /// The corpus file `name`, an SNS event, read as the Lambda runtime reads it.
 fn corpus(name: &str) -> Value {
-    fixture(&format!("malformed/{name}"))
+    fixture::json(&format!("malformed/{name}"))
 }
 
 #[tokio::test]
 async fn a_notification_that_is_not_json_or_has_no_message_is_parked_with_the_start_of_its_body() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    idempotency_table(&config, TABLE).await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let url = sqs
-        .create_queue()
-        .queue_name("failures")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_owned();
+    let (moto, config) = Moto::ready_to_send().await;
+    let url = fixture::queue(&config, "failures").await;
     let settings = settings();
     let services = Services::new(&config, &settings).with_failure_queue(&config, Some(url.clone()));
 
@@ -63,18 +43,7 @@ async fn a_notification_that_is_not_json_or_has_no_message_is_parked_with_the_st
     // Lambda delivers the event again: nothing is parked twice.
     handle(&event, &settings, &services).await.unwrap();
 
-    let got = sqs
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap();
-    let mut parked: Vec<Value> = got
-        .messages()
-        .iter()
-        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
-        .collect();
+    let mut parked = queued(&config, &url).await;
     parked.sort_by_key(|p| p["facts"]["messageId"].as_str().unwrap().to_owned());
     let ids: Vec<&str> = parked
         .iter()
@@ -122,17 +91,13 @@ async fn without_a_failure_queue_an_unreadable_notification_fails_the_invocation
 
 #[tokio::test]
 async fn a_malformed_item_of_a_type_not_watched_is_skipped_quietly() {
-    let moto = Moto::start();
-    let config = moto.sdk_config(None).await;
-    moto.verify_sender(&config, SENDER).await;
-    idempotency_table(&config, TABLE).await;
+    let (moto, config) = Moto::ready_to_send().await;
     let settings = settings();
     let services = Services::new(&config, &settings);
-    let mut message = fixture("rdp-opened.json");
+    let mut message = fixture::json("rdp-opened.json");
     message["configurationItem"]["resourceType"] = json!("AWS::EC2::Instance");
     message["configurationItem"]["resourceId"] = json!(42);
-    let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {
-        "MessageId": "m-instance", "Message": message.to_string()}}]});
+    let event = fixture::sns(&message, "m-instance");
     let report = handle(&event, &settings, &services)
         .await
         .expect("never fails the invocation");

@@ -6,10 +6,9 @@
 //! and still delete its group.
 
 use serde_json::Value;
-use sgwatch_tests::story::{self, Emulator, VERIFY_MARKER};
-use sgwatch_tests::Moto;
-
-use crate::redrive::{installed, programs};
+use sgwatch_tests::cli::{self, Programs, VERIFY_MARKER};
+use sgwatch_tests::emulator::{LambdaEmulator, Moto};
+use sgwatch_tests::story::installed;
 
 const RECIPIENT: &str = "secops@corp.example";
 
@@ -30,14 +29,12 @@ async fn marked_groups(moto: &Moto) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_times_each_step_of_a_real_change_and_deletes_its_group() {
-    let programs = programs("verify");
+    let programs = Programs::build_for("verify");
     let moto = Moto::start();
     let env = installed(&moto, &programs).await;
-    let emulator = Emulator::start_as(&programs, &moto.endpoint, &env, story::EMULATED_FUNCTION)
-        .await
-        .unwrap();
+    let emulator = LambdaEmulator::start(&programs, &moto, &env).await.unwrap();
 
-    let v = story::verify(
+    let v = cli::verify(
         &programs,
         &moto,
         &emulator,
@@ -132,10 +129,10 @@ async fn verify_times_each_step_of_a_real_change_and_deletes_its_group() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_without_config_times_out_clearly_and_still_deletes_its_group() {
-    let programs = programs("verify-timeout");
+    let programs = Programs::build_for("verify-timeout");
     let moto = Moto::start();
     installed(&moto, &programs).await;
-    let run = story::sgwatch(
+    let run = cli::sgwatch(
         &programs,
         &moto,
         &["verify", "--recipient", RECIPIENT, "--timeout", "5s"],
@@ -155,7 +152,7 @@ async fn verify_without_config_times_out_clearly_and_still_deletes_its_group() {
     );
 
     // A stack with no fallback recipient and no --recipient: told what to pass, nothing made.
-    let run = story::sgwatch(&programs, &moto, &["verify"]).await.unwrap();
+    let run = cli::sgwatch(&programs, &moto, &["verify"]).await.unwrap();
     assert!(!run.success());
     assert!(run.stderr.contains("pass --recipient"), "{}", run.stderr);
     let _ = std::fs::remove_dir_all(&programs.work_dir);
