@@ -225,10 +225,9 @@ pub const VERIFY_TAG: &str = "sgwatch:verify";
 pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
     let verdict = |notify: bool, reason: String, recipients: Vec<String>| Verdict {
         notify,
-        reason,
+        reasons: vec![reason],
         recipients,
-        destinations: Vec::new(),
-        notes: Vec::new(),
+        ..Verdict::default()
     };
     let a = &analysis;
     let verdict = if !policy.accounts.serves(&a.subject.account) {
@@ -273,16 +272,18 @@ pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
     Decision {
         analysis,
         notify: verdict.notify,
-        reason: verdict.reason,
+        reason: verdict.reasons.join("; "),
         recipients: verdict.recipients,
         destinations: verdict.destinations,
         notes: verdict.notes,
     }
 }
 
+/// What routing found: whether to tell, why (each reason in the order it was found), whom.
+#[derive(Default)]
 struct Verdict {
     notify: bool,
-    reason: String,
+    reasons: Vec<String>,
     recipients: Vec<String>,
     destinations: Vec<String>,
     notes: Vec<String>,
@@ -313,201 +314,235 @@ fn baseline(a: &Analysis, policy: &Policy) -> Option<String> {
 /// The tag-based routing of a change to a watched resource: the owners after the change, the
 /// owners before it when the change silenced them, the fallback recipient where the policy says.
 fn route(a: &Analysis, policy: &Policy) -> Verdict {
-    let notify_tag = &policy.notify_tag;
-    let owner_tag = &policy.owner_tag;
-    let channels_tag = &policy.channels_tag;
-    let always = policy
-        .always_notify_at
-        .is_some_and(|level| a.severity >= level);
-    let mut reasons: Vec<String> = Vec::new();
-    let mut recipients: Vec<String> = Vec::new();
-    let mut destinations: Vec<String> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
+    let mut v = Verdict::default();
+    let opted_in = current_owners(a, policy, &mut v);
+    silenced_owners(a, policy, opted_in, &mut v);
+    always_notify(a, policy, &mut v);
+    v.notify = !v.recipients.is_empty() || !v.destinations.is_empty();
+    v
+}
 
-    let opted_in = opt_in(&a.tags, notify_tag);
-    let owners_now = owners(&a.tags, owner_tag);
-    let channels_now = channels(&a.tags, policy);
-    match &opted_in {
-        Ok(value) => {
-            reasons.push(format!("tag {notify_tag}={}", one_line(value)));
-            let owners = owners_now.clone();
-            if let Some(c) = &channels_now {
-                // The channels come in addition to the owners, or instead of them.
-                if !c.known.is_empty() {
-                    reasons.push(format!(
-                        "destinations from tag {channels_tag}: {}",
-                        c.known.join(", ")
-                    ));
-                    destinations.extend(c.known.iter().cloned());
-                }
-                if !c.rejected.is_empty() {
-                    reasons.push(format!(
-                        "tag {channels_tag}: dropped {}",
-                        c.rejected_summary()
-                    ));
-                }
-            }
-            let no_owner = || {
-                if a.tags.contains_key(owner_tag) {
-                    format!(
-                        "tag {owner_tag} has no valid address ({})",
-                        owners.rejected_summary()
-                    )
-                } else {
-                    format!("tag {owner_tag} is absent")
-                }
-            };
-            if owners.valid.is_empty() && !destinations.is_empty() {
-                let why = no_owner();
-                reasons.push(format!("{why}; told through tag {channels_tag} only"));
-            } else if owners.valid.is_empty() {
-                let why = no_owner();
-                match (&policy.fallback_recipient, &policy.fallback_destination) {
-                    (Some(fallback), None) => {
-                        reasons.push(format!("{why}; sent to the fallback recipient"));
-                        recipients.push(fallback.clone());
-                    }
-                    (Some(fallback), Some(to)) => {
-                        reasons.push(format!(
-                            "{why}; sent to the fallback recipient and destination"
-                        ));
-                        recipients.push(fallback.clone());
-                        destinations.push(to.clone());
-                    }
-                    (None, Some(to)) => {
-                        reasons.push(format!("{why}; posted to the fallback destination"));
-                        destinations.push(to.clone());
-                    }
-                    (None, None) => reasons.push(format!("{why} and no fallback recipient is set")),
-                }
-            } else {
-                let mut why = format!("recipients from tag {owner_tag}");
-                if !owners.rejected.is_empty() {
-                    why.push_str(&format!("; dropped {}", owners.rejected_summary()));
-                }
-                reasons.push(why);
-                recipients.extend(owners.valid);
-            }
+/// The owners and channels the group's tags name now, or the fallback when it names no owner.
+/// Whether the group is opted in.
+fn current_owners(a: &Analysis, policy: &Policy, v: &mut Verdict) -> bool {
+    let (notify_tag, owner_tag) = (&policy.notify_tag, &policy.owner_tag);
+    let value = match opt_in(&a.tags, notify_tag) {
+        Ok(value) => value,
+        Err(why) => {
+            v.reasons.push(why);
+            return false;
         }
-        Err(why) => reasons.push(why.clone()),
-    }
-
-    // No silent opt-out: whoever was told before this change hears of the change that stops it.
-    // Unchanged tags can neither remove the opt-in nor change the owners.
-    let tags_changed = a.previous_tags != a.tags;
-    if let Some(before) = tags_changed
-        .then(|| opt_in(&a.previous_tags, notify_tag).ok())
-        .flatten()
-    {
-        let previous = owners(&a.previous_tags, owner_tag).valid;
-        // The channels told before an opt-out hear of it too.
-        let previous_channels: Vec<String> = if opted_in.is_err() {
-            channels(&a.previous_tags, policy)
-                .map(|c| c.known)
-                .unwrap_or_default()
+    };
+    v.reasons
+        .push(format!("tag {notify_tag}={}", one_line(value)));
+    current_channels(a, policy, v);
+    let owners = owners(&a.tags, owner_tag);
+    if owners.valid.is_empty() {
+        let why = if a.tags.contains_key(owner_tag) {
+            format!(
+                "tag {owner_tag} has no valid address ({})",
+                owners.rejected_summary()
+            )
         } else {
-            Vec::new()
+            format!("tag {owner_tag} is absent")
         };
-        let mut what = Vec::new();
-        if opted_in.is_err() {
-            match a.tags.get(notify_tag) {
-                None => {
-                    what.push(format!("tag {notify_tag}={} was removed", one_line(before)));
-                    notes.push(format!(
-                        "{notify_tag} was removed: you will not be told of further changes to this group"
-                    ));
-                }
-                Some(now) => {
-                    what.push(format!(
-                        "tag {notify_tag} changed from {} to {}",
-                        one_line(before),
-                        one_line(now)
-                    ));
-                    notes.push(format!(
-                        "{notify_tag} was changed from {} to {}: you will not be told of further changes to this group",
-                        one_line(before),
-                        one_line(now)
-                    ));
-                }
-            }
-        } else {
-            let after = &owners_now.valid;
-            if !same_addresses(&previous, after) {
-                what.push(format!(
-                    "tag {owner_tag} changed from {} to {}",
-                    address_list(&previous),
-                    address_list(after)
-                ));
-                notes.push(format!(
-                    "the owners changed from {} to {} (tag {owner_tag})",
-                    address_list(&previous),
-                    address_list(after)
-                ));
-            }
+        no_owner(why, policy, v);
+    } else {
+        let mut why = format!("recipients from tag {owner_tag}");
+        if !owners.rejected.is_empty() {
+            why.push_str(&format!("; dropped {}", owners.rejected_summary()));
         }
-        if !what.is_empty() && (!previous.is_empty() || !previous_channels.is_empty()) {
-            if opted_in.is_err() {
-                // The opt-out is the rule that decided, not the tag's absence.
-                reasons.clear();
-            }
-            if previous.is_empty() {
-                reasons.push(format!("{} by this change", what.join("; ")));
-            } else {
-                reasons.push(format!(
-                    "{} by this change; {}: you were an owner before this change",
-                    what.join("; "),
-                    address_list(&previous)
-                ));
-            }
-            if !previous_channels.is_empty() {
-                reasons.push(format!(
-                    "destinations from tag {channels_tag} before this change: {}",
-                    previous_channels.join(", ")
-                ));
-            }
-            for p in previous {
-                if !contains(&recipients, &p) {
-                    recipients.push(p);
-                }
-            }
-            for c in previous_channels {
-                if !destinations.contains(&c) {
-                    destinations.push(c);
-                }
-            }
-        }
+        v.reasons.push(why);
+        v.recipients.extend(owners.valid);
     }
+    true
+}
 
-    if always {
-        let level = policy
-            .always_notify_at
-            .map(Severity::as_str)
-            .unwrap_or_default();
-        if let Some(fallback) = &policy.fallback_recipient {
-            if !contains(&recipients, fallback) {
-                recipients.push(fallback.clone());
-                reasons.push(format!(
-                    "severity {} is at or above always_notify_at ({level}): the fallback recipient is told",
-                    a.severity,
-                ));
-            }
+/// The destinations the channels tag names, in addition to the owners or instead of them.
+fn current_channels(a: &Analysis, policy: &Policy, v: &mut Verdict) {
+    let channels_tag = &policy.channels_tag;
+    let Some(c) = channels(&a.tags, policy) else {
+        return;
+    };
+    if !c.known.is_empty() {
+        v.reasons.push(format!(
+            "destinations from tag {channels_tag}: {}",
+            c.known.join(", ")
+        ));
+        v.destinations.extend(c.known.iter().cloned());
+    }
+    if !c.rejected.is_empty() {
+        v.reasons.push(format!(
+            "tag {channels_tag}: dropped {}",
+            c.rejected_summary()
+        ));
+    }
+}
+
+/// A group opted in with no valid owner (`why`): told through its channels, else the fallback.
+fn no_owner(why: String, policy: &Policy, v: &mut Verdict) {
+    if !v.destinations.is_empty() {
+        let channels_tag = &policy.channels_tag;
+        v.reasons
+            .push(format!("{why}; told through tag {channels_tag} only"));
+        return;
+    }
+    match (&policy.fallback_recipient, &policy.fallback_destination) {
+        (Some(fallback), None) => {
+            v.reasons
+                .push(format!("{why}; sent to the fallback recipient"));
+            v.recipients.push(fallback.clone());
         }
-        if let Some(to) = &policy.fallback_destination {
-            if !destinations.contains(to) {
-                destinations.push(to.clone());
-                reasons.push(format!(
-                    "severity {} is at or above always_notify_at ({level}): the fallback destination is told",
-                    a.severity,
-                ));
-            }
+        (Some(fallback), Some(to)) => {
+            v.reasons.push(format!(
+                "{why}; sent to the fallback recipient and destination"
+            ));
+            v.recipients.push(fallback.clone());
+            v.destinations.push(to.clone());
+        }
+        (None, Some(to)) => {
+            v.reasons
+                .push(format!("{why}; posted to the fallback destination"));
+            v.destinations.push(to.clone());
+        }
+        (None, None) => v
+            .reasons
+            .push(format!("{why} and no fallback recipient is set")),
+    }
+}
+
+/// No silent opt-out: whoever was told before this change hears of the change that stops it.
+/// Unchanged tags can neither remove the opt-in nor change the owners.
+fn silenced_owners(a: &Analysis, policy: &Policy, opted_in: bool, v: &mut Verdict) {
+    let (notify_tag, owner_tag) = (&policy.notify_tag, &policy.owner_tag);
+    if a.previous_tags == a.tags {
+        return;
+    }
+    let Ok(before) = opt_in(&a.previous_tags, notify_tag) else {
+        return;
+    };
+    let previous = owners(&a.previous_tags, owner_tag).valid;
+    // The channels told before an opt-out hear of it too.
+    let previous_channels: Vec<String> = if opted_in {
+        Vec::new()
+    } else {
+        channels(&a.previous_tags, policy)
+            .map(|c| c.known)
+            .unwrap_or_default()
+    };
+    let what = if opted_in {
+        owners_changed(a, owner_tag, &previous, v)
+    } else {
+        opted_out(a, notify_tag, before, v)
+    };
+    if what.is_empty() || (previous.is_empty() && previous_channels.is_empty()) {
+        return;
+    }
+    if !opted_in {
+        // The opt-out is the rule that decided, not the tag's absence.
+        v.reasons.clear();
+    }
+    if previous.is_empty() {
+        v.reasons
+            .push(format!("{} by this change", what.join("; ")));
+    } else {
+        v.reasons.push(format!(
+            "{} by this change; {}: you were an owner before this change",
+            what.join("; "),
+            address_list(&previous)
+        ));
+    }
+    if !previous_channels.is_empty() {
+        v.reasons.push(format!(
+            "destinations from tag {} before this change: {}",
+            policy.channels_tag,
+            previous_channels.join(", ")
+        ));
+    }
+    for p in previous {
+        if !contains(&v.recipients, &p) {
+            v.recipients.push(p);
         }
     }
-    Verdict {
-        notify: !recipients.is_empty() || !destinations.is_empty(),
-        reason: reasons.join("; "),
-        recipients,
-        destinations,
-        notes,
+    for c in previous_channels {
+        if !v.destinations.contains(&c) {
+            v.destinations.push(c);
+        }
+    }
+}
+
+/// What removing or changing the opt-in tag (its value `before`) did, for the reasons and notes.
+fn opted_out(a: &Analysis, notify_tag: &str, before: &str, v: &mut Verdict) -> Vec<String> {
+    match a.tags.get(notify_tag) {
+        None => {
+            v.notes.push(format!(
+                "{notify_tag} was removed: you will not be told of further changes to this group"
+            ));
+            vec![format!("tag {notify_tag}={} was removed", one_line(before))]
+        }
+        Some(now) => {
+            v.notes.push(format!(
+                "{notify_tag} was changed from {} to {}: you will not be told of further changes to this group",
+                one_line(before),
+                one_line(now)
+            ));
+            vec![format!(
+                "tag {notify_tag} changed from {} to {}",
+                one_line(before),
+                one_line(now)
+            )]
+        }
+    }
+}
+
+/// What changing the owners from `previous` did, for the reasons and notes; nothing when the
+/// owners are the same.
+fn owners_changed(
+    a: &Analysis,
+    owner_tag: &str,
+    previous: &[String],
+    v: &mut Verdict,
+) -> Vec<String> {
+    let after = owners(&a.tags, owner_tag).valid;
+    if same_addresses(previous, &after) {
+        return Vec::new();
+    }
+    v.notes.push(format!(
+        "the owners changed from {} to {} (tag {owner_tag})",
+        address_list(previous),
+        address_list(&after)
+    ));
+    vec![format!(
+        "tag {owner_tag} changed from {} to {}",
+        address_list(previous),
+        address_list(&after)
+    )]
+}
+
+/// At or above `always_notify_at`, the fallback recipient and destination are told whatever the
+/// tags say.
+fn always_notify(a: &Analysis, policy: &Policy, v: &mut Verdict) {
+    let Some(level) = policy.always_notify_at.filter(|level| a.severity >= *level) else {
+        return;
+    };
+    let level = level.as_str();
+    if let Some(fallback) = &policy.fallback_recipient {
+        if !contains(&v.recipients, fallback) {
+            v.recipients.push(fallback.clone());
+            v.reasons.push(format!(
+                "severity {} is at or above always_notify_at ({level}): the fallback recipient is told",
+                a.severity,
+            ));
+        }
+    }
+    if let Some(to) = &policy.fallback_destination {
+        if !v.destinations.contains(to) {
+            v.destinations.push(to.clone());
+            v.reasons.push(format!(
+                "severity {} is at or above always_notify_at ({level}): the fallback destination is told",
+                a.severity,
+            ));
+        }
     }
 }
 

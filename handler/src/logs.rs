@@ -127,21 +127,6 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
     }
 }
 
-/// The handler's subscriber as Lambda runs it with JSON logs, on `writer` (stdout in Lambda),
-/// up to `level`.
-pub fn json_subscriber<W>(writer: W, level: Level) -> impl lambda_runtime::tracing::Subscriber
-where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-{
-    lambda_runtime::tracing::subscriber::fmt()
-        .with_target(false)
-        .without_time()
-        .with_max_level(level)
-        .with_writer(Redacting::new(writer))
-        .json()
-        .finish()
-}
-
 /// Sets up the logs as Lambda's logging controls say (format and level), through [`Redacting`].
 pub fn init() {
     lambda_runtime::tracing::init_default_subscriber_with_writer(Redacting::new(io::stdout));

@@ -1,9 +1,6 @@
 //! What a run's logs say: never a destination's secret URL or signing key, and an owner's address
 //! only as its domain at INFO and above (in full at DEBUG), however the address got into a line.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use aws_sdk_ssm::types::ParameterType;
 use serde_json::{json, Value};
 use sgwatch_handler::logs;
@@ -11,7 +8,6 @@ use sgwatch_handler::process::{handle, Services};
 use sgwatch_tests::capture::{Answer, CaptureServer};
 use sgwatch_tests::emulator::{handler_loader, FaultProxy, Moto};
 use sgwatch_tests::fixture;
-use tracing::Level;
 
 const OWNER: &str = "web-owners@corp.example";
 const REJECTED: &str = "departed.admin@corp.example";
@@ -19,28 +15,37 @@ const FALLBACK: &str = "secops@sec.example";
 const SLACK_SECRET: &str = "/services/T0LOGS/B0LOGS/slack-secret-token";
 const KEY: &str = "the-signing-key-nobody-logs";
 
-/// The lines written, shared with the subscriber's writer.
-#[derive(Clone, Default)]
-struct Lines(Arc<Mutex<Vec<u8>>>);
+/// Set in the process of its own that [`a_run_with_the_lambda_logs`] runs in.
+const CHILD: &str = "SGWATCH_LOGS_TEST_RUN";
 
-impl Write for Lines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Lines {
-    fn all(&self) -> Vec<Value> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
+/// The JSON log lines of [`a_run_with_the_lambda_logs`], run in a process of its own with the logs
+/// set up as the function sets them up in Lambda (`logs::init`, JSON lines, DEBUG). A process of
+/// its own: `tracing` keeps one global subscriber, and the other tests of this binary log too.
+fn lambda_log_lines() -> Vec<Value> {
+    let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+        .args([
+            "--exact",
+            "logs::a_run_with_the_lambda_logs",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_LAMBDA_LOG_LEVEL", "DEBUG")
+        .output()
+        .expect("running the test binary again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("level").is_some())
+        .collect()
 }
 
 async fn put(config: &aws_config::SdkConfig, name: &str, value: &str) {
@@ -56,9 +61,15 @@ async fn put(config: &aws_config::SdkConfig, name: &str, value: &str) {
 
 /// One change to a group owned by two addresses, one of which SES rejects for good, posted to a
 /// Slack channel that refuses it (its answer naming the owner) and a signed webhook; the run's
-/// logs at DEBUG, as Lambda's JSON lines.
+/// logs at DEBUG, as Lambda's JSON lines: run by [`the_logs_hold_no_secret_and_addresses_only_as_domains`]
+/// in a process of its own.
 #[tokio::test]
-async fn logs_hold_no_secret_url_no_key_and_addresses_only_as_domains() {
+#[ignore = "run in a process of its own by the_logs_hold_no_secret_and_addresses_only_as_domains"]
+async fn a_run_with_the_lambda_logs() {
+    if std::env::var_os(CHILD).is_none() {
+        return;
+    }
+    logs::init();
     let (moto, config) = Moto::ready_to_send().await;
     let slack = CaptureServer::start(vec![
         Answer::status(404).body(&format!("no such channel for {OWNER}"))
@@ -96,19 +107,18 @@ async fn logs_hold_no_secret_url_no_key_and_addresses_only_as_domains() {
     message["configurationItem"]["tags"]["NotifyChannels"] = json!("secops, siem");
     let event = fixture::sns(&message, "m-logs");
 
-    let lines = Lines::default();
-    let sink = lines.clone();
-    let subscriber = logs::json_subscriber(move || sink.clone(), Level::DEBUG);
-    let report = {
-        let _logging = tracing::subscriber::set_default(subscriber);
-        handle(&event, &settings, &services).await.unwrap()
-    };
-
+    let report = handle(&event, &settings, &services).await.unwrap();
     // The run did what the lines tell: the owner and the fallback emailed, the webhook posted.
     assert_eq!((report.sent, report.failed), (1, 0));
     assert_eq!(siem.requests().len(), 1);
     assert_eq!(slack.requests().len(), 1);
-    let lines = lines.all();
+    let mail = moto.ses_messages().await;
+    assert_eq!(mail.len(), 2, "{mail:#?}");
+}
+
+#[test]
+fn the_logs_hold_no_secret_and_addresses_only_as_domains() {
+    let lines = lambda_log_lines();
     let level = |l: &Value| l["level"].as_str().unwrap_or_default().to_owned();
     let told: Vec<&Value> = lines
         .iter()
