@@ -7,9 +7,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::actor::ActorLookup;
-use crate::decide::{analyze, decide, Decision, PropertyChange};
+use crate::decide::{analyze, decide, Analysis, Decision, PropertyChange};
 use crate::feed::{callers, ApiCall, Caller};
-use crate::message::{envelopes, ConfigMessage};
+use crate::message::{envelopes, ConfigMessage, Oversized};
 use crate::render::{actor_text, render, Email};
 use crate::rules::Change;
 use crate::settings::Policy;
@@ -103,79 +103,18 @@ pub fn explained(message_type: &str, d: &Decision, email: Option<&Email>) -> Exp
     }
 }
 
+/// One notification or API call explained.
 fn explain_message(message: &ConfigMessage, policy: &Policy, calls: &[ApiCall]) -> Explained {
+    let message_type = message.message_type();
     match message {
-        ConfigMessage::ApiCall(call) => {
-            let alarming = crate::early::alarming(call, Severity::Critical);
-            let mut reason = format!(
-                "a CloudTrail API call: {} by {}{}; the actor feed records it for the Config notification that follows",
-                call.event_name,
-                call.caller(),
-                if call.failed() { " (failed)" } else { "" }
-            );
-            if !alarming.is_empty() {
-                reason.push_str("; it opens the group to the world at critical: with SGWATCH_EARLY_WARNING on, the owners its tags name are warned at once");
-            }
-            Explained::Decision(Box::new(ExplainedDecision {
-                message_type: message.message_type().to_owned(),
-                resource_type: Some(crate::settings::SECURITY_GROUP.to_owned()),
-                resource_id: call.group_ids.first().cloned(),
-                account: Some(call.account.clone()),
-                region: Some(call.region.clone()),
-                change_type: Some(call.event_name.clone()),
-                // Whether the warning goes out depends on the group's tags, read from EC2 then.
-                notify: if alarming.is_empty() {
-                    Some(false)
-                } else {
-                    None
-                },
-                reason,
-                severity: (!alarming.is_empty()).then(|| crate::severity::overall(&alarming)),
-                changes: alarming,
-                ..Default::default()
-            }))
-        }
+        ConfigMessage::ApiCall(call) => explain_api_call(message_type, call),
         ConfigMessage::ItemChange(change) => match analyze(change) {
             Err(e) => Explained::Error {
                 error: e.to_string(),
             },
-            Ok(analysis) => {
-                let d = decide(analysis, policy);
-                let found = callers(calls, &d.analysis);
-                let actor = if found.is_empty() {
-                    ActorLookup::Unknown(OFFLINE_ACTOR.to_owned())
-                } else {
-                    ActorLookup::Feed(found.clone())
-                };
-                let email = d.notify.then(|| render(&d, &actor));
-                Explained::Decision(Box::new(ExplainedDecision {
-                    actor: d.notify.then(|| actor_text(&actor)),
-                    callers: found,
-                    ..explained(message.message_type(), &d, email.as_ref())
-                }))
-            }
+            Ok(analysis) => explain_analysis(message_type, analysis, policy, calls),
         },
-        ConfigMessage::Oversized(o) => {
-            let s = &o.configuration_item_summary;
-            let location = o
-                .s3_delivery_summary
-                .s3_bucket_location
-                .as_deref()
-                .unwrap_or("(no location given)");
-            Explained::Decision(Box::new(ExplainedDecision {
-                message_type: message.message_type().to_owned(),
-                resource_type: Some(s.resource_type.clone()),
-                resource_id: Some(s.resource_id.clone()),
-                account: Some(s.aws_account_id.clone()),
-                region: Some(s.aws_region.clone()),
-                change_type: s.change_type.clone(),
-                notify: None,
-                reason: format!(
-                    "the configuration item is too large for SNS; the handler reads it from s3://{location} and decides then"
-                ),
-                ..Default::default()
-            }))
-        }
+        ConfigMessage::Oversized(o) => explain_oversized(message_type, o),
         ConfigMessage::Other { message_type } => Explained::Decision(Box::new(ExplainedDecision {
             message_type: message_type.clone(),
             notify: Some(false),
@@ -185,6 +124,85 @@ fn explain_message(message: &ConfigMessage, policy: &Policy, calls: &[ApiCall]) 
             ..Default::default()
         })),
     }
+}
+
+/// A CloudTrail API call: recorded for the Config notification that follows, and an early
+/// warning when it opens the group to the world at critical.
+fn explain_api_call(message_type: &str, call: &ApiCall) -> Explained {
+    let alarming = crate::early::alarming(call, Severity::Critical);
+    let mut reason = format!(
+        "a CloudTrail API call: {} by {}{}; the actor feed records it for the Config notification that follows",
+        call.event_name,
+        call.caller(),
+        if call.failed() { " (failed)" } else { "" }
+    );
+    if !alarming.is_empty() {
+        reason.push_str("; it opens the group to the world at critical: with SGWATCH_EARLY_WARNING on, the owners its tags name are warned at once");
+    }
+    Explained::Decision(Box::new(ExplainedDecision {
+        message_type: message_type.to_owned(),
+        resource_type: Some(crate::settings::SECURITY_GROUP.to_owned()),
+        resource_id: call.group_ids.first().cloned(),
+        account: Some(call.account.clone()),
+        region: Some(call.region.clone()),
+        change_type: Some(call.event_name.clone()),
+        // Whether the warning goes out depends on the group's tags, read from EC2 then.
+        notify: if alarming.is_empty() {
+            Some(false)
+        } else {
+            None
+        },
+        reason,
+        severity: (!alarming.is_empty()).then(|| crate::severity::overall(&alarming)),
+        changes: alarming,
+        ..Default::default()
+    }))
+}
+
+/// A configuration item change decided, with the email it would send and the callers the
+/// given API calls name.
+fn explain_analysis(
+    message_type: &str,
+    analysis: Analysis,
+    policy: &Policy,
+    calls: &[ApiCall],
+) -> Explained {
+    let d = decide(analysis, policy);
+    let found = callers(calls, &d.analysis);
+    let actor = if found.is_empty() {
+        ActorLookup::Unknown(OFFLINE_ACTOR.to_owned())
+    } else {
+        ActorLookup::Feed(found.clone())
+    };
+    let email = d.notify.then(|| render(&d, &actor));
+    Explained::Decision(Box::new(ExplainedDecision {
+        actor: d.notify.then(|| actor_text(&actor)),
+        callers: found,
+        ..explained(message_type, &d, email.as_ref())
+    }))
+}
+
+/// An oversized notification: undecided until the item is read from S3.
+fn explain_oversized(message_type: &str, o: &Oversized) -> Explained {
+    let s = &o.configuration_item_summary;
+    let location = o
+        .s3_delivery_summary
+        .s3_bucket_location
+        .as_deref()
+        .unwrap_or("(no location given)");
+    Explained::Decision(Box::new(ExplainedDecision {
+        message_type: message_type.to_owned(),
+        resource_type: Some(s.resource_type.clone()),
+        resource_id: Some(s.resource_id.clone()),
+        account: Some(s.aws_account_id.clone()),
+        region: Some(s.aws_region.clone()),
+        change_type: s.change_type.clone(),
+        notify: None,
+        reason: format!(
+            "the configuration item is too large for SNS; the handler reads it from s3://{location} and decides then"
+        ),
+        ..Default::default()
+    }))
 }
 
 #[cfg(test)]

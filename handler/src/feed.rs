@@ -167,29 +167,18 @@ pub fn is_api_call_event(event: &Value) -> bool {
 
 /// Reads an EventBridge `AWS API Call via CloudTrail` event.
 pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
-    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
     let detail = event
         .get("detail")
         .filter(|d| d.is_object())
         .ok_or(FeedError::Missing("detail"))?;
-    let event_source = text(detail, "eventSource").ok_or(FeedError::Missing("eventSource"))?;
-    if event_source != EVENT_SOURCE {
-        return Err(FeedError::OtherService(event_source));
-    }
-    let event_name = text(detail, "eventName").ok_or(FeedError::Missing("eventName"))?;
-    if !SECURITY_GROUP_EVENTS.contains(&event_name.as_str()) {
-        return Err(FeedError::OtherCall(event_name));
-    }
-    let event_id = text(detail, "eventID").ok_or(FeedError::Missing("eventID"))?;
-    let event_time = text(detail, "eventTime")
-        .or_else(|| text(event, "time"))
-        .filter(|t| DateTime::from_str(t, Format::DateTimeWithOffset).is_ok())
-        .ok_or(FeedError::Missing("readable eventTime"))?;
-    let account = text(detail, "recipientAccountId")
-        .or_else(|| text(event, "account"))
+    let event_name = security_group_call(detail)?;
+    let event_id = string_at(detail, "eventID").ok_or(FeedError::Missing("eventID"))?;
+    let event_time = event_time(event, detail)?;
+    let account = string_at(detail, "recipientAccountId")
+        .or_else(|| string_at(event, "account"))
         .ok_or(FeedError::Missing("account"))?;
-    let region = text(detail, "awsRegion")
-        .or_else(|| text(event, "region"))
+    let region = string_at(detail, "awsRegion")
+        .or_else(|| string_at(event, "region"))
         .ok_or(FeedError::Missing("awsRegion"))?;
     let request = detail.get("requestParameters").unwrap_or(&Value::Null);
     let response = detail.get("responseElements").unwrap_or(&Value::Null);
@@ -198,16 +187,78 @@ pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
         return Err(FeedError::NoGroup(event_name));
     }
     let identity = detail.get("userIdentity").unwrap_or(&Value::Null);
+    let (session_issuer, session_name) = session(identity);
+    let (rules, requested) = named_rules(&event_name, request);
+    let modified = if event_name == "ModifySecurityGroupRules" {
+        modified_rules(request)
+    } else {
+        Vec::new()
+    };
+    Ok(ApiCall {
+        event_id,
+        event_name,
+        event_time,
+        account,
+        region,
+        principal_arn: string_at(identity, "arn"),
+        identity_type: string_at(identity, "type"),
+        session_issuer,
+        session_name,
+        source_ip: string_at(detail, "sourceIPAddress"),
+        user_agent: string_at(detail, "userAgent"),
+        request_id: string_at(detail, "requestID"),
+        error_code: string_at(detail, "errorCode"),
+        group_ids,
+        rules,
+        requested,
+        modified,
+    })
+}
+
+/// The string at `key` of `v`, if there is one.
+fn string_at(v: &Value, key: &str) -> Option<String> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The name of the call `detail` records, when it is an EC2 security-group call sgwatch records.
+fn security_group_call(detail: &Value) -> Result<String, FeedError> {
+    let event_source = string_at(detail, "eventSource").ok_or(FeedError::Missing("eventSource"))?;
+    if event_source != EVENT_SOURCE {
+        return Err(FeedError::OtherService(event_source));
+    }
+    let event_name = string_at(detail, "eventName").ok_or(FeedError::Missing("eventName"))?;
+    if !SECURITY_GROUP_EVENTS.contains(&event_name.as_str()) {
+        return Err(FeedError::OtherCall(event_name));
+    }
+    Ok(event_name)
+}
+
+/// When the call was made: `eventTime`, else the envelope's `time`, if it reads as RFC 3339.
+fn event_time(event: &Value, detail: &Value) -> Result<String, FeedError> {
+    string_at(detail, "eventTime")
+        .or_else(|| string_at(event, "time"))
+        .filter(|t| DateTime::from_str(t, Format::DateTimeWithOffset).is_ok())
+        .ok_or(FeedError::Missing("readable eventTime"))
+}
+
+/// For an assumed role: the role that issued the session and the session's name.
+fn session(identity: &Value) -> (Option<String>, Option<String>) {
     let session_issuer = identity
         .get("sessionContext")
         .and_then(|c| c.get("sessionIssuer"))
-        .and_then(|i| text(i, "arn"));
+        .and_then(|i| string_at(i, "arn"));
     // An assumed role's principalId is `ROLEID:SESSION` (CloudTrail userIdentity element).
     let session_name = session_issuer.as_ref().and_then(|_| {
-        text(identity, "principalId")
+        string_at(identity, "principalId")
             .and_then(|p| p.split_once(':').map(|(_, s)| s.to_owned()))
             .filter(|s| !s.is_empty())
     });
+    (session_issuer, session_name)
+}
+
+/// The rules an `Authorize…` or `Revoke…` call names, as text, and those it asks to add to
+/// ingress ([`ApiCall::requested`]).
+fn named_rules(event_name: &str, request: &Value) -> (Vec<String>, Vec<Change>) {
     let direction = if event_name.ends_with("Ingress") {
         Direction::Ingress
     } else {
@@ -224,30 +275,7 @@ pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
     } else {
         Vec::new()
     };
-    let modified = if event_name == "ModifySecurityGroupRules" {
-        modified_rules(request)
-    } else {
-        Vec::new()
-    };
-    Ok(ApiCall {
-        event_id,
-        event_name,
-        event_time,
-        account,
-        region,
-        principal_arn: text(identity, "arn"),
-        identity_type: text(identity, "type"),
-        session_issuer,
-        session_name,
-        source_ip: text(detail, "sourceIPAddress"),
-        user_agent: text(detail, "userAgent"),
-        request_id: text(detail, "requestID"),
-        error_code: text(detail, "errorCode"),
-        group_ids,
-        rules,
-        requested,
-        modified,
-    })
+    (rules, requested)
 }
 
 /// The rules a `ModifySecurityGroupRules` request rewrites. CloudTrail records the request as

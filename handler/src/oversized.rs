@@ -12,12 +12,14 @@
 use std::io::Read;
 use std::time::SystemTime;
 
+use aws_sdk_config::operation::get_resource_config_history::builders::GetResourceConfigHistoryFluentBuilder;
+use aws_sdk_config::types::ConfigurationItem;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_smithy_types::date_time::Format;
 use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 
-use crate::message::{parse_oversized_object, ItemChange, ItemDiff, Oversized};
+use crate::message::{parse_oversized_object, ItemChange, ItemDiff, ItemSummary, Oversized};
 use crate::process::Services;
 
 /// Why the item could not be read from S3. Every variant fails the invocation, so the event is
@@ -147,6 +149,35 @@ pub async fn from_config(
         .configuration_item_capture_time
         .as_deref()
         .and_then(|at| aws_smithy_types::DateTime::from_str(at, Format::DateTime).ok());
+    let request = history_request(client, summary, notified_at);
+    let wanted = summary.configuration_state_id.as_ref().map(state_text);
+    let history = walk_history(request, wanted, notified_at, read_until).await?;
+    let Some(current) = history.current else {
+        return Err("the resource has no configuration history".to_owned());
+    };
+    let change_type = summary
+        .change_type
+        .clone()
+        .unwrap_or_else(|| "UPDATE".to_owned());
+    compared(&current, history.previous, change_type, history.cut_short)
+}
+
+/// What a walk through the history found.
+struct History {
+    /// The item of the notified state.
+    current: Option<ConfigurationItem>,
+    /// The item before it.
+    previous: Option<ConfigurationItem>,
+    /// How many pages were read when the walk stopped for want of pages or time.
+    cut_short: Option<usize>,
+}
+
+/// The history request for the summary's resource, newest first, up to the notified time.
+fn history_request(
+    client: &aws_sdk_config::Client,
+    summary: &ItemSummary,
+    notified_at: Option<aws_smithy_types::DateTime>,
+) -> GetResourceConfigHistoryFluentBuilder {
     let mut request = client
         .get_resource_config_history()
         .resource_type(aws_sdk_config::types::ResourceType::from(
@@ -163,9 +194,19 @@ pub async fn from_config(
             t.subsec_nanos(),
         ));
     }
-    let wanted = summary.configuration_state_id.as_ref().map(state_text);
+    request
+}
+
+/// Reads pages of history until the item of the `wanted` state and the one before it turn up, the
+/// history ends, [`HISTORY_PAGES`] are read or `read_until` passes.
+async fn walk_history(
+    request: GetResourceConfigHistoryFluentBuilder,
+    wanted: Option<String>,
+    notified_at: Option<aws_smithy_types::DateTime>,
+    read_until: Option<SystemTime>,
+) -> Result<History, String> {
     let mut pages = request.into_paginator().send();
-    let mut current: Option<aws_sdk_config::types::ConfigurationItem> = None;
+    let mut current: Option<ConfigurationItem> = None;
     let mut previous = None;
     let mut read = 0;
     let mut cut_short = None;
@@ -203,14 +244,22 @@ pub async fn from_config(
             }
         }
     }
-    let Some(current) = current else {
-        return Err("the resource has no configuration history".to_owned());
-    };
-    let current_json = item_json(&current)?;
-    let change_type = summary
-        .change_type
-        .clone()
-        .unwrap_or_else(|| "UPDATE".to_owned());
+    Ok(History {
+        current,
+        previous,
+        cut_short,
+    })
+}
+
+/// The change from `previous` to `current` as a notification's diff would give it, read as one;
+/// with no `previous` (and not a creation), the result says why the details are unavailable.
+fn compared(
+    current: &ConfigurationItem,
+    previous: Option<ConfigurationItem>,
+    change_type: String,
+    cut_short: Option<usize>,
+) -> Result<Resolved, String> {
+    let current_json = item_json(current)?;
     let mut details_unavailable = None;
     let changed = match previous {
         Some(previous) => json!({"Configuration": {
@@ -245,7 +294,7 @@ pub async fn from_config(
 /// True when `item` was captured after the notified time: a later change's item, which the
 /// second added to `laterTime` may let in.
 fn captured_after(
-    item: &aws_sdk_config::types::ConfigurationItem,
+    item: &ConfigurationItem,
     notified_at: Option<aws_smithy_types::DateTime>,
 ) -> bool {
     match (item.configuration_item_capture_time(), notified_at) {
@@ -262,7 +311,7 @@ fn state_text(v: &Value) -> String {
 }
 
 /// A history item in the shape of a notification's `configurationItem`.
-fn item_json(i: &aws_sdk_config::types::ConfigurationItem) -> Result<Value, String> {
+fn item_json(i: &ConfigurationItem) -> Result<Value, String> {
     let configuration = match i.configuration() {
         None | Some("") | Some("null") => Value::Null,
         Some(text) => serde_json::from_str(text)

@@ -296,6 +296,14 @@ struct Answer {
     body: String,
 }
 
+/// What became of one attempt that did not fail for good.
+enum Judged {
+    /// The destination took the post.
+    Taken,
+    /// Not taken, but worth another attempt after `wait`.
+    Retry { wait: Duration, reason: String },
+}
+
 /// Why one attempt got no answer, and whether the request can have left.
 struct NoAnswer {
     reason: String,
@@ -495,88 +503,104 @@ impl Poster {
         let url = self
             .parameter_until(name, &destination.parameter, deadline)
             .await?;
-        let unusable = |reason| PostError::Url {
-            destination: name.to_owned(),
-            parameter: destination.parameter.clone(),
-            reason,
-        };
-        let uri = checked_url(url.trim(), self.reach).map_err(unusable)?;
-        let http = self.http().map_err(|reason| PostError::Exhausted {
-            destination: name.to_owned(),
-            attempts: 0,
-            reason,
-        })?;
-        let exhausted = |attempts: u32, reason: String| PostError::Exhausted {
-            destination: name.to_owned(),
-            attempts,
-            reason,
-        };
+        let uri =
+            checked_url(url.trim(), self.reach).map_err(|reason| unusable(destination, reason))?;
+        let http = self
+            .http()
+            .map_err(|reason| exhausted(destination, 0, reason))?;
         let mut attempt = 0;
         loop {
             ensure_time(name, deadline, self.retry.attempt_timeout, "start a post")?;
             attempt += 1;
-            let (wait, reason) = match self.attempt(http, &uri, payload).await {
-                Ok(a) if (200..300).contains(&a.status) => return Ok(()),
-                // The destination did not take it: worth another attempt after its wait.
-                Ok(Answer {
-                    status: 429,
-                    retry_after,
-                    body,
-                    ..
-                }) => {
-                    let wait = retry_after.unwrap_or(self.backoff(attempt));
-                    if wait > self.retry.max_retry_after {
-                        return Err(exhausted(
-                            attempt,
-                            format!(
-                                "HTTP 429, Retry-After {}s is longer than this invocation waits",
-                                wait.as_secs()
-                            ),
-                        ));
-                    }
-                    (wait, format!("HTTP 429: {body}"))
-                }
-                Ok(a) if (300..400).contains(&a.status) => {
-                    return Err(PostError::Redirected {
-                        destination: name.to_owned(),
-                        parameter: destination.parameter.clone(),
-                        status: a.status,
-                        location: a
-                            .location
-                            .unwrap_or_else(|| "nowhere (no Location)".to_owned()),
-                    })
-                }
-                // It may have been acted on: Lambda's retry decides, from the ledger.
-                Ok(a) if a.status >= 500 => {
-                    return Err(exhausted(attempt, format!("HTTP {}: {}", a.status, a.body)))
-                }
-                Ok(a) => {
-                    return Err(PostError::Refused {
-                        destination: name.to_owned(),
-                        status: a.status,
-                        body: a.body,
-                    })
-                }
-                Err(NoAnswer {
-                    refused: Some(why), ..
-                }) => return Err(unusable(why)),
-                Err(NoAnswer {
-                    reason,
-                    unsent: true,
-                    ..
-                }) => (self.backoff(attempt), reason),
-                Err(NoAnswer { reason, .. }) => return Err(exhausted(attempt, reason)),
+            let answer = self.attempt(http, &uri, payload).await;
+            let (wait, reason) = match self.judge(destination, attempt, answer)? {
+                Judged::Taken => return Ok(()),
+                Judged::Retry { wait, reason } => (wait, reason),
             };
-            if attempt >= self.retry.attempts {
-                return Err(exhausted(attempt, reason));
-            }
-            if let Some(d) = deadline {
-                if Instant::now() + wait + self.retry.attempt_timeout > d {
-                    return Err(exhausted(attempt, reason));
-                }
+            if !self.retry_fits(attempt, wait, deadline) {
+                return Err(exhausted(destination, attempt, reason));
             }
             warn!(destination = name, attempt, wait_ms = wait.as_millis() as u64, reason = %reason, "post not taken; retrying");
             tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// What attempt number `attempt` came to: taken, worth another attempt after a wait, or a
+    /// failure no attempt in this invocation can mend.
+    fn judge(
+        &self,
+        destination: &Destination,
+        attempt: u32,
+        answer: Result<Answer, NoAnswer>,
+    ) -> Result<Judged, PostError> {
+        match answer {
+            Ok(a) if (200..300).contains(&a.status) => Ok(Judged::Taken),
+            // The destination did not take it: worth another attempt after its wait.
+            Ok(Answer {
+                status: 429,
+                retry_after,
+                body,
+                ..
+            }) => {
+                let wait = retry_after.unwrap_or(self.backoff(attempt));
+                if wait > self.retry.max_retry_after {
+                    return Err(exhausted(
+                        destination,
+                        attempt,
+                        format!(
+                            "HTTP 429, Retry-After {}s is longer than this invocation waits",
+                            wait.as_secs()
+                        ),
+                    ));
+                }
+                Ok(Judged::Retry {
+                    wait,
+                    reason: format!("HTTP 429: {body}"),
+                })
+            }
+            Ok(a) if (300..400).contains(&a.status) => Err(PostError::Redirected {
+                destination: destination.name.clone(),
+                parameter: destination.parameter.clone(),
+                status: a.status,
+                location: a
+                    .location
+                    .unwrap_or_else(|| "nowhere (no Location)".to_owned()),
+            }),
+            // It may have been acted on: Lambda's retry decides, from the ledger.
+            Ok(a) if a.status >= 500 => Err(exhausted(
+                destination,
+                attempt,
+                format!("HTTP {}: {}", a.status, a.body),
+            )),
+            Ok(a) => Err(PostError::Refused {
+                destination: destination.name.clone(),
+                status: a.status,
+                body: a.body,
+            }),
+            Err(NoAnswer {
+                refused: Some(why), ..
+            }) => Err(unusable(destination, why)),
+            Err(NoAnswer {
+                reason,
+                unsent: true,
+                ..
+            }) => Ok(Judged::Retry {
+                wait: self.backoff(attempt),
+                reason,
+            }),
+            Err(NoAnswer { reason, .. }) => Err(exhausted(destination, attempt, reason)),
+        }
+    }
+
+    /// Whether another attempt may follow attempt number `attempt`: one is left, and waiting
+    /// `wait` then a whole attempt still ends before `deadline`.
+    fn retry_fits(&self, attempt: u32, wait: Duration, deadline: Option<Instant>) -> bool {
+        if attempt >= self.retry.attempts {
+            return false;
+        }
+        match deadline {
+            Some(d) => Instant::now() + wait + self.retry.attempt_timeout <= d,
+            None => true,
         }
     }
 
@@ -662,6 +686,24 @@ impl Poster {
                 unsent: false,
                 refused: None,
             })?
+    }
+}
+
+/// The destination's URL cannot be used (malformed, or at an address the [`Reach`] refuses).
+fn unusable(destination: &Destination, reason: String) -> PostError {
+    PostError::Url {
+        destination: destination.name.clone(),
+        parameter: destination.parameter.clone(),
+        reason,
+    }
+}
+
+/// The post did not go through after `attempts` attempts; Lambda's retry may do better.
+fn exhausted(destination: &Destination, attempts: u32, reason: String) -> PostError {
+    PostError::Exhausted {
+        destination: destination.name.clone(),
+        attempts,
+        reason,
     }
 }
 

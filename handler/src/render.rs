@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use html_escape::{encode_double_quoted_attribute, encode_text};
 
 use crate::actor::ActorLookup;
-use crate::decide::Decision;
+use crate::decide::{Decision, PropertyChange};
 use crate::feed::time_of_day;
 use crate::message::Facts;
 use crate::rules::{Action, Change};
@@ -278,7 +278,6 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
 fn html(d: &Decision, actor: &ActorLookup) -> String {
     let a = &d.analysis;
     let s = &a.subject;
-    let e = |v: &str| encode_text(&visible(v)).into_owned();
     let mut h = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>{BODY_OPEN}"
@@ -286,79 +285,19 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     if a.test {
         h.push_str("<p><strong>THIS IS A TEST</strong> sent by <code>sgwatch test-event</code>: nothing necessarily changed.</p>");
     }
-    let name = s
-        .name
-        .as_deref()
-        .map(|n| format!(" ({})", e(n)))
-        .unwrap_or_default();
-    let _ = write!(
-        h,
-        "<h2>Security group {}{name} was changed</h2>",
-        e(&s.resource_id)
-    );
-    h.push_str("<table cellpadding=\"4\">");
-    let when = s
-        .capture_time
-        .as_deref()
-        .map(|c| format!(" at {}", e(c)))
-        .unwrap_or_default();
-    for (k, v) in [
-        (
-            "Severity",
-            format!("<strong>{}</strong>", a.severity.as_str().to_uppercase()),
-        ),
-        ("Account", e(&s.account)),
-        ("Region", e(&s.region)),
-        ("Change", format!("{}{when}", e(&s.change_type))),
-        ("Changed by", e(&actor_text(actor))),
-    ] {
-        let _ = write!(
-            h,
-            "<tr><th align=\"left\" style=\"white-space:nowrap\">{k}</th><td>{v}</td></tr>"
-        );
-    }
-    h.push_str("</table>");
+    html_summary(&mut h, d, actor);
     if !d.notes.is_empty() {
         h.push_str("<h3>Who is told</h3><ul>");
         for note in &d.notes {
-            let _ = write!(h, "<li><strong>{}</strong></li>", e(note));
+            let _ = write!(h, "<li><strong>{}</strong></li>", html_text(note));
         }
         h.push_str("</ul>");
     }
     if !a.changes.is_empty() {
-        h.push_str("<h3>Rules</h3><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">");
-        h.push_str("<tr><th>Change</th><th>Severity</th><th>Direction</th><th>Protocol/ports</th><th>Source</th><th>Description</th></tr>");
-        for c in &a.changes {
-            let r = &c.rule;
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                match c.action {
-                    Action::Added => "added",
-                    Action::Removed => "removed",
-                },
-                classify(c),
-                r.direction.as_str(),
-                e(&r.protocol_and_ports()),
-                e(r.source.as_str()),
-                e(r.description.as_deref().unwrap_or("")),
-            );
-        }
-        h.push_str("</table>");
+        html_rules(&mut h, &a.changes);
     }
     if !a.properties.is_empty() {
-        h.push_str("<h3>Other changes</h3><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">");
-        h.push_str("<tr><th>Property</th><th>Previous</th><th>Updated</th></tr>");
-        for p in &a.properties {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                e(&p.name),
-                e(p.previous.as_deref().unwrap_or("(none)")),
-                e(p.updated.as_deref().unwrap_or("(none)")),
-            );
-        }
-        h.push_str("</table>");
+        html_properties(&mut h, &a.properties);
     }
     if let Some(link) = console_link(&s.region, &s.resource_id) {
         let _ = write!(
@@ -370,10 +309,94 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     let _ = write!(
         h,
         "<p style=\"color:#555\">Why you got this: {}</p>",
-        e(&d.reason)
+        html_text(&d.reason)
     );
     h.push_str("<p style=\"color:#555\">sgwatch</p></body></html>");
     h
+}
+
+/// A resource-supplied value as HTML text: escaped, hidden characters shown ([`visible`]).
+fn html_text(v: &str) -> String {
+    encode_text(&visible(v)).into_owned()
+}
+
+/// The heading naming the group and the table of severity, account, region, change and actor.
+fn html_summary(h: &mut String, d: &Decision, actor: &ActorLookup) {
+    let a = &d.analysis;
+    let s = &a.subject;
+    let name = s
+        .name
+        .as_deref()
+        .map(|n| format!(" ({})", html_text(n)))
+        .unwrap_or_default();
+    let _ = write!(
+        h,
+        "<h2>Security group {}{name} was changed</h2>",
+        html_text(&s.resource_id)
+    );
+    h.push_str("<table cellpadding=\"4\">");
+    let when = s
+        .capture_time
+        .as_deref()
+        .map(|c| format!(" at {}", html_text(c)))
+        .unwrap_or_default();
+    for (k, v) in [
+        (
+            "Severity",
+            format!("<strong>{}</strong>", a.severity.as_str().to_uppercase()),
+        ),
+        ("Account", html_text(&s.account)),
+        ("Region", html_text(&s.region)),
+        ("Change", format!("{}{when}", html_text(&s.change_type))),
+        ("Changed by", html_text(&actor_text(actor))),
+    ] {
+        let _ = write!(
+            h,
+            "<tr><th align=\"left\" style=\"white-space:nowrap\">{k}</th><td>{v}</td></tr>"
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// The "Rules" table: one row per rule added or removed.
+fn html_rules(h: &mut String, changes: &[Change]) {
+    h.push_str(
+        "<h3>Rules</h3><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">",
+    );
+    h.push_str("<tr><th>Change</th><th>Severity</th><th>Direction</th><th>Protocol/ports</th><th>Source</th><th>Description</th></tr>");
+    for c in changes {
+        let r = &c.rule;
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            match c.action {
+                Action::Added => "added",
+                Action::Removed => "removed",
+            },
+            classify(c),
+            r.direction.as_str(),
+            html_text(&r.protocol_and_ports()),
+            html_text(r.source.as_str()),
+            html_text(r.description.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// The "Other changes" table: each property's previous and updated value.
+fn html_properties(h: &mut String, properties: &[PropertyChange]) {
+    h.push_str("<h3>Other changes</h3><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">");
+    h.push_str("<tr><th>Property</th><th>Previous</th><th>Updated</th></tr>");
+    for p in properties {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_text(&p.name),
+            html_text(p.previous.as_deref().unwrap_or("(none)")),
+            html_text(p.updated.as_deref().unwrap_or("(none)")),
+        );
+    }
+    h.push_str("</table>");
 }
 
 /// A resource-supplied value on one line, showing what it would hide: every control, format or

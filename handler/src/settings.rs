@@ -143,20 +143,7 @@ impl Policy {
             policy.owner_tag = tag_key("SGWATCH_OWNER_TAG", tag)?;
         }
         if let Some(types) = non_empty(&raw.resource_types) {
-            for t in types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                if !is_resource_type(t) {
-                    return Err(SettingsError::Invalid {
-                        name: "SGWATCH_RESOURCE_TYPES",
-                        value: types.to_owned(),
-                        why: format!(
-                            "{t:?} is not a CloudFormation type name like AWS::EC2::SecurityGroup"
-                        ),
-                    });
-                }
-                if !policy.resource_types.iter().any(|x| x == t) {
-                    policy.resource_types.push(t.to_owned());
-                }
-            }
+            add_resource_types(&mut policy.resource_types, types)?;
         }
         if let Some(fallback) = non_empty(&raw.fallback_recipient) {
             let address = parse_address(fallback).map_err(|why| SettingsError::Invalid {
@@ -178,35 +165,10 @@ impl Policy {
                 })?;
         }
         if let Some(name) = non_empty(&raw.fallback_destination) {
-            let Some(d) = policy
-                .destinations
-                .iter()
-                .find(|d| d.name.eq_ignore_ascii_case(name))
-            else {
-                return Err(SettingsError::Invalid {
-                    name: "SGWATCH_FALLBACK_DESTINATION",
-                    value: name.to_owned(),
-                    why: "it must name one of SGWATCH_DESTINATIONS".to_owned(),
-                });
-            };
-            policy.fallback_destination = Some(d.name.clone());
+            policy.fallback_destination = Some(fallback_destination(&policy.destinations, name)?);
         }
         if let Some(level) = non_empty(&raw.always_notify_at) {
-            let severity = Severity::from_str(level).map_err(|why| SettingsError::Invalid {
-                name: "SGWATCH_ALWAYS_NOTIFY_AT",
-                value: level.to_owned(),
-                why,
-            })?;
-            if policy.fallback_recipient.is_none() && policy.fallback_destination.is_none() {
-                return Err(SettingsError::Invalid {
-                    name: "SGWATCH_ALWAYS_NOTIFY_AT",
-                    value: level.to_owned(),
-                    why: "it tells the fallback recipient or destination; set \
-                          SGWATCH_FALLBACK_RECIPIENT or SGWATCH_FALLBACK_DESTINATION too"
-                        .to_owned(),
-                });
-            }
-            policy.always_notify_at = Some(severity);
+            policy.always_notify_at = Some(always_notify_at(&policy, level)?);
         }
         if let Some(flag) = non_empty(&raw.notify_on_relationship_changes) {
             policy.notify_on_relationship_changes =
@@ -224,6 +186,57 @@ impl Policy {
         }
         Ok(policy)
     }
+}
+
+/// Adds the comma-separated resource types of `value` to `types`, each once.
+fn add_resource_types(types: &mut Vec<String>, value: &str) -> Result<(), SettingsError> {
+    for t in value.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        if !is_resource_type(t) {
+            return Err(SettingsError::Invalid {
+                name: "SGWATCH_RESOURCE_TYPES",
+                value: value.to_owned(),
+                why: format!(
+                    "{t:?} is not a CloudFormation type name like AWS::EC2::SecurityGroup"
+                ),
+            });
+        }
+        if !types.iter().any(|x| x == t) {
+            types.push(t.to_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The configured name of the destination `name` means, compared without regard to case.
+fn fallback_destination(destinations: &[Destination], name: &str) -> Result<String, SettingsError> {
+    destinations
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(name))
+        .map(|d| d.name.clone())
+        .ok_or_else(|| SettingsError::Invalid {
+            name: "SGWATCH_FALLBACK_DESTINATION",
+            value: name.to_owned(),
+            why: "it must name one of SGWATCH_DESTINATIONS".to_owned(),
+        })
+}
+
+/// The severity `level` names, usable only when `policy` has a fallback to tell.
+fn always_notify_at(policy: &Policy, level: &str) -> Result<Severity, SettingsError> {
+    let severity = Severity::from_str(level).map_err(|why| SettingsError::Invalid {
+        name: "SGWATCH_ALWAYS_NOTIFY_AT",
+        value: level.to_owned(),
+        why,
+    })?;
+    if policy.fallback_recipient.is_none() && policy.fallback_destination.is_none() {
+        return Err(SettingsError::Invalid {
+            name: "SGWATCH_ALWAYS_NOTIFY_AT",
+            value: level.to_owned(),
+            why: "it tells the fallback recipient or destination; set \
+                  SGWATCH_FALLBACK_RECIPIENT or SGWATCH_FALLBACK_DESTINATION too"
+                .to_owned(),
+        });
+    }
+    Ok(severity)
 }
 
 /// Raw values of the policy settings, before validation.

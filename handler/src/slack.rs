@@ -12,7 +12,7 @@
 use serde_json::{json, Value};
 
 use crate::actor::ActorLookup;
-use crate::decide::Decision;
+use crate::decide::{Decision, PropertyChange};
 use crate::render::{actor_text, change_line, console_link, one_line, subject};
 use crate::rules::{Action, Change};
 use crate::severity::{classify, Severity};
@@ -113,74 +113,14 @@ fn rule_sections(title: &str, changes: &[&Change], max_sections: usize) -> Vec<V
 pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
     let a = &d.analysis;
     let s = &a.subject;
-    let severity = a.severity.as_str().to_uppercase();
-    let name = s
-        .name
-        .as_deref()
-        .map(|n| format!(" ({n})"))
-        .unwrap_or_default();
-    let test = if a.test { "TEST " } else { "" };
-    let header = cut(
-        escape(&format!(
-            "{test}{severity}: security group {}{name} was changed",
-            s.resource_id
-        )),
-        MAX_HEADER_CHARS,
-    );
-    let when = s
-        .capture_time
-        .as_deref()
-        .map(|c| format!(" at {}", escape(c)))
-        .unwrap_or_default();
-    let field = |title: &str, value: String| json!({"type": "mrkdwn", "text": cut(format!("*{title}*\n{value}"), MAX_FIELD_CHARS)});
-    let mut blocks = vec![json!({
-        "type": "section",
-        "fields": [
-            field("Severity", severity.clone()),
-            field("Account / region", format!("{} / {}", escape(&s.account), escape(&s.region))),
-            field("Change", format!("{}{when}", escape(&s.change_type))),
-            field("Changed by", escape(&actor_text(actor))),
-        ]
-    })];
+    let mut blocks = vec![facts(d, actor)];
     if !d.notes.is_empty() {
         let notes: Vec<String> = d.notes.iter().map(|n| format!("*{}*", escape(n))).collect();
         blocks.push(section(notes.join("\n")));
     }
-    let mut budget = MAX_RULE_SECTIONS;
-    for (title, action) in [
-        ("Rules added", Action::Added),
-        ("Rules removed", Action::Removed),
-    ] {
-        let list: Vec<&Change> = a.changes.iter().filter(|c| c.action == action).collect();
-        if list.is_empty() {
-            continue;
-        }
-        let sections = rule_sections(title, &list, budget.max(1));
-        budget = budget.saturating_sub(sections.len());
-        blocks.extend(sections);
-    }
+    blocks.extend(rule_blocks(&a.changes));
     if !a.properties.is_empty() {
-        let show = |v: &Option<String>| {
-            v.as_deref()
-                .map(|v| format!("\"{}\"", escape(v)))
-                .unwrap_or_else(|| "(none)".to_owned())
-        };
-        let lines: Vec<String> = a
-            .properties
-            .iter()
-            .map(|p| {
-                cut(
-                    format!(
-                        "{}: {} → {}",
-                        escape(&p.name),
-                        show(&p.previous),
-                        show(&p.updated)
-                    ),
-                    MAX_RULE_LINE_CHARS,
-                )
-            })
-            .collect();
-        blocks.push(section(format!("*Other changes*\n{}", lines.join("\n"))));
+        blocks.push(other_changes(&a.properties));
     }
     if let Some(link) = console_link(&s.region, &s.resource_id) {
         blocks.push(section(format!(
@@ -194,7 +134,7 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
     json!({
         // The notification's text (and what clients without blocks show).
         "text": escape(&subject(d)),
-        "blocks": [{"type": "header", "text": {"type": "plain_text", "text": header}}],
+        "blocks": [{"type": "header", "text": {"type": "plain_text", "text": header(d)}}],
         "attachments": [{"color": colour(a.severity), "blocks": blocks}]
     })
 }
@@ -211,6 +151,89 @@ pub fn block_count(message: &Value) -> usize {
     top + attached
 }
 
+/// The header text: severity and group, within [`MAX_HEADER_CHARS`].
+fn header(d: &Decision) -> String {
+    let a = &d.analysis;
+    let s = &a.subject;
+    let severity = a.severity.as_str().to_uppercase();
+    let name = s
+        .name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let test = if a.test { "TEST " } else { "" };
+    cut(
+        escape(&format!(
+            "{test}{severity}: security group {}{name} was changed",
+            s.resource_id
+        )),
+        MAX_HEADER_CHARS,
+    )
+}
+
+/// The section of fields: severity, account and region, change, actor.
+fn facts(d: &Decision, actor: &ActorLookup) -> Value {
+    let a = &d.analysis;
+    let s = &a.subject;
+    let when = s
+        .capture_time
+        .as_deref()
+        .map(|c| format!(" at {}", escape(c)))
+        .unwrap_or_default();
+    let field = |title: &str, value: String| json!({"type": "mrkdwn", "text": cut(format!("*{title}*\n{value}"), MAX_FIELD_CHARS)});
+    json!({
+        "type": "section",
+        "fields": [
+            field("Severity", a.severity.as_str().to_uppercase()),
+            field("Account / region", format!("{} / {}", escape(&s.account), escape(&s.region))),
+            field("Change", format!("{}{when}", escape(&s.change_type))),
+            field("Changed by", escape(&actor_text(actor))),
+        ]
+    })
+}
+
+/// The sections of rules added, then removed, sharing [`MAX_RULE_SECTIONS`] between them.
+fn rule_blocks(changes: &[Change]) -> Vec<Value> {
+    let mut blocks = Vec::new();
+    let mut budget = MAX_RULE_SECTIONS;
+    for (title, action) in [
+        ("Rules added", Action::Added),
+        ("Rules removed", Action::Removed),
+    ] {
+        let list: Vec<&Change> = changes.iter().filter(|c| c.action == action).collect();
+        if list.is_empty() {
+            continue;
+        }
+        let sections = rule_sections(title, &list, budget.max(1));
+        budget = budget.saturating_sub(sections.len());
+        blocks.extend(sections);
+    }
+    blocks
+}
+
+/// The "Other changes" section: each property's previous and updated value, one per line.
+fn other_changes(properties: &[PropertyChange]) -> Value {
+    let show = |v: &Option<String>| {
+        v.as_deref()
+            .map(|v| format!("\"{}\"", escape(v)))
+            .unwrap_or_else(|| "(none)".to_owned())
+    };
+    let lines: Vec<String> = properties
+        .iter()
+        .map(|p| {
+            cut(
+                format!(
+                    "{}: {} → {}",
+                    escape(&p.name),
+                    show(&p.previous),
+                    show(&p.updated)
+                ),
+                MAX_RULE_LINE_CHARS,
+            )
+        })
+        .collect();
+    section(format!("*Other changes*\n{}", lines.join("\n")))
+}
 #[cfg(test)]
 mod tests {
     use super::*;

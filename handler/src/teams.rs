@@ -11,7 +11,7 @@
 use serde_json::{json, Value};
 
 use crate::actor::ActorLookup;
-use crate::decide::Decision;
+use crate::decide::{Decision, PropertyChange, Subject};
 use crate::render::{actor_text, change_line, console_link, one_line};
 use crate::rules::Change;
 use crate::severity::{classify, Severity};
@@ -88,6 +88,26 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
 /// The payload with at most `shown` rules and `shown` other changes listed.
 fn card(d: &Decision, actor: &ActorLookup, shown: usize) -> Value {
     let a = &d.analysis;
+    let mut body = vec![headline(d), facts(d, actor)];
+    for note in &d.notes {
+        body.push(
+            json!({"type": "TextBlock", "text": escape(note), "wrap": true, "weight": "Bolder"}),
+        );
+    }
+    if !a.changes.is_empty() {
+        body.extend(rule_blocks(&a.changes, shown));
+    }
+    if !a.properties.is_empty() {
+        body.extend(property_blocks(&a.properties, shown));
+    }
+    body.push(json!({"type": "TextBlock", "text": format!("Why this channel got it: {}", escape(&d.reason)),
+                     "wrap": true, "isSubtle": true, "size": "Small", "separator": true}));
+    envelope(body, actions(&a.subject))
+}
+
+/// The coloured container naming the severity and the group.
+fn headline(d: &Decision) -> Value {
+    let a = &d.analysis;
     let s = &a.subject;
     let (container, colour) = style(a.severity);
     let name = s
@@ -96,83 +116,85 @@ fn card(d: &Decision, actor: &ActorLookup, shown: usize) -> Value {
         .map(|n| format!(" ({})", escape(n)))
         .unwrap_or_default();
     let test = if a.test { "TEST " } else { "" };
+    json!({
+        "type": "Container",
+        "style": container,
+        "bleed": true,
+        "items": [
+            {"type": "TextBlock", "text": format!("{test}{}", a.severity.as_str().to_uppercase()),
+             "weight": "Bolder", "size": "Large", "color": colour},
+            text(format!("Security group {}{name} was changed", escape(&s.resource_id))),
+        ]
+    })
+}
+
+/// The account, region, change and actor as a fact set.
+fn facts(d: &Decision, actor: &ActorLookup) -> Value {
+    let s = &d.analysis.subject;
     let when = s
         .capture_time
         .as_deref()
         .map(|c| format!(" at {}", escape(c)))
         .unwrap_or_default();
-    let mut body = vec![
-        json!({
-            "type": "Container",
-            "style": container,
-            "bleed": true,
-            "items": [
-                {"type": "TextBlock", "text": format!("{test}{}", a.severity.as_str().to_uppercase()),
-                 "weight": "Bolder", "size": "Large", "color": colour},
-                text(format!("Security group {}{name} was changed", escape(&s.resource_id))),
-            ]
-        }),
-        json!({"type": "FactSet", "facts": [
-            {"title": "Account", "value": escape(&s.account)},
-            {"title": "Region", "value": escape(&s.region)},
-            {"title": "Change", "value": format!("{}{when}", escape(&s.change_type))},
-            {"title": "Changed by", "value": escape(&actor_text(actor))},
-        ]}),
-    ];
-    for note in &d.notes {
-        body.push(
-            json!({"type": "TextBlock", "text": escape(note), "wrap": true, "weight": "Bolder"}),
-        );
+    json!({"type": "FactSet", "facts": [
+        {"title": "Account", "value": escape(&s.account)},
+        {"title": "Region", "value": escape(&s.region)},
+        {"title": "Change", "value": format!("{}{when}", escape(&s.change_type))},
+        {"title": "Changed by", "value": escape(&actor_text(actor))},
+    ]})
+}
+
+/// The "Rules" title and the first `shown` rules, the rest counted.
+fn rule_blocks(changes: &[Change], shown: usize) -> [Value; 2] {
+    let title = json!({"type": "TextBlock", "text": format!("Rules ({})", changes.len()),
+                 "weight": "Bolder", "separator": true});
+    let lines: Vec<String> = changes.iter().take(shown).map(rule_line).collect();
+    let mut rules = lines.join("\n\n");
+    if changes.len() > shown {
+        rules.push_str(&format!("\n\n(+{} more rules)", changes.len() - shown));
     }
-    if !a.changes.is_empty() {
-        body.push(
-            json!({"type": "TextBlock", "text": format!("Rules ({})", a.changes.len()),
-                         "weight": "Bolder", "separator": true}),
-        );
-        let lines: Vec<String> = a.changes.iter().take(shown).map(rule_line).collect();
-        let mut rules = lines.join("\n\n");
-        if a.changes.len() > shown {
-            rules.push_str(&format!("\n\n(+{} more rules)", a.changes.len() - shown));
-        }
-        body.push(text(rules));
+    [title, text(rules)]
+}
+
+/// The "Other changes" title and the first `shown` of them, the rest counted.
+fn property_blocks(properties: &[PropertyChange], shown: usize) -> [Value; 2] {
+    let title = json!({"type": "TextBlock", "text": "Other changes", "weight": "Bolder", "separator": true});
+    let show = |v: &Option<String>| {
+        v.as_deref()
+            .map(|v| format!("\"{}\"", escape(v)))
+            .unwrap_or_else(|| "(none)".to_owned())
+    };
+    let lines: Vec<String> = properties
+        .iter()
+        .take(shown)
+        .map(|p| {
+            format!(
+                "{}: {} → {}",
+                escape(&p.name),
+                show(&p.previous),
+                show(&p.updated)
+            )
+        })
+        .collect();
+    let mut others = lines.join("\n\n");
+    if properties.len() > shown {
+        others.push_str(&format!("\n\n(+{} more changes)", properties.len() - shown));
     }
-    if !a.properties.is_empty() {
-        body.push(json!({"type": "TextBlock", "text": "Other changes", "weight": "Bolder", "separator": true}));
-        let show = |v: &Option<String>| {
-            v.as_deref()
-                .map(|v| format!("\"{}\"", escape(v)))
-                .unwrap_or_else(|| "(none)".to_owned())
-        };
-        let lines: Vec<String> = a
-            .properties
-            .iter()
-            .take(shown)
-            .map(|p| {
-                format!(
-                    "{}: {} → {}",
-                    escape(&p.name),
-                    show(&p.previous),
-                    show(&p.updated)
-                )
-            })
-            .collect();
-        let mut others = lines.join("\n\n");
-        if a.properties.len() > shown {
-            others.push_str(&format!(
-                "\n\n(+{} more changes)",
-                a.properties.len() - shown
-            ));
-        }
-        body.push(text(others));
-    }
-    body.push(json!({"type": "TextBlock", "text": format!("Why this channel got it: {}", escape(&d.reason)),
-                     "wrap": true, "isSubtle": true, "size": "Small", "separator": true}));
-    let actions: Vec<Value> = console_link(&s.region, &s.resource_id)
+    [title, text(others)]
+}
+
+/// The card's action: the group in the AWS console, when its id makes a link.
+fn actions(s: &Subject) -> Vec<Value> {
+    console_link(&s.region, &s.resource_id)
         .map(
             |url| json!({"type": "Action.OpenUrl", "title": "Open in the AWS console", "url": url}),
         )
         .into_iter()
-        .collect();
+        .collect()
+}
+
+/// The Workflows message holding one Adaptive Card of `body` and `actions`.
+fn envelope(body: Vec<Value>, actions: Vec<Value>) -> Value {
     json!({
         "type": "message",
         "attachments": [{
