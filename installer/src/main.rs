@@ -11,8 +11,9 @@ use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use sgwatch::aws::{self, GlobalArgs, Output};
-use sgwatch::rollout::{self, Action, Outcome, RolloutArgs};
-use sgwatch::{explain, install, package, redrive, status, teardown, test_event, verify};
+use sgwatch::cmd::rollout::{self, Action, Outcome, RolloutArgs};
+use sgwatch::cmd::{explain, install, redrive, status, teardown, test_event, verify};
+use sgwatch::deploy::package;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -74,7 +74,7 @@ pub async fn load(args: &GlobalArgs) -> Result<SdkConfig, ConfigError> {
 pub async fn assume(
     base: &SdkConfig,
     g: &GlobalArgs,
-    target: &crate::rollout::Target,
+    target: &crate::cmd::rollout::Target,
     partition: &str,
 ) -> SdkConfig {
     let mut provider = aws_config::sts::AssumeRoleProvider::builder(target.role_arn(partition))

@@ -16,7 +16,7 @@ use sgwatch_handler::rules::{Action, Change, RuleSet};
 use sgwatch_handler::severity::{self, Severity};
 
 use crate::aws::Place;
-use crate::recorder::Step;
+use crate::deploy::recorder::Step;
 
 /// How long after recording starts a discovered group still counts as baseline. AWS Config
 /// discovers the existing resources of a recorded type asynchronously after the recorder starts

@@ -19,13 +19,13 @@ use clap::Args;
 use serde::Serialize;
 use sgwatch_handler::settings::Settings;
 
-use crate::artifacts::{self, InstallState};
 use crate::aws::Place;
 use crate::aws::{error_text, sns_for};
-use crate::recorder::{self, Found};
-use crate::simulate::{self, Simulated};
-use crate::stack;
-use crate::topic;
+use crate::deploy::artifacts::{self, InstallState};
+use crate::deploy::recorder::{self, Found};
+use crate::deploy::simulate::{self, Simulated};
+use crate::deploy::stack;
+use crate::deploy::topic;
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
@@ -191,9 +191,9 @@ pub const LINKS: &[fn(&Seen) -> Vec<Check>] = &[
 pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, crate::Error> {
     let seen = look(args, config).await?;
     let mut checks: Vec<Check> = LINKS.iter().flat_map(|link| link(&seen)).collect();
-    checks.extend(crate::destinations::checks(config, &seen.params).await);
-    checks.extend(crate::actor_feed::check(config, &seen).await);
-    checks.extend(crate::alarms::check(config, &seen).await);
+    checks.extend(crate::deploy::destinations::checks(config, &seen.params).await);
+    checks.extend(crate::deploy::actor_feed::check(config, &seen).await);
+    checks.extend(crate::deploy::alarms::check(config, &seen).await);
     Ok(Status {
         account: seen.place.account.clone(),
         region: seen.place.region.clone(),
@@ -290,10 +290,10 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
     .or_else(|| seen.params.get("Sender").cloned());
     if let Some(sender) = sender {
         let ses = crate::aws::sesv2(config);
-        let identity = crate::preflight::sender_identity(&ses, &seen.place, &sender)
+        let identity = crate::deploy::preflight::sender_identity(&ses, &seen.place, &sender)
             .await
             .map_err(|e| e.to_string());
-        let sandbox = crate::preflight::sandbox_warning(&ses, &seen.place).await;
+        let sandbox = crate::deploy::preflight::sandbox_warning(&ses, &seen.place).await;
         seen.ses = Some((sender, identity, sandbox));
     }
     (seen.handler_role, seen.config_role) = roles(config, &seen).await;
@@ -856,7 +856,10 @@ fn failures_link(seen: &Seen) -> Vec<Check> {
     let check = "failure queue empty";
     vec![match parked {
         Ok(0) => Check::ok(check, "no failed notifications"),
-        Ok(n) => Check::warn(check, crate::redrive::parked_line(*n).unwrap_or_default()),
+        Ok(n) => Check::warn(
+            check,
+            crate::cmd::redrive::parked_line(*n).unwrap_or_default(),
+        ),
         Err(e) => Check::fail(check, e.clone()),
     }]
 }

@@ -18,9 +18,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::aws::GlobalArgs;
-use crate::install::{self, InstallArgs, Source};
-use crate::policy_args::PolicyArgs;
-use crate::{package, status, teardown};
+use crate::cmd::install::{self, InstallArgs, Source};
+use crate::cmd::{status, teardown};
+use crate::deploy::package;
+use crate::deploy::policy_args::PolicyArgs;
 
 /// What a rollout does in every target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]

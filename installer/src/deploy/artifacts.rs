@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{
 use serde::{Deserialize, Serialize};
 
 use crate::aws::Place;
-use crate::package::Artifact;
+use crate::deploy::package::Artifact;
 
 /// What went wrong with a bucket or object; names it, the account and the region.
 #[derive(Debug, thiserror::Error)]

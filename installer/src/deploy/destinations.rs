@@ -13,7 +13,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType};
 
-use crate::status::{Check, Level};
+use crate::cmd::status::{Check, Level};
 
 const CHECK: &str = "destination parameter";
 

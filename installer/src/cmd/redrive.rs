@@ -46,7 +46,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aws::{error_text, Place};
-use crate::stack;
+use crate::deploy::stack;
 
 /// How long the listed messages stay hidden from other readers while redrive works on them.
 const VISIBILITY_SECS: i32 = 120;

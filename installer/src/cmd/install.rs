@@ -1,5 +1,5 @@
-//! `sgwatch install` and `sgwatch plan`: observe the account ([`crate::observe`], read-only
-//! calls), decide ([`crate::plan`], pure), and for install apply ([`crate::apply`]).
+//! `sgwatch install` and `sgwatch plan`: observe the account ([`crate::deploy::observe`], read-only
+//! calls), decide ([`crate::deploy::plan`], pure), and for install apply ([`crate::deploy::apply`]).
 //!
 //! Plan lists exactly what install would do, and install with nothing to do makes no mutating
 //! call and says "no changes". The comparison covers the stack's template body and parameters
@@ -14,14 +14,14 @@ use serde::{Deserialize, Serialize};
 use sgwatch_handler::recipients::parse_address;
 use sgwatch_handler::settings::Policy;
 
-use crate::apply;
 use crate::aws::Place;
-use crate::baseline::{self, Exposed};
-use crate::observe::{self, Observed};
-use crate::package::{self, Arch};
-use crate::plan::{self, Plan, Step, Wanted};
-use crate::policy_args::PolicyArgs;
-use crate::stack;
+use crate::deploy::apply;
+use crate::deploy::baseline::{self, Exposed};
+use crate::deploy::observe::{self, Observed};
+use crate::deploy::package::{self, Arch};
+use crate::deploy::plan::{self, Plan, Step, Wanted};
+use crate::deploy::policy_args::PolicyArgs;
+use crate::deploy::stack;
 
 /// How Config notifications reach the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, Serialize, Deserialize)]
@@ -78,7 +78,7 @@ pub struct InstallArgs {
     /// a group at once and warns of the worst changes early (default: on when a CloudTrail trail
     /// logs in the region)
     #[arg(long, value_enum, value_name = "on|off")]
-    pub actor_feed: Option<crate::actor_feed::OnOff>,
+    pub actor_feed: Option<crate::deploy::actor_feed::OnOff>,
 }
 
 /// Why install or plan stopped. Each says what failed, where, and what to do.
@@ -240,11 +240,11 @@ async fn observe_and_plan(
                 .installed
                 .stack
                 .as_ref()
-                .map(crate::stack::deployed_parameters)
+                .map(crate::deploy::stack::deployed_parameters)
                 .and_then(|p| p.get("ActorFeed").cloned())
-                .and_then(|v| crate::actor_feed::OnOff::from_str(&v, true).ok());
-            let (on, why) = crate::actor_feed::default_for(
-                &crate::actor_feed::trails(config).await,
+                .and_then(|v| crate::deploy::actor_feed::OnOff::from_str(&v, true).ok());
+            let (on, why) = crate::deploy::actor_feed::default_for(
+                &crate::deploy::actor_feed::trails(config).await,
                 &region,
                 deployed,
             );

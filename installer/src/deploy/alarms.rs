@@ -6,7 +6,7 @@
 use aws_config::SdkConfig;
 
 use crate::aws::{error_text, sns_for};
-use crate::status::{Check, Level, Seen};
+use crate::cmd::status::{Check, Level, Seen};
 
 /// Each alarm: the suffix of its name and what it goes off on.
 pub const ALARMS: [(&str, &str); 3] = [

@@ -10,15 +10,15 @@ use std::time::SystemTime;
 
 use aws_sdk_cloudformation::types::{Stack, StackStatus};
 
-use crate::artifacts::{self, InstallState, Ownership};
 use crate::aws::Place;
-use crate::baseline;
-use crate::install::{Checked, InstallArgs, InstallError, Source};
-use crate::observe::{Installed, Observed};
-use crate::package::Artifact;
-use crate::recorder::{self, Found, Owned, Want};
-use crate::stack::{self, StackError};
-use crate::topic;
+use crate::cmd::install::{Checked, InstallArgs, InstallError, Source};
+use crate::deploy::artifacts::{self, InstallState, Ownership};
+use crate::deploy::baseline;
+use crate::deploy::observe::{Installed, Observed};
+use crate::deploy::package::Artifact;
+use crate::deploy::recorder::{self, Found, Owned, Want};
+use crate::deploy::stack::{self, StackError};
+use crate::deploy::topic;
 
 /// What install wants: the checked flags and the handler artifact.
 #[derive(Debug, Clone)]
@@ -343,7 +343,7 @@ fn parameters(
         ),
         (
             "DestinationParameters",
-            crate::policy_args::destination_parameters(p).join(","),
+            crate::deploy::policy_args::destination_parameters(p).join(","),
         ),
         (
             "DestinationKmsKeyArn",
@@ -363,7 +363,7 @@ fn parameters(
         (
             "ActorFeed",
             args.actor_feed
-                .unwrap_or(crate::actor_feed::OnOff::Off)
+                .unwrap_or(crate::deploy::actor_feed::OnOff::Off)
                 .as_str()
                 .to_owned(),
         ),
@@ -670,9 +670,9 @@ mod tests {
     use aws_sdk_cloudformation::types::{Output, Parameter};
     use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
 
-    use crate::observe::Subscribed;
-    use crate::package::Arch;
-    use crate::policy_args::PolicyArgs;
+    use crate::deploy::observe::Subscribed;
+    use crate::deploy::package::Arch;
+    use crate::deploy::policy_args::PolicyArgs;
 
     const ACCOUNT: &str = "111122223333";
     const REGION: &str = "us-east-1";

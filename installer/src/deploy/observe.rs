@@ -1,4 +1,4 @@
-//! What is there: one read of the account, with read-only calls, that [`crate::plan`] decides
+//! What is there: one read of the account, with read-only calls, that [`crate::deploy::plan`] decides
 //! from. Install, plan and teardown all start here, so they see the same account the same way.
 
 use std::collections::BTreeMap;
@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::Stack;
 
-use crate::artifacts::{self, InstallState};
 use crate::aws::{sns_for, Place};
-use crate::package::Artifact;
-use crate::preflight;
-use crate::recorder::{self, Found};
-use crate::stack;
-use crate::topic;
+use crate::deploy::artifacts::{self, InstallState};
+use crate::deploy::package::Artifact;
+use crate::deploy::preflight;
+use crate::deploy::recorder::{self, Found};
+use crate::deploy::stack;
+use crate::deploy::topic;
 
 /// What an install of `stack_name` left in the account: enough for teardown and to decide who
 /// owns the Config recorder and channel.
@@ -49,7 +49,7 @@ pub struct Observed {
     pub artifacts_bucket: bool,
     /// Whether the handler zip is already in the artifacts bucket (see [`uploaded`]).
     pub uploaded: bool,
-    /// The handler's subscriptions, by topic: read for the topics [`crate::plan::topics`] names.
+    /// The handler's subscriptions, by topic: read for the topics [`crate::deploy::plan::topics`] names.
     pub subscriptions: BTreeMap<String, Option<Subscribed>>,
 }
 
@@ -145,14 +145,14 @@ pub async fn uploaded(
 pub async fn subscriptions(
     config: &SdkConfig,
     installed: &Installed,
-    topics: &[crate::plan::Topic],
+    topics: &[crate::deploy::plan::Topic],
 ) -> Result<BTreeMap<String, Option<Subscribed>>, crate::Error> {
     let mut out = BTreeMap::new();
     let Some(function) = installed.outputs.get("FunctionArn") else {
         return Ok(out);
     };
     let place = &installed.place;
-    for crate::plan::Topic {
+    for crate::deploy::plan::Topic {
         arn: topic,
         redriven,
     } in topics

@@ -21,7 +21,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::aws::{error_text, Place};
-use crate::stack;
+use crate::deploy::stack;
 
 /// The tag that marks a group as made by `sgwatch verify` (its value is the run id). The handler
 /// never takes such a group's discovery for the baseline of groups that existed at install.
@@ -54,7 +54,10 @@ pub struct VerifyArgs {
 
 /// Whether a change made now can reach the handler within `timeout`: not when the recorder
 /// records security groups once a day.
-pub fn precheck(found: &crate::recorder::Found, timeout: Duration) -> Result<(), VerifyError> {
+pub fn precheck(
+    found: &crate::deploy::recorder::Found,
+    timeout: Duration,
+) -> Result<(), VerifyError> {
     match found.daily_security_groups() {
         Some(daily) => Err(VerifyError::DailyRecording {
             daily,
@@ -411,7 +414,9 @@ pub async fn run(
 
     // A recorder that records groups daily would leave verify waiting for nothing: said now.
     // (One that cannot be read is no reason not to try.)
-    if let Ok(found) = crate::recorder::find(&crate::aws::configservice(config), &place).await {
+    if let Ok(found) =
+        crate::deploy::recorder::find(&crate::aws::configservice(config), &place).await
+    {
         precheck(&found, args.timeout)?;
     }
 
@@ -518,7 +523,7 @@ pub async fn run(
         group_deleted: deleted.is_ok(),
         deletion_error: deleted.err(),
         alarms: if outputs.contains_key("AlarmTopicArn") {
-            crate::alarms::names(&args.stack_name)
+            crate::deploy::alarms::names(&args.stack_name)
         } else {
             Vec::new()
         },
@@ -568,8 +573,8 @@ async fn wait(
             };
             let line = format!(
                 "{state}: {} of {}",
-                crate::redrive::age(elapsed.as_secs()),
-                crate::redrive::age(args.timeout.as_secs())
+                crate::cmd::redrive::age(elapsed.as_secs()),
+                crate::cmd::redrive::age(args.timeout.as_secs())
             );
             if terminal {
                 eprint!("\r{line}\x1b[K");
@@ -733,7 +738,7 @@ mod tests {
     #[test]
     fn a_daily_recorder_is_said_before_any_group_is_made() {
         use aws_sdk_config::types::{ConfigurationRecorder, RecordingFrequency, RecordingMode};
-        let found = |frequency| crate::recorder::Found {
+        let found = |frequency| crate::deploy::recorder::Found {
             recorder: Some(
                 ConfigurationRecorder::builder()
                     .name("default")

@@ -1,18 +1,18 @@
-//! Doing it: each step of a [`Plan`] (install) or of [`undo`](crate::plan::undo) (teardown)
+//! Doing it: each step of a [`Plan`] (install) or of [`undo`](crate::deploy::plan::undo) (teardown)
 //! as AWS calls, reported as a line of what was done.
 
 use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::Stack;
 
-use crate::artifacts::{self, InstallState, Ownership};
 use crate::aws::sns_for;
 use crate::aws::Place;
-use crate::install::InstallError;
-use crate::observe::{self, Observed};
-use crate::plan::{self, Plan, StackStep, Step, Undo, Wanted};
-use crate::recorder;
-use crate::stack;
-use crate::topic;
+use crate::cmd::install::InstallError;
+use crate::deploy::artifacts::{self, InstallState, Ownership};
+use crate::deploy::observe::{self, Observed};
+use crate::deploy::plan::{self, Plan, StackStep, Step, Undo, Wanted};
+use crate::deploy::recorder;
+use crate::deploy::stack;
+use crate::deploy::topic;
 
 /// The install record as it is being made, written before each Config change and at the end.
 struct Record {
@@ -119,7 +119,7 @@ async fn after_stack(
     config: &SdkConfig,
     observed: &Observed,
     wanted: &Wanted,
-    source: crate::install::Source,
+    source: crate::cmd::install::Source,
     steps: Vec<Step>,
 ) -> Result<Vec<String>, crate::Error> {
     let place = observed.place.clone();
@@ -272,7 +272,7 @@ async fn deploy(
 /// Applies teardown's steps; returns what was removed and what was kept, one line each.
 pub async fn teardown(
     config: &SdkConfig,
-    installed: &crate::observe::Installed,
+    installed: &crate::deploy::observe::Installed,
     steps: Vec<Undo>,
     progress: bool,
 ) -> Result<(Vec<String>, Vec<String>), crate::Error> {

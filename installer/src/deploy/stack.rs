@@ -19,7 +19,7 @@ use aws_smithy_types::DateTime;
 use crate::aws::Place;
 
 /// The main template, embedded in the binary.
-pub const TEMPLATE: &str = include_str!("../../templates/sgwatch.yaml");
+pub const TEMPLATE: &str = include_str!("../../../templates/sgwatch.yaml");
 
 /// The tag every sgwatch stack carries (CloudFormation copies it onto the resources it tags).
 const MANAGED_TAG: (&str, &str) = ("sgwatch:managed", "true");

@@ -18,7 +18,7 @@ use serde_json::Value;
 use sgwatch_synth::{self as synth, Capture};
 
 use crate::aws::Place;
-use crate::stack;
+use crate::deploy::stack;
 
 /// Why the test notification could not be sent; each says what to do.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use aws_config::SdkConfig;
 use clap::ValueEnum;
 
 use crate::aws::error_text;
-use crate::status::{Check, Level, Seen};
+use crate::cmd::status::{Check, Level, Seen};
 
 /// `--actor-feed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
