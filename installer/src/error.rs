@@ -33,7 +33,7 @@ pub enum ErrorKind {
     #[error(transparent)]
     Topic(#[from] crate::deploy::topic::TopicError),
     #[error(transparent)]
-    Install(#[from] crate::cmd::install::InstallError),
+    Install(#[from] crate::deploy::wanted::InstallError),
     #[error(transparent)]
     Setting(#[from] crate::deploy::policy_args::InvalidSetting),
     #[error(transparent)]

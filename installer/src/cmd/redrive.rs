@@ -46,7 +46,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aws::{error_text, Place};
-use crate::deploy::stack;
+use crate::deploy::stack::{self, Deployed};
 
 /// How long the listed messages stay hidden from other readers while redrive works on them.
 const VISIBILITY_SECS: i32 = 120;
@@ -75,10 +75,6 @@ pub struct RedriveArgs {
 /// Why the failure queue could not be read or replayed; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RedriveError {
-    #[error("stack {stack} not found in {place}: run `sgwatch install` first")]
-    NoStack { stack: String, place: Place },
-    #[error("stack {stack} has no {output} output: run `sgwatch install` to update it")]
-    NoOutput { stack: String, output: &'static str },
     #[error("cannot read the failure queue {queue} ({place}): {detail}")]
     Queue {
         queue: String,
@@ -520,22 +516,15 @@ pub async fn run(
 ) -> Result<Redrive, crate::Error> {
     let place = crate::aws::place(config).await?;
     let cf = crate::aws::cloudformation(config);
-    let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
-        return Err(RedriveError::NoStack {
-            stack: args.stack_name.clone(),
-            place,
-        }
-        .into());
-    };
-    let mut outputs = stack::resolved_outputs(&cf, &args.stack_name, &s, &place).await?;
-    let output = |outputs: &mut std::collections::BTreeMap<String, String>, name: &'static str| {
-        outputs.remove(name).ok_or_else(|| RedriveError::NoOutput {
-            stack: args.stack_name.clone(),
-            output: name,
-        })
-    };
-    let queue_url = output(&mut outputs, "FailureQueueUrl")?;
-    let origins = origins(&cf, &args.stack_name, &s, &outputs, &place).await;
+    let deployed = Deployed::require(&cf, &args.stack_name, &place).await?;
+    let outputs = &deployed.outputs;
+    let queue_url = stack::required(
+        &outputs.failure_queue_url,
+        &args.stack_name,
+        "FailureQueueUrl",
+    )?
+    .to_owned();
+    let origins = origins(&cf, &args.stack_name, &deployed, &place).await;
     let sqs = crate::aws::sqs(config);
     let received = receive(&sqs, &queue_url, args.max as usize)
         .await
@@ -585,7 +574,8 @@ pub async fn run(
     if replay {
         let function = match &args.function_name {
             Some(f) => f.clone(),
-            None => output(&mut outputs, "FunctionName")?,
+            None => stack::required(&outputs.function_name, &args.stack_name, "FunctionName")?
+                .to_owned(),
         };
         let mut lambda_config = aws_sdk_lambda::config::Builder::from(config);
         if let Some(url) = &args.lambda_endpoint_url {
@@ -665,11 +655,11 @@ pub async fn run(
 async fn origins(
     cf: &aws_sdk_cloudformation::Client,
     stack_name: &str,
-    stack: &aws_sdk_cloudformation::types::Stack,
-    outputs: &std::collections::BTreeMap<String, String>,
+    deployed: &Deployed,
     place: &Place,
 ) -> Origins {
-    let function_arn = outputs.get("FunctionArn").cloned();
+    let outputs = &deployed.outputs;
+    let function_arn = outputs.function_arn.clone();
     let partition = function_arn
         .as_deref()
         .map(crate::aws::identity::partition_of)
@@ -680,14 +670,9 @@ async fn origins(
             place.region, place.account
         )
     };
-    let mut topics: Vec<String> = outputs.get("TopicArn").cloned().into_iter().collect();
-    topics.extend(
-        stack::deployed_parameters(stack)
-            .remove("AdoptedTopicArn")
-            .filter(|t| !t.is_empty()),
-    );
-    let mut rules: Vec<String> = outputs
-        .get("ActorFeedRuleName")
+    let mut topics: Vec<String> = outputs.topic_arn.clone().into_iter().collect();
+    topics.extend(deployed.params.adopted_topic_arn.clone());
+    let mut rules: Vec<String> = (outputs.actor_feed_rule_name.as_ref())
         .map(|n| rule_arn(n))
         .into_iter()
         .collect();

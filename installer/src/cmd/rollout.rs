@@ -18,10 +18,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::aws::GlobalArgs;
-use crate::cmd::install::{self, InstallArgs, Source};
-use crate::cmd::{status, teardown};
+use crate::cmd::{install, status, teardown};
 use crate::deploy::package;
 use crate::deploy::policy_args::PolicyArgs;
+use crate::deploy::stack::Source;
+use crate::deploy::wanted::InstallArgs;
 
 /// What a rollout does in every target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -586,7 +587,8 @@ async fn on_target(
     arch: package::Arch,
     zip: Option<PathBuf>,
 ) -> Result<Vec<String>, crate::Error> {
-    let config = crate::aws::assume(base, g, t, partition).await;
+    let role = t.role_arn(partition);
+    let config = crate::aws::assume(base, g, role, &t.region, t.external_id.as_deref()).await;
     match action {
         Action::Install => Ok(
             install::install(&install_args(t, arch, zip), &config, false)

@@ -19,13 +19,17 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use clap::Args;
 use serde::Serialize;
+use sgwatch_handler::settings::Policy;
 
 use crate::aws::{error_text, Place};
-use crate::deploy::stack;
+use crate::deploy::stack::{self, Deployed};
 
 /// The tag that marks a group as made by `sgwatch verify` (its value is the run id). The handler
 /// never takes such a group's discovery for the baseline of groups that existed at install.
 pub const MARKER_TAG: &str = sgwatch_handler::decide::VERIFY_TAG;
+/// The value of the notify tag that opts the throwaway group in (the handler's rule,
+/// [`sgwatch_handler::decide::opt_in`], takes it).
+pub const OPT_IN: &str = "Yes";
 /// The rule verify opens: RDP from TEST-NET-1 (RFC 5737), an address range used only in
 /// documentation, so the rule lets nothing in.
 pub const RULE_CIDR: &str = "192.0.2.0/24";
@@ -93,10 +97,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// email is a [`Verified`] whose email step is missing, not an error.)
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("stack {stack} not found in {place}: run `sgwatch install` first")]
-    NoStack { stack: String, place: Place },
-    #[error("stack {stack} has no {output} output: run `sgwatch install` to update it")]
-    NoOutput { stack: String, output: &'static str },
     #[error("no recipient: the stack {stack} has no fallback recipient; pass --recipient EMAIL")]
     NoRecipient { stack: String },
     #[error(
@@ -376,41 +376,25 @@ pub async fn run(
 ) -> Result<Verified, crate::Error> {
     let place = crate::aws::place(config).await?;
     let cf = crate::aws::cloudformation(config);
-    let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
-        return Err(VerifyError::NoStack {
-            stack: args.stack_name.clone(),
-            place,
-        }
-        .into());
-    };
-    let parameters = stack::deployed_parameters(&s);
-    let outputs = stack::resolved_outputs(&cf, &args.stack_name, &s, &place).await?;
-    let table = outputs
-        .get("IdempotencyTableName")
-        .cloned()
-        .ok_or_else(|| VerifyError::NoOutput {
-            stack: args.stack_name.clone(),
-            output: "IdempotencyTableName",
-        })?;
+    let deployed = Deployed::require(&cf, &args.stack_name, &place).await?;
+    let table = stack::required(
+        &deployed.outputs.idempotency_table_name,
+        &args.stack_name,
+        "IdempotencyTableName",
+    )?
+    .to_owned();
     let recipient = args
         .recipient
         .clone()
-        .or_else(|| parameters.get("FallbackRecipient").cloned())
+        .or_else(|| deployed.params.fallback_recipient.clone())
         .filter(|r| !r.trim().is_empty())
         .ok_or_else(|| VerifyError::NoRecipient {
             stack: args.stack_name.clone(),
         })?;
-    let tag = |name: &str, default: &str| {
-        parameters
-            .get(name)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .unwrap_or_else(|| default.to_owned())
-    };
-    let (notify_tag, owner_tag) = (
-        tag("NotifyTag", "NotifyOnChange"),
-        tag("OwnerTag", "OwnerDL"),
-    );
+    // The tags as the handler reads them: the stack's, else the handler's defaults.
+    let defaults = Policy::default();
+    let notify_tag = (deployed.params.notify_tag.clone()).unwrap_or(defaults.notify_tag);
+    let owner_tag = (deployed.params.owner_tag.clone()).unwrap_or(defaults.owner_tag);
 
     // A recorder that records groups daily would leave verify waiting for nothing: said now.
     // (One that cannot be read is no reason not to try.)
@@ -438,7 +422,7 @@ pub async fn run(
         &vpc_id,
         &group_name,
         &[
-            (notify_tag.as_str(), "Yes"),
+            (notify_tag.as_str(), OPT_IN),
             (owner_tag.as_str(), recipient.as_str()),
             (MARKER_TAG, run_id.as_str()),
             ("Name", group_name.as_str()),
@@ -522,15 +506,12 @@ pub async fn run(
         problem,
         group_deleted: deleted.is_ok(),
         deletion_error: deleted.err(),
-        alarms: if outputs.contains_key("AlarmTopicArn") {
+        alarms: if deployed.outputs.alarm_topic_arn.is_some() {
             crate::deploy::alarms::names(&args.stack_name)
         } else {
             Vec::new()
         },
-        alarms_email: parameters
-            .get("FallbackRecipient")
-            .filter(|f| !f.is_empty())
-            .cloned(),
+        alarms_email: deployed.params.fallback_recipient.clone(),
     })
 }
 

@@ -6,13 +6,13 @@ use aws_sdk_cloudformation::types::Stack;
 
 use crate::aws::sns_for;
 use crate::aws::Place;
-use crate::cmd::install::InstallError;
 use crate::deploy::artifacts::{self, InstallState, Ownership};
-use crate::deploy::observe::{self, Observed};
-use crate::deploy::plan::{self, Plan, StackStep, Step, Undo, Wanted};
+use crate::deploy::observe::{self, Installed, Observed};
+use crate::deploy::plan::{self, Plan, StackStep, Step, Undo};
 use crate::deploy::recorder;
-use crate::deploy::stack;
+use crate::deploy::stack::{self, Deployed, Source};
 use crate::deploy::topic;
+use crate::deploy::wanted::Wanted;
 
 /// The install record as it is being made, written before each Config change and at the end.
 struct Record {
@@ -99,13 +99,11 @@ async fn artifact_and_stack(
             Step::Stack(s) => {
                 let name = &wanted.checked.stack_name;
                 let cf = crate::aws::cloudformation(config);
-                let deployed_stack = observed.stack.as_ref();
+                let deployed_stack = observed.deployed.as_ref().map(|d| &d.stack);
                 let (stack, lines) =
                     deploy(&cf, name, &place, deployed_stack, &s, params, progress).await?;
                 changes.extend(lines.into_iter().map(|c| format!("stack {name}: {c}")));
-                observed.installed.outputs =
-                    stack::resolved_outputs(&cf, name, &stack, &place).await?;
-                observed.installed.stack = Some(stack);
+                observed.installed.deployed = Some(Deployed::read(&cf, name, stack, &place).await?);
                 deployed = true;
             }
             _ => unreachable!("only the artifact and stack steps are taken here"),
@@ -119,7 +117,7 @@ async fn after_stack(
     config: &SdkConfig,
     observed: &Observed,
     wanted: &Wanted,
-    source: crate::cmd::install::Source,
+    source: Source,
     steps: Vec<Step>,
 ) -> Result<Vec<String>, crate::Error> {
     let place = observed.place.clone();
@@ -132,11 +130,13 @@ async fn after_stack(
         }),
         written: observed.state.clone(),
     };
-    record.state.config_bucket = observed.outputs.get("ConfigBucketName").cloned();
-    let function = output(observed, wanted, "FunctionArn")?;
-    let owned = plan::owned(&observed.found, Some(&record.state), &observed.outputs);
+    let outputs = observed.outputs();
+    let name = &wanted.checked.stack_name;
+    record.state.config_bucket = outputs.config_bucket_name.clone();
+    let function = stack::required(&outputs.function_arn, name, "FunctionArn")?.to_owned();
+    let owned = plan::owned(&observed.found, Some(&record.state), outputs);
     plan::mark_adopted(&mut record.state, &observed.found, owned);
-    let want = plan::want(&wanted.args, &wanted.checked, &observed.outputs);
+    let want = plan::want(&wanted.args, &wanted.checked, outputs);
     let cfg = crate::aws::configservice(config);
     let lambda = crate::aws::lambda(config);
     for step in steps {
@@ -194,10 +194,10 @@ async fn after_stack(
             // the API: the stack subscribes inline (an AWS::SNS::Topic Subscription carries no
             // redrive policy), and an adopted topic's subscription is not the stack's.
             Step::Redrive { topic } => {
-                let queue = output(observed, wanted, "FailureQueueArn")?;
+                let queue = stack::required(&outputs.failure_queue_arn, name, "FailureQueueArn")?;
                 let sns = sns_for(config, &topic);
                 if let Some(sub) = topic::subscription(&sns, &place, &topic, &function).await? {
-                    topic::set_redrive(&sns, &place, &topic, &sub, &queue).await?;
+                    topic::set_redrive(&sns, &place, &topic, &sub, queue).await?;
                     changes.push(format!(
                         "parked what SNS cannot deliver from {topic} to the handler in the failure queue"
                     ));
@@ -215,19 +215,6 @@ async fn after_stack(
     }
     record.write(&s3, &place).await?;
     Ok(changes)
-}
-
-/// A stack output install needs.
-fn output(observed: &Observed, wanted: &Wanted, key: &'static str) -> Result<String, InstallError> {
-    observed
-        .outputs
-        .get(key)
-        .cloned()
-        .ok_or_else(|| InstallError::MissingOutput {
-            stack: wanted.checked.stack_name.clone(),
-            place: observed.place.clone(),
-            output: key,
-        })
 }
 
 /// Creates or updates the stack through a change set; returns it as deployed, with the changes.
@@ -272,7 +259,7 @@ async fn deploy(
 /// Applies teardown's steps; returns what was removed and what was kept, one line each.
 pub async fn teardown(
     config: &SdkConfig,
-    installed: &crate::deploy::observe::Installed,
+    installed: &Installed,
     steps: Vec<Undo>,
     progress: bool,
 ) -> Result<(Vec<String>, Vec<String>), crate::Error> {
@@ -288,7 +275,7 @@ pub async fn teardown(
                 subscription,
             } => {
                 let lambda = crate::aws::lambda(config);
-                let function = installed.outputs.get("FunctionName").map(String::as_str);
+                let function = installed.outputs().function_name.as_deref();
                 let sns = sns_for(config, &topic);
                 topic::unsubscribe(&sns, &lambda, place, &topic, &subscription, function).await?;
                 removed.push(format!("subscription of the handler to {topic}"));

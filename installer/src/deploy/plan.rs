@@ -6,37 +6,17 @@
 //! ([`undo`]) removes only what install created.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
-use aws_sdk_cloudformation::types::{Stack, StackStatus};
+use aws_sdk_cloudformation::types::StackStatus;
 
 use crate::aws::Place;
-use crate::cmd::install::{Checked, InstallArgs, InstallError, Source};
 use crate::deploy::artifacts::{self, InstallState, Ownership};
 use crate::deploy::baseline;
-use crate::deploy::observe::{Installed, Observed};
-use crate::deploy::package::Artifact;
+use crate::deploy::observe::{Installed, Observed, Topic};
 use crate::deploy::recorder::{self, Found, Owned, Want};
-use crate::deploy::stack::{self, StackError};
+use crate::deploy::stack::{self, Deployed, Source, StackError, StackOutputs};
 use crate::deploy::topic;
-
-/// What install wants: the checked flags and the handler artifact.
-#[derive(Debug, Clone)]
-pub struct Wanted {
-    pub args: InstallArgs,
-    pub checked: Checked,
-    pub artifact: Artifact,
-    /// When the plan is made: recording that starts now makes its baseline end an hour later.
-    pub now: SystemTime,
-}
-
-/// A topic the handler is (or will be) subscribed to, and whether its subscription should park
-/// what SNS cannot deliver in the failure queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic {
-    pub arn: String,
-    pub redriven: bool,
-}
+use crate::deploy::wanted::{Checked, InstallArgs, InstallError, Wanted};
 
 /// The stack's change: created, or updated through a change set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,22 +113,18 @@ impl Plan {
 /// Which of the found recorder and channel are install's, for install and teardown alike: its
 /// record says it created them, or (the record lost to an interrupted install) they point at this
 /// stack's role and bucket, which nobody else uses.
-pub fn owned(
-    found: &Found,
-    state: Option<&InstallState>,
-    outputs: &BTreeMap<String, String>,
-) -> Owned {
+pub fn owned(found: &Found, state: Option<&InstallState>, outputs: &StackOutputs) -> Owned {
     let created = |how: Ownership, named: &str, actual: Option<&str>| {
         how == Ownership::Created && Some(named) == actual
     };
-    let output = |key: &str| outputs.get(key).map(String::as_str);
     let recorder = found.recorder.as_ref().is_some_and(|r| {
         state.is_some_and(|s| created(s.recorder, &s.recorder_name, r.name()))
-            || (r.role_arn().is_some() && r.role_arn() == output("ConfigRoleArn"))
+            || (r.role_arn().is_some() && r.role_arn() == outputs.config_role_arn.as_deref())
     });
     let channel = found.channel.as_ref().is_some_and(|c| {
         state.is_some_and(|s| created(s.channel, &s.channel_name, c.name()))
-            || (c.s3_bucket_name().is_some() && c.s3_bucket_name() == output("ConfigBucketName"))
+            || (c.s3_bucket_name().is_some()
+                && c.s3_bucket_name() == outputs.config_bucket_name.as_deref())
     });
     Owned { recorder, channel }
 }
@@ -166,12 +142,12 @@ pub fn mark_adopted(state: &mut InstallState, found: &Found, owned: Owned) {
 }
 
 /// Config as install wants it, with the stack's outputs where the stack exists.
-pub fn want(args: &InstallArgs, checked: &Checked, outputs: &BTreeMap<String, String>) -> Want {
+pub fn want(args: &InstallArgs, checked: &Checked, outputs: &StackOutputs) -> Want {
     Want {
         types: checked.policy.resource_types.clone(),
-        role_arn: outputs.get("ConfigRoleArn").cloned(),
-        bucket: outputs.get("ConfigBucketName").cloned(),
-        topic: outputs.get("TopicArn").cloned(),
+        role_arn: outputs.config_role_arn.clone(),
+        bucket: outputs.config_bucket_name.clone(),
+        topic: outputs.topic_arn.clone(),
         extend: args.extend_recorder,
     }
 }
@@ -186,9 +162,9 @@ pub fn config_steps(
     let owned = owned(
         &installed.found,
         installed.state.as_ref(),
-        &installed.outputs,
+        installed.outputs(),
     );
-    let want = want(args, checked, &installed.outputs);
+    let want = want(args, checked, installed.outputs());
     Ok(recorder::steps(
         &installed.found,
         owned,
@@ -208,7 +184,7 @@ pub fn source(asked: Option<Source>, installed: &Installed) -> (Source, Option<S
     let owned = owned(
         &installed.found,
         installed.state.as_ref(),
-        &installed.outputs,
+        installed.outputs(),
     );
     let foreign = installed
         .found
@@ -244,7 +220,7 @@ pub fn adopted_topic(
     let owned = owned(
         &installed.found,
         installed.state.as_ref(),
-        &installed.outputs,
+        installed.outputs(),
     );
     let Some(channel) = installed.found.channel.as_ref().filter(|_| !owned.channel) else {
         return Ok(None);
@@ -259,9 +235,7 @@ pub fn adopted_topic(
         }
         .into()),
         // Already our own topic (its inline subscription is the stack's).
-        Some(topic) if installed.outputs.get("TopicArn").map(String::as_str) == Some(topic) => {
-            Ok(None)
-        }
+        Some(topic) if installed.outputs().topic_arn.as_deref() == Some(topic) => Ok(None),
         Some(topic) => Ok(Some(topic.to_owned())),
     }
 }
@@ -270,9 +244,7 @@ pub fn adopted_topic(
 /// the adopted channel's. Each is redriven to the failure queue when the queue can take its
 /// failures (same account and region).
 pub fn topics(installed: &Installed, source: Source) -> Result<Vec<Topic>, crate::Error> {
-    let own = installed
-        .outputs
-        .get("TopicArn")
+    let own = (installed.outputs().topic_arn.as_ref())
         .filter(|_| source == Source::Sns)
         .map(|arn| Topic {
             arn: arn.clone(),
@@ -363,7 +335,7 @@ fn parameters(
         (
             "ActorFeed",
             args.actor_feed
-                .unwrap_or(crate::deploy::actor_feed::OnOff::Off)
+                .unwrap_or(stack::OnOff::Off)
                 .as_str()
                 .to_owned(),
         ),
@@ -376,16 +348,16 @@ fn parameters(
 /// How the deployed stack differs from `params`; a stack busy with another operation is an error.
 fn stack_differences(
     name: &str,
-    stack: Option<&Stack>,
+    deployed: Option<&Deployed>,
     template: Option<&str>,
     params: &BTreeMap<String, String>,
     place: &Place,
 ) -> Result<Vec<String>, StackError> {
-    let Some(s) = stack else {
+    let Some(deployed) = deployed else {
         return Ok(vec![format!("create stack {name}")]);
     };
-    let status = s
-        .stack_status()
+    let status = deployed
+        .status()
         .cloned()
         .unwrap_or_else(|| StackStatus::from("UNKNOWN"));
     if stack::in_progress(&status) && status != StackStatus::ReviewInProgress {
@@ -398,7 +370,7 @@ fn stack_differences(
     Ok(match template.filter(|_| stack::is_settled(&status)) {
         // The comparison the no-op re-run rests on: the template body and the parameters as
         // deployed, against what we would deploy.
-        Some(body) => stack::differences(body, &stack::deployed_parameters(s), params),
+        Some(body) => stack::differences(body, &deployed.params.all, params),
         None => vec![format!(
             "stack {name} is {}: it will be created anew",
             status.as_str()
@@ -413,7 +385,7 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
     let owned = owned(
         &installed.found,
         installed.state.as_ref(),
-        &installed.outputs,
+        installed.outputs(),
     );
     let config = config_steps(installed, &wanted.args, &wanted.checked)?;
     let (source, why) = source(wanted.args.source, installed);
@@ -449,10 +421,9 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
         baseline::until(wanted.now)
     } else {
         installed
-            .stack
-            .as_ref()
-            .map(stack::deployed_parameters)
-            .and_then(|p| p.get("BaselineUntil").cloned())
+            .params()
+            .baseline_until
+            .clone()
             .unwrap_or_default()
     };
     // The adopted channel's topic redrives to the failure queue when it can (same account and
@@ -471,12 +442,12 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
     let name = &wanted.checked.stack_name;
     let differences = stack_differences(
         name,
-        installed.stack.as_ref(),
+        installed.deployed.as_ref(),
         observed.template.as_deref(),
         &params,
         place,
     )?;
-    let stack_settled = installed.stack.is_some() && differences.is_empty();
+    let stack_settled = installed.deployed.is_some() && differences.is_empty();
 
     let mut steps = Vec::new();
     if !observed.artifacts_bucket {
@@ -486,7 +457,7 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
         steps.push(Step::Upload);
     }
     if !stack_settled {
-        let status = installed.stack.as_ref().and_then(|s| s.stack_status());
+        let status = installed.deployed.as_ref().and_then(Deployed::status);
         steps.push(Step::Stack(StackStep {
             replace: matches!(
                 status,
@@ -505,7 +476,7 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
         source,
         params,
         baseline_until,
-        want: want(&wanted.args, &wanted.checked, &installed.outputs),
+        want: want(&wanted.args, &wanted.checked, installed.outputs()),
         warnings,
         steps,
     })
@@ -542,8 +513,9 @@ pub fn after_stack(
             topic: topic.clone(),
         });
     }
-    match installed.outputs.get("FailureQueueArn") {
-        Some(queue) if installed.outputs.contains_key("FunctionArn") => {
+    let outputs = installed.outputs();
+    match &outputs.failure_queue_arn {
+        Some(queue) if outputs.function_arn.is_some() => {
             for t in topics(installed, source)?
                 .into_iter()
                 .filter(|t| t.redriven)
@@ -601,7 +573,7 @@ pub enum Undo {
 /// What teardown removes (in order) and the adopted resources it leaves, as lines.
 pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String>) {
     let (found, state) = (&installed.found, installed.state.as_ref());
-    let owned = owned(found, state, &installed.outputs);
+    let owned = owned(found, state, installed.outputs());
     let mut steps = Vec::new();
     let mut kept = Vec::new();
     if let Some((topic, sub)) = state.and_then(|s| {
@@ -631,7 +603,7 @@ pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String
         });
     }
     // Worth saying only where there was an install of this stack to tear down.
-    let was_installed = state.is_some() || installed.stack.is_some();
+    let was_installed = state.is_some() || installed.deployed.is_some();
     if let Some(r) = found
         .recorder_name()
         .filter(|_| was_installed && !owned.recorder)
@@ -649,10 +621,7 @@ pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String
         ));
     }
     steps.push(Undo::DeleteStack);
-    let config_bucket = installed
-        .outputs
-        .get("ConfigBucketName")
-        .cloned()
+    let config_bucket = (installed.outputs().config_bucket_name.clone())
         .or_else(|| state.and_then(|s| s.config_bucket.clone()));
     if let Some(bucket) = config_bucket {
         steps.push(Undo::ConfigBucket {
@@ -666,12 +635,14 @@ pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use aws_sdk_cloudformation::types::{Output, Parameter};
+    use std::time::SystemTime;
+
+    use aws_sdk_cloudformation::types::{Output, Parameter, Stack};
     use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
 
+    use super::*;
     use crate::deploy::observe::Subscribed;
-    use crate::deploy::package::Arch;
+    use crate::deploy::package::{Arch, Artifact};
     use crate::deploy::policy_args::PolicyArgs;
 
     const ACCOUNT: &str = "111122223333";
@@ -784,8 +755,11 @@ mod tests {
             installed: Installed {
                 place: place(),
                 stack_name: "sgwatch".into(),
-                stack: Some(stack),
-                outputs,
+                deployed: Some(Deployed {
+                    stack,
+                    params: stack::StackParams::from_map(params.clone()),
+                    outputs: StackOutputs::from_map(outputs),
+                }),
                 state: Some(state),
                 found: Found {
                     recorder: Some(recorder),
@@ -844,8 +818,7 @@ mod tests {
     #[test]
     fn a_fresh_account_plans_every_step_in_order() {
         let mut observed = installed_with(&BTreeMap::new());
-        observed.installed.stack = None;
-        observed.installed.outputs.clear();
+        observed.installed.deployed = None;
         observed.installed.state = None;
         observed.installed.found = Found::default();
         observed.template = None;
@@ -947,8 +920,14 @@ mod tests {
         let state = observed.installed.state.as_mut().expect("record");
         state.recorder = Ownership::Adopted;
         state.channel = Ownership::Adopted;
-        observed.installed.outputs.remove("ConfigRoleArn");
-        observed.installed.outputs.remove("ConfigBucketName");
+        let outputs = &mut observed
+            .installed
+            .deployed
+            .as_mut()
+            .expect("a stack")
+            .outputs;
+        outputs.config_role_arn = None;
+        outputs.config_bucket_name = None;
         let (steps, kept) = undo(&observed, true);
         assert_eq!(
             steps,
