@@ -747,6 +747,16 @@ mod tests {
     }
 
     #[test]
+    fn the_throwaway_group_is_opted_in_by_the_handler_s_rule() {
+        let notify_tag = Policy::default().notify_tag;
+        let tags = std::collections::BTreeMap::from([(notify_tag.clone(), OPT_IN.to_owned())]);
+        assert_eq!(
+            sgwatch_handler::decide::opt_in(&tags, &notify_tag),
+            Ok(OPT_IN)
+        );
+    }
+
+    #[test]
     fn durations_read_as_people_write_them() {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
