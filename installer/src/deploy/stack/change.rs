@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use aws_sdk_cloudformation::client::Waiters;
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
 use aws_sdk_cloudformation::types::{
-    Capability, ChangeSetStatus, ChangeSetType, Parameter, Stack, StackStatus, Tag,
+    Capability, ChangeSetStatus, ChangeSetType, Parameter, ResourceChange, Stack, StackStatus, Tag,
 };
 use aws_sdk_cloudformation::Client;
 use aws_smithy_types::DateTime;
@@ -99,23 +100,23 @@ pub async fn create_change_set(
         .send()
         .await
         .map_err(|e| aws_error("describing the change set of", name, place, &e))?;
+    computed(&described, id, kind, name, place)
+}
+
+/// The change set as CloudFormation computed it: its changes, nothing to change, or why it
+/// failed.
+fn computed(
+    described: &DescribeChangeSetOutput,
+    id: String,
+    kind: ChangeSetType,
+    name: &str,
+    place: &Place,
+) -> Result<ChangeSet, StackError> {
     let changes = described
         .changes()
         .iter()
         .filter_map(|c| c.resource_change())
-        .map(|rc| {
-            format!(
-                "{} {} ({}){}",
-                rc.action().map(|a| a.as_str()).unwrap_or("?"),
-                rc.logical_resource_id().unwrap_or("?"),
-                rc.resource_type().unwrap_or("?"),
-                match rc.replacement().map(|r| r.as_str()) {
-                    Some("True") => ", replaced",
-                    Some("Conditional") => ", may be replaced",
-                    _ => "",
-                }
-            )
-        })
+        .map(change_line)
         .collect();
     let reason = described.status_reason().unwrap_or_default().to_owned();
     match described.status() {
@@ -148,6 +149,21 @@ pub async fn create_change_set(
             minutes: CHANGE_SET_WAIT.as_secs() / 60,
         }),
     }
+}
+
+/// A resource change as one line: `Modify Function (AWS::Lambda::Function), replaced`.
+fn change_line(rc: &ResourceChange) -> String {
+    format!(
+        "{} {} ({}){}",
+        rc.action().map(|a| a.as_str()).unwrap_or("?"),
+        rc.logical_resource_id().unwrap_or("?"),
+        rc.resource_type().unwrap_or("?"),
+        match rc.replacement().map(|r| r.as_str()) {
+            Some("True") => ", replaced",
+            Some("Conditional") => ", may be replaced",
+            _ => "",
+        }
+    )
 }
 
 /// Deletes a change set that will not be executed (plan, or nothing to change). Already gone is
