@@ -21,6 +21,40 @@ struct Record {
 }
 
 impl Record {
+    /// The record as install goes on from the stack: the one found (or a new one), with the
+    /// stack's Config bucket and what install found and did not create.
+    fn start(observed: &Observed, wanted: &Wanted) -> Record {
+        let mut state = observed.state.clone().unwrap_or_else(|| InstallState {
+            stack_name: wanted.checked.stack_name.clone(),
+            ..Default::default()
+        });
+        state.config_bucket = observed.outputs().config_bucket_name.clone();
+        let owned = plan::owned(&observed.found, Some(&state), observed.outputs());
+        plan::mark_adopted(&mut state, &observed.found, owned);
+        Record {
+            state,
+            written: observed.state.clone(),
+        }
+    }
+
+    /// Notes what a Config step creates or adds, for teardown to take back.
+    fn before(&mut self, step: &recorder::Step) {
+        match step {
+            recorder::Step::CreateRecorder => {
+                self.state.recorder = Ownership::Created;
+                self.state.recorder_name = recorder::NAME.into();
+            }
+            recorder::Step::CreateChannel => {
+                self.state.channel = Ownership::Created;
+                self.state.channel_name = recorder::NAME.into();
+            }
+            recorder::Step::ExtendRecorder { .. } => {
+                self.state.extended_types = vec![recorder::SECURITY_GROUP.to_owned()];
+            }
+            _ => {}
+        }
+    }
+
     async fn write(&mut self, s3: &aws_sdk_s3::Client, place: &Place) -> Result<(), crate::Error> {
         if self.written.as_ref() != Some(&self.state) {
             artifacts::write_state(s3, place, &self.state).await?;
@@ -123,19 +157,10 @@ async fn after_stack(
     let place = observed.place.clone();
     let s3 = crate::aws::s3(config);
     let mut changes = Vec::new();
-    let mut record = Record {
-        state: observed.state.clone().unwrap_or_else(|| InstallState {
-            stack_name: wanted.checked.stack_name.clone(),
-            ..Default::default()
-        }),
-        written: observed.state.clone(),
-    };
+    let mut record = Record::start(observed, wanted);
     let outputs = observed.outputs();
     let name = &wanted.checked.stack_name;
-    record.state.config_bucket = outputs.config_bucket_name.clone();
     let function = stack::required(&outputs.function_arn, name, "FunctionArn")?.to_owned();
-    let owned = plan::owned(&observed.found, Some(&record.state), outputs);
-    plan::mark_adopted(&mut record.state, &observed.found, owned);
     let want = plan::want(&wanted.args, &wanted.checked, outputs);
     let cfg = crate::aws::configservice(config);
     let lambda = crate::aws::lambda(config);
@@ -145,20 +170,7 @@ async fn after_stack(
                 // Recorded *before* it is made: a kill between the call and the record would
                 // otherwise leave a recorder that teardown does not know is ours (deleting one
                 // that is not there, or taking back a type that was never added, is harmless).
-                match &step {
-                    recorder::Step::CreateRecorder => {
-                        record.state.recorder = Ownership::Created;
-                        record.state.recorder_name = recorder::NAME.into();
-                    }
-                    recorder::Step::CreateChannel => {
-                        record.state.channel = Ownership::Created;
-                        record.state.channel_name = recorder::NAME.into();
-                    }
-                    recorder::Step::ExtendRecorder { .. } => {
-                        record.state.extended_types = vec![recorder::SECURITY_GROUP.to_owned()];
-                    }
-                    _ => {}
-                }
+                record.before(&step);
                 record.write(&s3, &place).await?;
                 recorder::apply(&cfg, &place, &observed.found, &step, &want).await?;
                 changes.push(step.describe(&want));

@@ -30,6 +30,25 @@ pub struct StackStep {
     pub differences: Vec<String>,
 }
 
+impl StackStep {
+    /// The change to the deployed stack (if any) that makes these differences.
+    fn new(deployed: Option<&Deployed>, differences: Vec<String>) -> StackStep {
+        let status = deployed.and_then(Deployed::status);
+        StackStep {
+            replace: matches!(
+                status,
+                Some(
+                    StackStatus::RollbackComplete
+                        | StackStatus::RollbackFailed
+                        | StackStatus::ReviewInProgress
+                )
+            ),
+            update: status.is_some_and(stack::is_settled),
+            differences,
+        }
+    }
+}
+
 /// One change install makes, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -257,7 +276,8 @@ pub fn topics(installed: &Installed, source: Source) -> Result<Vec<Topic>, crate
     Ok(own.into_iter().chain(adopted).collect())
 }
 
-/// The stack parameters install deploys (before the template's defaults are filled in).
+/// The stack parameters install deploys (before the template's defaults are filled in): the
+/// handler's settings and how it is deployed.
 fn parameters(
     wanted: &Wanted,
     source: Source,
@@ -266,8 +286,41 @@ fn parameters(
     baseline_until: &str,
     adopted_topic: &str,
 ) -> BTreeMap<String, String> {
-    let p = &wanted.checked.policy;
     let args = &wanted.args;
+    let deployment = [
+        ("Architecture", args.arch.as_str().to_owned()),
+        ("ArtifactBucket", artifacts::bucket_name(place)),
+        ("ArtifactKey", wanted.artifact.key()),
+        ("EventSource", source.as_str().to_owned()),
+        ("BaselineUntil", baseline_until.to_owned()),
+        // The failure queue takes undelivered messages of this topic only, besides the stack's.
+        ("AdoptedTopicArn", adopted_topic.to_owned()),
+        // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
+        ("Accounts", place.account.clone()),
+        (
+            "ReservedConcurrency",
+            args.reserved_concurrency
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "ActorFeed",
+            args.actor_feed
+                .unwrap_or(stack::OnOff::Off)
+                .as_str()
+                .to_owned(),
+        ),
+    ];
+    settings(wanted, identity)
+        .into_iter()
+        .chain(deployment)
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+/// The parameters that become the handler's settings.
+fn settings(wanted: &Wanted, identity: &str) -> Vec<(&'static str, String)> {
+    let p = &wanted.checked.policy;
     // The handler always watches security groups; the parameter holds the others.
     let extra: Vec<&str> = p
         .resource_types
@@ -275,7 +328,7 @@ fn parameters(
         .filter(|t| *t != recorder::SECURITY_GROUP)
         .map(String::as_str)
         .collect();
-    [
+    vec![
         ("Sender", wanted.checked.sender.clone()),
         ("SenderIdentity", identity.to_owned()),
         (
@@ -296,15 +349,6 @@ fn parameters(
             p.notify_on_relationship_changes.to_string(),
         ),
         ("LookupActor", "true".to_owned()),
-        ("Architecture", args.arch.as_str().to_owned()),
-        ("ArtifactBucket", artifacts::bucket_name(place)),
-        ("ArtifactKey", wanted.artifact.key()),
-        ("EventSource", source.as_str().to_owned()),
-        ("BaselineUntil", baseline_until.to_owned()),
-        // The failure queue takes undelivered messages of this topic only, besides the stack's.
-        ("AdoptedTopicArn", adopted_topic.to_owned()),
-        // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
-        ("Accounts", place.account.clone()),
         (
             "Destinations",
             p.destinations
@@ -319,30 +363,19 @@ fn parameters(
         ),
         (
             "DestinationKmsKeyArn",
-            args.policy.destination_kms_key.clone().unwrap_or_default(),
+            wanted
+                .args
+                .policy
+                .destination_kms_key
+                .clone()
+                .unwrap_or_default(),
         ),
         ("ChannelsTag", p.channels_tag.clone()),
         (
             "FallbackDestination",
             p.fallback_destination.clone().unwrap_or_default(),
         ),
-        (
-            "ReservedConcurrency",
-            args.reserved_concurrency
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-        ),
-        (
-            "ActorFeed",
-            args.actor_feed
-                .unwrap_or(stack::OnOff::Off)
-                .as_str()
-                .to_owned(),
-        ),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
 }
 
 /// How the deployed stack differs from `params`; a stack busy with another operation is an error.
@@ -378,19 +411,15 @@ fn stack_differences(
     })
 }
 
-/// Everything install would do, in order.
-pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> {
-    let installed = &observed.installed;
+/// What install cannot fix about what it adopts: a topic whose failures cannot be parked, a
+/// recorder that is not recording or records groups only daily.
+fn adoption_warnings(
+    installed: &Installed,
+    source: Source,
+    owned: Owned,
+) -> Result<Vec<String>, crate::Error> {
     let place = &installed.place;
-    let owned = owned(
-        &installed.found,
-        installed.state.as_ref(),
-        installed.outputs(),
-    );
-    let config = config_steps(installed, &wanted.args, &wanted.checked)?;
-    let (source, why) = source(wanted.args.source, installed);
-    let mut warnings = observed.warnings.clone();
-    warnings.extend(why);
+    let mut warnings = Vec::new();
     if let Some(topic) = adopted_topic(installed, source)?.filter(|t| !topic::can_redrive(t, place))
     {
         warnings.push(format!(
@@ -414,6 +443,23 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
             recorder::SECURITY_GROUP
         ));
     }
+    Ok(warnings)
+}
+
+/// Everything install would do, in order.
+pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> {
+    let installed = &observed.installed;
+    let place = &installed.place;
+    let owned = owned(
+        &installed.found,
+        installed.state.as_ref(),
+        installed.outputs(),
+    );
+    let config = config_steps(installed, &wanted.args, &wanted.checked)?;
+    let (source, why) = source(wanted.args.source, installed);
+    let mut warnings = observed.warnings.clone();
+    warnings.extend(why);
+    warnings.extend(adoption_warnings(installed, source, owned)?);
     // Recording that starts now makes AWS Config discover every existing group: those are the
     // baseline. Otherwise the deployed time stays, so a re-install with nothing to do changes
     // nothing.
@@ -457,19 +503,10 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
         steps.push(Step::Upload);
     }
     if !stack_settled {
-        let status = installed.deployed.as_ref().and_then(Deployed::status);
-        steps.push(Step::Stack(StackStep {
-            replace: matches!(
-                status,
-                Some(
-                    StackStatus::RollbackComplete
-                        | StackStatus::RollbackFailed
-                        | StackStatus::ReviewInProgress
-                )
-            ),
-            update: status.is_some_and(stack::is_settled),
+        steps.push(Step::Stack(StackStep::new(
+            installed.deployed.as_ref(),
             differences,
-        }));
+        )));
     }
     steps.extend(after_stack(observed, wanted, source)?);
     Ok(Plan {
