@@ -202,14 +202,10 @@ async fn after_stack(
                 ));
                 record.state.adopted_subscription_arn = Some(sub);
             }
-            // What SNS cannot deliver to the handler is parked in the failure queue. Set through
-            // the API: the stack subscribes inline (an AWS::SNS::Topic Subscription carries no
-            // redrive policy), and an adopted topic's subscription is not the stack's.
             Step::Redrive { topic } => {
                 let queue = stack::required(&outputs.failure_queue_arn, name, "FailureQueueArn")?;
                 let sns = sns_for(config, &topic);
-                if let Some(sub) = topic::subscription(&sns, &place, &topic, &function).await? {
-                    topic::set_redrive(&sns, &place, &topic, &sub, queue).await?;
+                if redrive(&sns, &place, &topic, &function, queue).await? {
                     changes.push(format!(
                         "parked what SNS cannot deliver from {topic} to the handler in the failure queue"
                     ));
@@ -227,6 +223,24 @@ async fn after_stack(
     }
     record.write(&s3, &place).await?;
     Ok(changes)
+}
+
+/// Parks what SNS cannot deliver from `topic` to the handler in the failure queue; false when the
+/// handler has no subscription there. Set through the API: the stack subscribes inline (an
+/// AWS::SNS::Topic Subscription carries no redrive policy), and an adopted topic's subscription
+/// is not the stack's.
+async fn redrive(
+    sns: &aws_sdk_sns::Client,
+    place: &Place,
+    topic: &str,
+    function: &str,
+    queue: &str,
+) -> Result<bool, crate::Error> {
+    let Some(sub) = topic::subscription(sns, place, topic, function).await? else {
+        return Ok(false);
+    };
+    topic::set_redrive(sns, place, topic, &sub, queue).await?;
+    Ok(true)
 }
 
 /// Creates or updates the stack through a change set; returns it as deployed, with the changes.
