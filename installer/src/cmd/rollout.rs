@@ -261,8 +261,6 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
     Ok(out)
 }
 
-/// Whether `region` looks like a region name (`us-east-1`, `cn-north-1`, `us-gov-west-1`): the
-
 /// Target `i`'s account id, checked: 12 digits, given as a string.
 fn account(value: Option<&serde_yaml::Value>, i: usize) -> Result<String, String> {
     let account = match value {
@@ -295,6 +293,8 @@ fn role(settings: &TargetSettings, account: &str) -> Result<Role, String> {
         (None, None) => Err(format!("account {account} has no role to assume: set `role_name` (or `role_arn`) on it or in `defaults`")),
     }
 }
+
+/// Whether `region` looks like a region name (`us-east-1`, `cn-north-1`, `us-gov-west-1`): the
 /// SDK resolves it, so no list kept here goes stale as AWS opens regions.
 fn is_region_shaped(region: &str) -> bool {
     let parts: Vec<&str> = region.split('-').collect();

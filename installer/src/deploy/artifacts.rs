@@ -439,8 +439,6 @@ pub async fn delete_state(
         .collect())
 }
 
-/// Deletes every object version and delete marker in `bucket`, then the bucket. A missing bucket
-
 /// The next objects to delete: versions and delete markers first (a versioned bucket keeps every
 /// overwritten object), then, for emulators and unversioned buckets that list no versions, the
 /// plain listing. Empty when the bucket is.
@@ -519,6 +517,8 @@ async fn delete_batch(
     }
     Ok(())
 }
+
+/// Deletes every object version and delete marker in `bucket`, then the bucket. A missing bucket
 /// is success (`false`).
 pub async fn empty_and_delete(
     s3: &aws_sdk_s3::Client,

@@ -437,10 +437,6 @@ pub async fn apply(
 /// the stack creates ConfigRole and its policy moments before the recorder and channel use them.
 const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Runs `call` again, with backoff, while Config answers that the role is not usable yet
-/// (`InvalidRoleException`: it cannot assume it; `InsufficientDeliveryPolicyException`: its
-/// policy does not reach the bucket or topic yet), for up to [`PROPAGATION_WAIT`]. Any other
-
 /// Adds security groups to the adopted recorder `name` (`--extend-recorder`).
 async fn extend(
     config: &Client,
@@ -498,6 +494,10 @@ fn with_security_groups(group: &RecordingGroup) -> RecordingGroup {
         regroup(group, types, group.exclusion_by_resource_types().cloned())
     }
 }
+
+/// Runs `call` again, with backoff, while Config answers that the role is not usable yet
+/// (`InvalidRoleException`: it cannot assume it; `InsufficientDeliveryPolicyException`: its
+/// policy does not reach the bucket or topic yet), for up to [`PROPAGATION_WAIT`]. Any other
 /// answer, or the same one after the wait, is returned.
 async fn while_iam_propagates<T, E, F, Fut>(
     what: &str,

@@ -1,5 +1,6 @@
-//! The CloudFormation stack: the embedded template and its parameters ([`template`]), the
-//! deployed stack read once ([`deployed`]), and deploying or deleting it ([`change`]).
+//! The CloudFormation stack: the embedded template and its parameters ([`TEMPLATE`],
+//! [`complete_parameters`], [`differences`]), the deployed stack read once ([`Deployed`]), and
+//! deploying or deleting it through a change set ([`create_change_set`], [`execute`], [`delete`]).
 
 mod change;
 mod deployed;
