@@ -552,8 +552,9 @@ fn channels(tags: &BTreeMap<String, String>, policy: &Policy) -> Option<Channels
         .map(|value| parse_channels_tag(value, &policy.destinations))
 }
 
-/// `Ok(value)` when `tags` opt the group in, else why not.
-fn opt_in<'t>(tags: &'t BTreeMap<String, String>, notify_tag: &str) -> Result<&'t str, String> {
+/// `Ok(value)` when `tags` opt the group in (tag `notify_tag` is `Yes` or `true`, in any case),
+/// else why not. The one opt-in rule: the installer's baseline and `verify` use it too.
+pub fn opt_in<'t>(tags: &'t BTreeMap<String, String>, notify_tag: &str) -> Result<&'t str, String> {
     match tags.get(notify_tag) {
         Some(v)
             if v.trim().eq_ignore_ascii_case("yes") || v.trim().eq_ignore_ascii_case("true") =>

@@ -21,35 +21,35 @@ pub enum ErrorKind {
     #[error(transparent)]
     Identity(#[from] crate::aws::IdentityError),
     #[error(transparent)]
-    Preflight(#[from] crate::preflight::PreflightError),
+    Preflight(#[from] crate::deploy::preflight::PreflightError),
     #[error(transparent)]
-    Package(#[from] crate::package::PackageError),
+    Package(#[from] crate::deploy::package::PackageError),
     #[error(transparent)]
-    Artifacts(#[from] crate::artifacts::ArtifactsError),
+    Artifacts(#[from] crate::deploy::artifacts::ArtifactsError),
     #[error(transparent)]
-    Stack(#[from] crate::stack::StackError),
+    Stack(#[from] crate::deploy::stack::StackError),
     #[error(transparent)]
-    Recorder(#[from] crate::recorder::RecorderError),
+    Recorder(#[from] crate::deploy::recorder::RecorderError),
     #[error(transparent)]
-    Topic(#[from] crate::topic::TopicError),
+    Topic(#[from] crate::deploy::topic::TopicError),
     #[error(transparent)]
-    Install(#[from] crate::install::InstallError),
+    Install(#[from] crate::deploy::wanted::InstallError),
     #[error(transparent)]
-    Setting(#[from] crate::policy_args::InvalidSetting),
+    Setting(#[from] crate::deploy::policy_args::InvalidSetting),
     #[error(transparent)]
-    Targets(#[from] crate::rollout::TargetsError),
+    Targets(#[from] crate::cmd::rollout::TargetsError),
     #[error(transparent)]
-    Rollout(#[from] crate::rollout::RolloutError),
+    Rollout(#[from] crate::cmd::rollout::RolloutError),
     #[error(transparent)]
-    TestEvent(#[from] crate::test_event::TestEventError),
+    TestEvent(#[from] crate::cmd::test_event::TestEventError),
     #[error(transparent)]
-    Redrive(#[from] crate::redrive::RedriveError),
+    Redrive(#[from] crate::cmd::redrive::RedriveError),
     #[error(transparent)]
-    Verify(#[from] crate::verify::VerifyError),
+    Verify(#[from] crate::cmd::verify::VerifyError),
     #[error(transparent)]
-    Explain(#[from] crate::explain::ExplainError),
+    Explain(#[from] crate::cmd::explain::ExplainError),
     #[error(transparent)]
-    Baseline(#[from] crate::baseline::BaselineError),
+    Baseline(#[from] crate::deploy::baseline::BaselineError),
 }
 
 // Every module error converts through its `ErrorKind` variant: one impl instead of one per type.

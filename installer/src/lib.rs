@@ -1,40 +1,23 @@
 //! sgwatch's installer as a library; `main.rs` only parses the command line, sets up logging,
 //! dispatches to the commands here and prints what they report.
 //!
-//! Install is observed, planned, then applied: [`observe`] reads the account with read-only
-//! calls, [`plan`] decides with pure functions (a list of steps; [`plan::owned`] says once what
-//! install created versus adopted), and [`apply`] makes the calls. `plan` prints the steps;
-//! [`teardown`] applies the plan that undoes what the install record says install created.
-//! [`status`] looks at each link of the chain once, then checks it with one small function per
-//! link (and asks IAM's simulator, [`simulate`], whether the stack's roles may do their work);
-//! [`rollout`] runs a command over many accounts and regions. The AWS resource modules each own
-//! one concern: [`stack`], [`recorder`], [`artifacts`], [`topic`], [`package`], [`preflight`];
-//! [`aws`] holds the global flags, the caller's identity and the clients (with the call log).
+//! Three layers, each importing only the ones below it:
+//! - [`cmd`]: the commands (`install`, `plan`, `status`, `teardown`, `rollout`, `verify`,
+//!   `redrive`, `test-event`, `explain`), each its arguments, its work and its report;
+//! - [`deploy`]: the parts of a deployment. Install is observed, planned, then applied:
+//!   [`deploy::observe`] reads the account with read-only calls, [`deploy::plan`] decides with
+//!   pure functions (a list of steps; [`deploy::plan::owned`] says once what install created
+//!   versus adopted), and [`deploy::apply`] makes the calls. Beside them, one module per kind of
+//!   AWS resource: [`deploy::stack`] (the only reader of the deployed stack,
+//!   [`deploy::stack::Deployed`]), [`deploy::recorder`], [`deploy::artifacts`],
+//!   [`deploy::topic`], and the rest;
+//! - [`aws`]: the global flags, the caller's identity and the clients (with the call log).
+//!
+//! [`error`] boxes the error of whichever module failed.
 
-pub mod actor_feed;
-pub mod alarms;
-pub mod apply;
-pub mod artifacts;
 pub mod aws;
-pub mod baseline;
-pub mod destinations;
+pub mod cmd;
+pub mod deploy;
 pub mod error;
-pub mod explain;
-pub mod install;
-pub mod observe;
-pub mod package;
-pub mod plan;
-pub mod policy_args;
-pub mod preflight;
-pub mod recorder;
-pub mod redrive;
-pub mod rollout;
-pub mod simulate;
-pub mod stack;
-pub mod status;
-pub mod teardown;
-pub mod test_event;
-pub mod topic;
-pub mod verify;
 
 pub use error::Error;

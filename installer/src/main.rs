@@ -11,8 +11,9 @@ use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use sgwatch::aws::{self, GlobalArgs, Output};
-use sgwatch::rollout::{self, Action, Outcome, RolloutArgs};
-use sgwatch::{explain, install, package, redrive, status, teardown, test_event, verify};
+use sgwatch::cmd::rollout::{self, Action, Outcome, RolloutArgs};
+use sgwatch::cmd::{explain, install, redrive, status, teardown, test_event, verify};
+use sgwatch::deploy::package;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -133,33 +134,8 @@ async fn run(cli: Cli) -> Result<u8> {
             report(g.output, &s)?;
             Ok(u8::from(s.failed()))
         }
-        Command::Teardown(args) => {
-            let what = format!(
-                "remove sgwatch (stack {}) and everything it created",
-                args.stack_name
-            );
-            confirm(g, &what)?;
-            let progress = g.output == Output::Text;
-            let r = teardown::teardown(args, &aws::load(g).await?, progress).await?;
-            report(g.output, &r)?;
-            Ok(0)
-        }
-        Command::Rollout(args) => {
-            let targets = rollout::read_targets(&args.targets)?;
-            if args.action == Action::Teardown {
-                let what = format!("remove sgwatch from {} account/region(s)", targets.len());
-                confirm(g, &what)?;
-            }
-            let text = g.output == Output::Text;
-            let done = rollout::rollout(g, args, targets, |r| {
-                if text {
-                    progress_line(r)
-                }
-            })
-            .await?;
-            report(g.output, &done)?;
-            Ok(u8::from(done.failed()))
-        }
+        Command::Teardown(args) => teardown(g, args).await,
+        Command::Rollout(args) => rollout(g, args).await,
         Command::TestEvent(args) => {
             let answer = test_event::run(args, &aws::load(g).await?).await?;
             report(g.output, &answer)?;
@@ -181,6 +157,37 @@ async fn run(cli: Cli) -> Result<u8> {
             Ok(u8::from(r.failed()))
         }
     }
+}
+
+/// `sgwatch teardown`, once confirmed.
+async fn teardown(g: &GlobalArgs, args: &teardown::TeardownArgs) -> Result<u8> {
+    let what = format!(
+        "remove sgwatch (stack {}) and everything it created",
+        args.stack_name
+    );
+    confirm(g, &what)?;
+    let progress = g.output == Output::Text;
+    let r = teardown::teardown(args, &aws::load(g).await?, progress).await?;
+    report(g.output, &r)?;
+    Ok(0)
+}
+
+/// `sgwatch rollout`, each target's line shown as it finishes; a teardown once confirmed.
+async fn rollout(g: &GlobalArgs, args: &RolloutArgs) -> Result<u8> {
+    let targets = rollout::read_targets(&args.targets)?;
+    if args.action == Action::Teardown {
+        let what = format!("remove sgwatch from {} account/region(s)", targets.len());
+        confirm(g, &what)?;
+    }
+    let text = g.output == Output::Text;
+    let done = rollout::rollout(g, args, targets, |r| {
+        if text {
+            progress_line(r)
+        }
+    })
+    .await?;
+    report(g.output, &done)?;
+    Ok(u8::from(done.failed()))
 }
 
 fn warn(warnings: &[String]) {

@@ -70,23 +70,25 @@ pub async fn load(args: &GlobalArgs) -> Result<SdkConfig, ConfigError> {
     Ok(config)
 }
 
-/// Configuration acting in a rollout target: `sts:AssumeRole` into its role, in its region.
+/// Configuration acting as the role `role_arn` (`sts:AssumeRole`, with `external_id` when the
+/// role asks for one) in `region`: a rollout target's.
 pub async fn assume(
     base: &SdkConfig,
     g: &GlobalArgs,
-    target: &crate::rollout::Target,
-    partition: &str,
+    role_arn: String,
+    region: &str,
+    external_id: Option<&str>,
 ) -> SdkConfig {
-    let mut provider = aws_config::sts::AssumeRoleProvider::builder(target.role_arn(partition))
+    let mut provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
         .session_name("sgwatch-rollout")
-        .region(Region::new(target.region.clone()));
-    if let Some(id) = &target.external_id {
+        .region(Region::new(region.to_owned()));
+    if let Some(id) = external_id {
         provider = provider.external_id(id);
     }
     let provider = provider.configure(base).build().await;
     let mut loader = sgwatch_handler::aws::config_loader()
         .http_client(http_client())
-        .region(Region::new(target.region.clone()))
+        .region(Region::new(region.to_owned()))
         .credentials_provider(provider);
     if let Some(endpoint) = &g.endpoint_url {
         loader = loader.endpoint_url(endpoint);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_ssm::types::ParameterType;
-use sgwatch::status::Level;
+use sgwatch::cmd::status::Level;
 use sgwatch_tests::emulator::Moto;
 
 #[tokio::test]
@@ -28,7 +28,7 @@ async fn each_destination_parameter_is_checked_by_name() {
         "DestinationParameters".to_owned(),
         "/sgwatch/secops-slack,/sgwatch/missing,/sgwatch/plain".to_owned(),
     )]);
-    let checks = sgwatch::destinations::checks(&config, &params).await;
+    let checks = sgwatch::deploy::destinations::checks(&config, &params).await;
     let seen: Vec<(Level, &str)> = checks
         .iter()
         .map(|c| (c.level, c.detail.as_str()))
@@ -47,7 +47,9 @@ async fn each_destination_parameter_is_checked_by_name() {
     assert_eq!(seen[2].0, Level::Warn);
     assert!(seen[2].1.contains("not a SecureString"), "{}", seen[2].1);
     // A stack without destinations adds no check.
-    assert!(sgwatch::destinations::checks(&config, &BTreeMap::new())
-        .await
-        .is_empty());
+    assert!(
+        sgwatch::deploy::destinations::checks(&config, &BTreeMap::new())
+            .await
+            .is_empty()
+    );
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use sgwatch_handler::explain::{explain, Explained};
 use sgwatch_handler::settings::{Policy, RawPolicy};
 
-use crate::policy_args::{InvalidSetting, PolicyArgs};
+use crate::deploy::policy_args::{InvalidSetting, PolicyArgs};
 
 #[derive(Debug, Clone, Args)]
 pub struct ExplainArgs {

@@ -6,37 +6,17 @@
 //! ([`undo`]) removes only what install created.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
-use aws_sdk_cloudformation::types::{Stack, StackStatus};
+use aws_sdk_cloudformation::types::StackStatus;
 
-use crate::artifacts::{self, InstallState, Ownership};
 use crate::aws::Place;
-use crate::baseline;
-use crate::install::{Checked, InstallArgs, InstallError, Source};
-use crate::observe::{Installed, Observed};
-use crate::package::Artifact;
-use crate::recorder::{self, Found, Owned, Want};
-use crate::stack::{self, StackError};
-use crate::topic;
-
-/// What install wants: the checked flags and the handler artifact.
-#[derive(Debug, Clone)]
-pub struct Wanted {
-    pub args: InstallArgs,
-    pub checked: Checked,
-    pub artifact: Artifact,
-    /// When the plan is made: recording that starts now makes its baseline end an hour later.
-    pub now: SystemTime,
-}
-
-/// A topic the handler is (or will be) subscribed to, and whether its subscription should park
-/// what SNS cannot deliver in the failure queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Topic {
-    pub arn: String,
-    pub redriven: bool,
-}
+use crate::deploy::artifacts::{self, InstallState, Ownership};
+use crate::deploy::baseline;
+use crate::deploy::observe::{Installed, Observed, Topic};
+use crate::deploy::recorder::{self, Found, Owned, Want};
+use crate::deploy::stack::{self, Deployed, Source, StackError, StackOutputs};
+use crate::deploy::topic;
+use crate::deploy::wanted::{Checked, InstallArgs, InstallError, Wanted};
 
 /// The stack's change: created, or updated through a change set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +28,25 @@ pub struct StackStep {
     pub update: bool,
     /// How the deployed stack differs from what install deploys, one line each.
     pub differences: Vec<String>,
+}
+
+impl StackStep {
+    /// The change to the deployed stack (if any) that makes these differences.
+    fn new(deployed: Option<&Deployed>, differences: Vec<String>) -> StackStep {
+        let status = deployed.and_then(Deployed::status);
+        StackStep {
+            replace: matches!(
+                status,
+                Some(
+                    StackStatus::RollbackComplete
+                        | StackStatus::RollbackFailed
+                        | StackStatus::ReviewInProgress
+                )
+            ),
+            update: status.is_some_and(stack::is_settled),
+            differences,
+        }
+    }
 }
 
 /// One change install makes, in order.
@@ -133,22 +132,18 @@ impl Plan {
 /// Which of the found recorder and channel are install's, for install and teardown alike: its
 /// record says it created them, or (the record lost to an interrupted install) they point at this
 /// stack's role and bucket, which nobody else uses.
-pub fn owned(
-    found: &Found,
-    state: Option<&InstallState>,
-    outputs: &BTreeMap<String, String>,
-) -> Owned {
+pub fn owned(found: &Found, state: Option<&InstallState>, outputs: &StackOutputs) -> Owned {
     let created = |how: Ownership, named: &str, actual: Option<&str>| {
         how == Ownership::Created && Some(named) == actual
     };
-    let output = |key: &str| outputs.get(key).map(String::as_str);
     let recorder = found.recorder.as_ref().is_some_and(|r| {
         state.is_some_and(|s| created(s.recorder, &s.recorder_name, r.name()))
-            || (r.role_arn().is_some() && r.role_arn() == output("ConfigRoleArn"))
+            || (r.role_arn().is_some() && r.role_arn() == outputs.config_role_arn.as_deref())
     });
     let channel = found.channel.as_ref().is_some_and(|c| {
         state.is_some_and(|s| created(s.channel, &s.channel_name, c.name()))
-            || (c.s3_bucket_name().is_some() && c.s3_bucket_name() == output("ConfigBucketName"))
+            || (c.s3_bucket_name().is_some()
+                && c.s3_bucket_name() == outputs.config_bucket_name.as_deref())
     });
     Owned { recorder, channel }
 }
@@ -166,12 +161,12 @@ pub fn mark_adopted(state: &mut InstallState, found: &Found, owned: Owned) {
 }
 
 /// Config as install wants it, with the stack's outputs where the stack exists.
-pub fn want(args: &InstallArgs, checked: &Checked, outputs: &BTreeMap<String, String>) -> Want {
+pub fn want(args: &InstallArgs, checked: &Checked, outputs: &StackOutputs) -> Want {
     Want {
         types: checked.policy.resource_types.clone(),
-        role_arn: outputs.get("ConfigRoleArn").cloned(),
-        bucket: outputs.get("ConfigBucketName").cloned(),
-        topic: outputs.get("TopicArn").cloned(),
+        role_arn: outputs.config_role_arn.clone(),
+        bucket: outputs.config_bucket_name.clone(),
+        topic: outputs.topic_arn.clone(),
         extend: args.extend_recorder,
     }
 }
@@ -186,9 +181,9 @@ pub fn config_steps(
     let owned = owned(
         &installed.found,
         installed.state.as_ref(),
-        &installed.outputs,
+        installed.outputs(),
     );
-    let want = want(args, checked, &installed.outputs);
+    let want = want(args, checked, installed.outputs());
     Ok(recorder::steps(
         &installed.found,
         owned,
@@ -208,7 +203,7 @@ pub fn source(asked: Option<Source>, installed: &Installed) -> (Source, Option<S
     let owned = owned(
         &installed.found,
         installed.state.as_ref(),
-        &installed.outputs,
+        installed.outputs(),
     );
     let foreign = installed
         .found
@@ -244,7 +239,7 @@ pub fn adopted_topic(
     let owned = owned(
         &installed.found,
         installed.state.as_ref(),
-        &installed.outputs,
+        installed.outputs(),
     );
     let Some(channel) = installed.found.channel.as_ref().filter(|_| !owned.channel) else {
         return Ok(None);
@@ -259,9 +254,7 @@ pub fn adopted_topic(
         }
         .into()),
         // Already our own topic (its inline subscription is the stack's).
-        Some(topic) if installed.outputs.get("TopicArn").map(String::as_str) == Some(topic) => {
-            Ok(None)
-        }
+        Some(topic) if installed.outputs().topic_arn.as_deref() == Some(topic) => Ok(None),
         Some(topic) => Ok(Some(topic.to_owned())),
     }
 }
@@ -270,9 +263,7 @@ pub fn adopted_topic(
 /// the adopted channel's. Each is redriven to the failure queue when the queue can take its
 /// failures (same account and region).
 pub fn topics(installed: &Installed, source: Source) -> Result<Vec<Topic>, crate::Error> {
-    let own = installed
-        .outputs
-        .get("TopicArn")
+    let own = (installed.outputs().topic_arn.as_ref())
         .filter(|_| source == Source::Sns)
         .map(|arn| Topic {
             arn: arn.clone(),
@@ -285,7 +276,8 @@ pub fn topics(installed: &Installed, source: Source) -> Result<Vec<Topic>, crate
     Ok(own.into_iter().chain(adopted).collect())
 }
 
-/// The stack parameters install deploys (before the template's defaults are filled in).
+/// The stack parameters install deploys (before the template's defaults are filled in): the
+/// handler's settings and how it is deployed.
 fn parameters(
     wanted: &Wanted,
     source: Source,
@@ -294,8 +286,41 @@ fn parameters(
     baseline_until: &str,
     adopted_topic: &str,
 ) -> BTreeMap<String, String> {
-    let p = &wanted.checked.policy;
     let args = &wanted.args;
+    let deployment = [
+        ("Architecture", args.arch.as_str().to_owned()),
+        ("ArtifactBucket", artifacts::bucket_name(place)),
+        ("ArtifactKey", wanted.artifact.key()),
+        ("EventSource", source.as_str().to_owned()),
+        ("BaselineUntil", baseline_until.to_owned()),
+        // The failure queue takes undelivered messages of this topic only, besides the stack's.
+        ("AdoptedTopicArn", adopted_topic.to_owned()),
+        // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
+        ("Accounts", place.account.clone()),
+        (
+            "ReservedConcurrency",
+            args.reserved_concurrency
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+        ),
+        (
+            "ActorFeed",
+            args.actor_feed
+                .unwrap_or(stack::OnOff::Off)
+                .as_str()
+                .to_owned(),
+        ),
+    ];
+    settings(wanted, identity)
+        .into_iter()
+        .chain(deployment)
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+/// The parameters that become the handler's settings.
+fn settings(wanted: &Wanted, identity: &str) -> Vec<(&'static str, String)> {
+    let p = &wanted.checked.policy;
     // The handler always watches security groups; the parameter holds the others.
     let extra: Vec<&str> = p
         .resource_types
@@ -303,7 +328,7 @@ fn parameters(
         .filter(|t| *t != recorder::SECURITY_GROUP)
         .map(String::as_str)
         .collect();
-    [
+    vec![
         ("Sender", wanted.checked.sender.clone()),
         ("SenderIdentity", identity.to_owned()),
         (
@@ -328,15 +353,6 @@ fn parameters(
             p.allow_private_destinations.to_string(),
         ),
         ("LookupActor", "true".to_owned()),
-        ("Architecture", args.arch.as_str().to_owned()),
-        ("ArtifactBucket", artifacts::bucket_name(place)),
-        ("ArtifactKey", wanted.artifact.key()),
-        ("EventSource", source.as_str().to_owned()),
-        ("BaselineUntil", baseline_until.to_owned()),
-        // The failure queue takes undelivered messages of this topic only, besides the stack's.
-        ("AdoptedTopicArn", adopted_topic.to_owned()),
-        // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
-        ("Accounts", place.account.clone()),
         (
             "Destinations",
             p.destinations
@@ -347,49 +363,38 @@ fn parameters(
         ),
         (
             "DestinationParameters",
-            crate::policy_args::destination_parameters(p).join(","),
+            crate::deploy::policy_args::destination_parameters(p).join(","),
         ),
         (
             "DestinationKmsKeyArn",
-            args.policy.destination_kms_key.clone().unwrap_or_default(),
+            wanted
+                .args
+                .policy
+                .destination_kms_key
+                .clone()
+                .unwrap_or_default(),
         ),
         ("ChannelsTag", p.channels_tag.clone()),
         (
             "FallbackDestination",
             p.fallback_destination.clone().unwrap_or_default(),
         ),
-        (
-            "ReservedConcurrency",
-            args.reserved_concurrency
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-        ),
-        (
-            "ActorFeed",
-            args.actor_feed
-                .unwrap_or(crate::actor_feed::OnOff::Off)
-                .as_str()
-                .to_owned(),
-        ),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
 }
 
 /// How the deployed stack differs from `params`; a stack busy with another operation is an error.
 fn stack_differences(
     name: &str,
-    stack: Option<&Stack>,
+    deployed: Option<&Deployed>,
     template: Option<&str>,
     params: &BTreeMap<String, String>,
     place: &Place,
 ) -> Result<Vec<String>, StackError> {
-    let Some(s) = stack else {
+    let Some(deployed) = deployed else {
         return Ok(vec![format!("create stack {name}")]);
     };
-    let status = s
-        .stack_status()
+    let status = deployed
+        .status()
         .cloned()
         .unwrap_or_else(|| StackStatus::from("UNKNOWN"));
     if stack::in_progress(&status) && status != StackStatus::ReviewInProgress {
@@ -402,7 +407,7 @@ fn stack_differences(
     Ok(match template.filter(|_| stack::is_settled(&status)) {
         // The comparison the no-op re-run rests on: the template body and the parameters as
         // deployed, against what we would deploy.
-        Some(body) => stack::differences(body, &stack::deployed_parameters(s), params),
+        Some(body) => stack::differences(body, &deployed.params.all, params),
         None => vec![format!(
             "stack {name} is {}: it will be created anew",
             status.as_str()
@@ -410,19 +415,15 @@ fn stack_differences(
     })
 }
 
-/// Everything install would do, in order.
-pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> {
-    let installed = &observed.installed;
+/// What install cannot fix about what it adopts: a topic whose failures cannot be parked, a
+/// recorder that is not recording or records groups only daily.
+fn adoption_warnings(
+    installed: &Installed,
+    source: Source,
+    owned: Owned,
+) -> Result<Vec<String>, crate::Error> {
     let place = &installed.place;
-    let owned = owned(
-        &installed.found,
-        installed.state.as_ref(),
-        &installed.outputs,
-    );
-    let config = config_steps(installed, &wanted.args, &wanted.checked)?;
-    let (source, why) = source(wanted.args.source, installed);
-    let mut warnings = observed.warnings.clone();
-    warnings.extend(why);
+    let mut warnings = Vec::new();
     if let Some(topic) = adopted_topic(installed, source)?.filter(|t| !topic::can_redrive(t, place))
     {
         warnings.push(format!(
@@ -446,6 +447,23 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
             recorder::SECURITY_GROUP
         ));
     }
+    Ok(warnings)
+}
+
+/// Everything install would do, in order.
+pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> {
+    let installed = &observed.installed;
+    let place = &installed.place;
+    let owned = owned(
+        &installed.found,
+        installed.state.as_ref(),
+        installed.outputs(),
+    );
+    let config = config_steps(installed, &wanted.args, &wanted.checked)?;
+    let (source, why) = source(wanted.args.source, installed);
+    let mut warnings = observed.warnings.clone();
+    warnings.extend(why);
+    warnings.extend(adoption_warnings(installed, source, owned)?);
     // Recording that starts now makes AWS Config discover every existing group: those are the
     // baseline. Otherwise the deployed time stays, so a re-install with nothing to do changes
     // nothing.
@@ -453,10 +471,9 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
         baseline::until(wanted.now)
     } else {
         installed
-            .stack
-            .as_ref()
-            .map(stack::deployed_parameters)
-            .and_then(|p| p.get("BaselineUntil").cloned())
+            .params()
+            .baseline_until
+            .clone()
             .unwrap_or_default()
     };
     // The adopted channel's topic redrives to the failure queue when it can (same account and
@@ -475,12 +492,12 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
     let name = &wanted.checked.stack_name;
     let differences = stack_differences(
         name,
-        installed.stack.as_ref(),
+        installed.deployed.as_ref(),
         observed.template.as_deref(),
         &params,
         place,
     )?;
-    let stack_settled = installed.stack.is_some() && differences.is_empty();
+    let stack_settled = installed.deployed.is_some() && differences.is_empty();
 
     let mut steps = Vec::new();
     if !observed.artifacts_bucket {
@@ -490,26 +507,17 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
         steps.push(Step::Upload);
     }
     if !stack_settled {
-        let status = installed.stack.as_ref().and_then(|s| s.stack_status());
-        steps.push(Step::Stack(StackStep {
-            replace: matches!(
-                status,
-                Some(
-                    StackStatus::RollbackComplete
-                        | StackStatus::RollbackFailed
-                        | StackStatus::ReviewInProgress
-                )
-            ),
-            update: status.is_some_and(stack::is_settled),
+        steps.push(Step::Stack(StackStep::new(
+            installed.deployed.as_ref(),
             differences,
-        }));
+        )));
     }
     steps.extend(after_stack(observed, wanted, source)?);
     Ok(Plan {
         source,
         params,
         baseline_until,
-        want: want(&wanted.args, &wanted.checked, &installed.outputs),
+        want: want(&wanted.args, &wanted.checked, installed.outputs()),
         warnings,
         steps,
     })
@@ -546,8 +554,9 @@ pub fn after_stack(
             topic: topic.clone(),
         });
     }
-    match installed.outputs.get("FailureQueueArn") {
-        Some(queue) if installed.outputs.contains_key("FunctionArn") => {
+    let outputs = installed.outputs();
+    match &outputs.failure_queue_arn {
+        Some(queue) if outputs.function_arn.is_some() => {
             for t in topics(installed, source)?
                 .into_iter()
                 .filter(|t| t.redriven)
@@ -605,7 +614,7 @@ pub enum Undo {
 /// What teardown removes (in order) and the adopted resources it leaves, as lines.
 pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String>) {
     let (found, state) = (&installed.found, installed.state.as_ref());
-    let owned = owned(found, state, &installed.outputs);
+    let owned = owned(found, state, installed.outputs());
     let mut steps = Vec::new();
     let mut kept = Vec::new();
     if let Some((topic, sub)) = state.and_then(|s| {
@@ -635,7 +644,7 @@ pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String
         });
     }
     // Worth saying only where there was an install of this stack to tear down.
-    let was_installed = state.is_some() || installed.stack.is_some();
+    let was_installed = state.is_some() || installed.deployed.is_some();
     if let Some(r) = found
         .recorder_name()
         .filter(|_| was_installed && !owned.recorder)
@@ -653,10 +662,7 @@ pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String
         ));
     }
     steps.push(Undo::DeleteStack);
-    let config_bucket = installed
-        .outputs
-        .get("ConfigBucketName")
-        .cloned()
+    let config_bucket = (installed.outputs().config_bucket_name.clone())
         .or_else(|| state.and_then(|s| s.config_bucket.clone()));
     if let Some(bucket) = config_bucket {
         steps.push(Undo::ConfigBucket {
@@ -670,13 +676,15 @@ pub fn undo(installed: &Installed, keep_history: bool) -> (Vec<Undo>, Vec<String
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use aws_sdk_cloudformation::types::{Output, Parameter};
+    use std::time::SystemTime;
+
+    use aws_sdk_cloudformation::types::{Output, Parameter, Stack};
     use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
 
-    use crate::observe::Subscribed;
-    use crate::package::Arch;
-    use crate::policy_args::PolicyArgs;
+    use super::*;
+    use crate::deploy::observe::Subscribed;
+    use crate::deploy::package::{Arch, Artifact};
+    use crate::deploy::policy_args::PolicyArgs;
 
     const ACCOUNT: &str = "111122223333";
     const REGION: &str = "us-east-1";
@@ -788,8 +796,11 @@ mod tests {
             installed: Installed {
                 place: place(),
                 stack_name: "sgwatch".into(),
-                stack: Some(stack),
-                outputs,
+                deployed: Some(Deployed {
+                    stack,
+                    params: stack::StackParams::from_map(params.clone()),
+                    outputs: StackOutputs::from_map(outputs),
+                }),
                 state: Some(state),
                 found: Found {
                     recorder: Some(recorder),
@@ -848,8 +859,7 @@ mod tests {
     #[test]
     fn a_fresh_account_plans_every_step_in_order() {
         let mut observed = installed_with(&BTreeMap::new());
-        observed.installed.stack = None;
-        observed.installed.outputs.clear();
+        observed.installed.deployed = None;
         observed.installed.state = None;
         observed.installed.found = Found::default();
         observed.template = None;
@@ -951,8 +961,14 @@ mod tests {
         let state = observed.installed.state.as_mut().expect("record");
         state.recorder = Ownership::Adopted;
         state.channel = Ownership::Adopted;
-        observed.installed.outputs.remove("ConfigRoleArn");
-        observed.installed.outputs.remove("ConfigBucketName");
+        let outputs = &mut observed
+            .installed
+            .deployed
+            .as_mut()
+            .expect("a stack")
+            .outputs;
+        outputs.config_role_arn = None;
+        outputs.config_bucket_name = None;
         let (steps, kept) = undo(&observed, true);
         assert_eq!(
             steps,

@@ -17,7 +17,7 @@ use aws_sdk_s3::types::{
 use serde::{Deserialize, Serialize};
 
 use crate::aws::Place;
-use crate::package::Artifact;
+use crate::deploy::package::Artifact;
 
 /// What went wrong with a bucket or object; names it, the account and the region.
 #[derive(Debug, thiserror::Error)]
@@ -439,6 +439,85 @@ pub async fn delete_state(
         .collect())
 }
 
+/// The next objects to delete: versions and delete markers first (a versioned bucket keeps every
+/// overwritten object), then, for emulators and unversioned buckets that list no versions, the
+/// plain listing. Empty when the bucket is.
+async fn next_batch(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    place: &Place,
+) -> Result<Vec<ObjectIdentifier>, ArtifactsError> {
+    let versions = s3
+        .list_object_versions()
+        .bucket(bucket)
+        .expected_bucket_owner(&place.account)
+        .send()
+        .await
+        .map_err(|e| owned_error("listing the object versions of", bucket, None, place, &e))?;
+    let mut batch: Vec<ObjectIdentifier> = versions
+        .versions()
+        .iter()
+        .filter_map(|v| identifier(v.key()?, v.version_id()))
+        .chain(
+            versions
+                .delete_markers()
+                .iter()
+                .filter_map(|m| identifier(m.key()?, m.version_id())),
+        )
+        .collect();
+    if batch.is_empty() {
+        let listed = s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .expected_bucket_owner(&place.account)
+            .send()
+            .await
+            .map_err(|e| owned_error("listing the objects of", bucket, None, place, &e))?;
+        batch = listed
+            .contents()
+            .iter()
+            .filter_map(|o| identifier(o.key()?, None))
+            .collect();
+    }
+    Ok(batch)
+}
+
+/// Deletes one batch of objects (one request).
+async fn delete_batch(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    place: &Place,
+    batch: Vec<ObjectIdentifier>,
+) -> Result<(), ArtifactsError> {
+    let delete = Delete::builder()
+        .set_objects(Some(batch))
+        .quiet(true)
+        .build()
+        .expect("the objects, the one required field, are set");
+    let out = s3
+        .delete_objects()
+        .bucket(bucket)
+        .expected_bucket_owner(&place.account)
+        .delete(delete)
+        .send()
+        .await
+        .map_err(|e| owned_error("emptying", bucket, None, place, &e))?;
+    if let Some(failed) = out.errors().first() {
+        return Err(ArtifactsError::Aws {
+            action: "emptying",
+            bucket: bucket.to_owned(),
+            key: format!("/{}", failed.key().unwrap_or_default()),
+            place: place.clone(),
+            detail: format!(
+                "{}: {}",
+                failed.code().unwrap_or("error"),
+                failed.message().unwrap_or_default()
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Deletes every object version and delete marker in `bucket`, then the bucket. A missing bucket
 /// is success (`false`).
 pub async fn empty_and_delete(
@@ -449,70 +528,12 @@ pub async fn empty_and_delete(
     if !own_bucket_exists(s3, bucket, place).await? {
         return Ok(false);
     }
-    // Versions first (a versioned bucket keeps every overwritten object), then, for emulators and
-    // unversioned buckets that list no versions, the plain listing. Each page is one batch delete.
     loop {
-        let versions = s3
-            .list_object_versions()
-            .bucket(bucket)
-            .expected_bucket_owner(&place.account)
-            .send()
-            .await
-            .map_err(|e| owned_error("listing the object versions of", bucket, None, place, &e))?;
-        let mut batch: Vec<ObjectIdentifier> = versions
-            .versions()
-            .iter()
-            .filter_map(|v| identifier(v.key()?, v.version_id()))
-            .chain(
-                versions
-                    .delete_markers()
-                    .iter()
-                    .filter_map(|m| identifier(m.key()?, m.version_id())),
-            )
-            .collect();
-        if batch.is_empty() {
-            let listed = s3
-                .list_objects_v2()
-                .bucket(bucket)
-                .expected_bucket_owner(&place.account)
-                .send()
-                .await
-                .map_err(|e| owned_error("listing the objects of", bucket, None, place, &e))?;
-            batch = listed
-                .contents()
-                .iter()
-                .filter_map(|o| identifier(o.key()?, None))
-                .collect();
-        }
+        let batch = next_batch(s3, bucket, place).await?;
         if batch.is_empty() {
             break;
         }
-        let delete = Delete::builder()
-            .set_objects(Some(batch))
-            .quiet(true)
-            .build()
-            .expect("the objects, the one required field, are set");
-        let out = s3
-            .delete_objects()
-            .bucket(bucket)
-            .expected_bucket_owner(&place.account)
-            .delete(delete)
-            .send()
-            .await
-            .map_err(|e| owned_error("emptying", bucket, None, place, &e))?;
-        if let Some(failed) = out.errors().first() {
-            return Err(ArtifactsError::Aws {
-                action: "emptying",
-                bucket: bucket.to_owned(),
-                key: format!("/{}", failed.key().unwrap_or_default()),
-                place: place.clone(),
-                detail: format!(
-                    "{}: {}",
-                    failed.code().unwrap_or("error"),
-                    failed.message().unwrap_or_default()
-                ),
-            });
-        }
+        delete_batch(s3, bucket, place, batch).await?;
     }
     match s3
         .delete_bucket()

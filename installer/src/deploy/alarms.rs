@@ -6,7 +6,8 @@
 use aws_config::SdkConfig;
 
 use crate::aws::{error_text, sns_for};
-use crate::status::{Check, Level, Seen};
+use crate::deploy::check::{Check, Level};
+use crate::deploy::observe::Installed;
 
 /// Each alarm: the suffix of its name and what it goes off on.
 pub const ALARMS: [(&str, &str); 3] = [
@@ -34,25 +35,23 @@ pub fn described(stack_name: &str) -> String {
 
 /// What `status` says of the alarms: there, and who they reach. An email subscription does
 /// nothing until its recipient confirms it (SNS sends them a link), so an unconfirmed one warns.
-pub async fn check(config: &SdkConfig, seen: &Seen) -> Vec<Check> {
+pub async fn check(config: &SdkConfig, installed: &Installed) -> Vec<Check> {
     const CHECK: &str = "alarms on sgwatch failing";
-    if seen.stack.is_none() {
+    let Some(deployed) = &installed.deployed else {
         return Vec::new();
-    }
-    let alarms = described(&seen.stack_name);
-    let Some(topic) = seen.output("AlarmTopicArn") else {
+    };
+    let alarms = described(&installed.stack_name);
+    let Some(topic) = &deployed.outputs.alarm_topic_arn else {
         return vec![Check::new(
             Level::Warn,
             CHECK,
-            format!("the stack has none: {} to add {alarms}", seen.install()),
+            format!(
+                "the stack has none: {} to add {alarms}",
+                installed.install_hint()
+            ),
         )];
     };
-    let fallback = seen
-        .params
-        .get("FallbackRecipient")
-        .map(String::as_str)
-        .unwrap_or_default();
-    if fallback.is_empty() {
+    let Some(fallback) = &deployed.params.fallback_recipient else {
         return vec![Check::new(
             Level::Warn,
             CHECK,
@@ -61,7 +60,7 @@ pub async fn check(config: &SdkConfig, seen: &Seen) -> Vec<Check> {
                  --fallback-recipient, or subscribe someone to the topic"
             ),
         )];
-    }
+    };
     let listed = sns_for(config, topic)
         .list_subscriptions_by_topic()
         .topic_arn(topic)
@@ -91,7 +90,7 @@ pub async fn check(config: &SdkConfig, seen: &Seen) -> Vec<Check> {
             CHECK,
             format!(
                 "{alarms} publish to {topic}, but {fallback} is not subscribed to it: {}",
-                seen.install()
+                installed.install_hint()
             ),
         ),
         Some(s) if s.subscription_arn() == Some("PendingConfirmation") => Check::new(

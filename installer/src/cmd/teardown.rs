@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use clap::Args;
 use serde::Serialize;
 
-use crate::{apply, observe, plan};
+use crate::deploy::{apply, observe, plan};
 
 #[derive(Debug, Clone, Args)]
 pub struct TeardownArgs {

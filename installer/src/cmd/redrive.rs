@@ -46,7 +46,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::aws::{error_text, Place};
-use crate::stack;
+use crate::deploy::stack::{self, Deployed};
 
 /// How long the listed messages stay hidden from other readers while redrive works on them.
 const VISIBILITY_SECS: i32 = 120;
@@ -75,10 +75,6 @@ pub struct RedriveArgs {
 /// Why the failure queue could not be read or replayed; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RedriveError {
-    #[error("stack {stack} not found in {place}: run `sgwatch install` first")]
-    NoStack { stack: String, place: Place },
-    #[error("stack {stack} has no {output} output: run `sgwatch install` to update it")]
-    NoOutput { stack: String, output: &'static str },
     #[error("cannot read the failure queue {queue} ({place}): {detail}")]
     Queue {
         queue: String,
@@ -144,78 +140,16 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             .find_map(|k| attributes.get(*k).cloned())
     };
     let Ok(v) = serde_json::from_str::<Value>(body) else {
-        return Record {
-            kind: Kind::Unknown,
-            origin: None,
-            groups: Vec::new(),
-            error: None,
-            function: None,
-            event: None,
-        };
+        return Record::unknown();
     };
     // Keyed on `requestContext`: Lambda leaves `requestPayload` out of a record that would be too
     // large for the destination ("Capturing records of Lambda asynchronous invocations"), and
     // such a record still names the function and the error.
     if v["requestContext"].is_object() {
-        let response = &v["responsePayload"];
-        let error = match (
-            response["errorType"].as_str(),
-            response["errorMessage"].as_str(),
-        ) {
-            (Some(t), Some(m)) => Some(format!("{t}: {m}")),
-            (None, Some(m)) => Some(m.to_owned()),
-            _ => v["requestContext"]["condition"].as_str().map(|c| {
-                format!(
-                    "{c} ({})",
-                    v["responseContext"]["functionError"]
-                        .as_str()
-                        .unwrap_or("no error recorded")
-                )
-            }),
-        };
-        let event = v["requestPayload"].clone();
-        return Record {
-            kind: Kind::LambdaFailure,
-            origin: v["requestContext"]["functionArn"]
-                .as_str()
-                .map(str::to_owned),
-            groups: groups(&event),
-            error,
-            function: v["requestContext"]["functionArn"]
-                .as_str()
-                .map(str::to_owned),
-            event: Some(event).filter(|e| !e.is_null()),
-        };
+        return lambda_failure(&v);
     }
     if v["source"] == "sgwatch" {
-        let rejected: Vec<String> = v["rejected"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| {
-                format!(
-                    "{}: {}",
-                    r["recipient"].as_str().unwrap_or("?"),
-                    r["reason"].as_str().unwrap_or("?")
-                )
-            })
-            .collect();
-        let reason = v["reason"].as_str().unwrap_or("parked by the handler");
-        return Record {
-            kind: Kind::RejectedRecipients,
-            origin: None,
-            groups: v["facts"]["resourceId"]
-                .as_str()
-                .map(|g| vec![g.to_owned()])
-                .unwrap_or_default(),
-            error: Some(if rejected.is_empty() {
-                reason.to_owned()
-            } else {
-                format!("{reason} ({})", rejected.join("; "))
-            }),
-            function: None,
-            event: Some(v["event"].clone()).filter(|e| e.is_object()),
-        };
+        return parked_by_the_handler(&v);
     }
     if v["Type"] == "Notification" && v["Message"].is_string() {
         // The SNS message as SNS delivers it to Lambda: one record in an SNS event.
@@ -246,13 +180,85 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             event: Some(v),
         };
     }
+    Record::unknown()
+}
+
+impl Record {
+    /// A message sgwatch does not know: listed, never replayed.
+    fn unknown() -> Record {
+        Record {
+            kind: Kind::Unknown,
+            origin: None,
+            groups: Vec::new(),
+            error: None,
+            function: None,
+            event: None,
+        }
+    }
+}
+
+/// Lambda's on-failure record: the function, its error, and the original event when Lambda kept
+/// it.
+fn lambda_failure(v: &Value) -> Record {
+    let response = &v["responsePayload"];
+    let error = match (
+        response["errorType"].as_str(),
+        response["errorMessage"].as_str(),
+    ) {
+        (Some(t), Some(m)) => Some(format!("{t}: {m}")),
+        (None, Some(m)) => Some(m.to_owned()),
+        _ => v["requestContext"]["condition"].as_str().map(|c| {
+            format!(
+                "{c} ({})",
+                v["responseContext"]["functionError"]
+                    .as_str()
+                    .unwrap_or("no error recorded")
+            )
+        }),
+    };
+    let event = v["requestPayload"].clone();
+    let function = v["requestContext"]["functionArn"]
+        .as_str()
+        .map(str::to_owned);
     Record {
-        kind: Kind::Unknown,
+        kind: Kind::LambdaFailure,
+        origin: function.clone(),
+        groups: groups(&event),
+        error,
+        function,
+        event: Some(event).filter(|e| !e.is_null()),
+    }
+}
+
+/// The handler's own record of what no one could be told, with the original event.
+fn parked_by_the_handler(v: &Value) -> Record {
+    let rejected: Vec<String> = v["rejected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r["recipient"].as_str().unwrap_or("?"),
+                r["reason"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    let reason = v["reason"].as_str().unwrap_or("parked by the handler");
+    Record {
+        kind: Kind::RejectedRecipients,
         origin: None,
-        groups: Vec::new(),
-        error: None,
+        groups: v["facts"]["resourceId"]
+            .as_str()
+            .map(|g| vec![g.to_owned()])
+            .unwrap_or_default(),
+        error: Some(if rejected.is_empty() {
+            reason.to_owned()
+        } else {
+            format!("{reason} ({})", rejected.join("; "))
+        }),
         function: None,
-        event: None,
+        event: Some(v["event"].clone()).filter(|e| e.is_object()),
     }
 }
 
@@ -397,44 +403,15 @@ impl std::fmt::Display for Redrive {
             self.queue_url
         )?;
         for m in &self.messages {
-            let groups = if m.record.groups.is_empty() {
-                "-".to_owned()
-            } else {
-                m.record.groups.join(",")
-            };
-            writeln!(
-                f,
-                "  {}  {}  {}  {} ago",
-                m.message_id,
-                groups,
-                m.record.kind,
-                age(m.age_secs)
-            )?;
-            if let Some(function) = &m.record.function {
-                writeln!(f, "      function: {function}")?;
-            }
-            if let Some(e) = &m.record.error {
-                writeln!(f, "      error: {}", one_line(e))?;
-            }
-            if m.record.kind == Kind::LambdaFailure && m.record.event.is_none() {
-                writeln!(
-                    f,
-                    "      the event itself is not in the record (Lambda leaves it out when the \
-                     record would be too large): find it by the request id in the function's log"
-                )?;
-            }
-            if let Some(why) = &m.untrusted {
-                writeln!(f, "      untrusted: kept ({})", one_line(why))?;
-            }
-            if let Some(r) = &m.result {
-                let answer = m
-                    .answer
-                    .as_ref()
-                    .map(|a| format!(" {a}"))
-                    .unwrap_or_default();
-                writeln!(f, "      {r}{answer}")?;
-            }
+            write!(f, "{m}")?;
         }
+        self.summary(f)
+    }
+}
+
+impl Redrive {
+    /// What can be replayed, what was, and what stays.
+    fn summary(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let replayable = self.messages.iter().filter(|m| m.replayable).count();
         if self.replayed {
             let done = self
@@ -471,6 +448,48 @@ impl std::fmt::Display for Redrive {
                 "{kept} hold(s) nothing to replay and stay(s) in the queue: fix what the error \
                  says (SES identities, the group's owner tag); delete them from the queue once done"
             )?;
+        }
+        Ok(())
+    }
+}
+
+/// The message's lines: what it is, and what became of it.
+impl std::fmt::Display for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let groups = if self.record.groups.is_empty() {
+            "-".to_owned()
+        } else {
+            self.record.groups.join(",")
+        };
+        writeln!(
+            f,
+            "  {}  {}  {}  {} ago",
+            self.message_id,
+            groups,
+            self.record.kind,
+            age(self.age_secs)
+        )?;
+        if let Some(function) = &self.record.function {
+            writeln!(f, "      function: {function}")?;
+        }
+        if let Some(e) = &self.record.error {
+            writeln!(f, "      error: {}", one_line(e))?;
+        }
+        if self.record.kind == Kind::LambdaFailure && self.record.event.is_none() {
+            writeln!(
+                f,
+                "      the event itself is not in the record (Lambda leaves it out when the \
+                 record would be too large): find it by the request id in the function's log"
+            )?;
+        }
+        if let Some(why) = &self.untrusted {
+            writeln!(f, "      untrusted: kept ({})", one_line(why))?;
+        }
+        if let Some(r) = &self.result {
+            let answer = (self.answer.as_ref())
+                .map(|a| format!(" {a}"))
+                .unwrap_or_default();
+            writeln!(f, "      {r}{answer}")?;
         }
         Ok(())
     }
@@ -520,22 +539,15 @@ pub async fn run(
 ) -> Result<Redrive, crate::Error> {
     let place = crate::aws::place(config).await?;
     let cf = crate::aws::cloudformation(config);
-    let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
-        return Err(RedriveError::NoStack {
-            stack: args.stack_name.clone(),
-            place,
-        }
-        .into());
-    };
-    let mut outputs = stack::resolved_outputs(&cf, &args.stack_name, &s, &place).await?;
-    let output = |outputs: &mut std::collections::BTreeMap<String, String>, name: &'static str| {
-        outputs.remove(name).ok_or_else(|| RedriveError::NoOutput {
-            stack: args.stack_name.clone(),
-            output: name,
-        })
-    };
-    let queue_url = output(&mut outputs, "FailureQueueUrl")?;
-    let origins = origins(&cf, &args.stack_name, &s, &outputs, &place).await;
+    let deployed = Deployed::require(&cf, &args.stack_name, &place).await?;
+    let outputs = &deployed.outputs;
+    let queue_url = stack::required(
+        &outputs.failure_queue_url,
+        &args.stack_name,
+        "FailureQueueUrl",
+    )?
+    .to_owned();
+    let origins = origins(&cf, &args.stack_name, &deployed, &place).await;
     let sqs = crate::aws::sqs(config);
     let received = receive(&sqs, &queue_url, args.max as usize)
         .await
@@ -545,111 +557,24 @@ pub async fn run(
             detail,
         })?;
     let now = SystemTime::now();
-    let mut messages: Vec<(Parked, String)> = received
-        .iter()
-        .map(|m| {
-            let attributes: HashMap<String, String> = m
-                .message_attributes()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let record = read(m.body().unwrap_or_default(), &attributes);
-            let sent_ms = m
-                .attributes()
-                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                .and_then(|t| t.parse::<u64>().ok());
-            let age_secs = sent_ms
-                .map(|ms| {
-                    now.duration_since(UNIX_EPOCH + Duration::from_millis(ms))
-                        .unwrap_or_default()
-                        .as_secs()
-                })
-                .unwrap_or_default();
-            let untrusted = origins.distrust(&record);
-            let parked = Parked {
-                message_id: m.message_id().unwrap_or_default().to_owned(),
-                replayable: record.event.is_some() && untrusted.is_none(),
-                untrusted,
-                record,
-                age_secs,
-                result: None,
-                answer: None,
-            };
-            (parked, m.receipt_handle().unwrap_or_default().to_owned())
-        })
-        .collect();
-
+    let mut messages: Vec<(Parked, String)> =
+        received.iter().map(|m| parked(m, &origins, now)).collect();
     if replay {
         let function = match &args.function_name {
             Some(f) => f.clone(),
-            None => output(&mut outputs, "FunctionName")?,
+            None => stack::required(&outputs.function_name, &args.stack_name, "FunctionName")?
+                .to_owned(),
         };
         let mut lambda_config = aws_sdk_lambda::config::Builder::from(config);
         if let Some(url) = &args.lambda_endpoint_url {
             lambda_config = lambda_config.endpoint_url(url);
         }
         let lambda = aws_sdk_lambda::Client::from_conf(lambda_config.build());
-        // The messages were hidden for VISIBILITY_SECS when received; a run of slow invocations
-        // can outlast that (and any fixed time: SQS hides a message for 12 hours at most), so
-        // as the run reaches each message, the ones still held are hidden again when little of
-        // that time is left.
-        let mut hidden_until =
-            std::time::Instant::now() + Duration::from_secs(VISIBILITY_SECS as u64);
-        for i in 0..messages.len() {
-            let now = std::time::Instant::now();
-            if extend_due(hidden_until, now) {
-                hide(&sqs, &queue_url, &messages[i..], VISIBILITY_SECS).await;
-                hidden_until = now + Duration::from_secs(VISIBILITY_SECS as u64);
-            }
-            let (parked, receipt) = &mut messages[i];
-            if let Some(why) = &parked.untrusted {
-                parked.result = Some(format!("untrusted: kept ({why})"));
-                continue;
-            }
-            let Some(event) = &parked.record.event else {
-                parked.result = Some("kept: nothing to replay".to_owned());
-                continue;
-            };
-            match invoke(&lambda, &function, event).await {
-                // The handler parked it again (still rejected): this record stays the one.
-                Ok(answer)
-                    if parked.record.kind == Kind::RejectedRecipients
-                        && answer["parked"].as_u64().unwrap_or(0) > 0 =>
-                {
-                    parked.answer = Some(answer);
-                    parked.result = Some(
-                        "kept: replayed, and still not delivered; fix what the error says"
-                            .to_owned(),
-                    );
-                }
-                Ok(answer) => {
-                    parked.answer = Some(answer);
-                    match sqs
-                        .delete_message()
-                        .queue_url(&queue_url)
-                        .receipt_handle(receipt.as_str())
-                        .send()
-                        .await
-                    {
-                        Ok(_) => {
-                            parked.result = Some("replayed".to_owned());
-                            receipt.clear();
-                        }
-                        Err(e) => {
-                            parked.result = Some(format!(
-                                "failed: replayed, but not deleted from the queue ({}); a second \
-                                 redrive is safe",
-                                error_text(&e)
-                            ))
-                        }
-                    }
-                }
-                Err(why) => parked.result = Some(format!("failed: {why}")),
-            }
-        }
+        let queue = Queue {
+            sqs: &sqs,
+            url: &queue_url,
+        };
+        replay_all(&queue, &lambda, &function, &mut messages).await;
     }
     // What was not deleted is visible again at once, for status and the next redrive.
     hide(&sqs, &queue_url, &messages, 0).await;
@@ -660,16 +585,126 @@ pub async fn run(
     })
 }
 
+/// A received message as listed, with its receipt handle (emptied once it is deleted).
+fn parked(m: &Message, origins: &Origins, now: SystemTime) -> (Parked, String) {
+    let attributes: HashMap<String, String> = m
+        .message_attributes()
+        .map(|a| {
+            a.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.string_value()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let record = read(m.body().unwrap_or_default(), &attributes);
+    let sent_ms = m
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+        .and_then(|t| t.parse::<u64>().ok());
+    let age_secs = sent_ms
+        .map(|ms| {
+            now.duration_since(UNIX_EPOCH + Duration::from_millis(ms))
+                .unwrap_or_default()
+                .as_secs()
+        })
+        .unwrap_or_default();
+    let untrusted = origins.distrust(&record);
+    let parked = Parked {
+        message_id: m.message_id().unwrap_or_default().to_owned(),
+        replayable: record.event.is_some() && untrusted.is_none(),
+        untrusted,
+        record,
+        age_secs,
+        result: None,
+        answer: None,
+    };
+    (parked, m.receipt_handle().unwrap_or_default().to_owned())
+}
+
+/// The failure queue, as the replay deletes from it.
+struct Queue<'a> {
+    sqs: &'a aws_sdk_sqs::Client,
+    url: &'a str,
+}
+
+/// Gives each replayable event to the function, in order, keeping the messages not yet reached
+/// hidden from other readers.
+async fn replay_all(
+    queue: &Queue<'_>,
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    messages: &mut [(Parked, String)],
+) {
+    // The messages were hidden for VISIBILITY_SECS when received; a run of slow invocations
+    // can outlast that (and any fixed time: SQS hides a message for 12 hours at most), so
+    // as the run reaches each message, the ones still held are hidden again when little of
+    // that time is left.
+    let mut hidden_until = std::time::Instant::now() + Duration::from_secs(VISIBILITY_SECS as u64);
+    for i in 0..messages.len() {
+        let now = std::time::Instant::now();
+        if extend_due(hidden_until, now) {
+            hide(queue.sqs, queue.url, &messages[i..], VISIBILITY_SECS).await;
+            hidden_until = now + Duration::from_secs(VISIBILITY_SECS as u64);
+        }
+        let (parked, receipt) = &mut messages[i];
+        parked.result = Some(replay_one(queue, lambda, function, parked, receipt).await);
+    }
+}
+
+/// Replays one parked message, deleting it from the queue once the function has taken it;
+/// returns what happened, as [`Parked::result`] says it.
+async fn replay_one(
+    queue: &Queue<'_>,
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+    parked: &mut Parked,
+    receipt: &mut String,
+) -> String {
+    if let Some(why) = &parked.untrusted {
+        return format!("untrusted: kept ({why})");
+    }
+    let Some(event) = &parked.record.event else {
+        return "kept: nothing to replay".to_owned();
+    };
+    let answer = match invoke(lambda, function, event).await {
+        Ok(answer) => answer,
+        Err(why) => return format!("failed: {why}"),
+    };
+    // The handler parked it again (still rejected): this record stays the one.
+    let parked_again = parked.record.kind == Kind::RejectedRecipients
+        && answer["parked"].as_u64().unwrap_or(0) > 0;
+    parked.answer = Some(answer);
+    if parked_again {
+        return "kept: replayed, and still not delivered; fix what the error says".to_owned();
+    }
+    match queue
+        .sqs
+        .delete_message()
+        .queue_url(queue.url)
+        .receipt_handle(receipt.as_str())
+        .send()
+        .await
+    {
+        Ok(_) => {
+            receipt.clear();
+            "replayed".to_owned()
+        }
+        Err(e) => format!(
+            "failed: replayed, but not deleted from the queue ({}); a second redrive is safe",
+            error_text(&e)
+        ),
+    }
+}
+
 /// The stack's function, topics and rules, from its outputs, its `AdoptedTopicArn` parameter and
 /// its `EventRule` resource.
 async fn origins(
     cf: &aws_sdk_cloudformation::Client,
     stack_name: &str,
-    stack: &aws_sdk_cloudformation::types::Stack,
-    outputs: &std::collections::BTreeMap<String, String>,
+    deployed: &Deployed,
     place: &Place,
 ) -> Origins {
-    let function_arn = outputs.get("FunctionArn").cloned();
+    let outputs = &deployed.outputs;
+    let function_arn = outputs.function_arn.clone();
     let partition = function_arn
         .as_deref()
         .map(crate::aws::identity::partition_of)
@@ -680,14 +715,9 @@ async fn origins(
             place.region, place.account
         )
     };
-    let mut topics: Vec<String> = outputs.get("TopicArn").cloned().into_iter().collect();
-    topics.extend(
-        stack::deployed_parameters(stack)
-            .remove("AdoptedTopicArn")
-            .filter(|t| !t.is_empty()),
-    );
-    let mut rules: Vec<String> = outputs
-        .get("ActorFeedRuleName")
+    let mut topics: Vec<String> = outputs.topic_arn.clone().into_iter().collect();
+    topics.extend(deployed.params.adopted_topic_arn.clone());
+    let mut rules: Vec<String> = (outputs.actor_feed_rule_name.as_ref())
         .map(|n| rule_arn(n))
         .into_iter()
         .collect();

@@ -13,27 +13,21 @@ use aws_config::SdkConfig;
 use aws_sdk_ssm::error::ProvideErrorMetadata;
 use aws_sdk_ssm::types::{ParameterStringFilter, ParameterType};
 
-use crate::status::{Check, Level};
+use crate::deploy::check::{Check, Level};
+use crate::deploy::stack::StackParams;
 
 const CHECK: &str = "destination parameter";
 
-/// One check per parameter the deployed stack names; none when it names none.
+/// One check per parameter the deployed stack names (its parameters by name); none when it
+/// names none.
 pub async fn checks(config: &SdkConfig, stack_params: &BTreeMap<String, String>) -> Vec<Check> {
-    let names: Vec<&str> = stack_params
-        .get("DestinationParameters")
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|n| !n.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = StackParams::from_map(stack_params.clone()).destination_parameters;
     if names.is_empty() {
         return Vec::new();
     }
     let ssm = crate::aws::ssm(config);
     let mut out = Vec::with_capacity(names.len());
-    for name in names {
+    for name in &names {
         out.push(check(name, &describe(&ssm, name).await));
     }
     out

@@ -1,18 +1,17 @@
-//! What is there: one read of the account, with read-only calls, that [`crate::plan`] decides
+//! What is there: one read of the account, with read-only calls, that [`crate::deploy::plan`] decides
 //! from. Install, plan and teardown all start here, so they see the same account the same way.
 
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_cloudformation::types::Stack;
 
-use crate::artifacts::{self, InstallState};
 use crate::aws::{sns_for, Place};
-use crate::package::Artifact;
-use crate::preflight;
-use crate::recorder::{self, Found};
-use crate::stack;
-use crate::topic;
+use crate::deploy::artifacts::{self, ArtifactsError, InstallState};
+use crate::deploy::package::Artifact;
+use crate::deploy::preflight;
+use crate::deploy::recorder::{self, Found};
+use crate::deploy::stack::{self, Deployed, StackOutputs, StackParams};
+use crate::deploy::topic;
 
 /// What an install of `stack_name` left in the account: enough for teardown and to decide who
 /// owns the Config recorder and channel.
@@ -20,13 +19,43 @@ use crate::topic;
 pub struct Installed {
     pub place: Place,
     pub stack_name: String,
-    pub stack: Option<Stack>,
-    /// The stack's outputs (empty without a stack).
-    pub outputs: BTreeMap<String, String>,
+    /// The stack, with its parameters and outputs.
+    pub deployed: Option<Deployed>,
     /// The install record.
     pub state: Option<InstallState>,
     /// The region's Config recorder and delivery channel.
     pub found: Found,
+}
+
+impl Installed {
+    /// The stack's outputs (none without a stack).
+    pub fn outputs(&self) -> &StackOutputs {
+        self.deployed
+            .as_ref()
+            .map_or(&StackOutputs::NONE, |d| &d.outputs)
+    }
+
+    /// The stack's parameters (none without a stack).
+    pub fn params(&self) -> &StackParams {
+        static NONE: StackParams = StackParams::NONE;
+        self.deployed.as_ref().map_or(&NONE, |d| &d.params)
+    }
+
+    /// What to run to fix a missing piece.
+    pub fn install_hint(&self) -> String {
+        match self.stack_name.as_str() {
+            "sgwatch" => "run `sgwatch install`".to_owned(),
+            other => format!("run `sgwatch install --stack-name {other}`"),
+        }
+    }
+}
+
+/// A topic the handler is (or will be) subscribed to, and whether its subscription should park
+/// what SNS cannot deliver in the failure queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    pub arn: String,
+    pub redriven: bool,
 }
 
 /// The handler's subscription to a topic, as SNS has it.
@@ -49,7 +78,7 @@ pub struct Observed {
     pub artifacts_bucket: bool,
     /// Whether the handler zip is already in the artifacts bucket (see [`uploaded`]).
     pub uploaded: bool,
-    /// The handler's subscriptions, by topic: read for the topics [`crate::plan::topics`] names.
+    /// The handler's subscriptions, by topic: read for the topics [`crate::deploy::plan::topics`] names.
     pub subscriptions: BTreeMap<String, Option<Subscribed>>,
 }
 
@@ -66,23 +95,36 @@ pub async fn installed(
     place: Place,
     stack_name: &str,
 ) -> Result<Installed, crate::Error> {
+    match installed_and_record(config, place, stack_name).await? {
+        (_, Some(unreadable)) => Err(unreadable.into()),
+        (installed, None) => Ok(installed),
+    }
+}
+
+/// What [`installed`] reads, with an install record that could not be read returned beside it
+/// rather than as the error (the record is then `None`): `status` reports it, and looks at the
+/// rest.
+pub async fn installed_and_record(
+    config: &SdkConfig,
+    place: Place,
+    stack_name: &str,
+) -> Result<(Installed, Option<ArtifactsError>), crate::Error> {
     let found = recorder::find(&crate::aws::configservice(config), &place).await?;
     let s3 = crate::aws::s3(config);
-    let state = artifacts::read_state(&s3, &place, stack_name).await?;
-    let cf = crate::aws::cloudformation(config);
-    let stack = stack::describe(&cf, stack_name, &place).await?;
-    let outputs = match &stack {
-        Some(s) => stack::resolved_outputs(&cf, stack_name, s, &place).await?,
-        None => BTreeMap::new(),
+    let (state, unreadable) = match artifacts::read_state(&s3, &place, stack_name).await {
+        Ok(state) => (state, None),
+        Err(e) => (None, Some(e)),
     };
-    Ok(Installed {
+    let cf = crate::aws::cloudformation(config);
+    let deployed = Deployed::find(&cf, stack_name, &place).await?;
+    let installed = Installed {
         place,
         stack_name: stack_name.to_owned(),
-        stack,
-        outputs,
+        deployed,
         state,
         found,
-    })
+    };
+    Ok((installed, unreadable))
 }
 
 /// Preflight (the sender's SES identity, the sandbox) and what install compares: the stack's
@@ -102,9 +144,9 @@ pub async fn observe(
         .collect();
     let installed = installed(config, place, stack_name).await?;
     let settled = installed
-        .stack
+        .deployed
         .as_ref()
-        .and_then(|s| s.stack_status())
+        .and_then(Deployed::status)
         .is_some_and(stack::is_settled);
     let template = if settled {
         let cf = crate::aws::cloudformation(config);
@@ -145,14 +187,14 @@ pub async fn uploaded(
 pub async fn subscriptions(
     config: &SdkConfig,
     installed: &Installed,
-    topics: &[crate::plan::Topic],
+    topics: &[Topic],
 ) -> Result<BTreeMap<String, Option<Subscribed>>, crate::Error> {
     let mut out = BTreeMap::new();
-    let Some(function) = installed.outputs.get("FunctionArn") else {
+    let Some(function) = &installed.outputs().function_arn else {
         return Ok(out);
     };
     let place = &installed.place;
-    for crate::plan::Topic {
+    for Topic {
         arn: topic,
         redriven,
     } in topics

@@ -10,63 +10,29 @@
 //! seen ([`LINKS`]). A broken link is what status reports, not an error: it fails only when it
 //! cannot look at all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_cloudformation::types::{Stack, StackStatus};
+use aws_sdk_cloudformation::types::StackStatus;
 use aws_sdk_config::types::{ConfigStreamDeliveryInfo, DeliveryStatus};
 use clap::Args;
 use serde::Serialize;
 use sgwatch_handler::settings::Settings;
 
-use crate::artifacts::{self, InstallState};
-use crate::aws::Place;
 use crate::aws::{error_text, sns_for};
-use crate::recorder::{self, Found};
-use crate::simulate::{self, Simulated};
-use crate::stack;
-use crate::topic;
+pub use crate::deploy::check::{Check, Level};
+use crate::deploy::observe::{self, Installed};
+use crate::deploy::recorder::{self, Found};
+use crate::deploy::simulate::{self, Simulated};
+use crate::deploy::stack::OnOff;
+use crate::deploy::topic;
+use crate::deploy::{actor_feed, alarms, artifacts, destinations};
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
     /// CloudFormation stack name
     #[arg(long, default_value = "sgwatch")]
     pub stack_name: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub level: Level,
-    pub check: String,
-    /// What was found and, when it is not ok, what to do.
-    pub detail: String,
-}
-
-impl Check {
-    pub(crate) fn new(level: Level, check: &str, detail: impl Into<String>) -> Check {
-        Check {
-            level,
-            check: check.to_owned(),
-            detail: detail.into(),
-        }
-    }
-    fn ok(check: &str, detail: impl Into<String>) -> Check {
-        Check::new(Level::Ok, check, detail)
-    }
-    fn warn(check: &str, detail: impl Into<String>) -> Check {
-        Check::new(Level::Warn, check, detail)
-    }
-    fn fail(check: &str, detail: impl Into<String>) -> Check {
-        Check::new(Level::Fail, check, detail)
-    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,15 +93,13 @@ pub enum Route {
     Rule(Result<Option<Rule>, String>),
 }
 
-/// Everything status looks at, read once.
+/// Everything status looks at, read once: what install left ([`Installed`]), and the links of
+/// the chain beyond it.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    pub place: Place,
-    pub stack_name: String,
-    pub stack: Option<Stack>,
-    pub outputs: BTreeMap<String, String>,
-    pub params: BTreeMap<String, String>,
-    pub found: Found,
+    pub installed: Installed,
+    /// Why the install record could not be read, when it could not.
+    pub record_error: Option<String>,
     /// Whether the delivery channel's bucket exists.
     pub channel_bucket: Option<Result<bool, String>>,
     /// The channel's last delivery to its topic.
@@ -153,24 +117,12 @@ pub struct Seen {
     pub config_role: Option<Simulated>,
     /// The failure queue's URL and how many messages it holds.
     pub queue: Option<(String, Result<u64, String>)>,
-    pub record: Result<Option<InstallState>, String>,
 }
 
-impl Seen {
-    fn eventbridge(&self) -> bool {
-        self.params.get("EventSource").map(String::as_str) == Some("eventbridge")
-    }
-
-    /// What to run to fix a missing piece.
-    pub(crate) fn install(&self) -> String {
-        match self.stack_name.as_str() {
-            "sgwatch" => "run `sgwatch install`".to_owned(),
-            other => format!("run `sgwatch install --stack-name {other}`"),
-        }
-    }
-
-    pub(crate) fn output(&self, key: &str) -> Option<&str> {
-        self.outputs.get(key).map(String::as_str)
+impl std::ops::Deref for Seen {
+    type Target = Installed;
+    fn deref(&self) -> &Installed {
+        &self.installed
     }
 }
 
@@ -191,9 +143,9 @@ pub const LINKS: &[fn(&Seen) -> Vec<Check>] = &[
 pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, crate::Error> {
     let seen = look(args, config).await?;
     let mut checks: Vec<Check> = LINKS.iter().flat_map(|link| link(&seen)).collect();
-    checks.extend(crate::destinations::checks(config, &seen.params).await);
-    checks.extend(crate::actor_feed::check(config, &seen).await);
-    checks.extend(crate::alarms::check(config, &seen).await);
+    checks.extend(destinations::checks(config, &seen.params().all).await);
+    checks.extend(actor_feed::check(config, &seen).await);
+    checks.extend(alarms::check(config, &seen).await);
     Ok(Status {
         account: seen.place.account.clone(),
         region: seen.place.region.clone(),
@@ -205,25 +157,11 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
 /// is, the stack, Config) is an error; every other failed read is kept for its check to report.
 pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::Error> {
     let place = crate::aws::place(config).await?;
-    let name = &args.stack_name;
-    let cf = crate::aws::cloudformation(config);
-    let stack = stack::describe(&cf, name, &place).await?;
-    let (outputs, params) = match &stack {
-        Some(s) => (
-            stack::resolved_outputs(&cf, name, s, &place).await?,
-            stack::deployed_parameters(s),
-        ),
-        None => Default::default(),
-    };
-    let found = recorder::find(&crate::aws::configservice(config), &place).await?;
-    let s3 = crate::aws::s3(config);
+    let (installed, record_error) =
+        observe::installed_and_record(config, place, &args.stack_name).await?;
     let mut seen = Seen {
-        place,
-        stack_name: name.clone(),
-        stack,
-        outputs,
-        params,
-        found,
+        installed,
+        record_error: record_error.map(|e| e.to_string()),
         channel_bucket: None,
         delivery: None,
         route: Route::None,
@@ -234,89 +172,104 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
         handler_role: None,
         config_role: None,
         queue: None,
-        record: Ok(None),
     };
     if let Some(channel) = seen.found.channel.clone() {
         if let Some(bucket) = channel.s3_bucket_name() {
+            let s3 = crate::aws::s3(config);
             let exists = artifacts::bucket_exists(&s3, bucket, &seen.place).await;
             seen.channel_bucket = Some(exists.map_err(|e| e.to_string()));
         }
         seen.delivery = Some(delivery(config, channel.name().unwrap_or("?")).await);
     }
-    let lambda = crate::aws::lambda(config);
-    if let Some(function) = seen.outputs.get("FunctionName").cloned() {
-        seen.policy = lambda
-            .get_policy()
-            .function_name(&function)
-            .send()
-            .await
-            .ok()
-            .and_then(|p| p.policy().map(str::to_owned))
-            .unwrap_or_default();
-        seen.function = Some(
-            match lambda
-                .get_function_configuration()
-                .function_name(&function)
-                .send()
-                .await
-            {
-                Ok(f) => Ok(f
-                    .environment()
-                    .and_then(|e| e.variables())
-                    .cloned()
-                    .unwrap_or_default()),
-                Err(e) => Err(error_text(&e)),
-            },
-        );
-        let invoke = lambda
-            .get_function_event_invoke_config()
-            .function_name(&function)
-            .send()
-            .await;
-        seen.on_failure = Some(invoke.is_ok_and(|c| {
-            c.destination_config()
-                .and_then(|d| d.on_failure())
-                .and_then(|d| d.destination())
-                .is_some()
-        }));
+    if let Some(function) = seen.outputs().function_name.clone() {
+        (seen.policy, seen.function, seen.on_failure) = read_function(config, &function).await;
     }
     seen.route = route(config, &seen).await;
+    seen.ses = ses(config, &seen).await;
+    (seen.handler_role, seen.config_role) = roles(config, &seen).await;
+    if let Some(url) = seen.outputs().failure_queue_url.clone() {
+        let parked = parked(config, &url).await;
+        seen.queue = Some((url, parked));
+    }
+    Ok(seen)
+}
+
+/// The function's resource policy (empty when there is none), its environment, and whether it
+/// has an on-failure destination.
+async fn read_function(
+    config: &SdkConfig,
+    function: &str,
+) -> (
+    String,
+    Option<Result<HashMap<String, String>, String>>,
+    Option<bool>,
+) {
+    let lambda = crate::aws::lambda(config);
+    let policy = lambda
+        .get_policy()
+        .function_name(function)
+        .send()
+        .await
+        .ok()
+        .and_then(|p| p.policy().map(str::to_owned))
+        .unwrap_or_default();
+    let environment = match lambda
+        .get_function_configuration()
+        .function_name(function)
+        .send()
+        .await
+    {
+        Ok(f) => Ok(f
+            .environment()
+            .and_then(|e| e.variables())
+            .cloned()
+            .unwrap_or_default()),
+        Err(e) => Err(error_text(&e)),
+    };
+    let invoke = lambda
+        .get_function_event_invoke_config()
+        .function_name(function)
+        .send()
+        .await;
+    let on_failure = invoke.is_ok_and(|c| {
+        c.destination_config()
+            .and_then(|d| d.on_failure())
+            .and_then(|d| d.destination())
+            .is_some()
+    });
+    (policy, Some(environment), Some(on_failure))
+}
+
+/// The sender (the function's, else the stack's), its SES identity, and the sandbox warning.
+async fn ses(
+    config: &SdkConfig,
+    seen: &Seen,
+) -> Option<(String, Result<String, String>, Option<String>)> {
     let sender = match &seen.function {
         Some(Ok(vars)) => Settings::from_lookup(|k| vars.get(k).cloned())
             .ok()
             .map(|s| s.sender),
         _ => None,
     }
-    .or_else(|| seen.params.get("Sender").cloned());
-    if let Some(sender) = sender {
-        let ses = crate::aws::sesv2(config);
-        let identity = crate::preflight::sender_identity(&ses, &seen.place, &sender)
-            .await
-            .map_err(|e| e.to_string());
-        let sandbox = crate::preflight::sandbox_warning(&ses, &seen.place).await;
-        seen.ses = Some((sender, identity, sandbox));
-    }
-    (seen.handler_role, seen.config_role) = roles(config, &seen).await;
-    if let Some(url) = seen.outputs.get("FailureQueueUrl").cloned() {
-        let parked = parked(config, &url).await;
-        seen.queue = Some((url, parked));
-    }
-    seen.record = artifacts::read_state(&s3, &seen.place, name)
+    .or_else(|| seen.params().sender.clone())?;
+    let ses = crate::aws::sesv2(config);
+    let identity = crate::deploy::preflight::sender_identity(&ses, &seen.place, &sender)
         .await
         .map_err(|e| e.to_string());
-    Ok(seen)
+    let sandbox = crate::deploy::preflight::sandbox_warning(&ses, &seen.place).await;
+    Some((sender, identity, sandbox))
 }
 
 /// The route from the channel (or the rule) to the function.
 async fn route(config: &SdkConfig, seen: &Seen) -> Route {
-    let Some(function_arn) = seen.output("FunctionArn") else {
+    let Some(function_arn) = seen.outputs().function_arn.as_deref() else {
         return Route::None;
     };
-    if seen.eventbridge() {
+    if seen.params().eventbridge() {
         return Route::Rule(rule(config, &seen.stack_name).await);
     }
     let channel_topic = seen.found.channel.as_ref().and_then(|c| c.sns_topic_arn());
-    let Some(topic) = channel_topic.or(seen.output("TopicArn")) else {
+    let Some(topic) = channel_topic.or(seen.outputs().topic_arn.as_deref()) else {
         return Route::None;
     };
     let place = &seen.place;
@@ -324,7 +277,7 @@ async fn route(config: &SdkConfig, seen: &Seen) -> Route {
     let subscription = topic::subscription(&sns, place, topic, function_arn)
         .await
         .map_err(|e| e.to_string());
-    let redrive = match (&subscription, seen.output("FailureQueueArn")) {
+    let redrive = match (&subscription, seen.outputs().failure_queue_arn.as_deref()) {
         (Ok(Some(sub)), Some(_)) if topic::can_redrive(topic, place) => Some(
             topic::redrive(&sns, place, topic, sub)
                 .await
@@ -407,7 +360,7 @@ async fn delivery(
 /// role's while the recorder uses it.
 async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Simulated>) {
     let iam = crate::aws::iam(config);
-    let o = |k| seen.output(k);
+    let (o, params) = (seen.outputs(), seen.params());
     let place = &seen.place;
     let identity = match &seen.ses {
         Some((sender, Ok(identity), _)) => Some((sender.as_str(), identity.as_str())),
@@ -415,11 +368,11 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
     };
     let mut handler = None;
     if let (Some(role_arn), Some((sender, identity)), Some(bucket), Some(table), Some(queue)) = (
-        o("HandlerRoleArn"),
+        &o.handler_role_arn,
         identity,
-        o("ConfigBucketName"),
-        o("IdempotencyTableName"),
-        o("FailureQueueArn"),
+        &o.config_bucket_name,
+        &o.idempotency_table_name,
+        &o.failure_queue_arn,
     ) {
         let asks = simulate::handler_asks(&simulate::HandlerUse {
             role_arn,
@@ -430,31 +383,22 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
             bucket,
             table,
             queue_arn: queue,
-            destination_parameters: seen
-                .params
-                .get("DestinationParameters")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|n| !n.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            destination_key: seen
-                .params
-                .get("DestinationKmsKeyArn")
+            destination_parameters: params
+                .destination_parameters
+                .iter()
                 .map(String::as_str)
-                .filter(|k| !k.is_empty()),
-            actor_feed: seen.params.get("ActorFeed").map(String::as_str) == Some("on"),
+                .collect(),
+            destination_key: params.destination_kms_key_arn.as_deref(),
+            actor_feed: params.actor_feed == Some(OnOff::On),
         });
         handler = Some(simulate::simulate(&iam, role_arn, &asks).await);
     }
     let recorder_role = seen.found.recorder.as_ref().and_then(|r| r.role_arn());
     let mut config_role = None;
     if let (Some(role_arn), Some(bucket), Some(topic)) =
-        (o("ConfigRoleArn"), o("ConfigBucketName"), o("TopicArn"))
+        (&o.config_role_arn, &o.config_bucket_name, &o.topic_arn)
     {
-        if recorder_role == Some(role_arn) {
+        if recorder_role == Some(role_arn.as_str()) {
             let asks =
                 simulate::config_asks(role_arn, &place.region, &place.account, bucket, topic);
             config_role = Some(simulate::simulate(&iam, role_arn, &asks).await);
@@ -482,14 +426,14 @@ async fn parked(config: &SdkConfig, url: &str) -> Result<u64, String> {
 
 /// The stack and what it says about itself.
 fn stack_link(seen: &Seen) -> Vec<Check> {
-    let (name, place, install) = (&seen.stack_name, &seen.place, seen.install());
-    let Some(s) = &seen.stack else {
+    let (name, place, install) = (&seen.stack_name, &seen.place, seen.install_hint());
+    let Some(deployed) = &seen.deployed else {
         return vec![Check::fail(
             "stack",
             format!("stack {name} not found in {place}: {install}"),
         )];
     };
-    let status = s.stack_status();
+    let status = deployed.status();
     let shown = status.map(|s| s.as_str()).unwrap_or("?");
     vec![if matches!(
         status,
@@ -513,7 +457,7 @@ fn recorder_link(seen: &Seen) -> Vec<Check> {
             format!(
                 "no configuration recorder in {}: {}",
                 seen.place,
-                seen.install()
+                seen.install_hint()
             ),
         )];
     };
@@ -580,7 +524,11 @@ fn channel_link(seen: &Seen) -> Vec<Check> {
     let Some(channel) = &seen.found.channel else {
         return vec![Check::fail(
             "delivery channel",
-            format!("no delivery channel in {}: {}", seen.place, seen.install()),
+            format!(
+                "no delivery channel in {}: {}",
+                seen.place,
+                seen.install_hint()
+            ),
         )];
     };
     let name = channel.name().unwrap_or("?");
@@ -593,7 +541,7 @@ fn channel_link(seen: &Seen) -> Vec<Check> {
             bucket_check,
             format!(
                 "{name} → s3://{bucket}, which does not exist: {}",
-                seen.install()
+                seen.install_hint()
             ),
         ),
         (Some(_), Some(Err(e))) => Check::warn(bucket_check, e.clone()),
@@ -602,13 +550,13 @@ fn channel_link(seen: &Seen) -> Vec<Check> {
     let topic_check = "delivery channel → topic";
     let topic = match channel.sns_topic_arn() {
         Some(topic) => {
-            let ours = seen.output("TopicArn") == Some(topic);
+            let ours = seen.outputs().topic_arn.as_deref() == Some(topic);
             Check::ok(
                 topic_check,
                 format!("{topic}{}", if ours { "" } else { " (adopted)" }),
             )
         }
-        None if seen.eventbridge() => Check::ok(
+        None if seen.params().eventbridge() => Check::ok(
             topic_check,
             "none (events reach the handler through EventBridge)",
         ),
@@ -642,7 +590,7 @@ fn channel_link(seen: &Seen) -> Vec<Check> {
 /// The event source (topic → subscription → function, or rule → function), what SNS does with
 /// what it cannot deliver, and the function's permission for the source.
 fn route_link(seen: &Seen) -> Vec<Check> {
-    let function_arn = seen.output("FunctionArn").unwrap_or_default();
+    let function_arn = seen.outputs().function_arn.as_deref().unwrap_or_default();
     match &seen.route {
         Route::None => Vec::new(),
         Route::Topic {
@@ -661,7 +609,9 @@ fn route_link(seen: &Seen) -> Vec<Check> {
                 ),
                 Err(e) => Check::fail(check, e.clone()),
             }];
-            if let (Ok(Some(_)), Some(queue)) = (subscription, seen.output("FailureQueueArn")) {
+            if let (Ok(Some(_)), Some(queue)) =
+                (subscription, seen.outputs().failure_queue_arn.as_deref())
+            {
                 out.push(redrive_check(seen, topic, redrive.as_ref(), queue));
             }
             out.push(permission(
@@ -736,7 +686,7 @@ fn redrive_check(
                     Some(p) => format!("redrive policy {p}, not the failure queue"),
                     None => "no redrive policy".to_owned(),
                 },
-                seen.install()
+                seen.install_hint()
             ),
         ),
         Some(Err(e)) => Check::fail(check, e.clone()),
@@ -746,10 +696,11 @@ fn redrive_check(
 /// The function: its settings as the handler reads them at start, its discovery baseline, and
 /// where its failures go.
 fn function_link(seen: &Seen) -> Vec<Check> {
-    let (Some(function), Some(read)) = (seen.output("FunctionName"), &seen.function) else {
+    let (Some(function), Some(read)) = (seen.outputs().function_name.as_deref(), &seen.function)
+    else {
         return Vec::new();
     };
-    let install = seen.install();
+    let install = seen.install_hint();
     let mut out = Vec::new();
     match read {
         Ok(vars) => {
@@ -856,26 +807,29 @@ fn failures_link(seen: &Seen) -> Vec<Check> {
     let check = "failure queue empty";
     vec![match parked {
         Ok(0) => Check::ok(check, "no failed notifications"),
-        Ok(n) => Check::warn(check, crate::redrive::parked_line(*n).unwrap_or_default()),
+        Ok(n) => Check::warn(
+            check,
+            crate::cmd::redrive::parked_line(*n).unwrap_or_default(),
+        ),
         Err(e) => Check::fail(check, e.clone()),
     }]
 }
 
 /// The record teardown relies on.
 fn record_link(seen: &Seen) -> Vec<Check> {
-    vec![match &seen.record {
-        Ok(Some(state)) => Check::ok(
+    vec![match (&seen.record_error, &seen.state) {
+        (Some(e), _) => Check::warn("install record", e.clone()),
+        (None, Some(state)) => Check::ok(
             "install record",
             format!("recorder {}, channel {}", state.recorder, state.channel),
         ),
-        Ok(None) => Check::warn(
+        (None, None) => Check::warn(
             "install record",
             format!(
                 "none: teardown would not know what install created; {}",
-                seen.install()
+                seen.install_hint()
             ),
         ),
-        Err(e) => Check::warn("install record", e.clone()),
     }]
 }
 

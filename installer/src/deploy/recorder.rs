@@ -399,52 +399,7 @@ pub async fn apply(
             .await
             .map_err(|e| aws_error(what.clone(), place, &e))?;
         }
-        Step::ExtendRecorder { name } => {
-            let recorder = found
-                .recorder
-                .clone()
-                .filter(|r| r.name() == Some(name.as_str()))
-                .ok_or_else(|| RecorderError::Aws {
-                    action: format!("extending recorder {name}"),
-                    place: place.clone(),
-                    detail: "it is gone".into(),
-                })?;
-            let group = recorder
-                .recording_group()
-                .cloned()
-                .unwrap_or_else(|| RecordingGroup::builder().all_supported(false).build());
-            let excluding = group.recording_strategy().and_then(|s| s.use_only())
-                == Some(&RecordingStrategyType::ExclusionByResourceTypes);
-            let extended = if excluding {
-                // An exclusion list that names security groups: take them off it.
-                let kept: Vec<ResourceType> = group
-                    .exclusion_by_resource_types()
-                    .map(|x| x.resource_types().to_vec())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|t| t.as_str() != SECURITY_GROUP)
-                    .collect();
-                regroup(
-                    &group,
-                    group.resource_types().to_vec(),
-                    Some(
-                        ExclusionByResourceTypes::builder()
-                            .set_resource_types(Some(kept))
-                            .build(),
-                    ),
-                )
-            } else {
-                let mut types = group.resource_types().to_vec();
-                types.push(ResourceType::from(SECURITY_GROUP));
-                regroup(&group, types, group.exclusion_by_resource_types().cloned())
-            };
-            config
-                .put_configuration_recorder()
-                .configuration_recorder(with_group(&recorder, extended))
-                .send()
-                .await
-                .map_err(|e| aws_error(format!("extending recorder {name}"), place, &e))?;
-        }
+        Step::ExtendRecorder { name } => extend(config, place, found, name).await?,
         Step::CreateChannel | Step::UpdateChannel { .. } => {
             let name = match step {
                 Step::UpdateChannel { name } => name.as_str(),
@@ -481,6 +436,64 @@ pub async fn apply(
 /// delay ("Changes that I make are not always immediately visible", IAM troubleshooting), and
 /// the stack creates ConfigRole and its policy moments before the recorder and channel use them.
 const PROPAGATION_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Adds security groups to the adopted recorder `name` (`--extend-recorder`).
+async fn extend(
+    config: &Client,
+    place: &Place,
+    found: &Found,
+    name: &str,
+) -> Result<(), RecorderError> {
+    let recorder = found
+        .recorder
+        .clone()
+        .filter(|r| r.name() == Some(name))
+        .ok_or_else(|| RecorderError::Aws {
+            action: format!("extending recorder {name}"),
+            place: place.clone(),
+            detail: "it is gone".into(),
+        })?;
+    let group = recorder
+        .recording_group()
+        .cloned()
+        .unwrap_or_else(|| RecordingGroup::builder().all_supported(false).build());
+    config
+        .put_configuration_recorder()
+        .configuration_recorder(with_group(&recorder, with_security_groups(&group)))
+        .send()
+        .await
+        .map_err(|e| aws_error(format!("extending recorder {name}"), place, &e))?;
+    Ok(())
+}
+
+/// `group` recording security groups too: taken off an exclusion list that names them, else
+/// added to the types it lists.
+fn with_security_groups(group: &RecordingGroup) -> RecordingGroup {
+    let excluding = group.recording_strategy().and_then(|s| s.use_only())
+        == Some(&RecordingStrategyType::ExclusionByResourceTypes);
+    if excluding {
+        let kept: Vec<ResourceType> = group
+            .exclusion_by_resource_types()
+            .map(|x| x.resource_types().to_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t.as_str() != SECURITY_GROUP)
+            .collect();
+        regroup(
+            group,
+            group.resource_types().to_vec(),
+            Some(
+                ExclusionByResourceTypes::builder()
+                    .set_resource_types(Some(kept))
+                    .build(),
+            ),
+        )
+    } else {
+        let mut types = group.resource_types().to_vec();
+        types.push(ResourceType::from(SECURITY_GROUP));
+        regroup(group, types, group.exclusion_by_resource_types().cloned())
+    }
+}
 
 /// Runs `call` again, with backoff, while Config answers that the role is not usable yet
 /// (`InvalidRoleException`: it cannot assume it; `InsufficientDeliveryPolicyException`: its

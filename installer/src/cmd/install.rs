@@ -1,150 +1,23 @@
-//! `sgwatch install` and `sgwatch plan`: observe the account ([`crate::observe`], read-only
-//! calls), decide ([`crate::plan`], pure), and for install apply ([`crate::apply`]).
+//! `sgwatch install` and `sgwatch plan`: observe the account ([`crate::deploy::observe`], read-only
+//! calls), decide ([`crate::deploy::plan`], pure), and for install apply ([`crate::deploy::apply`]).
 //!
 //! Plan lists exactly what install would do, and install with nothing to do makes no mutating
 //! call and says "no changes". The comparison covers the stack's template body and parameters
 //! (the artifact's sha256 is in ArtifactKey), the Config recorder and channel, the subscription to
 //! an adopted channel's topic, the subscriptions' redrive policies, and the install record.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aws_config::SdkConfig;
-use clap::{Args, ValueEnum};
-use serde::{Deserialize, Serialize};
-use sgwatch_handler::recipients::parse_address;
-use sgwatch_handler::settings::Policy;
+use serde::Serialize;
 
-use crate::apply;
 use crate::aws::Place;
-use crate::baseline::{self, Exposed};
-use crate::observe::{self, Observed};
-use crate::package::{self, Arch};
-use crate::plan::{self, Plan, Step, Wanted};
-use crate::policy_args::PolicyArgs;
-use crate::stack;
-
-/// How Config notifications reach the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    #[default]
-    Sns,
-    Eventbridge,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Sns => "sns",
-            Source::Eventbridge => "eventbridge",
-        }
-    }
-}
-
-/// The settings flags of `install` and `plan`.
-#[derive(Debug, Clone, Args)]
-pub struct InstallArgs {
-    /// Verified SES identity (address) the email is sent from
-    #[arg(long, value_name = "EMAIL")]
-    pub sender: String,
-    #[command(flatten)]
-    pub policy: PolicyArgs,
-    /// CPU architecture of the Lambda
-    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
-    pub arch: Arch,
-    /// CloudFormation stack name
-    #[arg(long, default_value = "sgwatch")]
-    pub stack_name: String,
-    /// Use this handler zip instead of building one (must hold an executable `bootstrap`)
-    #[arg(long, value_name = "PATH")]
-    pub handler_zip: Option<PathBuf>,
-    /// How notifications reach the handler (default sns; eventbridge when an adopted delivery
-    /// channel's topic belongs to another account)
-    #[arg(long, value_enum)]
-    pub source: Option<Source>,
-    /// Add AWS::EC2::SecurityGroup to an existing recorder that does not record it
-    #[arg(long)]
-    pub extend_recorder: bool,
-    /// Most copies of the handler running at once (1-1000; 5 paces bursts for SES's default 14
-    /// sends/s); unset, no reservation
-    // Unset by default: Lambda refuses a reservation that leaves fewer than 10 unreserved
-    // executions, so accounts with the new-account quota of 10 cannot reserve at all
-    // (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). Throttled
-    // events are not lost: Lambda keeps asynchronous events and retries them for up to 6 hours
-    // (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
-    pub reserved_concurrency: Option<u16>,
-    /// Send CloudTrail's security-group API calls to the handler, which then names who changed
-    /// a group at once and warns of the worst changes early (default: on when a CloudTrail trail
-    /// logs in the region)
-    #[arg(long, value_enum, value_name = "on|off")]
-    pub actor_feed: Option<crate::actor_feed::OnOff>,
-}
-
-/// Why install or plan stopped. Each says what failed, where, and what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    #[error("--sender {value:?} is not an email address: {why}")]
-    Sender { value: String, why: String },
-    #[error(
-        "--stack-name {0:?} is invalid: letters, digits and dashes, starting with a letter, at \
-         most 56 characters (the function is named STACK-handler, and Lambda allows 64)"
-    )]
-    StackName(String),
-    // The installer's policy names the stack, its roles, function, queues and buckets by this
-    // prefix (docs/iam-installer-policy.json); a stack named otherwise would be denied half-way.
-    #[error(
-        "--stack-name {0:?} must start with \"sgwatch\": the installer's IAM policy \
-         (docs/iam-installer-policy.json) grants the stack and what it makes only under that prefix"
-    )]
-    StackPrefix(String),
-    #[error(
-        "the existing delivery channel {channel:?} in {place} has no SNS topic to subscribe the \
-         handler to: run install with --source eventbridge"
-    )]
-    ChannelWithoutTopic { channel: String, place: Place },
-    #[error("stack {stack} in {place} has no output {output}: run install again; if it persists, see the stack's events")]
-    MissingOutput {
-        stack: String,
-        place: Place,
-        output: &'static str,
-    },
-}
-
-/// Settings checked before any AWS call.
-#[derive(Debug, Clone)]
-pub struct Checked {
-    pub policy: Policy,
-    pub sender: String,
-    pub stack_name: String,
-}
-
-impl InstallArgs {
-    /// Checks the settings flags with the handler's own validation (what the Lambda would refuse
-    /// at start is refused here, before anything is deployed).
-    pub fn check(&self) -> Result<Checked, crate::Error> {
-        let policy = self.policy.policy()?;
-        let sender = parse_address(&self.sender).map_err(|why| InstallError::Sender {
-            value: self.sender.clone(),
-            why,
-        })?;
-        let name = &self.stack_name;
-        let valid = name.len() <= 56
-            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        if !valid {
-            return Err(InstallError::StackName(name.clone()).into());
-        }
-        if !name.starts_with("sgwatch") {
-            return Err(InstallError::StackPrefix(name.clone()).into());
-        }
-        Ok(Checked {
-            policy,
-            sender,
-            stack_name: name.clone(),
-        })
-    }
-}
+use crate::deploy::baseline::{self, Exposed};
+use crate::deploy::observe::{self, Observed};
+use crate::deploy::plan::{self, Plan, Step};
+pub use crate::deploy::wanted::InstallArgs;
+use crate::deploy::wanted::Wanted;
+use crate::deploy::{actor_feed, apply, package, stack};
 
 /// What install did (or plan would do).
 #[derive(Debug, Clone, Serialize)]
@@ -228,26 +101,12 @@ async fn observe_and_plan(
     let topics = plan::topics(&observed.installed, source)?;
     observed.subscriptions = observe::subscriptions(config, &observed.installed, &topics).await?;
     observed.uploaded = observe::uploaded(config, &observed, &artifact).await?;
-    // Without the flag, the feed is on when a trail logs here (see actor_feed); why is reported.
     // Asked after preflight and the zip check, so those fail before any CloudTrail call.
     let mut args = args.clone();
     let feed_default = match args.actor_feed {
         Some(_) => None,
         None => {
-            let region = config.region().map(|r| r.to_string()).unwrap_or_default();
-            // When the trails cannot be read, the deployed value stays (as BaselineUntil does).
-            let deployed = observed
-                .installed
-                .stack
-                .as_ref()
-                .map(crate::stack::deployed_parameters)
-                .and_then(|p| p.get("ActorFeed").cloned())
-                .and_then(|v| crate::actor_feed::OnOff::from_str(&v, true).ok());
-            let (on, why) = crate::actor_feed::default_for(
-                &crate::actor_feed::trails(config).await,
-                &region,
-                deployed,
-            );
+            let (on, why) = actor_feed_default(config, &observed).await;
             args.actor_feed = Some(on);
             Some(why)
         }
@@ -262,6 +121,14 @@ async fn observe_and_plan(
     plan.warnings
         .extend(feed_default.filter(|w| !w.starts_with("actor feed on")));
     Ok((observed, wanted, plan))
+}
+
+/// Without the flag, the feed is on when a trail logs here (see [`actor_feed`]); and why.
+async fn actor_feed_default(config: &SdkConfig, observed: &Observed) -> (stack::OnOff, String) {
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    // When the trails cannot be read, the deployed value stays (as BaselineUntil does).
+    let deployed = observed.params().actor_feed;
+    actor_feed::default_for(&actor_feed::trails(config).await, &region, deployed)
 }
 
 fn report(verb: &'static str, place: &Place, wanted: &Wanted, plan: Plan) -> Report {
@@ -289,7 +156,7 @@ pub async fn plan(args: &InstallArgs, config: &SdkConfig) -> Result<Report, crat
             changes.push(plan.describe(step, &wanted, place));
             continue;
         };
-        if observed.stack.is_some() {
+        if observed.deployed.is_some() {
             changes.extend(s.differences.iter().map(|c| format!("stack {name}: {c}")));
         }
         let listed = if s.update {

@@ -18,7 +18,7 @@ use serde_json::Value;
 use sgwatch_synth::{self as synth, Capture};
 
 use crate::aws::Place;
-use crate::stack;
+use crate::deploy::stack::{self, Deployed};
 
 /// Why the test notification could not be sent; each says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +31,6 @@ pub enum TestEventError {
         place: Place,
         source: synth::DescribeError,
     },
-    #[error("stack {stack} not found in {place}: run `sgwatch install` first")]
-    NoStack { stack: String, place: Place },
-    #[error("stack {stack} has no function")]
-    NoFunction { stack: String },
     #[error("cannot invoke {function} ({place}): {detail}")]
     Invoke {
         function: String,
@@ -48,8 +44,6 @@ pub enum TestEventError {
          change, through AWS Config and EventBridge)"
     )]
     ViaEventBridge { stack: String },
-    #[error("stack {stack} has no topic")]
-    NoTopic { stack: String },
     #[error("cannot publish to {topic} ({place}): {detail}")]
     Publish {
         topic: String,
@@ -167,19 +161,9 @@ pub async fn run(args: &TestEventArgs, config: &SdkConfig) -> Result<Answer, cra
         Some(f) => f.clone(),
         None => {
             let cf = crate::aws::cloudformation(config);
-            let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
-                return Err(TestEventError::NoStack {
-                    stack: args.stack_name.clone(),
-                    place,
-                }
-                .into());
-            };
-            stack::resolved_outputs(&cf, &args.stack_name, &s, &place)
-                .await?
-                .remove("FunctionName")
-                .ok_or_else(|| TestEventError::NoFunction {
-                    stack: args.stack_name.clone(),
-                })?
+            let deployed = Deployed::require(&cf, &args.stack_name, &place).await?;
+            let function = &deployed.outputs.function_name;
+            stack::required(function, &args.stack_name, "FunctionName")?.to_owned()
         }
     };
     let mut lambda_config = aws_sdk_lambda::config::Builder::from(config);
@@ -233,26 +217,15 @@ async fn publish(
     event: &Value,
 ) -> Result<Answer, crate::Error> {
     let cf = crate::aws::cloudformation(config);
-    let Some(s) = stack::describe(&cf, &args.stack_name, place).await? else {
-        return Err(TestEventError::NoStack {
-            stack: args.stack_name.clone(),
-            place: place.clone(),
-        }
-        .into());
-    };
-    let source = stack::deployed_parameters(&s).remove("EventSource");
-    if source.as_deref() == Some("eventbridge") {
+    let deployed = Deployed::require(&cf, &args.stack_name, place).await?;
+    if deployed.params.eventbridge() {
         return Err(TestEventError::ViaEventBridge {
             stack: args.stack_name.clone(),
         }
         .into());
     }
-    let mut outputs = stack::resolved_outputs(&cf, &args.stack_name, &s, place).await?;
-    let topic = outputs
-        .remove("TopicArn")
-        .ok_or_else(|| TestEventError::NoTopic {
-            stack: args.stack_name.clone(),
-        })?;
+    let topic =
+        stack::required(&deployed.outputs.topic_arn, &args.stack_name, "TopicArn")?.to_owned();
     let sns = &event["Records"][0]["Sns"];
     let out = crate::aws::sns_for(config, &topic)
         .publish()
@@ -279,7 +252,7 @@ async fn publish(
         payload: serde_json::json!({
             "topic_arn": topic,
             "sns_message_id": out.message_id(),
-            "log_group": outputs.remove("LogGroupName"),
+            "log_group": deployed.outputs.log_group_name,
         }),
         via_topic: true,
     })

@@ -18,9 +18,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::aws::GlobalArgs;
-use crate::install::{self, InstallArgs, Source};
-use crate::policy_args::PolicyArgs;
-use crate::{package, status, teardown};
+use crate::cmd::{install, status, teardown};
+use crate::deploy::package;
+use crate::deploy::policy_args::PolicyArgs;
+use crate::deploy::stack::Source;
+use crate::deploy::wanted::InstallArgs;
 
 /// What a rollout does in every target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -216,21 +218,7 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
     let starts = target_lines(text);
     for (i, raw) in parsed.targets.into_iter().enumerate() {
         let line = starts.get(i).copied().unwrap_or(1);
-        let account = match &raw.account {
-            Some(serde_yaml::Value::String(s)) => s.trim().to_owned(),
-            Some(serde_yaml::Value::Number(n)) if n.to_string().len() == 12 => n.to_string(),
-            Some(serde_yaml::Value::Number(n)) => {
-                return Err(err(line, format!("account {n} must be quoted (\"{n:0>12}\"): YAML reads it as a number and drops leading zeros")))
-            }
-            Some(other) => return Err(err(line, format!("account must be a 12-digit string, not {other:?}"))),
-            None => return Err(err(line, format!("target {} has no `account` (a 12-digit AWS account id)", i + 1))),
-        };
-        if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
-            return Err(err(
-                line,
-                format!("account {account:?} is not a 12-digit AWS account id"),
-            ));
-        }
+        let account = account(raw.account.as_ref(), i).map_err(|m| err(line, m))?;
         let settings = raw.settings.over(&parsed.defaults);
         let regions = settings.regions.clone().unwrap_or_default();
         if regions.is_empty() {
@@ -253,18 +241,7 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
                 ));
             }
         }
-        let role = match (&settings.role_arn, &settings.role_name) {
-            (Some(arn), _) => {
-                if !arn.starts_with("arn:aws") || !arn.contains(":role/") {
-                    return Err(err(line, format!("role_arn {arn:?} is not an IAM role ARN")));
-                }
-                Role::Arn(arn.replace("{account}", &account))
-            }
-            (None, Some(name)) => Role::Name(name.clone()),
-            (None, None) => {
-                return Err(err(line, format!("account {account} has no role to assume: set `role_name` (or `role_arn`) on it or in `defaults`")))
-            }
-        };
+        let role = role(&settings, &account).map_err(|m| err(line, m))?;
         if settings.sender.as_deref().unwrap_or("").is_empty() {
             return Err(err(
                 line,
@@ -282,6 +259,39 @@ pub fn parse_targets(file: &str, text: &str) -> Result<Vec<Target>, TargetsError
         }
     }
     Ok(out)
+}
+
+/// Target `i`'s account id, checked: 12 digits, given as a string.
+fn account(value: Option<&serde_yaml::Value>, i: usize) -> Result<String, String> {
+    let account = match value {
+        Some(serde_yaml::Value::String(s)) => s.trim().to_owned(),
+        Some(serde_yaml::Value::Number(n)) if n.to_string().len() == 12 => n.to_string(),
+        Some(serde_yaml::Value::Number(n)) => {
+            return Err(format!("account {n} must be quoted (\"{n:0>12}\"): YAML reads it as a number and drops leading zeros"))
+        }
+        Some(other) => return Err(format!("account must be a 12-digit string, not {other:?}")),
+        None => return Err(format!("target {} has no `account` (a 12-digit AWS account id)", i + 1)),
+    };
+    if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "account {account:?} is not a 12-digit AWS account id"
+        ));
+    }
+    Ok(account)
+}
+
+/// The role a target's settings name for `account`.
+fn role(settings: &TargetSettings, account: &str) -> Result<Role, String> {
+    match (&settings.role_arn, &settings.role_name) {
+        (Some(arn), _) => {
+            if !arn.starts_with("arn:aws") || !arn.contains(":role/") {
+                return Err(format!("role_arn {arn:?} is not an IAM role ARN"));
+            }
+            Ok(Role::Arn(arn.replace("{account}", account)))
+        }
+        (None, Some(name)) => Ok(Role::Name(name.clone())),
+        (None, None) => Err(format!("account {account} has no role to assume: set `role_name` (or `role_arn`) on it or in `defaults`")),
+    }
 }
 
 /// Whether `region` looks like a region name (`us-east-1`, `cn-north-1`, `us-gov-west-1`): the
@@ -585,7 +595,8 @@ async fn on_target(
     arch: package::Arch,
     zip: Option<PathBuf>,
 ) -> Result<Vec<String>, crate::Error> {
-    let config = crate::aws::assume(base, g, t, partition).await;
+    let role = t.role_arn(partition);
+    let config = crate::aws::assume(base, g, role, &t.region, t.external_id.as_deref()).await;
     match action {
         Action::Install => Ok(
             install::install(&install_args(t, arch, zip), &config, false)

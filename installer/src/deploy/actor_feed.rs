@@ -9,26 +9,11 @@
 //! and `GetEventSelectors` show one.
 
 use aws_config::SdkConfig;
-use clap::ValueEnum;
 
 use crate::aws::error_text;
-use crate::status::{Check, Level, Seen};
-
-/// `--actor-feed`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnOff {
-    On,
-    Off,
-}
-
-impl OnOff {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnOff::On => "on",
-            OnOff::Off => "off",
-        }
-    }
-}
+use crate::deploy::check::{Check, Level};
+use crate::deploy::observe::Installed;
+use crate::deploy::stack::OnOff;
 
 /// One trail as `DescribeTrails`, `GetTrailStatus` and `GetEventSelectors` show it. A call that
 /// failed for this trail is kept as its reason: one unreadable trail (an organization trail a
@@ -223,23 +208,23 @@ async fn read_trails(ct: &aws_sdk_cloudtrail::Client) -> Result<Vec<Trail>, Stri
 
 /// The `status` line of the actor feed: on (its rule exists, is enabled and targets the
 /// function), or off and why.
-pub async fn check(config: &SdkConfig, seen: &Seen) -> Vec<Check> {
+pub async fn check(config: &SdkConfig, installed: &Installed) -> Vec<Check> {
     const NAME: &str = "actor feed";
     let check = |level, detail: String| Check {
         level,
         check: NAME.to_owned(),
         detail,
     };
-    if seen.stack.is_none() {
+    let Some(deployed) = &installed.deployed else {
         return Vec::new();
-    }
-    let region = &seen.place.region;
-    if seen.params.get("ActorFeed").map(String::as_str) != Some("on") {
+    };
+    let region = &installed.place.region;
+    if deployed.params.actor_feed != Some(OnOff::On) {
         let (_, why) = default_for(&trails(config).await, region, None);
         let why = why.strip_prefix("actor feed off: ").unwrap_or(&why);
         return vec![check(Level::Warn, format!("off: {why}"))];
     }
-    let Some(rule) = seen.output("ActorFeedRuleName") else {
+    let Some(rule) = &deployed.outputs.actor_feed_rule_name else {
         return vec![check(
             Level::Fail,
             "on, but the stack has no ActorFeedRuleName output: run `sgwatch install` again"
@@ -262,7 +247,7 @@ pub async fn check(config: &SdkConfig, seen: &Seen) -> Vec<Check> {
             format!("rule {rule} is disabled: `aws events enable-rule --name {rule}`"),
         )];
     }
-    let function = seen.output("FunctionArn").unwrap_or_default();
+    let function = deployed.outputs.function_arn.as_deref().unwrap_or_default();
     let targets = events.list_targets_by_rule().rule(rule).send().await;
     let targeted = targets
         .as_ref()

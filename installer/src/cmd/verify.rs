@@ -19,13 +19,17 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use clap::Args;
 use serde::Serialize;
+use sgwatch_handler::settings::Policy;
 
 use crate::aws::{error_text, Place};
-use crate::stack;
+use crate::deploy::stack::{self, Deployed};
 
 /// The tag that marks a group as made by `sgwatch verify` (its value is the run id). The handler
 /// never takes such a group's discovery for the baseline of groups that existed at install.
 pub const MARKER_TAG: &str = sgwatch_handler::decide::VERIFY_TAG;
+/// The value of the notify tag that opts the throwaway group in (the handler's rule,
+/// [`sgwatch_handler::decide::opt_in`], takes it).
+pub const OPT_IN: &str = "Yes";
 /// The rule verify opens: RDP from TEST-NET-1 (RFC 5737), an address range used only in
 /// documentation, so the rule lets nothing in.
 pub const RULE_CIDR: &str = "192.0.2.0/24";
@@ -54,7 +58,10 @@ pub struct VerifyArgs {
 
 /// Whether a change made now can reach the handler within `timeout`: not when the recorder
 /// records security groups once a day.
-pub fn precheck(found: &crate::recorder::Found, timeout: Duration) -> Result<(), VerifyError> {
+pub fn precheck(
+    found: &crate::deploy::recorder::Found,
+    timeout: Duration,
+) -> Result<(), VerifyError> {
     match found.daily_security_groups() {
         Some(daily) => Err(VerifyError::DailyRecording {
             daily,
@@ -90,10 +97,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// email is a [`Verified`] whose email step is missing, not an error.)
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("stack {stack} not found in {place}: run `sgwatch install` first")]
-    NoStack { stack: String, place: Place },
-    #[error("stack {stack} has no {output} output: run `sgwatch install` to update it")]
-    NoOutput { stack: String, output: &'static str },
     #[error("no recipient: the stack {stack} has no fallback recipient; pass --recipient EMAIL")]
     NoRecipient { stack: String },
     #[error(
@@ -364,6 +367,52 @@ pub fn steps(made: SystemTime, rule: &str, ledger: Option<&Ledger>) -> Vec<Step>
     out
 }
 
+/// What verify takes from the deployed stack: where the handler records its decisions, whom the
+/// throwaway group names, and by which tags, as the handler reads them.
+struct Setup {
+    table: String,
+    recipient: String,
+    notify_tag: String,
+    owner_tag: String,
+}
+
+impl Setup {
+    fn from_stack(args: &VerifyArgs, deployed: &Deployed) -> Result<Setup, crate::Error> {
+        let table = stack::required(
+            &deployed.outputs.idempotency_table_name,
+            &args.stack_name,
+            "IdempotencyTableName",
+        )?
+        .to_owned();
+        let recipient = args
+            .recipient
+            .clone()
+            .or_else(|| deployed.params.fallback_recipient.clone())
+            .filter(|r| !r.trim().is_empty())
+            .ok_or_else(|| VerifyError::NoRecipient {
+                stack: args.stack_name.clone(),
+            })?;
+        // The stack's tags, else the handler's defaults.
+        let defaults = Policy::default();
+        Ok(Setup {
+            table,
+            recipient,
+            notify_tag: (deployed.params.notify_tag.clone()).unwrap_or(defaults.notify_tag),
+            owner_tag: (deployed.params.owner_tag.clone()).unwrap_or(defaults.owner_tag),
+        })
+    }
+
+    /// The throwaway group's tags: opted in, naming the recipient, marked as this run's.
+    fn tags<'a>(&'a self, run_id: &'a str, group_name: &'a str) -> [(&'a str, &'a str); 4] {
+        [
+            (&self.notify_tag, OPT_IN),
+            (&self.owner_tag, &self.recipient),
+            (MARKER_TAG, run_id),
+            ("Name", group_name),
+        ]
+    }
+}
+
 /// Runs the check. Errors are for a check that could not run (or finish); the group is deleted
 /// whatever happens once it exists.
 pub async fn run(
@@ -373,45 +422,13 @@ pub async fn run(
 ) -> Result<Verified, crate::Error> {
     let place = crate::aws::place(config).await?;
     let cf = crate::aws::cloudformation(config);
-    let Some(s) = stack::describe(&cf, &args.stack_name, &place).await? else {
-        return Err(VerifyError::NoStack {
-            stack: args.stack_name.clone(),
-            place,
-        }
-        .into());
-    };
-    let parameters = stack::deployed_parameters(&s);
-    let outputs = stack::resolved_outputs(&cf, &args.stack_name, &s, &place).await?;
-    let table = outputs
-        .get("IdempotencyTableName")
-        .cloned()
-        .ok_or_else(|| VerifyError::NoOutput {
-            stack: args.stack_name.clone(),
-            output: "IdempotencyTableName",
-        })?;
-    let recipient = args
-        .recipient
-        .clone()
-        .or_else(|| parameters.get("FallbackRecipient").cloned())
-        .filter(|r| !r.trim().is_empty())
-        .ok_or_else(|| VerifyError::NoRecipient {
-            stack: args.stack_name.clone(),
-        })?;
-    let tag = |name: &str, default: &str| {
-        parameters
-            .get(name)
-            .filter(|v| !v.is_empty())
-            .cloned()
-            .unwrap_or_else(|| default.to_owned())
-    };
-    let (notify_tag, owner_tag) = (
-        tag("NotifyTag", "NotifyOnChange"),
-        tag("OwnerTag", "OwnerDL"),
-    );
-
+    let deployed = Deployed::require(&cf, &args.stack_name, &place).await?;
+    let setup = Setup::from_stack(args, &deployed)?;
     // A recorder that records groups daily would leave verify waiting for nothing: said now.
     // (One that cannot be read is no reason not to try.)
-    if let Ok(found) = crate::recorder::find(&crate::aws::configservice(config), &place).await {
+    if let Ok(found) =
+        crate::deploy::recorder::find(&crate::aws::configservice(config), &place).await
+    {
         precheck(&found, args.timeout)?;
     }
 
@@ -420,34 +437,64 @@ pub async fn run(
         Some(v) => v.clone(),
         None => default_vpc(&ec2, &place).await?,
     };
-    let started = SystemTime::now();
-    let run_id = started
+    let run_id = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default()
         .to_string();
     let group_name = format!("sgwatch-verify-{run_id}");
-    let group_id = create_group(
-        &ec2,
-        &place,
-        &vpc_id,
-        &group_name,
-        &[
-            (notify_tag.as_str(), "Yes"),
-            (owner_tag.as_str(), recipient.as_str()),
-            (MARKER_TAG, run_id.as_str()),
-            ("Name", group_name.as_str()),
-        ],
-    )
-    .await?;
+    let tags = setup.tags(&run_id, &group_name);
+    let group_id = create_group(&ec2, &place, &vpc_id, &group_name, &tags).await?;
 
     // From here on the group exists: every way out deletes it, Ctrl-C included.
+    let waited = change_and_wait(config, &place, &group_id, &setup.table, args, progress).await;
+    let deleted = delete_group(&ec2, &group_id).await;
+    let (made, ledger) = match waited {
+        Ok(done) => done,
+        Err(w) => {
+            return Err(w
+                .into_error(args, group_id, setup.table, place, deleted)
+                .into())
+        }
+    };
+    let rule = format!("AuthorizeSecurityGroupIngress tcp/{RULE_PORT} from {RULE_CIDR}");
+    Ok(Verified {
+        run_id,
+        group_id,
+        group_name,
+        vpc_id,
+        recipient: setup.recipient,
+        steps: steps(made, &rule, Some(&ledger)),
+        ses_message_ids: ledger.ses_message_ids.clone(),
+        email_accepted: ledger.accepted(),
+        problem: problem(&ledger),
+        group_deleted: deleted.is_ok(),
+        deletion_error: deleted.err(),
+        alarms: if deployed.outputs.alarm_topic_arn.is_some() {
+            crate::deploy::alarms::names(&args.stack_name)
+        } else {
+            Vec::new()
+        },
+        alarms_email: deployed.params.fallback_recipient.clone(),
+    })
+}
+
+/// Makes the change to the group, then waits for the handler's record of it (or Ctrl-C).
+async fn change_and_wait(
+    config: &SdkConfig,
+    place: &Place,
+    group_id: &str,
+    table: &str,
+    args: &VerifyArgs,
+    progress: bool,
+) -> Result<(SystemTime, Ledger), Waited> {
+    let ec2 = crate::aws::ec2(config);
     let dynamodb = crate::aws::dynamodb(config);
     let prefix = format!("{}/{}/{group_id}/", place.account, place.region);
     let work = async {
-        authorize(&ec2, &place, &group_id).await?;
+        authorize(&ec2, place, group_id).await?;
         let made = SystemTime::now();
-        let ledger = wait(&dynamodb, &table, &prefix, args, progress).await?;
+        let ledger = wait(&dynamodb, table, &prefix, args, progress).await?;
         Ok::<_, Waited>((made, ledger))
     };
     let waited = tokio::select! {
@@ -457,36 +504,12 @@ pub async fn run(
     if progress && std::io::stderr().is_terminal() {
         eprintln!();
     }
-    let deleted = delete_group(&ec2, &group_id).await;
-    let rule = format!("AuthorizeSecurityGroupIngress tcp/{RULE_PORT} from {RULE_CIDR}");
-    let (made, ledger) = match waited {
-        Ok(done) => done,
-        Err(w) => {
-            let group = group_id.clone();
-            return Err(match w {
-                Waited::Timeout => VerifyError::Timeout {
-                    timeout: format!("{} s", args.timeout.as_secs()),
-                    group,
-                    deleted,
-                },
-                Waited::Interrupted => VerifyError::Interrupted { group, deleted },
-                Waited::Table(detail) => VerifyError::Table {
-                    table,
-                    place,
-                    detail,
-                    deleted,
-                },
-                Waited::Ec2(what, detail) => VerifyError::Change {
-                    what,
-                    detail,
-                    deleted,
-                },
-            }
-            .into());
-        }
-    };
-    let email_accepted = ledger.accepted();
-    let problem = (!email_accepted).then(|| {
+    waited
+}
+
+/// Why SES accepted no email, when it did not.
+fn problem(ledger: &Ledger) -> Option<String> {
+    (!ledger.accepted()).then(|| {
         format!(
             "the handler decided to notify, but SES accepted no email ({}); `sgwatch redrive` \
              lists what it parked and why",
@@ -504,28 +527,6 @@ pub async fn run(
                 )
             }
         )
-    });
-    Ok(Verified {
-        run_id,
-        group_id,
-        group_name,
-        vpc_id,
-        recipient,
-        steps: steps(made, &rule, Some(&ledger)),
-        ses_message_ids: ledger.ses_message_ids.clone(),
-        email_accepted,
-        problem,
-        group_deleted: deleted.is_ok(),
-        deletion_error: deleted.err(),
-        alarms: if outputs.contains_key("AlarmTopicArn") {
-            crate::alarms::names(&args.stack_name)
-        } else {
-            Vec::new()
-        },
-        alarms_email: parameters
-            .get("FallbackRecipient")
-            .filter(|f| !f.is_empty())
-            .cloned(),
     })
 }
 
@@ -534,6 +535,38 @@ enum Waited {
     Interrupted,
     Table(String),
     Ec2(String, String),
+}
+
+impl Waited {
+    /// The error verify ends on, with whether the group was then deleted.
+    fn into_error(
+        self,
+        args: &VerifyArgs,
+        group: String,
+        table: String,
+        place: Place,
+        deleted: Result<(), String>,
+    ) -> VerifyError {
+        match self {
+            Waited::Timeout => VerifyError::Timeout {
+                timeout: format!("{} s", args.timeout.as_secs()),
+                group,
+                deleted,
+            },
+            Waited::Interrupted => VerifyError::Interrupted { group, deleted },
+            Waited::Table(detail) => VerifyError::Table {
+                table,
+                place,
+                detail,
+                deleted,
+            },
+            Waited::Ec2(what, detail) => VerifyError::Change {
+                what,
+                detail,
+                deleted,
+            },
+        }
+    }
 }
 
 /// Polls the table until the group's record settles, with a progress line on stderr.
@@ -568,8 +601,8 @@ async fn wait(
             };
             let line = format!(
                 "{state}: {} of {}",
-                crate::redrive::age(elapsed.as_secs()),
-                crate::redrive::age(args.timeout.as_secs())
+                crate::cmd::redrive::age(elapsed.as_secs()),
+                crate::cmd::redrive::age(args.timeout.as_secs())
             );
             if terminal {
                 eprint!("\r{line}\x1b[K");
@@ -733,7 +766,7 @@ mod tests {
     #[test]
     fn a_daily_recorder_is_said_before_any_group_is_made() {
         use aws_sdk_config::types::{ConfigurationRecorder, RecordingFrequency, RecordingMode};
-        let found = |frequency| crate::recorder::Found {
+        let found = |frequency| crate::deploy::recorder::Found {
             recorder: Some(
                 ConfigurationRecorder::builder()
                     .name("default")
@@ -757,6 +790,16 @@ mod tests {
                 && said.contains("would time out after 900 s")
                 && said.contains("no group was created"),
             "{said}"
+        );
+    }
+
+    #[test]
+    fn the_throwaway_group_is_opted_in_by_the_handler_s_rule() {
+        let notify_tag = Policy::default().notify_tag;
+        let tags = std::collections::BTreeMap::from([(notify_tag.clone(), OPT_IN.to_owned())]);
+        assert_eq!(
+            sgwatch_handler::decide::opt_in(&tags, &notify_tag),
+            Ok(OPT_IN)
         );
     }
 

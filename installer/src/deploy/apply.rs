@@ -1,18 +1,18 @@
-//! Doing it: each step of a [`Plan`] (install) or of [`undo`](crate::plan::undo) (teardown)
+//! Doing it: each step of a [`Plan`] (install) or of [`undo`](crate::deploy::plan::undo) (teardown)
 //! as AWS calls, reported as a line of what was done.
 
 use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::Stack;
 
-use crate::artifacts::{self, InstallState, Ownership};
 use crate::aws::sns_for;
 use crate::aws::Place;
-use crate::install::InstallError;
-use crate::observe::{self, Observed};
-use crate::plan::{self, Plan, StackStep, Step, Undo, Wanted};
-use crate::recorder;
-use crate::stack;
-use crate::topic;
+use crate::deploy::artifacts::{self, InstallState, Ownership};
+use crate::deploy::observe::{self, Installed, Observed};
+use crate::deploy::plan::{self, Plan, StackStep, Step, Undo};
+use crate::deploy::recorder;
+use crate::deploy::stack::{self, Deployed, Source};
+use crate::deploy::topic;
+use crate::deploy::wanted::Wanted;
 
 /// The install record as it is being made, written before each Config change and at the end.
 struct Record {
@@ -21,6 +21,40 @@ struct Record {
 }
 
 impl Record {
+    /// The record as install goes on from the stack: the one found (or a new one), with the
+    /// stack's Config bucket and what install found and did not create.
+    fn start(observed: &Observed, wanted: &Wanted) -> Record {
+        let mut state = observed.state.clone().unwrap_or_else(|| InstallState {
+            stack_name: wanted.checked.stack_name.clone(),
+            ..Default::default()
+        });
+        state.config_bucket = observed.outputs().config_bucket_name.clone();
+        let owned = plan::owned(&observed.found, Some(&state), observed.outputs());
+        plan::mark_adopted(&mut state, &observed.found, owned);
+        Record {
+            state,
+            written: observed.state.clone(),
+        }
+    }
+
+    /// Notes what a Config step creates or adds, for teardown to take back.
+    fn before(&mut self, step: &recorder::Step) {
+        match step {
+            recorder::Step::CreateRecorder => {
+                self.state.recorder = Ownership::Created;
+                self.state.recorder_name = recorder::NAME.into();
+            }
+            recorder::Step::CreateChannel => {
+                self.state.channel = Ownership::Created;
+                self.state.channel_name = recorder::NAME.into();
+            }
+            recorder::Step::ExtendRecorder { .. } => {
+                self.state.extended_types = vec![recorder::SECURITY_GROUP.to_owned()];
+            }
+            _ => {}
+        }
+    }
+
     async fn write(&mut self, s3: &aws_sdk_s3::Client, place: &Place) -> Result<(), crate::Error> {
         if self.written.as_ref() != Some(&self.state) {
             artifacts::write_state(s3, place, &self.state).await?;
@@ -99,13 +133,11 @@ async fn artifact_and_stack(
             Step::Stack(s) => {
                 let name = &wanted.checked.stack_name;
                 let cf = crate::aws::cloudformation(config);
-                let deployed_stack = observed.stack.as_ref();
+                let deployed_stack = observed.deployed.as_ref().map(|d| &d.stack);
                 let (stack, lines) =
                     deploy(&cf, name, &place, deployed_stack, &s, params, progress).await?;
                 changes.extend(lines.into_iter().map(|c| format!("stack {name}: {c}")));
-                observed.installed.outputs =
-                    stack::resolved_outputs(&cf, name, &stack, &place).await?;
-                observed.installed.stack = Some(stack);
+                observed.installed.deployed = Some(Deployed::read(&cf, name, stack, &place).await?);
                 deployed = true;
             }
             _ => unreachable!("only the artifact and stack steps are taken here"),
@@ -119,24 +151,17 @@ async fn after_stack(
     config: &SdkConfig,
     observed: &Observed,
     wanted: &Wanted,
-    source: crate::install::Source,
+    source: Source,
     steps: Vec<Step>,
 ) -> Result<Vec<String>, crate::Error> {
     let place = observed.place.clone();
     let s3 = crate::aws::s3(config);
     let mut changes = Vec::new();
-    let mut record = Record {
-        state: observed.state.clone().unwrap_or_else(|| InstallState {
-            stack_name: wanted.checked.stack_name.clone(),
-            ..Default::default()
-        }),
-        written: observed.state.clone(),
-    };
-    record.state.config_bucket = observed.outputs.get("ConfigBucketName").cloned();
-    let function = output(observed, wanted, "FunctionArn")?;
-    let owned = plan::owned(&observed.found, Some(&record.state), &observed.outputs);
-    plan::mark_adopted(&mut record.state, &observed.found, owned);
-    let want = plan::want(&wanted.args, &wanted.checked, &observed.outputs);
+    let mut record = Record::start(observed, wanted);
+    let outputs = observed.outputs();
+    let name = &wanted.checked.stack_name;
+    let function = stack::required(&outputs.function_arn, name, "FunctionArn")?.to_owned();
+    let want = plan::want(&wanted.args, &wanted.checked, outputs);
     let cfg = crate::aws::configservice(config);
     let lambda = crate::aws::lambda(config);
     for step in steps {
@@ -145,20 +170,7 @@ async fn after_stack(
                 // Recorded *before* it is made: a kill between the call and the record would
                 // otherwise leave a recorder that teardown does not know is ours (deleting one
                 // that is not there, or taking back a type that was never added, is harmless).
-                match &step {
-                    recorder::Step::CreateRecorder => {
-                        record.state.recorder = Ownership::Created;
-                        record.state.recorder_name = recorder::NAME.into();
-                    }
-                    recorder::Step::CreateChannel => {
-                        record.state.channel = Ownership::Created;
-                        record.state.channel_name = recorder::NAME.into();
-                    }
-                    recorder::Step::ExtendRecorder { .. } => {
-                        record.state.extended_types = vec![recorder::SECURITY_GROUP.to_owned()];
-                    }
-                    _ => {}
-                }
+                record.before(&step);
                 record.write(&s3, &place).await?;
                 recorder::apply(&cfg, &place, &observed.found, &step, &want).await?;
                 changes.push(step.describe(&want));
@@ -190,14 +202,10 @@ async fn after_stack(
                 ));
                 record.state.adopted_subscription_arn = Some(sub);
             }
-            // What SNS cannot deliver to the handler is parked in the failure queue. Set through
-            // the API: the stack subscribes inline (an AWS::SNS::Topic Subscription carries no
-            // redrive policy), and an adopted topic's subscription is not the stack's.
             Step::Redrive { topic } => {
-                let queue = output(observed, wanted, "FailureQueueArn")?;
+                let queue = stack::required(&outputs.failure_queue_arn, name, "FailureQueueArn")?;
                 let sns = sns_for(config, &topic);
-                if let Some(sub) = topic::subscription(&sns, &place, &topic, &function).await? {
-                    topic::set_redrive(&sns, &place, &topic, &sub, &queue).await?;
+                if redrive(&sns, &place, &topic, &function, queue).await? {
                     changes.push(format!(
                         "parked what SNS cannot deliver from {topic} to the handler in the failure queue"
                     ));
@@ -217,17 +225,22 @@ async fn after_stack(
     Ok(changes)
 }
 
-/// A stack output install needs.
-fn output(observed: &Observed, wanted: &Wanted, key: &'static str) -> Result<String, InstallError> {
-    observed
-        .outputs
-        .get(key)
-        .cloned()
-        .ok_or_else(|| InstallError::MissingOutput {
-            stack: wanted.checked.stack_name.clone(),
-            place: observed.place.clone(),
-            output: key,
-        })
+/// Parks what SNS cannot deliver from `topic` to the handler in the failure queue; false when the
+/// handler has no subscription there. Set through the API: the stack subscribes inline (an
+/// AWS::SNS::Topic Subscription carries no redrive policy), and an adopted topic's subscription
+/// is not the stack's.
+async fn redrive(
+    sns: &aws_sdk_sns::Client,
+    place: &Place,
+    topic: &str,
+    function: &str,
+    queue: &str,
+) -> Result<bool, crate::Error> {
+    let Some(sub) = topic::subscription(sns, place, topic, function).await? else {
+        return Ok(false);
+    };
+    topic::set_redrive(sns, place, topic, &sub, queue).await?;
+    Ok(true)
 }
 
 /// Creates or updates the stack through a change set; returns it as deployed, with the changes.
@@ -272,7 +285,7 @@ async fn deploy(
 /// Applies teardown's steps; returns what was removed and what was kept, one line each.
 pub async fn teardown(
     config: &SdkConfig,
-    installed: &crate::observe::Installed,
+    installed: &Installed,
     steps: Vec<Undo>,
     progress: bool,
 ) -> Result<(Vec<String>, Vec<String>), crate::Error> {
@@ -288,7 +301,7 @@ pub async fn teardown(
                 subscription,
             } => {
                 let lambda = crate::aws::lambda(config);
-                let function = installed.outputs.get("FunctionName").map(String::as_str);
+                let function = installed.outputs().function_name.as_deref();
                 let sns = sns_for(config, &topic);
                 topic::unsubscribe(&sns, &lambda, place, &topic, &subscription, function).await?;
                 removed.push(format!("subscription of the handler to {topic}"));

@@ -12,11 +12,12 @@ use aws_sdk_ec2::operation::describe_security_groups::DescribeSecurityGroupsErro
 use aws_sdk_ec2::types::SecurityGroup;
 use aws_smithy_types::date_time::{DateTime, Format};
 use serde::Serialize;
+use sgwatch_handler::decide::opt_in;
 use sgwatch_handler::rules::{Action, Change, RuleSet};
 use sgwatch_handler::severity::{self, Severity};
 
 use crate::aws::Place;
-use crate::recorder::Step;
+use crate::deploy::recorder::Step;
 
 /// How long after recording starts a discovered group still counts as baseline. AWS Config
 /// discovers the existing resources of a recorded type asynchronously after the recorder starts
@@ -84,20 +85,20 @@ impl std::fmt::Display for Exposed {
     }
 }
 
-/// The group, when it is opted in by `notify_tag` (Yes or true, as the handler reads it) and its
+/// The group, when it is opted in by `notify_tag` (the handler's own rule, [`opt_in`]) and its
 /// rules, each rated as if just added (the handler's own severity), reach high or critical.
 pub fn exposed(group: &SecurityGroup, notify_tag: &str) -> Option<Exposed> {
-    let tags: BTreeMap<&str, &str> = group
+    let tags: BTreeMap<String, String> = group
         .tags()
         .iter()
-        .filter_map(|t| Some((t.key()?, t.value().unwrap_or_default())))
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            ))
+        })
         .collect();
-    let opted_in = tags.get(notify_tag).is_some_and(|v| {
-        v.trim().eq_ignore_ascii_case("yes") || v.trim().eq_ignore_ascii_case("true")
-    });
-    if !opted_in {
-        return None;
-    }
+    opt_in(&tags, notify_tag).ok()?;
     let mut rules = RuleSet::default();
     // Config's shape, so the rules are read exactly as the handler reads a discovered group.
     rules

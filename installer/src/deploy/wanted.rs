@@ -1,0 +1,124 @@
+//! What install wants: the settings flags of `install` and `plan` ([`InstallArgs`], also the keys
+//! of a rollout target), checked before any AWS call ([`Checked`]), with the handler artifact
+//! ([`Wanted`]).
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::Args;
+use sgwatch_handler::recipients::parse_address;
+use sgwatch_handler::settings::Policy;
+
+use crate::aws::Place;
+use crate::deploy::package::{Arch, Artifact};
+use crate::deploy::policy_args::PolicyArgs;
+use crate::deploy::stack::{OnOff, Source};
+
+/// The settings flags of `install` and `plan`.
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// Verified SES identity (address) the email is sent from
+    #[arg(long, value_name = "EMAIL")]
+    pub sender: String,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// CPU architecture of the Lambda
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// CloudFormation stack name
+    #[arg(long, default_value = "sgwatch")]
+    pub stack_name: String,
+    /// Use this handler zip instead of building one (must hold an executable `bootstrap`)
+    #[arg(long, value_name = "PATH")]
+    pub handler_zip: Option<PathBuf>,
+    /// How notifications reach the handler (default sns; eventbridge when an adopted delivery
+    /// channel's topic belongs to another account)
+    #[arg(long, value_enum)]
+    pub source: Option<Source>,
+    /// Add AWS::EC2::SecurityGroup to an existing recorder that does not record it
+    #[arg(long)]
+    pub extend_recorder: bool,
+    /// Most copies of the handler running at once (1-1000; 5 paces bursts for SES's default 14
+    /// sends/s); unset, no reservation
+    // Unset by default: Lambda refuses a reservation that leaves fewer than 10 unreserved
+    // executions, so accounts with the new-account quota of 10 cannot reserve at all
+    // (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html). Throttled
+    // events are not lost: Lambda keeps asynchronous events and retries them for up to 6 hours
+    // (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async-error-handling.html).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub reserved_concurrency: Option<u16>,
+    /// Send CloudTrail's security-group API calls to the handler, which then names who changed
+    /// a group at once and warns of the worst changes early (default: on when a CloudTrail trail
+    /// logs in the region)
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub actor_feed: Option<OnOff>,
+}
+
+/// Why install or plan stopped. Each says what failed, where, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("--sender {value:?} is not an email address: {why}")]
+    Sender { value: String, why: String },
+    #[error(
+        "--stack-name {0:?} is invalid: letters, digits and dashes, starting with a letter, at \
+         most 56 characters (the function is named STACK-handler, and Lambda allows 64)"
+    )]
+    StackName(String),
+    // The installer's policy names the stack, its roles, function, queues and buckets by this
+    // prefix (docs/iam-installer-policy.json); a stack named otherwise would be denied half-way.
+    #[error(
+        "--stack-name {0:?} must start with \"sgwatch\": the installer's IAM policy \
+         (docs/iam-installer-policy.json) grants the stack and what it makes only under that prefix"
+    )]
+    StackPrefix(String),
+    #[error(
+        "the existing delivery channel {channel:?} in {place} has no SNS topic to subscribe the \
+         handler to: run install with --source eventbridge"
+    )]
+    ChannelWithoutTopic { channel: String, place: Place },
+}
+
+/// Settings checked before any AWS call.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub policy: Policy,
+    pub sender: String,
+    pub stack_name: String,
+}
+
+impl InstallArgs {
+    /// Checks the settings flags with the handler's own validation (what the Lambda would refuse
+    /// at start is refused here, before anything is deployed).
+    pub fn check(&self) -> Result<Checked, crate::Error> {
+        let policy = self.policy.policy()?;
+        let sender = parse_address(&self.sender).map_err(|why| InstallError::Sender {
+            value: self.sender.clone(),
+            why,
+        })?;
+        let name = &self.stack_name;
+        let valid = name.len() <= 56
+            && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !valid {
+            return Err(InstallError::StackName(name.clone()).into());
+        }
+        if !name.starts_with("sgwatch") {
+            return Err(InstallError::StackPrefix(name.clone()).into());
+        }
+        Ok(Checked {
+            policy,
+            sender,
+            stack_name: name.clone(),
+        })
+    }
+}
+
+/// What install wants: the checked flags and the handler artifact.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub args: InstallArgs,
+    pub checked: Checked,
+    pub artifact: Artifact,
+    /// When the plan is made: recording that starts now makes its baseline end an hour later.
+    pub now: SystemTime,
+}
