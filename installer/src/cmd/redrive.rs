@@ -44,6 +44,7 @@ use aws_sdk_sqs::types::{
 use clap::Args;
 use serde::Serialize;
 use serde_json::{json, Value};
+use sgwatch_handler::ledger::{self, ParkedRecord, PARKED_SOURCE};
 
 use crate::aws::{error_text, Place};
 use crate::deploy::stack::{self, Deployed};
@@ -116,16 +117,14 @@ impl std::fmt::Display for Kind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Record {
     pub kind: Kind,
-    /// What the record says it came from: the function, topic or rule ARN.
+    /// What the record says it came from: the function (a Lambda failure record's
+    /// `requestContext.functionArn`, with its qualifier), topic or rule ARN.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     /// The resources (security groups) its notifications are about.
     pub groups: Vec<String>,
     /// The error recorded with it.
     pub error: Option<String>,
-    /// The function that failed (a Lambda failure record's `requestContext.functionArn`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub function: Option<String>,
     /// The event to give the function again; none when there is nothing to replay.
     #[serde(skip)]
     pub event: Option<Value>,
@@ -148,7 +147,7 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
     if v["requestContext"].is_object() {
         return lambda_failure(&v);
     }
-    if v["source"] == "sgwatch" {
+    if v["source"] == PARKED_SOURCE {
         return parked_by_the_handler(&v);
     }
     if v["Type"] == "Notification" && v["Message"].is_string() {
@@ -165,7 +164,6 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             origin: v["TopicArn"].as_str().map(str::to_owned),
             groups: groups(&event),
             error: attribute_error(),
-            function: None,
             event: Some(event),
         };
     }
@@ -176,7 +174,6 @@ pub fn read(body: &str, attributes: &HashMap<String, String>) -> Record {
             origin: attributes.get("RULE_ARN").cloned(),
             groups: groups(&v),
             error: attribute_error(),
-            function: None,
             event: Some(v),
         };
     }
@@ -191,7 +188,6 @@ impl Record {
             origin: None,
             groups: Vec::new(),
             error: None,
-            function: None,
             event: None,
         }
     }
@@ -217,48 +213,41 @@ fn lambda_failure(v: &Value) -> Record {
         }),
     };
     let event = v["requestPayload"].clone();
-    let function = v["requestContext"]["functionArn"]
-        .as_str()
-        .map(str::to_owned);
     Record {
         kind: Kind::LambdaFailure,
-        origin: function.clone(),
+        origin: v["requestContext"]["functionArn"]
+            .as_str()
+            .map(str::to_owned),
         groups: groups(&event),
         error,
-        function,
         event: Some(event).filter(|e| !e.is_null()),
     }
 }
 
-/// The handler's own record of what no one could be told, with the original event.
+/// The handler's own record: what no one could be told, with the original event, or a record
+/// that could not be read at all.
 fn parked_by_the_handler(v: &Value) -> Record {
-    let rejected: Vec<String> = v["rejected"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            format!(
-                "{}: {}",
-                r["recipient"].as_str().unwrap_or("?"),
-                r["reason"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    let reason = v["reason"].as_str().unwrap_or("parked by the handler");
+    let Some(parked) = ParkedRecord::from_value(v) else {
+        return Record::unknown();
+    };
+    let rejected: Vec<String> = match &parked.what {
+        ledger::Parked::Change { rejected, .. } => rejected
+            .iter()
+            .map(|r| format!("{}: {}", r.recipient, r.reason))
+            .collect(),
+        ledger::Parked::Unreadable { .. } => Vec::new(),
+    };
+    let reason = &parked.reason;
     Record {
         kind: Kind::RejectedRecipients,
         origin: None,
-        groups: v["facts"]["resourceId"]
-            .as_str()
-            .map(|g| vec![g.to_owned()])
-            .unwrap_or_default(),
+        groups: parked.facts.resource_id.iter().cloned().collect(),
         error: Some(if rejected.is_empty() {
-            reason.to_owned()
+            reason.clone()
         } else {
             format!("{reason} ({})", rejected.join("; "))
         }),
-        function: None,
-        event: Some(v["event"].clone()).filter(|e| e.is_object()),
+        event: parked.event().cloned(),
     }
 }
 
@@ -469,7 +458,7 @@ impl std::fmt::Display for Parked {
             self.record.kind,
             age(self.age_secs)
         )?;
-        if let Some(function) = &self.record.function {
+        if let (Kind::LambdaFailure, Some(function)) = (&self.record.kind, &self.record.origin) {
             writeln!(f, "      function: {function}")?;
         }
         if let Some(e) = &self.record.error {
@@ -894,7 +883,7 @@ mod tests {
         assert_eq!(r.kind, Kind::LambdaFailure);
         assert_eq!(r.error.as_deref(), Some("InvocationError: SES throttled"));
         assert_eq!(
-            r.function.as_deref(),
+            r.origin.as_deref(),
             Some("arn:aws:lambda:us-east-1:1:function:f:$LATEST")
         );
         assert_eq!(r.event, None);

@@ -8,7 +8,7 @@
 //! end, on a timeout, on an error and on Ctrl-C. (Its deletion is a change too: the recipient gets
 //! one more email, for the deletion.)
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,6 +19,7 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use clap::Args;
 use serde::Serialize;
+use sgwatch_handler::ledger::{Item, Status};
 use sgwatch_handler::settings::Policy;
 
 use crate::aws::{error_text, Place};
@@ -34,8 +35,6 @@ pub const OPT_IN: &str = "Yes";
 /// documentation, so the rule lets nothing in.
 pub const RULE_CIDR: &str = "192.0.2.0/24";
 pub const RULE_PORT: i32 = 3389;
-/// Destinations in the ledger that are not an email (the handler's own failure-queue mark).
-const NOT_AN_EMAIL: &str = "failure-queue";
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
@@ -242,49 +241,11 @@ impl std::fmt::Display for Verified {
 }
 
 /// The handler's record of one configuration state of the group, as read from the table.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Ledger {
-    pub status: String,
-    pub delivered: BTreeSet<String>,
-    pub ses_message_ids: Vec<String>,
-    pub capture_time: Option<String>,
-    pub decided_at_ms: Option<u64>,
-    pub accepted_at_ms: Option<u64>,
-}
+pub type Ledger = Item;
 
-impl Ledger {
-    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Ledger {
-        let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        let n = |k: &str| {
-            item.get(k)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        let ss = |k: &str| {
-            item.get(k)
-                .and_then(|v| v.as_ss().ok())
-                .cloned()
-                .unwrap_or_default()
-        };
-        Ledger {
-            status: s("status").unwrap_or_default(),
-            delivered: ss("delivered").into_iter().collect(),
-            ses_message_ids: ss("ses_message_ids"),
-            capture_time: s("capture_time").filter(|t| !t.is_empty()),
-            decided_at_ms: n("decided_at_ms"),
-            accepted_at_ms: n("accepted_at_ms"),
-        }
-    }
-
-    /// Some email of this state was accepted by SES.
-    pub fn accepted(&self) -> bool {
-        self.delivered.iter().any(|d| d != NOT_AN_EMAIL)
-    }
-
-    /// Finished without any email accepted.
-    pub fn rejected(&self) -> bool {
-        self.status == "sent" && !self.accepted()
-    }
+/// Finished without any email accepted (a post or a parked record is not one).
+pub fn rejected(l: &Ledger) -> bool {
+    l.status == Some(Status::Sent) && !l.accepted()
 }
 
 /// The record to report among the group's: the first one with an email, else one that ended
@@ -296,7 +257,7 @@ pub fn settled(ledgers: &[Ledger]) -> Option<&Ledger> {
             .filter(|l| f(l))
             .min_by_key(|l| l.accepted_at_ms.or(l.decided_at_ms).unwrap_or(u64::MAX))
     };
-    first_by(Ledger::accepted).or_else(|| first_by(Ledger::rejected))
+    first_by(Ledger::accepted).or_else(|| first_by(rejected))
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -347,12 +308,7 @@ pub fn steps(made: SystemTime, rule: &str, ledger: Option<&Ledger>) -> Vec<Step>
         });
     }
     if let (true, Some(ms)) = (l.accepted(), l.accepted_at_ms) {
-        let to: Vec<&str> = l
-            .delivered
-            .iter()
-            .map(String::as_str)
-            .filter(|d| *d != NOT_AN_EMAIL)
-            .collect();
+        let to: Vec<&str> = l.emails().collect();
         out.push(Step {
             step: "email accepted",
             at: rfc3339(from_ms(ms)),
@@ -521,7 +477,7 @@ fn problem(ledger: &Ledger) -> Option<String> {
                     ledger
                         .delivered
                         .iter()
-                        .cloned()
+                        .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", ")
                 )
@@ -637,7 +593,7 @@ async fn records(
             .send()
             .await
             .map_err(|e| error_text(&e))?;
-        out.extend(page.items().iter().map(Ledger::from_item));
+        out.extend(page.items().iter().map(Item::from_item));
         match page.last_evaluated_key() {
             Some(k) if !k.is_empty() => start = Some(k.clone()),
             _ => return Ok(out),
@@ -749,17 +705,20 @@ async fn delete_group(ec2: &aws_sdk_ec2::Client, group: &str) -> Result<(), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sgwatch_handler::ledger::Entry;
 
     fn ledger(status: &str, delivered: &[&str], accepted: Option<u64>) -> Ledger {
         Ledger {
-            status: status.to_owned(),
-            delivered: delivered.iter().map(|d| d.to_string()).collect(),
+            key: "111122223333/us-east-1/sg-1/7".to_owned(),
+            status: status.parse().ok(),
+            delivered: delivered.iter().map(|d| Entry::parse(d)).collect(),
             ses_message_ids: accepted
                 .map(|_| vec!["0100-abc".to_owned()])
                 .unwrap_or_default(),
             capture_time: Some("2026-11-28T12:00:05.000Z".to_owned()),
             decided_at_ms: Some(1_795_867_207_000),
             accepted_at_ms: accepted,
+            ..Ledger::default()
         }
     }
 
@@ -821,9 +780,18 @@ mod tests {
         let sent = ledger("sent", &["owner@corp.example"], Some(1_795_867_208_000));
         assert_eq!(settled(&[sending.clone(), sent.clone()]), Some(&sent));
         let parked = ledger("sent", &["failure-queue"], None);
-        assert!(parked.rejected());
+        assert!(rejected(&parked));
         assert_eq!(settled(std::slice::from_ref(&parked)), Some(&parked));
         assert_eq!(settled(&[parked, sent.clone()]), Some(&sent));
+    }
+
+    #[test]
+    fn a_post_to_a_destination_is_not_an_accepted_email() {
+        let posted = ledger("sent", &["destination:secops"], Some(1_795_867_208_000));
+        assert!(!posted.accepted(), "a Slack post counted as an email");
+        assert!(rejected(&posted));
+        let sent = ledger("sent", &["owner@corp.example"], Some(1_795_867_209_000));
+        assert_eq!(settled(&[posted, sent.clone()]), Some(&sent));
     }
 
     #[test]
