@@ -12,6 +12,7 @@ setup:
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo deny --offline check licenses bans sources
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 	@if [ -e scripts/lint-templates.sh ]; then bash scripts/lint-templates.sh; fi
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up what building, linting and testing sgwatch need beyond rustup and cargo: the Python
 # tools (moto, cfn-lint, checkov, cargo-lambda, zig) in .venv, the arm64 Linux Rust target,
-# rustfmt and clippy, and Debian's chromium (the test that renders the email in a browser).
+# rustfmt and clippy, cargo-deny (crates.io), and Debian's chromium (the test that renders the email in a browser).
 # Idempotent, and silent when there is nothing to do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,12 @@ cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
 if ((${#missing[@]})); then
     echo "setup: adding Rust components ${missing[*]}"
     rustup component add "${missing[@]}"
+fi
+
+# The licence, ban and source checks of `make lint` (deny.toml); a pinned version, built once.
+if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0\.20\.'; then
+    echo "setup: installing cargo-deny from crates.io (a few minutes, once)"
+    cargo install cargo-deny --version '~0.20' --locked --quiet
 fi
 
 if [[ ! -x /usr/bin/chromium ]]; then
