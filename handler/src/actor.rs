@@ -10,46 +10,13 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use serde_json::Value;
 
-/// The API calls that change a security group.
-pub const SECURITY_GROUP_EVENTS: [&str; 11] = [
-    "AuthorizeSecurityGroupIngress",
-    "AuthorizeSecurityGroupEgress",
-    "RevokeSecurityGroupIngress",
-    "RevokeSecurityGroupEgress",
-    "ModifySecurityGroupRules",
-    "UpdateSecurityGroupRuleDescriptionsIngress",
-    "UpdateSecurityGroupRuleDescriptionsEgress",
-    "CreateSecurityGroup",
-    "DeleteSecurityGroup",
-    // Tag changes (the opt-in, the owners) are changes to the group too.
-    "CreateTags",
-    "DeleteTags",
-];
+use crate::feed::SECURITY_GROUP_EVENTS;
+pub use crate::who::{Actor, ActorLookup};
 
 /// How far before the capture time a change can have happened: Config records within minutes.
-const LOOK_BACK_SECS: i64 = 30 * 60;
+const LOOKUP_LOOK_BACK_SECS: i64 = 30 * 60;
 /// CloudTrail's event time can be slightly after Config's capture time.
-const LOOK_AHEAD_SECS: i64 = 5 * 60;
-
-/// Who made the change, from CloudTrail.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Actor {
-    pub arn: Option<String>,
-    pub source_ip: Option<String>,
-    pub time: Option<String>,
-    pub event_name: Option<String>,
-}
-
-/// The outcome of looking up the actor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActorLookup {
-    /// From the actor feed: every caller of the calls that made the change, with those calls.
-    Feed(Vec<crate::feed::Caller>),
-    /// From CloudTrail's `LookupEvents`.
-    Found(Actor),
-    /// Not found or not looked up; the text says why.
-    Unknown(String),
-}
+const LOOKUP_LOOK_AHEAD_SECS: i64 = 5 * 60;
 
 /// One CloudTrail event, reduced to what the choice needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,8 +51,8 @@ pub async fn lookup(
     let result = client
         .lookup_events()
         .lookup_attributes(attribute)
-        .start_time(DateTime::from_secs(capture - LOOK_BACK_SECS))
-        .end_time(DateTime::from_secs(capture + LOOK_AHEAD_SECS))
+        .start_time(DateTime::from_secs(capture - LOOKUP_LOOK_BACK_SECS))
+        .end_time(DateTime::from_secs(capture + LOOKUP_LOOK_AHEAD_SECS))
         .max_results(50)
         .send()
         .await;

@@ -12,10 +12,10 @@ use serde_json::Value;
 use crate::destination::{parse_channels_tag, Channels};
 use crate::message::{ConfigurationItem, Facts, ItemChange};
 use crate::recipients::{parse_owner_tag, Recipients};
-use crate::render::one_line;
 use crate::rules::{diff, Change, Direction, RuleSet};
 use crate::settings::Policy;
 use crate::severity::{classify, overall, Severity};
+use crate::text::one_line;
 
 /// A non-rule property that changed, e.g. the description or a tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

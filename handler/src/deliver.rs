@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tracing::{debug, error, info, warn};
 
-use crate::actor::ActorLookup;
 use crate::context::{Invocation, Outcome, Services, TooLate};
 use crate::decide::Decision;
 use crate::dedupe::{self, Claim, Dedupe, DedupeError};
@@ -22,6 +21,7 @@ use crate::message::ParseError;
 use crate::post::{Payload, PostError, Poster};
 use crate::render::Email;
 use crate::settings::Settings;
+use crate::who::ActorLookup;
 use crate::{logs, slack, teams, webhook};
 
 /// No send starts with less than this left before the invocation's deadline: one SES call at its

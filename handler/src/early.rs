@@ -10,11 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::decide::{decide, Analysis, Decision, Subject};
-use crate::feed::{self, ApiCall};
+use crate::feed::ApiCall;
 use crate::feed_store::Warning;
 use crate::rules::Action;
 use crate::settings::{Policy, SECURITY_GROUP};
 use crate::severity::{classify, overall, Severity};
+use crate::who;
 
 /// A group as `DescribeSecurityGroups` shows it when the call arrives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,7 +115,7 @@ pub struct Part {
 /// what this change added, whatever the warning said.
 pub fn standing(d: &Decision, warnings: &[Warning], calls: &[ApiCall]) -> Vec<Warning> {
     let group = &d.analysis.subject.resource_id;
-    let tied: BTreeSet<&str> = feed::tied(calls, &d.analysis)
+    let tied: BTreeSet<&str> = who::tied(calls, &d.analysis)
         .into_iter()
         .map(|c| c.event_id.as_str())
         .collect();

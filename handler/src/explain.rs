@@ -6,14 +6,15 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, Analysis, Decision, PropertyChange};
-use crate::feed::{callers, ApiCall, Caller};
+use crate::feed::ApiCall;
 use crate::message::{envelopes, ConfigMessage, Oversized};
 use crate::render::{actor_text, render, Email};
 use crate::rules::Change;
 use crate::settings::Policy;
 use crate::severity::Severity;
+use crate::who::ActorLookup;
+use crate::who::{callers, Caller};
 
 /// One entry of the `explain` output.
 #[derive(Debug, Clone, Serialize)]

@@ -20,9 +20,23 @@ use aws_smithy_types::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::actor::SECURITY_GROUP_EVENTS;
-use crate::decide::Analysis;
 use crate::rules::{Action, Change, Direction, RuleSet};
+
+/// The API calls that change a security group.
+pub const SECURITY_GROUP_EVENTS: [&str; 11] = [
+    "AuthorizeSecurityGroupIngress",
+    "AuthorizeSecurityGroupEgress",
+    "RevokeSecurityGroupIngress",
+    "RevokeSecurityGroupEgress",
+    "ModifySecurityGroupRules",
+    "UpdateSecurityGroupRuleDescriptionsIngress",
+    "UpdateSecurityGroupRuleDescriptionsEgress",
+    "CreateSecurityGroup",
+    "DeleteSecurityGroup",
+    // Tag changes (the opt-in, the owners) are changes to the group too.
+    "CreateTags",
+    "DeleteTags",
+];
 
 /// The `detail-type` of CloudTrail's management events on EventBridge.
 pub const DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
@@ -33,9 +47,9 @@ pub const EVENT_SOURCE: &str = "ec2.amazonaws.com";
 
 /// How far before the capture time a call is taken as part of the change. AWS Config records a
 /// change within minutes of the call; a wider window would name the callers of an earlier change.
-pub const LOOK_BACK_SECS: i64 = 15 * 60;
+pub const CALLERS_LOOK_BACK_SECS: i64 = 15 * 60;
 /// A call's time is CloudTrail's clock, the capture time Config's: allow them a minute apart.
-pub const LOOK_AHEAD_SECS: i64 = 60;
+pub const CALLERS_LOOK_AHEAD_SECS: i64 = 60;
 
 /// One security-group API call, as the feed keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -413,151 +427,10 @@ fn requested_rules(request: &Value, direction: Direction) -> Vec<Change> {
         .collect()
 }
 
-/// One caller of the calls that made a change, with those calls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Caller {
-    /// The principal ARN (see [`ApiCall::caller`]).
-    pub principal: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_issuer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_ip: Option<String>,
-    pub calls: Vec<CallRef>,
-}
-
-/// One call of a [`Caller`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CallRef {
-    pub event_name: String,
-    pub event_time: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
-}
-
-/// The calls that made the change `analysis` describes, grouped by caller (principal and source
-/// IP) in the order they called (see [`tied`]). Empty when the feed has none.
-pub fn callers(calls: &[ApiCall], analysis: &Analysis) -> Vec<Caller> {
-    let mut out: Vec<Caller> = Vec::new();
-    for c in tied(calls, analysis) {
-        let principal = c.caller();
-        let call = CallRef {
-            event_name: c.event_name.clone(),
-            event_time: c.event_time.clone(),
-            request_id: c.request_id.clone(),
-            user_agent: c.user_agent.clone(),
-        };
-        match out
-            .iter_mut()
-            .find(|k| k.principal == principal && k.source_ip == c.source_ip)
-        {
-            Some(k) => k.calls.push(call),
-            None => out.push(Caller {
-                principal,
-                session_issuer: c.session_issuer.clone(),
-                session_name: c.session_name.clone(),
-                source_ip: c.source_ip.clone(),
-                calls: vec![call],
-            }),
-        }
-    }
-    out
-}
-
-/// The calls tied to the change `analysis` describes: the successful calls on the group in the
-/// [`LOOK_BACK_SECS`] before the capture time, narrowed to the kinds of call that make such a
-/// change when any of those are there; each once, in the order they were made.
-pub fn tied<'a>(calls: &'a [ApiCall], analysis: &Analysis) -> Vec<&'a ApiCall> {
-    let s = &analysis.subject;
-    let capture = s
-        .capture_time
-        .as_deref()
-        .and_then(|t| DateTime::from_str(t, Format::DateTimeWithOffset).ok())
-        .map(|t| t.secs());
-    let changed: BTreeSet<String> = analysis
-        .changes
-        .iter()
-        .map(|c| c.rule.to_string())
-        .collect();
-    let mut in_window: Vec<(i64, &ApiCall)> = calls
-        .iter()
-        .filter(|c| !c.failed() && c.group_ids.contains(&s.resource_id))
-        // A rule call whose rules this change neither added nor removed made another change.
-        .filter(|c| c.rules.is_empty() || c.rules.iter().any(|r| changed.contains(r)))
-        .filter_map(|c| Some((c.time_secs()?, c)))
-        .filter(|(t, _)| match capture {
-            Some(capture) => *t > capture - LOOK_BACK_SECS && *t <= capture + LOOK_AHEAD_SECS,
-            None => true,
-        })
-        .collect();
-    in_window.sort_by(|a, b| (a.0, &a.1.event_id).cmp(&(b.0, &b.1.event_id)));
-    let kinds = kinds_of(analysis);
-    let fitting: Vec<&ApiCall> = in_window
-        .iter()
-        .map(|(_, c)| *c)
-        .filter(|c| kinds.contains(&c.event_name.as_str()))
-        .collect();
-    let chosen: Vec<&ApiCall> = if fitting.is_empty() {
-        in_window.iter().map(|(_, c)| *c).collect()
-    } else {
-        fitting
-    };
-    let mut seen = BTreeSet::new();
-    chosen
-        .into_iter()
-        .filter(|c| seen.insert(&c.event_id))
-        .collect()
-}
-
-/// The calls that make the kind of change `analysis` describes.
-fn kinds_of(analysis: &Analysis) -> Vec<&'static str> {
-    match analysis.subject.change_type.as_str() {
-        "CREATE" => return vec!["CreateSecurityGroup"],
-        "DELETE" => return vec!["DeleteSecurityGroup"],
-        _ => {}
-    }
-    let mut kinds = Vec::new();
-    if !analysis.changes.is_empty() {
-        kinds.extend([
-            "AuthorizeSecurityGroupIngress",
-            "AuthorizeSecurityGroupEgress",
-            "RevokeSecurityGroupIngress",
-            "RevokeSecurityGroupEgress",
-            "ModifySecurityGroupRules",
-        ]);
-    }
-    for p in &analysis.properties {
-        if p.name.starts_with("Tags") {
-            kinds.extend(["CreateTags", "DeleteTags"]);
-        } else {
-            kinds.extend([
-                "UpdateSecurityGroupRuleDescriptionsIngress",
-                "UpdateSecurityGroupRuleDescriptionsEgress",
-                "ModifySecurityGroupRules",
-            ]);
-        }
-    }
-    kinds
-}
-
-/// `09:13:58Z` of `2026-11-20T09:13:58Z`: the date is the change's, shown beside it.
-pub fn time_of_day(rfc3339: &str) -> &str {
-    rfc3339
-        .split_once('T')
-        .map(|(_, t)| t)
-        .filter(|t| !t.is_empty())
-        .unwrap_or(rfc3339)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{analyze, decide};
-    use crate::message::{parse_message, ConfigMessage};
-    use crate::settings::Policy;
+    use crate::text::time_of_day;
 
     pub(crate) fn fixture(name: &str) -> Value {
         let path = format!(
@@ -565,19 +438,6 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
-    }
-
-    fn rdp_analysis(capture: &str) -> Analysis {
-        let path = format!(
-            "{}/../tests/fixtures/rdp-opened.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        v["configurationItem"]["configurationItemCaptureTime"] = capture.into();
-        let ConfigMessage::ItemChange(c) = parse_message(&v).unwrap() else {
-            panic!()
-        };
-        decide(analyze(&c).unwrap(), &Policy::default()).analysis
     }
 
     #[test]
@@ -723,46 +583,6 @@ mod tests {
         let call = parse_event(&e).unwrap();
         let requested: Vec<String> = call.requested.iter().map(|c| c.rule.to_string()).collect();
         assert_eq!(requested, ["ingress tcp/22 from 0.0.0.0/0"]);
-    }
-
-    #[test]
-    fn callers_are_the_successful_calls_before_the_capture_all_named() {
-        let user = parse_event(&fixture("authorize-ingress-iam-user.json")).unwrap();
-        let mut sso = parse_event(&fixture("authorize-ingress-sso-role.json")).unwrap();
-        sso.event_time = "2026-11-20T09:14:02Z".into();
-        // Alice's own rules are not this change's: she is not named for it.
-        assert!(callers(
-            std::slice::from_ref(&sso),
-            &rdp_analysis("2026-11-20T09:14:07.512Z")
-        )
-        .is_empty());
-        // With the change's rule among hers (both asked for it), both are named.
-        sso.rules.push("ingress tcp/3389 from 0.0.0.0/0".into());
-        let failed = parse_event(&fixture("authorize-ingress-failed.json")).unwrap();
-        let tags = parse_event(&fixture("create-tags.json")).unwrap();
-        let mut old = user.clone();
-        old.event_id = "old".into();
-        old.event_time = "2026-11-20T08:30:00Z".into();
-        let calls = [tags, failed, sso, old, user.clone(), user.clone()];
-        let found = callers(&calls, &rdp_analysis("2026-11-20T09:14:07.512Z"));
-        let named: Vec<(&str, usize)> = found
-            .iter()
-            .map(|c| (c.principal.as_str(), c.calls.len()))
-            .collect();
-        assert_eq!(
-            named,
-            [
-                ("arn:aws:iam::123456789012:user/dept-b-admin", 1),
-                ("arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_AdministratorAccess_0a1b2c3d4e5f6789/alice@corp.example", 1),
-            ]
-        );
-        // A rule change is not a tag call's doing; with only the tag call, it is named anyway.
-        let tags = parse_event(&fixture("create-tags.json")).unwrap();
-        let found = callers(&[tags], &rdp_analysis("2026-11-20T09:14:07.512Z"));
-        assert_eq!(found.len(), 1);
-        assert_eq!(found[0].calls[0].event_name, "CreateTags");
-        // Nothing in the window: nobody.
-        assert!(callers(&[user], &rdp_analysis("2026-11-20T11:00:00Z")).is_empty());
     }
 
     #[test]

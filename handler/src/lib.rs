@@ -39,5 +39,7 @@ pub mod settings;
 pub mod severity;
 pub mod slack;
 pub mod teams;
+pub mod text;
 pub mod visible;
 pub mod webhook;
+pub mod who;

@@ -19,8 +19,8 @@ use aws_smithy_types::date_time::Format;
 use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 
+use crate::context::Services;
 use crate::message::{parse_oversized_object, ItemChange, ItemDiff, ItemSummary, Oversized};
-use crate::process::Services;
 
 /// Why the item could not be read from S3. Every variant fails the invocation, so the event is
 /// retried and, failing that, parked in the failure queue: an oversized change is never dropped.

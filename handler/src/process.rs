@@ -26,8 +26,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::actor::ActorLookup;
 use crate::decide::{analyze, decide, Decision, PropertyChange};
+use crate::who::ActorLookup;
 use std::time::SystemTime;
 
 use crate::deliver::{
@@ -42,7 +42,7 @@ use crate::message::{
 };
 use crate::render::{degraded_email, render};
 use crate::settings::Settings;
-use crate::{actor, dedupe, early, feed, feed_store, groups, oversized, prefix_lists};
+use crate::{actor, dedupe, early, feed, feed_store, groups, oversized, prefix_lists, who};
 
 use crate::context::Outcome;
 pub use crate::context::{FailureQueue, Invocation, Services};
@@ -465,8 +465,8 @@ async fn read_feed(services: &Services, d: &Decision) -> Option<Feed> {
         &s.account,
         &s.region,
         &s.resource_id,
-        capture - feed::LOOK_BACK_SECS,
-        capture + feed::LOOK_AHEAD_SECS,
+        capture - feed::CALLERS_LOOK_BACK_SECS,
+        capture + feed::CALLERS_LOOK_AHEAD_SECS,
     )
     .await
     {
@@ -489,13 +489,13 @@ async fn resolve_actor(
     let s = &d.analysis.subject;
     let mut why_not_feed = None;
     if let Some(feed) = feed {
-        let callers = feed::callers(&feed.calls, &d.analysis);
+        let callers = who::callers(&feed.calls, &d.analysis);
         if !callers.is_empty() {
             return ActorLookup::Feed(callers);
         }
         why_not_feed = Some(format!(
             "the actor feed has no call on this group in the {} minutes before the change",
-            feed::LOOK_BACK_SECS / 60
+            feed::CALLERS_LOOK_BACK_SECS / 60
         ));
     }
     let fallback = if settings.lookup_actor {
@@ -694,7 +694,7 @@ async fn early_warning(
         Ok(None) => return Outcome::Skipped,
         Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
     };
-    let actor = ActorLookup::Feed(feed::callers(std::slice::from_ref(call), &d.analysis));
+    let actor = ActorLookup::Feed(who::callers(std::slice::from_ref(call), &d.analysis));
     let email = render(&d, &actor).with_notice(&early::warning_notice(call));
     let result = deliver(
         settings,

@@ -10,13 +10,14 @@ use std::fmt::Write as _;
 
 use html_escape::{encode_double_quoted_attribute, encode_text};
 
-use crate::actor::ActorLookup;
 use crate::decide::{Decision, PropertyChange};
-use crate::feed::time_of_day;
 use crate::message::Facts;
 use crate::rules::{Action, Change};
 use crate::severity::{classify, source_note};
+pub use crate::text::one_line;
+use crate::text::time_of_day;
 use crate::visible::{stripped, visible};
+use crate::who::ActorLookup;
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,12 +400,6 @@ fn html_properties(h: &mut String, properties: &[PropertyChange]) {
     h.push_str("</table>");
 }
 
-/// A resource-supplied value on one line, showing what it would hide: every control, format or
-/// separator character is written as `<U+XXXX>` ([`visible`]).
-pub fn one_line(value: &str) -> String {
-    visible(value).into_owned()
-}
-
 /// "A change we could not read fully", with everything that identifies it.
 pub fn degraded_email(facts: &Facts, why: &str) -> Email {
     let what = [&facts.resource_type, &facts.resource_id]
@@ -523,7 +518,7 @@ mod tests {
 
     #[test]
     fn feed_callers_are_all_named_with_their_calls_and_escaped() {
-        use crate::feed::{CallRef, Caller};
+        use crate::who::{CallRef, Caller};
         let call = |name: &str, time: &str| CallRef {
             event_name: name.into(),
             event_time: time.into(),

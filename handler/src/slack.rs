@@ -11,11 +11,12 @@
 
 use serde_json::{json, Value};
 
-use crate::actor::ActorLookup;
 use crate::decide::{Decision, PropertyChange};
-use crate::render::{actor_text, change_line, console_link, one_line, subject};
+use crate::render::{actor_text, change_line, console_link, subject};
 use crate::rules::{Action, Change};
 use crate::severity::{classify, Severity};
+use crate::text::one_line;
+use crate::who::ActorLookup;
 
 /// Slack's limit on blocks in one message.
 pub const MAX_BLOCKS: usize = 50;

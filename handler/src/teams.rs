@@ -10,11 +10,12 @@
 
 use serde_json::{json, Value};
 
-use crate::actor::ActorLookup;
 use crate::decide::{Decision, PropertyChange, Subject};
-use crate::render::{actor_text, change_line, console_link, one_line};
+use crate::render::{actor_text, change_line, console_link};
 use crate::rules::Change;
 use crate::severity::{classify, Severity};
+use crate::text::one_line;
+use crate::who::ActorLookup;
 
 /// Rules shown one per line; the rest are counted.
 pub const MAX_RULES: usize = 50;

@@ -1504,7 +1504,7 @@ fn the_actor_feed_rule_sends_security_group_calls_to_the_function_when_on() {
         .collect();
     assert_eq!(
         named,
-        sgwatch_handler::actor::SECURITY_GROUP_EVENTS
+        sgwatch_handler::feed::SECURITY_GROUP_EVENTS
             .into_iter()
             .collect()
     );

@@ -17,6 +17,10 @@ const PURE: &[&str] = &[
     "feed",
     "slack",
     "teams",
+    "text",
+    "who",
+    "visible",
+    "destination",
 ];
 
 /// What would make a module do I/O: an AWS client, the SDK's configuration, or the async runtime.
