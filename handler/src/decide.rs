@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::destination::{parse_channels_tag, Channels};
-use crate::message::{ConfigurationItem, Facts, ItemChange};
+use crate::message::{ChangedProperty, ConfigurationItem, Facts, ItemChange};
 use crate::recipients::{parse_owner_tag, Recipients};
 use crate::rules::{diff, Change, Direction, RuleSet};
 use crate::settings::Policy;
@@ -95,66 +95,23 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
         .as_ref()
         .and_then(|d| d.change_type.clone());
     let change_type = diff_type.unwrap_or_else(|| inferred_change_type(item).to_owned());
-
-    let mut previous = RuleSet::default();
-    let mut updated = RuleSet::default();
-    let mut properties = Vec::new();
-    let mut relationship_changes = 0usize;
-    let mut previous_configuration: Option<&Value> = None;
     let changed = change
         .configuration_item_diff
         .as_ref()
         .map(|d| &d.changed_properties);
-
-    for (key, prop) in changed.into_iter().flatten() {
-        match PropertyKind::of(key) {
-            PropertyKind::WholeConfiguration => {
-                previous
-                    .add_configuration(&prop.previous_value)
-                    .map_err(error)?;
-                updated
-                    .add_configuration(&prop.updated_value)
-                    .map_err(error)?;
-                if !prop.previous_value.is_null() {
-                    previous_configuration = Some(&prop.previous_value);
-                }
-            }
-            PropertyKind::Rules(direction) => {
-                previous
-                    .add_value(direction, &prop.previous_value)
-                    .map_err(error)?;
-                updated
-                    .add_value(direction, &prop.updated_value)
-                    .map_err(error)?;
-            }
-            PropertyKind::Relationship => {
-                relationship_changes += 1;
-                push_property(
-                    &mut properties,
-                    key,
-                    &prop.previous_value,
-                    &prop.updated_value,
-                );
-            }
-            PropertyKind::Other(name) => {
-                push_property(
-                    &mut properties,
-                    name,
-                    &prop.previous_value,
-                    &prop.updated_value,
-                );
-            }
-        }
-    }
+    let mut read = read_properties(changed).map_err(error)?;
     // A new group arrives with no changed properties: everything in it was added.
     let nothing_listed = changed.is_none_or(|c| c.is_empty());
     if change_type == "CREATE" && nothing_listed {
         if let Some(configuration) = &item.configuration {
-            updated.add_configuration(configuration).map_err(error)?;
+            read.updated
+                .add_configuration(configuration)
+                .map_err(error)?;
         }
     }
 
-    let rule_diff = diff(&previous, &updated);
+    let rule_diff = diff(&read.previous, &read.updated);
+    let mut properties = read.properties;
     for d in &rule_diff.descriptions {
         properties.push(PropertyChange {
             name: format!("Rule description ({})", d.rule),
@@ -164,28 +121,14 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
     }
     let changes = rule_diff.changes;
     let relationship_only =
-        changes.is_empty() && relationship_changes > 0 && relationship_changes == properties.len();
-    let tags = deciding_tags(item, previous_configuration);
-    let previous_tags = match change_type.as_str() {
-        "CREATE" => BTreeMap::new(),
-        "DELETE" => tags.clone(),
-        _ => {
-            // A second, cheap pass over the keys keeps the rule loop above as tight as it was.
-            let tag_changes: Vec<(&Value, &Value)> = changed
-                .into_iter()
-                .flatten()
-                .filter(|(key, _)| is_tag_key(key))
-                .map(|(_, p)| (&p.previous_value, &p.updated_value))
-                .collect();
-            tags_before(&tags, &tag_changes)
-        }
-    };
-
+        changes.is_empty() && read.relationships > 0 && read.relationships == properties.len();
+    let tags = deciding_tags(item, read.previous_configuration);
+    let previous_tags = previous_tags(&change_type, &tags, changed);
     let mut analysis = Analysis {
         subject: Subject {
             resource_type: item.resource_type.clone(),
             resource_id: item.resource_id.clone(),
-            name: group_name(item, previous_configuration),
+            name: group_name(item, read.previous_configuration),
             account: item.aws_account_id.clone(),
             region: item.aws_region.clone(),
             change_type,
@@ -203,6 +146,73 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
     };
     analysis.rate();
     Ok(analysis)
+}
+
+/// The diff's changed properties, read: the rules before and after, the other properties, how
+/// many of them are relationships, and the whole previous configuration when the diff has it.
+struct ReadProperties<'a> {
+    previous: RuleSet,
+    updated: RuleSet,
+    properties: Vec<PropertyChange>,
+    relationships: usize,
+    previous_configuration: Option<&'a Value>,
+}
+
+/// Reads the diff's changed properties ([`ReadProperties`]).
+fn read_properties(
+    changed: Option<&BTreeMap<String, ChangedProperty>>,
+) -> Result<ReadProperties<'_>, String> {
+    let mut read = ReadProperties {
+        previous: RuleSet::default(),
+        updated: RuleSet::default(),
+        properties: Vec::new(),
+        relationships: 0,
+        previous_configuration: None,
+    };
+    for (key, prop) in changed.into_iter().flatten() {
+        let (before, after) = (&prop.previous_value, &prop.updated_value);
+        match PropertyKind::of(key) {
+            PropertyKind::WholeConfiguration => {
+                read.previous.add_configuration(before)?;
+                read.updated.add_configuration(after)?;
+                if !before.is_null() {
+                    read.previous_configuration = Some(before);
+                }
+            }
+            PropertyKind::Rules(direction) => {
+                read.previous.add_value(direction, before)?;
+                read.updated.add_value(direction, after)?;
+            }
+            PropertyKind::Relationship => {
+                read.relationships += 1;
+                push_property(&mut read.properties, key, before, after);
+            }
+            PropertyKind::Other(name) => push_property(&mut read.properties, name, before, after),
+        }
+    }
+    Ok(read)
+}
+
+/// The tags before this change: none for a new group, the last known ones for a deleted group,
+/// else the current ones with the diff's tag changes undone.
+fn previous_tags(
+    change_type: &str,
+    tags: &BTreeMap<String, String>,
+    changed: Option<&BTreeMap<String, ChangedProperty>>,
+) -> BTreeMap<String, String> {
+    match change_type {
+        "CREATE" => BTreeMap::new(),
+        "DELETE" => tags.clone(),
+        _ => {
+            let tag_changes: Vec<(&Value, &Value)> = changed
+                .into_iter()
+                .flatten()
+                .filter(|(key, _)| is_tag_key(key))
+                .map(|(_, p)| (&p.previous_value, &p.updated_value))
+                .collect();
+            tags_before(tags, &tag_changes)
+        }
+    }
 }
 
 impl Analysis {

@@ -13,13 +13,14 @@ use crate::context::{Invocation, Outcome, Services, TooLate};
 use crate::decide::Decision;
 use crate::dedupe::{self, Claim, Dedupe, DedupeError};
 use crate::destination::{Destination, Kind};
+use crate::early::Part;
 use crate::ledger::{
     Entry, Facts, Key, Parked, ParkedRecord, RefusedDestination, RejectedRecipient, PARKED_SOURCE,
 };
 use crate::mail::{self, SendError};
 use crate::message::ParseError;
 use crate::post::{Payload, PostError, Poster};
-use crate::render::Email;
+use crate::render::{render, Email};
 use crate::settings::Settings;
 use crate::who::ActorLookup;
 use crate::{logs, slack, teams, webhook};
@@ -30,6 +31,81 @@ use crate::{logs, slack, teams, webhook};
 pub const SEND_MARGIN: Duration = mail::OPERATION_TIMEOUT
     .saturating_add(dedupe::RECORD_WORST_CASE)
     .saturating_add(Duration::from_secs(1));
+
+/// Where a delivery runs: the settings, the clients and the invocation it must end within.
+pub(crate) struct Delivery<'a> {
+    pub settings: &'a Settings,
+    pub services: &'a Services,
+    pub invocation: &'a Invocation,
+}
+
+/// Emails each part of a change (the whole change, or what an early warning did not tell) to its
+/// recipients, until one fails; the subject of the first part's email.
+pub(crate) async fn email_parts(
+    to: &Delivery<'_>,
+    parts: &[Part],
+    actor: &ActorLookup,
+    ledger: &mut Ledger,
+) -> (String, Result<Delivered, DeliverError>) {
+    let mut subject = String::new();
+    let mut all = Delivered::default();
+    for part in parts {
+        let mut email = render(&part.decision, actor);
+        if !part.told.is_empty() {
+            email = email.with_notice(&format!(
+                "sgwatch's early warning told you already: {}. This email says what is new.",
+                part.told.join(", ")
+            ));
+        }
+        if subject.is_empty() {
+            subject = email.subject.clone();
+        }
+        let recipients = &part.decision.recipients;
+        match deliver(
+            to.settings,
+            to.services,
+            to.invocation,
+            recipients,
+            &email,
+            ledger,
+        )
+        .await
+        {
+            Ok(more) => all.merge(more),
+            Err(e) => return (subject, Err(e)),
+        }
+    }
+    (subject, Ok(all))
+}
+
+/// Posts the whole change (`whole`, its email) to its destinations, whatever became of the
+/// email (`emailed`). When no owner is emailed and every destination refused the change for good,
+/// the fallback recipient is told, and the change is parked.
+pub(crate) async fn post_and_report(
+    to: &Delivery<'_>,
+    d: &Decision,
+    actor: &ActorLookup,
+    whole: &Email,
+    emailed: Result<Delivered, DeliverError>,
+    ledger: &mut Ledger,
+) -> Result<Delivered, DeliverError> {
+    let (settings, services, invocation) = (to.settings, to.services, to.invocation);
+    let posted = post_destinations(settings, services, invocation, d, actor, whole, ledger).await;
+    match (emailed, posted) {
+        (Ok(mut delivered), Ok(refused))
+            if d.recipients.is_empty() && refused.len() == d.destinations.len() =>
+        {
+            let more =
+                tell_fallback_of_refusals(settings, services, invocation, whole, &refused, ledger)
+                    .await?;
+            delivered.merge(more);
+            delivered.unposted = refused;
+            Ok(delivered)
+        }
+        (Ok(delivered), Ok(_)) => Ok(delivered),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    }
+}
 
 /// Settles a delivery: marks the ledger sent, parks what was rejected for good (with the event,
 /// for a replay once it is fixed), or gives the claim's lease back for Lambda's retry.
@@ -408,8 +484,6 @@ pub(crate) async fn deliver(
     email: &Email,
     ledger: &mut Ledger,
 ) -> Result<Delivered, DeliverError> {
-    let ses = &services.ses;
-    let sender = &settings.sender;
     let mut out = Delivered::default();
     let mut pending: Vec<String> = Vec::new();
     for r in recipients {
@@ -423,7 +497,7 @@ pub(crate) async fn deliver(
         .collect();
     while let Some(batch) = batches.pop_front() {
         invocation.ensure(SEND_MARGIN)?;
-        match mail::send(ses, sender, &batch, email).await {
+        match mail::send(&services.ses, &settings.sender, &batch, email).await {
             Ok(id) => {
                 let emailed: Vec<Entry> = batch.iter().map(|r| Entry::email(r)).collect();
                 ledger.record(&emailed, Some(&id)).await?;
@@ -457,9 +531,24 @@ pub(crate) async fn deliver(
         error!(recipient_domain = %logs::domains([r]), reason = %e, "SES rejected a recipient for good; telling the fallback recipient");
         debug!(recipient = %r, "rejected for good");
     }
-    if out.rejected.is_empty() {
-        return Ok(out);
+    if !out.rejected.is_empty() {
+        report_rejected(settings, services, invocation, email, ledger, &mut out).await?;
     }
+    Ok(out)
+}
+
+/// Tells the fallback recipient, once per notification, whom SES rejected for good (in the
+/// version of the email they were sent: the versions an early warning splits the email into
+/// report each their own). Without a fallback, or when SES rejects it too, the rejected are
+/// unreported.
+async fn report_rejected(
+    settings: &Settings,
+    services: &Services,
+    invocation: &Invocation,
+    email: &Email,
+    ledger: &mut Ledger,
+    out: &mut Delivered,
+) -> Result<(), DeliverError> {
     let fallback = settings
         .policy
         .fallback_recipient
@@ -467,17 +556,15 @@ pub(crate) async fn deliver(
         .filter(|f| !out.rejected.iter().any(|(r, _)| r.eq_ignore_ascii_case(f)));
     let Some(f) = fallback else {
         out.unreported = out.rejected.clone();
-        return Ok(out);
+        return Ok(());
     };
-    // Each rejected recipient is reported once per notification, in the version of the email
-    // they were sent: the versions an early warning splits the email into report each their own.
     let untold: Vec<&(String, SendError)> = out
         .rejected
         .iter()
         .filter(|(r, _)| !ledger.has(&Entry::notice(f, r)))
         .collect();
     if untold.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let notice_to: Vec<Entry> = untold.iter().map(|(r, _)| Entry::notice(f, r)).collect();
     let why: Vec<String> = untold.iter().map(|(r, e)| format!("{r}: {e}")).collect();
@@ -486,10 +573,11 @@ pub(crate) async fn deliver(
         why.join("; ")
     );
     invocation.ensure(SEND_MARGIN)?;
+    let to = std::slice::from_ref(f);
     match mail::send(
-        ses,
-        sender,
-        std::slice::from_ref(f),
+        &services.ses,
+        &settings.sender,
+        to,
         &email.with_notice(&notice),
     )
     .await
@@ -506,7 +594,7 @@ pub(crate) async fn deliver(
             out.unreported.push((f.clone(), e));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// SQS accepts at most 256 KiB; the facts and reasons stay far below it. Long reasons and long

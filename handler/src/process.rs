@@ -26,19 +26,19 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::decide::{analyze, decide, Decision, PropertyChange};
+use crate::decide::{analyze, decide, Analysis, Decision, PropertyChange};
 use crate::who::ActorLookup;
 use std::time::SystemTime;
 
 use crate::deliver::{
-    deliver, finish, park_unreadable, post_destinations, tell_fallback_of_refusals, Delivered,
-    Ledger,
+    deliver, email_parts, finish, park_unreadable, post_and_report, Delivery, Ledger,
 };
 use crate::feed::ApiCall;
 use crate::feed_store::{Feed, Warning};
 use crate::ledger::{Entry, Facts, Key};
 use crate::message::{
-    envelopes, ConfigMessage, Envelope, ItemChange, ParseError, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
+    envelopes, ConfigMessage, Envelope, ItemChange, Oversized, ParseError, ITEM_CHANGE,
+    OVERSIZED_ITEM_CHANGE,
 };
 use crate::render::{degraded_email, render};
 use crate::settings::Settings;
@@ -171,45 +171,12 @@ async fn process(
 ) -> Outcome {
     let message_id = envelope.message_id.as_deref().unwrap_or("-");
     let (change, note) = match envelope.message {
-        // A change to a resource type we do not watch is none of our business, readable or not.
-        Err(ParseError::Malformed {
-            message_type,
-            detail,
-            resource_type: Some(resource_type),
-            ..
-        }) if !settings.policy.resource_types.contains(&resource_type) => {
-            info!(message_id, message_type, resource_type, reason = %detail, "ignored: a malformed item of a resource type not watched");
-            return Outcome::Skipped;
-        }
-        // A change notification we cannot read: never skipped when it may be a watched resource.
-        Err(ParseError::Malformed {
-            message_type,
-            detail,
-            resource_type,
-            resource_id,
-        }) if message_type == ITEM_CHANGE || message_type == OVERSIZED_ITEM_CHANGE => {
-            let facts = Facts {
-                message_id: message_id.to_owned(),
-                resource_type,
-                resource_id,
-                ..Facts::default()
-            };
-            let why = format!("the {message_type} could not be read: {detail}");
-            return unreadable(facts, why, original, invocation, settings, services).await;
-        }
-        // A record of the Config topic with nothing readable in it could be any change: parked
-        // with what there is of it.
-        Err(e @ (ParseError::MessageNotJson(_) | ParseError::MissingSnsMessage)) => {
-            let excerpt = envelope.excerpt.as_deref().unwrap_or_default();
-            return park_unreadable(message_id, &e, excerpt, invocation, services).await;
-        }
-        Err(e @ ParseError::ApiCall(_)) => {
-            info!(message_id, reason = %e, "skipped: not a call the actor feed records");
-            return Outcome::Skipped;
-        }
         Err(e) => {
-            warn!(message_id, error = %e, "skipped: not a Config message sgwatch handles");
-            return Outcome::Skipped;
+            let excerpt = envelope.excerpt.as_deref().unwrap_or_default();
+            return unparsed(
+                message_id, e, excerpt, original, invocation, settings, services,
+            )
+            .await;
         }
         Ok(ConfigMessage::Other { message_type }) => {
             info!(
@@ -224,46 +191,9 @@ async fn process(
         }
         Ok(ConfigMessage::ItemChange(change)) => (change, None),
         Ok(ConfigMessage::Oversized(o)) => {
-            let summary = &o.configuration_item_summary;
-            if !settings
-                .policy
-                .resource_types
-                .contains(&summary.resource_type)
-            {
-                info!(message_id, resource_type = %summary.resource_type, "ignored: resource type not watched");
-                return Outcome::Skipped;
-            }
-            // A topic that carries every account's changes (AWS Control Tower's) brings items this
-            // function does not serve, in buckets it may not read: the summary names the account,
-            // so such an item is skipped before it is read (and not parked as unreadable).
-            let account = &summary.aws_account_id;
-            if !account.is_empty() && !settings.policy.accounts.serves(account) {
-                info!(message_id, account = %account, "skipped: account not served (SGWATCH_ACCOUNTS); its oversized item is not read");
-                return Outcome::Skipped;
-            }
-            // The history walk stops in time for the send that follows.
-            let read_until = invocation
-                .deadline
-                .and_then(|d| d.checked_sub(SEND_MARGIN + SEND_MARGIN));
-            match oversized::resolve(services, &o, read_until).await {
-                Ok(resolved) => (resolved.change, resolved.details_unavailable),
-                Err(e) => {
-                    let facts = Facts {
-                        message_id: message_id.to_owned(),
-                        resource_type: Some(summary.resource_type.clone()),
-                        resource_id: Some(summary.resource_id.clone()),
-                        account: Some(summary.aws_account_id.clone()),
-                        region: Some(summary.aws_region.clone()),
-                        state_id: summary.configuration_state_id.as_ref().map(|v| match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        }),
-                        change_type: summary.change_type.clone(),
-                        ..Facts::default()
-                    };
-                    error!(facts = ?facts, error = %e, "oversized item not read");
-                    return Outcome::Failed(format!("{}: {e}", facts.label()));
-                }
+            match read_oversized(message_id, &o, invocation, settings, services).await {
+                Ok(read) => read,
+                Err(outcome) => return outcome,
             }
         }
     };
@@ -271,6 +201,112 @@ async fn process(
         message_id, &change, note, original, invocation, settings, services,
     )
     .await
+}
+
+/// A record that is no message sgwatch can read: skipped when it is none of our business, else
+/// told to the fallback recipient as a change that could not be read, or parked.
+async fn unparsed(
+    message_id: &str,
+    error: ParseError,
+    excerpt: &str,
+    original: &Value,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
+    match error {
+        // A change to a resource type we do not watch is none of our business, readable or not.
+        ParseError::Malformed {
+            message_type,
+            detail,
+            resource_type: Some(resource_type),
+            ..
+        } if !settings.policy.resource_types.contains(&resource_type) => {
+            info!(message_id, message_type, resource_type, reason = %detail, "ignored: a malformed item of a resource type not watched");
+            Outcome::Skipped
+        }
+        // A change notification we cannot read: never skipped when it may be a watched resource.
+        ParseError::Malformed {
+            message_type,
+            detail,
+            resource_type,
+            resource_id,
+        } if message_type == ITEM_CHANGE || message_type == OVERSIZED_ITEM_CHANGE => {
+            let facts = Facts {
+                message_id: message_id.to_owned(),
+                resource_type,
+                resource_id,
+                ..Facts::default()
+            };
+            let why = format!("the {message_type} could not be read: {detail}");
+            unreadable(facts, why, original, invocation, settings, services).await
+        }
+        // A record of the Config topic with nothing readable in it could be any change: parked
+        // with what there is of it.
+        e @ (ParseError::MessageNotJson(_) | ParseError::MissingSnsMessage) => {
+            park_unreadable(message_id, &e, excerpt, invocation, services).await
+        }
+        e @ ParseError::ApiCall(_) => {
+            info!(message_id, reason = %e, "skipped: not a call the actor feed records");
+            Outcome::Skipped
+        }
+        e => {
+            warn!(message_id, error = %e, "skipped: not a Config message sgwatch handles");
+            Outcome::Skipped
+        }
+    }
+}
+
+/// The item an oversized notification points to, read from S3 or Config's history, with why its
+/// details are unavailable when they are; the outcome instead when it is not read.
+async fn read_oversized(
+    message_id: &str,
+    o: &Oversized,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Result<(ItemChange, Option<String>), Outcome> {
+    let summary = &o.configuration_item_summary;
+    if !settings
+        .policy
+        .resource_types
+        .contains(&summary.resource_type)
+    {
+        info!(message_id, resource_type = %summary.resource_type, "ignored: resource type not watched");
+        return Err(Outcome::Skipped);
+    }
+    // A topic that carries every account's changes (AWS Control Tower's) brings items this
+    // function does not serve, in buckets it may not read: the summary names the account, so
+    // such an item is skipped before it is read (and not parked as unreadable).
+    let account = &summary.aws_account_id;
+    if !account.is_empty() && !settings.policy.accounts.serves(account) {
+        info!(message_id, account = %account, "skipped: account not served (SGWATCH_ACCOUNTS); its oversized item is not read");
+        return Err(Outcome::Skipped);
+    }
+    // The history walk stops in time for the send that follows.
+    let read_until = invocation
+        .deadline
+        .and_then(|d| d.checked_sub(SEND_MARGIN + SEND_MARGIN));
+    match oversized::resolve(services, o, read_until).await {
+        Ok(resolved) => Ok((resolved.change, resolved.details_unavailable)),
+        Err(e) => {
+            let facts = Facts {
+                message_id: message_id.to_owned(),
+                resource_type: Some(summary.resource_type.clone()),
+                resource_id: Some(summary.resource_id.clone()),
+                account: Some(summary.aws_account_id.clone()),
+                region: Some(summary.aws_region.clone()),
+                state_id: summary.configuration_state_id.as_ref().map(|v| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                }),
+                change_type: summary.change_type.clone(),
+                ..Facts::default()
+            };
+            error!(facts = ?facts, error = %e, "oversized item not read");
+            Err(Outcome::Failed(format!("{}: {e}", facts.label())))
+        }
+    }
 }
 
 async fn process_change(
@@ -282,61 +318,20 @@ async fn process_change(
     settings: &Settings,
     services: &Services,
 ) -> Outcome {
-    let mut analysis = match analyze(change) {
-        Ok(a) => a,
-        Err(e) => {
-            let facts = Facts::of_change(message_id, change);
-            if !settings
-                .policy
-                .resource_types
-                .contains(&change.configuration_item.resource_type)
-            {
-                info!(facts = ?facts, error = %e, "ignored: resource type not watched");
-                return Outcome::Skipped;
+    let analysis =
+        match analysis_of(message_id, change, details_unavailable, settings, services).await {
+            Ok(analysis) => analysis,
+            Err(Unanalysed::NotWatched) => return Outcome::Skipped,
+            Err(Unanalysed::Unreadable(facts, why)) => {
+                return unreadable(*facts, why, original, invocation, settings, services).await
             }
-            let why = format!("its changes could not be read: {e}");
-            return unreadable(facts, why, original, invocation, settings, services).await;
-        }
-    };
-    // A rule from a prefix list opens the group as far as the list's widest entry.
-    let lists = prefix_lists::wanted(&analysis.changes);
-    if !lists.is_empty() {
-        let found = prefix_lists::container()
-            .resolve(&services.ec2, &lists)
-            .await;
-        prefix_lists::apply(&mut analysis.changes, &found);
-        analysis.rate();
-    }
-    if let Some(why) = details_unavailable {
-        // The change is real though we cannot say what it was: the email says so.
-        if analysis.changes.is_empty() && analysis.properties.is_empty() {
-            analysis.properties.push(PropertyChange {
-                name: "Details".to_owned(),
-                previous: None,
-                updated: Some(format!("unavailable ({why})")),
-            });
-        }
-    }
+        };
     let d = decide(analysis, &settings.policy);
-    let s = &d.analysis.subject;
-    info!(
-        message_id,
-        resource_type = %s.resource_type,
-        resource_id = %s.resource_id,
-        account = %s.account,
-        region = %s.region,
-        change_type = %s.change_type,
-        severity = %d.analysis.severity,
-        changes = d.analysis.changes.len(),
-        notify = d.notify,
-        recipients = d.recipients.len(),
-        destinations = d.destinations.len(),
-        reason = %d.reason,
-        "decision"
-    );
+    log_decision(message_id, &d);
     if !d.notify {
         return Outcome::Skipped;
     }
+    let s = &d.analysis.subject;
     let facts = s.facts(message_id);
     let feed = read_feed(services, &d).await;
     let warnings: &[Warning] = feed.as_ref().map(|f| &f.warnings[..]).unwrap_or_default();
@@ -359,87 +354,98 @@ async fn process_change(
         Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
     };
     let actor = resolve_actor(feed.as_ref(), &d, settings, services).await;
-    let mut subject = String::new();
-    let mut result = Ok(Delivered::default());
-    for part in &parts {
-        let mut email = render(&part.decision, &actor);
-        if !part.told.is_empty() {
-            email = email.with_notice(&format!(
-                "sgwatch's early warning told you already: {}. This email says what is new.",
-                part.told.join(", ")
-            ));
-        }
-        if subject.is_empty() {
-            subject = email.subject.clone();
-        }
-        let delivered = deliver(
-            settings,
-            services,
-            invocation,
-            &part.decision.recipients,
-            &email,
-            &mut ledger,
-        )
-        .await;
-        result = match (result, delivered) {
-            (Ok(mut all), Ok(more)) => {
-                all.merge(more);
-                Ok(all)
-            }
-            (Err(e), _) | (_, Err(e)) => Err(e),
-        };
-        if result.is_err() {
-            break;
-        }
-    }
+    let to = Delivery {
+        settings,
+        services,
+        invocation,
+    };
+    let (mut subject, emailed) = email_parts(&to, &parts, &actor, &mut ledger).await;
     // The destinations are told whatever became of the email, and the email never waits on them.
-    if !d.destinations.is_empty() {
+    let result = if d.destinations.is_empty() {
+        emailed
+    } else {
         let whole = render(&d, &actor);
         if subject.is_empty() {
             subject = whole.subject.clone();
         }
-        let posted = post_destinations(
-            settings,
-            services,
-            invocation,
-            &d,
-            &actor,
-            &whole,
-            &mut ledger,
-        )
-        .await;
-        result = match (result, posted) {
-            // No owner is emailed and every destination refused the change for good: the
-            // fallback recipient is told, and the change is parked.
-            (Ok(mut delivered), Ok(refused))
-                if d.recipients.is_empty() && refused.len() == d.destinations.len() =>
-            {
-                let told = tell_fallback_of_refusals(
-                    settings,
-                    services,
-                    invocation,
-                    &whole,
-                    &refused,
-                    &mut ledger,
-                )
-                .await;
-                match told {
-                    Ok(more) => {
-                        delivered.merge(more);
-                        delivered.unposted = refused;
-                        Ok(delivered)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            (Ok(delivered), Ok(_)) => Ok(delivered),
-            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-        };
-    }
+        post_and_report(&to, &d, &actor, &whole, emailed, &mut ledger).await
+    };
     finish(
         result, &facts, &subject, original, ledger, services, invocation,
     )
     .await
+}
+
+/// Why a change has no analysis to decide on.
+enum Unanalysed {
+    /// Its changes cannot be read, and its resource type is not watched: none of our business.
+    NotWatched,
+    /// Its changes cannot be read (the facts that identify it, and why).
+    Unreadable(Box<Facts>, String),
+}
+
+/// What changed, with what the prefix lists hold looked up and, when the details could not be
+/// read (`details_unavailable`), a line that says so.
+async fn analysis_of(
+    message_id: &str,
+    change: &ItemChange,
+    details_unavailable: Option<String>,
+    settings: &Settings,
+    services: &Services,
+) -> Result<Analysis, Unanalysed> {
+    let mut analysis = analyze(change).map_err(|e| {
+        let facts = Facts::of_change(message_id, change);
+        let watched = &settings.policy.resource_types;
+        if watched.contains(&change.configuration_item.resource_type) {
+            Unanalysed::Unreadable(
+                Box::new(facts),
+                format!("its changes could not be read: {e}"),
+            )
+        } else {
+            info!(facts = ?facts, error = %e, "ignored: resource type not watched");
+            Unanalysed::NotWatched
+        }
+    })?;
+    // A rule from a prefix list opens the group as far as the list's widest entry.
+    let lists = prefix_lists::wanted(&analysis.changes);
+    if !lists.is_empty() {
+        let found = prefix_lists::container()
+            .resolve(&services.ec2, &lists)
+            .await;
+        prefix_lists::apply(&mut analysis.changes, &found);
+        analysis.rate();
+    }
+    if let Some(why) = details_unavailable {
+        // The change is real though we cannot say what it was: the email says so.
+        if analysis.changes.is_empty() && analysis.properties.is_empty() {
+            analysis.properties.push(PropertyChange {
+                name: "Details".to_owned(),
+                previous: None,
+                updated: Some(format!("unavailable ({why})")),
+            });
+        }
+    }
+    Ok(analysis)
+}
+
+/// The one `decision` line per notification that docs/FAILURE-SEMANTICS.md documents.
+fn log_decision(message_id: &str, d: &Decision) {
+    let s = &d.analysis.subject;
+    info!(
+        message_id,
+        resource_type = %s.resource_type,
+        resource_id = %s.resource_id,
+        account = %s.account,
+        region = %s.region,
+        change_type = %s.change_type,
+        severity = %d.analysis.severity,
+        changes = d.analysis.changes.len(),
+        notify = d.notify,
+        recipients = d.recipients.len(),
+        destinations = d.destinations.len(),
+        reason = %d.reason,
+        "decision"
+    );
 }
 
 /// What the actor feed holds for the group of `d` around its capture time; `None` without a
@@ -537,44 +543,11 @@ async fn process_api_call(
         info!(message_id, account = %call.account, "skipped: account not served (SGWATCH_ACCOUNTS)");
         return Outcome::Skipped;
     }
-    let recorded = match &services.dedupe {
-        None => {
-            warn!(
-                message_id,
-                "the actor feed needs SGWATCH_IDEMPOTENCY_TABLE; the call is not kept"
-            );
-            false
-        }
-        // A lost record costs only the actor's name (LookupEvents is the fallback): never an error.
-        Some(table) => match feed_store::record(table, call).await {
-            Ok(_) => true,
-            Err(e) => {
-                warn!(message_id, event_id = %call.event_id, error = %e, "the call could not be recorded in the actor feed");
-                false
-            }
-        },
-    };
-    // A rewritten rule (ModifySecurityGroupRules) opens something only if it is ingress, which
-    // the call does not say: read from the rule itself, and only when a warning may follow.
-    let resolved;
-    let call = match settings.early_warning {
-        Some(_) if !call.modified.is_empty() && !call.failed() => {
-            resolved = modified_ingress(message_id, call, services).await;
-            &resolved
-        }
-        _ => call,
-    };
-    // The rules the call asks for from a prefix list are rated by what the list holds.
-    let listed;
-    let lists = prefix_lists::wanted(&call.requested);
-    let call = if settings.early_warning.is_some() && !lists.is_empty() {
-        let found = prefix_lists::container()
-            .resolve(&services.ec2, &lists)
-            .await;
-        let mut c = call.clone();
-        prefix_lists::apply(&mut c.requested, &found);
-        listed = c;
-        &listed
+    let recorded = record_call(message_id, call, services).await;
+    let rated;
+    let call = if settings.early_warning.is_some() {
+        rated = rated_call(message_id, call, services).await;
+        &rated
     } else {
         call
     };
@@ -613,6 +586,44 @@ async fn process_api_call(
     Outcome::Feed { recorded, warning }
 }
 
+/// Keeps `call` in the actor feed; whether it was kept. A lost record costs only the actor's name
+/// (LookupEvents is the fallback): never an error.
+async fn record_call(message_id: &str, call: &ApiCall, services: &Services) -> bool {
+    let Some(table) = &services.dedupe else {
+        warn!(
+            message_id,
+            "the actor feed needs SGWATCH_IDEMPOTENCY_TABLE; the call is not kept"
+        );
+        return false;
+    };
+    match feed_store::record(table, call).await {
+        Ok(_) => true,
+        Err(e) => {
+            warn!(message_id, event_id = %call.event_id, error = %e, "the call could not be recorded in the actor feed");
+            false
+        }
+    }
+}
+
+/// `call` as an early warning rates it: a rewritten rule (ModifySecurityGroupRules) opens
+/// something only if it is ingress, which the call does not say, so it is read from the rule
+/// itself; the rules asked for from a prefix list are rated by what the list holds.
+async fn rated_call(message_id: &str, call: &ApiCall, services: &Services) -> ApiCall {
+    let mut call = if !call.modified.is_empty() && !call.failed() {
+        modified_ingress(message_id, call, services).await
+    } else {
+        call.clone()
+    };
+    let lists = prefix_lists::wanted(&call.requested);
+    if !lists.is_empty() {
+        let found = prefix_lists::container()
+            .resolve(&services.ec2, &lists)
+            .await;
+        prefix_lists::apply(&mut call.requested, &found);
+    }
+    call
+}
+
 /// `call` with the rules it rewrote that are ingress among its requested rules; as it was when
 /// their direction cannot be read (the Config notification still tells, minutes later).
 async fn modified_ingress(message_id: &str, call: &ApiCall, services: &Services) -> ApiCall {
@@ -643,17 +654,8 @@ async fn early_warning(
     let Some(level) = settings.early_warning else {
         return Outcome::Skipped;
     };
-    let now = match groups::describe(&services.ec2, group).await {
-        Ok(Some(now)) => now,
-        Ok(None) => {
-            info!(message_id, group, "no early warning: the group is gone");
-            return Outcome::Skipped;
-        }
-        // The Config notification still tells, minutes later.
-        Err(e) => {
-            warn!(message_id, group, error = %e, "no early warning: the group's tags could not be read");
-            return Outcome::Skipped;
-        }
+    let Some(now) = group_now(message_id, group, services).await else {
+        return Outcome::Skipped;
     };
     let Some(d) = early::decide_warning(call, group, &now, level, &settings.policy) else {
         return Outcome::Skipped;
@@ -670,16 +672,7 @@ async fn early_warning(
     if !d.notify {
         return Outcome::Skipped;
     }
-    let facts = Facts {
-        message_id: message_id.to_owned(),
-        resource_type: Some(d.analysis.subject.resource_type.clone()),
-        resource_id: Some(group.to_owned()),
-        account: Some(call.account.clone()),
-        region: Some(call.region.clone()),
-        state_id: Some(format!("early warning {}", call.event_id)),
-        capture_time: Some(call.event_time.clone()),
-        change_type: Some(call.event_name.clone()),
-    };
+    let facts = warning_facts(message_id, call, group, &d);
     // Keyed by the call: a redelivered event warns no one twice.
     let key = Key::early(&call.account, &call.region, group, &call.event_id);
     let mut ledger = match Ledger::claim(
@@ -707,26 +700,8 @@ async fn early_warning(
     .await;
     // Recorded after the send, for whoever the ledger says was told: a warning that did not go
     // out must not keep the Config notification from telling.
-    if let (Ok(_), Some(table)) = (&result, &services.dedupe) {
-        let warning = Warning {
-            event_id: call.event_id.clone(),
-            event_time: call.event_time.clone(),
-            rules: d
-                .analysis
-                .changes
-                .iter()
-                .map(|c| c.rule.to_string())
-                .collect(),
-            recipients: d
-                .recipients
-                .iter()
-                .filter(|r| ledger.has(&Entry::email(r)))
-                .map(|r| r.to_ascii_lowercase())
-                .collect(),
-        };
-        if let Err(e) = feed_store::record_warning(table, call, group, &warning).await {
-            warn!(message_id, group, error = %e, "the early warning could not be recorded; the Config notification will tell it again");
-        }
+    if result.is_ok() {
+        record_warning(message_id, call, group, &d, &ledger, services).await;
     }
     finish(
         result,
@@ -738,6 +713,71 @@ async fn early_warning(
         invocation,
     )
     .await
+}
+
+/// What identifies an early warning in logs and parked records: the call stands for the state.
+fn warning_facts(message_id: &str, call: &ApiCall, group: &str, d: &Decision) -> Facts {
+    Facts {
+        message_id: message_id.to_owned(),
+        resource_type: Some(d.analysis.subject.resource_type.clone()),
+        resource_id: Some(group.to_owned()),
+        account: Some(call.account.clone()),
+        region: Some(call.region.clone()),
+        state_id: Some(format!("early warning {}", call.event_id)),
+        capture_time: Some(call.event_time.clone()),
+        change_type: Some(call.event_name.clone()),
+    }
+}
+
+/// The group as it is now, for an early warning; none when it is gone or cannot be read (the
+/// Config notification still tells, minutes later).
+async fn group_now(message_id: &str, group: &str, services: &Services) -> Option<early::GroupNow> {
+    match groups::describe(&services.ec2, group).await {
+        Ok(now) => {
+            if now.is_none() {
+                info!(message_id, group, "no early warning: the group is gone");
+            }
+            now
+        }
+        Err(e) => {
+            warn!(message_id, group, error = %e, "no early warning: the group's tags could not be read");
+            None
+        }
+    }
+}
+
+/// Records in the feed what the early warning `d` told, and whom the ledger says it told, so the
+/// Config notification leaves it out.
+async fn record_warning(
+    message_id: &str,
+    call: &ApiCall,
+    group: &str,
+    d: &Decision,
+    ledger: &Ledger,
+    services: &Services,
+) {
+    let Some(table) = &services.dedupe else {
+        return;
+    };
+    let warning = Warning {
+        event_id: call.event_id.clone(),
+        event_time: call.event_time.clone(),
+        rules: d
+            .analysis
+            .changes
+            .iter()
+            .map(|c| c.rule.to_string())
+            .collect(),
+        recipients: d
+            .recipients
+            .iter()
+            .filter(|r| ledger.has(&Entry::email(r)))
+            .map(|r| r.to_ascii_lowercase())
+            .collect(),
+    };
+    if let Err(e) = feed_store::record_warning(table, call, group, &warning).await {
+        warn!(message_id, group, error = %e, "the early warning could not be recorded; the Config notification will tell it again");
+    }
 }
 
 /// A change to a (possibly) watched resource that cannot be read: the fallback recipient gets
