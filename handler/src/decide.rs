@@ -10,7 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::destination::{parse_channels_tag, Channels};
-use crate::message::{ChangedProperty, ConfigurationItem, Facts, ItemChange};
+use crate::message::{
+    ChangeType, ChangedProperty, ConfigurationItem, Facts, ItemChange, ItemStatus, StateId,
+};
 use crate::recipients::{parse_owner_tag, Recipients};
 use crate::rules::{diff, Change, Direction, RuleSet};
 use crate::settings::Policy;
@@ -33,13 +35,13 @@ pub struct Subject {
     pub name: Option<String>,
     pub account: String,
     pub region: String,
-    /// `CREATE`, `UPDATE` or `DELETE`.
-    pub change_type: String,
+    /// What the change did: `CREATE`, `UPDATE` or `DELETE`.
+    pub change_type: ChangeType,
     pub capture_time: Option<String>,
     /// `configurationStateId`, the identity of this configuration state.
-    pub state_id: Option<String>,
+    pub state_id: Option<StateId>,
     /// `configurationItemStatus`, e.g. `OK`, `ResourceDiscovered`, `ResourceDeleted`.
-    pub status: Option<String>,
+    pub status: Option<ItemStatus>,
 }
 
 /// What changed, independent of who is told.
@@ -94,7 +96,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
         .configuration_item_diff
         .as_ref()
         .and_then(|d| d.change_type.clone());
-    let change_type = diff_type.unwrap_or_else(|| inferred_change_type(item).to_owned());
+    let change_type = diff_type.unwrap_or_else(|| inferred_change_type(item));
     let changed = change
         .configuration_item_diff
         .as_ref()
@@ -102,7 +104,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
     let mut read = read_properties(changed).map_err(error)?;
     // A new group arrives with no changed properties: everything in it was added.
     let nothing_listed = changed.is_none_or(|c| c.is_empty());
-    if change_type == "CREATE" && nothing_listed {
+    if change_type == ChangeType::Create && nothing_listed {
         if let Some(configuration) = &item.configuration {
             read.updated
                 .add_configuration(configuration)
@@ -133,7 +135,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
             region: item.aws_region.clone(),
             change_type,
             capture_time: item.configuration_item_capture_time.clone(),
-            state_id: item.configuration_state_id.as_ref().map(value_text),
+            state_id: item.configuration_state_id.clone(),
             status: item.configuration_item_status.clone(),
         },
         changes,
@@ -196,13 +198,13 @@ fn read_properties(
 /// The tags before this change: none for a new group, the last known ones for a deleted group,
 /// else the current ones with the diff's tag changes undone.
 fn previous_tags(
-    change_type: &str,
+    change_type: &ChangeType,
     tags: &BTreeMap<String, String>,
     changed: Option<&BTreeMap<String, ChangedProperty>>,
 ) -> BTreeMap<String, String> {
     match change_type {
-        "CREATE" => BTreeMap::new(),
-        "DELETE" => tags.clone(),
+        ChangeType::Create => BTreeMap::new(),
+        ChangeType::Delete => tags.clone(),
         _ => {
             let tag_changes: Vec<(&Value, &Value)> = changed
                 .into_iter()
@@ -270,7 +272,10 @@ pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
                 .to_owned(),
             vec![],
         )
-    } else if a.changes.is_empty() && a.properties.is_empty() && a.subject.change_type == "UPDATE" {
+    } else if a.changes.is_empty()
+        && a.properties.is_empty()
+        && a.subject.change_type == ChangeType::Update
+    {
         verdict(
             false,
             "the notification carries no change".to_owned(),
@@ -303,8 +308,7 @@ struct Verdict {
 /// `ResourceDiscovered` when recording starts, and those are not changes anyone made.
 fn baseline(a: &Analysis, policy: &Policy) -> Option<String> {
     let until = policy.baseline_until?;
-    if a.subject.status.as_deref() != Some("ResourceDiscovered") || a.tags.contains_key(VERIFY_TAG)
-    {
+    if a.subject.status != Some(ItemStatus::ResourceDiscovered) || a.tags.contains_key(VERIFY_TAG) {
         return None;
     }
     // Without a readable capture time the item cannot be placed before the baseline: it is news.
@@ -667,11 +671,11 @@ fn value_text(value: &Value) -> String {
     }
 }
 
-fn inferred_change_type(item: &ConfigurationItem) -> &'static str {
-    match item.configuration_item_status.as_deref() {
-        Some("ResourceDiscovered") => "CREATE",
-        _ if item.is_deleted() => "DELETE",
-        _ => "UPDATE",
+fn inferred_change_type(item: &ConfigurationItem) -> ChangeType {
+    match &item.configuration_item_status {
+        Some(ItemStatus::ResourceDiscovered) => ChangeType::Create,
+        _ if item.is_deleted() => ChangeType::Delete,
+        _ => ChangeType::Update,
     }
 }
 
@@ -766,9 +770,9 @@ impl Subject {
             resource_id: Some(self.resource_id.clone()),
             account: Some(self.account.clone()),
             region: Some(self.region.clone()),
-            state_id: self.state_id.clone(),
+            state_id: self.state_id.as_ref().map(StateId::to_string),
             capture_time: self.capture_time.clone(),
-            change_type: Some(self.change_type.clone()),
+            change_type: Some(self.change_type.to_string()),
         }
     }
 }
@@ -827,9 +831,9 @@ mod tests {
             "ingress tcp/3389 from 0.0.0.0/0"
         );
         assert_eq!(d.analysis.subject.name.as_deref(), Some("shared-http"));
-        assert_eq!(d.analysis.subject.change_type, "UPDATE");
+        assert_eq!(d.analysis.subject.change_type, ChangeType::Update);
         assert_eq!(
-            d.analysis.subject.state_id.as_deref(),
+            d.analysis.subject.state_id.as_ref().map(StateId::as_str),
             Some("1763629447512")
         );
     }
@@ -1158,7 +1162,7 @@ mod tests {
         v["configurationItem"]["configurationItemStatus"] = json!("ResourceDiscovered");
         v["configurationItemDiff"] = json!({"changedProperties": {}, "changeType": "CREATE"});
         let d = decide_json(v, &Policy::default());
-        assert_eq!(d.analysis.subject.change_type, "CREATE");
+        assert_eq!(d.analysis.subject.change_type, ChangeType::Create);
         let shown: Vec<String> = d
             .analysis
             .changes
@@ -1191,7 +1195,7 @@ mod tests {
         let d = decide_json(v, &Policy::default());
         assert!(d.notify, "{}", d.reason);
         assert_eq!(d.recipients, ["platform-team@example.com"]);
-        assert_eq!(d.analysis.subject.change_type, "DELETE");
+        assert_eq!(d.analysis.subject.change_type, ChangeType::Delete);
         assert_eq!(d.analysis.changes.len(), 3);
         assert!(d
             .analysis

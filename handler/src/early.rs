@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::decide::{decide, Analysis, Decision, Subject};
 use crate::feed::ApiCall;
 use crate::feed_store::Warning;
+use crate::message::ChangeType;
 use crate::rules::Action;
 use crate::settings::{Policy, SECURITY_GROUP};
 use crate::severity::{classify, overall, Severity};
@@ -57,7 +58,7 @@ pub fn decide_warning(
             name: group.name.clone(),
             account: call.account.clone(),
             region: call.region.clone(),
-            change_type: "UPDATE".to_owned(),
+            change_type: ChangeType::Update,
             capture_time: Some(call.event_time.clone()),
             state_id: None,
             status: None,

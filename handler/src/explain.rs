@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::decide::{analyze, decide, Analysis, Decision, PropertyChange};
 use crate::feed::ApiCall;
-use crate::message::{envelopes, ConfigMessage, Oversized};
+use crate::message::{envelopes, ChangeType, ConfigMessage, Oversized};
 use crate::render::{actor_text, render, Email};
 use crate::rules::Change;
 use crate::settings::Policy;
@@ -89,7 +89,7 @@ pub fn explained(message_type: &str, d: &Decision, email: Option<&Email>) -> Exp
         resource_id: Some(s.resource_id.clone()),
         account: Some(s.account.clone()),
         region: Some(s.region.clone()),
-        change_type: Some(s.change_type.clone()),
+        change_type: Some(s.change_type.to_string()),
         notify: Some(d.notify),
         reason: d.reason.clone(),
         recipients: d.recipients.clone(),
@@ -197,7 +197,7 @@ fn explain_oversized(message_type: &str, o: &Oversized) -> Explained {
         resource_id: Some(s.resource_id.clone()),
         account: Some(s.aws_account_id.clone()),
         region: Some(s.aws_region.clone()),
-        change_type: s.change_type.clone(),
+        change_type: s.change_type.as_ref().map(ChangeType::to_string),
         notify: None,
         reason: format!(
             "the configuration item is too large for SNS; the handler reads it from s3://{location} and decides then"

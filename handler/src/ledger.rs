@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decide::Subject;
 pub use crate::message::Facts;
-use crate::message::ItemChange;
+use crate::message::{ItemChange, StateId};
 
 /// The attributes of a ledger item.
 pub mod attr {
@@ -67,7 +67,11 @@ pub enum Key {
 impl Key {
     /// The key of a configuration state, when it has a state id.
     pub fn state(subject: &Subject) -> Option<Key> {
-        let state = subject.state_id.as_deref().filter(|s| !s.is_empty())?;
+        let state = subject
+            .state_id
+            .as_ref()
+            .map(StateId::as_str)
+            .filter(|s| !s.is_empty())?;
         Some(Key::State {
             account: subject.account.clone(),
             region: subject.region.clone(),

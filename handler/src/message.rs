@@ -7,6 +7,7 @@
 //! record does not hide the others of the same event.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -114,12 +115,11 @@ pub struct ConfigurationItem {
     #[serde(default, rename = "ARN")]
     pub arn: Option<String>,
     #[serde(default)]
-    pub configuration_item_status: Option<String>,
+    pub configuration_item_status: Option<ItemStatus>,
     #[serde(default)]
     pub configuration_item_capture_time: Option<String>,
-    /// A number in AWS's messages; kept as JSON so a string does not reject the record.
     #[serde(default)]
-    pub configuration_state_id: Option<Value>,
+    pub configuration_state_id: Option<StateId>,
     /// The resource's own description; `null` for a deleted resource.
     #[serde(default)]
     pub configuration: Option<Value>,
@@ -132,8 +132,140 @@ impl ConfigurationItem {
     /// True for `ResourceDeleted` and `ResourceDeletedNotRecorded`.
     pub fn is_deleted(&self) -> bool {
         self.configuration_item_status
-            .as_deref()
-            .is_some_and(|s| s.starts_with("ResourceDeleted"))
+            .as_ref()
+            .is_some_and(ItemStatus::is_deleted)
+    }
+}
+
+/// `changeType`: what a change did to the resource, or to one property.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ChangeType {
+    Create,
+    Update,
+    Delete,
+    /// A value AWS Config does not document, kept as written.
+    Other(String),
+}
+
+impl ChangeType {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ChangeType::Create => "CREATE",
+            ChangeType::Update => "UPDATE",
+            ChangeType::Delete => "DELETE",
+            ChangeType::Other(other) => other,
+        }
+    }
+}
+
+impl From<String> for ChangeType {
+    fn from(value: String) -> ChangeType {
+        match value.as_str() {
+            "CREATE" => ChangeType::Create,
+            "UPDATE" => ChangeType::Update,
+            "DELETE" => ChangeType::Delete,
+            _ => ChangeType::Other(value),
+        }
+    }
+}
+
+impl From<ChangeType> for String {
+    fn from(value: ChangeType) -> String {
+        value.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for ChangeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `configurationItemStatus`: where the item stands in the recorder's life of the resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ItemStatus {
+    Ok,
+    /// Found when recording started (or when the resource was created).
+    ResourceDiscovered,
+    ResourceNotRecorded,
+    ResourceDeleted,
+    ResourceDeletedNotRecorded,
+    /// A value AWS Config does not document, kept as written.
+    Other(String),
+}
+
+impl ItemStatus {
+    pub fn as_str(&self) -> &str {
+        match self {
+            ItemStatus::Ok => "OK",
+            ItemStatus::ResourceDiscovered => "ResourceDiscovered",
+            ItemStatus::ResourceNotRecorded => "ResourceNotRecorded",
+            ItemStatus::ResourceDeleted => "ResourceDeleted",
+            ItemStatus::ResourceDeletedNotRecorded => "ResourceDeletedNotRecorded",
+            ItemStatus::Other(other) => other,
+        }
+    }
+
+    /// `ResourceDeleted` or `ResourceDeletedNotRecorded`.
+    pub fn is_deleted(&self) -> bool {
+        matches!(
+            self,
+            ItemStatus::ResourceDeleted | ItemStatus::ResourceDeletedNotRecorded
+        )
+    }
+}
+
+impl From<String> for ItemStatus {
+    fn from(value: String) -> ItemStatus {
+        match value.as_str() {
+            "OK" => ItemStatus::Ok,
+            "ResourceDiscovered" => ItemStatus::ResourceDiscovered,
+            "ResourceNotRecorded" => ItemStatus::ResourceNotRecorded,
+            "ResourceDeleted" => ItemStatus::ResourceDeleted,
+            "ResourceDeletedNotRecorded" => ItemStatus::ResourceDeletedNotRecorded,
+            _ => ItemStatus::Other(value),
+        }
+    }
+}
+
+impl From<ItemStatus> for String {
+    fn from(value: ItemStatus) -> String {
+        value.as_str().to_owned()
+    }
+}
+
+/// `configurationStateId`: the identity of one configuration state. A number in AWS's messages, a
+/// string in some summaries: read once as its text, so neither rejects the record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "Value", into = "String")]
+pub struct StateId(String);
+
+impl StateId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Value> for StateId {
+    fn from(value: Value) -> StateId {
+        match value {
+            Value::String(s) => StateId(s),
+            other => StateId(other.to_string()),
+        }
+    }
+}
+
+impl From<StateId> for String {
+    fn from(value: StateId) -> String {
+        value.0
+    }
+}
+
+impl fmt::Display for StateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -144,7 +276,7 @@ pub struct ItemDiff {
     #[serde(default)]
     pub changed_properties: BTreeMap<String, ChangedProperty>,
     #[serde(default)]
-    pub change_type: Option<String>,
+    pub change_type: Option<ChangeType>,
 }
 
 /// One entry of `changedProperties`, keyed by property path and array position.
@@ -156,7 +288,7 @@ pub struct ChangedProperty {
     #[serde(default)]
     pub updated_value: Value,
     #[serde(default)]
-    pub change_type: Option<String>,
+    pub change_type: Option<ChangeType>,
 }
 
 /// An `OversizedConfigurationItemChangeNotification`: only a summary and where the item is in S3.
@@ -179,9 +311,9 @@ pub struct ItemSummary {
     #[serde(default)]
     pub aws_region: String,
     #[serde(default)]
-    pub change_type: Option<String>,
+    pub change_type: Option<ChangeType>,
     #[serde(default)]
-    pub configuration_state_id: Option<Value>,
+    pub configuration_state_id: Option<StateId>,
     #[serde(default)]
     pub configuration_item_capture_time: Option<String>,
 }
@@ -386,15 +518,13 @@ impl Facts {
             resource_id: Some(i.resource_id.clone()),
             account: Some(i.aws_account_id.clone()),
             region: Some(i.aws_region.clone()),
-            state_id: i.configuration_state_id.as_ref().map(|v| match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            }),
+            state_id: i.configuration_state_id.as_ref().map(StateId::to_string),
             capture_time: i.configuration_item_capture_time.clone(),
             change_type: c
                 .configuration_item_diff
                 .as_ref()
-                .and_then(|d| d.change_type.clone()),
+                .and_then(|d| d.change_type.as_ref())
+                .map(ChangeType::to_string),
         }
     }
 

@@ -20,7 +20,9 @@ use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 
 use crate::context::Services;
-use crate::message::{parse_oversized_object, ItemChange, ItemDiff, ItemSummary, Oversized};
+use crate::message::{
+    parse_oversized_object, ChangeType, ItemChange, ItemDiff, ItemSummary, Oversized, StateId,
+};
 
 /// Why the item could not be read from S3. Every variant fails the invocation, so the event is
 /// retried and, failing that, parked in the failure queue: an oversized change is never dropped.
@@ -150,15 +152,15 @@ pub async fn from_config(
         .as_deref()
         .and_then(|at| aws_smithy_types::DateTime::from_str(at, Format::DateTime).ok());
     let request = history_request(client, summary, notified_at);
-    let wanted = summary.configuration_state_id.as_ref().map(state_text);
+    let wanted = summary
+        .configuration_state_id
+        .as_ref()
+        .map(StateId::to_string);
     let history = walk_history(request, wanted, notified_at, read_until).await?;
     let Some(current) = history.current else {
         return Err("the resource has no configuration history".to_owned());
     };
-    let change_type = summary
-        .change_type
-        .clone()
-        .unwrap_or_else(|| "UPDATE".to_owned());
+    let change_type = summary.change_type.clone().unwrap_or(ChangeType::Update);
     compared(&current, history.previous, change_type, history.cut_short)
 }
 
@@ -256,7 +258,7 @@ async fn walk_history(
 fn compared(
     current: &ConfigurationItem,
     previous: Option<ConfigurationItem>,
-    change_type: String,
+    change_type: ChangeType,
     cut_short: Option<usize>,
 ) -> Result<Resolved, String> {
     let current_json = item_json(current)?;
@@ -268,7 +270,7 @@ fn compared(
             "changeType": "UPDATE",
         }}),
         // A created resource has nothing before it: its rules are in its configuration.
-        None if change_type == "CREATE" => json!({}),
+        None if change_type == ChangeType::Create => json!({}),
         None => {
             details_unavailable = Some(match cut_short {
                 Some(pages) => format!(
@@ -300,13 +302,6 @@ fn captured_after(
     match (item.configuration_item_capture_time(), notified_at) {
         (Some(at), Some(notified)) => at.as_nanos() > notified.as_nanos(),
         _ => false,
-    }
-}
-
-fn state_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 

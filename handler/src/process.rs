@@ -37,8 +37,8 @@ use crate::feed::ApiCall;
 use crate::feed_store::{Feed, Warning};
 use crate::ledger::{Entry, Facts, Key};
 use crate::message::{
-    envelopes, ConfigMessage, Envelope, ItemChange, Oversized, ParseError, ITEM_CHANGE,
-    OVERSIZED_ITEM_CHANGE,
+    envelopes, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized, ParseError, StateId,
+    ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
 use crate::render::{degraded_email, render};
 use crate::settings::Settings;
@@ -296,11 +296,11 @@ async fn read_oversized(
                 resource_id: Some(summary.resource_id.clone()),
                 account: Some(summary.aws_account_id.clone()),
                 region: Some(summary.aws_region.clone()),
-                state_id: summary.configuration_state_id.as_ref().map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                }),
-                change_type: summary.change_type.clone(),
+                state_id: summary
+                    .configuration_state_id
+                    .as_ref()
+                    .map(StateId::to_string),
+                change_type: summary.change_type.as_ref().map(ChangeType::to_string),
                 ..Facts::default()
             };
             error!(facts = ?facts, error = %e, "oversized item not read");

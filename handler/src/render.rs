@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use html_escape::{encode_double_quoted_attribute, encode_text};
 
 use crate::decide::{Decision, PropertyChange};
-use crate::message::Facts;
+use crate::message::{ChangeType, Facts};
 use crate::rules::{Action, Change};
 use crate::severity::{classify, source_note};
 pub use crate::text::one_line;
@@ -87,7 +87,7 @@ fn gist(d: &Decision) -> String {
         "DELETE" => format!("group deleted ({} rules)", a.changes.len()),
         _ => String::new(),
     };
-    if a.subject.change_type != "DELETE" {
+    if a.subject.change_type != ChangeType::Delete {
         if let Some(first) = a.changes.first() {
             if !out.is_empty() {
                 out.push_str(", ");
@@ -226,7 +226,7 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
         .as_deref()
         .map(|c| format!(" at {}", one_line(c)))
         .unwrap_or_default();
-    let _ = writeln!(t, "Change:     {}{when}", one_line(&s.change_type));
+    let _ = writeln!(t, "Change:     {}{when}", one_line(s.change_type.as_str()));
     let _ = writeln!(t, "Changed by: {}", actor_text(actor));
     if !d.notes.is_empty() {
         t.push_str("\nWho is told:\n");
@@ -348,7 +348,10 @@ fn html_summary(h: &mut String, d: &Decision, actor: &ActorLookup) {
         ),
         ("Account", html_text(&s.account)),
         ("Region", html_text(&s.region)),
-        ("Change", format!("{}{when}", html_text(&s.change_type))),
+        (
+            "Change",
+            format!("{}{when}", html_text(s.change_type.as_str())),
+        ),
         ("Changed by", html_text(&actor_text(actor))),
     ] {
         let _ = write!(

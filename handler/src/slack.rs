@@ -187,7 +187,7 @@ fn facts(d: &Decision, actor: &ActorLookup) -> Value {
         "fields": [
             field("Severity", a.severity.as_str().to_uppercase()),
             field("Account / region", format!("{} / {}", escape(&s.account), escape(&s.region))),
-            field("Change", format!("{}{when}", escape(&s.change_type))),
+            field("Change", format!("{}{when}", escape(s.change_type.as_str()))),
             field("Changed by", escape(&actor_text(actor))),
         ]
     })

@@ -140,7 +140,7 @@ fn facts(d: &Decision, actor: &ActorLookup) -> Value {
     json!({"type": "FactSet", "facts": [
         {"title": "Account", "value": escape(&s.account)},
         {"title": "Region", "value": escape(&s.region)},
-        {"title": "Change", "value": format!("{}{when}", escape(&s.change_type))},
+        {"title": "Change", "value": format!("{}{when}", escape(s.change_type.as_str()))},
         {"title": "Changed by", "value": escape(&actor_text(actor))},
     ]})
 }

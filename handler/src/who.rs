@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::decide::Analysis;
 use crate::feed::{ApiCall, CALLERS_LOOK_AHEAD_SECS, CALLERS_LOOK_BACK_SECS};
+use crate::message::ChangeType;
 
 /// Who made the change, from CloudTrail.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -135,9 +136,9 @@ pub fn tied<'a>(calls: &'a [ApiCall], analysis: &Analysis) -> Vec<&'a ApiCall> {
 
 /// The calls that make the kind of change `analysis` describes.
 fn kinds_of(analysis: &Analysis) -> Vec<&'static str> {
-    match analysis.subject.change_type.as_str() {
-        "CREATE" => return vec!["CreateSecurityGroup"],
-        "DELETE" => return vec!["DeleteSecurityGroup"],
+    match analysis.subject.change_type {
+        ChangeType::Create => return vec!["CreateSecurityGroup"],
+        ChangeType::Delete => return vec!["DeleteSecurityGroup"],
         _ => {}
     }
     let mut kinds = Vec::new();
