@@ -13,6 +13,7 @@ use crate::destination::{parse_channels_tag, Channels};
 use crate::message::{
     ChangeType, ChangedProperty, ConfigurationItem, Facts, ItemChange, ItemStatus, StateId,
 };
+use crate::reason::{address_list, Fallback, Instead, Reason, TagChange};
 use crate::recipients::{parse_owner_tag, Recipients};
 use crate::rules::{diff, Change, Direction, RuleSet};
 use crate::settings::Policy;
@@ -68,13 +69,21 @@ pub struct Analysis {
 pub struct Decision {
     pub analysis: Analysis,
     pub notify: bool,
-    pub reason: String,
+    /// Why, each finding in the order it was found; [`Decision::reason`] says it in words.
+    pub reasons: Vec<Reason>,
     pub recipients: Vec<String>,
     /// The destinations (configured names) the change is posted to besides the email.
     pub destinations: Vec<String>,
     /// What happened to the opt-in or the owners, in plain words for the email, e.g.
     /// "NotifyOnChange was removed: you will not be told of further changes to this group".
     pub notes: Vec<String>,
+}
+
+impl Decision {
+    /// Why, in words: each reason's wording, joined by "; ".
+    pub fn reason(&self) -> String {
+        crate::reason::sentence(&self.reasons)
+    }
 }
 
 /// A notification sgwatch cannot make sense of.
@@ -226,71 +235,52 @@ impl Analysis {
     }
 }
 
-/// The reason a discovered group is not news.
-pub const BASELINE_REASON: &str = "baseline: the group existed when recording started";
-
 /// The tag `sgwatch verify` marks its throwaway group with. Such a group was made after install,
 /// on purpose, to be noticed: its discovery is never the baseline.
 pub const VERIFY_TAG: &str = "sgwatch:verify";
 
 /// Decides who, if anyone, is told about an analysed change.
 pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
-    let verdict = |notify: bool, reason: String, recipients: Vec<String>| Verdict {
-        notify,
-        reasons: vec![reason],
-        recipients,
-        ..Verdict::default()
-    };
-    let a = &analysis;
-    let verdict = if !policy.accounts.serves(&a.subject.account) {
-        verdict(
-            false,
-            format!(
-                "account {} is not served by this function (SGWATCH_ACCOUNTS={})",
-                one_line(&a.subject.account),
-                policy.accounts
-            ),
-            vec![],
-        )
-    } else if !policy.resource_types.contains(&a.subject.resource_type) {
-        verdict(
-            false,
-            format!(
-                "resource type {} is not watched (watched: {})",
-                a.subject.resource_type,
-                policy.resource_types.join(", ")
-            ),
-            vec![],
-        )
-    } else if let Some(why) = baseline(a, policy) {
-        verdict(false, why, vec![])
-    } else if a.relationship_only && !policy.notify_on_relationship_changes {
-        verdict(
-            false,
-            "only relationships changed (an instance or network interface attached or detached) \
-             and notify_on_relationship_changes is off"
-                .to_owned(),
-            vec![],
-        )
-    } else if a.changes.is_empty()
-        && a.properties.is_empty()
-        && a.subject.change_type == ChangeType::Update
-    {
-        verdict(
-            false,
-            "the notification carries no change".to_owned(),
-            vec![],
-        )
-    } else {
-        route(a, policy)
+    let verdict = match gate(&analysis, policy) {
+        Some(reason) => Verdict {
+            reasons: vec![reason],
+            ..Verdict::default()
+        },
+        None => route(&analysis, policy),
     };
     Decision {
         analysis,
         notify: verdict.notify,
-        reason: verdict.reasons.join("; "),
+        reasons: verdict.reasons,
         recipients: verdict.recipients,
         destinations: verdict.destinations,
         notes: verdict.notes,
+    }
+}
+
+/// Why the change is told to no one whatever the tags say, when it is.
+fn gate(a: &Analysis, policy: &Policy) -> Option<Reason> {
+    if !policy.accounts.serves(&a.subject.account) {
+        Some(Reason::NotServed {
+            account: a.subject.account.clone(),
+            accounts: policy.accounts.to_string(),
+        })
+    } else if !policy.resource_types.contains(&a.subject.resource_type) {
+        Some(Reason::NotWatched {
+            resource_type: a.subject.resource_type.clone(),
+            watched: policy.resource_types.clone(),
+        })
+    } else if let Some(reason) = baseline(a, policy) {
+        Some(reason)
+    } else if a.relationship_only && !policy.notify_on_relationship_changes {
+        Some(Reason::RelationshipsOnly)
+    } else if a.changes.is_empty()
+        && a.properties.is_empty()
+        && a.subject.change_type == ChangeType::Update
+    {
+        Some(Reason::NoChange)
+    } else {
+        None
     }
 }
 
@@ -298,7 +288,7 @@ pub fn decide(analysis: Analysis, policy: &Policy) -> Decision {
 #[derive(Default)]
 struct Verdict {
     notify: bool,
-    reasons: Vec<String>,
+    reasons: Vec<Reason>,
     recipients: Vec<String>,
     destinations: Vec<String>,
     notes: Vec<String>,
@@ -306,7 +296,7 @@ struct Verdict {
 
 /// Why a discovered group is the baseline, when it is: AWS Config reports every existing group as
 /// `ResourceDiscovered` when recording starts, and those are not changes anyone made.
-fn baseline(a: &Analysis, policy: &Policy) -> Option<String> {
+fn baseline(a: &Analysis, policy: &Policy) -> Option<Reason> {
     let until = policy.baseline_until?;
     if a.subject.status != Some(ItemStatus::ResourceDiscovered) || a.tags.contains_key(VERIFY_TAG) {
         return None;
@@ -314,14 +304,11 @@ fn baseline(a: &Analysis, policy: &Policy) -> Option<String> {
     // Without a readable capture time the item cannot be placed before the baseline: it is news.
     let captured = a.subject.capture_time.as_deref()?;
     let at = DateTime::from_str(captured, Format::DateTimeWithOffset).ok()?;
-    (at < until).then(|| {
-        format!(
-            "{BASELINE_REASON} (discovered at {}, before SGWATCH_BASELINE_UNTIL={})",
-            one_line(captured),
-            until
-                .fmt(Format::DateTime)
-                .unwrap_or_else(|_| until.secs().to_string())
-        )
+    (at < until).then(|| Reason::Baseline {
+        captured: captured.to_owned(),
+        until: until
+            .fmt(Format::DateTime)
+            .unwrap_or_else(|_| until.secs().to_string()),
     })
 }
 
@@ -347,26 +334,23 @@ fn current_owners(a: &Analysis, policy: &Policy, v: &mut Verdict) -> bool {
             return false;
         }
     };
-    v.reasons
-        .push(format!("tag {notify_tag}={}", one_line(value)));
+    v.reasons.push(Reason::OptedIn {
+        tag: notify_tag.clone(),
+        value: value.to_owned(),
+    });
     current_channels(a, policy, v);
     let owners = owners(&a.tags, owner_tag);
     if owners.valid.is_empty() {
-        let why = if a.tags.contains_key(owner_tag) {
-            format!(
-                "tag {owner_tag} has no valid address ({})",
-                owners.rejected_summary()
-            )
-        } else {
-            format!("tag {owner_tag} is absent")
-        };
-        no_owner(why, policy, v);
+        let invalid = a
+            .tags
+            .contains_key(owner_tag)
+            .then(|| owners.rejected_summary());
+        no_owner(owner_tag, invalid, policy, v);
     } else {
-        let mut why = format!("recipients from tag {owner_tag}");
-        if !owners.rejected.is_empty() {
-            why.push_str(&format!("; dropped {}", owners.rejected_summary()));
-        }
-        v.reasons.push(why);
+        v.reasons.push(Reason::Owners {
+            tag: owner_tag.clone(),
+            dropped: (!owners.rejected.is_empty()).then(|| owners.rejected_summary()),
+        });
         v.recipients.extend(owners.valid);
     }
     true
@@ -374,55 +358,55 @@ fn current_owners(a: &Analysis, policy: &Policy, v: &mut Verdict) -> bool {
 
 /// The destinations the channels tag names, in addition to the owners or instead of them.
 fn current_channels(a: &Analysis, policy: &Policy, v: &mut Verdict) {
-    let channels_tag = &policy.channels_tag;
+    let tag = &policy.channels_tag;
     let Some(c) = channels(&a.tags, policy) else {
         return;
     };
     if !c.known.is_empty() {
-        v.reasons.push(format!(
-            "destinations from tag {channels_tag}: {}",
-            c.known.join(", ")
-        ));
+        v.reasons.push(Reason::Channels {
+            tag: tag.clone(),
+            names: c.known.clone(),
+        });
         v.destinations.extend(c.known.iter().cloned());
     }
     if !c.rejected.is_empty() {
-        v.reasons.push(format!(
-            "tag {channels_tag}: dropped {}",
-            c.rejected_summary()
-        ));
+        v.reasons.push(Reason::ChannelsDropped {
+            tag: tag.clone(),
+            summary: c.rejected_summary(),
+        });
     }
 }
 
-/// A group opted in with no valid owner (`why`): told through its channels, else the fallback.
-fn no_owner(why: String, policy: &Policy, v: &mut Verdict) {
-    if !v.destinations.is_empty() {
-        let channels_tag = &policy.channels_tag;
-        v.reasons
-            .push(format!("{why}; told through tag {channels_tag} only"));
-        return;
-    }
-    match (&policy.fallback_recipient, &policy.fallback_destination) {
-        (Some(fallback), None) => {
-            v.reasons
-                .push(format!("{why}; sent to the fallback recipient"));
-            v.recipients.push(fallback.clone());
+/// A group opted in with no valid owner (its owner tag absent, or `invalid`): told through its
+/// channels, else the fallback.
+fn no_owner(owner_tag: &str, invalid: Option<String>, policy: &Policy, v: &mut Verdict) {
+    let instead = if !v.destinations.is_empty() {
+        Instead::ChannelsOnly {
+            tag: policy.channels_tag.clone(),
         }
-        (Some(fallback), Some(to)) => {
-            v.reasons.push(format!(
-                "{why}; sent to the fallback recipient and destination"
-            ));
-            v.recipients.push(fallback.clone());
-            v.destinations.push(to.clone());
+    } else {
+        match (&policy.fallback_recipient, &policy.fallback_destination) {
+            (Some(fallback), None) => {
+                v.recipients.push(fallback.clone());
+                Instead::FallbackRecipient
+            }
+            (Some(fallback), Some(to)) => {
+                v.recipients.push(fallback.clone());
+                v.destinations.push(to.clone());
+                Instead::FallbackRecipientAndDestination
+            }
+            (None, Some(to)) => {
+                v.destinations.push(to.clone());
+                Instead::FallbackDestination
+            }
+            (None, None) => Instead::NoOne,
         }
-        (None, Some(to)) => {
-            v.reasons
-                .push(format!("{why}; posted to the fallback destination"));
-            v.destinations.push(to.clone());
-        }
-        (None, None) => v
-            .reasons
-            .push(format!("{why} and no fallback recipient is set")),
-    }
+    };
+    v.reasons.push(Reason::NoOwner {
+        tag: owner_tag.to_owned(),
+        invalid,
+        instead,
+    });
 }
 
 /// No silent opt-out: whoever was told before this change hears of the change that stops it.
@@ -444,34 +428,27 @@ fn silenced_owners(a: &Analysis, policy: &Policy, opted_in: bool, v: &mut Verdic
             .map(|c| c.known)
             .unwrap_or_default()
     };
-    let what = if opted_in {
+    let changes = if opted_in {
         owners_changed(a, owner_tag, &previous, v)
     } else {
         opted_out(a, notify_tag, before, v)
     };
-    if what.is_empty() || (previous.is_empty() && previous_channels.is_empty()) {
+    if changes.is_empty() || (previous.is_empty() && previous_channels.is_empty()) {
         return;
     }
     if !opted_in {
         // The opt-out is the rule that decided, not the tag's absence.
         v.reasons.clear();
     }
-    if previous.is_empty() {
-        v.reasons
-            .push(format!("{} by this change", what.join("; ")));
-    } else {
-        v.reasons.push(format!(
-            "{} by this change; {}: you were an owner before this change",
-            what.join("; "),
-            address_list(&previous)
-        ));
-    }
+    v.reasons.push(Reason::Silenced {
+        changes,
+        previous_owners: previous.clone(),
+    });
     if !previous_channels.is_empty() {
-        v.reasons.push(format!(
-            "destinations from tag {} before this change: {}",
-            policy.channels_tag,
-            previous_channels.join(", ")
-        ));
+        v.reasons.push(Reason::PreviousChannels {
+            tag: policy.channels_tag.clone(),
+            names: previous_channels.clone(),
+        });
     }
     for p in previous {
         if !contains(&v.recipients, &p) {
@@ -485,38 +462,40 @@ fn silenced_owners(a: &Analysis, policy: &Policy, opted_in: bool, v: &mut Verdic
     }
 }
 
-/// What removing or changing the opt-in tag (its value `before`) did, for the reasons and notes.
-fn opted_out(a: &Analysis, notify_tag: &str, before: &str, v: &mut Verdict) -> Vec<String> {
+/// What removing or changing the opt-in tag (its value `before`) did, with a note for the email.
+fn opted_out(a: &Analysis, notify_tag: &str, before: &str, v: &mut Verdict) -> Vec<TagChange> {
+    let tag = notify_tag.to_owned();
+    let before = before.to_owned();
     match a.tags.get(notify_tag) {
         None => {
             v.notes.push(format!(
                 "{notify_tag} was removed: you will not be told of further changes to this group"
             ));
-            vec![format!("tag {notify_tag}={} was removed", one_line(before))]
+            vec![TagChange::OptInRemoved { tag, before }]
         }
         Some(now) => {
             v.notes.push(format!(
                 "{notify_tag} was changed from {} to {}: you will not be told of further changes to this group",
-                one_line(before),
+                one_line(&before),
                 one_line(now)
             ));
-            vec![format!(
-                "tag {notify_tag} changed from {} to {}",
-                one_line(before),
-                one_line(now)
-            )]
+            vec![TagChange::OptInChanged {
+                tag,
+                before,
+                now: now.clone(),
+            }]
         }
     }
 }
 
-/// What changing the owners from `previous` did, for the reasons and notes; nothing when the
+/// What changing the owners from `previous` did, with a note for the email; nothing when the
 /// owners are the same.
 fn owners_changed(
     a: &Analysis,
     owner_tag: &str,
     previous: &[String],
     v: &mut Verdict,
-) -> Vec<String> {
+) -> Vec<TagChange> {
     let after = owners(&a.tags, owner_tag).valid;
     if same_addresses(previous, &after) {
         return Vec::new();
@@ -526,11 +505,11 @@ fn owners_changed(
         address_list(previous),
         address_list(&after)
     ));
-    vec![format!(
-        "tag {owner_tag} changed from {} to {}",
-        address_list(previous),
-        address_list(&after)
-    )]
+    vec![TagChange::OwnersChanged {
+        tag: owner_tag.to_owned(),
+        before: previous.to_vec(),
+        after,
+    }]
 }
 
 /// At or above `always_notify_at`, the fallback recipient and destination are told whatever the
@@ -539,23 +518,21 @@ fn always_notify(a: &Analysis, policy: &Policy, v: &mut Verdict) {
     let Some(level) = policy.always_notify_at.filter(|level| a.severity >= *level) else {
         return;
     };
-    let level = level.as_str();
+    let told = |told| Reason::AlwaysNotify {
+        severity: a.severity,
+        level,
+        told,
+    };
     if let Some(fallback) = &policy.fallback_recipient {
         if !contains(&v.recipients, fallback) {
             v.recipients.push(fallback.clone());
-            v.reasons.push(format!(
-                "severity {} is at or above always_notify_at ({level}): the fallback recipient is told",
-                a.severity,
-            ));
+            v.reasons.push(told(Fallback::Recipient));
         }
     }
     if let Some(to) = &policy.fallback_destination {
         if !v.destinations.contains(to) {
             v.destinations.push(to.clone());
-            v.reasons.push(format!(
-                "severity {} is at or above always_notify_at ({level}): the fallback destination is told",
-                a.severity,
-            ));
+            v.reasons.push(told(Fallback::Destination));
         }
     }
 }
@@ -568,18 +545,20 @@ fn channels(tags: &BTreeMap<String, String>, policy: &Policy) -> Option<Channels
 
 /// `Ok(value)` when `tags` opt the group in (tag `notify_tag` is `Yes` or `true`, in any case),
 /// else why not. The one opt-in rule: the installer's baseline and `verify` use it too.
-pub fn opt_in<'t>(tags: &'t BTreeMap<String, String>, notify_tag: &str) -> Result<&'t str, String> {
+pub fn opt_in<'t>(
+    tags: &'t BTreeMap<String, String>,
+    notify_tag: &str,
+) -> Result<&'t str, Reason> {
     match tags.get(notify_tag) {
         Some(v)
             if v.trim().eq_ignore_ascii_case("yes") || v.trim().eq_ignore_ascii_case("true") =>
         {
             Ok(v)
         }
-        Some(v) => Err(format!(
-            "tag {notify_tag}={} is not Yes or true",
-            one_line(v)
-        )),
-        None => Err(format!("tag {notify_tag} is absent")),
+        other => Err(Reason::NotOptedIn {
+            tag: notify_tag.to_owned(),
+            value: other.cloned(),
+        }),
     }
 }
 
@@ -596,13 +575,6 @@ fn same_addresses(a: &[String], b: &[String]) -> bool {
     a.iter().all(|x| contains(b, x)) && b.iter().all(|x| contains(a, x))
 }
 
-fn address_list(list: &[String]) -> String {
-    if list.is_empty() {
-        "(none)".to_owned()
-    } else {
-        list.join(", ")
-    }
-}
 
 enum PropertyKind<'a> {
     /// `Configuration`: the whole group (created or deleted).
@@ -821,7 +793,7 @@ mod tests {
         assert!(d.notify);
         assert_eq!(d.recipients, ["platform-team@example.com"]);
         assert_eq!(
-            d.reason,
+            d.reason(),
             "tag NotifyOnChange=Yes; recipients from tag OwnerDL"
         );
         assert_eq!(d.analysis.severity, Severity::Critical);
@@ -861,7 +833,7 @@ mod tests {
         }
         let d = decide_json(with_tags(fixture(), json!({})), &Policy::default());
         assert!(!d.notify);
-        assert_eq!(d.reason, "tag NotifyOnChange is absent");
+        assert_eq!(d.reason(), "tag NotifyOnChange is absent");
     }
 
     #[test]
@@ -905,7 +877,7 @@ mod tests {
         assert_eq!(d.recipients, ["a@corp.example"]);
         assert_eq!(d.destinations, ["team-a", "siem"]);
         assert_eq!(
-            d.reason,
+            d.reason(),
             "tag NotifyOnChange=Yes; destinations from tag NotifyChannels: team-a, siem; \
              tag NotifyChannels: dropped \"nope\": not a configured destination \
              (configured: secops, team-a, siem); recipients from tag OwnerDL"
@@ -914,7 +886,7 @@ mod tests {
         let d = decide_json(fixture(), &with_destinations());
         assert!(d.destinations.is_empty());
         assert_eq!(
-            d.reason,
+            d.reason(),
             "tag NotifyOnChange=Yes; recipients from tag OwnerDL"
         );
     }
@@ -934,10 +906,10 @@ mod tests {
         assert!(d.recipients.is_empty());
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason
+            d.reason()
                 .ends_with("tag OwnerDL is absent; told through tag NotifyChannels only"),
             "{}",
-            d.reason
+            d.reason()
         );
         // A group that is not opted in is not posted about, whatever its channels.
         let v = with_tags(fixture(), json!({"NotifyChannels": "secops"}));
@@ -960,19 +932,19 @@ mod tests {
         assert!(d.recipients.is_empty());
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason.contains("posted to the fallback destination"),
+            d.reason().contains("posted to the fallback destination"),
             "{}",
-            d.reason
+            d.reason()
         );
         // Untagged, critical: always_notify_at reaches the fallback destination.
         let d = decide_json(with_tags(fixture(), json!({})), &policy);
         assert!(d.notify);
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason
+            d.reason()
                 .contains("always_notify_at (high): the fallback destination is told"),
             "{}",
-            d.reason
+            d.reason()
         );
     }
 
@@ -995,10 +967,10 @@ mod tests {
         assert!(d.notify);
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason
+            d.reason()
                 .contains("destinations from tag NotifyChannels before this change: secops"),
             "{}",
-            d.reason
+            d.reason()
         );
     }
 
@@ -1011,9 +983,9 @@ mod tests {
         let d = decide_json(v.clone(), &Policy::default());
         assert!(!d.notify);
         assert!(
-            d.reason.contains("no valid address") && d.reason.contains("no fallback"),
+            d.reason().contains("no valid address") && d.reason().contains("no fallback"),
             "{}",
-            d.reason
+            d.reason()
         );
         let policy = Policy {
             fallback_recipient: Some("secops@corp.example".into()),
@@ -1023,15 +995,15 @@ mod tests {
         assert!(d.notify);
         assert_eq!(d.recipients, ["secops@corp.example"]);
         assert!(
-            d.reason.contains("sent to the fallback recipient"),
+            d.reason().contains("sent to the fallback recipient"),
             "{}",
-            d.reason
+            d.reason()
         );
         let d = decide_json(
             with_tags(fixture(), json!({"NotifyOnChange": "Yes"})),
             &policy,
         );
-        assert!(d.reason.contains("tag OwnerDL is absent"), "{}", d.reason);
+        assert!(d.reason().contains("tag OwnerDL is absent"), "{}", d.reason());
     }
 
     #[test]
@@ -1045,7 +1017,7 @@ mod tests {
         let d = decide_json(untagged.clone(), &policy);
         assert!(d.notify);
         assert_eq!(d.recipients, ["secops@corp.example"]);
-        assert!(d.reason.contains("always_notify_at (high)"), "{}", d.reason);
+        assert!(d.reason().contains("always_notify_at (high)"), "{}", d.reason());
         // Tagged groups: owners and the fallback.
         let d = decide_json(fixture(), &policy);
         assert_eq!(
@@ -1071,7 +1043,7 @@ mod tests {
         v["configurationItem"]["resourceType"] = json!("AWS::EC2::Instance");
         let d = decide_json(v.clone(), &Policy::default());
         assert!(!d.notify);
-        assert!(d.reason.contains("is not watched"));
+        assert!(d.reason().contains("is not watched"));
         let policy = Policy {
             resource_types: vec![
                 "AWS::EC2::SecurityGroup".into(),
@@ -1098,7 +1070,7 @@ mod tests {
     fn relationship_only_changes_notify_only_when_asked() {
         let d = decide_json(relationship_only(), &Policy::default());
         assert!(!d.notify);
-        assert!(d.reason.contains("only relationships changed"));
+        assert!(d.reason().contains("only relationships changed"));
         let policy = Policy {
             notify_on_relationship_changes: true,
             ..Policy::default()
@@ -1193,7 +1165,7 @@ mod tests {
             "changeType": "DELETE"
         });
         let d = decide_json(v, &Policy::default());
-        assert!(d.notify, "{}", d.reason);
+        assert!(d.notify, "{}", d.reason());
         assert_eq!(d.recipients, ["platform-team@example.com"]);
         assert_eq!(d.analysis.subject.change_type, ChangeType::Delete);
         assert_eq!(d.analysis.changes.len(), 3);
@@ -1212,7 +1184,7 @@ mod tests {
         v["configurationItemDiff"]["changedProperties"] = json!({});
         let d = decide_json(v, &Policy::default());
         assert!(!d.notify);
-        assert_eq!(d.reason, "the notification carries no change");
+        assert_eq!(d.reason(), "the notification carries no change");
     }
 
     #[test]
@@ -1232,7 +1204,7 @@ mod tests {
     #[test]
     fn stripping_the_tags_still_tells_the_owners_before_it() {
         let d = decide_json(named("opt-in-removed.json"), &Policy::default());
-        assert!(d.notify, "{}", d.reason);
+        assert!(d.notify, "{}", d.reason());
         assert_eq!(d.recipients, ["platform-team@example.com"]);
         assert_eq!(d.analysis.severity, Severity::Critical);
         assert_eq!(
@@ -1240,7 +1212,7 @@ mod tests {
             "ingress tcp/22 from 0.0.0.0/0"
         );
         assert_eq!(
-            d.reason,
+            d.reason(),
             "tag NotifyOnChange=Yes was removed by this change; platform-team@example.com: \
              you were an owner before this change"
         );
@@ -1279,10 +1251,10 @@ mod tests {
         assert!(d.notify);
         assert_eq!(d.recipients, ["platform-team@example.com"]);
         assert!(
-            d.reason
+            d.reason()
                 .starts_with("tag NotifyOnChange changed from Yes to No by this change"),
             "{}",
-            d.reason
+            d.reason()
         );
         assert!(d.notes[0].contains("you will not be told of further changes"));
     }
@@ -1300,10 +1272,10 @@ mod tests {
             ["the owners changed from platform-team@example.com to dept-b@example.com (tag OwnerDL)"]
         );
         assert!(
-            d.reason
+            d.reason()
                 .contains("platform-team@example.com: you were an owner before this change"),
             "{}",
-            d.reason
+            d.reason()
         );
         assert_eq!(d.analysis.severity, Severity::Info);
     }
@@ -1366,7 +1338,7 @@ mod tests {
         assert_eq!(d.recipients, ["platform-team@example.com"]);
         assert!(d.notes.is_empty());
         assert_eq!(
-            d.reason,
+            d.reason(),
             "tag NotifyOnChange=Yes; recipients from tag OwnerDL"
         );
         // A group that was never opted in stays quiet when its other tags change.
@@ -1376,7 +1348,7 @@ mod tests {
         });
         let d = decide_json(v, &Policy::default());
         assert!(!d.notify);
-        assert_eq!(d.reason, "tag NotifyOnChange is absent");
+        assert_eq!(d.reason(), "tag NotifyOnChange is absent");
     }
 
     #[test]
@@ -1400,7 +1372,7 @@ mod tests {
         let d = decide_json(named("discovered.json"), &policy);
         assert!(!d.notify);
         assert_eq!(
-            d.reason,
+            d.reason(),
             "baseline: the group existed when recording started \
              (discovered at 2026-11-20T09:14:07.512Z, before SGWATCH_BASELINE_UNTIL=2026-11-20T09:30:00Z)"
         );
@@ -1434,7 +1406,7 @@ mod tests {
         let d = decide_json(named("rdp-opened.json"), &policy);
         assert!(!d.notify);
         assert_eq!(
-            d.reason,
+            d.reason(),
             "account 123456789012 is not served by this function (SGWATCH_ACCOUNTS=111122223333)"
         );
         let mut v = named("rdp-opened.json");
@@ -1546,7 +1518,7 @@ mod tests {
                     prop_assert!(!contains(&d.recipients[..i], r), "repeated {}", r);
                 }
                 prop_assert_eq!(
-                    d.reason.contains("you were an owner before this change"),
+                    d.reason().contains("you were an owner before this change"),
                     changed && !previous.is_empty()
                 );
             }

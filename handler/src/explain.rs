@@ -91,7 +91,7 @@ pub fn explained(message_type: &str, d: &Decision, email: Option<&Email>) -> Exp
         region: Some(s.region.clone()),
         change_type: Some(s.change_type.to_string()),
         notify: Some(d.notify),
-        reason: d.reason.clone(),
+        reason: d.reason(),
         recipients: d.recipients.clone(),
         destinations: d.destinations.clone(),
         notes: d.notes.clone(),

@@ -32,6 +32,7 @@ pub mod oversized;
 pub mod post;
 pub mod prefix_lists;
 pub mod process;
+pub mod reason;
 pub mod recipients;
 pub mod render;
 pub mod rules;

@@ -443,7 +443,7 @@ fn log_decision(message_id: &str, d: &Decision) {
         notify = d.notify,
         recipients = d.recipients.len(),
         destinations = d.destinations.len(),
-        reason = %d.reason,
+        reason = %d.reason(),
         "decision"
     );
 }
@@ -666,7 +666,7 @@ async fn early_warning(
         severity = %d.analysis.severity,
         notify = d.notify,
         recipients = d.recipients.len(),
-        reason = %d.reason,
+        reason = %d.reason(),
         "early warning decision"
     );
     if !d.notify {

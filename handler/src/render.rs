@@ -271,7 +271,7 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
     if let Some(link) = console_link(&s.region, &s.resource_id) {
         let _ = writeln!(t, "\nOpen in the console: {link}");
     }
-    let _ = writeln!(t, "\nWhy you got this: {}", one_line(&d.reason));
+    let _ = writeln!(t, "\nWhy you got this: {}", one_line(&d.reason()));
     t.push_str("-- \nsgwatch\n");
     t
 }
@@ -310,7 +310,7 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     let _ = write!(
         h,
         "<p style=\"color:#555\">Why you got this: {}</p>",
-        html_text(&d.reason)
+        html_text(&d.reason())
     );
     h.push_str("<p style=\"color:#555\">sgwatch</p></body></html>");
     h

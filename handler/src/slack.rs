@@ -130,7 +130,7 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
     }
     blocks.push(json!({
         "type": "context",
-        "elements": [{"type": "mrkdwn", "text": cut(format!("Why this channel got it: {}", escape(&d.reason)), MAX_FIELD_CHARS)}]
+        "elements": [{"type": "mrkdwn", "text": cut(format!("Why this channel got it: {}", escape(&d.reason())), MAX_FIELD_CHARS)}]
     }));
     json!({
         // The notification's text (and what clients without blocks show).

@@ -101,7 +101,7 @@ fn card(d: &Decision, actor: &ActorLookup, shown: usize) -> Value {
     if !a.properties.is_empty() {
         body.extend(property_blocks(&a.properties, shown));
     }
-    body.push(json!({"type": "TextBlock", "text": format!("Why this channel got it: {}", escape(&d.reason)),
+    body.push(json!({"type": "TextBlock", "text": format!("Why this channel got it: {}", escape(&d.reason())),
                      "wrap": true, "isSubtle": true, "size": "Small", "separator": true}));
     envelope(body, actions(&a.subject))
 }

@@ -516,7 +516,7 @@ mod tests {
         );
         let policy = Policy::from_raw(&RawPolicy::default()).unwrap();
         let decision = decide(analysis_of(&message), &policy);
-        assert!(decision.notify, "{}", decision.reason);
+        assert!(decision.notify, "{}", decision.reason());
         assert_eq!(decision.recipients, ["platform-team@example.com"]);
     }
 
