@@ -545,10 +545,7 @@ fn channels(tags: &BTreeMap<String, String>, policy: &Policy) -> Option<Channels
 
 /// `Ok(value)` when `tags` opt the group in (tag `notify_tag` is `Yes` or `true`, in any case),
 /// else why not. The one opt-in rule: the installer's baseline and `verify` use it too.
-pub fn opt_in<'t>(
-    tags: &'t BTreeMap<String, String>,
-    notify_tag: &str,
-) -> Result<&'t str, Reason> {
+pub fn opt_in<'t>(tags: &'t BTreeMap<String, String>, notify_tag: &str) -> Result<&'t str, Reason> {
     match tags.get(notify_tag) {
         Some(v)
             if v.trim().eq_ignore_ascii_case("yes") || v.trim().eq_ignore_ascii_case("true") =>
@@ -574,7 +571,6 @@ fn contains(list: &[String], address: &str) -> bool {
 fn same_addresses(a: &[String], b: &[String]) -> bool {
     a.iter().all(|x| contains(b, x)) && b.iter().all(|x| contains(a, x))
 }
-
 
 enum PropertyKind<'a> {
     /// `Configuration`: the whole group (created or deleted).
@@ -932,19 +928,29 @@ mod tests {
         assert!(d.recipients.is_empty());
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason().contains("posted to the fallback destination"),
-            "{}",
-            d.reason()
+            matches!(
+                d.reasons.last(),
+                Some(Reason::NoOwner {
+                    invalid: None,
+                    instead: Instead::FallbackDestination,
+                    ..
+                })
+            ),
+            "{:?}",
+            d.reasons
         );
         // Untagged, critical: always_notify_at reaches the fallback destination.
         let d = decide_json(with_tags(fixture(), json!({})), &policy);
         assert!(d.notify);
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason()
-                .contains("always_notify_at (high): the fallback destination is told"),
-            "{}",
-            d.reason()
+            d.reasons.contains(&Reason::AlwaysNotify {
+                severity: Severity::Critical,
+                level: Severity::High,
+                told: Fallback::Destination,
+            }),
+            "{:?}",
+            d.reasons
         );
     }
 
@@ -967,10 +973,12 @@ mod tests {
         assert!(d.notify);
         assert_eq!(d.destinations, ["secops"]);
         assert!(
-            d.reason()
-                .contains("destinations from tag NotifyChannels before this change: secops"),
-            "{}",
-            d.reason()
+            d.reasons.contains(&Reason::PreviousChannels {
+                tag: "NotifyChannels".into(),
+                names: vec!["secops".into()],
+            }),
+            "{:?}",
+            d.reasons
         );
     }
 
@@ -983,9 +991,16 @@ mod tests {
         let d = decide_json(v.clone(), &Policy::default());
         assert!(!d.notify);
         assert!(
-            d.reason().contains("no valid address") && d.reason().contains("no fallback"),
-            "{}",
-            d.reason()
+            matches!(
+                d.reasons.last(),
+                Some(Reason::NoOwner {
+                    invalid: Some(_),
+                    instead: Instead::NoOne,
+                    ..
+                })
+            ),
+            "{:?}",
+            d.reasons
         );
         let policy = Policy {
             fallback_recipient: Some("secops@corp.example".into()),
@@ -995,15 +1010,29 @@ mod tests {
         assert!(d.notify);
         assert_eq!(d.recipients, ["secops@corp.example"]);
         assert!(
-            d.reason().contains("sent to the fallback recipient"),
-            "{}",
-            d.reason()
+            matches!(
+                d.reasons.last(),
+                Some(Reason::NoOwner {
+                    instead: Instead::FallbackRecipient,
+                    ..
+                })
+            ),
+            "{:?}",
+            d.reasons
         );
         let d = decide_json(
             with_tags(fixture(), json!({"NotifyOnChange": "Yes"})),
             &policy,
         );
-        assert!(d.reason().contains("tag OwnerDL is absent"), "{}", d.reason());
+        assert!(
+            d.reasons.contains(&Reason::NoOwner {
+                tag: "OwnerDL".into(),
+                invalid: None,
+                instead: Instead::FallbackRecipient,
+            }),
+            "{:?}",
+            d.reasons
+        );
     }
 
     #[test]
@@ -1017,7 +1046,15 @@ mod tests {
         let d = decide_json(untagged.clone(), &policy);
         assert!(d.notify);
         assert_eq!(d.recipients, ["secops@corp.example"]);
-        assert!(d.reason().contains("always_notify_at (high)"), "{}", d.reason());
+        assert!(
+            d.reasons.contains(&Reason::AlwaysNotify {
+                severity: Severity::Critical,
+                level: Severity::High,
+                told: Fallback::Recipient,
+            }),
+            "{:?}",
+            d.reasons
+        );
         // Tagged groups: owners and the fallback.
         let d = decide_json(fixture(), &policy);
         assert_eq!(
@@ -1043,7 +1080,7 @@ mod tests {
         v["configurationItem"]["resourceType"] = json!("AWS::EC2::Instance");
         let d = decide_json(v.clone(), &Policy::default());
         assert!(!d.notify);
-        assert!(d.reason().contains("is not watched"));
+        assert!(matches!(d.reasons[..], [Reason::NotWatched { .. }]));
         let policy = Policy {
             resource_types: vec![
                 "AWS::EC2::SecurityGroup".into(),
@@ -1070,7 +1107,7 @@ mod tests {
     fn relationship_only_changes_notify_only_when_asked() {
         let d = decide_json(relationship_only(), &Policy::default());
         assert!(!d.notify);
-        assert!(d.reason().contains("only relationships changed"));
+        assert_eq!(d.reasons, [Reason::RelationshipsOnly]);
         let policy = Policy {
             notify_on_relationship_changes: true,
             ..Policy::default()
@@ -1184,7 +1221,7 @@ mod tests {
         v["configurationItemDiff"]["changedProperties"] = json!({});
         let d = decide_json(v, &Policy::default());
         assert!(!d.notify);
-        assert_eq!(d.reason(), "the notification carries no change");
+        assert_eq!(d.reasons, [Reason::NoChange]);
     }
 
     #[test]
@@ -1517,10 +1554,10 @@ mod tests {
                 for (i, r) in d.recipients.iter().enumerate() {
                     prop_assert!(!contains(&d.recipients[..i], r), "repeated {}", r);
                 }
-                prop_assert_eq!(
-                    d.reason().contains("you were an owner before this change"),
-                    changed && !previous.is_empty()
-                );
+                let told_before = d.reasons.iter().any(|r| {
+                    matches!(r, Reason::Silenced { previous_owners, .. } if !previous_owners.is_empty())
+                });
+                prop_assert_eq!(told_before, changed && !previous.is_empty());
             }
         }
     }

@@ -41,7 +41,10 @@ pub enum Reason {
         instead: Instead,
     },
     /// The owners the owner tag names, and what in it is no address.
-    Owners { tag: String, dropped: Option<String> },
+    Owners {
+        tag: String,
+        dropped: Option<String>,
+    },
     /// This change silenced whom the tags told before: what it changed, and the owners before it.
     Silenced {
         changes: Vec<TagChange>,
@@ -61,7 +64,9 @@ pub enum Reason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Instead {
     /// The destinations of its channels tag (`tag`), and no one else.
-    ChannelsOnly { tag: String },
+    ChannelsOnly {
+        tag: String,
+    },
     FallbackRecipient,
     FallbackRecipientAndDestination,
     FallbackDestination,

@@ -19,6 +19,7 @@ const PURE: &[&str] = &[
     "teams",
     "text",
     "who",
+    "reason",
     "visible",
     "destination",
 ];
