@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -42,7 +42,7 @@ use hyper_util::rt::TokioExecutor;
 use tracing::warn;
 
 use crate::aws;
-use crate::destination::Destination;
+use crate::destination::{Destination, Reach};
 
 /// How a post is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,76 +141,6 @@ pub struct Payload {
 }
 
 type HttpsClient = Client<HttpsConnector<HttpConnector<CheckedResolver>>, Full<Bytes>>;
-
-/// Which addresses a destination may have besides public ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Reach {
-    /// Private addresses (`--allow-private-destinations`): a receiver inside the VPC.
-    pub private: bool,
-    /// Loopback, plain HTTP included: local receivers in tests and the demo only.
-    pub loopback: bool,
-}
-
-impl Reach {
-    /// Why a post may not go to `ip`; `None` when it may.
-    pub fn refuses(self, ip: IpAddr) -> Option<&'static str> {
-        match ip {
-            IpAddr::V4(v4) => self.refuses_v4(v4),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped().or_else(|| nat64(v6)) {
-                Some(v4) => self.refuses_v4(v4),
-                None => self.refuses_v6(v6),
-            },
-        }
-    }
-
-    fn refuses_v4(self, ip: Ipv4Addr) -> Option<&'static str> {
-        let [a, b, ..] = ip.octets();
-        if ip.is_link_local() {
-            Some(LINK_LOCAL)
-        } else if a == 0 || ip.is_broadcast() || ip.is_multicast() {
-            Some(NOT_A_HOST)
-        } else if ip.is_loopback() {
-            (!self.loopback).then_some(LOOPBACK)
-        } else if ip.is_private() || (a == 100 && b & 0xc0 == 64) || (a == 198 && b & 0xfe == 18) {
-            (!self.private).then_some(PRIVATE)
-        } else {
-            None
-        }
-    }
-
-    fn refuses_v6(self, ip: Ipv6Addr) -> Option<&'static str> {
-        let first = ip.segments()[0];
-        if ip == INSTANCE_METADATA_V6 || first & 0xffc0 == 0xfe80 {
-            Some(LINK_LOCAL)
-        } else if ip.is_unspecified() || ip.is_multicast() {
-            Some(NOT_A_HOST)
-        } else if ip.is_loopback() {
-            (!self.loopback).then_some(LOOPBACK)
-        } else if first & 0xfe00 == 0xfc00 {
-            (!self.private).then_some(PRIVATE)
-        } else {
-            None
-        }
-    }
-}
-
-/// The instance metadata service's IPv6 address (Nitro instances).
-const INSTANCE_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-const LINK_LOCAL: &str = "a link-local address, where the instance metadata service answers";
-const NOT_A_HOST: &str = "not the address of a host";
-const LOOPBACK: &str = "this machine's loopback, where the Lambda Runtime API answers";
-const PRIVATE: &str =
-    "a private address; install with --allow-private-destinations for a receiver inside the VPC";
-
-/// The IPv4 address inside a NAT64 address (`64:ff9b::/96`), which a VPC with DNS64 reaches.
-fn nat64(ip: Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = ip.segments();
-    (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]).then(|| {
-        let [a, b] = s[6].to_be_bytes();
-        let [c, d] = s[7].to_be_bytes();
-        Ipv4Addr::new(a, b, c, d)
-    })
-}
 
 /// A destination's host resolved to an address its [`Reach`] refuses.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,7 @@ use std::str::FromStr;
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 
-use crate::destination::{parse_destinations, Destination};
-use crate::post::Reach;
+use crate::destination::{parse_destinations, Destination, Reach};
 use crate::recipients::parse_address;
 use crate::severity::Severity;
 
