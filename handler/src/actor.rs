@@ -10,8 +10,8 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use serde_json::Value;
 
-use crate::feed::SECURITY_GROUP_EVENTS;
-pub use crate::who::{Actor, ActorLookup};
+use crate::core::feed::SECURITY_GROUP_EVENTS;
+pub use crate::core::who::{Actor, ActorLookup};
 
 /// How far before the capture time a change can have happened: Config records within minutes.
 const LOOKUP_LOOK_BACK_SECS: i64 = 30 * 60;

@@ -1,6 +1,6 @@
 //! What every record's handling shares: the AWS clients, built once per cold start
 //! ([`Services`]), the invocation they run in, with its owner token and deadline
-//! ([`Invocation`]), and what became of a record ([`Outcome`]).
+//! ([`Invocation`]), and what became of a record (`Outcome`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 
+use crate::aws;
+use crate::core::settings::Settings;
 use crate::dedupe::Dedupe;
-use crate::post::Poster;
-use crate::settings::Settings;
-use crate::{aws, mail};
+use crate::deliver::mail;
+use crate::deliver::post::Poster;
 
 /// The AWS clients the handler uses, built once per cold start.
 #[derive(Clone, Debug)]

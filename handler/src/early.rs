@@ -9,14 +9,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::decide::{decide, Analysis, Decision, Subject};
-use crate::feed::ApiCall;
+use crate::core::decide::{decide, Analysis, Decision, Subject};
+use crate::core::feed::ApiCall;
+use crate::core::message::ChangeType;
+use crate::core::rules::Action;
+use crate::core::settings::{Policy, SECURITY_GROUP};
+use crate::core::severity::{classify, overall, Severity};
+use crate::core::who;
 use crate::feed_store::Warning;
-use crate::message::ChangeType;
-use crate::rules::Action;
-use crate::settings::{Policy, SECURITY_GROUP};
-use crate::severity::{classify, overall, Severity};
-use crate::who;
 
 /// A group as `DescribeSecurityGroups` shows it when the call arrives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct GroupNow {
 
 /// The rules `call` asks for on `group_id` that are at or above `level`; empty for a failed
 /// call (it changed nothing).
-pub fn alarming(call: &ApiCall, level: Severity) -> Vec<crate::rules::Change> {
+pub fn alarming(call: &ApiCall, level: Severity) -> Vec<crate::core::rules::Change> {
     if call.failed() {
         return Vec::new();
     }
@@ -111,7 +111,7 @@ pub struct Part {
 
 /// The warnings that told the change `d` describes, each with the rules it told that still
 /// stand. A warning counts only when its call is one of the calls tied to this change
-/// ([`feed::tied`]): one about an earlier call told an earlier change, even of the same rule (a
+/// ([`who::tied`]): one about an earlier call told an earlier change, even of the same rule (a
 /// rule opened, revoked and opened again). A rule a later revoke on the group took back was not
 /// what this change added, whatever the warning said.
 pub fn standing(d: &Decision, warnings: &[Warning], calls: &[ApiCall]) -> Vec<Warning> {
@@ -214,9 +214,9 @@ pub fn subtract(d: &Decision, warnings: &[Warning], calls: &[ApiCall]) -> Vec<Pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::analyze;
-    use crate::feed::parse_event;
-    use crate::message::{parse_message, ConfigMessage};
+    use crate::core::decide::analyze;
+    use crate::core::feed::parse_event;
+    use crate::core::message::{parse_message, ConfigMessage};
     use serde_json::Value;
 
     fn read(path: &str) -> Value {
@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn a_call_opening_half_the_internet_warns_like_one_opening_all_of_it() {
         let mut call = parse_event(&read("cloudtrail/authorize-ingress-iam-user.json")).unwrap();
-        call.requested[0].rule.source = crate::rules::Source::parse_cidr("0.0.0.0/1");
+        call.requested[0].rule.source = crate::core::rules::Source::parse_cidr("0.0.0.0/1");
         let d = decide_warning(
             &call,
             "sg-0123456789abcdef0",
@@ -333,7 +333,7 @@ mod tests {
         let mut more = d.clone();
         more.analysis
             .properties
-            .push(crate::decide::PropertyChange {
+            .push(crate::core::decide::PropertyChange {
                 name: "Description".into(),
                 previous: Some("a".into()),
                 updated: Some("b".into()),

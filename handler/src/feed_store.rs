@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
+use crate::core::feed::ApiCall;
 use crate::dedupe::{epoch_secs, Dedupe, DedupeError};
-use crate::feed::ApiCall;
 
 /// How long the feed keeps a group's calls after the last one.
 const KEEP_SECS: u64 = 24 * 3600;

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::decide::Subject;
-pub use crate::message::Facts;
-use crate::message::{ItemChange, StateId};
+use crate::core::decide::Subject;
+pub use crate::core::message::Facts;
+use crate::core::message::{ItemChange, StateId};
 
 /// The attributes of a ledger item.
 pub mod attr {
@@ -381,7 +381,7 @@ pub enum Parked {
         event_omitted: Option<String>,
     },
     /// A record that could not be read: the start of its body
-    /// ([`crate::message::BODY_EXCERPT_BYTES`] of the SNS message or, without one, the record).
+    /// ([`crate::core::message::BODY_EXCERPT_BYTES`] of the SNS message or, without one, the record).
     Unreadable { body: String },
 }
 

@@ -2,7 +2,8 @@
 //! what changed and how dangerous it is, and emails the group's owners through SES.
 //!
 //! The decision path (`message` → `decide` (with `rules`, `severity`, `recipients`) → `render`)
-//! is pure and shared with `sgwatch explain`; the AWS calls live at the edge (`actor`, `mail`,
+//! is pure and shared with `sgwatch explain`: it is the `core/` folder. `deliver/` holds the
+//! email, the posts and their formats; the AWS calls live at the edge (`actor`, `mail`,
 //! `oversized`) and `process` ties them together for one Lambda invocation. The notifications
 //! AWS Config would send, for test events, the demo and the tests, are built by the separate
 //! `sgwatch-synth` crate (`handler/synth/`), so this library and the Lambda carry none of that.
@@ -12,35 +13,26 @@
 //! reads them, `feed_store` keeps them per group); `actor`'s `LookupEvents` is the fallback. A
 //! call that itself opens a watched group to the world is told at once (`early`).
 
+pub mod core;
+pub mod deliver;
+
 pub mod actor;
 pub mod aws;
 pub mod context;
-pub mod decide;
 pub mod dedupe;
-pub mod deliver;
-pub mod destination;
 pub mod early;
-pub mod explain;
-pub mod feed;
 pub mod feed_store;
 pub mod groups;
 pub mod ledger;
 pub mod logs;
-pub mod mail;
-pub mod message;
 pub mod oversized;
-pub mod post;
 pub mod prefix_lists;
 pub mod process;
-pub mod reason;
-pub mod recipients;
-pub mod render;
-pub mod rules;
-pub mod settings;
-pub mod severity;
-pub mod slack;
-pub mod teams;
-pub mod text;
-pub mod visible;
-pub mod webhook;
-pub mod who;
+
+// The public paths other crates use (the installer, the tests, the benchmarks): one flat facade
+// over the folders.
+pub use crate::core::{
+    decide, destination, explain, feed, message, reason, recipients, render, rules, settings,
+    severity, text, visible, who,
+};
+pub use crate::deliver::{mail, post, slack, teams, webhook};

@@ -2,7 +2,7 @@
 //! domain (`…@example.com`), and in full only at DEBUG. The call sites log counts and domains;
 //! [`Redacting`], the writer every line goes through, catches the rest (an address inside an
 //! error SES or a destination returned). Secret URLs and signing keys are never logged at all
-//! (see [`crate::post`]).
+//! (see [`crate::deliver::post`]).
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};

@@ -20,7 +20,7 @@ use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 
 use crate::context::Services;
-use crate::message::{
+use crate::core::message::{
     parse_oversized_object, ChangeType, ItemChange, ItemDiff, ItemSummary, Oversized, StateId,
 };
 

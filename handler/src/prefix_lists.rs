@@ -2,7 +2,7 @@
 //! whatever the list holds, so the list is read (`ec2:GetManagedPrefixListEntries`, granted on
 //! prefix lists only) before the change is rated. A list holding a range wider than the largest
 //! private one is the world; one that cannot be read is rated high and the email says so
-//! ([`crate::severity`]).
+//! ([`crate::core::severity`]).
 //!
 //! Entries are kept per container for a few minutes: a burst of changes naming the same list
 //! reads it once, and an edited list is seen again soon after.
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 
-use crate::rules::{Action, Change, Direction, Listed, Source};
+use crate::core::rules::{Action, Change, Direction, Listed, Source};
 
 /// How long a list's entries are trusted without reading them again.
 pub const TTL: Duration = Duration::from_secs(300);

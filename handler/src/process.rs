@@ -26,23 +26,24 @@ use serde::Serialize;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::decide::{analyze, decide, Analysis, Decision, PropertyChange};
-use crate::who::ActorLookup;
+use crate::core::decide::{analyze, decide, Analysis, Decision, PropertyChange};
+use crate::core::who::ActorLookup;
 use std::time::SystemTime;
 
-use crate::deliver::{
-    deliver, email_parts, finish, park_unreadable, post_and_report, Delivery, Ledger,
-};
-use crate::feed::ApiCall;
-use crate::feed_store::{Feed, Warning};
-use crate::ledger::{Entry, Facts, Key};
-use crate::message::{
+use crate::core::feed::ApiCall;
+use crate::core::message::{
     envelopes, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized, ParseError, StateId,
     ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
-use crate::render::{degraded_email, render};
-use crate::settings::Settings;
-use crate::{actor, dedupe, early, feed, feed_store, groups, oversized, prefix_lists, who};
+use crate::core::render::{degraded_email, render};
+use crate::core::settings::Settings;
+use crate::core::{feed, who};
+use crate::deliver::{
+    deliver, email_parts, finish, park_unreadable, post_and_report, Delivery, Ledger,
+};
+use crate::feed_store::{Feed, Warning};
+use crate::ledger::{Entry, Facts, Key};
+use crate::{actor, dedupe, early, feed_store, groups, oversized, prefix_lists};
 
 use crate::context::Outcome;
 pub use crate::context::{FailureQueue, Invocation, Services};

@@ -1,6 +1,10 @@
 //! The Lambda entry point: logs set up by the runtime's own initialisation, settings checked once,
 //! SDK clients prepared once, then the runtime loop.
 
+// The invocation's future nests every step of a record's handling; its layout needs more than
+// the default query depth.
+#![recursion_limit = "256"]
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use sgwatch_handler::{aws, logs, process, settings::Settings};

@@ -1,7 +1,14 @@
-//! Delivery: the email to each recipient not yet in the ledger (in SES-sized batches, the
+//! Delivery: the email (`mail`, SES), the posts (`post`, in the `slack`, `teams` and `webhook`
+//! formats) and what ties them together here: the email to each recipient not yet in the ledger (in SES-sized batches, the
 //! rejected ones reported to the fallback recipient), the posts to chat and webhook
-//! destinations, and what becomes of it all ([`finish`]): the ledger settled, what nobody could
+//! destinations, and what becomes of it all (`finish`): the ledger settled, what nobody could
 //! be told parked in the failure queue, or the claim given back for Lambda's retry.
+
+pub mod mail;
+pub mod post;
+pub mod slack;
+pub mod teams;
+pub mod webhook;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,20 +17,20 @@ use serde_json::Value;
 use tracing::{debug, error, info, warn};
 
 use crate::context::{Invocation, Outcome, Services, TooLate};
-use crate::decide::Decision;
+use crate::core::decide::Decision;
+use crate::core::destination::{Destination, Kind};
+use crate::core::message::ParseError;
+use crate::core::render::{render, Email};
+use crate::core::settings::Settings;
+use crate::core::who::ActorLookup;
 use crate::dedupe::{self, Claim, Dedupe, DedupeError};
-use crate::destination::{Destination, Kind};
 use crate::early::Part;
 use crate::ledger::{
     Entry, Facts, Key, Parked, ParkedRecord, RefusedDestination, RejectedRecipient, PARKED_SOURCE,
 };
-use crate::mail::{self, SendError};
-use crate::message::ParseError;
-use crate::post::{Payload, PostError, Poster};
-use crate::render::{render, Email};
-use crate::settings::Settings;
-use crate::who::ActorLookup;
-use crate::{logs, slack, teams, webhook};
+use crate::logs;
+use mail::SendError;
+use post::{Payload, PostError, Poster};
 
 /// No send starts with less than this left before the invocation's deadline: one SES call at its
 /// operation timeout and the ledger write after it, at its worst, must fit, or Lambda could end

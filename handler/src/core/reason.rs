@@ -4,8 +4,8 @@
 
 use std::fmt;
 
-use crate::severity::Severity;
-use crate::text::one_line;
+use crate::core::severity::Severity;
+use crate::core::text::one_line;
 
 /// The reason a discovered group is not news.
 pub const BASELINE_REASON: &str = "baseline: the group existed when recording started";

@@ -7,9 +7,9 @@ use std::str::FromStr;
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 
-use crate::destination::{parse_destinations, Destination, Reach};
-use crate::recipients::parse_address;
-use crate::severity::Severity;
+use crate::core::destination::{parse_destinations, Destination, Reach};
+use crate::core::recipients::parse_address;
+use crate::core::severity::Severity;
 
 /// The default resource type sgwatch watches.
 pub const SECURITY_GROUP: &str = "AWS::EC2::SecurityGroup";

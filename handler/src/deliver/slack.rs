@@ -11,12 +11,12 @@
 
 use serde_json::{json, Value};
 
-use crate::decide::{Decision, PropertyChange};
-use crate::render::{actor_text, change_line, console_link, subject};
-use crate::rules::{Action, Change};
-use crate::severity::{classify, Severity};
-use crate::text::one_line;
-use crate::who::ActorLookup;
+use crate::core::decide::{Decision, PropertyChange};
+use crate::core::render::{actor_text, change_line, console_link, subject};
+use crate::core::rules::{Action, Change};
+use crate::core::severity::{classify, Severity};
+use crate::core::text::one_line;
+use crate::core::who::ActorLookup;
 
 /// Slack's limit on blocks in one message.
 pub const MAX_BLOCKS: usize = 50;
@@ -238,9 +238,9 @@ fn other_changes(properties: &[PropertyChange]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{analyze, decide};
-    use crate::message::{parse_message, ConfigMessage};
-    use crate::settings::Policy;
+    use crate::core::decide::{analyze, decide};
+    use crate::core::message::{parse_message, ConfigMessage};
+    use crate::core::settings::Policy;
     use serde_json::json;
 
     fn fixture() -> Value {

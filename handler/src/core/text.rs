@@ -1,7 +1,7 @@
 //! Text helpers every output shares, a leaf: a value on one line that shows what it would hide,
 //! and the time of day of an RFC 3339 time.
 
-use crate::visible::visible;
+use crate::core::visible::visible;
 
 /// A resource-supplied value on one line, showing what it would hide: every control, format or
 /// separator character is written as `<U+XXXX>` ([`visible`]).

@@ -196,7 +196,7 @@ pub struct Channels {
 
 impl Channels {
     pub fn rejected_summary(&self) -> String {
-        crate::recipients::rejected_summary(&self.rejected)
+        crate::core::recipients::rejected_summary(&self.rejected)
     }
 }
 

@@ -9,16 +9,16 @@ use aws_smithy_types::DateTime;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::destination::{parse_channels_tag, Channels};
-use crate::message::{
+use crate::core::destination::{parse_channels_tag, Channels};
+use crate::core::message::{
     ChangeType, ChangedProperty, ConfigurationItem, Facts, ItemChange, ItemStatus, StateId,
 };
-use crate::reason::{address_list, Fallback, Instead, Reason, TagChange};
-use crate::recipients::{parse_owner_tag, Recipients};
-use crate::rules::{diff, Change, Direction, RuleSet};
-use crate::settings::Policy;
-use crate::severity::{classify, overall, Severity};
-use crate::text::one_line;
+use crate::core::reason::{address_list, Fallback, Instead, Reason, TagChange};
+use crate::core::recipients::{parse_owner_tag, Recipients};
+use crate::core::rules::{diff, Change, Direction, RuleSet};
+use crate::core::settings::Policy;
+use crate::core::severity::{classify, overall, Severity};
+use crate::core::text::one_line;
 
 /// A non-rule property that changed, e.g. the description or a tag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,7 +82,7 @@ pub struct Decision {
 impl Decision {
     /// Why, in words: each reason's wording, joined by "; ".
     pub fn reason(&self) -> String {
-        crate::reason::sentence(&self.reasons)
+        crate::core::reason::sentence(&self.reasons)
     }
 }
 
@@ -748,7 +748,7 @@ impl Subject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{parse_message, ConfigMessage};
+    use crate::core::message::{parse_message, ConfigMessage};
     use serde_json::json;
 
     pub(crate) fn item_change(v: Value) -> ItemChange {
@@ -854,7 +854,7 @@ mod tests {
 
     fn with_destinations() -> Policy {
         Policy {
-            destinations: crate::destination::parse_destinations(
+            destinations: crate::core::destination::parse_destinations(
                 "secops=slack:/sgwatch/secops,team-a=teams:/sgwatch/team-a,siem=webhook:/sgwatch/siem:/sgwatch/siem-key",
             )
             .unwrap(),
@@ -1210,7 +1210,7 @@ mod tests {
             .analysis
             .changes
             .iter()
-            .all(|c| c.action == crate::rules::Action::Removed));
+            .all(|c| c.action == crate::core::rules::Action::Removed));
         assert_eq!(d.analysis.severity, Severity::Low);
         assert!(d.analysis.properties.is_empty());
     }
@@ -1437,7 +1437,7 @@ mod tests {
     #[test]
     fn other_accounts_are_skipped() {
         let policy = Policy {
-            accounts: crate::settings::Accounts::Only(vec!["111122223333".into()]),
+            accounts: crate::core::settings::Accounts::Only(vec!["111122223333".into()]),
             ..Policy::default()
         };
         let d = decide_json(named("rdp-opened.json"), &policy);

@@ -32,7 +32,7 @@ use aws_smithy_runtime_api::client::retries::classifiers::{
     ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
 
-use crate::render::Email;
+use crate::core::render::Email;
 
 /// SES takes at most 50 recipients per message (To, Cc and Bcc together).
 /// <https://docs.aws.amazon.com/ses/latest/dg/quotas.html>

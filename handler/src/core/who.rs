@@ -9,9 +9,9 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use serde::Serialize;
 
-use crate::decide::Analysis;
-use crate::feed::{ApiCall, CALLERS_LOOK_AHEAD_SECS, CALLERS_LOOK_BACK_SECS};
-use crate::message::ChangeType;
+use crate::core::decide::Analysis;
+use crate::core::feed::{ApiCall, CALLERS_LOOK_AHEAD_SECS, CALLERS_LOOK_BACK_SECS};
+use crate::core::message::ChangeType;
 
 /// Who made the change, from CloudTrail.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -168,10 +168,10 @@ fn kinds_of(analysis: &Analysis) -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{analyze, decide};
-    use crate::feed::parse_event;
-    use crate::message::{parse_message, ConfigMessage};
-    use crate::settings::Policy;
+    use crate::core::decide::{analyze, decide};
+    use crate::core::feed::parse_event;
+    use crate::core::message::{parse_message, ConfigMessage};
+    use crate::core::settings::Policy;
     use serde_json::Value;
 
     fn fixture(name: &str) -> Value {

@@ -6,15 +6,15 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::decide::{analyze, decide, Analysis, Decision, PropertyChange};
-use crate::feed::ApiCall;
-use crate::message::{envelopes, ChangeType, ConfigMessage, Oversized};
-use crate::render::{actor_text, render, Email};
-use crate::rules::Change;
-use crate::settings::Policy;
-use crate::severity::Severity;
-use crate::who::ActorLookup;
-use crate::who::{callers, Caller};
+use crate::core::decide::{analyze, decide, Analysis, Decision, PropertyChange};
+use crate::core::feed::ApiCall;
+use crate::core::message::{envelopes, ChangeType, ConfigMessage, Oversized};
+use crate::core::render::{actor_text, render, Email};
+use crate::core::rules::Change;
+use crate::core::settings::Policy;
+use crate::core::severity::Severity;
+use crate::core::who::ActorLookup;
+use crate::core::who::{callers, Caller};
 
 /// One entry of the `explain` output.
 #[derive(Debug, Clone, Serialize)]
@@ -142,7 +142,7 @@ fn explain_api_call(message_type: &str, call: &ApiCall) -> Explained {
     }
     Explained::Decision(Box::new(ExplainedDecision {
         message_type: message_type.to_owned(),
-        resource_type: Some(crate::settings::SECURITY_GROUP.to_owned()),
+        resource_type: Some(crate::core::settings::SECURITY_GROUP.to_owned()),
         resource_id: call.group_ids.first().cloned(),
         account: Some(call.account.clone()),
         region: Some(call.region.clone()),
@@ -154,7 +154,7 @@ fn explain_api_call(message_type: &str, call: &ApiCall) -> Explained {
             None
         },
         reason,
-        severity: (!alarming.is_empty()).then(|| crate::severity::overall(&alarming)),
+        severity: (!alarming.is_empty()).then(|| crate::core::severity::overall(&alarming)),
         changes: alarming,
         ..Default::default()
     }))

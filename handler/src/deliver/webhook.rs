@@ -13,10 +13,10 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::decide::Decision;
-use crate::explain::explained;
-use crate::message::ITEM_CHANGE;
-use crate::render::Email;
+use crate::core::decide::Decision;
+use crate::core::explain::explained;
+use crate::core::message::ITEM_CHANGE;
+use crate::core::render::Email;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Sgwatch-Signature";
@@ -27,11 +27,11 @@ pub const DELIVERY_HEADER: &str = "X-Sgwatch-Delivery";
 
 /// The body posted: the `explain` object of the decision, with the email the handler rendered.
 /// Every string shows the control and format characters it holds as `<U+XXXX>`
-/// ([`crate::visible`]): a receiver that displays a value cannot be made to display it reordered.
+/// ([`crate::core::visible`]): a receiver that displays a value cannot be made to display it reordered.
 pub fn body(d: &Decision, email: &Email) -> Vec<u8> {
     // Serialising plain data (strings, numbers, lists) cannot fail.
     let mut v = serde_json::to_value(explained(ITEM_CHANGE, d, Some(email))).unwrap_or_default();
-    crate::visible::visible_json(&mut v);
+    crate::core::visible::visible_json(&mut v);
     serde_json::to_vec(&v).unwrap_or_default()
 }
 

@@ -10,12 +10,12 @@
 
 use serde_json::{json, Value};
 
-use crate::decide::{Decision, PropertyChange, Subject};
-use crate::render::{actor_text, change_line, console_link};
-use crate::rules::Change;
-use crate::severity::{classify, Severity};
-use crate::text::one_line;
-use crate::who::ActorLookup;
+use crate::core::decide::{Decision, PropertyChange, Subject};
+use crate::core::render::{actor_text, change_line, console_link};
+use crate::core::rules::Change;
+use crate::core::severity::{classify, Severity};
+use crate::core::text::one_line;
+use crate::core::who::ActorLookup;
 
 /// Rules shown one per line; the rest are counted.
 pub const MAX_RULES: usize = 50;
@@ -217,9 +217,9 @@ fn envelope(body: Vec<Value>, actions: Vec<Value>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{analyze, decide};
-    use crate::message::{parse_message, ConfigMessage};
-    use crate::settings::Policy;
+    use crate::core::decide::{analyze, decide};
+    use crate::core::message::{parse_message, ConfigMessage};
+    use crate::core::settings::Policy;
 
     fn decision(v: Value) -> Decision {
         let ConfigMessage::ItemChange(c) = parse_message(&v).unwrap() else {

@@ -42,7 +42,7 @@ use hyper_util::rt::TokioExecutor;
 use tracing::warn;
 
 use crate::aws;
-use crate::destination::{Destination, Reach};
+use crate::core::destination::{Destination, Reach};
 
 /// How a post is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

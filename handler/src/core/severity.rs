@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 
-use crate::rules::{Action, Change, Direction, Protocol, Reach};
+use crate::core::rules::{Action, Change, Direction, Protocol, Reach};
 
 /// Severity, ordered from least to most dangerous.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -123,7 +123,7 @@ pub fn overall(changes: &[Change]) -> Severity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{AtomicRule, Source};
+    use crate::core::rules::{AtomicRule, Source};
 
     fn added(
         direction: Direction,
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn a_prefix_list_is_as_wide_as_its_widest_entry_and_high_when_unknown() {
-        use crate::rules::Listed;
+        use crate::core::rules::Listed;
         let from_list = |port: i64, listed: Option<Listed>| {
             let mut c = world_tcp(port, port);
             c.rule.source = Source::PrefixList("pl-0abc".into());

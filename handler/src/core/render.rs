@@ -3,21 +3,21 @@
 //! Every value that comes from the resource (names, descriptions, tag values, sources) is
 //! escaped in the HTML part and kept on one line in the subject and text part, so a hostile
 //! group name can neither inject markup nor forge header or body lines. Characters that make a
-//! value read other than it is ([`crate::visible`]) are dropped from the subject and shown as
+//! value read other than it is ([`crate::core::visible`]) are dropped from the subject and shown as
 //! `<U+202E>` in both parts.
 
 use std::fmt::Write as _;
 
 use html_escape::{encode_double_quoted_attribute, encode_text};
 
-use crate::decide::{Decision, PropertyChange};
-use crate::message::{ChangeType, Facts};
-use crate::rules::{Action, Change};
-use crate::severity::{classify, source_note};
-pub use crate::text::one_line;
-use crate::text::time_of_day;
-use crate::visible::{stripped, visible};
-use crate::who::ActorLookup;
+use crate::core::decide::{Decision, PropertyChange};
+use crate::core::message::{ChangeType, Facts};
+use crate::core::rules::{Action, Change};
+use crate::core::severity::{classify, source_note};
+pub use crate::core::text::one_line;
+use crate::core::text::time_of_day;
+use crate::core::visible::{stripped, visible};
+use crate::core::who::ActorLookup;
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -416,7 +416,7 @@ pub fn degraded_email(facts: &Facts, why: &str) -> Email {
     } else {
         what
     };
-    // The subject drops what it cannot show; the body shows it ([`crate::visible`]).
+    // The subject drops what it cannot show; the body shows it ([`crate::core::visible`]).
     let one = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     let subject: String = one(&stripped(&format!(
         "[sgwatch] a change to {what} could not be read"
@@ -461,9 +461,9 @@ pub fn degraded_email(facts: &Facts, why: &str) -> Email {
 mod tests {
     use super::*;
     use crate::actor::Actor;
-    use crate::decide::{analyze, decide};
-    use crate::message::{parse_message, ConfigMessage};
-    use crate::settings::Policy;
+    use crate::core::decide::{analyze, decide};
+    use crate::core::message::{parse_message, ConfigMessage};
+    use crate::core::settings::Policy;
     use serde_json::{json, Value};
 
     fn decision(v: Value) -> Decision {
@@ -521,7 +521,7 @@ mod tests {
 
     #[test]
     fn feed_callers_are_all_named_with_their_calls_and_escaped() {
-        use crate::who::{CallRef, Caller};
+        use crate::core::who::{CallRef, Caller};
         let call = |name: &str, time: &str| CallRef {
             event_name: name.into(),
             event_time: time.into(),

@@ -29,7 +29,7 @@ pub enum ParseError {
     )]
     UnknownShape,
     #[error("the CloudTrail API call event is not one sgwatch records: {0}")]
-    ApiCall(#[from] crate::feed::FeedError),
+    ApiCall(#[from] crate::core::feed::FeedError),
     #[error("the {message_type} message is malformed: {detail}")]
     Malformed {
         message_type: String,
@@ -74,7 +74,7 @@ pub enum ConfigMessage {
     /// Any other Config message: snapshot and history deliveries, compliance changes, etc.
     Other { message_type: String },
     /// Not from AWS Config: CloudTrail's record of a security-group API call, for the actor feed.
-    ApiCall(Box<crate::feed::ApiCall>),
+    ApiCall(Box<crate::core::feed::ApiCall>),
 }
 
 impl ConfigMessage {
@@ -83,7 +83,7 @@ impl ConfigMessage {
             ConfigMessage::ItemChange(_) => ITEM_CHANGE,
             ConfigMessage::Oversized(_) => OVERSIZED_ITEM_CHANGE,
             ConfigMessage::Other { message_type } => message_type,
-            ConfigMessage::ApiCall(_) => crate::feed::DETAIL_TYPE,
+            ConfigMessage::ApiCall(_) => crate::core::feed::DETAIL_TYPE,
         }
     }
 }
@@ -364,9 +364,9 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
     if let Some(records) = event.get("Records").and_then(Value::as_array) {
         return records.iter().map(sns_record).collect();
     }
-    if crate::feed::is_api_call_event(event) {
+    if crate::core::feed::is_api_call_event(event) {
         let message_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
-        let message = crate::feed::parse_event(event)
+        let message = crate::core::feed::parse_event(event)
             .map(|call| ConfigMessage::ApiCall(Box::new(call)))
             .map_err(ParseError::from);
         return vec![Envelope {

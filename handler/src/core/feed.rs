@@ -4,7 +4,7 @@
 //!
 //! This module is pure: it reads one event into an [`ApiCall`] (who called what on which groups,
 //! and which ingress rules the call asked for) and, when a Config notification is decided, picks
-//! the calls that made the change ([`callers`]). Storing the calls is `feed_store`'s concern.
+//! the calls that made the change ([`crate::core::who::callers`]). Storing the calls is `feed_store`'s concern.
 //!
 //! The envelope and `detail` fields are AWS's: "Events from AWS services delivered via AWS
 //! CloudTrail" (EventBridge user guide, eb-service-event-cloudtrail) and "CloudTrail record
@@ -20,7 +20,7 @@ use aws_smithy_types::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::rules::{Action, Change, Direction, RuleSet};
+use crate::core::rules::{Action, Change, Direction, RuleSet};
 
 /// The API calls that change a security group.
 pub const SECURITY_GROUP_EVENTS: [&str; 11] = [
@@ -430,7 +430,7 @@ fn requested_rules(request: &Value, direction: Direction) -> Vec<Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::text::time_of_day;
+    use crate::core::text::time_of_day;
 
     pub(crate) fn fixture(name: &str) -> Value {
         let path = format!(

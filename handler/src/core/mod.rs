@@ -1,0 +1,23 @@
+//! The pure core: from a message to a decision and its words, with no AWS call, no SDK
+//! configuration and no async runtime, so the Lambda and `sgwatch explain` decide byte for byte
+//! alike and everything here is tested without AWS.
+//!
+//! `message` reads the inputs; `rules`, `severity`, `recipients` and `destination` are the
+//! vocabulary; `decide` (with `reason`) makes the decision; `feed` and `who` say who made a
+//! change; `render` (with `text` and `visible`) words it; `settings` reads the policy and
+//! `explain` shows it all as JSON.
+
+pub mod decide;
+pub mod destination;
+pub mod explain;
+pub mod feed;
+pub mod message;
+pub mod reason;
+pub mod recipients;
+pub mod render;
+pub mod rules;
+pub mod settings;
+pub mod severity;
+pub mod text;
+pub mod visible;
+pub mod who;
