@@ -32,8 +32,8 @@ use std::time::SystemTime;
 
 use crate::core::feed::ApiCall;
 use crate::core::message::{
-    envelopes, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized, ParseError, StateId,
-    ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
+    envelopes, is_sqs_batch, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized,
+    ParseError, StateId, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
 use crate::core::render::{degraded_email, render};
 use crate::core::settings::Settings;
@@ -61,6 +61,17 @@ pub struct Report {
     /// CloudTrail API calls recorded in the actor feed (absent when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub recorded: usize,
+    /// The records of an SQS batch that failed, for the event source mapping to deliver again
+    /// (`ReportBatchItemFailures`): the rest of the batch is done and deleted.
+    #[serde(rename = "batchItemFailures", skip_serializing_if = "Vec::is_empty")]
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+/// One failed record of an SQS batch, by its `messageId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchItemFailure {
+    #[serde(rename = "itemIdentifier")]
+    pub item_identifier: String,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -124,9 +135,13 @@ pub async fn handle_invocation(
     let mut report = Report::default();
     let mut failures: Vec<String> = Vec::new();
     let originals = replayable(event);
+    // An SQS batch reports its failed records one by one; a record without an id cannot be
+    // reported so, and fails the whole batch instead.
+    let mut unreported = false;
     for (i, envelope) in envelopes(event).into_iter().enumerate() {
         report.records += 1;
         let original = originals.get(i).cloned().unwrap_or_else(|| event.clone());
+        let id = envelope.message_id.clone();
         let outcome = if invocation.ensure(SEND_MARGIN).is_err() {
             let message_id = envelope.message_id.as_deref().unwrap_or("-");
             let why = format!("{message_id}: not started, the invocation's deadline is near");
@@ -135,9 +150,21 @@ pub async fn handle_invocation(
         } else {
             process(envelope, &original, invocation, settings, services).await
         };
+        let failed_before = report.failed;
         count(&mut report, &mut failures, outcome);
+        if report.failed > failed_before {
+            match id {
+                Some(item_identifier) => report
+                    .batch_item_failures
+                    .push(BatchItemFailure { item_identifier }),
+                None => unreported = true,
+            }
+        }
     }
-    if failures.is_empty() {
+    if failures.is_empty() || (is_sqs_batch(event) && !unreported) {
+        if !failures.is_empty() {
+            warn!(failed = report.failed, first = %failures.join("; "), "records of the batch failed; the queue delivers them again");
+        }
         return Ok(report);
     }
     let mut first = failures.join("; ");
@@ -244,7 +271,9 @@ async fn unparsed(
         }
         // A record of the Config topic with nothing readable in it could be any change: parked
         // with what there is of it.
-        e @ (ParseError::MessageNotJson(_) | ParseError::MissingSnsMessage) => {
+        e @ (ParseError::MessageNotJson(_)
+        | ParseError::MissingSnsMessage
+        | ParseError::MissingSqsBody) => {
             park_unreadable(message_id, &e, excerpt, invocation, services).await
         }
         e @ ParseError::ApiCall(_) => {
@@ -983,5 +1012,77 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("throttling"), "{err}");
         assert_eq!(throttled.num_calls(), 1);
+    }
+
+    /// An SQS batch of the hub's queue: each body an EventBridge event of AWS Config for the
+    /// fixture's group, owned by the given addresses.
+    fn sqs_batch(records: &[(&str, &str)]) -> Value {
+        let records: Vec<Value> = records
+            .iter()
+            .map(|(id, owners)| {
+                let sns = event(owners);
+                let message: Value =
+                    serde_json::from_str(sns["Records"][0]["Sns"]["Message"].as_str().unwrap())
+                        .unwrap();
+                let bridged = serde_json::json!({
+                    "version": "0", "id": format!("eb-{id}"),
+                    "detail-type": "Config Configuration Item Change", "source": "aws.config",
+                    "account": "123456789012", "region": "us-east-1",
+                    "time": "2026-11-20T09:14:07Z", "resources": [], "detail": message,
+                });
+                serde_json::json!({"messageId": id, "eventSource": "aws:sqs",
+                    "eventSourceARN": "arn:aws:sqs:us-east-1:111122223333:sgwatch-hub",
+                    "body": bridged.to_string()})
+            })
+            .collect();
+        serde_json::json!({ "Records": records })
+    }
+
+    #[tokio::test]
+    async fn a_failed_record_of_an_sqs_batch_is_reported_alone() {
+        let (a, throttled) = (
+            to(&["a@corp.example"]),
+            mock!(Ses::send_email).then_error(|| {
+                SendEmailError::TooManyRequestsException(
+                    TooManyRequestsException::builder()
+                        .message("Maximum sending rate exceeded.")
+                        .build(),
+                )
+            }),
+        );
+        let ses = mock_client!(aws_sdk_sesv2, RuleMode::Sequential, [&a, &throttled]);
+        let batch = sqs_batch(&[("q-1", "a@corp.example"), ("q-2", "b@corp.example")]);
+        let report = handle(&batch, &settings(None), &services(ses))
+            .await
+            .expect("an SQS batch reports its failed records, not an error");
+        assert_eq!((report.records, report.sent, report.failed), (2, 1, 1));
+        assert_eq!(
+            report.batch_item_failures,
+            [BatchItemFailure {
+                item_identifier: "q-2".into()
+            }]
+        );
+        let shown = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            shown["batchItemFailures"],
+            serde_json::json!([{"itemIdentifier": "q-2"}])
+        );
+    }
+
+    #[test]
+    fn an_sqs_record_without_a_readable_body_is_parked_not_skipped() {
+        let batch = serde_json::json!({"Records": [
+            {"messageId": "q-1", "eventSource": "aws:sqs", "body": "{not json"},
+            {"messageId": "q-2", "eventSource": "aws:sqs"},
+        ]});
+        let found = envelopes(&batch);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].message_id.as_deref(), Some("q-1"));
+        assert!(matches!(
+            found[0].message,
+            Err(ParseError::MessageNotJson(_))
+        ));
+        assert_eq!(found[0].excerpt.as_deref(), Some("{not json"));
+        assert!(matches!(found[1].message, Err(ParseError::MissingSqsBody)));
     }
 }

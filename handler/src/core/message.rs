@@ -24,6 +24,8 @@ pub enum ParseError {
     MessageNotJson(String),
     #[error("the SNS record has no Sns.Message string")]
     MissingSnsMessage,
+    #[error("the SQS record has no body string")]
+    MissingSqsBody,
     #[error(
         "the event is neither an SNS event, an EventBridge aws.config event nor a Config message"
     )]
@@ -44,7 +46,8 @@ pub enum ParseError {
 /// One record found in an input event, with what identifies it in the logs.
 #[derive(Debug, Clone)]
 pub struct Envelope {
-    /// The SNS `MessageId` or the EventBridge event `id`, when the record came with one.
+    /// The SNS `MessageId`, the SQS `messageId` (what a batch item failure names) or the
+    /// EventBridge event `id`, when the record came with one.
     pub message_id: Option<String>,
     pub message: Result<ConfigMessage, ParseError>,
     /// The start of the record's body (at most [`BODY_EXCERPT_BYTES`]) when it could not be read
@@ -359,10 +362,17 @@ where
         .collect())
 }
 
-/// Every record of an input event: an SNS event, an EventBridge event or a bare Config message.
+/// Every record of an input event: an SNS event, an SQS batch (the hub's queue, each body an
+/// EventBridge event), an EventBridge event or a bare Config message.
 pub fn envelopes(event: &Value) -> Vec<Envelope> {
     if let Some(records) = event.get("Records").and_then(Value::as_array) {
-        return records.iter().map(sns_record).collect();
+        return records
+            .iter()
+            .map(|r| match is_sqs_record(r) {
+                true => sqs_record(r),
+                false => sns_record(r),
+            })
+            .collect();
     }
     if crate::core::feed::is_api_call_event(event) {
         let message_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
@@ -396,6 +406,62 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
         message: parse_message(event),
         excerpt: None,
     }]
+}
+
+/// Whether `event` is a batch from an SQS queue (an event source mapping), whose failed records
+/// are reported one by one (`batchItemFailures`) rather than by failing the invocation.
+pub fn is_sqs_batch(event: &Value) -> bool {
+    event
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .is_some_and(is_sqs_record)
+}
+
+fn is_sqs_record(record: &Value) -> bool {
+    record.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")
+}
+
+/// An SQS record: its body is the EventBridge event the hub's rule queued; the record is named by
+/// the SQS `messageId`.
+fn sqs_record(record: &Value) -> Envelope {
+    let message_id = record
+        .get("messageId")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let Some(text) = record.get("body").and_then(Value::as_str) else {
+        return Envelope {
+            message_id,
+            message: Err(ParseError::MissingSqsBody),
+            excerpt: Some(excerpt(&record.to_string())),
+        };
+    };
+    let inner = match serde_json::from_str::<Value>(text) {
+        // A body that is itself a batch would make one record many: read as a bare message.
+        Ok(inner) if inner.get("Records").is_none() => inner,
+        Ok(_) => {
+            return Envelope {
+                message_id,
+                message: Err(ParseError::UnknownShape),
+                excerpt: Some(excerpt(text)),
+            }
+        }
+        Err(e) => {
+            return Envelope {
+                message_id,
+                message: Err(ParseError::MessageNotJson(e.to_string())),
+                excerpt: Some(excerpt(text)),
+            }
+        }
+    };
+    let mut found = envelopes(&inner);
+    let mut envelope = found.pop().unwrap_or(Envelope {
+        message_id: None,
+        message: Err(ParseError::UnknownShape),
+        excerpt: None,
+    });
+    envelope.message_id = message_id;
+    envelope
 }
 
 fn sns_record(record: &Value) -> Envelope {
