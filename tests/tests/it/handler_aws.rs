@@ -37,7 +37,8 @@ async fn sns_event_sends_the_owner_an_email_through_ses() {
             skipped: 0,
             parked: 0,
             failed: 0,
-            recorded: 0
+            recorded: 0,
+            batch_item_failures: Vec::new(),
         }
     );
 
@@ -87,7 +88,8 @@ async fn untagged_group_and_other_message_types_send_nothing() {
             skipped: 2,
             parked: 0,
             failed: 0,
-            recorded: 0
+            recorded: 0,
+            batch_item_failures: Vec::new(),
         }
     );
     assert!(moto.ses_messages().await.is_empty());
