@@ -11,10 +11,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 scripts/setup.sh
 
 echo "demo: building the installer (sgwatch), the handler (bootstrap) and the demo"
-# One package per build: together, the handler would be compiled with the installer's `ec2`
-# feature, which the Lambda binary does not carry.
-cargo build --quiet -p sgwatch --bin sgwatch
-cargo build --quiet -p sgwatch-handler --bin bootstrap
-cargo build --quiet -p sgwatch-tests --bin demo
+# The same build `make test` makes (the whole workspace, its tests' features included), so the
+# AWS SDK is compiled once for both; the three programs are among its outputs. A per-package
+# build (`-p`) would resolve other features and compile the SDK again.
+cargo test --workspace --no-run --quiet
 
-exec cargo run --quiet -p sgwatch-tests --bin demo
+exec "${CARGO_TARGET_DIR:-target}/debug/demo"

@@ -46,8 +46,7 @@ impl Programs {
             cargo_lambda: root.join(".venv/bin/cargo-lambda"),
             work_dir: target.join("sgwatch-demo"),
         };
-        let build = "run `cargo build -p sgwatch --bin sgwatch` and \
-                     `cargo build -p sgwatch-handler --bin bootstrap` (scripts/demo.sh does both)";
+        let build = "run `cargo test --workspace --no-run` (scripts/demo.sh and `make test` do)";
         for (what, path, hint) in [
             ("the installer", &programs.sgwatch, build),
             ("the handler", &programs.bootstrap, build),
@@ -66,24 +65,37 @@ impl Programs {
         programs
     }
 
-    /// Builds the installer and the handler as `scripts/demo.sh` does (a no-op when they are
-    /// fresh), then [`Programs::locate`]s them: a test must not run a stale binary.
+    /// The installer and the handler as the workspace's test build made them
+    /// (`cargo test --workspace` builds both programs, for the tests that run them), checked to be
+    /// newer than every source file of theirs: a test must not run a stale binary. Nothing is
+    /// built from inside a test: a build there would replace the binaries, or the test binary
+    /// itself, while they run.
     pub fn build() -> Programs {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        // One package at a time, as demo.sh does: built together, the handler would be compiled
-        // with the installer's `ec2` feature, which the Lambda binary does not carry.
-        for (package, bin) in [("sgwatch", "sgwatch"), ("sgwatch-handler", "bootstrap")] {
-            let status = std::process::Command::new(&cargo)
-                .args(["build", "--quiet", "-p", package, "--bin", bin])
-                .current_dir(repo_root())
-                .status()
-                .unwrap_or_else(|e| panic!("cannot run cargo to build {bin}: {e}"));
-            assert!(
-                status.success(),
-                "`cargo build -p {package} --bin {bin}` failed ({status})"
-            );
+        let programs = Programs::locate();
+        let root = repo_root();
+        for (binary, sources) in [
+            (
+                &programs.sgwatch,
+                ["installer/src", "handler/src"].as_slice(),
+            ),
+            (&programs.bootstrap, ["handler/src"].as_slice()),
+        ] {
+            let built = modified(binary);
+            let mut newest = None;
+            for dir in sources {
+                newest_source(&root.join(dir), &mut newest);
+            }
+            if let Some((path, at)) = newest {
+                assert!(
+                    built >= at,
+                    "{} is older than {}: run `cargo test --workspace --no-run` \
+                     (`make test` and scripts/demo.sh do)",
+                    binary.display(),
+                    path.display()
+                );
+            }
         }
-        Programs::locate()
+        programs
     }
 
     /// [`Programs::build`] with an empty work directory of test `name`'s own (not the demo's:
@@ -334,4 +346,28 @@ pub async fn verify(
         sns_message_id,
         invocation,
     })
+}
+
+fn modified(path: &Path) -> std::time::SystemTime {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The most recently modified `.rs` file under `dir`, into `newest`.
+fn newest_source(dir: &Path, newest: &mut Option<(PathBuf, std::time::SystemTime)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.is_dir() {
+            newest_source(&path, newest);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let at = modified(&path);
+            if newest.as_ref().is_none_or(|(_, n)| at > *n) {
+                *newest = Some((path, at));
+            }
+        }
+    }
 }

@@ -28,7 +28,7 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
     match &outcome.install {
         Install::Unavailable(why) => panic!(
             "installer not available: {why}; `sgwatch install` with --handler-zip is needed \
-             (cargo build -p sgwatch --bin sgwatch)"
+             (cargo test --workspace --no-run builds it)"
         ),
         Install::Ran(run) => assert!(
             run.success(),
