@@ -36,7 +36,7 @@ from moto.moto_server import threaded_moto_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.cloudformation.models import CloudFormationBackend
 from moto.awslambda.models import LambdaFunction
-from moto.events.models import EventPattern
+from moto.events.models import EventPattern, Rule as EventsRule
 from moto.events.responses import EventsHandler
 from moto.server import ThreadedMotoServer
 from moto.iam.access_control import IAMRequest, S3IAMRequest
@@ -148,6 +148,32 @@ def _flatten_arrays_of_objects(flatten):
 
 
 EventPattern._flatten_dict = _flatten_arrays_of_objects(EventPattern._flatten_dict)
+
+
+# moto forwards an event from one account's bus to another's (a rule whose target is an event
+# bus) by putting it again as the target's own account and region. EventBridge keeps the source
+# event's `account` and `region` ("Sending and receiving events between AWS accounts in Amazon
+# EventBridge"), and the hub decides from them. Bridge "forwarded origin": while a rule forwards
+# an event, the rules of the receiving bus see the original account and region.
+_forwarding = threading.local()
+
+
+def _keep_forwarded_origin(send_to_targets):
+    def wrapper(self, event, *args, **kwargs):
+        origin = getattr(_forwarding, "origin", None)
+        if origin is not None:
+            event = dict(event, account=origin[0], region=origin[1])
+        outer = origin
+        _forwarding.origin = (event.get("account"), event.get("region"))
+        try:
+            return send_to_targets(self, event, *args, **kwargs)
+        finally:
+            _forwarding.origin = outer
+
+    return wrapper
+
+
+EventsRule.send_to_targets = _keep_forwarded_origin(EventsRule.send_to_targets)
 
 
 # With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT), moto authorises every non-S3 request against

@@ -13,6 +13,7 @@ use crate::core::settings::Settings;
 use crate::dedupe::Dedupe;
 use crate::deliver::mail;
 use crate::deliver::post::Poster;
+use crate::members::Members;
 
 /// The AWS clients the handler uses, built once per cold start.
 #[derive(Clone, Debug)]
@@ -33,6 +34,8 @@ pub struct Services {
     pub config_bucket: Option<String>,
     /// Posts to the chat and webhook destinations; present when any is configured.
     pub poster: Option<Arc<Poster>>,
+    /// The hub's readers of member accounts (`SGWATCH_HUB`); absent elsewhere.
+    pub members: Option<Arc<Members>>,
 }
 
 /// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
@@ -78,6 +81,29 @@ impl Services {
             config_bucket: None,
             poster: (!settings.policy.destinations.is_empty())
                 .then(|| Arc::new(Poster::new(config).with_reach(settings.reach()))),
+            members: settings.hub.then(|| Arc::new(Members::new(config))),
+        }
+    }
+
+    /// The services that read `account` × `region`: in a hub, through that account's reader
+    /// role (mail, posts, the table and the queue stay the hub's); elsewhere these same ones.
+    /// When the role cannot be assumed the reads go on as the hub, and fail where they must.
+    pub async fn reading(&self, account: &str, region: &str) -> Services {
+        let Some(members) = &self.members else {
+            return self.clone();
+        };
+        match members.reader(account, region).await {
+            Ok(r) => Services {
+                config: r.config,
+                ec2: r.ec2,
+                cloudtrail: r.cloudtrail,
+                s3: r.s3,
+                ..self.clone()
+            },
+            Err(why) => {
+                tracing::warn!(account, region, error = %why, "the member account's reader role could not be assumed");
+                self.clone()
+            }
         }
     }
 
@@ -171,6 +197,8 @@ pub(crate) enum Outcome {
         recorded: bool,
         warning: Option<Box<Outcome>>,
     },
+    /// A spoke's heartbeat, recorded in the hub's coverage map.
+    Heartbeat,
 }
 
 /// Less than the margin is left before the invocation's deadline: this much.

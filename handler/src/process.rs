@@ -37,13 +37,14 @@ use crate::core::message::{
 };
 use crate::core::render::{degraded_email, render};
 use crate::core::settings::Settings;
+use crate::core::spokes::{self, Heartbeat, Mark};
 use crate::core::{feed, who};
 use crate::deliver::{
     deliver, email_parts, finish, park_unreadable, post_and_report, Delivery, Ledger,
 };
 use crate::feed_store::{Feed, Warning};
 use crate::ledger::{Entry, Facts, Key};
-use crate::{actor, dedupe, early, feed_store, groups, oversized, prefix_lists};
+use crate::{actor, coverage, dedupe, early, feed_store, groups, oversized, prefix_lists};
 
 use crate::context::Outcome;
 pub use crate::context::{FailureQueue, Invocation, Services};
@@ -61,6 +62,9 @@ pub struct Report {
     /// CloudTrail API calls recorded in the actor feed (absent when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub recorded: usize,
+    /// Spokes' heartbeats recorded in the hub's coverage map (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub heartbeats: usize,
     /// The records of an SQS batch that failed, for the event source mapping to deliver again
     /// (`ReportBatchItemFailures`): the rest of the batch is done and deleted.
     #[serde(rename = "batchItemFailures", skip_serializing_if = "Vec::is_empty")]
@@ -103,6 +107,7 @@ fn count(report: &mut Report, failures: &mut Vec<String>, outcome: Outcome) {
             report.failed += 1;
             failures.push(why);
         }
+        Outcome::Heartbeat => report.heartbeats += 1,
         Outcome::Feed { recorded, warning } => {
             if recorded {
                 report.recorded += 1;
@@ -198,6 +203,17 @@ async fn process(
     services: &Services,
 ) -> Outcome {
     let message_id = envelope.message_id.as_deref().unwrap_or("-");
+    // In a hub, what a record lacks is read in the account and region it came from.
+    let member;
+    let services = match envelope.message.as_ref().ok().and_then(origin) {
+        Some((account, region))
+            if services.members.is_some() && settings.policy.accounts.serves(account) =>
+        {
+            member = services.reading(account, region).await;
+            &member
+        }
+        _ => services,
+    };
     let (change, note) = match envelope.message {
         Err(e) => {
             let excerpt = envelope.excerpt.as_deref().unwrap_or_default();
@@ -217,6 +233,7 @@ async fn process(
             return process_api_call(message_id, &call, original, invocation, settings, services)
                 .await
         }
+        Ok(ConfigMessage::Heartbeat(beat)) => return heartbeat(message_id, &beat, settings, services).await,
         Ok(ConfigMessage::ItemChange(change)) => (change, None),
         Ok(ConfigMessage::Oversized(o)) => {
             match read_oversized(message_id, &o, invocation, settings, services).await {
@@ -229,6 +246,22 @@ async fn process(
         message_id, &change, note, original, invocation, settings, services,
     )
     .await
+}
+
+/// The account and region a message is about.
+fn origin(message: &ConfigMessage) -> Option<(&str, &str)> {
+    match message {
+        ConfigMessage::ItemChange(c) => Some((
+            &c.configuration_item.aws_account_id,
+            &c.configuration_item.aws_region,
+        )),
+        ConfigMessage::Oversized(o) => Some((
+            &o.configuration_item_summary.aws_account_id,
+            &o.configuration_item_summary.aws_region,
+        )),
+        ConfigMessage::ApiCall(call) => Some((&call.account, &call.region)),
+        ConfigMessage::Heartbeat(_) | ConfigMessage::Other { .. } => None,
+    }
 }
 
 /// A record that is no message sgwatch can read: skipped when it is none of our business, else
@@ -348,6 +381,11 @@ async fn process_change(
     settings: &Settings,
     services: &Services,
 ) -> Outcome {
+    if settings.hub {
+        let item = &change.configuration_item;
+        let (account, region) = (&item.aws_account_id, &item.aws_region);
+        mark_coverage(message_id, Mark::Change, account, region, services).await;
+    }
     let analysis =
         match analysis_of(message_id, change, details_unavailable, settings, services).await {
             Ok(analysis) => analysis,
@@ -404,6 +442,68 @@ async fn process_change(
         result, &facts, &subject, original, ledger, services, invocation,
     )
     .await
+}
+
+/// A spoke's heartbeat: the hub marks its account × region as heard from now. A served-accounts
+/// list refuses the others; a heartbeat that cannot be recorded is retried by the queue.
+async fn heartbeat(
+    message_id: &str,
+    beat: &Heartbeat,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
+    if !settings.policy.accounts.serves(&beat.account) {
+        warn!(message_id, account = %beat.account, "refused: a heartbeat from an account this hub does not serve (SGWATCH_ACCOUNTS)");
+        return Outcome::Skipped;
+    }
+    let Some(table) = services.dedupe.as_ref().filter(|_| settings.hub) else {
+        info!(message_id, account = %beat.account, region = %beat.region, "skipped: a spoke's heartbeat reached a function that is no hub");
+        return Outcome::Skipped;
+    };
+    let now = dedupe::epoch_secs(SystemTime::now());
+    let sent = beat
+        .sent
+        .as_deref()
+        .and_then(|t| {
+            aws_smithy_types::DateTime::from_str(
+                t,
+                aws_smithy_types::date_time::Format::DateTimeWithOffset,
+            )
+            .ok()
+        })
+        .and_then(|t| u64::try_from(t.secs()).ok())
+        .map_or(now, |t| t.min(now));
+    match coverage::mark(table, Mark::Heartbeat, &beat.account, &beat.region, sent).await {
+        Ok(()) => {
+            info!(message_id, account = %beat.account, region = %beat.region, stack = %beat.stack, "heartbeat recorded");
+            Outcome::Heartbeat
+        }
+        Err(e) => Outcome::Failed(format!(
+            "{message_id}: the heartbeat of {}/{} could not be recorded: {e}",
+            beat.account, beat.region
+        )),
+    }
+}
+
+/// Marks the coverage map; a failed write is logged, never an error (the next change or
+/// heartbeat marks it again).
+async fn mark_coverage(
+    message_id: &str,
+    mark: Mark,
+    account: &str,
+    region: &str,
+    services: &Services,
+) {
+    let Some(table) = &services.dedupe else {
+        return;
+    };
+    if !spokes::is_account(account) || !spokes::is_region(region) {
+        return;
+    }
+    let now = dedupe::epoch_secs(SystemTime::now());
+    if let Err(e) = coverage::mark(table, mark, account, region, now).await {
+        warn!(message_id, account, region, error = %e, "the coverage map could not be marked");
+    }
 }
 
 /// Why a change has no analysis to decide on.
@@ -894,6 +994,7 @@ mod tests {
             failure_queue: None,
             config_bucket: None,
             poster: None,
+            members: None,
         }
     }
 

@@ -9,6 +9,8 @@ mod feed;
 mod handler_aws;
 mod harness;
 mod history;
+mod hub;
+mod hub_templates;
 mod iam_enforced;
 mod installer_policy;
 mod ledger;
