@@ -88,7 +88,12 @@ impl Members {
             .get_caller_identity()
             .send()
             .await
-            .map_err(|e| format!("STS GetCallerIdentity: {}", aws_sdk_sts::error::DisplayErrorContext(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "STS GetCallerIdentity: {}",
+                    aws_sdk_sts::error::DisplayErrorContext(&e)
+                )
+            })?;
         let account = who.account().unwrap_or_default().to_owned();
         *self.home.lock().map_err(|e| e.to_string())? = Some(account.clone());
         Ok(account)
@@ -115,8 +120,17 @@ impl Members {
     }
 
     /// Credentials of `account`'s reader role, one provider per account.
-    async fn assumed(&self, account: &str, region: &str) -> Result<SharedCredentialsProvider, String> {
-        if let Some(p) = self.credentials.lock().map_err(|e| e.to_string())?.get(account) {
+    async fn assumed(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<SharedCredentialsProvider, String> {
+        if let Some(p) = self
+            .credentials
+            .lock()
+            .map_err(|e| e.to_string())?
+            .get(account)
+        {
             return Ok(p.clone());
         }
         let home_region = self

@@ -233,7 +233,9 @@ async fn process(
             return process_api_call(message_id, &call, original, invocation, settings, services)
                 .await
         }
-        Ok(ConfigMessage::Heartbeat(beat)) => return heartbeat(message_id, &beat, settings, services).await,
+        Ok(ConfigMessage::Heartbeat(beat)) => {
+            return heartbeat(message_id, &beat, settings, services).await
+        }
         Ok(ConfigMessage::ItemChange(change)) => (change, None),
         Ok(ConfigMessage::Oversized(o)) => {
             match read_oversized(message_id, &o, invocation, settings, services).await {
@@ -381,8 +383,9 @@ async fn process_change(
     settings: &Settings,
     services: &Services,
 ) -> Outcome {
-    if settings.hub {
-        let item = &change.configuration_item;
+    let item = &change.configuration_item;
+    // Only the accounts the hub serves are on its map: another's change is refused below.
+    if settings.hub && settings.policy.accounts.serves(&item.aws_account_id) {
         let (account, region) = (&item.aws_account_id, &item.aws_region);
         mark_coverage(message_id, Mark::Change, account, region, services).await;
     }

@@ -11,8 +11,8 @@ use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use sgwatch::aws::{self, GlobalArgs, Output};
-use sgwatch::cmd::rollout::{self, Action, Outcome, RolloutArgs};
 use sgwatch::cmd::hub::{self, HubCommand};
+use sgwatch::cmd::rollout::{self, Action, Outcome, RolloutArgs};
 use sgwatch::cmd::spoke::{self, SpokeCommand};
 use sgwatch::cmd::{explain, install, redrive, status, teardown, test_event, verify};
 use sgwatch::deploy::package;

@@ -205,7 +205,9 @@ impl Moto {
             .send()
             .await
             .unwrap_or_else(|e| panic!("AssumeRole into {account}: {e:?}"));
-        let c = assumed.credentials().expect("AssumeRole returns credentials");
+        let c = assumed
+            .credentials()
+            .expect("AssumeRole returns credentials");
         Keys {
             id: c.access_key_id().to_owned(),
             secret: c.secret_access_key().to_owned(),

@@ -87,6 +87,16 @@ pub fn parse_heartbeat(event: &Value) -> Result<Heartbeat, HeartbeatError> {
     })
 }
 
+/// An organization's id: `o-` and 10 to 32 lower-case letters or digits.
+pub fn is_organization_id(s: &str) -> bool {
+    s.strip_prefix("o-").is_some_and(|rest| {
+        (10..=32).contains(&rest.len())
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
+}
+
 /// Twelve digits.
 pub fn is_account(s: &str) -> bool {
     s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
@@ -158,8 +168,10 @@ pub struct Seen {
 /// Why an account × region is blind, in the order `hub status` names them.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Blind {
-    /// Heartbeats stopped (or never came though changes did).
+    /// Heartbeats stopped.
     Silent { hours: u64 },
+    /// Changes came, but never a heartbeat: the spoke's schedule is missing or cannot put.
+    NoHeartbeat,
     /// The account is in the organization (or the list) but no spoke has ever beaten there.
     NoSpoke,
 }
@@ -168,6 +180,7 @@ impl std::fmt::Display for Blind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Blind::Silent { hours } => write!(f, "no heartbeat for {hours} h"),
+            Blind::NoHeartbeat => f.write_str("changes but never a heartbeat"),
             Blind::NoSpoke => f.write_str("no spoke"),
         }
     }
@@ -179,12 +192,7 @@ pub fn blind(seen: Option<&Seen>, now: u64) -> Option<Blind> {
         return Some(Blind::NoSpoke);
     };
     match seen.last_heartbeat {
-        None => Some(Blind::Silent {
-            hours: seen
-                .last_change
-                .map(|c| now.saturating_sub(c) / 3600)
-                .unwrap_or_default(),
-        }),
+        None => Some(Blind::NoHeartbeat),
         Some(beat) if now.saturating_sub(beat) > SILENT_AFTER_SECS => Some(Blind::Silent {
             hours: now.saturating_sub(beat) / 3600,
         }),
@@ -285,9 +293,12 @@ mod tests {
         );
         assert_eq!(
             blind(Some(&seen(None, Some(now - 7200))), now),
-            Some(Blind::Silent { hours: 2 })
+            Some(Blind::NoHeartbeat)
         );
         assert_eq!(blind(None, now), Some(Blind::NoSpoke));
-        assert_eq!(Blind::Silent { hours: 5 }.to_string(), "no heartbeat for 5 h");
+        assert_eq!(
+            Blind::Silent { hours: 5 }.to_string(),
+            "no heartbeat for 5 h"
+        );
     }
 }

@@ -65,7 +65,11 @@ impl std::fmt::Display for Installed {
         write!(f, "{}", self.install)?;
         writeln!(f, "hub bus:  {}", self.hub_bus_arn)?;
         writeln!(f, "hub role: {}", self.hub_role_arn)?;
-        writeln!(f, "in each member account and region: {}", self.spoke_command)
+        writeln!(
+            f,
+            "in each member account and region: {}",
+            self.spoke_command
+        )
     }
 }
 
@@ -80,7 +84,11 @@ pub async fn install(
     let cf = crate::aws::cloudformation(config);
     let deployed = Deployed::require(&cf, &args.install.stack_name, &place).await?;
     let bus = deployed.outputs.hub_bus_arn.clone().unwrap_or_default();
-    let role = deployed.outputs.handler_role_arn.clone().unwrap_or_default();
+    let role = deployed
+        .outputs
+        .handler_role_arn
+        .clone()
+        .unwrap_or_default();
     let org = args
         .hub
         .organization_id
@@ -184,13 +192,14 @@ fn now() -> u64 {
 pub type Marks = BTreeMap<(String, String), Seen>;
 
 /// Reads the coverage map's items: one `BatchGetItem` of [`spokes::SHARDS`] keys.
-pub async fn read_marks(
-    dynamodb: &aws_sdk_dynamodb::Client,
-    table: &str,
-) -> Result<Marks, String> {
+pub async fn read_marks(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Marks, String> {
     let keys = spokes::shard_keys()
         .into_iter()
-        .map(|k| BTreeMap::from([("pk".to_owned(), AttributeValue::S(k))]).into_iter().collect())
+        .map(|k| {
+            BTreeMap::from([("pk".to_owned(), AttributeValue::S(k))])
+                .into_iter()
+                .collect()
+        })
         .collect::<Vec<_>>();
     let mut request = KeysAndAttributes::builder()
         .set_keys(Some(keys))
@@ -206,7 +215,12 @@ pub async fn read_marks(
             .send()
             .await
             .map_err(|e| crate::aws::error_text(&e))?;
-        for item in out.responses().and_then(|r| r.get(table)).into_iter().flatten() {
+        for item in out
+            .responses()
+            .and_then(|r| r.get(table))
+            .into_iter()
+            .flatten()
+        {
             read_item(item, &mut marks);
         }
         match out.unprocessed_keys().and_then(|u| u.get(table)) {
@@ -332,9 +346,18 @@ mod tests {
     fn the_blind_come_first_silent_then_without_a_spoke() {
         let now = 100_000;
         let marks = Marks::from([
-            (("111111111111".into(), "eu-west-1".into()), seen(Some(now - 60), Some(now - 5))),
-            (("222222222222".into(), "us-east-1".into()), seen(Some(now - 4 * 3600), None)),
-            (("111111111111".into(), "us-east-1".into()), seen(Some(now - 1800), None)),
+            (
+                ("111111111111".into(), "eu-west-1".into()),
+                seen(Some(now - 60), Some(now - 5)),
+            ),
+            (
+                ("222222222222".into(), "us-east-1".into()),
+                seen(Some(now - 4 * 3600), None),
+            ),
+            (
+                ("111111111111".into(), "us-east-1".into()),
+                seen(Some(now - 1800), None),
+            ),
         ]);
         let expected = BTreeSet::from(["111111111111".to_owned(), "333333333333".to_owned()]);
         let c = coverage(&marks, &expected, now);
@@ -368,10 +391,7 @@ mod tests {
                 "change:111111111111:eu-west-1".to_owned(),
                 AttributeValue::N("400".into()),
             ),
-            (
-                "beat:bogus".to_owned(),
-                AttributeValue::N("1".into()),
-            ),
+            ("beat:bogus".to_owned(), AttributeValue::N("1".into())),
         ]);
         read_item(&item, &mut marks);
         assert_eq!(

@@ -15,6 +15,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use sgwatch_handler::members::READER_ROLE;
+use sgwatch_handler::spokes;
 
 use crate::aws::Place;
 use crate::deploy::recorder::{self, Found};
@@ -75,7 +76,9 @@ pub enum SpokeError {
          hub install` prints the hub handler's"
     )]
     Role(String),
-    #[error("--organization-id {0:?} is not an organization id (o- and 10 to 32 letters or digits)")]
+    #[error(
+        "--organization-id {0:?} is not an organization id (o- and 10 to 32 letters or digits)"
+    )]
     Organization(String),
     #[error(
         "--stack-name {0:?} must start with \"sgwatch\" and hold only letters, digits and dashes \
@@ -111,12 +114,15 @@ fn valid_stack_name(name: &str) -> bool {
 /// An ARN's parts: `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
 fn arn_parts(arn: &str) -> Option<[&str; 6]> {
     let mut p = arn.splitn(6, ':');
-    let parts = [p.next()?, p.next()?, p.next()?, p.next()?, p.next()?, p.next()?];
+    let parts = [
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+    ];
     (parts[0] == "arn" && parts[1].starts_with("aws")).then_some(parts)
-}
-
-fn is_account(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The flags, checked before any AWS call.
@@ -125,7 +131,7 @@ pub fn check(args: &SpokeArgs) -> Result<BTreeMap<String, String>, SpokeError> {
         .filter(|[_, _, service, region, account, resource]| {
             *service == "events"
                 && !region.is_empty()
-                && is_account(account)
+                && spokes::is_account(account)
                 && resource
                     .strip_prefix("event-bus/")
                     .is_some_and(|n| !n.is_empty() && !n.contains('/'))
@@ -136,18 +142,14 @@ pub fn check(args: &SpokeArgs) -> Result<BTreeMap<String, String>, SpokeError> {
         .filter(|[_, _, service, region, account, resource]| {
             *service == "iam"
                 && region.is_empty()
-                && is_account(account)
-                && resource.strip_prefix("role/").is_some_and(|n| !n.is_empty())
+                && spokes::is_account(account)
+                && resource
+                    .strip_prefix("role/")
+                    .is_some_and(|n| !n.is_empty())
         })
         .ok_or_else(|| SpokeError::Role(args.hub_role.clone()))?;
     let org = args.organization_id.clone().unwrap_or_default();
-    if !org.is_empty()
-        && !(org.starts_with("o-")
-            && (12..=34).contains(&org.len())
-            && org[2..]
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-    {
+    if !org.is_empty() && !spokes::is_organization_id(&org) {
         return Err(SpokeError::Organization(org));
     }
     if !valid_stack_name(&args.name.stack_name) {
@@ -187,9 +189,19 @@ pub async fn observe(config: &SdkConfig, names: &SpokeNameArgs) -> Result<Observ
         .is_some();
     let recorder = recorder::find(&crate::aws::configservice(config), &place).await?;
     let role = READER_ROLE;
-    let reader_role = match crate::aws::iam(config).get_role().role_name(role).send().await {
+    let reader_role = match crate::aws::iam(config)
+        .get_role()
+        .role_name(role)
+        .send()
+        .await
+    {
         Ok(_) => true,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_entity_exception()) => false,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            false
+        }
         Err(e) => {
             return Err(SpokeError::Iam {
                 role: role.to_owned(),
@@ -234,7 +246,7 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
     let deployed_params: BTreeMap<String, String> = observed
         .stack
         .as_ref()
-        .map(|d| stack_params(d))
+        .map(stack_params)
         .unwrap_or_default();
     let makes_reader = deployed_params.get("CreateReaderRole").map(String::as_str) == Some("true")
         || !observed.reader_role;
@@ -244,8 +256,7 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
         warnings.push(format!(
             "the reader role {} already exists in account {} (another region's spoke made it): \
              this spoke uses it",
-            READER_ROLE,
-            observed.place.account
+            READER_ROLE, observed.place.account
         ));
     }
     let Some(_) = &observed.stack else {
@@ -281,7 +292,12 @@ fn stack_params(d: &Deployed) -> BTreeMap<String, String> {
     d.stack
         .parameters()
         .iter()
-        .filter_map(|p| Some((p.parameter_key()?.to_owned(), p.parameter_value()?.to_owned())))
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value()?.to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -339,7 +355,13 @@ pub async fn plan_only(args: &SpokeArgs, config: &SdkConfig) -> Result<Report, c
     let wanted = check(args)?;
     let observed = observe(config, &args.name).await?;
     let p = plan(&observed, wanted)?;
-    Ok(report("spoke plan", &observed.place, args, p.differences, p.warnings))
+    Ok(report(
+        "spoke plan",
+        &observed.place,
+        args,
+        p.differences,
+        p.warnings,
+    ))
 }
 
 /// `sgwatch spoke install`.
@@ -352,7 +374,13 @@ pub async fn install(
     let observed = observe(config, &args.name).await?;
     let p = plan(&observed, wanted)?;
     let Some(exists) = p.stack else {
-        return Ok(report("spoke install", &observed.place, args, Vec::new(), p.warnings));
+        return Ok(report(
+            "spoke install",
+            &observed.place,
+            args,
+            Vec::new(),
+            p.warnings,
+        ));
     };
     let cf = crate::aws::cloudformation(config);
     let name = &args.name.stack_name;
@@ -365,10 +393,22 @@ pub async fn install(
         stack::create_change_set_of(&cf, name, body, &p.params, exists, &observed.place).await?;
     if change_set.empty {
         stack::delete_change_set(&cf, name, &change_set, &observed.place).await?;
-        return Ok(report("spoke install", &observed.place, args, Vec::new(), p.warnings));
+        return Ok(report(
+            "spoke install",
+            &observed.place,
+            args,
+            Vec::new(),
+            p.warnings,
+        ));
     }
     stack::execute(&cf, name, &change_set, &observed.place, progress).await?;
-    Ok(report("spoke install", &observed.place, args, p.differences, p.warnings))
+    Ok(report(
+        "spoke install",
+        &observed.place,
+        args,
+        p.differences,
+        p.warnings,
+    ))
 }
 
 fn report(
@@ -464,7 +504,10 @@ pub async fn status(names: &SpokeNameArgs, config: &SdkConfig) -> Result<Status,
         Some(d) => {
             let status = d.status().map(|s| s.as_str()).unwrap_or("?").to_owned();
             let settled = matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE");
-            let hub = stack_params(d).get("HubBusArn").cloned().unwrap_or_default();
+            let hub = stack_params(d)
+                .get("HubBusArn")
+                .cloned()
+                .unwrap_or_default();
             Check {
                 ok: settled,
                 what: "stack".into(),
@@ -546,7 +589,10 @@ mod tests {
             "arn:aws:events:eu-west-1:9999:event-bus/x",
             "arn:aws:sqs:eu-west-1:999988887777:event-bus/x",
         ] {
-            assert!(matches!(check(&args(bad, ROLE, None)), Err(SpokeError::Bus(_))), "{bad}");
+            assert!(
+                matches!(check(&args(bad, ROLE, None)), Err(SpokeError::Bus(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(
             check(&args(BUS, "arn:aws:iam::999988887777:user/x", None)),

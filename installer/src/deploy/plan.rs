@@ -490,8 +490,13 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
         installed.outputs(),
     );
     // A plain install over the hub would delete its bus and queue.
-    if wanted.args.hub.is_none() && installed.params().all.get("Hub").map(String::as_str) == Some("true") {
-        return Err(crate::deploy::wanted::InstallError::HubStack(wanted.checked.stack_name.clone()).into());
+    if wanted.args.hub.is_none()
+        && installed.params().all.get("Hub").map(String::as_str) == Some("true")
+    {
+        return Err(crate::deploy::wanted::InstallError::HubStack(
+            wanted.checked.stack_name.clone(),
+        )
+        .into());
     }
     let config = config_steps(installed, &wanted.args, &wanted.checked)?;
     let (source, why) = source(wanted.args.source, installed);

@@ -73,13 +73,7 @@ impl Hub {
     /// The flags, checked: at least one way in, each well formed.
     pub fn check(&self) -> Result<(), InstallError> {
         let org = self.organization_id.as_deref().unwrap_or_default();
-        if !org.is_empty()
-            && !(org.starts_with("o-")
-                && (12..=34).contains(&org.len())
-                && org[2..]
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        {
+        if !org.is_empty() && !sgwatch_handler::spokes::is_organization_id(org) {
             return Err(InstallError::HubOrganization(org.to_owned()));
         }
         if let Some(bad) = self
@@ -113,7 +107,9 @@ pub enum InstallError {
          (docs/iam-installer-policy.json) grants the stack and what it makes only under that prefix"
     )]
     StackPrefix(String),
-    #[error("--organization-id {0:?} is not an organization id (o- and 10 to 32 letters or digits)")]
+    #[error(
+        "--organization-id {0:?} is not an organization id (o- and 10 to 32 letters or digits)"
+    )]
     HubOrganization(String),
     #[error("--member-accounts holds {0:?}, which is not a 12-digit account id")]
     HubAccount(String),

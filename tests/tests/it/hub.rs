@@ -199,19 +199,43 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
 
     // The hub, in the security account (moto's default account), for the three members.
     let members = MEMBERS.join(",");
-    let installed = sgwatch_as(&programs, &moto, REGION, None, &[
-        "hub", "install", "--sender", SENDER, "--handler-zip", zip, "--actor-feed", "off",
-        "--member-accounts", &members, "--output", "json",
-    ])
+    let installed = sgwatch_as(
+        &programs,
+        &moto,
+        REGION,
+        None,
+        &[
+            "hub",
+            "install",
+            "--sender",
+            SENDER,
+            "--handler-zip",
+            zip,
+            "--arch",
+            "x86_64",
+            "--actor-feed",
+            "off",
+            "--member-accounts",
+            &members,
+            "--output",
+            "json",
+        ],
+    )
     .await
     .unwrap();
     ok(&installed);
     let report: Value = serde_json::from_str(&installed.stdout).unwrap();
     let bus = report["hub_bus_arn"].as_str().unwrap().to_owned();
     let role = report["hub_role_arn"].as_str().unwrap().to_owned();
-    assert!(bus.starts_with(&format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/")), "{bus}");
     assert!(
-        report["spoke_command"].as_str().unwrap().contains(&format!("--hub {bus} --hub-role {role}")),
+        bus.starts_with(&format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/")),
+        "{bus}"
+    );
+    assert!(
+        report["spoke_command"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("--hub {bus} --hub-role {role}")),
         "{report}"
     );
 
@@ -221,16 +245,24 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
         keys.insert(account, moto.keys_in(account).await);
         for region in REGIONS {
             recording(&moto, account, region).await;
-            let run = sgwatch_as(&programs, &moto, region, Some(&keys[account]), &[
-                "spoke", "install", "--hub", &bus, "--hub-role", &role,
-            ])
+            let run = sgwatch_as(
+                &programs,
+                &moto,
+                region,
+                Some(&keys[account]),
+                &["spoke", "install", "--hub", &bus, "--hub-role", &role],
+            )
             .await
             .unwrap();
             ok(&run);
             // A second run changes nothing.
-            let again = sgwatch_as(&programs, &moto, region, Some(&keys[account]), &[
-                "spoke", "install", "--hub", &bus, "--hub-role", &role,
-            ])
+            let again = sgwatch_as(
+                &programs,
+                &moto,
+                region,
+                Some(&keys[account]),
+                &["spoke", "install", "--hub", &bus, "--hub-role", &role],
+            )
             .await
             .unwrap();
             ok(&again);
@@ -238,8 +270,19 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
         }
         // The reader role exists once per account, and only the hub's role may assume it.
         let iam = aws_sdk_iam::Client::new(&moto.sdk_config_in_account(account, REGION).await);
-        let reader = iam.get_role().role_name("sgwatch-reader").send().await.unwrap();
-        let trust = urlencoding_decode(reader.role().unwrap().assume_role_policy_document().unwrap());
+        let reader = iam
+            .get_role()
+            .role_name("sgwatch-reader")
+            .send()
+            .await
+            .unwrap();
+        let trust = urlencoding_decode(
+            reader
+                .role()
+                .unwrap()
+                .assume_role_policy_document()
+                .unwrap(),
+        );
         assert!(trust.contains(&role), "{trust}");
     }
     // The spokes' rules forward to the hub's bus, through their forwarding role.
@@ -266,10 +309,12 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     // Department B opens RDP on team 3's group, in account 3 / region 2.
     let (account, region) = (MEMBERS[2], REGIONS[1]);
     let ec2 = aws_sdk_ec2::Client::new(&member);
-    let group = fixture::security_group(&ec2, "team-3-web", "team 3's web servers", &[
-        ("NotifyOnChange", "Yes"),
-        ("OwnerDL", OWNER),
-    ])
+    let group = fixture::security_group(
+        &ec2,
+        "team-3-web",
+        "team 3's web servers",
+        &[("NotifyOnChange", "Yes"), ("OwnerDL", OWNER)],
+    )
     .await
     .unwrap();
     let before = synth::describe(&ec2, &group).await.unwrap();
@@ -294,14 +339,30 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
         user_agent: "aws-cli/2.15.30".into(),
     };
     let feed_event = synth::cloudtrail::api_call_event(&call, &who).unwrap();
-    put(&moto, account, region, "aws.ec2", "AWS API Call via CloudTrail", &feed_event["detail"]).await;
+    put(
+        &moto,
+        account,
+        region,
+        "aws.ec2",
+        "AWS API Call via CloudTrail",
+        &feed_event["detail"],
+    )
+    .await;
     let capture = Capture {
         account: account.into(),
         region: region.into(),
         time: DateTime::from(SystemTime::now() + Duration::from_secs(2)),
     };
     let item = synth::item_change(Some(&before), Some(&after), &capture).unwrap();
-    put(&moto, account, region, "aws.config", "Config Configuration Item Change", &item).await;
+    put(
+        &moto,
+        account,
+        region,
+        "aws.config",
+        "Config Configuration Item Change",
+        &item,
+    )
+    .await;
 
     // Both reached the hub's queue, from account 3 / region 2.
     let sqs = aws_sdk_sqs::Client::new(&hub);
@@ -315,7 +376,10 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
         .find(|u| u.contains("HubQueue"))
         .expect("the hub's queue")
         .clone();
-    let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT}:{}", queue_url.rsplit('/').next().unwrap());
+    let queue_arn = format!(
+        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
+        queue_url.rsplit('/').next().unwrap()
+    );
     let records = drain(&sqs, &queue_url, &queue_arn).await;
     let origins: Vec<(String, String, String)> = bodies(&records)
         .iter()
@@ -342,11 +406,22 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     assert!(settings.hub);
     let services = Services::new(&hub, &settings);
     let first = batch(records, &settings, &services).await;
-    assert_eq!((first.records, first.failed, first.recorded), (2, 0, 1), "{first:?}\n{}", moto.log());
+    assert_eq!(
+        (first.records, first.failed, first.recorded),
+        (2, 0, 1),
+        "{first:?}\n{}",
+        moto.log()
+    );
     let mail = moto.ses_messages().await;
     assert_eq!(
         copies(&mail),
-        BTreeMap::from([((OWNER.to_owned(), mail[0].subject.clone().unwrap_or_default()), 1)]),
+        BTreeMap::from([(
+            (
+                OWNER.to_owned(),
+                mail[0].subject.clone().unwrap_or_default()
+            ),
+            1
+        )]),
         "{mail:#?}"
     );
     let email = &mail[0];
@@ -354,11 +429,22 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     let text = email.text.as_deref().unwrap_or_default();
     assert!(text.contains(&format!("Account:    {account}")), "{text}");
     assert!(text.contains(&format!("Region:     {region}")), "{text}");
-    assert!(text.contains(&who.arn), "the email names who did it: {text}");
+    assert!(
+        text.contains(&who.arn),
+        "the email names who did it: {text}"
+    );
     assert!(text.contains("3389"), "{text}");
 
     // Delivered again (the queue's at-least-once), nothing more is sent.
-    put(&moto, account, region, "aws.config", "Config Configuration Item Change", &item).await;
+    put(
+        &moto,
+        account,
+        region,
+        "aws.config",
+        "Config Configuration Item Change",
+        &item,
+    )
+    .await;
     let again = drain(&sqs, &queue_url, &queue_arn).await;
     batch(again, &settings, &services).await;
     assert_eq!(moto.ses_messages().await.len(), 1);
@@ -387,7 +473,11 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
         &services,
     )
     .await;
-    assert_eq!((refused.skipped, refused.heartbeats, refused.failed), (2, 0, 0), "{refused:?}");
+    assert_eq!(
+        (refused.skipped, refused.heartbeats, refused.failed),
+        (2, 0, 0),
+        "{refused:?}"
+    );
     assert_eq!(moto.ses_messages().await.len(), 1);
 
     // Heartbeats: every spoke beats (the schedule's PutEvents, put straight on the hub's bus).
@@ -397,30 +487,68 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
             let when = (m == MEMBERS[1] && r == REGIONS[0])
                 .then(|| SystemTime::now() - Duration::from_secs(4 * 3600));
             let detail = json!({"account": m, "region": r, "stack": "sgwatch-spoke"});
-            put_at(&moto, m, r, sgwatch_handler::spokes::HEARTBEAT_SOURCE,
-                sgwatch_handler::spokes::HEARTBEAT_DETAIL_TYPE, &detail, Some(&bus), when).await;
+            put_at(
+                &moto,
+                m,
+                r,
+                sgwatch_handler::spokes::HEARTBEAT_SOURCE,
+                sgwatch_handler::spokes::HEARTBEAT_DETAIL_TYPE,
+                &detail,
+                Some(&bus),
+                when,
+            )
+            .await;
         }
     }
     let beats = drain(&sqs, &queue_url, &queue_arn).await;
     let r = batch(beats, &settings, &services).await;
     assert_eq!((r.heartbeats, r.failed), (6, 0), "{r:?}");
-    let down = sgwatch_as(&programs, &moto, REGIONS[0], Some(&keys[MEMBERS[1]]), &[
-        "spoke", "teardown", "--yes",
-    ])
+    let down = sgwatch_as(
+        &programs,
+        &moto,
+        REGIONS[0],
+        Some(&keys[MEMBERS[1]]),
+        &["spoke", "teardown", "--yes"],
+    )
     .await
     .unwrap();
     ok(&down);
 
     // The others still reach the hub.
-    put(&moto, MEMBERS[0], REGIONS[1], "aws.config", "Config Configuration Item Change", &item).await;
+    put(
+        &moto,
+        MEMBERS[0],
+        REGIONS[1],
+        "aws.config",
+        "Config Configuration Item Change",
+        &item,
+    )
+    .await;
     assert_eq!(drain(&sqs, &queue_url, &queue_arn).await.len(), 1);
-    put(&moto, MEMBERS[1], REGIONS[0], "aws.config", "Config Configuration Item Change", &item).await;
-    assert!(drain(&sqs, &queue_url, &queue_arn).await.is_empty(), "the torn-down spoke still forwards");
+    put(
+        &moto,
+        MEMBERS[1],
+        REGIONS[0],
+        "aws.config",
+        "Config Configuration Item Change",
+        &item,
+    )
+    .await;
+    assert!(
+        drain(&sqs, &queue_url, &queue_arn).await.is_empty(),
+        "the torn-down spoke still forwards"
+    );
 
     // hub status names account 2 / region 1 as blind, first.
-    let status = sgwatch_as(&programs, &moto, REGION, None, &["hub", "status", "--output", "json"])
-        .await
-        .unwrap();
+    let status = sgwatch_as(
+        &programs,
+        &moto,
+        REGION,
+        None,
+        &["hub", "status", "--output", "json"],
+    )
+    .await
+    .unwrap();
     let s: Value = serde_json::from_str(&status.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", status.stdout, status.stderr));
     let spokes = s["coverage"]["spokes"].as_array().unwrap();
@@ -430,9 +558,13 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     assert_eq!(spokes[0]["blind"], "no heartbeat for 4 h");
     assert_eq!(spokes.len(), 6, "{s:#}");
     assert!(!status.success(), "a blind spoke fails hub status");
-    let text = sgwatch_as(&programs, &moto, REGION, None, &["hub", "status"]).await.unwrap();
+    let text = sgwatch_as(&programs, &moto, REGION, None, &["hub", "status"])
+        .await
+        .unwrap();
     assert!(
-        text.stdout.contains(&format!("{}  {}", MEMBERS[1], REGIONS[0])) && text.stdout.contains("BLIND (no heartbeat for 4 h)"),
+        text.stdout
+            .contains(&format!("{} {}", MEMBERS[1], REGIONS[0]))
+            && text.stdout.contains("BLIND (no heartbeat for 4 h)"),
         "{}",
         text.stdout
     );

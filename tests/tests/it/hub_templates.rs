@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 
 use crate::templates::props as hub_props;
 
-const SPOKE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/sgwatch-spoke.yaml");
+const SPOKE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../templates/sgwatch-spoke.yaml"
+);
 const HUB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/sgwatch.yaml");
 
 fn read(path: &str) -> Value {
@@ -80,7 +83,7 @@ fn bus_admits(org_param: &str, accounts_param: &[&str], caller: &str, caller_org
     assert_eq!(
         conditions["HubForAccounts"],
         json!({"Fn::And": [{"Condition": "IsHub"},
-                           {"Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", r#ref("HubAccounts")]}, ""]}]}]})
+                           {"Fn::Not": [{"Fn::Equals": [r#ref("HubAccounts"), ""]}]}]})
     );
     let holds = |condition: &str| match condition {
         "HubForOrganization" => !org_param.is_empty(),
@@ -94,7 +97,9 @@ fn bus_admits(org_param: &str, accounts_param: &[&str], caller: &str, caller_org
         }
         let p = &r["Properties"];
         assert_eq!(p["EventBusName"], r#ref("HubBus"), "{id}");
-        let condition = r["Condition"].as_str().expect("a bus policy has a condition");
+        let condition = r["Condition"]
+            .as_str()
+            .expect("a bus policy has a condition");
         if !holds(condition) {
             continue;
         }
@@ -104,7 +109,9 @@ fn bus_admits(org_param: &str, accounts_param: &[&str], caller: &str, caller_org
         assert_eq!(s["Resource"], get_att("HubBus", "Arn"), "{id}");
         let principal_matches = match &s["Principal"] {
             Value::String(star) if star == "*" => true,
-            other if other["AWS"] == r#ref("HubAccounts") => accounts_param.contains(&caller),
+            other if other["AWS"] == json!({"Fn::Split": [",", r#ref("HubAccounts")]}) => {
+                accounts_param.contains(&caller)
+            }
             other => panic!("{id}: an unexpected principal {other}"),
         };
         let condition_matches = match s.get("Condition") {
@@ -170,7 +177,10 @@ fn the_hub_queues_the_spokes_events_and_retries_failed_records_alone() {
     let queue_policy = &hub_props("HubQueuePolicy")["PolicyDocument"]["Statement"];
     let statements = list(queue_policy);
     assert_eq!(statements.len(), 1);
-    assert_eq!(statements[0]["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(
+        statements[0]["Principal"]["Service"],
+        "events.amazonaws.com"
+    );
     assert_eq!(statements[0]["Action"], "sqs:SendMessage");
     assert_eq!(
         statements[0]["Condition"]["ArnEquals"]["aws:SourceArn"],
@@ -320,7 +330,10 @@ fn the_reader_role_reads_only_and_only_the_hubs_handler_may_assume_it() {
     assert_eq!(reader["Condition"], "ReaderRole");
     let trust = list(&reader["Properties"]["AssumeRolePolicyDocument"]["Statement"]);
     assert_eq!(trust.len(), 1);
-    assert_eq!(trust[0]["Principal"], json!({"AWS": r#ref("HubHandlerRoleArn")}));
+    assert_eq!(
+        trust[0]["Principal"],
+        json!({"AWS": r#ref("HubHandlerRoleArn")})
+    );
     assert_eq!(trust[0]["Action"], "sts:AssumeRole");
     assert_eq!(
         trust[0]["Condition"],

@@ -34,7 +34,11 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "list handler",
         "stacks never list",
     ),
-    ("scheduler:ListSchedules", "list handler", "stacks never list"),
+    (
+        "scheduler:ListSchedules",
+        "list handler",
+        "stacks never list",
+    ),
     // AWS::IAM::Policy: sgwatch attaches its conditional policies to its own roles only.
     ("iam:DeleteGroupPolicy", "Groups", "attached to roles only"),
     ("iam:DeleteUserPolicy", "Users", "attached to roles only"),
