@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::core::spokes::{attribute, shard_key, Mark};
+use crate::core::spokes::{add_mark, attribute, shard_key, shard_keys, Mark, Marks};
 use crate::dedupe::{Dedupe, DedupeError};
 
 /// Records that `account` × `region` was heard from at `secs` (seconds since the epoch): one
@@ -40,4 +40,29 @@ pub async fn mark(
             reason: DisplayErrorContext(&e).to_string(),
         }),
     }
+}
+
+/// Reads the whole coverage map: one consistent `GetItem` per item.
+pub async fn read(table: &Dedupe) -> Result<Marks, DedupeError> {
+    let mut marks = Marks::new();
+    for key in shard_keys() {
+        let item = table
+            .client
+            .get_item()
+            .table_name(&table.table)
+            .key("pk", AttributeValue::S(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DedupeError {
+                table: table.table.clone(),
+                reason: DisplayErrorContext(&e).to_string(),
+            })?;
+        for (name, value) in item.item().into_iter().flatten() {
+            if let Some(secs) = value.as_n().ok().and_then(|n| n.parse::<u64>().ok()) {
+                add_mark(&mut marks, name, secs);
+            }
+        }
+    }
+    Ok(marks)
 }

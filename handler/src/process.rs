@@ -35,7 +35,7 @@ use crate::core::message::{
     envelopes, is_sqs_batch, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized,
     ParseError, StateId, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
-use crate::core::render::{degraded_email, render};
+use crate::core::render::{degraded_email, render, silent_spoke_email};
 use crate::core::settings::Settings;
 use crate::core::spokes::{self, Heartbeat, Mark};
 use crate::core::{feed, who};
@@ -236,6 +236,9 @@ async fn process(
         Ok(ConfigMessage::Heartbeat(beat)) => {
             return heartbeat(message_id, &beat, settings, services).await
         }
+        Ok(ConfigMessage::CoverageCheck) => {
+            return silent_spokes(message_id, original, invocation, settings, services).await
+        }
         Ok(ConfigMessage::ItemChange(change)) => (change, None),
         Ok(ConfigMessage::Oversized(o)) => {
             match read_oversized(message_id, &o, invocation, settings, services).await {
@@ -262,7 +265,9 @@ fn origin(message: &ConfigMessage) -> Option<(&str, &str)> {
             &o.configuration_item_summary.aws_region,
         )),
         ConfigMessage::ApiCall(call) => Some((&call.account, &call.region)),
-        ConfigMessage::Heartbeat(_) | ConfigMessage::Other { .. } => None,
+        ConfigMessage::Heartbeat(_)
+        | ConfigMessage::CoverageCheck
+        | ConfigMessage::Other { .. } => None,
     }
 }
 
@@ -486,6 +491,87 @@ async fn heartbeat(
             beat.account, beat.region
         )),
     }
+}
+
+/// The hub's hourly look: each spoke silent for [`spokes::SILENT_AFTER_SECS`] is told to the
+/// fallback recipient, once per silence (the ledger keys it by the last heartbeat).
+async fn silent_spokes(
+    message_id: &str,
+    original: &Value,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
+    let (Some(table), true) = (&services.dedupe, settings.hub) else {
+        info!(
+            message_id,
+            "skipped: a coverage check reached a function that is no hub"
+        );
+        return Outcome::Skipped;
+    };
+    let Some(fallback) = settings.policy.fallback_recipient.clone() else {
+        warn!(
+            message_id,
+            "spokes gone silent are told to no one: the hub has no fallback recipient"
+        );
+        return Outcome::Skipped;
+    };
+    let marks = match coverage::read(table).await {
+        Ok(marks) => marks,
+        Err(e) => return Outcome::Failed(format!("{message_id}: the coverage map: {e}")),
+    };
+    let now = dedupe::epoch_secs(SystemTime::now());
+    let mut outcome = Outcome::Skipped;
+    for ((account, region), seen) in &marks {
+        let (Some(spokes::Blind::Silent { hours }), Some(last_heartbeat)) =
+            (spokes::blind(Some(seen), now), seen.last_heartbeat)
+        else {
+            continue;
+        };
+        warn!(message_id, account, region, hours, "a spoke is silent");
+        let key = Key::Silent {
+            account: account.clone(),
+            region: region.clone(),
+            last_heartbeat,
+        };
+        let mut ledger = match Ledger::claim(services, Some(key), None, invocation).await {
+            Ok(Some(ledger)) => ledger,
+            Ok(None) => continue,
+            Err(e) => return Outcome::Failed(format!("{message_id}: {e}")),
+        };
+        let email = silent_spoke_email(account, region, hours);
+        let facts = Facts {
+            message_id: message_id.to_owned(),
+            account: Some(account.clone()),
+            region: Some(region.clone()),
+            ..Facts::default()
+        };
+        let result = deliver(
+            settings,
+            services,
+            invocation,
+            std::slice::from_ref(&fallback),
+            &email,
+            &mut ledger,
+        )
+        .await;
+        match finish(
+            result,
+            &facts,
+            &email.subject,
+            original,
+            ledger,
+            services,
+            invocation,
+        )
+        .await
+        {
+            Outcome::Sent => outcome = Outcome::Sent,
+            Outcome::Skipped => {}
+            other => return other,
+        }
+    }
+    outcome
 }
 
 /// Marks the coverage map; a failed write is logged, never an error (the next change or

@@ -127,6 +127,15 @@ fn explain_message(message: &ConfigMessage, policy: &Policy, calls: &[ApiCall]) 
             ),
             ..Default::default()
         })),
+        ConfigMessage::CoverageCheck => Explained::Decision(Box::new(ExplainedDecision {
+            message_type: message_type.to_owned(),
+            notify: Some(false),
+            reason:
+                "the hub's hourly look at its coverage map: spokes silent for 3 hours are told \
+                     to the fallback recipient"
+                    .to_owned(),
+            ..Default::default()
+        })),
         ConfigMessage::Other { message_type } => Explained::Decision(Box::new(ExplainedDecision {
             message_type: message_type.clone(),
             notify: Some(false),

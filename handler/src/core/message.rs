@@ -82,6 +82,8 @@ pub enum ConfigMessage {
     ApiCall(Box<crate::core::feed::ApiCall>),
     /// Not from AWS Config: a spoke's hourly heartbeat on the hub's bus.
     Heartbeat(crate::core::spokes::Heartbeat),
+    /// Not from AWS Config: the hub's hourly look for spokes gone silent.
+    CoverageCheck,
 }
 
 impl ConfigMessage {
@@ -92,6 +94,7 @@ impl ConfigMessage {
             ConfigMessage::Other { message_type } => message_type,
             ConfigMessage::ApiCall(_) => crate::core::feed::DETAIL_TYPE,
             ConfigMessage::Heartbeat(_) => crate::core::spokes::HEARTBEAT_DETAIL_TYPE,
+            ConfigMessage::CoverageCheck => crate::core::spokes::COVERAGE_CHECK_DETAIL_TYPE,
         }
     }
 }
@@ -387,6 +390,13 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
         return vec![Envelope {
             message_id,
             message,
+            excerpt: None,
+        }];
+    }
+    if crate::core::spokes::is_coverage_check(event) {
+        return vec![Envelope {
+            message_id: event.get("id").and_then(Value::as_str).map(str::to_owned),
+            message: Ok(ConfigMessage::CoverageCheck),
             excerpt: None,
         }];
     }

@@ -13,6 +13,10 @@ use serde_json::Value;
 pub const HEARTBEAT_SOURCE: &str = "sgwatch.spoke";
 /// The `detail-type` of a heartbeat.
 pub const HEARTBEAT_DETAIL_TYPE: &str = "sgwatch spoke heartbeat";
+/// The `source` of the hub's own hourly look at its coverage map (a scheduled rule's input).
+pub const COVERAGE_CHECK_SOURCE: &str = "sgwatch.hub";
+/// The `detail-type` of that look.
+pub const COVERAGE_CHECK_DETAIL_TYPE: &str = "sgwatch coverage check";
 /// A spoke beats once an hour; after three hours without one it is blind.
 pub const SILENT_AFTER_SECS: u64 = 3 * 3600;
 /// How many items the coverage map is spread over.
@@ -46,6 +50,12 @@ pub enum HeartbeatError {
 /// Whether `event` is an EventBridge event from a spoke's heartbeat schedule.
 pub fn is_heartbeat(event: &Value) -> bool {
     event.get("source").and_then(Value::as_str) == Some(HEARTBEAT_SOURCE)
+}
+
+/// Whether `event` is the hub's hourly look at its coverage map.
+pub fn is_coverage_check(event: &Value) -> bool {
+    event.get("source").and_then(Value::as_str) == Some(COVERAGE_CHECK_SOURCE)
+        && event.get("detail-type").and_then(Value::as_str) == Some(COVERAGE_CHECK_DETAIL_TYPE)
 }
 
 /// Reads a heartbeat. The account must be the one that put the event: a member account cannot
@@ -163,6 +173,23 @@ pub fn parse_attribute(name: &str) -> Option<(Mark, &str, &str)> {
 pub struct Seen {
     pub last_heartbeat: Option<u64>,
     pub last_change: Option<u64>,
+}
+
+/// What the hub has seen of every account × region.
+pub type Marks = std::collections::BTreeMap<(String, String), Seen>;
+
+/// Adds one attribute of a coverage item to `marks`; other attributes are left alone.
+pub fn add_mark(marks: &mut Marks, attribute_name: &str, secs: u64) {
+    let Some((mark, account, region)) = parse_attribute(attribute_name) else {
+        return;
+    };
+    let seen = marks
+        .entry((account.to_owned(), region.to_owned()))
+        .or_default();
+    match mark {
+        Mark::Heartbeat => seen.last_heartbeat = Some(secs),
+        Mark::Change => seen.last_change = Some(secs),
+    }
 }
 
 /// Why an account × region is blind, in the order `hub status` names them.

@@ -26,6 +26,7 @@ const MEMBERS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
 const REGIONS: [&str; 2] = [REGION, "eu-west-1"];
 const OWNER: &str = "team-3@corp.example";
 const OUTSIDER: &str = "444444444444";
+const SECOPS: &str = "secops@corp.example";
 
 fn ok(run: &CommandRun) {
     assert!(
@@ -215,6 +216,8 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
             "x86_64",
             "--actor-feed",
             "off",
+            "--fallback-recipient",
+            SECOPS,
             "--member-accounts",
             &members,
             "--output",
@@ -567,6 +570,25 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
             && text.stdout.contains("BLIND (no heartbeat for 4 h)"),
         "{}",
         text.stdout
+    );
+
+    // The hub's hourly look tells the fallback recipient of the silent spoke, once.
+    let check =
+        json!({"source": "sgwatch.hub", "detail-type": "sgwatch coverage check", "detail": {}});
+    let told = handle(&check, &settings, &services).await.unwrap();
+    assert_eq!(told.sent, 1, "{told:?}");
+    let again = handle(&check, &settings, &services).await.unwrap();
+    assert_eq!((again.sent, again.skipped), (0, 1), "{again:?}");
+    let mail = moto.ses_messages().await;
+    let silent: Vec<_> = mail.iter().filter(|m| m.destinations == [SECOPS]).collect();
+    assert_eq!(silent.len(), 1, "{mail:#?}");
+    assert_eq!(
+        silent[0].subject.as_deref(),
+        Some(format!(
+            "[sgwatch] spoke {}/{} silent for 4 h: its changes reach no one",
+            MEMBERS[1], REGIONS[0]
+        ))
+        .as_deref()
     );
 }
 

@@ -470,3 +470,64 @@ async fn the_spoke_and_the_hub_rule_match_group_changes_calls_and_heartbeats_onl
     assert!(!matches(hub_rule, forged.to_string()).await);
     drop(moto);
 }
+
+/// IAM is global: one region per account makes the reader role. The installer passes
+/// `CreateReaderRole`; a stack set, whose instances all get the same parameters, names the
+/// region with `ReaderRoleRegion`.
+#[test]
+fn one_region_per_account_makes_the_reader_role() {
+    let condition = &spoke()["Conditions"]["ReaderRole"];
+    let holds = |create: &str, named: &str, region: &str| -> bool {
+        let or = condition["Fn::Or"].as_array().expect("Fn::Or");
+        assert_eq!(
+            or[0],
+            json!({"Fn::And": [
+                {"Fn::Equals": [r#ref("ReaderRoleRegion"), ""]},
+                {"Fn::Equals": [r#ref("CreateReaderRole"), "true"]},
+            ]})
+        );
+        assert_eq!(
+            or[1],
+            json!({"Fn::Equals": [r#ref("ReaderRoleRegion"), r#ref("AWS::Region")]})
+        );
+        (named.is_empty() && create == "true") || named == region
+    };
+    // The installer's way: the first region's spoke says true, the others false.
+    assert!(holds("true", "", "us-east-1"));
+    assert!(!holds("false", "", "eu-west-1"));
+    // A stack set's way: only the named region, whatever CreateReaderRole's default says.
+    assert!(holds("true", "us-east-1", "us-east-1"));
+    assert!(!holds("true", "us-east-1", "eu-west-1"));
+    let doc =
+        std::fs::read_to_string(sgwatch_tests::repo_root().join("docs/STACKSETS.md")).unwrap();
+    assert!(
+        doc.contains("ParameterKey=ReaderRoleRegion"),
+        "STACKSETS.md names the region"
+    );
+    let spoke_at = doc
+        .find("sgwatch-spoke.yaml")
+        .expect("STACKSETS.md names the spoke");
+    let full_at = doc
+        .find("templates/sgwatch.yaml`) deploys")
+        .expect("STACKSETS.md keeps the full stack as the second way");
+    assert!(
+        spoke_at < full_at,
+        "STACKSETS.md leads with the spoke template"
+    );
+}
+
+#[test]
+fn the_hub_looks_for_silent_spokes_every_hour() {
+    let watch = hub_resource("HubWatch");
+    assert_eq!(watch["Condition"], "IsHub");
+    let p = &watch["Properties"];
+    assert_eq!(p["ScheduleExpression"], "rate(1 hour)");
+    let targets = list(&p["Targets"]);
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0]["Arn"], get_att("Function", "Arn"));
+    let input: Value = serde_json::from_str(targets[0]["Input"].as_str().unwrap()).unwrap();
+    assert!(
+        sgwatch_handler::spokes::is_coverage_check(&input),
+        "{input}"
+    );
+}

@@ -370,6 +370,8 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("HubRule", "AWS::Events::Rule"),
         ("HubQueueReadPolicy", "AWS::IAM::Policy"),
         ("HubEventSource", "AWS::Lambda::EventSourceMapping"),
+        ("HubWatch", "AWS::Events::Rule"),
+        ("HubWatchPermission", "AWS::Lambda::Permission"),
     ];
     for (id, kind) in expected {
         assert_eq!(resource(id)["Type"], kind, "type of {id}");
@@ -855,8 +857,14 @@ fn every_lambda_permission_names_its_source_by_arn_and_sets_no_source_account() 
         [
             "ActorFeedPermission",
             "EventRulePermission",
+            "HubWatchPermission",
             "SnsPermission"
         ]
+    );
+    assert_eq!(resource("HubWatchPermission")["Condition"], "IsHub");
+    assert_eq!(
+        props("HubWatchPermission")["SourceArn"],
+        get_att("HubWatch", "Arn")
     );
     assert_eq!(resource("ActorFeedPermission")["Condition"], "ActorFeedOn");
     assert_eq!(
