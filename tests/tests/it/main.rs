@@ -10,6 +10,7 @@ mod handler_aws;
 mod harness;
 mod history;
 mod hub;
+mod hub_scale;
 mod hub_templates;
 mod iam_enforced;
 mod installer_policy;
