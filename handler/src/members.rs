@@ -16,6 +16,10 @@ use aws_sdk_sts::config::SharedCredentialsProvider;
 
 use crate::aws;
 
+/// At most this many accounts' credentials and account × regions' clients are kept; past it the
+/// caches start again, so a hub that reads 500 accounts keeps its memory bounded.
+const KEPT: usize = 64;
+
 /// The role a spoke creates for the hub, in every member account.
 pub const READER_ROLE: &str = "sgwatch-reader";
 
@@ -112,10 +116,11 @@ impl Members {
             config.set_credentials_provider(Some(self.assumed(account, region).await?));
         }
         let reader = Reader::new(&config.build());
-        self.readers
-            .lock()
-            .map_err(|e| e.to_string())?
-            .insert(key, reader.clone());
+        let mut readers = self.readers.lock().map_err(|e| e.to_string())?;
+        if readers.len() >= KEPT {
+            readers.clear();
+        }
+        readers.insert(key, reader.clone());
         Ok(reader)
     }
 
@@ -145,10 +150,11 @@ impl Members {
             .build()
             .await;
         let provider = SharedCredentialsProvider::new(provider);
-        self.credentials
-            .lock()
-            .map_err(|e| e.to_string())?
-            .insert(account.to_owned(), provider.clone());
+        let mut credentials = self.credentials.lock().map_err(|e| e.to_string())?;
+        if credentials.len() >= KEPT {
+            credentials.clear();
+        }
+        credentials.insert(account.to_owned(), provider.clone());
         Ok(provider)
     }
 }

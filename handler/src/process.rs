@@ -209,7 +209,7 @@ async fn process(
         Some((account, region))
             if services.members.is_some() && settings.policy.accounts.serves(account) =>
         {
-            member = services.reading(account, region).await;
+            member = services.reading(account, region);
             &member
         }
         _ => services,
@@ -629,7 +629,7 @@ async fn analysis_of(
     let lists = prefix_lists::wanted(&analysis.changes);
     if !lists.is_empty() {
         let found = prefix_lists::container()
-            .resolve(&services.ec2, &lists)
+            .resolve(&services.ec2_reader().await, &lists)
             .await;
         prefix_lists::apply(&mut analysis.changes, &found);
         analysis.rate();
@@ -725,7 +725,7 @@ async fn resolve_actor(
     }
     let fallback = if settings.lookup_actor {
         actor::lookup(
-            &services.cloudtrail,
+            &services.cloudtrail_reader().await,
             &s.resource_id,
             s.capture_time.as_deref(),
         )
@@ -836,7 +836,7 @@ async fn rated_call(message_id: &str, call: &ApiCall, services: &Services) -> Ap
     let lists = prefix_lists::wanted(&call.requested);
     if !lists.is_empty() {
         let found = prefix_lists::container()
-            .resolve(&services.ec2, &lists)
+            .resolve(&services.ec2_reader().await, &lists)
             .await;
         prefix_lists::apply(&mut call.requested, &found);
     }
@@ -849,7 +849,7 @@ async fn modified_ingress(message_id: &str, call: &ApiCall, services: &Services)
     let ids: Vec<String> = call.modified.iter().map(|m| m.rule_id.clone()).collect();
     let mut is_egress = std::collections::BTreeMap::new();
     for group in &call.group_ids {
-        match groups::rule_directions(&services.ec2, group, &ids).await {
+        match groups::rule_directions(&services.ec2_reader().await, group, &ids).await {
             Ok(found) => is_egress.extend(found),
             Err(e) => {
                 warn!(message_id, group = %group, error = %e, "the direction of the rewritten rules could not be read");
@@ -951,7 +951,7 @@ fn warning_facts(message_id: &str, call: &ApiCall, group: &str, d: &Decision) ->
 /// The group as it is now, for an early warning; none when it is gone or cannot be read (the
 /// Config notification still tells, minutes later).
 async fn group_now(message_id: &str, group: &str, services: &Services) -> Option<early::GroupNow> {
-    match groups::describe(&services.ec2, group).await {
+    match groups::describe(&services.ec2_reader().await, group).await {
         Ok(now) => {
             if now.is_none() {
                 info!(message_id, group, "no early warning: the group is gone");
@@ -1084,6 +1084,7 @@ mod tests {
             config_bucket: None,
             poster: None,
             members: None,
+            origin: None,
         }
     }
 

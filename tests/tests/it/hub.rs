@@ -12,15 +12,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_config::types::RecordingGroup;
-use aws_smithy_types::DateTime;
 use serde_json::{json, Value};
-use sgwatch_handler::process::{handle, Report, Services};
-use sgwatch_handler::settings::Settings;
-use sgwatch_synth::{self as synth, Capture};
+use sgwatch_handler::process::{handle, Services};
 use sgwatch_tests::cli::{sgwatch_as, CommandRun, Programs};
-use sgwatch_tests::emulator::{copies, role_arn, Keys, Moto, ACCOUNT, REGION};
-use sgwatch_tests::fixture::{self, open, SENDER};
+use sgwatch_tests::emulator::{copies, Keys, Moto, ACCOUNT, REGION};
+use sgwatch_tests::fixture::{self, SENDER};
+use sgwatch_tests::organization::{self, batch, bodies, recording, HubQueue};
 
 const MEMBERS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
 const REGIONS: [&str; 2] = [REGION, "eu-west-1"];
@@ -39,41 +36,8 @@ fn ok(run: &CommandRun) {
     );
 }
 
-/// A member account × region where AWS Config records security groups (the account's own
-/// recorder, as Control Tower's would be).
-async fn recording(moto: &Moto, account: &str, region: &str) {
-    let config = moto.sdk_config_in_account(account, region).await;
-    let recorder = "default";
-    fixture::recorder(
-        &config,
-        recorder,
-        &role_arn(account, "config-recorder"),
-        RecordingGroup::builder().all_supported(true).build(),
-    )
-    .await;
-    let topic = aws_sdk_sns::Client::new(&config)
-        .create_topic()
-        .name("config-topic")
-        .send()
-        .await
-        .unwrap()
-        .topic_arn()
-        .unwrap()
-        .to_owned();
-    fixture::delivery_channel(
-        &config,
-        recorder,
-        "default",
-        &format!("config-{account}-{region}"),
-        &topic,
-    )
-    .await;
-}
-
-/// Puts `detail` on the default bus of `account` × `region`, as AWS Config, CloudTrail or the
-/// heartbeat schedule would.
 async fn put(moto: &Moto, account: &str, region: &str, source: &str, kind: &str, detail: &Value) {
-    put_at(moto, account, region, source, kind, detail, None, None).await
+    organization::put(moto, (account, region), source, kind, detail, None, None).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -87,106 +51,16 @@ async fn put_at(
     bus: Option<&str>,
     time: Option<SystemTime>,
 ) {
-    let config = moto.sdk_config_in_account(account, region).await;
-    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-        .source(source)
-        .detail_type(kind)
-        .detail(detail.to_string())
-        .set_event_bus_name(bus.map(str::to_owned))
-        .set_time(time.map(DateTime::from))
-        .build();
-    let out = aws_sdk_eventbridge::Client::new(&config)
-        .put_events()
-        .entries(entry)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("PutEvents in {account}/{region}: {e:?}"));
-    assert_eq!(out.failed_entry_count(), 0, "{out:?}");
+    organization::put(moto, (account, region), source, kind, detail, bus, time).await
 }
 
-/// The hub's queue, drained: every message as the SQS record an event source mapping would give
-/// the function.
 async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, arn: &str) -> Vec<Value> {
-    let mut records = Vec::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        let messages = got.messages();
-        if messages.is_empty() {
-            return records;
-        }
-        for m in messages {
-            records.push(json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": {},
-                "messageAttributes": {},
-                "md5OfBody": m.md5_of_body(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": REGION,
-            }));
-            sqs.delete_message()
-                .queue_url(url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-}
-
-/// The queued events' bodies.
-fn bodies(records: &[Value]) -> Vec<Value> {
-    records
-        .iter()
-        .map(|r| serde_json::from_str(r["body"].as_str().unwrap()).unwrap())
-        .collect()
-}
-
-/// The hub's function as deployed: its settings, from its environment.
-async fn deployed_settings(hub: &aws_config::SdkConfig, function: &str) -> Settings {
-    let f = aws_sdk_lambda::Client::new(hub)
-        .get_function_configuration()
-        .function_name(function)
-        .send()
-        .await
-        .unwrap();
-    let env: BTreeMap<String, String> = f
-        .environment()
-        .and_then(|e| e.variables())
-        .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        .unwrap_or_default();
-    Settings::from_lookup(|name| env.get(name).cloned()).expect("the deployed settings are valid")
-}
-
-async fn output(hub: &aws_config::SdkConfig, key: &str) -> String {
-    let stacks = aws_sdk_cloudformation::Client::new(hub)
-        .describe_stacks()
-        .stack_name("sgwatch")
-        .send()
-        .await
-        .unwrap();
-    stacks.stacks()[0]
-        .outputs()
-        .iter()
-        .find(|o| o.output_key() == Some(key))
-        .and_then(|o| o.output_value())
-        .unwrap_or_else(|| panic!("the hub stack has no output {key}"))
-        .to_owned()
-}
-
-async fn batch(records: Vec<Value>, settings: &Settings, services: &Services) -> Report {
-    handle(&json!({ "Records": records }), settings, services)
-        .await
-        .expect("an SQS batch reports its failed records, never fails whole")
+    let queue = HubQueue {
+        sqs: sqs.clone(),
+        url: url.to_owned(),
+        arn: arn.to_owned(),
+    };
+    queue.drain().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,52 +194,10 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     )
     .await
     .unwrap();
-    let before = synth::describe(&ec2, &group).await.unwrap();
-    let called_at = DateTime::from(SystemTime::now());
-    let request_id = open(&ec2, &group, 3389).await.unwrap();
-    let after = synth::describe(&ec2, &group).await.unwrap();
-    let call = synth::cloudtrail::Call {
-        event_name: "AuthorizeSecurityGroupIngress".into(),
-        request_parameters: synth::cloudtrail::authorize_ingress_parameters(
-            &group,
-            &[fixture::open_to_the_world(3389)],
-        ),
-        response_elements: json!({"_return": true}),
-        request_id,
-        region: region.into(),
-        time: called_at,
-    };
-    let who = synth::cloudtrail::Identity {
-        arn: format!("arn:aws:iam::{account}:user/dept-b"),
-        account: account.into(),
-        source_ip: "203.0.113.7".into(),
-        user_agent: "aws-cli/2.15.30".into(),
-    };
-    let feed_event = synth::cloudtrail::api_call_event(&call, &who).unwrap();
-    put(
-        &moto,
-        account,
-        region,
-        "aws.ec2",
-        "AWS API Call via CloudTrail",
-        &feed_event["detail"],
-    )
-    .await;
-    let capture = Capture {
-        account: account.into(),
-        region: region.into(),
-        time: DateTime::from(SystemTime::now() + Duration::from_secs(2)),
-    };
-    let item = synth::item_change(Some(&before), Some(&after), &capture).unwrap();
-    put(
-        &moto,
-        account,
-        region,
-        "aws.config",
-        "Config Configuration Item Change",
-        &item,
-    )
-    .await;
+    let item = organization::rdp_opened(&moto, (account, region), &group)
+        .await
+        .unwrap();
+    let who_arn = organization::dept_b(account);
 
     // Both reached the hub's queue, from account 3 / region 2.
     let sqs = aws_sdk_sqs::Client::new(&hub);
@@ -404,8 +236,7 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
 
     // The hub's handler, as deployed, takes the batch: the call warns team 3 at once (their
     // group's tags read through account 3's reader role); the Config item adds nothing new.
-    let function = output(&hub, "FunctionName").await;
-    let settings = deployed_settings(&hub, &function).await;
+    let settings = organization::deployed_settings(&hub).await.unwrap();
     assert!(settings.hub);
     let services = Services::new(&hub, &settings);
     let first = batch(records, &settings, &services).await;
@@ -433,7 +264,7 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     assert!(text.contains(&format!("Account:    {account}")), "{text}");
     assert!(text.contains(&format!("Region:     {region}")), "{text}");
     assert!(
-        text.contains(&who.arn),
+        text.contains(&who_arn),
         "the email names who did it: {text}"
     );
     assert!(text.contains("3389"), "{text}");
@@ -453,12 +284,13 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     assert_eq!(moto.ses_messages().await.len(), 1);
 
     // An account outside the list: its events are refused by the handler, heartbeat and change.
+    let mut foreign = item.clone();
+    foreign["configurationItem"]["awsAccountId"] = json!(OUTSIDER);
+    foreign["configurationItem"]["awsRegion"] = json!(REGION);
     let outsider = json!({
         "version": "0", "id": "outsider-1", "detail-type": "Config Configuration Item Change",
         "source": "aws.config", "account": OUTSIDER, "region": REGION, "time": "2026-12-05T10:00:00Z",
-        "resources": [], "detail": synth::item_change(Some(&before), Some(&after), &Capture {
-            account: OUTSIDER.into(), region: REGION.into(), time: DateTime::from(SystemTime::now()),
-        }).unwrap(),
+        "resources": [], "detail": foreign,
     });
     let beat = json!({
         "version": "0", "id": "outsider-2", "detail-type": sgwatch_handler::spokes::HEARTBEAT_DETAIL_TYPE,
