@@ -36,7 +36,9 @@ from moto.moto_server import threaded_moto_server
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.cloudformation.models import CloudFormationBackend
 from moto.awslambda.models import LambdaFunction
-from moto.events.models import EventPattern
+from moto.events.models import EventBus, EventPattern, EventsBackend, Rule as EventsRule, events_backends
+from moto.events.utils import EventTemplateParser
+from moto.sqs.models import Queue as SqsQueue
 from moto.events.responses import EventsHandler
 from moto.server import ThreadedMotoServer
 from moto.iam.access_control import IAMRequest, S3IAMRequest
@@ -148,6 +150,97 @@ def _flatten_arrays_of_objects(flatten):
 
 
 EventPattern._flatten_dict = _flatten_arrays_of_objects(EventPattern._flatten_dict)
+
+
+# moto forwards an event from one account's bus to another's (a rule whose target is an event
+# bus) by putting it again as the target's own account and region. EventBridge keeps the source
+# event's `account` and `region` ("Sending and receiving events between AWS accounts in Amazon
+# EventBridge"), and the hub decides from them. Bridge "forwarded origin": while a rule forwards
+# an event, the rules of the receiving bus see the original account and region.
+_forwarding = threading.local()
+
+
+def _keep_forwarded_origin(send_to_targets):
+    def wrapper(self, event, *args, **kwargs):
+        origin = getattr(_forwarding, "origin", None)
+        if origin is not None:
+            event = dict(event, account=origin[0], region=origin[1])
+        outer = origin
+        _forwarding.origin = (event.get("account"), event.get("region"))
+        try:
+            return send_to_targets(self, event, *args, **kwargs)
+        finally:
+            _forwarding.origin = outer
+
+    return wrapper
+
+
+EventsRule.send_to_targets = _keep_forwarded_origin(EventsRule.send_to_targets)
+
+
+# moto's events delivered to a target (an SQS queue) leave out the event's `account`, which
+# EventBridge always sends ("Amazon EventBridge events": the account that sent the event). Bridge
+# "the account in a delivered event": moto's default input template names it too.
+EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE.replace(
+    '"source": "<source>",', '"source": "<source>", "account": "<account>",'
+)
+assert '"account": "<account>"' in EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE
+
+
+# moto's CloudFormation resolves `Ref` of an AWS::Events::EventBus to the bus object itself, so a
+# rule on that bus (`EventBusName: {Ref: HubBus}`) fails to create. CloudFormation's Ref returns
+# the bus's name ("AWS::Events::EventBus, Return values"). Bridge "Ref of an event bus".
+EventBus.physical_resource_id = property(lambda self: self.name)
+
+
+# moto's PutEvents looks a bus up in the caller's own account and region, even when
+# `EventBusName` is the ARN of another account's bus; EventBridge puts the event on that bus (a
+# spoke's heartbeat schedule puts on the hub's bus so), as sent by the caller's account. Bridge
+# "PutEvents to another account's bus".
+def _put_on_the_named_bus(put_events):
+    def wrapper(self, events):
+        mine, answers = [], {}
+        for i, event in enumerate(events):
+            name = event.get("EventBusName") or ""
+            parts = name.split(":")
+            if name.startswith("arn:") and len(parts) >= 6 and (parts[4], parts[3]) != (self.account_id, self.region_name):
+                target = events_backends[parts[4]][parts[3]]
+                outer = getattr(_forwarding, "origin", None)
+                _forwarding.origin = (self.account_id, self.region_name)
+                try:
+                    answers[i] = put_events(target, [event])[0]
+                finally:
+                    _forwarding.origin = outer
+            else:
+                mine.append((i, event))
+        for (i, _), answer in zip(mine, put_events(self, [e for _, e in mine]) if mine else []):
+            answers[i] = answer
+        return [answers[i] for i in range(len(events))]
+
+    return wrapper
+
+
+EventsBackend.put_events = _put_on_the_named_bus(EventsBackend.put_events)
+
+
+# moto hands a queue's new messages to a Lambda event source mapping as they arrive, by running
+# the function in Docker; without Docker the run fails and the messages it took stay invisible
+# for the queue's visibility timeout (the hub's: six minutes). The tests give the hub's queue to
+# the handler themselves, as the mapping would. Bridge "no mapping runs": a message stays in
+# the queue for whoever receives it.
+def _no_mapping_runs(add_message):
+    def wrapper(self, message):
+        mappings = self.lambda_event_source_mappings
+        self.lambda_event_source_mappings = {}
+        try:
+            return add_message(self, message)
+        finally:
+            self.lambda_event_source_mappings = mappings
+
+    return wrapper
+
+
+SqsQueue.add_message = _no_mapping_runs(SqsQueue.add_message)
 
 
 # With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT), moto authorises every non-S3 request against

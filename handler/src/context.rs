@@ -13,6 +13,7 @@ use crate::core::settings::Settings;
 use crate::dedupe::Dedupe;
 use crate::deliver::mail;
 use crate::deliver::post::Poster;
+use crate::members::Members;
 
 /// The AWS clients the handler uses, built once per cold start.
 #[derive(Clone, Debug)]
@@ -33,6 +34,10 @@ pub struct Services {
     pub config_bucket: Option<String>,
     /// Posts to the chat and webhook destinations; present when any is configured.
     pub poster: Option<Arc<Poster>>,
+    /// The hub's readers of member accounts (`SGWATCH_HUB`); absent elsewhere.
+    pub members: Option<Arc<Members>>,
+    /// The member account and region the record being handled is from (a hub's only).
+    pub origin: Option<(String, String)>,
 }
 
 /// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
@@ -78,7 +83,60 @@ impl Services {
             config_bucket: None,
             poster: (!settings.policy.destinations.is_empty())
                 .then(|| Arc::new(Poster::new(config).with_reach(settings.reach()))),
+            members: settings.hub.then(|| Arc::new(Members::new(config))),
+            origin: None,
         }
+    }
+
+    /// The services for a record of `account` × `region`: in a hub, the clients that read are
+    /// then that account's, made through its reader role at the first read (a record the event
+    /// tells all about makes none); mail, posts, the table and the queues stay the hub's.
+    pub fn reading(&self, account: &str, region: &str) -> Services {
+        let mut s = self.clone();
+        if s.members.is_some() {
+            s.origin = Some((account.to_owned(), region.to_owned()));
+        }
+        s
+    }
+
+    /// The member account's readers, when this record is one's; `None`: the function's own.
+    async fn reader(&self) -> Option<crate::members::Reader> {
+        let (members, (account, region)) = (self.members.as_ref()?, self.origin.as_ref()?);
+        match members.reader(account, region).await {
+            Ok(r) => Some(r),
+            Err(why) => {
+                tracing::warn!(account, region, error = %why, "the member account's reader role could not be assumed: reading as the hub");
+                None
+            }
+        }
+    }
+
+    /// The client that reads AWS Config's history for this record.
+    pub async fn config_reader(&self) -> aws_sdk_config::Client {
+        self.reader()
+            .await
+            .map_or_else(|| self.config.clone(), |r| r.config)
+    }
+
+    /// The client that reads EC2 (groups, rules, prefix lists) for this record.
+    pub async fn ec2_reader(&self) -> aws_sdk_ec2::Client {
+        self.reader()
+            .await
+            .map_or_else(|| self.ec2.clone(), |r| r.ec2)
+    }
+
+    /// The client that looks up CloudTrail for this record.
+    pub async fn cloudtrail_reader(&self) -> aws_sdk_cloudtrail::Client {
+        self.reader()
+            .await
+            .map_or_else(|| self.cloudtrail.clone(), |r| r.cloudtrail)
+    }
+
+    /// The client that reads a Config bucket for this record.
+    pub async fn s3_reader(&self) -> aws_sdk_s3::Client {
+        self.reader()
+            .await
+            .map_or_else(|| self.s3.clone(), |r| r.s3)
     }
 
     /// Parks undeliverable notifications in the queue at `url` (none: they fail the invocation).
@@ -171,6 +229,8 @@ pub(crate) enum Outcome {
         recorded: bool,
         warning: Option<Box<Outcome>>,
     },
+    /// A spoke's heartbeat, recorded in the hub's coverage map.
+    Heartbeat,
 }
 
 /// Less than the margin is left before the invocation's deadline: this much.

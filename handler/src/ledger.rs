@@ -62,6 +62,13 @@ pub enum Key {
     },
     /// A record that could not be read, by its SNS message id: `unreadable/MESSAGE-ID`.
     Unreadable { message_id: String },
+    /// A hub's spoke gone silent, by its last heartbeat: `silent/ACCOUNT/REGION/LAST-BEAT`, so a
+    /// silence is told once, and again only after the spoke beat and fell silent anew.
+    Silent {
+        account: String,
+        region: String,
+        last_heartbeat: u64,
+    },
 }
 
 impl Key {
@@ -136,6 +143,11 @@ impl fmt::Display for Key {
                 event_id,
             } => write!(f, "early/{account}/{region}/{group}/{event_id}"),
             Key::Unreadable { message_id } => write!(f, "unreadable/{message_id}"),
+            Key::Silent {
+                account,
+                region,
+                last_heartbeat,
+            } => write!(f, "silent/{account}/{region}/{last_heartbeat}"),
         }
     }
 }

@@ -19,12 +19,14 @@ pub mod deliver;
 pub mod actor;
 pub mod aws;
 pub mod context;
+pub mod coverage;
 pub mod dedupe;
 pub mod early;
 pub mod feed_store;
 pub mod groups;
 pub mod ledger;
 pub mod logs;
+pub mod members;
 pub mod oversized;
 pub mod prefix_lists;
 pub mod process;
@@ -33,6 +35,6 @@ pub mod process;
 // over the folders.
 pub use crate::core::{
     decide, destination, explain, feed, message, reason, recipients, render, rules, settings,
-    severity, text, visible, who,
+    severity, spokes, text, visible, who,
 };
 pub use crate::deliver::{mail, post, slack, teams, webhook};

@@ -82,7 +82,7 @@ pub async fn resolve(
         (_, None) => false,
     };
     let from_s3 = if ours {
-        Some(fetch(&services.s3, oversized).await)
+        Some(fetch(&services.s3_reader().await, oversized).await)
     } else {
         None
     };
@@ -92,28 +92,30 @@ pub async fn resolve(
             details_unavailable: None,
         }),
         // An older delivery: the bare item, no diff.
-        Some(Ok(mut bare)) => match from_config(&services.config, oversized, read_until).await {
-            Ok(resolved) => Ok(resolved),
-            Err(reason) => {
-                bare.configuration_item_diff = Some(ItemDiff {
-                    change_type: summary.change_type.clone(),
-                    ..ItemDiff::default()
-                });
-                Ok(Resolved {
+        Some(Ok(mut bare)) => {
+            match from_config(&services.config_reader().await, oversized, read_until).await {
+                Ok(resolved) => Ok(resolved),
+                Err(reason) => {
+                    bare.configuration_item_diff = Some(ItemDiff {
+                        change_type: summary.change_type.clone(),
+                        ..ItemDiff::default()
+                    });
+                    Ok(Resolved {
                     change: bare,
                     details_unavailable: Some(format!(
                         "the stored item carries no diff and AWS Config's history could not be read: {reason}"
                     )),
                 })
+                }
             }
-        },
-        Some(Err(s3)) => from_config(&services.config, oversized, read_until)
+        }
+        Some(Err(s3)) => from_config(&services.config_reader().await, oversized, read_until)
             .await
             .map_err(|config| FetchError::Neither {
                 s3: s3.to_string(),
                 config,
             }),
-        None => from_config(&services.config, oversized, read_until)
+        None => from_config(&services.config_reader().await, oversized, read_until)
             .await
             .map_err(|reason| FetchError::Config {
                 resource_id: summary.resource_id.clone(),

@@ -35,15 +35,16 @@ use crate::core::message::{
     envelopes, is_sqs_batch, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized,
     ParseError, StateId, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
-use crate::core::render::{degraded_email, render};
+use crate::core::render::{degraded_email, render, silent_spoke_email};
 use crate::core::settings::Settings;
+use crate::core::spokes::{self, Heartbeat, Mark};
 use crate::core::{feed, who};
 use crate::deliver::{
     deliver, email_parts, finish, park_unreadable, post_and_report, Delivery, Ledger,
 };
 use crate::feed_store::{Feed, Warning};
 use crate::ledger::{Entry, Facts, Key};
-use crate::{actor, dedupe, early, feed_store, groups, oversized, prefix_lists};
+use crate::{actor, coverage, dedupe, early, feed_store, groups, oversized, prefix_lists};
 
 use crate::context::Outcome;
 pub use crate::context::{FailureQueue, Invocation, Services};
@@ -61,6 +62,9 @@ pub struct Report {
     /// CloudTrail API calls recorded in the actor feed (absent when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub recorded: usize,
+    /// Spokes' heartbeats recorded in the hub's coverage map (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub heartbeats: usize,
     /// The records of an SQS batch that failed, for the event source mapping to deliver again
     /// (`ReportBatchItemFailures`): the rest of the batch is done and deleted.
     #[serde(rename = "batchItemFailures", skip_serializing_if = "Vec::is_empty")]
@@ -103,6 +107,7 @@ fn count(report: &mut Report, failures: &mut Vec<String>, outcome: Outcome) {
             report.failed += 1;
             failures.push(why);
         }
+        Outcome::Heartbeat => report.heartbeats += 1,
         Outcome::Feed { recorded, warning } => {
             if recorded {
                 report.recorded += 1;
@@ -198,6 +203,17 @@ async fn process(
     services: &Services,
 ) -> Outcome {
     let message_id = envelope.message_id.as_deref().unwrap_or("-");
+    // In a hub, what a record lacks is read in the account and region it came from.
+    let member;
+    let services = match envelope.message.as_ref().ok().and_then(origin) {
+        Some((account, region))
+            if services.members.is_some() && settings.policy.accounts.serves(account) =>
+        {
+            member = services.reading(account, region);
+            &member
+        }
+        _ => services,
+    };
     let (change, note) = match envelope.message {
         Err(e) => {
             let excerpt = envelope.excerpt.as_deref().unwrap_or_default();
@@ -217,6 +233,12 @@ async fn process(
             return process_api_call(message_id, &call, original, invocation, settings, services)
                 .await
         }
+        Ok(ConfigMessage::Heartbeat(beat)) => {
+            return heartbeat(message_id, &beat, settings, services).await
+        }
+        Ok(ConfigMessage::CoverageCheck) => {
+            return silent_spokes(message_id, original, invocation, settings, services).await
+        }
         Ok(ConfigMessage::ItemChange(change)) => (change, None),
         Ok(ConfigMessage::Oversized(o)) => {
             match read_oversized(message_id, &o, invocation, settings, services).await {
@@ -229,6 +251,24 @@ async fn process(
         message_id, &change, note, original, invocation, settings, services,
     )
     .await
+}
+
+/// The account and region a message is about.
+fn origin(message: &ConfigMessage) -> Option<(&str, &str)> {
+    match message {
+        ConfigMessage::ItemChange(c) => Some((
+            &c.configuration_item.aws_account_id,
+            &c.configuration_item.aws_region,
+        )),
+        ConfigMessage::Oversized(o) => Some((
+            &o.configuration_item_summary.aws_account_id,
+            &o.configuration_item_summary.aws_region,
+        )),
+        ConfigMessage::ApiCall(call) => Some((&call.account, &call.region)),
+        ConfigMessage::Heartbeat(_)
+        | ConfigMessage::CoverageCheck
+        | ConfigMessage::Other { .. } => None,
+    }
 }
 
 /// A record that is no message sgwatch can read: skipped when it is none of our business, else
@@ -348,6 +388,12 @@ async fn process_change(
     settings: &Settings,
     services: &Services,
 ) -> Outcome {
+    let item = &change.configuration_item;
+    // Only the accounts the hub serves are on its map: another's change is refused below.
+    if settings.hub && settings.policy.accounts.serves(&item.aws_account_id) {
+        let (account, region) = (&item.aws_account_id, &item.aws_region);
+        mark_coverage(message_id, Mark::Change, account, region, services).await;
+    }
     let analysis =
         match analysis_of(message_id, change, details_unavailable, settings, services).await {
             Ok(analysis) => analysis,
@@ -406,6 +452,149 @@ async fn process_change(
     .await
 }
 
+/// A spoke's heartbeat: the hub marks its account × region as heard from now. A served-accounts
+/// list refuses the others; a heartbeat that cannot be recorded is retried by the queue.
+async fn heartbeat(
+    message_id: &str,
+    beat: &Heartbeat,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
+    if !settings.policy.accounts.serves(&beat.account) {
+        warn!(message_id, account = %beat.account, "refused: a heartbeat from an account this hub does not serve (SGWATCH_ACCOUNTS)");
+        return Outcome::Skipped;
+    }
+    let Some(table) = services.dedupe.as_ref().filter(|_| settings.hub) else {
+        info!(message_id, account = %beat.account, region = %beat.region, "skipped: a spoke's heartbeat reached a function that is no hub");
+        return Outcome::Skipped;
+    };
+    let now = dedupe::epoch_secs(SystemTime::now());
+    let sent = beat
+        .sent
+        .as_deref()
+        .and_then(|t| {
+            aws_smithy_types::DateTime::from_str(
+                t,
+                aws_smithy_types::date_time::Format::DateTimeWithOffset,
+            )
+            .ok()
+        })
+        .and_then(|t| u64::try_from(t.secs()).ok())
+        .map_or(now, |t| t.min(now));
+    match coverage::mark(table, Mark::Heartbeat, &beat.account, &beat.region, sent).await {
+        Ok(()) => {
+            info!(message_id, account = %beat.account, region = %beat.region, stack = %beat.stack, "heartbeat recorded");
+            Outcome::Heartbeat
+        }
+        Err(e) => Outcome::Failed(format!(
+            "{message_id}: the heartbeat of {}/{} could not be recorded: {e}",
+            beat.account, beat.region
+        )),
+    }
+}
+
+/// The hub's hourly look: each spoke silent for [`spokes::SILENT_AFTER_SECS`] is told to the
+/// fallback recipient, once per silence (the ledger keys it by the last heartbeat).
+async fn silent_spokes(
+    message_id: &str,
+    original: &Value,
+    invocation: &Invocation,
+    settings: &Settings,
+    services: &Services,
+) -> Outcome {
+    let (Some(table), true) = (&services.dedupe, settings.hub) else {
+        info!(
+            message_id,
+            "skipped: a coverage check reached a function that is no hub"
+        );
+        return Outcome::Skipped;
+    };
+    let Some(fallback) = settings.policy.fallback_recipient.clone() else {
+        warn!(
+            message_id,
+            "spokes gone silent are told to no one: the hub has no fallback recipient"
+        );
+        return Outcome::Skipped;
+    };
+    let marks = match coverage::read(table).await {
+        Ok(marks) => marks,
+        Err(e) => return Outcome::Failed(format!("{message_id}: the coverage map: {e}")),
+    };
+    let now = dedupe::epoch_secs(SystemTime::now());
+    let mut outcome = Outcome::Skipped;
+    for ((account, region), seen) in &marks {
+        let (Some(spokes::Blind::Silent { hours }), Some(last_heartbeat)) =
+            (spokes::blind(Some(seen), now), seen.last_heartbeat)
+        else {
+            continue;
+        };
+        warn!(message_id, account, region, hours, "a spoke is silent");
+        let key = Key::Silent {
+            account: account.clone(),
+            region: region.clone(),
+            last_heartbeat,
+        };
+        let mut ledger = match Ledger::claim(services, Some(key), None, invocation).await {
+            Ok(Some(ledger)) => ledger,
+            Ok(None) => continue,
+            Err(e) => return Outcome::Failed(format!("{message_id}: {e}")),
+        };
+        let email = silent_spoke_email(account, region, hours);
+        let facts = Facts {
+            message_id: message_id.to_owned(),
+            account: Some(account.clone()),
+            region: Some(region.clone()),
+            ..Facts::default()
+        };
+        let result = deliver(
+            settings,
+            services,
+            invocation,
+            std::slice::from_ref(&fallback),
+            &email,
+            &mut ledger,
+        )
+        .await;
+        match finish(
+            result,
+            &facts,
+            &email.subject,
+            original,
+            ledger,
+            services,
+            invocation,
+        )
+        .await
+        {
+            Outcome::Sent => outcome = Outcome::Sent,
+            Outcome::Skipped => {}
+            other => return other,
+        }
+    }
+    outcome
+}
+
+/// Marks the coverage map; a failed write is logged, never an error (the next change or
+/// heartbeat marks it again).
+async fn mark_coverage(
+    message_id: &str,
+    mark: Mark,
+    account: &str,
+    region: &str,
+    services: &Services,
+) {
+    let Some(table) = &services.dedupe else {
+        return;
+    };
+    if !spokes::is_account(account) || !spokes::is_region(region) {
+        return;
+    }
+    let now = dedupe::epoch_secs(SystemTime::now());
+    if let Err(e) = coverage::mark(table, mark, account, region, now).await {
+        warn!(message_id, account, region, error = %e, "the coverage map could not be marked");
+    }
+}
+
 /// Why a change has no analysis to decide on.
 enum Unanalysed {
     /// Its changes cannot be read, and its resource type is not watched: none of our business.
@@ -440,7 +629,7 @@ async fn analysis_of(
     let lists = prefix_lists::wanted(&analysis.changes);
     if !lists.is_empty() {
         let found = prefix_lists::container()
-            .resolve(&services.ec2, &lists)
+            .resolve(&services.ec2_reader().await, &lists)
             .await;
         prefix_lists::apply(&mut analysis.changes, &found);
         analysis.rate();
@@ -536,7 +725,7 @@ async fn resolve_actor(
     }
     let fallback = if settings.lookup_actor {
         actor::lookup(
-            &services.cloudtrail,
+            &services.cloudtrail_reader().await,
             &s.resource_id,
             s.capture_time.as_deref(),
         )
@@ -647,7 +836,7 @@ async fn rated_call(message_id: &str, call: &ApiCall, services: &Services) -> Ap
     let lists = prefix_lists::wanted(&call.requested);
     if !lists.is_empty() {
         let found = prefix_lists::container()
-            .resolve(&services.ec2, &lists)
+            .resolve(&services.ec2_reader().await, &lists)
             .await;
         prefix_lists::apply(&mut call.requested, &found);
     }
@@ -660,7 +849,7 @@ async fn modified_ingress(message_id: &str, call: &ApiCall, services: &Services)
     let ids: Vec<String> = call.modified.iter().map(|m| m.rule_id.clone()).collect();
     let mut is_egress = std::collections::BTreeMap::new();
     for group in &call.group_ids {
-        match groups::rule_directions(&services.ec2, group, &ids).await {
+        match groups::rule_directions(&services.ec2_reader().await, group, &ids).await {
             Ok(found) => is_egress.extend(found),
             Err(e) => {
                 warn!(message_id, group = %group, error = %e, "the direction of the rewritten rules could not be read");
@@ -762,7 +951,7 @@ fn warning_facts(message_id: &str, call: &ApiCall, group: &str, d: &Decision) ->
 /// The group as it is now, for an early warning; none when it is gone or cannot be read (the
 /// Config notification still tells, minutes later).
 async fn group_now(message_id: &str, group: &str, services: &Services) -> Option<early::GroupNow> {
-    match groups::describe(&services.ec2, group).await {
+    match groups::describe(&services.ec2_reader().await, group).await {
         Ok(now) => {
             if now.is_none() {
                 info!(message_id, group, "no early warning: the group is gone");
@@ -894,6 +1083,8 @@ mod tests {
             failure_queue: None,
             config_bucket: None,
             poster: None,
+            members: None,
+            origin: None,
         }
     }
 

@@ -50,6 +50,10 @@ pub enum ErrorKind {
     Explain(#[from] crate::cmd::explain::ExplainError),
     #[error(transparent)]
     Baseline(#[from] crate::deploy::baseline::BaselineError),
+    #[error(transparent)]
+    Spoke(#[from] crate::cmd::spoke::SpokeError),
+    #[error(transparent)]
+    Hub(#[from] crate::cmd::hub::HubError),
 }
 
 // Every module error converts through its `ErrorKind` variant: one impl instead of one per type.

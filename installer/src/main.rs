@@ -11,7 +11,9 @@ use serde::Serialize;
 use tracing_subscriber::EnvFilter;
 
 use sgwatch::aws::{self, GlobalArgs, Output};
+use sgwatch::cmd::hub::{self, HubCommand};
 use sgwatch::cmd::rollout::{self, Action, Outcome, RolloutArgs};
+use sgwatch::cmd::spoke::{self, SpokeCommand};
 use sgwatch::cmd::{explain, install, redrive, status, teardown, test_event, verify};
 use sgwatch::deploy::package;
 
@@ -50,6 +52,13 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Lists what is parked in the failure queue; with --yes, replays it through the function
     Redrive(redrive::RedriveArgs),
+    /// The organization's one handler, in the security account: install, plan, status (with the
+    /// coverage map), teardown
+    #[command(subcommand)]
+    Hub(HubCommand),
+    /// A member account and region that tells the hub: install, plan, status, teardown
+    #[command(subcommand)]
+    Spoke(SpokeCommand),
 }
 
 fn main() -> ExitCode {
@@ -150,11 +159,69 @@ async fn run(cli: Cli) -> Result<u8> {
             report(g.output, &verified)?;
             Ok(u8::from(!verified.email_accepted))
         }
+        Command::Hub(c) => hub_command(g, c).await,
+        Command::Spoke(c) => spoke_command(g, c).await,
         Command::Redrive(args) => {
             let replay = g.yes && !args.dry_run;
             let r = redrive::run(args, &aws::load(g).await?, replay).await?;
             report(g.output, &r)?;
             Ok(u8::from(r.failed()))
+        }
+    }
+}
+
+/// `sgwatch hub …`.
+async fn hub_command(g: &GlobalArgs, c: &HubCommand) -> Result<u8> {
+    let progress = g.output == Output::Text;
+    match c {
+        HubCommand::Install(args) => {
+            let r = hub::install(args, &aws::load(g).await?, progress).await?;
+            warn(&r.install.warnings);
+            report(g.output, &r)?;
+            Ok(0)
+        }
+        HubCommand::Plan(args) => {
+            let r = install::plan(&args.install_args(), &aws::load(g).await?).await?;
+            warn(&r.warnings);
+            report(g.output, &r)?;
+            Ok(0)
+        }
+        HubCommand::Status(args) => {
+            let s = hub::status(args, &aws::load(g).await?).await?;
+            report(g.output, &s)?;
+            Ok(u8::from(s.failed()))
+        }
+        HubCommand::Teardown(args) => teardown(g, args).await,
+    }
+}
+
+/// `sgwatch spoke …`.
+async fn spoke_command(g: &GlobalArgs, c: &SpokeCommand) -> Result<u8> {
+    let progress = g.output == Output::Text;
+    match c {
+        SpokeCommand::Install(args) => {
+            let r = spoke::install(args, &aws::load(g).await?, progress).await?;
+            warn(&r.warnings);
+            report(g.output, &r)?;
+            Ok(0)
+        }
+        SpokeCommand::Plan(args) => {
+            let r = spoke::plan_only(args, &aws::load(g).await?).await?;
+            warn(&r.warnings);
+            report(g.output, &r)?;
+            Ok(0)
+        }
+        SpokeCommand::Status(args) => {
+            let s = spoke::status(args, &aws::load(g).await?).await?;
+            report(g.output, &s)?;
+            Ok(u8::from(s.failed()))
+        }
+        SpokeCommand::Teardown(args) => {
+            let what = format!("remove the sgwatch spoke (stack {})", args.stack_name);
+            confirm(g, &what)?;
+            let r = spoke::teardown(args, &aws::load(g).await?, progress).await?;
+            report(g.output, &r)?;
+            Ok(0)
         }
     }
 }

@@ -151,18 +151,37 @@ impl CommandRun {
 
 /// Runs the installer against moto with test credentials and nothing from the user's AWS setup.
 pub async fn sgwatch(programs: &Programs, moto: &Moto, args: &[&str]) -> Result<CommandRun> {
+    sgwatch_as(programs, moto, REGION, None, args).await
+}
+
+/// Runs the installer against moto in `region`, as `keys` (another account's, see
+/// [`Moto::keys_in`]) or the test credentials.
+pub async fn sgwatch_as(
+    programs: &Programs,
+    moto: &Moto,
+    region: &str,
+    keys: Option<&crate::emulator::Keys>,
+    args: &[&str],
+) -> Result<CommandRun> {
     let (command, rest) = args.split_first().expect("a subcommand");
-    let mut full: Vec<&str> = vec![
-        command,
-        "--endpoint-url",
-        &moto.endpoint,
-        "--region",
-        REGION,
-    ];
+    let mut full: Vec<&str> = vec![command];
+    // A command with subcommands (`hub install`) takes the global flags after them.
+    let mut rest = rest;
+    if matches!(*command, "hub" | "spoke") {
+        let (sub, after) = rest.split_first().expect("hub and spoke take a subcommand");
+        full.push(sub);
+        rest = after;
+    }
+    full.extend(["--endpoint-url", &moto.endpoint, "--region", region]);
     full.extend(rest);
     let mut cmd = Command::new(&programs.sgwatch);
     cmd.args(&full);
     isolate_aws_env(&mut cmd);
+    if let Some(k) = keys {
+        cmd.env("AWS_ACCESS_KEY_ID", &k.id)
+            .env("AWS_SECRET_ACCESS_KEY", &k.secret)
+            .env("AWS_SESSION_TOKEN", &k.token);
+    }
     let shown = format!("sgwatch {}", full.join(" "));
     let shown = shown.replace(&programs.work_dir.display().to_string(), "$WORK");
     cmd.stdin(Stdio::null()).kill_on_drop(true);

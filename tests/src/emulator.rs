@@ -61,6 +61,14 @@ pub struct SentEmail {
     pub account: String,
 }
 
+/// Temporary credentials of a role assumed in another account.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub id: String,
+    pub secret: String,
+    pub token: String,
+}
+
 /// An access key of an IAM user made in moto.
 #[derive(Debug, Clone)]
 pub struct AccessKey {
@@ -185,6 +193,41 @@ impl Moto {
                     .await
             }
         }
+    }
+
+    /// Credentials in `account`: moto acts in the account of a role assumed there.
+    pub async fn keys_in(&self, account: &str) -> Keys {
+        let sts = aws_sdk_sts::Client::new(&self.sdk_config(None).await);
+        let assumed = sts
+            .assume_role()
+            .role_arn(role_arn(account, "sgwatch-tests"))
+            .role_session_name("sgwatch-tests")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("AssumeRole into {account}: {e:?}"));
+        let c = assumed
+            .credentials()
+            .expect("AssumeRole returns credentials");
+        Keys {
+            id: c.access_key_id().to_owned(),
+            secret: c.secret_access_key().to_owned(),
+            token: c.session_token().to_owned(),
+        }
+    }
+
+    /// SDK configuration for this server in `account` and `region` (see [`Moto::keys_in`]).
+    pub async fn sdk_config_in_account(&self, account: &str, region: &str) -> SdkConfig {
+        let k = self.keys_in(account).await;
+        self.loader(region)
+            .credentials_provider(Credentials::new(
+                &k.id,
+                &k.secret,
+                Some(k.token.clone()),
+                None,
+                "assumed",
+            ))
+            .load()
+            .await
     }
 
     /// SDK configuration for this server in [`REGION`], acting with `key` (see [`iam_user`]).

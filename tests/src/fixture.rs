@@ -216,9 +216,19 @@ pub async fn delivery_channel(
     bucket: &str,
     topic: &str,
 ) {
+    let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+    // Outside us-east-1, S3 wants the bucket's region named.
+    let location = (region != "us-east-1").then(|| {
+        aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                region.as_str(),
+            ))
+            .build()
+    });
     sgwatch_handler::aws::s3_client(config)
         .create_bucket()
         .bucket(bucket)
+        .set_create_bucket_configuration(location)
         .send()
         .await
         .unwrap_or_else(|e| panic!("creating bucket {bucket}: {e:?}"));

@@ -1,7 +1,8 @@
 //! The support for sgwatch's integration tests, one module per concern: [`fixture`] for what a
 //! test starts from, [`emulator`] for the local AWS it runs against, [`inventory`] for what a
 //! stack made, [`cli`] for running the `sgwatch` binary, [`capture`] for the chat and webhook
-//! receivers, and [`story`], the story sgwatch exists for, which the demo shows and a test asserts.
+//! receivers, [`story`], the story sgwatch exists for, which the demo shows and a test asserts,
+//! and [`organization`], a hub and its spokes in several accounts.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ pub mod cli;
 pub mod emulator;
 pub mod fixture;
 pub mod inventory;
+pub mod organization;
 pub mod samples;
 pub mod story;
 

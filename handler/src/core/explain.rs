@@ -116,6 +116,26 @@ fn explain_message(message: &ConfigMessage, policy: &Policy, calls: &[ApiCall]) 
             Ok(analysis) => explain_analysis(message_type, analysis, policy, calls),
         },
         ConfigMessage::Oversized(o) => explain_oversized(message_type, o),
+        ConfigMessage::Heartbeat(beat) => Explained::Decision(Box::new(ExplainedDecision {
+            message_type: message_type.to_owned(),
+            account: Some(beat.account.clone()),
+            region: Some(beat.region.clone()),
+            notify: Some(false),
+            reason: format!(
+                "a spoke's heartbeat from {}/{}: the hub records it in its coverage map",
+                beat.account, beat.region
+            ),
+            ..Default::default()
+        })),
+        ConfigMessage::CoverageCheck => Explained::Decision(Box::new(ExplainedDecision {
+            message_type: message_type.to_owned(),
+            notify: Some(false),
+            reason:
+                "the hub's hourly look at its coverage map: spokes silent for 3 hours are told \
+                     to the fallback recipient"
+                    .to_owned(),
+            ..Default::default()
+        })),
         ConfigMessage::Other { message_type } => Explained::Decision(Box::new(ExplainedDecision {
             message_type: message_type.clone(),
             notify: Some(false),

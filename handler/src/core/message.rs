@@ -32,6 +32,8 @@ pub enum ParseError {
     UnknownShape,
     #[error("the CloudTrail API call event is not one sgwatch records: {0}")]
     ApiCall(#[from] crate::core::feed::FeedError),
+    #[error("the spoke's heartbeat is refused: {0}")]
+    Heartbeat(#[from] crate::core::spokes::HeartbeatError),
     #[error("the {message_type} message is malformed: {detail}")]
     Malformed {
         message_type: String,
@@ -78,6 +80,10 @@ pub enum ConfigMessage {
     Other { message_type: String },
     /// Not from AWS Config: CloudTrail's record of a security-group API call, for the actor feed.
     ApiCall(Box<crate::core::feed::ApiCall>),
+    /// Not from AWS Config: a spoke's hourly heartbeat on the hub's bus.
+    Heartbeat(crate::core::spokes::Heartbeat),
+    /// Not from AWS Config: the hub's hourly look for spokes gone silent.
+    CoverageCheck,
 }
 
 impl ConfigMessage {
@@ -87,6 +93,8 @@ impl ConfigMessage {
             ConfigMessage::Oversized(_) => OVERSIZED_ITEM_CHANGE,
             ConfigMessage::Other { message_type } => message_type,
             ConfigMessage::ApiCall(_) => crate::core::feed::DETAIL_TYPE,
+            ConfigMessage::Heartbeat(_) => crate::core::spokes::HEARTBEAT_DETAIL_TYPE,
+            ConfigMessage::CoverageCheck => crate::core::spokes::COVERAGE_CHECK_DETAIL_TYPE,
         }
     }
 }
@@ -378,6 +386,24 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
         let message_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
         let message = crate::core::feed::parse_event(event)
             .map(|call| ConfigMessage::ApiCall(Box::new(call)))
+            .map_err(ParseError::from);
+        return vec![Envelope {
+            message_id,
+            message,
+            excerpt: None,
+        }];
+    }
+    if crate::core::spokes::is_coverage_check(event) {
+        return vec![Envelope {
+            message_id: event.get("id").and_then(Value::as_str).map(str::to_owned),
+            message: Ok(ConfigMessage::CoverageCheck),
+            excerpt: None,
+        }];
+    }
+    if crate::core::spokes::is_heartbeat(event) {
+        let message_id = event.get("id").and_then(Value::as_str).map(str::to_owned);
+        let message = crate::core::spokes::parse_heartbeat(event)
+            .map(ConfigMessage::Heartbeat)
             .map_err(ParseError::from);
         return vec![Envelope {
             message_id,

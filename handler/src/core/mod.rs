@@ -5,7 +5,7 @@
 //! `message` reads the inputs; `rules`, `severity`, `recipients` and `destination` are the
 //! vocabulary; `decide` (with `reason`) makes the decision; `feed` and `who` say who made a
 //! change; `render` (with `text` and `visible`) words it; `settings` reads the policy and
-//! `explain` shows it all as JSON.
+//! `explain` shows it all as JSON. `spokes` is the hub's view of its spokes.
 
 pub mod decide;
 pub mod destination;
@@ -18,6 +18,7 @@ pub mod render;
 pub mod rules;
 pub mod settings;
 pub mod severity;
+pub mod spokes;
 pub mod text;
 pub mod visible;
 pub mod who;

@@ -404,6 +404,42 @@ fn html_properties(h: &mut String, properties: &[PropertyChange]) {
 }
 
 /// "A change we could not read fully", with everything that identifies it.
+/// The hub's email to its fallback recipient about a spoke gone silent: from then on, changes
+/// in that account and region reach no one.
+pub fn silent_spoke_email(account: &str, region: &str, hours: u64) -> Email {
+    let one = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (account, region) = (one(&visible(account)), one(&visible(region)));
+    let subject = format!(
+        "[sgwatch] spoke {account}/{region} silent for {hours} h: its changes reach no one"
+    );
+    let lines = [
+        format!(
+            "The sgwatch hub has had no heartbeat from account {account} in {region} for {hours} hours."
+        ),
+        "Until it beats again, security-group changes there may reach no owner.".to_owned(),
+        format!(
+            "Check the spoke in that account and region: sgwatch spoke status --region {region}; \
+             its stack, its heartbeat schedule, and that the hub's bus still admits the account."
+        ),
+        "sgwatch hub status lists every spoke and the blind ones.".to_owned(),
+    ];
+    let html = format!(
+        "<html><body style=\"font-family:sans-serif\">{}</body></html>",
+        lines
+            .iter()
+            .map(|l| format!("<p>{}</p>", html_text(l)))
+            .collect::<String>()
+    );
+    Email {
+        subject: one(&stripped(&subject))
+            .chars()
+            .take(SUBJECT_MAX_CHARS)
+            .collect(),
+        text: lines.join("\n") + "\n",
+        html,
+    }
+}
+
 pub fn degraded_email(facts: &Facts, why: &str) -> Email {
     let what = [&facts.resource_type, &facts.resource_id]
         .into_iter()

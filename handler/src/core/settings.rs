@@ -115,6 +115,9 @@ pub struct Settings {
     /// (`SGWATCH_TEST_LOOPBACK_DESTINATIONS`): for local receivers in tests and the demo only. The
     /// template never sets it: in Lambda, loopback is where the Runtime API answers.
     pub loopback_destinations: bool,
+    /// This function is the organization's hub (`SGWATCH_HUB`): it keeps the coverage map of its
+    /// spokes and reads member accounts through their `sgwatch-reader` role.
+    pub hub: bool,
 }
 
 /// A setting that is missing or has a value the handler cannot use.
@@ -296,8 +299,13 @@ impl Settings {
             Some(v) => parse_bool("SGWATCH_TEST_LOOPBACK_DESTINATIONS", v)?,
             None => false,
         };
+        let hub = match non_empty(&get("SGWATCH_HUB")) {
+            Some(v) => parse_bool("SGWATCH_HUB", v)?,
+            None => false,
+        };
         Ok(Settings {
             policy,
+            hub,
             loopback_destinations,
             sender,
             lookup_actor,

@@ -3,9 +3,11 @@
 //! [`crate::aws`].
 
 pub mod explain;
+pub mod hub;
 pub mod install;
 pub mod redrive;
 pub mod rollout;
+pub mod spoke;
 pub mod status;
 pub mod teardown;
 pub mod test_event;

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::aws::GlobalArgs;
-use crate::cmd::{install, status, teardown};
+use crate::cmd::{install, spoke, status, teardown};
 use crate::deploy::package;
 use crate::deploy::policy_args::PolicyArgs;
 use crate::deploy::stack::Source;
@@ -59,9 +59,33 @@ pub struct RolloutArgs {
     /// CPU architecture of the Lambda where the targets file sets no `arch` (default arm64)
     #[arg(long, value_enum)]
     pub arch: Option<package::Arch>,
+    /// Deploy spokes of the hub with this event bus instead of full stacks (see `sgwatch spoke`)
+    #[arg(long = "hub", value_name = "BUS_ARN", requires = "hub_role")]
+    pub hub: Option<String>,
+    /// The hub handler's role, with --hub
+    #[arg(long, value_name = "ROLE_ARN", requires = "hub")]
+    pub hub_role: Option<String>,
+    /// The organization, with --hub: each spoke's reader role then requires it of the hub
+    #[arg(long, value_name = "ORG_ID", requires = "hub")]
+    pub organization_id: Option<String>,
     /// install, plan, status or teardown
     #[arg(value_enum)]
     pub action: Action,
+}
+
+impl RolloutArgs {
+    /// The spoke every target gets, with --hub.
+    fn spoke(&self) -> Option<spoke::SpokeArgs> {
+        Some(spoke::SpokeArgs {
+            hub_bus: self.hub.clone()?,
+            hub_role: self.hub_role.clone().unwrap_or_default(),
+            organization_id: self.organization_id.clone(),
+            name: spoke::SpokeNameArgs {
+                stack_name: "sgwatch-spoke".into(),
+                full_stack_name: "sgwatch".into(),
+            },
+        })
+    }
 }
 
 /// Why a rollout, or one of its targets, failed (beyond the command's own errors).
@@ -508,8 +532,14 @@ pub async fn rollout(
     targets: Vec<Target>,
     on_done: impl Fn(&TargetReport),
 ) -> Result<Rollout, crate::Error> {
-    // Built (or checked) once per architecture the targets use, before any AWS call.
+    let spoke = args.spoke();
+    if let Some(spoke) = &spoke {
+        spoke::check(spoke)?;
+    }
+    // Built (or checked) once per architecture the targets use, before any AWS call; a spoke
+    // runs no code.
     let zips = match args.action {
+        _ if spoke.is_some() => Vec::new(),
         Action::Status | Action::Teardown => Vec::new(),
         Action::Install | Action::Plan => {
             let mut arches: Vec<package::Arch> = Vec::new();
@@ -547,8 +577,14 @@ pub async fn rollout(
             .iter()
             .find(|(a, _)| *a == arch)
             .map(|(_, z)| z.clone());
-        let (base, g, partition) = (base.clone(), g.clone(), partition.clone());
-        async move { on_target(&base, &g, &t, &partition, action, arch, zip).await }
+        let (base, g, partition, spoke) =
+            (base.clone(), g.clone(), partition.clone(), spoke.clone());
+        async move {
+            match spoke {
+                Some(spoke) => on_spoke(&base, &g, &t, &partition, action, &spoke).await,
+                None => on_target(&base, &g, &t, &partition, action, arch, zip).await,
+            }
+        }
     };
     let reports = run_all(targets, action, args.concurrency, run, on_done).await;
     Ok(Rollout(reports))
@@ -575,6 +611,8 @@ fn install_args(t: &Target, arch: package::Arch, zip: Option<PathBuf>) -> Instal
         reserved_concurrency: None,
         // Decided per account and region from its trails.
         actor_feed: None,
+        // A hub is one stack, installed with `sgwatch hub install`.
+        hub: None,
     }
 }
 
@@ -630,6 +668,38 @@ async fn on_target(
             };
             Ok(teardown::teardown(&args, &config, false).await?.removed)
         }
+    }
+}
+
+/// One target's spoke: its own credentials, then the action.
+async fn on_spoke(
+    base: &SdkConfig,
+    g: &GlobalArgs,
+    t: &Target,
+    partition: &str,
+    action: Action,
+    args: &spoke::SpokeArgs,
+) -> Result<Vec<String>, crate::Error> {
+    let role = t.role_arn(partition);
+    let config = crate::aws::assume(base, g, role, &t.region, t.external_id.as_deref()).await;
+    match action {
+        Action::Install => Ok(spoke::install(args, &config, false).await?.changes),
+        Action::Plan => Ok(spoke::plan_only(args, &config).await?.changes),
+        Action::Status => {
+            let st = spoke::status(&args.name, &config).await?;
+            let failed: Vec<String> = st
+                .checks
+                .iter()
+                .filter(|c| !c.ok)
+                .map(|c| format!("{}: {}", c.what, c.detail))
+                .collect();
+            if failed.is_empty() {
+                Ok(vec![])
+            } else {
+                Err(RolloutError::Unhealthy(failed).into())
+            }
+        }
+        Action::Teardown => Ok(spoke::teardown(&args.name, &config, false).await?.changes),
     }
 }
 

@@ -296,7 +296,23 @@ fn parameters(
         // The failure queue takes undelivered messages of this topic only, besides the stack's.
         ("AdoptedTopicArn", adopted_topic.to_owned()),
         // Only this account's changes: a channel's topic may aggregate many (AWS Control Tower).
-        ("Accounts", place.account.clone()),
+        // A hub serves its organization (the bus lets in no one else) or its listed accounts.
+        ("Accounts", served_accounts(args.hub.as_ref(), place)),
+        ("Hub", args.hub.is_some().to_string()),
+        (
+            "HubOrganizationId",
+            args.hub
+                .as_ref()
+                .and_then(|h| h.organization_id.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "HubAccounts",
+            args.hub
+                .as_ref()
+                .map(|h| h.member_accounts.join(","))
+                .unwrap_or_default(),
+        ),
         (
             "ReservedConcurrency",
             args.reserved_concurrency
@@ -316,6 +332,20 @@ fn parameters(
         .chain(deployment)
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
+}
+
+/// The accounts whose changes the function tells: this one; for a hub, its organization's (any
+/// the bus admitted) or this one and its listed members.
+fn served_accounts(hub: Option<&crate::deploy::wanted::Hub>, place: &Place) -> String {
+    match hub {
+        None => place.account.clone(),
+        Some(h) if h.organization_id.is_some() => "*".to_owned(),
+        Some(h) => std::iter::once(&place.account)
+            .chain(h.member_accounts.iter().filter(|a| **a != place.account))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// The parameters that become the handler's settings.
@@ -459,6 +489,15 @@ pub fn plan(observed: &Observed, wanted: &Wanted) -> Result<Plan, crate::Error> 
         installed.state.as_ref(),
         installed.outputs(),
     );
+    // A plain install over the hub would delete its bus and queue.
+    if wanted.args.hub.is_none()
+        && installed.params().all.get("Hub").map(String::as_str) == Some("true")
+    {
+        return Err(crate::deploy::wanted::InstallError::HubStack(
+            wanted.checked.stack_name.clone(),
+        )
+        .into());
+    }
     let config = config_steps(installed, &wanted.args, &wanted.checked)?;
     let (source, why) = source(wanted.args.source, installed);
     let mut warnings = observed.warnings.clone();
@@ -707,6 +746,7 @@ mod tests {
             extend_recorder: false,
             reserved_concurrency: None,
             actor_feed: None,
+            hub: None,
         };
         let checked = args.check().expect("valid flags");
         Wanted {

@@ -52,6 +52,42 @@ pub struct InstallArgs {
     /// logs in the region)
     #[arg(long, value_enum, value_name = "on|off")]
     pub actor_feed: Option<OnOff>,
+    /// Set by `sgwatch hub install`: this stack is the organization's hub.
+    #[arg(skip)]
+    pub hub: Option<Hub>,
+}
+
+/// Who may put events on a hub's bus: an organization, listed accounts, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct Hub {
+    /// The organization (o-…) whose accounts' spokes may send to the hub
+    #[arg(long, value_name = "ORG_ID")]
+    pub organization_id: Option<String>,
+    /// Member accounts whose spokes may send to the hub, comma-separated (besides or instead of
+    /// --organization-id)
+    #[arg(long, value_name = "ACCOUNT,...", value_delimiter = ',')]
+    pub member_accounts: Vec<String>,
+}
+
+impl Hub {
+    /// The flags, checked: at least one way in, each well formed.
+    pub fn check(&self) -> Result<(), InstallError> {
+        let org = self.organization_id.as_deref().unwrap_or_default();
+        if !org.is_empty() && !sgwatch_handler::spokes::is_organization_id(org) {
+            return Err(InstallError::HubOrganization(org.to_owned()));
+        }
+        if let Some(bad) = self
+            .member_accounts
+            .iter()
+            .find(|a| !(a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())))
+        {
+            return Err(InstallError::HubAccount(bad.clone()));
+        }
+        if org.is_empty() && self.member_accounts.is_empty() {
+            return Err(InstallError::HubNobody);
+        }
+        Ok(())
+    }
 }
 
 /// Why install or plan stopped. Each says what failed, where, and what to do.
@@ -71,6 +107,22 @@ pub enum InstallError {
          (docs/iam-installer-policy.json) grants the stack and what it makes only under that prefix"
     )]
     StackPrefix(String),
+    #[error(
+        "--organization-id {0:?} is not an organization id (o- and 10 to 32 letters or digits)"
+    )]
+    HubOrganization(String),
+    #[error("--member-accounts holds {0:?}, which is not a 12-digit account id")]
+    HubAccount(String),
+    #[error(
+        "a hub needs spokes it lets in: give --organization-id (every account of the \
+         organization) or --member-accounts (a list), or both"
+    )]
+    HubNobody,
+    #[error(
+        "stack {0} is the organization's hub: update it with `sgwatch hub install` (a plain \
+         install would remove its bus and queue, and every spoke would go unheard)"
+    )]
+    HubStack(String),
     #[error(
         "the existing delivery channel {channel:?} in {place} has no SNS topic to subscribe the \
          handler to: run install with --source eventbridge"
@@ -104,6 +156,9 @@ impl InstallArgs {
         }
         if !name.starts_with("sgwatch") {
             return Err(InstallError::StackPrefix(name.clone()).into());
+        }
+        if let Some(hub) = &self.hub {
+            hub.check()?;
         }
         Ok(Checked {
             policy,

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use sgwatch_tests::cli::Programs;
 use sgwatch_tests::emulator::Moto;
-use sgwatch_tests::story;
+use sgwatch_tests::{organization, story};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -17,6 +17,14 @@ async fn main() -> ExitCode {
     let moto = Moto::start();
     let result = story::play(&moto, &programs).await;
     drop(moto);
+    // The organization's act, on a server of its own: a hub and two member accounts.
+    let organization = match &result {
+        Ok(_) => {
+            let moto = Moto::start();
+            Some(organization::play(&moto, &programs).await)
+        }
+        Err(_) => None,
+    };
     let elapsed = started.elapsed();
 
     match result {
@@ -26,13 +34,19 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
         Ok(outcome) => {
-            let problems = outcome.problems();
+            let mut problems = outcome.problems();
+            match organization {
+                Some(Ok(org)) => problems.extend(org.problems()),
+                Some(Err(e)) => problems.push(format!("the organization's act failed: {e:#}")),
+                None => {}
+            }
             println!();
             if problems.is_empty() {
                 println!(
                     "Done: Department A was emailed about RDP, the untagged group's change sent \
-                     nothing, verify timed a real change end to end, and teardown left nothing \
-                     behind."
+                     nothing, verify timed a real change end to end, teardown left nothing \
+                     behind, and the organization's hub emailed team B about a change in a \
+                     member account."
                 );
             } else {
                 for problem in &problems {

@@ -38,6 +38,7 @@ async fn sns_event_sends_the_owner_an_email_through_ses() {
             parked: 0,
             failed: 0,
             recorded: 0,
+            heartbeats: 0,
             batch_item_failures: Vec::new(),
         }
     );
@@ -89,6 +90,7 @@ async fn untagged_group_and_other_message_types_send_nothing() {
             parked: 0,
             failed: 0,
             recorded: 0,
+            heartbeats: 0,
             batch_item_failures: Vec::new(),
         }
     );

@@ -28,6 +28,17 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
     ("s3:ListAllMyBuckets", "list handler", "stacks never list"),
     ("sns:ListTopics", "list handler", "stacks never list"),
     ("sqs:ListQueues", "list handler", "stacks never list"),
+    ("events:ListEventBuses", "list handler", "stacks never list"),
+    (
+        "lambda:ListEventSourceMappings",
+        "list handler",
+        "stacks never list",
+    ),
+    (
+        "scheduler:ListSchedules",
+        "list handler",
+        "stacks never list",
+    ),
     // AWS::IAM::Policy: sgwatch attaches its conditional policies to its own roles only.
     ("iam:DeleteGroupPolicy", "Groups", "attached to roles only"),
     ("iam:DeleteUserPolicy", "Users", "attached to roles only"),
@@ -182,6 +193,27 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "kms:RevokeGrant",
         "SSESpecification.KMSMasterKeyId",
         "AWS managed key only",
+    ),
+    // AWS::Events::EventBus: KmsKeyIdentifier.
+    (
+        "kms:GenerateDataKeyWithoutPlaintext",
+        "KmsKeyIdentifier",
+        "the hub bus uses an AWS owned key",
+    ),
+    (
+        "kms:ReEncrypt",
+        "KmsKeyIdentifier",
+        "the hub bus uses an AWS owned key",
+    ),
+    (
+        "kms:ReEncryptFrom",
+        "KmsKeyIdentifier",
+        "the hub bus uses an AWS owned key",
+    ),
+    (
+        "kms:ReEncryptTo",
+        "KmsKeyIdentifier",
+        "the hub bus uses an AWS owned key",
     ),
     // AWS::IAM::Role
     (

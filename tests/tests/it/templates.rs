@@ -361,6 +361,17 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("FailureQueueAlarm", "AWS::CloudWatch::Alarm"),
         ("FunctionErrorsAlarm", "AWS::CloudWatch::Alarm"),
         ("FunctionThrottlesAlarm", "AWS::CloudWatch::Alarm"),
+        ("HubBus", "AWS::Events::EventBus"),
+        ("HubBusFromOrganization", "AWS::Events::EventBusPolicy"),
+        ("HubBusFromAccounts", "AWS::Events::EventBusPolicy"),
+        ("HubDeadLetterQueue", "AWS::SQS::Queue"),
+        ("HubQueue", "AWS::SQS::Queue"),
+        ("HubQueuePolicy", "AWS::SQS::QueuePolicy"),
+        ("HubRule", "AWS::Events::Rule"),
+        ("HubQueueReadPolicy", "AWS::IAM::Policy"),
+        ("HubEventSource", "AWS::Lambda::EventSourceMapping"),
+        ("HubWatch", "AWS::Events::Rule"),
+        ("HubWatchPermission", "AWS::Lambda::Permission"),
     ];
     for (id, kind) in expected {
         assert_eq!(resource(id)["Type"], kind, "type of {id}");
@@ -774,6 +785,19 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         // with the actor feed (see below).
         ("ec2:DescribeSecurityGroups", json!("*")),
         ("ec2:DescribeSecurityGroupRules", json!("*")),
+        // A hub's: its queue, the spokes' reader role and the accounts' names (see
+        // hub_templates).
+        ("sqs:ReceiveMessage", get_att("HubQueue", "Arn")),
+        ("sqs:DeleteMessage", get_att("HubQueue", "Arn")),
+        ("sqs:GetQueueAttributes", get_att("HubQueue", "Arn")),
+        (
+            "sts:AssumeRole",
+            sub("arn:${AWS::Partition}:iam::*:role/sgwatch-reader"),
+        ),
+        (
+            "organizations:DescribeAccount",
+            sub("arn:${AWS::Partition}:organizations::*:account/o-*/*"),
+        ),
     ];
     let granted: BTreeSet<_> = role_allows("HandlerRole")
         .into_iter()
@@ -833,8 +857,14 @@ fn every_lambda_permission_names_its_source_by_arn_and_sets_no_source_account() 
         [
             "ActorFeedPermission",
             "EventRulePermission",
+            "HubWatchPermission",
             "SnsPermission"
         ]
+    );
+    assert_eq!(resource("HubWatchPermission")["Condition"], "IsHub");
+    assert_eq!(
+        props("HubWatchPermission")["SourceArn"],
+        get_att("HubWatch", "Arn")
     );
     assert_eq!(resource("ActorFeedPermission")["Condition"], "ActorFeedOn");
     assert_eq!(
@@ -997,8 +1027,9 @@ fn function_gets_every_setting_from_the_parameters() {
         ("SGWATCH_CONFIG_BUCKET", r#ref("ConfigBucket")),
         (
             "SGWATCH_EARLY_WARNING",
-            json!({"Fn::If": ["ActorFeedOn", r#ref("EarlyWarning"), "off"]}),
+            json!({"Fn::If": ["HearsCalls", r#ref("EarlyWarning"), "off"]}),
         ),
+        ("SGWATCH_HUB", r#ref("Hub")),
         ("RUST_LOG", json!("info")),
     ];
     for (name, value) in &expected {
@@ -1221,6 +1252,12 @@ impl Resolver {
         }
         if let Some(args) = v.get("Fn::Not") {
             return !self.truth(&args[0]);
+        }
+        if let Some(args) = v.get("Fn::Or").and_then(Value::as_array) {
+            return args.iter().any(|a| self.truth(a));
+        }
+        if let Some(args) = v.get("Fn::And").and_then(Value::as_array) {
+            return args.iter().all(|a| self.truth(a));
         }
         if let Some(name) = v.get("Condition").and_then(Value::as_str) {
             return self.condition(name);
@@ -1553,6 +1590,10 @@ fn the_actor_feed_rule_sends_security_group_calls_to_the_function_when_on() {
     };
     assert_eq!(early("off"), "off");
     assert_eq!(early("on"), "critical");
+    // A hub hears its spokes' calls, whatever its own account's feed.
+    let hub = Resolver::new("sgwatch", &[("ActorFeed", "off"), ("Hub", "true")])
+        .resolve(&props("Function")["Environment"]["Variables"]["SGWATCH_EARLY_WARNING"]);
+    assert_eq!(hub, "critical");
 }
 
 #[tokio::test]
@@ -1786,6 +1827,8 @@ fn names_fit_their_limits_for_the_longest_stack_set_name_the_docs_allow() {
         ("FailureQueueAlarm", "AlarmName", 255),
         ("FunctionErrorsAlarm", "AlarmName", 255),
         ("FunctionThrottlesAlarm", "AlarmName", 255),
+        // EventBridge event bus names: 256 (EventBridge API reference, CreateEventBus).
+        ("HubBus", "Name", 256),
     ];
     let longest = |n: usize| {
         let stack = format!(

@@ -47,6 +47,30 @@ pub async fn create_change_set(
     exists: bool,
     place: &Place,
 ) -> Result<ChangeSet, StackError> {
+    // The template names no IAM resource; CAPABILITY_IAM is all it needs.
+    let body = Body {
+        template: TEMPLATE,
+        capability: Capability::CapabilityIam,
+    };
+    create_change_set_of(cf, name, body, values, exists, place).await
+}
+
+/// A template and the capability it needs.
+#[derive(Debug, Clone)]
+pub struct Body {
+    pub template: &'static str,
+    pub capability: Capability,
+}
+
+/// [`create_change_set`] for any of sgwatch's templates.
+pub async fn create_change_set_of(
+    cf: &Client,
+    name: &str,
+    body: Body,
+    values: &BTreeMap<String, String>,
+    exists: bool,
+    place: &Place,
+) -> Result<ChangeSet, StackError> {
     let change_set_name = format!(
         "sgwatch-{}",
         DateTime::from(std::time::SystemTime::now()).secs()
@@ -70,10 +94,9 @@ pub async fn create_change_set(
         .stack_name(name)
         .change_set_name(&change_set_name)
         .change_set_type(kind.clone())
-        .template_body(TEMPLATE)
+        .template_body(body.template)
         .set_parameters(Some(params))
-        // The template names no IAM resource; CAPABILITY_IAM is all it needs.
-        .capabilities(Capability::CapabilityIam)
+        .capabilities(body.capability)
         .tags(
             Tag::builder()
                 .key(MANAGED_TAG.0)

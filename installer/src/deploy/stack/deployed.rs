@@ -215,6 +215,8 @@ pub struct StackOutputs {
     pub log_group_name: Option<String>,
     pub alarm_topic_arn: Option<String>,
     pub actor_feed_rule_name: Option<String>,
+    /// The hub's event bus (a hub stack only).
+    pub hub_bus_arn: Option<String>,
 }
 
 impl StackOutputs {
@@ -232,6 +234,7 @@ impl StackOutputs {
         log_group_name: None,
         alarm_topic_arn: None,
         actor_feed_rule_name: None,
+        hub_bus_arn: None,
     };
 
     /// The outputs from their names and values.
@@ -250,6 +253,7 @@ impl StackOutputs {
             log_group_name: take("LogGroupName"),
             alarm_topic_arn: take("AlarmTopicArn"),
             actor_feed_rule_name: take("ActorFeedRuleName"),
+            hub_bus_arn: take("HubBusArn"),
         }
     }
 

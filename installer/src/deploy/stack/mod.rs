@@ -6,7 +6,9 @@ mod change;
 mod deployed;
 mod template;
 
-pub use change::{create_change_set, delete, delete_change_set, execute, ChangeSet};
+pub use change::{
+    create_change_set, create_change_set_of, delete, delete_change_set, execute, Body, ChangeSet,
+};
 pub use deployed::{deployed_template, describe, required, Deployed, StackOutputs, StackParams};
 pub use template::{
     complete_parameters, differences, resources_to_create, OnOff, Source, TEMPLATE,

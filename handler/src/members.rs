@@ -1,0 +1,181 @@
+//! Reading a member account from the hub. A spoke's event carries the change; where it lacks what
+//! the handler needs (an oversized item's rules, a group's tags for the early warning, what a
+//! prefix list holds, who made the change), the hub reads the member account through the
+//! read-only `sgwatch-reader` role that the account's spoke created and that only the hub's
+//! handler role may assume. The hub's own account is read with the function's own role.
+//!
+//! Credentials are assumed once per account and cold start, and refreshed by the SDK's provider
+//! before they expire; the clients of each account × region are kept.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::{Region, SdkConfig};
+use aws_sdk_sts::config::SharedCredentialsProvider;
+
+use crate::aws;
+
+/// At most this many accounts' credentials and account × regions' clients are kept; past it the
+/// caches start again, so a hub that reads 500 accounts keeps its memory bounded.
+const KEPT: usize = 64;
+
+/// The role a spoke creates for the hub, in every member account.
+pub const READER_ROLE: &str = "sgwatch-reader";
+
+/// The clients that read one account × region.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    pub config: aws_sdk_config::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Reader {
+    pub fn new(config: &SdkConfig) -> Reader {
+        Reader {
+            config: aws_sdk_config::Client::new(config),
+            ec2: aws_sdk_ec2::Client::new(config),
+            cloudtrail: aws_sdk_cloudtrail::Client::new(config),
+            s3: aws::s3_client(config),
+        }
+    }
+}
+
+/// The member accounts' readers, made as the hub first needs them.
+#[derive(Debug)]
+pub struct Members {
+    base: SdkConfig,
+    /// The hub's own account, asked of STS once.
+    home: Mutex<Option<String>>,
+    credentials: Mutex<HashMap<String, SharedCredentialsProvider>>,
+    readers: Mutex<HashMap<(String, String), Reader>>,
+}
+
+/// The partition of a region: where the reader role's ARN lives.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// The reader role of `account`, in the partition of `region`.
+pub fn reader_role_arn(account: &str, region: &str) -> String {
+    format!(
+        "arn:{}:iam::{account}:role/{READER_ROLE}",
+        partition(region)
+    )
+}
+
+impl Members {
+    /// `base` is the function's own configuration, with the handler's time limits.
+    pub fn new(base: &SdkConfig) -> Members {
+        Members {
+            base: base.clone(),
+            home: Mutex::new(None),
+            credentials: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The hub's own account.
+    async fn home(&self) -> Result<String, String> {
+        if let Some(home) = self.home.lock().map_err(|e| e.to_string())?.clone() {
+            return Ok(home);
+        }
+        let who = aws_sdk_sts::Client::new(&self.base)
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "STS GetCallerIdentity: {}",
+                    aws_sdk_sts::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let account = who.account().unwrap_or_default().to_owned();
+        *self.home.lock().map_err(|e| e.to_string())? = Some(account.clone());
+        Ok(account)
+    }
+
+    /// The clients that read `account` × `region`: the function's own role in the hub's account,
+    /// else the account's reader role.
+    pub async fn reader(&self, account: &str, region: &str) -> Result<Reader, String> {
+        let key = (account.to_owned(), region.to_owned());
+        if let Some(r) = self.readers.lock().map_err(|e| e.to_string())?.get(&key) {
+            return Ok(r.clone());
+        }
+        let mut config = self.base.to_builder();
+        config.set_region(Some(Region::new(region.to_owned())));
+        if account != self.home().await? {
+            config.set_credentials_provider(Some(self.assumed(account, region).await?));
+        }
+        let reader = Reader::new(&config.build());
+        let mut readers = self.readers.lock().map_err(|e| e.to_string())?;
+        if readers.len() >= KEPT {
+            readers.clear();
+        }
+        readers.insert(key, reader.clone());
+        Ok(reader)
+    }
+
+    /// Credentials of `account`'s reader role, one provider per account.
+    async fn assumed(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<SharedCredentialsProvider, String> {
+        if let Some(p) = self
+            .credentials
+            .lock()
+            .map_err(|e| e.to_string())?
+            .get(account)
+        {
+            return Ok(p.clone());
+        }
+        let home_region = self
+            .base
+            .region()
+            .cloned()
+            .unwrap_or_else(|| Region::new(region.to_owned()));
+        let provider = AssumeRoleProvider::builder(reader_role_arn(account, region))
+            .session_name("sgwatch-hub")
+            .region(home_region)
+            .configure(&self.base)
+            .build()
+            .await;
+        let provider = SharedCredentialsProvider::new(provider);
+        let mut credentials = self.credentials.lock().map_err(|e| e.to_string())?;
+        if credentials.len() >= KEPT {
+            credentials.clear();
+        }
+        credentials.insert(account.to_owned(), provider.clone());
+        Ok(provider)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_role_is_named_in_the_regions_partition() {
+        assert_eq!(
+            reader_role_arn("111122223333", "eu-west-1"),
+            "arn:aws:iam::111122223333:role/sgwatch-reader"
+        );
+        assert_eq!(
+            reader_role_arn("111122223333", "cn-north-1"),
+            "arn:aws-cn:iam::111122223333:role/sgwatch-reader"
+        );
+        assert_eq!(
+            reader_role_arn("111122223333", "us-gov-west-1"),
+            "arn:aws-us-gov:iam::111122223333:role/sgwatch-reader"
+        );
+    }
+}

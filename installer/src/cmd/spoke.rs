@@ -1,0 +1,609 @@
+//! `sgwatch spoke install|plan|status|teardown`: a member account × region that tells the
+//! organization's hub ([`templates/sgwatch-spoke.yaml`](../../../templates/sgwatch-spoke.yaml)):
+//! two EventBridge rules forwarding security-group changes and calls to the hub's bus, an hourly
+//! heartbeat, and (in one region per account) the read-only role the hub assumes.
+//!
+//! Like install, each is observe → plan → apply: [`observe`] reads the account (the stack, the
+//! recorder, the reader role, a full sgwatch stack), [`plan`] is pure, and install applies the
+//! one stack change. A re-run changes nothing; teardown removes the spoke's stack and nothing else.
+
+use std::collections::BTreeMap;
+
+use aws_config::SdkConfig;
+use aws_sdk_cloudformation::types::Capability;
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use sgwatch_handler::members::READER_ROLE;
+use sgwatch_handler::spokes;
+
+use crate::aws::Place;
+use crate::deploy::recorder::{self, Found};
+use crate::deploy::stack::{self, Body, Deployed};
+
+/// The spoke's template, embedded.
+pub const TEMPLATE: &str = include_str!("../../../templates/sgwatch-spoke.yaml");
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum SpokeCommand {
+    /// Installs or updates the spoke in this account and region (idempotent)
+    Install(SpokeArgs),
+    /// Shows what spoke install would change; changes nothing
+    Plan(SpokeArgs),
+    /// Checks the spoke, one line per check
+    Status(SpokeNameArgs),
+    /// Removes the spoke's stack, and nothing else
+    Teardown(SpokeNameArgs),
+}
+
+/// What a spoke needs to know of its hub.
+#[derive(Debug, Clone, Args)]
+pub struct SpokeArgs {
+    /// The hub's event bus (`sgwatch hub install` prints it)
+    #[arg(long = "hub", value_name = "BUS_ARN")]
+    pub hub_bus: String,
+    /// The hub handler's role, the only principal the reader role trusts (`sgwatch hub install`
+    /// prints it)
+    #[arg(long, value_name = "ROLE_ARN")]
+    pub hub_role: String,
+    /// The organization (o-…): the reader role then also requires the hub to be in it
+    #[arg(long, value_name = "ORG_ID")]
+    pub organization_id: Option<String>,
+    #[command(flatten)]
+    pub name: SpokeNameArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SpokeNameArgs {
+    /// The spoke's CloudFormation stack name
+    #[arg(long, default_value = "sgwatch-spoke")]
+    pub stack_name: String,
+    /// The full stack whose presence means this account already has its own sgwatch
+    #[arg(long, default_value = "sgwatch", value_name = "NAME")]
+    pub full_stack_name: String,
+}
+
+/// Why a spoke command stopped; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SpokeError {
+    #[error(
+        "--hub {0:?} is not an event bus ARN (arn:PARTITION:events:REGION:ACCOUNT:event-bus/NAME): \
+         `sgwatch hub install` prints the hub's"
+    )]
+    Bus(String),
+    #[error(
+        "--hub-role {0:?} is not an IAM role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME): `sgwatch \
+         hub install` prints the hub handler's"
+    )]
+    Role(String),
+    #[error(
+        "--organization-id {0:?} is not an organization id (o- and 10 to 32 letters or digits)"
+    )]
+    Organization(String),
+    #[error(
+        "--stack-name {0:?} must start with \"sgwatch\" and hold only letters, digits and dashes \
+         (the installer's IAM policy grants stacks under that prefix)"
+    )]
+    StackName(String),
+    #[error(
+        "{place} already runs the full sgwatch stack {stack}, which emails this account's owners \
+         itself: a spoke beside it would tell them twice. Keep the full stack, or remove it \
+         (`sgwatch teardown --stack-name {stack}`) and run spoke install again"
+    )]
+    FullStack { stack: String, place: Place },
+    #[error(
+        "{place} has no AWS Config recorder that records AWS::EC2::SecurityGroup{why}: the spoke \
+         would forward nothing. Record security groups (continuous recording) with the account's \
+         recorder, or install the full stack here, then run spoke install again"
+    )]
+    NotRecorded { place: Place, why: String },
+    #[error("the spoke's role {role} in {place} cannot be read: {detail}")]
+    Iam {
+        role: String,
+        place: Place,
+        detail: String,
+    },
+}
+
+fn valid_stack_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.starts_with("sgwatch")
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// An ARN's parts: `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE`.
+fn arn_parts(arn: &str) -> Option<[&str; 6]> {
+    let mut p = arn.splitn(6, ':');
+    let parts = [
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+        p.next()?,
+    ];
+    (parts[0] == "arn" && parts[1].starts_with("aws")).then_some(parts)
+}
+
+/// The flags, checked before any AWS call.
+pub fn check(args: &SpokeArgs) -> Result<BTreeMap<String, String>, SpokeError> {
+    let bus = arn_parts(&args.hub_bus)
+        .filter(|[_, _, service, region, account, resource]| {
+            *service == "events"
+                && !region.is_empty()
+                && spokes::is_account(account)
+                && resource
+                    .strip_prefix("event-bus/")
+                    .is_some_and(|n| !n.is_empty() && !n.contains('/'))
+        })
+        .ok_or_else(|| SpokeError::Bus(args.hub_bus.clone()))?;
+    let _ = bus;
+    arn_parts(&args.hub_role)
+        .filter(|[_, _, service, region, account, resource]| {
+            *service == "iam"
+                && region.is_empty()
+                && spokes::is_account(account)
+                && resource
+                    .strip_prefix("role/")
+                    .is_some_and(|n| !n.is_empty())
+        })
+        .ok_or_else(|| SpokeError::Role(args.hub_role.clone()))?;
+    let org = args.organization_id.clone().unwrap_or_default();
+    if !org.is_empty() && !spokes::is_organization_id(&org) {
+        return Err(SpokeError::Organization(org));
+    }
+    if !valid_stack_name(&args.name.stack_name) {
+        return Err(SpokeError::StackName(args.name.stack_name.clone()));
+    }
+    Ok(BTreeMap::from([
+        ("HubBusArn".to_owned(), args.hub_bus.clone()),
+        ("HubHandlerRoleArn".to_owned(), args.hub_role.clone()),
+        ("OrganizationId".to_owned(), org),
+    ]))
+}
+
+/// What spoke install reads before deciding.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub place: Place,
+    pub stack: Option<Deployed>,
+    /// The deployed template's body, when the stack exists.
+    pub template: Option<String>,
+    pub full_stack: bool,
+    pub recorder: Found,
+    /// The reader role exists (made by this stack or by the spoke of another region).
+    pub reader_role: bool,
+}
+
+/// Reads the account: read-only calls.
+pub async fn observe(config: &SdkConfig, names: &SpokeNameArgs) -> Result<Observed, crate::Error> {
+    let place = crate::aws::place(config).await?;
+    let cf = crate::aws::cloudformation(config);
+    let stack = Deployed::find(&cf, &names.stack_name, &place).await?;
+    let template = match &stack {
+        Some(_) => Some(stack::deployed_template(&cf, &names.stack_name, &place).await?),
+        None => None,
+    };
+    let full_stack = stack::describe(&cf, &names.full_stack_name, &place)
+        .await?
+        .is_some();
+    let recorder = recorder::find(&crate::aws::configservice(config), &place).await?;
+    let role = READER_ROLE;
+    let reader_role = match crate::aws::iam(config)
+        .get_role()
+        .role_name(role)
+        .send()
+        .await
+    {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_no_such_entity_exception()) =>
+        {
+            false
+        }
+        Err(e) => {
+            return Err(SpokeError::Iam {
+                role: role.to_owned(),
+                place,
+                detail: crate::aws::error_text(&e),
+            }
+            .into())
+        }
+    };
+    Ok(Observed {
+        place,
+        stack,
+        template,
+        full_stack,
+        recorder,
+        reader_role,
+    })
+}
+
+/// What spoke install would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The parameters the stack gets.
+    pub params: BTreeMap<String, String>,
+    /// Create the stack (`Some(false)`), update it (`Some(true)`), or leave it (`None`).
+    pub stack: Option<bool>,
+    /// One line per difference, for plan's report.
+    pub differences: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Decides, from what is there and what is wanted. Pure.
+pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result<Plan, SpokeError> {
+    if observed.full_stack {
+        return Err(SpokeError::FullStack {
+            stack: "sgwatch".into(),
+            place: observed.place.clone(),
+        });
+    }
+    recorded(&observed.recorder, &observed.place)?;
+    // IAM is global: the first region's spoke makes the reader role, and keeps it.
+    let deployed_params: BTreeMap<String, String> = observed
+        .stack
+        .as_ref()
+        .map(stack_params)
+        .unwrap_or_default();
+    let makes_reader = deployed_params.get("CreateReaderRole").map(String::as_str) == Some("true")
+        || !observed.reader_role;
+    wanted.insert("CreateReaderRole".into(), makes_reader.to_string());
+    let mut warnings = Vec::new();
+    if !makes_reader {
+        warnings.push(format!(
+            "the reader role {} already exists in account {} (another region's spoke made it): \
+             this spoke uses it",
+            READER_ROLE, observed.place.account
+        ));
+    }
+    let Some(_) = &observed.stack else {
+        return Ok(Plan {
+            params: wanted,
+            stack: Some(false),
+            differences: vec!["create the spoke's stack".into()],
+            warnings,
+        });
+    };
+    let mut differences: Vec<String> = wanted
+        .iter()
+        .filter(|(k, v)| deployed_params.get(*k) != Some(v))
+        .map(|(k, v)| {
+            format!(
+                "parameter {k}: {:?} -> {v:?}",
+                deployed_params.get(k).map(String::as_str).unwrap_or("")
+            )
+        })
+        .collect();
+    if observed.template.as_deref() != Some(TEMPLATE) {
+        differences.push("template: a newer spoke template".into());
+    }
+    Ok(Plan {
+        stack: (!differences.is_empty()).then_some(true),
+        params: wanted,
+        differences,
+        warnings,
+    })
+}
+
+fn stack_params(d: &Deployed) -> BTreeMap<String, String> {
+    d.stack
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_owned(),
+                p.parameter_value()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The recorder must record security groups, and continuously, or the spoke forwards nothing
+/// (or a day late).
+fn recorded(found: &Found, place: &Place) -> Result<(), SpokeError> {
+    let why = if found.recorder.is_none() {
+        Some(" (there is no recorder)".to_owned())
+    } else if !found.records_security_groups() {
+        Some(String::new())
+    } else if !found.recording {
+        Some(" that is recording (the recorder is stopped)".to_owned())
+    } else {
+        found
+            .daily_security_groups()
+            .map(|daily| format!(" continuously ({daily})"))
+    };
+    match why {
+        Some(why) => Err(SpokeError::NotRecorded {
+            place: place.clone(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// What a spoke command did, or would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    #[serde(skip)]
+    pub verb: &'static str,
+    pub account: String,
+    pub region: String,
+    pub stack: String,
+    pub changes: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (verb, stack, region, account) = (self.verb, &self.stack, &self.region, &self.account);
+        if self.changes.is_empty() {
+            return writeln!(f, "{verb} {stack} in {region} ({account}): no changes");
+        }
+        writeln!(f, "{verb} {stack} in {region} ({account}):")?;
+        for c in &self.changes {
+            writeln!(f, "  {c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `sgwatch spoke plan`.
+pub async fn plan_only(args: &SpokeArgs, config: &SdkConfig) -> Result<Report, crate::Error> {
+    let wanted = check(args)?;
+    let observed = observe(config, &args.name).await?;
+    let p = plan(&observed, wanted)?;
+    Ok(report(
+        "spoke plan",
+        &observed.place,
+        args,
+        p.differences,
+        p.warnings,
+    ))
+}
+
+/// `sgwatch spoke install`.
+pub async fn install(
+    args: &SpokeArgs,
+    config: &SdkConfig,
+    progress: bool,
+) -> Result<Report, crate::Error> {
+    let wanted = check(args)?;
+    let observed = observe(config, &args.name).await?;
+    let p = plan(&observed, wanted)?;
+    let Some(exists) = p.stack else {
+        return Ok(report(
+            "spoke install",
+            &observed.place,
+            args,
+            Vec::new(),
+            p.warnings,
+        ));
+    };
+    let cf = crate::aws::cloudformation(config);
+    let name = &args.name.stack_name;
+    let body = Body {
+        template: TEMPLATE,
+        // The reader role has a fixed name, which the hub assumes.
+        capability: Capability::CapabilityNamedIam,
+    };
+    let change_set =
+        stack::create_change_set_of(&cf, name, body, &p.params, exists, &observed.place).await?;
+    if change_set.empty {
+        stack::delete_change_set(&cf, name, &change_set, &observed.place).await?;
+        return Ok(report(
+            "spoke install",
+            &observed.place,
+            args,
+            Vec::new(),
+            p.warnings,
+        ));
+    }
+    stack::execute(&cf, name, &change_set, &observed.place, progress).await?;
+    Ok(report(
+        "spoke install",
+        &observed.place,
+        args,
+        p.differences,
+        p.warnings,
+    ))
+}
+
+fn report(
+    verb: &'static str,
+    place: &Place,
+    args: &SpokeArgs,
+    changes: Vec<String>,
+    warnings: Vec<String>,
+) -> Report {
+    Report {
+        verb,
+        account: place.account.clone(),
+        region: place.region.clone(),
+        stack: args.name.stack_name.clone(),
+        changes,
+        warnings,
+    }
+}
+
+/// `sgwatch spoke teardown`: the spoke's stack, nothing else (the recorder is the account's).
+pub async fn teardown(
+    names: &SpokeNameArgs,
+    config: &SdkConfig,
+    progress: bool,
+) -> Result<Report, crate::Error> {
+    if !valid_stack_name(&names.stack_name) {
+        return Err(SpokeError::StackName(names.stack_name.clone()).into());
+    }
+    let place = crate::aws::place(config).await?;
+    let cf = crate::aws::cloudformation(config);
+    let removed = stack::delete(&cf, &names.stack_name, &place, progress).await?;
+    Ok(Report {
+        verb: "spoke teardown",
+        account: place.account,
+        region: place.region,
+        stack: names.stack_name.clone(),
+        changes: if removed {
+            vec![format!("removed stack {}", names.stack_name)]
+        } else {
+            Vec::new()
+        },
+        warnings: Vec::new(),
+    })
+}
+
+/// One line of `spoke status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub ok: bool,
+    pub what: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub account: String,
+    pub region: String,
+    pub stack: String,
+    pub checks: Vec<Check>,
+}
+
+impl Status {
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| !c.ok)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "spoke {} in {} ({}):",
+            self.stack, self.region, self.account
+        )?;
+        for c in &self.checks {
+            let mark = if c.ok { "ok  " } else { "FAIL" };
+            writeln!(f, "  {mark} {}: {}", c.what, c.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// `sgwatch spoke status`: the stack, the recorder, the reader role.
+pub async fn status(names: &SpokeNameArgs, config: &SdkConfig) -> Result<Status, crate::Error> {
+    let observed = observe(config, names).await?;
+    let mut checks = Vec::new();
+    checks.push(match &observed.stack {
+        None => Check {
+            ok: false,
+            what: "stack".into(),
+            detail: "not installed: run `sgwatch spoke install`".into(),
+        },
+        Some(d) => {
+            let status = d.status().map(|s| s.as_str()).unwrap_or("?").to_owned();
+            let settled = matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE");
+            let hub = stack_params(d)
+                .get("HubBusArn")
+                .cloned()
+                .unwrap_or_default();
+            Check {
+                ok: settled,
+                what: "stack".into(),
+                detail: format!("{status}, forwarding to {hub}"),
+            }
+        }
+    });
+    checks.push(match recorded(&observed.recorder, &observed.place) {
+        Ok(()) => Check {
+            ok: true,
+            what: "recorder".into(),
+            detail: format!(
+                "{} records AWS::EC2::SecurityGroup continuously",
+                observed.recorder.recorder_name().unwrap_or("?")
+            ),
+        },
+        Err(e) => Check {
+            ok: false,
+            what: "recorder".into(),
+            detail: e.to_string(),
+        },
+    });
+    checks.push(Check {
+        ok: observed.reader_role,
+        what: "reader role".into(),
+        detail: if observed.reader_role {
+            format!("{} exists", READER_ROLE)
+        } else {
+            format!(
+                "{} is missing: the hub cannot read this account's oversized items",
+                READER_ROLE
+            )
+        },
+    });
+    if observed.full_stack {
+        checks.push(Check {
+            ok: false,
+            what: "full stack".into(),
+            detail: format!(
+                "{} runs here too: owners are told twice",
+                names.full_stack_name
+            ),
+        });
+    }
+    Ok(Status {
+        account: observed.place.account,
+        region: observed.place.region,
+        stack: names.stack_name.clone(),
+        checks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(bus: &str, role: &str, org: Option<&str>) -> SpokeArgs {
+        SpokeArgs {
+            hub_bus: bus.into(),
+            hub_role: role.into(),
+            organization_id: org.map(str::to_owned),
+            name: SpokeNameArgs {
+                stack_name: "sgwatch-spoke".into(),
+                full_stack_name: "sgwatch".into(),
+            },
+        }
+    }
+
+    const BUS: &str = "arn:aws:events:eu-west-1:999988887777:event-bus/sgwatch-hub";
+    const ROLE: &str = "arn:aws:iam::999988887777:role/sgwatch-HandlerRole-ABC";
+
+    #[test]
+    fn the_hub_flags_are_checked_before_any_call() {
+        assert!(check(&args(BUS, ROLE, None)).is_ok());
+        assert!(check(&args(BUS, ROLE, Some("o-a1b2c3d4e5"))).is_ok());
+        for bad in [
+            "sgwatch-hub",
+            "arn:aws:events:eu-west-1:999988887777:rule/x",
+            "arn:aws:events:eu-west-1:9999:event-bus/x",
+            "arn:aws:sqs:eu-west-1:999988887777:event-bus/x",
+        ] {
+            assert!(
+                matches!(check(&args(bad, ROLE, None)), Err(SpokeError::Bus(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check(&args(BUS, "arn:aws:iam::999988887777:user/x", None)),
+            Err(SpokeError::Role(_))
+        ));
+        assert!(matches!(
+            check(&args(BUS, ROLE, Some("org-1"))),
+            Err(SpokeError::Organization(_))
+        ));
+        let mut named = args(BUS, ROLE, None);
+        named.name.stack_name = "spoke".into();
+        assert!(matches!(check(&named), Err(SpokeError::StackName(_))));
+    }
+}

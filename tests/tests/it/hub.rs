@@ -1,0 +1,444 @@
+//! One handler for the organization: a hub in the security account, spokes in three member
+//! accounts × two regions, all installed by the real installer into moto (one server, several
+//! accounts through STS).
+//!
+//! moto forwards events between accounts' buses (the spokes' rules to the hub's bus, the hub's
+//! rule to its queue), keeping the source's account and region through the named bridge
+//! "forwarded origin" in `scripts/moto.py`. It cannot run an SQS event source mapping (that needs
+//! Docker), so the test reads the hub's queue and gives each batch to the handler's SQS entry
+//! point in-process, with the settings the hub's function was deployed with. AWS Config and the
+//! heartbeat schedule are stood in for by putting their events on the member's bus, as they would.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+use sgwatch_handler::process::{handle, Services};
+use sgwatch_tests::cli::{sgwatch_as, CommandRun, Programs};
+use sgwatch_tests::emulator::{copies, Keys, Moto, ACCOUNT, REGION};
+use sgwatch_tests::fixture::{self, SENDER};
+use sgwatch_tests::organization::{self, batch, bodies, recording, HubQueue};
+
+const MEMBERS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
+const REGIONS: [&str; 2] = [REGION, "eu-west-1"];
+const OWNER: &str = "team-3@corp.example";
+const OUTSIDER: &str = "444444444444";
+const SECOPS: &str = "secops@corp.example";
+
+fn ok(run: &CommandRun) {
+    assert!(
+        run.success(),
+        "`{}` failed ({}):\n{}\n{}",
+        run.command,
+        run.status,
+        run.stdout,
+        run.stderr
+    );
+}
+
+async fn put(moto: &Moto, account: &str, region: &str, source: &str, kind: &str, detail: &Value) {
+    organization::put(moto, (account, region), source, kind, detail, None, None).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn put_at(
+    moto: &Moto,
+    account: &str,
+    region: &str,
+    source: &str,
+    kind: &str,
+    detail: &Value,
+    bus: Option<&str>,
+    time: Option<SystemTime>,
+) {
+    organization::put(moto, (account, region), source, kind, detail, bus, time).await
+}
+
+async fn drain(sqs: &aws_sdk_sqs::Client, url: &str, arn: &str) -> Vec<Value> {
+    let queue = HubQueue {
+        sqs: sqs.clone(),
+        url: url.to_owned(),
+        arn: arn.to_owned(),
+    };
+    queue.drain().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
+    let programs = Programs::build_for("hub");
+    let moto = Moto::start();
+    let hub = moto.sdk_config(None).await;
+    moto.verify_sender(&hub, SENDER).await;
+    let zip = programs.handler_zip().unwrap();
+    let zip = zip.to_str().unwrap();
+
+    // The hub, in the security account (moto's default account), for the three members.
+    let members = MEMBERS.join(",");
+    let installed = sgwatch_as(
+        &programs,
+        &moto,
+        REGION,
+        None,
+        &[
+            "hub",
+            "install",
+            "--sender",
+            SENDER,
+            "--handler-zip",
+            zip,
+            "--arch",
+            "x86_64",
+            "--actor-feed",
+            "off",
+            "--fallback-recipient",
+            SECOPS,
+            "--member-accounts",
+            &members,
+            "--output",
+            "json",
+        ],
+    )
+    .await
+    .unwrap();
+    ok(&installed);
+    let report: Value = serde_json::from_str(&installed.stdout).unwrap();
+    let bus = report["hub_bus_arn"].as_str().unwrap().to_owned();
+    let role = report["hub_role_arn"].as_str().unwrap().to_owned();
+    assert!(
+        bus.starts_with(&format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/")),
+        "{bus}"
+    );
+    assert!(
+        report["spoke_command"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("--hub {bus} --hub-role {role}")),
+        "{report}"
+    );
+
+    // A spoke in every member account × region; the first region's makes the reader role.
+    let mut keys: BTreeMap<&str, Keys> = BTreeMap::new();
+    for account in MEMBERS {
+        keys.insert(account, moto.keys_in(account).await);
+        for region in REGIONS {
+            recording(&moto, account, region).await;
+            let run = sgwatch_as(
+                &programs,
+                &moto,
+                region,
+                Some(&keys[account]),
+                &["spoke", "install", "--hub", &bus, "--hub-role", &role],
+            )
+            .await
+            .unwrap();
+            ok(&run);
+            // A second run changes nothing.
+            let again = sgwatch_as(
+                &programs,
+                &moto,
+                region,
+                Some(&keys[account]),
+                &["spoke", "install", "--hub", &bus, "--hub-role", &role],
+            )
+            .await
+            .unwrap();
+            ok(&again);
+            assert!(again.stdout.contains("no changes"), "{}", again.stdout);
+        }
+        // The reader role exists once per account, and only the hub's role may assume it.
+        let iam = aws_sdk_iam::Client::new(&moto.sdk_config_in_account(account, REGION).await);
+        let reader = iam
+            .get_role()
+            .role_name("sgwatch-reader")
+            .send()
+            .await
+            .unwrap();
+        let trust = urlencoding_decode(
+            reader
+                .role()
+                .unwrap()
+                .assume_role_policy_document()
+                .unwrap(),
+        );
+        assert!(trust.contains(&role), "{trust}");
+    }
+    // The spokes' rules forward to the hub's bus, through their forwarding role.
+    let member = moto.sdk_config_in_account(MEMBERS[2], REGIONS[1]).await;
+    let events = aws_sdk_eventbridge::Client::new(&member);
+    let rules = events.list_rules().send().await.unwrap();
+    let forwarding: Vec<_> = rules
+        .rules()
+        .iter()
+        .filter(|r| r.name().unwrap_or_default().starts_with("sgwatch-spoke"))
+        .collect();
+    assert_eq!(forwarding.len(), 2, "{rules:?}");
+    for r in forwarding {
+        let targets = events
+            .list_targets_by_rule()
+            .rule(r.name().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(targets.targets().len(), 1);
+        assert_eq!(targets.targets()[0].arn(), bus);
+    }
+
+    // Department B opens RDP on team 3's group, in account 3 / region 2.
+    let (account, region) = (MEMBERS[2], REGIONS[1]);
+    let ec2 = aws_sdk_ec2::Client::new(&member);
+    let group = fixture::security_group(
+        &ec2,
+        "team-3-web",
+        "team 3's web servers",
+        &[("NotifyOnChange", "Yes"), ("OwnerDL", OWNER)],
+    )
+    .await
+    .unwrap();
+    let item = organization::rdp_opened(&moto, (account, region), &group)
+        .await
+        .unwrap();
+    let who_arn = organization::dept_b(account);
+
+    // Both reached the hub's queue, from account 3 / region 2.
+    let sqs = aws_sdk_sqs::Client::new(&hub);
+    let queue_url = sqs
+        .list_queues()
+        .send()
+        .await
+        .unwrap()
+        .queue_urls()
+        .iter()
+        .find(|u| u.contains("HubQueue"))
+        .expect("the hub's queue")
+        .clone();
+    let queue_arn = format!(
+        "arn:aws:sqs:{REGION}:{ACCOUNT}:{}",
+        queue_url.rsplit('/').next().unwrap()
+    );
+    let records = drain(&sqs, &queue_url, &queue_arn).await;
+    let origins: Vec<(String, String, String)> = bodies(&records)
+        .iter()
+        .map(|b| {
+            (
+                b["source"].as_str().unwrap().to_owned(),
+                b["account"].as_str().unwrap().to_owned(),
+                b["region"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        origins,
+        vec![
+            ("aws.ec2".into(), account.into(), region.into()),
+            ("aws.config".into(), account.into(), region.into()),
+        ]
+    );
+
+    // The hub's handler, as deployed, takes the batch: the call warns team 3 at once (their
+    // group's tags read through account 3's reader role); the Config item adds nothing new.
+    let settings = organization::deployed_settings(&hub).await.unwrap();
+    assert!(settings.hub);
+    let services = Services::new(&hub, &settings);
+    let first = batch(records, &settings, &services).await;
+    assert_eq!(
+        (first.records, first.failed, first.recorded),
+        (2, 0, 1),
+        "{first:?}\n{}",
+        moto.log()
+    );
+    let mail = moto.ses_messages().await;
+    assert_eq!(
+        copies(&mail),
+        BTreeMap::from([(
+            (
+                OWNER.to_owned(),
+                mail[0].subject.clone().unwrap_or_default()
+            ),
+            1
+        )]),
+        "{mail:#?}"
+    );
+    let email = &mail[0];
+    assert_eq!(email.source, SENDER);
+    let text = email.text.as_deref().unwrap_or_default();
+    assert!(text.contains(&format!("Account:    {account}")), "{text}");
+    assert!(text.contains(&format!("Region:     {region}")), "{text}");
+    assert!(
+        text.contains(&who_arn),
+        "the email names who did it: {text}"
+    );
+    assert!(text.contains("3389"), "{text}");
+
+    // Delivered again (the queue's at-least-once), nothing more is sent.
+    put(
+        &moto,
+        account,
+        region,
+        "aws.config",
+        "Config Configuration Item Change",
+        &item,
+    )
+    .await;
+    let again = drain(&sqs, &queue_url, &queue_arn).await;
+    batch(again, &settings, &services).await;
+    assert_eq!(moto.ses_messages().await.len(), 1);
+
+    // An account outside the list: its events are refused by the handler, heartbeat and change.
+    let mut foreign = item.clone();
+    foreign["configurationItem"]["awsAccountId"] = json!(OUTSIDER);
+    foreign["configurationItem"]["awsRegion"] = json!(REGION);
+    let outsider = json!({
+        "version": "0", "id": "outsider-1", "detail-type": "Config Configuration Item Change",
+        "source": "aws.config", "account": OUTSIDER, "region": REGION, "time": "2026-12-05T10:00:00Z",
+        "resources": [], "detail": foreign,
+    });
+    let beat = json!({
+        "version": "0", "id": "outsider-2", "detail-type": sgwatch_handler::spokes::HEARTBEAT_DETAIL_TYPE,
+        "source": sgwatch_handler::spokes::HEARTBEAT_SOURCE, "account": OUTSIDER, "region": REGION,
+        "time": "2026-12-05T10:00:00Z", "resources": [],
+        "detail": {"account": OUTSIDER, "region": REGION, "stack": "sgwatch-spoke"},
+    });
+    let refused = batch(
+        [outsider, beat]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| json!({"messageId": format!("o-{i}"), "body": b.to_string(), "eventSource": "aws:sqs"}))
+            .collect(),
+        &settings,
+        &services,
+    )
+    .await;
+    assert_eq!(
+        (refused.skipped, refused.heartbeats, refused.failed),
+        (2, 0, 0),
+        "{refused:?}"
+    );
+    assert_eq!(moto.ses_messages().await.len(), 1);
+
+    // Heartbeats: every spoke beats (the schedule's PutEvents, put straight on the hub's bus).
+    // Account 2 / region 1's last beat was four hours ago, and then its spoke is torn down.
+    for m in MEMBERS {
+        for r in REGIONS {
+            let when = (m == MEMBERS[1] && r == REGIONS[0])
+                .then(|| SystemTime::now() - Duration::from_secs(4 * 3600));
+            let detail = json!({"account": m, "region": r, "stack": "sgwatch-spoke"});
+            put_at(
+                &moto,
+                m,
+                r,
+                sgwatch_handler::spokes::HEARTBEAT_SOURCE,
+                sgwatch_handler::spokes::HEARTBEAT_DETAIL_TYPE,
+                &detail,
+                Some(&bus),
+                when,
+            )
+            .await;
+        }
+    }
+    let beats = drain(&sqs, &queue_url, &queue_arn).await;
+    let r = batch(beats, &settings, &services).await;
+    assert_eq!((r.heartbeats, r.failed), (6, 0), "{r:?}");
+    let down = sgwatch_as(
+        &programs,
+        &moto,
+        REGIONS[0],
+        Some(&keys[MEMBERS[1]]),
+        &["spoke", "teardown", "--yes"],
+    )
+    .await
+    .unwrap();
+    ok(&down);
+
+    // The others still reach the hub.
+    put(
+        &moto,
+        MEMBERS[0],
+        REGIONS[1],
+        "aws.config",
+        "Config Configuration Item Change",
+        &item,
+    )
+    .await;
+    assert_eq!(drain(&sqs, &queue_url, &queue_arn).await.len(), 1);
+    put(
+        &moto,
+        MEMBERS[1],
+        REGIONS[0],
+        "aws.config",
+        "Config Configuration Item Change",
+        &item,
+    )
+    .await;
+    assert!(
+        drain(&sqs, &queue_url, &queue_arn).await.is_empty(),
+        "the torn-down spoke still forwards"
+    );
+
+    // hub status names account 2 / region 1 as blind, first.
+    let status = sgwatch_as(
+        &programs,
+        &moto,
+        REGION,
+        None,
+        &["hub", "status", "--output", "json"],
+    )
+    .await
+    .unwrap();
+    let s: Value = serde_json::from_str(&status.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", status.stdout, status.stderr));
+    let spokes = s["coverage"]["spokes"].as_array().unwrap();
+    assert_eq!(s["coverage"]["blind"], 1, "{s:#}");
+    assert_eq!(spokes[0]["account"], MEMBERS[1]);
+    assert_eq!(spokes[0]["region"], REGIONS[0]);
+    assert_eq!(spokes[0]["blind"], "no heartbeat for 4 h");
+    assert_eq!(spokes.len(), 6, "{s:#}");
+    assert!(!status.success(), "a blind spoke fails hub status");
+    let text = sgwatch_as(&programs, &moto, REGION, None, &["hub", "status"])
+        .await
+        .unwrap();
+    assert!(
+        text.stdout
+            .contains(&format!("{} {}", MEMBERS[1], REGIONS[0]))
+            && text.stdout.contains("BLIND (no heartbeat for 4 h)"),
+        "{}",
+        text.stdout
+    );
+
+    // The hub's hourly look tells the fallback recipient of the silent spoke, once.
+    let check =
+        json!({"source": "sgwatch.hub", "detail-type": "sgwatch coverage check", "detail": {}});
+    let told = handle(&check, &settings, &services).await.unwrap();
+    assert_eq!(told.sent, 1, "{told:?}");
+    let again = handle(&check, &settings, &services).await.unwrap();
+    assert_eq!((again.sent, again.skipped), (0, 1), "{again:?}");
+    let mail = moto.ses_messages().await;
+    let silent: Vec<_> = mail.iter().filter(|m| m.destinations == [SECOPS]).collect();
+    assert_eq!(silent.len(), 1, "{mail:#?}");
+    assert_eq!(
+        silent[0].subject.as_deref(),
+        Some(format!(
+            "[sgwatch] spoke {}/{} silent for 4 h: its changes reach no one",
+            MEMBERS[1], REGIONS[0]
+        ))
+        .as_deref()
+    );
+}
+
+/// IAM returns policy documents URL-encoded.
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
