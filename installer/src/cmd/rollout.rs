@@ -586,7 +586,16 @@ pub async fn rollout(
             }
         }
     };
-    let reports = run_all(targets, action, args.concurrency, run, on_done).await;
+    // A new account's spokes would race to make its one reader role: its first region goes in a
+    // wave of its own, before the others.
+    let (first, rest) = match spoke {
+        Some(_) if action == Action::Install => first_region_of_each_account(targets),
+        _ => (targets, Vec::new()),
+    };
+    let mut reports = run_all(first, action, args.concurrency, &run, &on_done).await;
+    if !rest.is_empty() {
+        reports.extend(run_all(rest, action, args.concurrency, &run, &on_done).await);
+    }
     Ok(Rollout(reports))
 }
 
@@ -669,6 +678,14 @@ async fn on_target(
             Ok(teardown::teardown(&args, &config, false).await?.removed)
         }
     }
+}
+
+/// The targets split in two waves: each account's first region, then the others.
+fn first_region_of_each_account(targets: Vec<Target>) -> (Vec<Target>, Vec<Target>) {
+    let mut seen = HashSet::new();
+    targets
+        .into_iter()
+        .partition(|t| seen.insert(t.account.clone()))
 }
 
 /// One target's spoke: its own credentials, then the action.
@@ -888,6 +905,28 @@ targets:
         ] {
             assert!(!is_region_shaped(region), "{region}");
         }
+    }
+
+    #[test]
+    fn a_new_accounts_first_region_goes_before_its_others() {
+        // GOOD: 111122223333 in us-east-1 and eu-west-1, 444455556666 in us-west-2.
+        let (first, rest) = first_region_of_each_account(parse_targets("t", GOOD).unwrap());
+        let places = |ts: &[Target]| -> Vec<(String, String)> {
+            ts.iter()
+                .map(|t| (t.account.clone(), t.region.clone()))
+                .collect()
+        };
+        assert_eq!(
+            places(&first),
+            [
+                ("111122223333".to_owned(), "us-east-1".to_owned()),
+                ("444455556666".to_owned(), "us-west-2".to_owned()),
+            ]
+        );
+        assert_eq!(
+            places(&rest),
+            [("111122223333".to_owned(), "eu-west-1".to_owned())]
+        );
     }
 
     #[tokio::test]
