@@ -57,6 +57,7 @@ pub fn decide_warning(
             resource_id: group_id.to_owned(),
             name: group.name.clone(),
             account: call.account.clone(),
+            account_name: None,
             region: call.region.clone(),
             change_type: ChangeType::Update,
             capture_time: Some(call.event_time.clone()),

@@ -51,6 +51,11 @@ pub struct Members {
     home: Mutex<Option<String>>,
     credentials: Mutex<HashMap<String, SharedCredentialsProvider>>,
     readers: Mutex<HashMap<(String, String), Reader>>,
+    /// Asks Organizations for an account's name, as the hub.
+    organizations: aws_sdk_organizations::Client,
+    /// Each account's name as Organizations told it; `None` where it could not (the hub is not
+    /// the management account or a delegated administrator, or the account is not a member).
+    names: Mutex<HashMap<String, Option<String>>>,
 }
 
 /// The partition of a region: where the reader role's ARN lives.
@@ -80,7 +85,42 @@ impl Members {
             home: Mutex::new(None),
             credentials: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
+            organizations: aws_sdk_organizations::Client::new(base),
+            names: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// With this Organizations client (tests give one that answers as AWS documents).
+    pub fn with_organizations(mut self, client: aws_sdk_organizations::Client) -> Members {
+        self.organizations = client;
+        self
+    }
+
+    /// `account`'s name, asked of Organizations once per cold start; `None` where it cannot tell
+    /// (the email then shows the id alone).
+    pub async fn account_name(&self, account: &str) -> Option<String> {
+        if let Some(known) = self.names.lock().ok()?.get(account) {
+            return known.clone();
+        }
+        let name = match self
+            .organizations
+            .describe_account()
+            .account_id(account)
+            .send()
+            .await
+        {
+            Ok(out) => out.account().and_then(|a| a.name()).map(str::to_owned),
+            Err(e) => {
+                tracing::info!(account, error = %aws_sdk_organizations::error::DisplayErrorContext(&e), "the account's name is not known: the email shows its id");
+                None
+            }
+        };
+        let mut names = self.names.lock().ok()?;
+        if names.len() >= 10 * KEPT * KEPT {
+            names.clear();
+        }
+        names.insert(account.to_owned(), name.clone());
+        name
     }
 
     /// The hub's own account.
@@ -162,6 +202,54 @@ impl Members {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_organizations::operation::describe_account::{
+        DescribeAccountError, DescribeAccountOutput,
+    };
+    use aws_sdk_organizations::types::error::AccessDeniedException;
+    use aws_sdk_organizations::types::Account;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn base() -> SdkConfig {
+        SdkConfig::builder()
+            .region(Region::new("us-east-1"))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build()
+    }
+
+    #[tokio::test]
+    async fn an_accounts_name_is_asked_of_organizations_once() {
+        let named = mock!(aws_sdk_organizations::Client::describe_account)
+            .match_requests(|r| r.account_id() == Some("111122223333"))
+            .then_output(|| {
+                DescribeAccountOutput::builder()
+                    .account(
+                        Account::builder()
+                            .id("111122223333")
+                            .name("Security-Prod")
+                            .build(),
+                    )
+                    .build()
+            });
+        let denied = mock!(aws_sdk_organizations::Client::describe_account)
+            .match_requests(|r| r.account_id() == Some("444455556666"))
+            .then_error(|| {
+                DescribeAccountError::AccessDeniedException(
+                    AccessDeniedException::builder()
+                        .message("not the management account")
+                        .build(),
+                )
+            });
+        let client = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&named, &denied]);
+        let members = Members::new(&base()).with_organizations(client);
+        for _ in 0..3 {
+            assert_eq!(
+                members.account_name("111122223333").await.as_deref(),
+                Some("Security-Prod")
+            );
+            assert_eq!(members.account_name("444455556666").await, None);
+        }
+        assert_eq!((named.num_calls(), denied.num_calls()), (1, 1));
+    }
 
     #[test]
     fn the_reader_role_is_named_in_the_regions_partition() {

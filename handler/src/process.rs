@@ -402,6 +402,8 @@ async fn process_change(
                 return unreadable(*facts, why, original, invocation, settings, services).await
             }
         };
+    let mut analysis = analysis;
+    analysis.subject.account_name = account_name(&analysis.subject.account, services).await;
     let d = decide(analysis, &settings.policy);
     log_decision(message_id, &d);
     if !d.notify {
@@ -572,6 +574,11 @@ async fn silent_spokes(
         }
     }
     outcome
+}
+
+/// A member account's name, in a hub (where Organizations tells it).
+async fn account_name(account: &str, services: &Services) -> Option<String> {
+    services.members.as_ref()?.account_name(account).await
 }
 
 /// Marks the coverage map; a failed write is logged, never an error (the next change or
@@ -876,9 +883,10 @@ async fn early_warning(
     let Some(now) = group_now(message_id, group, services).await else {
         return Outcome::Skipped;
     };
-    let Some(d) = early::decide_warning(call, group, &now, level, &settings.policy) else {
+    let Some(mut d) = early::decide_warning(call, group, &now, level, &settings.policy) else {
         return Outcome::Skipped;
     };
+    d.analysis.subject.account_name = account_name(&call.account, services).await;
     info!(
         message_id,
         resource_id = group,

@@ -35,6 +35,8 @@ pub struct Subject {
     pub resource_id: String,
     pub name: Option<String>,
     pub account: String,
+    /// The account's name in the organization, where a hub could read it.
+    pub account_name: Option<String>,
     pub region: String,
     /// What the change did: `CREATE`, `UPDATE` or `DELETE`.
     pub change_type: ChangeType,
@@ -141,6 +143,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
             resource_id: item.resource_id.clone(),
             name: group_name(item, read.previous_configuration),
             account: item.aws_account_id.clone(),
+            account_name: None,
             region: item.aws_region.clone(),
             change_type,
             capture_time: item.configuration_item_capture_time.clone(),
@@ -730,6 +733,18 @@ fn tag_pairs(value: &Value) -> Vec<(String, String)> {
 }
 
 impl Subject {
+    /// The account as the email shows it: `Security-Prod (123456789012)` when its name is known.
+    pub fn account_label(&self) -> String {
+        match self
+            .account_name
+            .as_deref()
+            .filter(|n| !n.trim().is_empty())
+        {
+            Some(name) => format!("{name} ({})", self.account),
+            None => self.account.clone(),
+        }
+    }
+
     /// What identifies this subject's notification `message_id` in logs and parked records.
     pub fn facts(&self, message_id: &str) -> Facts {
         Facts {

@@ -219,7 +219,7 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
         one_line(&s.resource_id)
     );
     let _ = writeln!(t, "Severity:   {}", a.severity.as_str().to_uppercase());
-    let _ = writeln!(t, "Account:    {}", one_line(&s.account));
+    let _ = writeln!(t, "Account:    {}", one_line(&s.account_label()));
     let _ = writeln!(t, "Region:     {}", one_line(&s.region));
     let when = s
         .capture_time
@@ -346,7 +346,7 @@ fn html_summary(h: &mut String, d: &Decision, actor: &ActorLookup) {
             "Severity",
             format!("<strong>{}</strong>", a.severity.as_str().to_uppercase()),
         ),
-        ("Account", html_text(&s.account)),
+        ("Account", html_text(&s.account_label())),
         ("Region", html_text(&s.region)),
         (
             "Change",
@@ -533,6 +533,32 @@ mod tests {
             email.subject,
             "[sgwatch CRITICAL] sg-0123456789abcdef0 (shared-http) 123456789012/us-east-1: +ingress tcp/3389 from 0.0.0.0/0"
         );
+    }
+
+    #[test]
+    fn a_hubs_email_names_the_account_by_its_name_with_the_id() {
+        let mut d = decision(fixture());
+        assert!(render(&d, &found())
+            .text
+            .contains("Account:    123456789012\n"));
+        d.analysis.subject.account_name = Some("Security-Prod".into());
+        let email = render(&d, &found());
+        assert!(
+            email
+                .text
+                .contains("Account:    Security-Prod (123456789012)\n"),
+            "{}",
+            email.text
+        );
+        assert!(email.html.contains("Security-Prod (123456789012)"));
+        // The subject keeps the id: it is short, and what people search for.
+        assert!(email.subject.contains("123456789012/us-east-1"));
+        // A name is someone's text: it reaches the email on one line, its tags escaped.
+        d.analysis.subject.account_name = Some("Prod\n<b>Bcc: x@evil.example</b>".into());
+        let email = render(&d, &found());
+        assert!(email.text.contains("Account:    Prod"), "{}", email.text);
+        assert!(!email.text.contains("\nBcc"), "{}", email.text);
+        assert!(!email.html.contains("<b>Bcc"), "{}", email.html);
     }
 
     #[test]
