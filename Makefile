@@ -17,8 +17,12 @@ lint: setup
 	@if [ -e scripts/lint-templates.sh ]; then bash scripts/lint-templates.sh; fi
 
 # The integration tests start their own moto servers (tests/src/emulator.rs); they need only .venv.
+# Three test threads, not one per core: with servers forked from a pool the tests mostly wait
+# (on retries, timeouts, the programs they run). On a 2-core machine the installer's integration
+# tests took 60-72 s with 3 threads against 83-96 s with 2, and 146-149 s with 4 (its SES-throttling
+# test stretched to 142 s); docs/BENCHMARKS.md has the figures. RUST_TEST_THREADS overrides it.
 test: setup lint
-	cargo test --workspace
+	RUST_TEST_THREADS=$${RUST_TEST_THREADS:-3} cargo test --workspace
 
 bench:
 	cargo bench -p sgwatch-handler

@@ -12,11 +12,30 @@ moto keeps a single body per message (the HTML part when there is one, else the 
 SES v2 `SendEmail` requests are also noted here, by message id, to return both parts.
 
 Prints `READY http://127.0.0.1:PORT` on stdout once it serves, then runs until SIGTERM or SIGINT
-(or, with --watch-stdin, until stdin closes: the test harness holds the other end, so moto goes
-away with the test process even when that is killed).
+(or, with --watch-stdin, until stdin closes: whoever holds the other end can be sure that moto
+goes away with it, even when it is killed).
+
+With --pool it serves nothing itself and starts servers on request, each a fork of itself: a fork
+serves within milliseconds, where a process of its own spends about a second of CPU importing moto
+and nearly as much again on the first request to each service (importing its backend, loading its
+botocore model). The test harness (tests/src/emulator.rs) keeps one pool per test process. The
+pool does that work once, for every service sgwatch calls (`POOL_SERVICES`, `warm_up`), then reads
+commands on stdin, one a line:
+
+    start LOGFILE  ->  forks a server whose stdout and stderr go to LOGFILE (made anew); it prints
+                       `READY PID http://127.0.0.1:PORT` on the pool's stdout once it serves
+                       (or `FAILED PID REASON`)
+    stop PID       ->  stops that server (SIGTERM)
+
+When stdin closes, the pool stops every server still running, removes their logs and exits; a
+server also stops by itself once the pool is gone, so none outlives a killed test process. Forking a Python process is safe only while
+it runs a single thread (a lock held by another thread would stay locked in the child for good):
+the pool starts none, and each server starts its own threads after the fork, as main() does.
+Everything patched below at import applies to the forked servers alike.
 """
 
 import argparse
+import contextlib
 import email
 import json
 import logging
@@ -33,7 +52,10 @@ _here = os.path.dirname(os.path.realpath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != _here]
 
 from moto.moto_server import threaded_moto_server
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.moto_api._internal import mock_random
+from moto.core.routing import get_service_router
+from moto.core.utils import get_service_model
 from moto.cloudformation.models import CloudFormationBackend
 from moto.awslambda.models import LambdaFunction
 from moto.events.models import EventBus, EventPattern, EventsBackend, Rule as EventsRule, events_backends
@@ -541,24 +563,153 @@ class Dispatcher(DomainDispatcherApplication):
 threaded_moto_server.DomainDispatcherApplication = Dispatcher
 
 
+def serve(port: int, ready, stop: threading.Event) -> None:
+    """Serves moto on 127.0.0.1:`port` (0: a free one) until `stop` is set; calls `ready(endpoint)`
+    once it serves."""
+    # Port 0: the OS picks a free port at bind time, so there is no race with other servers.
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    ready(f"http://{host}:{port}")
+    stop.wait()
+    server.stop()
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+
+# What the pool prepares before forking: the services sgwatch, its tests and the demo call (as
+# botocore names them; moto's dispatcher names Lambda's backend "awslambda"), and moto's own API.
+POOL_SERVICES = (
+    "sts", "iam", "s3", "sns", "sqs", "ses", "sesv2", "dynamodb", "ec2", "cloudformation",
+    "events", "config", "lambda", "logs", "cloudtrail", "ssm", "cloudwatch", "scheduler",
+    "organizations",
+)
+
+
+def warm_up() -> None:
+    """Does once, before the forks, what a new server does on each service's first request: moto's
+    dispatcher imports the service's backend and builds its Flask app (which makes the backend of
+    the default account in us-east-1, as that first request would), then the request loads the
+    service's botocore model to parse parameters and, for a REST API, builds a router of the
+    model's URIs. Both are cached for the life of the process. Starts no thread."""
+    for service in POOL_SERVICES:
+        create_backend_app("awslambda" if service == "lambda" else service)
+        model = get_service_model(service)
+        if model.protocol in ("rest-json", "rest-xml"):
+            get_service_router(service)._get_router(model.protocol)
+    create_backend_app("moto_api")
+
+
+def pool() -> None:
+    """The --pool mode (see the module docstring)."""
+    warm_up()
+    if threading.active_count() != 1:
+        sys.exit(f"moto.py --pool: {threading.active_count()} threads after warming up; "
+                 "forking now would not be safe")
+
+    servers: dict[int, str] = {}  # process id -> log file
+
+    def reap(*_):
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            servers.pop(pid, None)
+
+    signal.signal(signal.SIGCHLD, reap)
+    for line in sys.stdin:
+        command, _, argument = line.strip().partition(" ")
+        if command == "start" and argument:
+            # Held back until the new server is counted, so that reap() cannot miss it.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+            pid = os.fork()
+            if pid == 0:
+                _pool_server(argument)  # never returns
+            servers[pid] = argument
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        elif command == "stop" and argument.isdigit():
+            if int(argument) in servers:  # never a process that is not one of ours
+                os.kill(int(argument), signal.SIGTERM)
+        elif command:
+            print(f"moto.py --pool: unknown command {line.strip()!r}", file=sys.stderr, flush=True)
+    # The test process is gone: stop the servers it did not stop, and remove their logs.
+    for pid, log in list(servers.items()):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+        with contextlib.suppress(OSError):
+            os.remove(log)
+
+
+def _pool_server(log_path: str) -> None:
+    """A server forked by the pool: its output to `log_path`, its READY line to the pool's
+    stdout."""
+    status = 1
+    answer = os.dup(1)
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        stop = threading.Event()
+        stop_on_signals(stop)
+        pool_pid = os.getppid()
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        # The pool's random state is every server's: draw ids of this server's own, as a new
+        # process would.
+        mock_random.seed()
+
+        def watch_pool():
+            while os.getppid() == pool_pid:
+                time.sleep(1)
+            stop.set()
+
+        threading.Thread(target=watch_pool, daemon=True).start()
+
+        def ready(endpoint):
+            os.write(answer, f"READY {os.getpid()} {endpoint}\n".encode())
+            os.close(answer)
+
+        serve(0, ready, stop)
+        status = 0
+    except BaseException as e:  # whatever it is, the harness waits for this server's line
+        try:
+            reason = f"{type(e).__name__}: {e}".replace("\n", " ")
+            os.write(answer, f"FAILED {os.getpid()} {reason}\n".encode())
+        except OSError:
+            pass
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port to serve on (default: a free one)")
     parser.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes")
+    parser.add_argument("--pool", action="store_true",
+                        help="start servers on request, forked (see above); stdin carries requests")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args()
 
     if not args.verbose:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
-    # Port 0: the OS picks a free port at bind time, so there is no race with other servers.
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    if args.pool:
+        pool()
+        return
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop_on_signals(stop)
     if args.watch_stdin:
         def watch():
             while sys.stdin.buffer.read(4096):
@@ -567,9 +718,7 @@ def main() -> None:
 
         threading.Thread(target=watch, daemon=True).start()
 
-    print(f"READY http://{host}:{port}", flush=True)
-    stop.wait()
-    server.stop()
+    serve(args.port, lambda endpoint: print(f"READY {endpoint}", flush=True), stop)
 
 
 if __name__ == "__main__":

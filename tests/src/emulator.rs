@@ -4,13 +4,19 @@
 //!
 //! moto runs from the project's virtualenv (`scripts/setup.sh`, run by `make test`). When it is
 //! missing the harness panics and says so: a test that passes without its server proves nothing.
+//!
+//! The servers come from one pool per test process (`scripts/moto.py --pool`): a Python process
+//! that imports moto and prepares the services sgwatch calls once, and forks a server on each
+//! [`Moto::start`]. A fork serves within milliseconds; a process of its own spent about a second
+//! of CPU before serving, and nearly as much again on the first request to each service.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -40,10 +46,10 @@ const SETUP_HINT: &str =
 pub struct Moto {
     /// `http://127.0.0.1:PORT`, for `endpoint_url`.
     pub endpoint: String,
-    child: std::process::Child,
-    // moto.py exits when this closes, so the server dies with the test process even on SIGKILL.
-    stdin: Option<ChildStdin>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    /// The server's process id in the pool, for `stop PID`.
+    pid: u32,
+    /// Where the server writes its stderr (and stdout), for [`Moto::log`].
+    log: PathBuf,
 }
 
 /// An email moto's SES has accepted (SES v2 `SendEmail`, v1 `SendEmail` or raw).
@@ -77,76 +83,26 @@ pub struct AccessKey {
 }
 
 impl Moto {
-    /// Starts `scripts/moto.py` and waits until it serves. Panics, saying what to do, when the
-    /// virtualenv is missing or moto does not come up within 30 s.
+    /// Starts a server from this test process's pool of `scripts/moto.py` and waits until it
+    /// serves. Panics, saying what to do, when the virtualenv is missing or moto does not come up
+    /// within 30 s.
     pub fn start() -> Moto {
-        let root = repo_root();
-        let python = root.join(".venv/bin/python");
-        let script = root.join("scripts/moto.py");
-        assert!(
-            python.exists(),
-            "{} is missing: {SETUP_HINT}",
-            python.display()
-        );
-        assert!(script.exists(), "{} is missing", script.display());
-
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .arg("--watch-stdin")
-            .current_dir(&root)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", python.display()));
-
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let mut err_pipe = child.stderr.take().expect("stderr is piped");
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-
-        // Read stdout on a thread so the wait for READY can time out; keep draining it after.
-        let out_pipe = child.stdout.take().expect("stdout is piped");
-        let (ready_tx, ready_rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut ready_tx = Some(ready_tx);
-            for line in BufReader::new(out_pipe).lines() {
-                let Ok(line) = line else { break };
-                if let Some(endpoint) = line.strip_prefix("READY ") {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(endpoint.trim().to_string());
-                    }
-                }
-            }
-        });
-
-        let stdin = child.stdin.take();
-        let mut moto = Moto {
-            endpoint: String::new(),
-            child,
-            stdin,
-            stderr,
-        };
-        match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(endpoint) => moto.endpoint = endpoint,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = moto.child.wait().map(|s| s.to_string()).unwrap_or_default();
-                panic!(
-                    "moto exited before serving ({status}); {SETUP_HINT}.\nIts stderr:\n{}",
-                    moto.log()
-                );
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                "moto did not print READY within {READY_TIMEOUT:?}.\nIts stderr:\n{}",
-                moto.log()
-            ),
-        }
-        moto
+        static SERVERS: AtomicU64 = AtomicU64::new(0);
+        let log = std::env::temp_dir().join(format!(
+            "sgwatch-moto-{}-{}.log",
+            std::process::id(),
+            SERVERS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let pool = POOL.get_or_init(|| Mutex::new(Pool::start()));
+        // A start that panicked (the pool gone, or too slow) leaves the lock poisoned: its answer
+        // may still come and would be taken for the next one's.
+        let (pid, endpoint) = pool
+            .lock()
+            .unwrap_or_else(|_| {
+                panic!("moto's pool failed to start a server earlier in this test process")
+            })
+            .serve(&log);
+        Moto { endpoint, pid, log }
     }
 
     /// A server ready for the handler to send: [`SENDER`] verified and the delivery ledger's
@@ -161,7 +117,10 @@ impl Moto {
 
     /// What moto has written to stderr so far (tracebacks of failed requests), for test messages.
     pub fn log(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+        match std::fs::read(&self.log) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => format!("({}: {e})", self.log.display()),
+        }
     }
 
     /// SDK configuration for this server in [`REGION`]: static test credentials, or with
@@ -307,9 +266,124 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(pool) = POOL.get() {
+            // Poisoned or not, the pool reads the line; a server it no longer knows is ignored.
+            let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+            let _ = writeln!(pool.stdin, "stop {}", self.pid).and_then(|()| pool.stdin.flush());
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// `scripts/moto.py --pool`: the servers of this test process are forks of it (see the module
+/// header).
+struct Pool {
+    child: Child,
+    /// Commands, one a line: `start LOGFILE`, `stop PID`. moto.py stops every server and exits
+    /// when this closes, so no server outlives the test process, even one killed by SIGKILL.
+    stdin: ChildStdin,
+    /// The pool's stdout, a line at a time: `READY PID ENDPOINT` (or `FAILED PID REASON`) once
+    /// per `start`. Read on a thread so that the wait can time out.
+    lines: mpsc::Receiver<String>,
+    /// The pool's own stderr (each server writes its own to its log file).
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// The pool, started by the first [`Moto::start`]; its lock makes one start at a time, so that
+/// each `start` gets the next line.
+static POOL: OnceLock<Mutex<Pool>> = OnceLock::new();
+
+impl Pool {
+    fn start() -> Pool {
+        let root = repo_root();
+        let python = root.join(".venv/bin/python");
+        let script = root.join("scripts/moto.py");
+        assert!(
+            python.exists(),
+            "{} is missing: {SETUP_HINT}",
+            python.display()
+        );
+        assert!(script.exists(), "{} is missing", script.display());
+
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .arg("--pool")
+            .current_dir(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; {SETUP_HINT}", python.display()));
+
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = err_pipe.read(&mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+
+        let out_pipe = child.stdout.take().expect("stdout is piped");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+
+        let stdin = child.stdin.take().expect("stdin is piped");
+        Pool {
+            child,
+            stdin,
+            lines,
+            stderr,
+        }
+    }
+
+    /// A new server writing its stderr to `log`: its process id and endpoint.
+    fn serve(&mut self, log: &Path) -> (u32, String) {
+        let sent =
+            writeln!(self.stdin, "start {}", log.display()).and_then(|()| self.stdin.flush());
+        let line = match sent {
+            Ok(()) => self.lines.recv_timeout(READY_TIMEOUT),
+            Err(_) => Err(mpsc::RecvTimeoutError::Disconnected),
+        };
+        let line = match line {
+            Ok(line) => line,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                panic!(
+                    "moto's pool exited before serving ({status}); {SETUP_HINT}.\nIts stderr:\n{}",
+                    self.log()
+                );
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                "moto's pool did not start a server within {READY_TIMEOUT:?}.\nIts stderr:\n{}\n\
+                 The server's:\n{}",
+                self.log(),
+                read_log(log)
+            ),
+        };
+        let ready = line.strip_prefix("READY ").and_then(|rest| {
+            let (pid, endpoint) = rest.trim().split_once(' ')?;
+            Some((pid.parse().ok()?, endpoint.to_owned()))
+        });
+        ready.unwrap_or_else(|| {
+            panic!(
+                "moto's pool did not start a server: {line}\nIts stderr:\n{}\nThe server's:\n{}",
+                self.log(),
+                read_log(log)
+            )
+        })
+    }
+
+    fn log(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
     }
 }
 
