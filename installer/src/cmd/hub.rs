@@ -11,7 +11,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use sgwatch_handler::spokes::{self, Blind, Mark, Seen};
+use sgwatch_handler::spokes::{self, Blind, Marks};
 
 use crate::cmd::install::{self, InstallArgs};
 use crate::cmd::status::{self, StatusArgs};
@@ -182,14 +182,8 @@ impl std::fmt::Display for HubStatus {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+    sgwatch_handler::dedupe::epoch_secs(std::time::SystemTime::now())
 }
-
-/// What the table holds of every account × region.
-pub type Marks = BTreeMap<(String, String), Seen>;
 
 /// Reads the coverage map's items: one `BatchGetItem` of [`spokes::SHARDS`] keys.
 pub async fn read_marks(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Marks, String> {
@@ -233,18 +227,8 @@ pub async fn read_marks(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Res
 
 fn read_item(item: &std::collections::HashMap<String, AttributeValue>, marks: &mut Marks) {
     for (name, value) in item {
-        let Some((mark, account, region)) = spokes::parse_attribute(name) else {
-            continue;
-        };
-        let Some(secs) = value.as_n().ok().and_then(|n| n.parse::<u64>().ok()) else {
-            continue;
-        };
-        let seen = marks
-            .entry((account.to_owned(), region.to_owned()))
-            .or_default();
-        match mark {
-            Mark::Heartbeat => seen.last_heartbeat = Some(secs),
-            Mark::Change => seen.last_change = Some(secs),
+        if let Some(secs) = value.as_n().ok().and_then(|n| n.parse::<u64>().ok()) {
+            spokes::add_mark(marks, name, secs);
         }
     }
 }
@@ -334,6 +318,7 @@ pub enum HubError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sgwatch_handler::spokes::Seen;
 
     fn seen(beat: Option<u64>, change: Option<u64>) -> Seen {
         Seen {

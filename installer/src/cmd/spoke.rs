@@ -127,7 +127,7 @@ fn arn_parts(arn: &str) -> Option<[&str; 6]> {
 
 /// The flags, checked before any AWS call.
 pub fn check(args: &SpokeArgs) -> Result<BTreeMap<String, String>, SpokeError> {
-    let bus = arn_parts(&args.hub_bus)
+    arn_parts(&args.hub_bus)
         .filter(|[_, _, service, region, account, resource]| {
             *service == "events"
                 && !region.is_empty()
@@ -137,7 +137,6 @@ pub fn check(args: &SpokeArgs) -> Result<BTreeMap<String, String>, SpokeError> {
                     .is_some_and(|n| !n.is_empty() && !n.contains('/'))
         })
         .ok_or_else(|| SpokeError::Bus(args.hub_bus.clone()))?;
-    let _ = bus;
     arn_parts(&args.hub_role)
         .filter(|[_, _, service, region, account, resource]| {
             *service == "iam"
@@ -169,7 +168,8 @@ pub struct Observed {
     pub stack: Option<Deployed>,
     /// The deployed template's body, when the stack exists.
     pub template: Option<String>,
-    pub full_stack: bool,
+    /// The full stack's name, when it runs here.
+    pub full_stack: Option<String>,
     pub recorder: Found,
     /// The reader role exists (made by this stack or by the spoke of another region).
     pub reader_role: bool,
@@ -186,7 +186,7 @@ pub async fn observe(config: &SdkConfig, names: &SpokeNameArgs) -> Result<Observ
     };
     let full_stack = stack::describe(&cf, &names.full_stack_name, &place)
         .await?
-        .is_some();
+        .map(|_| names.full_stack_name.clone());
     let recorder = recorder::find(&crate::aws::configservice(config), &place).await?;
     let role = READER_ROLE;
     let reader_role = match crate::aws::iam(config)
@@ -235,9 +235,9 @@ pub struct Plan {
 
 /// Decides, from what is there and what is wanted. Pure.
 pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result<Plan, SpokeError> {
-    if observed.full_stack {
+    if let Some(stack) = &observed.full_stack {
         return Err(SpokeError::FullStack {
-            stack: "sgwatch".into(),
+            stack: stack.clone(),
             place: observed.place.clone(),
         });
     }
@@ -542,7 +542,7 @@ pub async fn status(names: &SpokeNameArgs, config: &SdkConfig) -> Result<Status,
             )
         },
     });
-    if observed.full_stack {
+    if observed.full_stack.is_some() {
         checks.push(Check {
             ok: false,
             what: "full stack".into(),

@@ -79,7 +79,7 @@ impl Hub {
         if let Some(bad) = self
             .member_accounts
             .iter()
-            .find(|a| !(a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())))
+            .find(|a| !sgwatch_handler::spokes::is_account(a))
         {
             return Err(InstallError::HubAccount(bad.clone()));
         }
