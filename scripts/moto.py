@@ -57,6 +57,7 @@ from moto.moto_api._internal import mock_random
 from moto.core.routing import get_service_router
 from moto.core.utils import get_service_model
 from moto.cloudformation.models import CloudFormationBackend
+from moto.cloudtrail.responses import CloudTrailResponse
 from moto.awslambda.models import LambdaFunction
 from moto.events.models import EventBus, EventPattern, EventsBackend, Rule as EventsRule, events_backends
 from moto.events.utils import EventTemplateParser
@@ -91,6 +92,16 @@ def _note_simple_bodies(send_email):
 
 
 SESV2Response.send_email = _note_simple_bodies(SESV2Response.send_email)
+
+
+# moto's CloudTrail has no LookupEvents: it answers 500, which the SDK retries with backoff for
+# seconds before the handler gives up on the actor. moto records no API calls either, so answer
+# as CloudTrail does before it has delivered the call (it lags by minutes): no events.
+def _lookup_events(self):
+    return json.dumps({"Events": []})
+
+
+CloudTrailResponse.lookup_events = _lookup_events
 
 
 # moto builds a stack's outputs once, from the template it had when the stack object was made,

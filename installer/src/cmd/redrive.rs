@@ -711,19 +711,8 @@ async fn origins(
         .into_iter()
         .collect();
     // The Config rule has no output: its name is the resource's physical id, when it exists.
-    if let Ok(out) = cf
-        .describe_stack_resource()
-        .stack_name(stack_name)
-        .logical_resource_id("EventRule")
-        .send()
-        .await
-    {
-        if let Some(name) = out
-            .stack_resource_detail()
-            .and_then(|d| d.physical_resource_id())
-        {
-            rules.push(rule_arn(name.rsplit('/').next().unwrap_or(name)));
-        }
+    if let Some(name) = stack::physical_id(cf, stack_name, "EventRule").await {
+        rules.push(rule_arn(name.rsplit('/').next().unwrap_or(&name)));
     }
     Origins {
         function_arn,

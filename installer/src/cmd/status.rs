@@ -295,19 +295,7 @@ async fn route(config: &SdkConfig, seen: &Seen) -> Route {
 /// The stack's EventBridge rule and its targets.
 async fn rule(config: &SdkConfig, stack_name: &str) -> Result<Option<Rule>, String> {
     let cf = crate::aws::cloudformation(config);
-    let name = cf
-        .list_stack_resources()
-        .stack_name(stack_name)
-        .send()
-        .await
-        .ok()
-        .and_then(|r| {
-            r.stack_resource_summaries()
-                .iter()
-                .find(|s| s.logical_resource_id() == Some("EventRule"))
-                .and_then(|s| s.physical_resource_id().map(str::to_owned))
-        });
-    let Some(name) = name.filter(|r| !r.is_empty()) else {
+    let Some(name) = crate::deploy::stack::physical_id(&cf, stack_name, "EventRule").await else {
         return Ok(None);
     };
     let events = crate::aws::eventbridge(config);

@@ -227,14 +227,14 @@ async fn a_feed_that_cannot_be_written_fails_nothing_and_the_notification_still_
         }
     );
     // The notification is decided as ever; without the feed the actor comes from LookupEvents,
-    // which moto lacks: unknown, with both reasons.
+    // which has no event for this made-up change: unknown, with both reasons.
     let ok = settings(&[("SGWATCH_EARLY_WARNING", "off")]);
     let report = handle(&change.notification, &ok, &Services::new(&config, &ok))
         .await
         .unwrap();
     assert_eq!(report.sent, 1, "{report:?}");
     let text = moto.ses_messages().await[0].text.clone().unwrap();
-    assert!(text.contains("Changed by: unknown (the actor feed has no call on this group in the 15 minutes before the change; the CloudTrail lookup failed)"), "{text}");
+    assert!(text.contains("Changed by: unknown (the actor feed has no call on this group in the 15 minutes before the change; CloudTrail has no matching security-group event yet)"), "{text}");
 }
 
 /// Department A's tagged group, HTTP open to the world.

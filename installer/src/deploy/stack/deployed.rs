@@ -51,6 +51,29 @@ fn is_missing_stack<E: ProvideErrorMetadata, R>(
     })
 }
 
+/// The physical id of the stack's resource `logical`, if the stack has it. Read through
+/// `ListStackResources` (one call for every resource), not `DescribeStackResource`, which answers
+/// an error for a resource the stack does not have.
+pub async fn physical_id(cf: &Client, name: &str, logical: &str) -> Option<String> {
+    let mut pages = cf
+        .list_stack_resources()
+        .stack_name(name)
+        .into_paginator()
+        .send();
+    while let Some(Ok(page)) = pages.next().await {
+        let found = page
+            .stack_resource_summaries()
+            .iter()
+            .find(|s| s.logical_resource_id() == Some(logical))
+            .and_then(|s| s.physical_resource_id())
+            .filter(|id| !id.is_empty());
+        if let Some(id) = found {
+            return Some(id.to_owned());
+        }
+    }
+    None
+}
+
 /// The template body the stack was deployed with, as it was given.
 pub async fn deployed_template(
     cf: &Client,

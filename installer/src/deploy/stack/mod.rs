@@ -9,7 +9,9 @@ mod template;
 pub use change::{
     create_change_set, create_change_set_of, delete, delete_change_set, execute, Body, ChangeSet,
 };
-pub use deployed::{deployed_template, describe, required, Deployed, StackOutputs, StackParams};
+pub use deployed::{
+    deployed_template, describe, physical_id, required, Deployed, StackOutputs, StackParams,
+};
 pub use template::{
     complete_parameters, differences, resources_to_create, OnOff, Source, TEMPLATE,
 };
