@@ -4,7 +4,9 @@
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::core::spokes::{add_mark, attribute, shard_key, shard_keys, Mark, Marks};
+use crate::core::spokes::{
+    add_mark, add_sight, attribute, shard_key, shard_keys, Mark, Marks, Sight,
+};
 use crate::dedupe::{Dedupe, DedupeError};
 
 /// Records that `account` × `region` was heard from at `secs` (seconds since the epoch): one
@@ -42,6 +44,31 @@ pub async fn mark(
     }
 }
 
+/// Records what `account` × `region` let the hub see at its heartbeat of `secs`: one
+/// `UpdateItem`, which a later heartbeat's look replaces.
+pub async fn mark_sight(
+    table: &Dedupe,
+    account: &str,
+    region: &str,
+    sight: &[Sight],
+) -> Result<(), DedupeError> {
+    table
+        .client
+        .update_item()
+        .table_name(&table.table)
+        .key("pk", AttributeValue::S(shard_key(account)))
+        .update_expression("SET #a = :s")
+        .expression_attribute_names("#a", attribute(Mark::Sight, account, region))
+        .expression_attribute_values(":s", AttributeValue::S(Sight::codes(sight)))
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| DedupeError {
+            table: table.table.clone(),
+            reason: DisplayErrorContext(&e).to_string(),
+        })
+}
+
 /// Reads the whole coverage map: one consistent `GetItem` per item.
 pub async fn read(table: &Dedupe) -> Result<Marks, DedupeError> {
     let mut marks = Marks::new();
@@ -59,10 +86,21 @@ pub async fn read(table: &Dedupe) -> Result<Marks, DedupeError> {
                 reason: DisplayErrorContext(&e).to_string(),
             })?;
         for (name, value) in item.item().into_iter().flatten() {
-            if let Some(secs) = value.as_n().ok().and_then(|n| n.parse::<u64>().ok()) {
-                add_mark(&mut marks, name, secs);
-            }
+            add_attribute(&mut marks, name, value);
         }
     }
     Ok(marks)
+}
+
+/// Adds one attribute of a coverage item to `marks`: a time, or what a region let the hub see.
+pub fn add_attribute(marks: &mut Marks, name: &str, value: &AttributeValue) {
+    match value {
+        AttributeValue::N(n) => {
+            if let Ok(secs) = n.parse::<u64>() {
+                add_mark(marks, name, secs);
+            }
+        }
+        AttributeValue::S(codes) => add_sight(marks, name, codes),
+        _ => {}
+    }
 }

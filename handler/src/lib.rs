@@ -30,6 +30,7 @@ pub mod members;
 pub mod oversized;
 pub mod prefix_lists;
 pub mod process;
+pub mod sight;
 
 // The public paths other crates use (the installer, the tests, the benchmarks): one flat facade
 // over the folders.

@@ -37,14 +37,15 @@ use crate::core::message::{
 };
 use crate::core::render::{degraded_email, render, silent_spoke_email};
 use crate::core::settings::Settings;
-use crate::core::spokes::{self, Heartbeat, Mark};
+use crate::core::spokes::{self, Heartbeat, Mark, Sight};
 use crate::core::{feed, who};
+use crate::dedupe::Dedupe;
 use crate::deliver::{
     deliver, email_parts, finish, park_unreadable, post_and_report, Delivery, Ledger,
 };
 use crate::feed_store::{Feed, Warning};
 use crate::ledger::{Entry, Facts, Key};
-use crate::{actor, coverage, dedupe, early, feed_store, groups, oversized, prefix_lists};
+use crate::{actor, coverage, dedupe, early, feed_store, groups, oversized, prefix_lists, sight};
 
 use crate::context::Outcome;
 pub use crate::context::{FailureQueue, Invocation, Services};
@@ -486,12 +487,35 @@ async fn heartbeat(
     match coverage::mark(table, Mark::Heartbeat, &beat.account, &beat.region, sent).await {
         Ok(()) => {
             info!(message_id, account = %beat.account, region = %beat.region, stack = %beat.stack, "heartbeat recorded");
+            look_at_spoke(message_id, beat, table, services).await;
             Outcome::Heartbeat
         }
         Err(e) => Outcome::Failed(format!(
             "{message_id}: the heartbeat of {}/{} could not be recorded: {e}",
             beat.account, beat.region
         )),
+    }
+}
+
+/// On a heartbeat, the hub looks at what the spoke's region lets it see (its recorder and
+/// trails, through the account's reader role) and keeps it in the coverage map for `hub status`.
+/// A look that fails is logged; the heartbeat stands.
+async fn look_at_spoke(message_id: &str, beat: &Heartbeat, table: &Dedupe, services: &Services) {
+    let Some(members) = &services.members else {
+        return;
+    };
+    let sight = match members.reader(&beat.account, &beat.region).await {
+        Ok(reader) => sight::look(&reader, &beat.account, &beat.region).await,
+        Err(e) => {
+            warn!(message_id, account = %beat.account, region = %beat.region, error = %e, "the spoke's region cannot be read");
+            vec![Sight::Unreadable]
+        }
+    };
+    if !sight.is_empty() {
+        warn!(message_id, account = %beat.account, region = %beat.region, sight = %Sight::codes(&sight), "the spoke's region hides changes from the hub");
+    }
+    if let Err(e) = coverage::mark_sight(table, &beat.account, &beat.region, &sight).await {
+        warn!(message_id, account = %beat.account, region = %beat.region, error = %e, "what the spoke's region shows could not be recorded");
     }
 }
 

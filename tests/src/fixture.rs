@@ -189,6 +189,33 @@ pub async fn open(ec2: &aws_sdk_ec2::Client, group: &str, port: i32) -> Result<S
     Ok(out.request_id().unwrap_or_default().to_owned())
 }
 
+/// A multi-region trail that is logging in `account`, as most accounts (and every AWS Control
+/// Tower one) have; its bucket is the trail's own. Returns the trail's name.
+pub async fn logging_trail(config: &SdkConfig, account: &str) -> Result<String> {
+    let name = "org-trail";
+    let bucket = format!("sgwatch-demo-trail-{account}");
+    sgwatch_handler::aws::s3_client(config)
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .with_context(|| format!("creating the trail's bucket {bucket}"))?;
+    let ct = aws_sdk_cloudtrail::Client::new(config);
+    ct.create_trail()
+        .name(name)
+        .s3_bucket_name(&bucket)
+        .is_multi_region_trail(true)
+        .send()
+        .await
+        .with_context(|| format!("creating trail {name}"))?;
+    ct.start_logging()
+        .name(name)
+        .send()
+        .await
+        .with_context(|| format!("starting trail {name}"))?;
+    Ok(name.to_owned())
+}
+
 /// An AWS Config recorder the account already has, as an organisation's baseline sets one up:
 /// `name`, acting as `role_arn`, recording `recording`. Not started: that needs a channel
 /// ([`delivery_channel`]).

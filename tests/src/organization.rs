@@ -326,6 +326,8 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Organization> {
     for account in MEMBERS {
         keys.insert(account, moto.keys_in(account).await);
         recording(moto, account, REGION).await;
+        let there = moto.sdk_config_in_account(account, REGION).await;
+        fixture::logging_trail(&there, account).await?;
         let args = ["spoke", "install", "--hub", &bus, "--hub-role", &role];
         let run = sgwatch_as(programs, moto, REGION, Some(&keys[account]), &args).await?;
         if !run.success() {

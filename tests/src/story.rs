@@ -24,7 +24,7 @@ use sgwatch_synth::{self as synth, cloudtrail, Capture};
 use crate::capture::{CaptureServer, Captured};
 use crate::cli::{self, CommandRun, Programs, Verification};
 use crate::emulator::{iam_user, LambdaEmulator, Moto, SentEmail, ACCOUNT, REGION};
-use crate::fixture::{open, open_to_the_world, security_group, SENDER};
+use crate::fixture::{self, open, open_to_the_world, security_group, SENDER};
 use crate::inventory::{deployed_function_env, Inventory};
 
 /// Department A's distribution list, the `OwnerDL` tag of its group.
@@ -318,7 +318,7 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
     ));
 
     n.step("The account's CloudTrail trail logs management events in every region");
-    let trail = trail(&config).await?;
+    let trail = fixture::logging_trail(&config, ACCOUNT).await?;
     n.say(format!(
         "trail {trail} is logging: install turns the actor feed on by default"
     ));
@@ -710,33 +710,6 @@ async fn function_env(config: &SdkConfig, install: &Install) -> Result<BTreeMap<
         )]));
     }
     deployed_function_env(config).await
-}
-
-/// A multi-region trail that is logging, as most accounts (and every AWS Control Tower one) have;
-/// its bucket is the trail's own. Returns the trail's name.
-async fn trail(config: &SdkConfig) -> Result<String> {
-    let name = "org-trail";
-    let bucket = format!("sgwatch-demo-trail-{ACCOUNT}");
-    sgwatch_handler::aws::s3_client(config)
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .with_context(|| format!("creating the trail's bucket {bucket}"))?;
-    let ct = aws_sdk_cloudtrail::Client::new(config);
-    ct.create_trail()
-        .name(name)
-        .s3_bucket_name(&bucket)
-        .is_multi_region_trail(true)
-        .send()
-        .await
-        .with_context(|| format!("creating trail {name}"))?;
-    ct.start_logging()
-        .name(name)
-        .send()
-        .await
-        .with_context(|| format!("starting trail {name}"))?;
-    Ok(name.to_owned())
 }
 
 /// Department B's administrator, an IAM user of the account: an EC2 client acting as it, and the

@@ -6,6 +6,10 @@
 //! attribute, `beat:ACCOUNT:REGION` or `change:ACCOUNT:REGION` (seconds since the epoch), by one
 //! `UpdateItem`; `sgwatch hub status` reads the whole map with one `BatchGetItem`. Sixteen items
 //! hold 500 accounts × 17 regions well under DynamoDB's 400 KB an item.
+//!
+//! On each heartbeat the hub also looks at what the spoke's region lets it see (its recorder and
+//! its trails, through the account's reader role) and keeps that as `sight:ACCOUNT:REGION`, a
+//! string of [`Sight`] codes (`ok` when nothing is amiss).
 
 use serde_json::Value;
 
@@ -139,6 +143,8 @@ pub fn shard_keys() -> Vec<String> {
 pub enum Mark {
     Heartbeat,
     Change,
+    /// What the region lets the hub see (a string of [`Sight`] codes, not a time).
+    Sight,
 }
 
 impl Mark {
@@ -146,6 +152,7 @@ impl Mark {
         match self {
             Mark::Heartbeat => "beat",
             Mark::Change => "change",
+            Mark::Sight => "sight",
         }
     }
 }
@@ -161,6 +168,7 @@ pub fn parse_attribute(name: &str) -> Option<(Mark, &str, &str)> {
     let mark = match parts.next()? {
         "beat" => Mark::Heartbeat,
         "change" => Mark::Change,
+        "sight" => Mark::Sight,
         _ => return None,
     };
     let account = parts.next().filter(|a| is_account(a))?;
@@ -173,6 +181,8 @@ pub fn parse_attribute(name: &str) -> Option<(Mark, &str, &str)> {
 pub struct Seen {
     pub last_heartbeat: Option<u64>,
     pub last_change: Option<u64>,
+    /// What the region let the hub see at its last heartbeat; `None` until the hub has looked.
+    pub sight: Option<Vec<Sight>>,
 }
 
 /// What the hub has seen of every account × region.
@@ -189,6 +199,92 @@ pub fn add_mark(marks: &mut Marks, attribute_name: &str, secs: u64) {
     match mark {
         Mark::Heartbeat => seen.last_heartbeat = Some(secs),
         Mark::Change => seen.last_change = Some(secs),
+        Mark::Sight => {}
+    }
+}
+
+/// Adds a `sight:` attribute of a coverage item (its string value) to `marks`.
+pub fn add_sight(marks: &mut Marks, attribute_name: &str, codes: &str) {
+    let Some((Mark::Sight, account, region)) = parse_attribute(attribute_name) else {
+        return;
+    };
+    marks
+        .entry((account.to_owned(), region.to_owned()))
+        .or_default()
+        .sight = Some(Sight::parse_codes(codes));
+}
+
+/// What keeps a spoke's region from showing the hub its changes, as the hub saw on a heartbeat,
+/// in the order `hub status` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Sight {
+    /// The region has no configuration recorder: Config records no change.
+    NoRecorder,
+    /// The recorder is stopped.
+    RecorderOff,
+    /// The recorder leaves out `AWS::EC2::SecurityGroup`.
+    GroupsNotRecorded,
+    /// Security groups are recorded once a day, not continuously: a change reaches the hub up to
+    /// a day late.
+    NotContinuous,
+    /// No logging trail covers the region with write management events: no security-group call
+    /// reaches the hub, so no early warning and no actor within seconds.
+    NoTrail,
+    /// The reader role could not read the region (the hub's log says why).
+    Unreadable,
+}
+
+impl Sight {
+    /// The code kept in the coverage map.
+    pub fn code(self) -> &'static str {
+        match self {
+            Sight::NoRecorder => "no-recorder",
+            Sight::RecorderOff => "recorder-off",
+            Sight::GroupsNotRecorded => "groups-not-recorded",
+            Sight::NotContinuous => "not-continuous",
+            Sight::NoTrail => "no-trail",
+            Sight::Unreadable => "unreadable",
+        }
+    }
+
+    /// The codes of `sight`, as kept: `ok` when it is empty.
+    pub fn codes(sight: &[Sight]) -> String {
+        if sight.is_empty() {
+            return "ok".to_owned();
+        }
+        sight.iter().map(|s| s.code()).collect::<Vec<_>>().join(" ")
+    }
+
+    /// Reads kept codes back; an unknown code is left out (a newer hub may know more).
+    pub fn parse_codes(codes: &str) -> Vec<Sight> {
+        let all = [
+            Sight::NoRecorder,
+            Sight::RecorderOff,
+            Sight::GroupsNotRecorded,
+            Sight::NotContinuous,
+            Sight::NoTrail,
+            Sight::Unreadable,
+        ];
+        let mut out: Vec<Sight> = codes
+            .split_whitespace()
+            .filter_map(|c| all.iter().copied().find(|s| s.code() == c))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl std::fmt::Display for Sight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sight::NoRecorder => "no configuration recorder",
+            Sight::RecorderOff => "recorder off",
+            Sight::GroupsNotRecorded => "the recorder leaves out security groups",
+            Sight::NotContinuous => "security groups recorded daily, not continuously",
+            Sight::NoTrail => "no logging trail for the actor feed",
+            Sight::Unreadable => "the reader role cannot read it",
+        })
     }
 }
 
@@ -201,6 +297,8 @@ pub enum Blind {
     NoHeartbeat,
     /// The account is in the organization (or the list) but no spoke has ever beaten there.
     NoSpoke,
+    /// The spoke beats, but its region hides changes from the hub (each reason, in order).
+    Hidden(Vec<Sight>),
 }
 
 impl std::fmt::Display for Blind {
@@ -209,6 +307,10 @@ impl std::fmt::Display for Blind {
             Blind::Silent { hours } => write!(f, "no heartbeat for {hours} h"),
             Blind::NoHeartbeat => f.write_str("changes but never a heartbeat"),
             Blind::NoSpoke => f.write_str("no spoke"),
+            Blind::Hidden(sight) => {
+                let reasons: Vec<String> = sight.iter().map(Sight::to_string).collect();
+                f.write_str(&reasons.join("; "))
+            }
         }
     }
 }
@@ -223,7 +325,10 @@ pub fn blind(seen: Option<&Seen>, now: u64) -> Option<Blind> {
         Some(beat) if now.saturating_sub(beat) > SILENT_AFTER_SECS => Some(Blind::Silent {
             hours: now.saturating_sub(beat) / 3600,
         }),
-        Some(_) => None,
+        Some(_) => match seen.sight.as_deref() {
+            Some(sight) if !sight.is_empty() => Some(Blind::Hidden(sight.to_vec())),
+            _ => None,
+        },
     }
 }
 
@@ -311,6 +416,7 @@ mod tests {
         let seen = |beat: Option<u64>, change: Option<u64>| Seen {
             last_heartbeat: beat,
             last_change: change,
+            sight: None,
         };
         assert_eq!(blind(Some(&seen(Some(now - 3600), None)), now), None);
         assert_eq!(blind(Some(&seen(Some(now - 3 * 3600), None)), now), None);
@@ -326,6 +432,52 @@ mod tests {
         assert_eq!(
             Blind::Silent { hours: 5 }.to_string(),
             "no heartbeat for 5 h"
+        );
+    }
+
+    #[test]
+    fn a_beating_spoke_whose_region_hides_changes_is_blind_for_each_reason_in_order() {
+        let now = 1_000_000;
+        let mut marks = Marks::new();
+        add_mark(&mut marks, "beat:111122223333:eu-west-1", now - 60);
+        add_sight(
+            &mut marks,
+            "sight:111122223333:eu-west-1",
+            "no-trail recorder-off something-newer",
+        );
+        add_mark(&mut marks, "beat:111122223333:us-east-1", now - 60);
+        add_sight(&mut marks, "sight:111122223333:us-east-1", "ok");
+        let hidden = &marks[&("111122223333".into(), "eu-west-1".into())];
+        assert_eq!(
+            hidden.sight.as_deref(),
+            Some(&[Sight::RecorderOff, Sight::NoTrail][..])
+        );
+        let blind_there = blind(Some(hidden), now).unwrap();
+        assert_eq!(
+            blind_there.to_string(),
+            "recorder off; no logging trail for the actor feed"
+        );
+        assert!(Blind::NoSpoke < blind_there, "no spoke is named first");
+        assert_eq!(
+            blind(
+                Some(&marks[&("111122223333".into(), "us-east-1".into())]),
+                now
+            ),
+            None
+        );
+        // A silent spoke is silent whatever it showed before.
+        assert_eq!(
+            blind(Some(hidden), now + 4 * 3600),
+            Some(Blind::Silent { hours: 4 })
+        );
+        assert_eq!(
+            Sight::codes(&[Sight::NoRecorder, Sight::NotContinuous]),
+            "no-recorder not-continuous"
+        );
+        assert_eq!(Sight::codes(&[]), "ok");
+        assert_eq!(
+            parse_attribute("sight:111122223333:eu-west-1"),
+            Some((Mark::Sight, "111122223333", "eu-west-1"))
         );
     }
 }

@@ -131,6 +131,7 @@ clients!(
     eventbridge => aws_sdk_eventbridge,
     iam => aws_sdk_iam,
     lambda => aws_sdk_lambda,
+    organizations => aws_sdk_organizations,
     sesv2 => aws_sdk_sesv2,
     sqs => aws_sdk_sqs,
     ssm => aws_sdk_ssm,

@@ -121,6 +121,9 @@ pub struct Covered {
 pub struct Coverage {
     pub spokes: Vec<Covered>,
     pub blind: usize,
+    /// Where the list of accounts came from: `organizations`, `member-accounts` (the hub's
+    /// `--member-accounts`) or `heard` (only the accounts heard from).
+    pub accounts_from: &'static str,
 }
 
 /// `hub status`: the chain's checks and the coverage map.
@@ -155,9 +158,14 @@ impl std::fmt::Display for HubStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.status)?;
         let now = now();
+        let from = match self.coverage.accounts_from {
+            "organizations" => "every account in the organization",
+            "member-accounts" => "the hub's member accounts",
+            _ => "the accounts heard from (Organizations cannot list them from here)",
+        };
         writeln!(
             f,
-            "coverage: {} account/region(s), {} blind:",
+            "coverage of {from}: {} account/region(s), {} blind:",
             self.coverage.spokes.len(),
             self.coverage.blind
         )?;
@@ -227,15 +235,18 @@ pub async fn read_marks(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Res
 
 fn read_item(item: &std::collections::HashMap<String, AttributeValue>, marks: &mut Marks) {
     for (name, value) in item {
-        if let Some(secs) = value.as_n().ok().and_then(|n| n.parse::<u64>().ok()) {
-            spokes::add_mark(marks, name, secs);
-        }
+        sgwatch_handler::coverage::add_attribute(marks, name, value);
     }
 }
 
 /// The coverage map from what was heard and the accounts the hub should hear from (the listed
 /// members; an account never heard from is blind in every region). Pure.
-pub fn coverage(marks: &Marks, expected: &BTreeSet<String>, now: u64) -> Coverage {
+pub fn coverage(
+    marks: &Marks,
+    expected: &BTreeSet<String>,
+    accounts_from: &'static str,
+    now: u64,
+) -> Coverage {
     let mut spokes: Vec<(Option<Blind>, Covered)> = marks
         .iter()
         .map(|((account, region), seen)| {
@@ -265,7 +276,8 @@ pub fn coverage(marks: &Marks, expected: &BTreeSet<String>, now: u64) -> Coverag
             },
         ));
     }
-    // The blind first, by why (silent, then no spoke), then by account and region.
+    // The blind first, by why (silent, no spoke, then what hides changes), then by account and
+    // region.
     spokes.sort_by(|(a, ca), (b, cb)| {
         (a.is_none(), a, &ca.account, &ca.region).cmp(&(b.is_none(), b, &cb.account, &cb.region))
     });
@@ -273,6 +285,43 @@ pub fn coverage(marks: &Marks, expected: &BTreeSet<String>, now: u64) -> Coverag
     Coverage {
         spokes: spokes.into_iter().map(|(_, c)| c).collect(),
         blind,
+        accounts_from,
+    }
+}
+
+/// The accounts the hub should hear from: every active account of the organization where
+/// Organizations lets the caller list them (the management account or a delegated
+/// administrator), else the hub's `--member-accounts`, else none (only those heard from).
+async fn expected_accounts(
+    organizations: &aws_sdk_organizations::Client,
+    listed: BTreeSet<String>,
+) -> (BTreeSet<String>, &'static str) {
+    use aws_sdk_organizations::types::{AccountState, AccountStatus};
+    let mut accounts = BTreeSet::new();
+    let mut pages = organizations.list_accounts().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        match page {
+            Ok(page) => accounts.extend(
+                page.accounts()
+                    .iter()
+                    .filter(|a| match (a.state(), a.status()) {
+                        (Some(state), _) => state == &AccountState::Active,
+                        (None, status) => status == Some(&AccountStatus::Active),
+                    })
+                    .filter_map(|a| a.id().map(str::to_owned)),
+            ),
+            Err(e) => {
+                tracing::debug!(error = %crate::aws::error_text(&e), "Organizations cannot list the accounts");
+                accounts.clear();
+                break;
+            }
+        }
+    }
+    // An organization lists at least its management account: none listed is no organization.
+    match (accounts.is_empty(), listed.is_empty()) {
+        (false, _) => (accounts, "organizations"),
+        (true, false) => (listed, "member-accounts"),
+        (true, true) => (listed, "heard"),
     }
 }
 
@@ -287,7 +336,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<HubStatus, 
         .idempotency_table_name
         .clone()
         .unwrap_or_default();
-    let expected: BTreeSet<String> = deployed
+    let listed: BTreeSet<String> = deployed
         .params
         .all
         .get("HubAccounts")
@@ -299,12 +348,14 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<HubStatus, 
                 .collect()
         })
         .unwrap_or_default();
+    let (expected, accounts_from) =
+        expected_accounts(&crate::aws::organizations(config), listed).await;
     let marks = read_marks(&crate::aws::dynamodb(config), &table)
         .await
         .map_err(|detail| HubError::Coverage { table, detail })?;
     Ok(HubStatus {
         status: chain,
-        coverage: coverage(&marks, &expected, now()),
+        coverage: coverage(&marks, &expected, accounts_from, now()),
     })
 }
 
@@ -318,17 +369,18 @@ pub enum HubError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sgwatch_handler::spokes::Seen;
+    use sgwatch_handler::spokes::{Seen, Sight};
 
     fn seen(beat: Option<u64>, change: Option<u64>) -> Seen {
         Seen {
             last_heartbeat: beat,
             last_change: change,
+            sight: None,
         }
     }
 
     #[test]
-    fn the_blind_come_first_silent_then_without_a_spoke() {
+    fn the_blind_come_first_silent_then_without_a_spoke_then_hidden() {
         let now = 100_000;
         let marks = Marks::from([
             (
@@ -343,9 +395,23 @@ mod tests {
                 ("111111111111".into(), "us-east-1".into()),
                 seen(Some(now - 1800), None),
             ),
+            (
+                ("222222222222".into(), "eu-west-1".into()),
+                Seen {
+                    sight: Some(vec![Sight::NoTrail]),
+                    ..seen(Some(now - 60), None)
+                },
+            ),
+            (
+                ("444444444444".into(), "eu-west-1".into()),
+                Seen {
+                    sight: Some(vec![Sight::RecorderOff]),
+                    ..seen(Some(now - 60), None)
+                },
+            ),
         ]);
         let expected = BTreeSet::from(["111111111111".to_owned(), "333333333333".to_owned()]);
-        let c = coverage(&marks, &expected, now);
+        let c = coverage(&marks, &expected, "member-accounts", now);
         let order: Vec<(&str, &str, Option<&str>)> = c
             .spokes
             .iter()
@@ -356,11 +422,17 @@ mod tests {
             vec![
                 ("222222222222", "us-east-1", Some("no heartbeat for 4 h")),
                 ("333333333333", "", Some("no spoke")),
+                ("444444444444", "eu-west-1", Some("recorder off")),
+                (
+                    "222222222222",
+                    "eu-west-1",
+                    Some("no logging trail for the actor feed")
+                ),
                 ("111111111111", "eu-west-1", None),
                 ("111111111111", "us-east-1", None),
             ]
         );
-        assert_eq!(c.blind, 2);
+        assert_eq!(c.blind, 4);
     }
 
     #[test]
@@ -376,6 +448,10 @@ mod tests {
                 "change:111111111111:eu-west-1".to_owned(),
                 AttributeValue::N("400".into()),
             ),
+            (
+                "sight:111111111111:eu-west-1".to_owned(),
+                AttributeValue::S("no-recorder no-trail".into()),
+            ),
             ("beat:bogus".to_owned(), AttributeValue::N("1".into())),
         ]);
         read_item(&item, &mut marks);
@@ -383,8 +459,70 @@ mod tests {
             marks,
             Marks::from([(
                 ("111111111111".into(), "eu-west-1".into()),
-                seen(Some(500), Some(400))
+                Seen {
+                    sight: Some(vec![Sight::NoRecorder, Sight::NoTrail]),
+                    ..seen(Some(500), Some(400))
+                }
             )])
+        );
+    }
+
+    #[tokio::test]
+    async fn the_accounts_come_from_organizations_where_it_lists_them_else_the_members() {
+        use aws_sdk_organizations::operation::list_accounts::{
+            ListAccountsError, ListAccountsOutput,
+        };
+        use aws_sdk_organizations::types::error::AccessDeniedException;
+        use aws_sdk_organizations::types::{Account, AccountState};
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let account =
+            |id: &str, state: AccountState| Account::builder().id(id).state(state).build();
+        let first = mock!(aws_sdk_organizations::Client::list_accounts)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(move || {
+                ListAccountsOutput::builder()
+                    .accounts(account("111111111111", AccountState::Active))
+                    .accounts(account("222222222222", AccountState::Suspended))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_organizations::Client::list_accounts)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(move || {
+                ListAccountsOutput::builder()
+                    .accounts(account("333333333333", AccountState::Active))
+                    .accounts(account("444444444444", AccountState::Closed))
+                    .build()
+            });
+        let org = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&first, &second]);
+        let listed = BTreeSet::from(["999999999999".to_owned()]);
+        assert_eq!(
+            expected_accounts(&org, listed.clone()).await,
+            (
+                BTreeSet::from(["111111111111".to_owned(), "333333333333".to_owned()]),
+                "organizations"
+            )
+        );
+        let denied = mock!(aws_sdk_organizations::Client::list_accounts).then_error(|| {
+            ListAccountsError::AccessDeniedException(
+                AccessDeniedException::builder()
+                    .message("not the management account")
+                    .build(),
+            )
+        });
+        let member = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&denied]);
+        assert_eq!(
+            expected_accounts(&member, listed.clone()).await,
+            (listed.clone(), "member-accounts")
+        );
+        assert_eq!(expected_accounts(&member, BTreeSet::new()).await.1, "heard");
+        // An organization lists at least its management account: an empty list is none.
+        let none = mock!(aws_sdk_organizations::Client::list_accounts)
+            .then_output(|| ListAccountsOutput::builder().build());
+        let alone = mock_client!(aws_sdk_organizations, RuleMode::MatchAny, [&none]);
+        assert_eq!(
+            expected_accounts(&alone, listed.clone()).await,
+            (listed, "member-accounts")
         );
     }
 }

@@ -15,6 +15,10 @@
 //! - what EventBridge could not deliver (the rule target's dead-letter queue): the event itself,
 //!   with the error in message attributes ("Using dead-letter queues to process undelivered
 //!   events", <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html>);
+//! - in a hub, the events that failed their receives on the hub's queue and that SQS moved to its
+//!   dead-letter queue (the queue's redrive policy): the spoke's event itself. Replayed as the
+//!   event source mapping gives them to the function, one SQS record, and trusted as only the
+//!   hub's queue moves messages there;
 //! - the handler's own records (`"source": "sgwatch"`): recipients SES rejected for good, or a
 //!   change every destination refused, with no one told. They carry the original event
 //!   (`event`): once the fix is made (verify the recipient, leave the sandbox, fix the group's
@@ -94,6 +98,8 @@ pub enum Kind {
     SnsUndelivered,
     /// EventBridge could not deliver the event to the function.
     EventbridgeUndelivered,
+    /// The hub's function failed the event on every receive from the hub's queue.
+    HubUndelivered,
     /// The handler parked what no one could be told: recipients SES rejected for good, or a
     /// change every destination refused.
     RejectedRecipients,
@@ -107,6 +113,7 @@ impl std::fmt::Display for Kind {
             Kind::LambdaFailure => "function failed every retry",
             Kind::SnsUndelivered => "SNS could not deliver",
             Kind::EventbridgeUndelivered => "EventBridge could not deliver",
+            Kind::HubUndelivered => "failed every receive on the hub's queue",
             Kind::RejectedRecipients => "parked by the handler: no one could be told",
             Kind::Unknown => "not a record sgwatch knows",
         })
@@ -190,6 +197,33 @@ impl Record {
             error: None,
             event: None,
         }
+    }
+}
+
+/// A message of the hub's dead-letter queue: the spoke's event, given to the function again as
+/// the event source mapping gives it, one SQS record from the hub's queue
+/// (<https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html>). Pure.
+pub fn read_hub(message_id: &str, body: &str, hub_queue_arn: &str) -> Record {
+    let Ok(v) = serde_json::from_str::<Value>(body) else {
+        return Record::unknown();
+    };
+    let region = hub_queue_arn.split(':').nth(3).unwrap_or_default();
+    let event = json!({"Records": [{
+        "messageId": message_id,
+        "receiptHandle": "redrive",
+        "body": body,
+        "attributes": {},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": hub_queue_arn,
+        "awsRegion": region,
+    }]});
+    Record {
+        kind: Kind::HubUndelivered,
+        origin: Some(hub_queue_arn.to_owned()),
+        groups: groups(&v),
+        error: None,
+        event: Some(event),
     }
 }
 
@@ -286,6 +320,8 @@ impl Origins {
                 self.rules.iter().any(|r| r == origin),
                 "one of the stack's rules",
             ),
+            // Only the hub's queue moves messages to its dead-letter queue.
+            Kind::HubUndelivered => (true, "the hub's queue"),
             // The function's own records: the queue's policy lets only its role send them.
             Kind::RejectedRecipients => (true, "the function's own records"),
             Kind::Unknown => (false, "a known source"),
@@ -352,6 +388,9 @@ pub struct Parked {
 #[derive(Debug, Clone, Serialize)]
 pub struct Redrive {
     pub queue_url: String,
+    /// A hub's dead-letter queue, read after the failure queue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_dead_letter_queue_url: Option<String>,
     pub messages: Vec<Parked>,
     /// Whether the replayable events were given to the function again.
     pub replayed: bool,
@@ -378,19 +417,17 @@ pub fn age(secs: u64) -> String {
 
 impl std::fmt::Display for Redrive {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.messages.is_empty() {
-            return writeln!(
-                f,
-                "nothing is parked in the failure queue ({})",
+        let queues = match &self.hub_dead_letter_queue_url {
+            Some(dlq) => format!(
+                "the failure queue ({}) or the hub's dead-letter queue ({dlq})",
                 self.queue_url
-            );
+            ),
+            None => format!("the failure queue ({})", self.queue_url),
+        };
+        if self.messages.is_empty() {
+            return writeln!(f, "nothing is parked in {queues}");
         }
-        writeln!(
-            f,
-            "{} message(s) parked in the failure queue ({}):",
-            self.messages.len(),
-            self.queue_url
-        )?;
+        writeln!(f, "{} message(s) parked in {queues}:", self.messages.len())?;
         for m in &self.messages {
             write!(f, "{m}")?;
         }
@@ -520,7 +557,8 @@ pub async fn parked_count(config: &SdkConfig, queue_url: &str) -> Result<u64, St
         + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }
 
-/// Lists the failure queue and, when `replay`, gives each replayable event to the function.
+/// Lists the failure queue (and a hub's dead-letter queue) and, when `replay`, gives each
+/// replayable event to the function.
 pub async fn run(
     args: &RedriveArgs,
     config: &SdkConfig,
@@ -538,17 +576,11 @@ pub async fn run(
     .to_owned();
     let origins = origins(&cf, &args.stack_name, &deployed, &place).await;
     let sqs = crate::aws::sqs(config);
-    let received = receive(&sqs, &queue_url, args.max as usize)
-        .await
-        .map_err(|detail| RedriveError::Queue {
-            queue: queue_url.clone(),
-            place: place.clone(),
-            detail,
-        })?;
-    let now = SystemTime::now();
-    let mut messages: Vec<(Parked, String)> =
-        received.iter().map(|m| parked(m, &origins, now)).collect();
-    if replay {
+    let mut queues = vec![(queue_url.clone(), None)];
+    if let (Some(url), Some(arn)) = (&outputs.hub_dead_letter_queue_url, &outputs.hub_queue_arn) {
+        queues.push((url.clone(), Some(arn.as_str())));
+    }
+    let replaying = if replay {
         let function = match &args.function_name {
             Some(f) => f.clone(),
             None => stack::required(&outputs.function_name, &args.stack_name, "FunctionName")?
@@ -558,24 +590,52 @@ pub async fn run(
         if let Some(url) = &args.lambda_endpoint_url {
             lambda_config = lambda_config.endpoint_url(url);
         }
-        let lambda = aws_sdk_lambda::Client::from_conf(lambda_config.build());
-        let queue = Queue {
-            sqs: &sqs,
-            url: &queue_url,
-        };
-        replay_all(&queue, &lambda, &function, &mut messages).await;
+        Some((
+            aws_sdk_lambda::Client::from_conf(lambda_config.build()),
+            function,
+        ))
+    } else {
+        None
+    };
+    let now = SystemTime::now();
+    let mut all = Vec::new();
+    let mut left = args.max as usize;
+    for (url, hub_queue_arn) in &queues {
+        let received = receive(&sqs, url, left)
+            .await
+            .map_err(|detail| RedriveError::Queue {
+                queue: url.clone(),
+                place: place.clone(),
+                detail,
+            })?;
+        left = left.saturating_sub(received.len());
+        let mut messages: Vec<(Parked, String)> = received
+            .iter()
+            .map(|m| parked(m, &origins, *hub_queue_arn, now))
+            .collect();
+        if let Some((lambda, function)) = &replaying {
+            let queue = Queue { sqs: &sqs, url };
+            replay_all(&queue, lambda, function, &mut messages).await;
+        }
+        // What was not deleted is visible again at once, for status and the next redrive.
+        hide(&sqs, url, &messages, 0).await;
+        all.extend(messages.into_iter().map(|(p, _)| p));
     }
-    // What was not deleted is visible again at once, for status and the next redrive.
-    hide(&sqs, &queue_url, &messages, 0).await;
     Ok(Redrive {
         queue_url,
-        messages: messages.into_iter().map(|(p, _)| p).collect(),
+        hub_dead_letter_queue_url: outputs.hub_dead_letter_queue_url.clone(),
+        messages: all,
         replayed: replay,
     })
 }
 
 /// A received message as listed, with its receipt handle (emptied once it is deleted).
-fn parked(m: &Message, origins: &Origins, now: SystemTime) -> (Parked, String) {
+fn parked(
+    m: &Message,
+    origins: &Origins,
+    hub_queue_arn: Option<&str>,
+    now: SystemTime,
+) -> (Parked, String) {
     let attributes: HashMap<String, String> = m
         .message_attributes()
         .map(|a| {
@@ -584,7 +644,11 @@ fn parked(m: &Message, origins: &Origins, now: SystemTime) -> (Parked, String) {
                 .collect()
         })
         .unwrap_or_default();
-    let record = read(m.body().unwrap_or_default(), &attributes);
+    let body = m.body().unwrap_or_default();
+    let record = match hub_queue_arn {
+        Some(arn) => read_hub(m.message_id().unwrap_or_default(), body, arn),
+        None => read(body, &attributes),
+    };
     let sent_ms = m
         .attributes()
         .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
@@ -661,9 +725,16 @@ async fn replay_one(
     // The handler parked it again (still rejected): this record stays the one.
     let parked_again = parked.record.kind == Kind::RejectedRecipients
         && answer["parked"].as_u64().unwrap_or(0) > 0;
+    // An SQS record the function failed comes back in `batchItemFailures`, not as an error.
+    let failed_again = answer["batchItemFailures"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
     parked.answer = Some(answer);
     if parked_again {
         return "kept: replayed, and still not delivered; fix what the error says".to_owned();
+    }
+    if failed_again {
+        return "failed: the function failed it again; kept in the queue".to_owned();
     }
     match queue
         .sqs
@@ -878,6 +949,7 @@ mod tests {
         assert_eq!(r.event, None);
         let shown = Redrive {
             queue_url: "q".into(),
+            hub_dead_letter_queue_url: None,
             messages: vec![Parked {
                 message_id: "m-1".into(),
                 replayable: false,
@@ -969,6 +1041,27 @@ mod tests {
             assert_eq!(r.kind, Kind::Unknown, "{body}");
             assert_eq!(r.event, None);
         }
+    }
+
+    #[test]
+    fn a_hub_dead_letter_message_is_replayed_as_one_sqs_record_of_the_hub_queue() {
+        let queue = "arn:aws:sqs:eu-west-1:123456789012:sgwatch-HubQueue-X";
+        let event = json!({"version": "0", "id": "e-1", "detail-type": "Config Configuration Item Change",
+                           "source": "aws.config", "account": "111111111111", "region": "eu-west-1",
+                           "detail": config_message("sg-0123")});
+        let body = event.to_string();
+        let record = read_hub("m-7", &body, queue);
+        assert_eq!(record.kind, Kind::HubUndelivered);
+        assert_eq!(record.groups, ["sg-0123"]);
+        assert_eq!(Origins::default().distrust(&record), None);
+        let replayed = record.event.unwrap();
+        let sqs = &replayed["Records"][0];
+        assert_eq!(sqs["eventSource"], "aws:sqs");
+        assert_eq!(sqs["eventSourceARN"], queue);
+        assert_eq!(sqs["awsRegion"], "eu-west-1");
+        assert_eq!(sqs["messageId"], "m-7");
+        assert_eq!(sqs["body"], body.as_str());
+        assert_eq!(read_hub("m-8", "{not json", queue).kind, Kind::Unknown);
     }
 
     #[test]

@@ -15,80 +15,7 @@ use crate::deploy::check::{Check, Level};
 use crate::deploy::observe::Installed;
 use crate::deploy::stack::OnOff;
 
-/// One trail as `DescribeTrails`, `GetTrailStatus` and `GetEventSelectors` show it. A call that
-/// failed for this trail is kept as its reason: one unreadable trail (an organization trail a
-/// member account may not inspect, say) does not hide the others.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Trail {
-    pub name: String,
-    pub home_region: String,
-    pub multi_region: bool,
-    /// Whether it is logging, or why `GetTrailStatus` could not tell.
-    pub logging: Result<bool, String>,
-    /// Whether its event selectors log write management events (security-group calls are
-    /// those), or why `GetEventSelectors` could not tell.
-    pub management_writes: Result<bool, String>,
-}
-
-impl Trail {
-    fn covers(&self, region: &str) -> bool {
-        self.multi_region || self.home_region == region
-    }
-
-    /// Why this trail cannot be judged, if it cannot.
-    fn unreadable(&self) -> Option<&str> {
-        match (&self.logging, &self.management_writes) {
-            (Err(e), _) => Some(e),
-            (Ok(true), Err(e)) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-/// Whether a trail's event selectors (`GetEventSelectors`) log the write management events that
-/// EC2's security-group calls are. Advanced selectors, when the trail has them, replace the basic
-/// ones ("Logging management events", CloudTrail user guide): a selector counts when its
-/// `eventCategory` is `Management`, its `readOnly` field (if any) admits `false`, and it does not
-/// leave out `ec2.amazonaws.com`. A basic selector counts when it includes management events
-/// (the default) with `ReadWriteType` `All` or `WriteOnly`.
-pub fn logs_management_writes(
-    selectors: &aws_sdk_cloudtrail::operation::get_event_selectors::GetEventSelectorsOutput,
-) -> bool {
-    use aws_sdk_cloudtrail::types::ReadWriteType;
-    const EC2: &str = "ec2.amazonaws.com";
-    let advanced = selectors.advanced_event_selectors();
-    if !advanced.is_empty() {
-        return advanced.iter().any(|a| {
-            let field = |name: &'static str| {
-                a.field_selectors()
-                    .iter()
-                    .filter(move |f| f.field().eq_ignore_ascii_case(name))
-            };
-            let management =
-                field("eventCategory").any(|f| f.equals().iter().any(|v| v == "Management"));
-            let writes = field("readOnly").all(|f| {
-                (f.equals().is_empty() || f.equals().iter().any(|v| v == "false"))
-                    && !f.not_equals().iter().any(|v| v == "false")
-            });
-            let ec2 = field("eventSource").all(|f| {
-                (f.equals().is_empty() || f.equals().iter().any(|v| v == EC2))
-                    && !f.not_equals().iter().any(|v| v == EC2)
-            });
-            management && writes && ec2
-        });
-    }
-    selectors.event_selectors().iter().any(|s| {
-        s.include_management_events().unwrap_or(true)
-            && matches!(
-                s.read_write_type(),
-                None | Some(ReadWriteType::All | ReadWriteType::WriteOnly)
-            )
-            && !s
-                .exclude_management_event_sources()
-                .iter()
-                .any(|v| v == EC2)
-    })
-}
+pub use sgwatch_handler::sight::{logs_management_writes, read_trails, Trail};
 
 /// The default when the flag is not given, and why. `deployed` is the stack's value, kept when
 /// the trails cannot be read (a re-install then changes nothing it cannot judge).
@@ -162,48 +89,6 @@ pub fn default_for(
 /// failed `DescribeTrails` is an error; a failed call about one trail is kept in its [`Trail`].
 pub async fn trails(config: &SdkConfig) -> Result<Vec<Trail>, String> {
     read_trails(&crate::aws::cloudtrail(config)).await
-}
-
-async fn read_trails(ct: &aws_sdk_cloudtrail::Client) -> Result<Vec<Trail>, String> {
-    let described = ct
-        .describe_trails()
-        .include_shadow_trails(true)
-        .send()
-        .await
-        .map_err(|e| format!("cloudtrail:DescribeTrails: {}", error_text(&e)))?;
-    let mut out = Vec::new();
-    for t in described.trail_list() {
-        let Some(arn) = t.trail_arn().or(t.name()) else {
-            continue;
-        };
-        let logging = ct
-            .get_trail_status()
-            .name(arn)
-            .send()
-            .await
-            .map(|s| s.is_logging().unwrap_or(false))
-            .map_err(|e| format!("cloudtrail:GetTrailStatus {arn}: {}", error_text(&e)));
-        // Without custom selectors a trail logs every management event, read and write
-        // (DescribeTrails' HasCustomEventSelectors).
-        let management_writes = if t.has_custom_event_selectors() == Some(true) {
-            ct.get_event_selectors()
-                .trail_name(arn)
-                .send()
-                .await
-                .map(|s| logs_management_writes(&s))
-                .map_err(|e| format!("cloudtrail:GetEventSelectors {arn}: {}", error_text(&e)))
-        } else {
-            Ok(true)
-        };
-        out.push(Trail {
-            name: t.name().unwrap_or(arn).to_owned(),
-            home_region: t.home_region().unwrap_or_default().to_owned(),
-            multi_region: t.is_multi_region_trail().unwrap_or(false),
-            logging,
-            management_writes,
-        });
-    }
-    Ok(out)
 }
 
 /// The `status` line of the actor feed: on (its rule exists, is enabled and targets the

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use aws_sdk_config::error::ProvideErrorMetadata;
 use aws_sdk_config::types::{
-    ConfigurationRecorder, DeliveryChannel, ExclusionByResourceTypes, RecordingFrequency,
-    RecordingGroup, RecordingStrategy, RecordingStrategyType, ResourceType,
+    ConfigurationRecorder, DeliveryChannel, ExclusionByResourceTypes, RecordingGroup,
+    RecordingStrategy, RecordingStrategyType, ResourceType,
 };
 use aws_sdk_config::Client;
 
@@ -75,25 +75,9 @@ impl Found {
     /// Whether the recorder records security groups: all supported types (less exclusions), or
     /// the type listed.
     pub fn records_security_groups(&self) -> bool {
-        let Some(group) = self.recorder.as_ref().and_then(|r| r.recording_group()) else {
-            return false;
-        };
-        let excluded = group.exclusion_by_resource_types().is_some_and(|x| {
-            x.resource_types()
-                .iter()
-                .any(|t| t.as_str() == SECURITY_GROUP)
-        });
-        let strategy = group.recording_strategy().and_then(|s| s.use_only());
-        match strategy {
-            Some(RecordingStrategyType::ExclusionByResourceTypes) => !excluded,
-            _ => {
-                group.all_supported()
-                    || group
-                        .resource_types()
-                        .iter()
-                        .any(|t| t.as_str() == SECURITY_GROUP)
-            }
-        }
+        self.recorder
+            .as_ref()
+            .is_some_and(sgwatch_handler::sight::records_security_groups)
     }
 
     /// The types the recorder lists (empty when it records all supported types).
@@ -119,28 +103,9 @@ impl Found {
     /// type to DAILY. Daily recording reports a change only at the next daily capture, up to 24
     /// hours later ("Recording frequency", AWS Config developer guide).
     pub fn daily_security_groups(&self) -> Option<String> {
-        let recorder = self.recorder.as_ref()?;
-        let name = recorder.name().unwrap_or("?");
-        let mode = recorder.recording_mode()?;
-        let override_for_groups = mode.recording_mode_overrides().iter().find(|o| {
-            o.resource_types()
-                .iter()
-                .any(|t| t.as_str() == SECURITY_GROUP)
-        });
-        match override_for_groups {
-            Some(o) if o.recording_frequency() == &RecordingFrequency::Daily => Some(format!(
-                "recorder {name} has a recording-mode override{} that records \
-                 {SECURITY_GROUP} daily",
-                o.description()
-                    .map(|d| format!(" ({d:?})"))
-                    .unwrap_or_default()
-            )),
-            Some(_) => None,
-            None if mode.recording_frequency() == &RecordingFrequency::Daily => Some(format!(
-                "recorder {name} records daily (recordingMode DAILY), {SECURITY_GROUP} included"
-            )),
-            None => None,
-        }
+        self.recorder
+            .as_ref()
+            .and_then(sgwatch_handler::sight::daily_security_groups)
     }
 
     /// Whether the recorder is AWS Control Tower's: Control Tower names its recorder
@@ -710,6 +675,7 @@ async fn delete_channel(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_config::types::RecordingFrequency;
 
     fn place() -> Place {
         Place {

@@ -117,9 +117,14 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     );
 
     // A spoke in every member account × region; the first region's makes the reader role.
+    // Accounts 2 and 3 have a logging trail for every region; account 1 has none.
     let mut keys: BTreeMap<&str, Keys> = BTreeMap::new();
     for account in MEMBERS {
         keys.insert(account, moto.keys_in(account).await);
+        if account != MEMBERS[0] {
+            let there = moto.sdk_config_in_account(account, REGIONS[0]).await;
+            fixture::logging_trail(&there, account).await.unwrap();
+        }
         for region in REGIONS {
             recording(&moto, account, region).await;
             let run = sgwatch_as(
@@ -315,7 +320,16 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     );
     assert_eq!(moto.ses_messages().await.len(), 1);
 
-    // Heartbeats: every spoke beats (the schedule's PutEvents, put straight on the hub's bus).
+    // Account 3 / region 1's recorder is stopped.
+    aws_sdk_config::Client::new(&moto.sdk_config_in_account(MEMBERS[2], REGIONS[0]).await)
+        .stop_configuration_recorder()
+        .configuration_recorder_name("default")
+        .send()
+        .await
+        .unwrap();
+
+    // Heartbeats: every spoke beats (the schedule's PutEvents, put straight on the hub's bus),
+    // and the hub looks at what each region shows it through the account's reader role.
     // Account 2 / region 1's last beat was four hours ago, and then its spoke is torn down.
     for m in MEMBERS {
         for r in REGIONS {
@@ -374,7 +388,9 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
         "the torn-down spoke still forwards"
     );
 
-    // hub status names account 2 / region 1 as blind, first.
+    // hub status names account 2 / region 1 as blind first (silent), then account 3 / region 1
+    // (its recorder is off), then both regions of account 1 (no trail feeds the actor feed), each
+    // reason's in the order of account and region.
     let status = sgwatch_as(
         &programs,
         &moto,
@@ -387,11 +403,40 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     let s: Value = serde_json::from_str(&status.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", status.stdout, status.stderr));
     let spokes = s["coverage"]["spokes"].as_array().unwrap();
-    assert_eq!(s["coverage"]["blind"], 1, "{s:#}");
-    assert_eq!(spokes[0]["account"], MEMBERS[1]);
-    assert_eq!(spokes[0]["region"], REGIONS[0]);
-    assert_eq!(spokes[0]["blind"], "no heartbeat for 4 h");
+    let blind: Vec<(&str, &str, &str)> = spokes
+        .iter()
+        .filter(|c| !c["blind"].is_null())
+        .map(|c| {
+            (
+                c["account"].as_str().unwrap(),
+                c["region"].as_str().unwrap(),
+                c["blind"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        blind,
+        vec![
+            (MEMBERS[1], REGIONS[0], "no heartbeat for 4 h"),
+            (MEMBERS[2], REGIONS[0], "recorder off"),
+            (
+                MEMBERS[0],
+                REGIONS[1],
+                "no logging trail for the actor feed"
+            ),
+            (
+                MEMBERS[0],
+                REGIONS[0],
+                "no logging trail for the actor feed"
+            ),
+        ],
+        "{s:#}"
+    );
+    assert_eq!(s["coverage"]["blind"], 4, "{s:#}");
     assert_eq!(spokes.len(), 6, "{s:#}");
+    // moto's account is in no organization (its ListAccounts answers none): the accounts are the
+    // hub's members.
+    assert_eq!(s["coverage"]["accounts_from"], "member-accounts", "{s:#}");
     assert!(!status.success(), "a blind spoke fails hub status");
     let text = sgwatch_as(&programs, &moto, REGION, None, &["hub", "status"])
         .await
@@ -399,7 +444,11 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
     assert!(
         text.stdout
             .contains(&format!("{} {}", MEMBERS[1], REGIONS[0]))
-            && text.stdout.contains("BLIND (no heartbeat for 4 h)"),
+            && text.stdout.contains("BLIND (no heartbeat for 4 h)")
+            && text.stdout.contains("BLIND (recorder off)")
+            && text
+                .stdout
+                .contains("coverage of the hub's member accounts: 6 account/region(s), 4 blind"),
         "{}",
         text.stdout
     );
@@ -422,6 +471,197 @@ async fn a_change_in_a_member_account_reaches_its_owners_once_from_the_hub() {
         ))
         .as_deref()
     );
+}
+
+/// An event the hub's function failed on every receive waits in the hub's dead-letter queue;
+/// `redrive` lists it as such, trusts it, and replays it to the function as the event source
+/// mapping would, one SQS record of the hub's queue: the owners get their email once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_replays_what_failed_every_receive_on_the_hub_queue() {
+    let programs = Programs::build_for("hub-redrive");
+    let moto = Moto::start();
+    let hub = moto.sdk_config(None).await;
+    moto.verify_sender(&hub, SENDER).await;
+    let zip = programs.handler_zip().unwrap();
+    let installed = sgwatch_as(
+        &programs,
+        &moto,
+        REGION,
+        None,
+        &[
+            "hub",
+            "install",
+            "--sender",
+            SENDER,
+            "--handler-zip",
+            zip.to_str().unwrap(),
+            "--arch",
+            "x86_64",
+            "--actor-feed",
+            "off",
+            "--member-accounts",
+            MEMBERS[0],
+            "--output",
+            "json",
+        ],
+    )
+    .await
+    .unwrap();
+    ok(&installed);
+    let report: Value = serde_json::from_str(&installed.stdout).unwrap();
+    let bus = report["hub_bus_arn"].as_str().unwrap().to_owned();
+
+    // Department B opens RDP on team 1's group; the Config item reaches the hub's queue (put on
+    // the hub's bus as account 1's spoke forwards it).
+    let (account, region) = (MEMBERS[0], REGION);
+    let member = moto.sdk_config_in_account(account, region).await;
+    let tags = [("NotifyOnChange", "Yes"), ("OwnerDL", OWNER)];
+    let ec2 = aws_sdk_ec2::Client::new(&member);
+    let group = fixture::security_group(&ec2, "team-1-web", "team 1's web servers", &tags)
+        .await
+        .unwrap();
+    let item = organization::rdp_opened(&moto, (account, region), &group)
+        .await
+        .unwrap();
+    let kind = "Config Configuration Item Change";
+    put_at(
+        &moto,
+        account,
+        region,
+        "aws.config",
+        kind,
+        &item,
+        Some(&bus),
+        None,
+    )
+    .await;
+
+    // The function fails it on each of the queue's five receives (maxReceiveCount): SQS moves it
+    // to the dead-letter queue on the next.
+    let queue = HubQueue::find(&hub).await.unwrap();
+    for _ in 0..5 {
+        let got = queue
+            .sqs
+            .receive_message()
+            .queue_url(&queue.url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let message = got
+            .messages()
+            .first()
+            .expect("the event is in the hub's queue");
+        queue
+            .sqs
+            .change_message_visibility()
+            .queue_url(&queue.url)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+    let sixth = queue
+        .sqs
+        .receive_message()
+        .queue_url(&queue.url)
+        .send()
+        .await
+        .unwrap();
+    assert!(sixth.messages().is_empty(), "{sixth:?}");
+
+    // status counts it with what waits to be replayed.
+    let status = sgwatch_as(&programs, &moto, REGION, None, &["status"])
+        .await
+        .unwrap();
+    assert!(
+        status
+            .stdout
+            .contains("1 events parked in the failure queue; replay with `sgwatch redrive --yes`"),
+        "{}",
+        status.stdout
+    );
+    let listed = sgwatch_as(&programs, &moto, REGION, None, &["redrive"])
+        .await
+        .unwrap();
+    ok(&listed);
+    assert!(
+        listed
+            .stdout
+            .contains("1 message(s) parked in the failure queue")
+            && listed.stdout.contains("or the hub's dead-letter queue"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains(&group)
+            && listed
+                .stdout
+                .contains("failed every receive on the hub's queue"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("1 can be replayed"),
+        "{}",
+        listed.stdout
+    );
+    assert!(moto.ses_messages().await.is_empty());
+
+    let env = sgwatch_tests::inventory::deployed_function_env(&hub)
+        .await
+        .unwrap();
+    let function = sgwatch_tests::emulator::LambdaEmulator::start(&programs, &moto, &env)
+        .await
+        .unwrap();
+    let replay = sgwatch_as(
+        &programs,
+        &moto,
+        REGION,
+        None,
+        &[
+            "redrive",
+            "--yes",
+            "--function-name",
+            &function.function_name,
+            "--lambda-endpoint-url",
+            &function.endpoint,
+            "--output",
+            "json",
+        ],
+    )
+    .await
+    .unwrap();
+    ok(&replay);
+    let replayed: Value = serde_json::from_str(&replay.stdout).unwrap();
+    let messages = replayed["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{replayed:#}");
+    assert_eq!(messages[0]["kind"], "hub-undelivered", "{replayed:#}");
+    assert_eq!(
+        messages[0]["result"],
+        "replayed",
+        "{replayed:#}\n{}",
+        function.log()
+    );
+    let mail = moto.ses_messages().await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    assert_eq!(mail[0].destinations, [OWNER]);
+    let text = mail[0].text.as_deref().unwrap_or_default();
+    assert!(text.contains(&format!("Account:    {account}")), "{text}");
+    assert!(text.contains("3389"), "{text}");
+
+    // The dead-letter queue is empty, and a second redrive finds nothing and sends nothing.
+    let again = sgwatch_as(&programs, &moto, REGION, None, &["redrive", "--yes"])
+        .await
+        .unwrap();
+    ok(&again);
+    assert!(
+        again.stdout.contains("nothing is parked"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(moto.ses_messages().await.len(), 1);
 }
 
 /// IAM returns policy documents URL-encoded.

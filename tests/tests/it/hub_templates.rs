@@ -250,6 +250,19 @@ fn the_hub_queues_the_spokes_events_and_retries_failed_records_alone() {
                 vec!["organizations:DescribeAccount"],
                 json!({"Fn::Sub": "arn:${AWS::Partition}:organizations::*:account/o-*/*"})
             ),
+            // What a spoke in the hub's own account shows, read with this role.
+            (
+                vec![
+                    "config:DescribeConfigurationRecorders",
+                    "config:DescribeConfigurationRecorderStatus",
+                    "cloudtrail:DescribeTrails"
+                ],
+                json!("*")
+            ),
+            (
+                vec!["cloudtrail:GetTrailStatus", "cloudtrail:GetEventSelectors"],
+                json!({"Fn::Sub": "arn:${AWS::Partition}:cloudtrail:*:${AWS::AccountId}:trail/*"})
+            ),
         ]
     );
     // The spoke names the reader role so.

@@ -690,9 +690,9 @@ fn no_allow_statement_grants_a_wildcard_action() {
 
 #[test]
 fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
-    // LookupEvents, GetResourceConfigHistory, DescribeSecurityGroups and
-    // DescribeSecurityGroupRules have no resource-level permissions; everything else names its
-    // resource.
+    // LookupEvents, GetResourceConfigHistory, DescribeSecurityGroups,
+    // DescribeSecurityGroupRules, DescribeConfigurationRecorders(Status) and DescribeTrails have no
+    // resource-level permissions; everything else names its resource.
     for (place, doc) in policy_documents() {
         for s in statements(doc).into_iter().filter(|s| is_allow(s)) {
             if list(&s["Resource"]).iter().any(|r| *r == "*") {
@@ -701,7 +701,14 @@ fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
                     a == ["cloudtrail:LookupEvents"]
                         || a == ["config:GetResourceConfigHistory"]
                         || a == ["ec2:DescribeSecurityGroups"]
-                        || a == ["ec2:DescribeSecurityGroupRules"],
+                        || a == ["ec2:DescribeSecurityGroupRules"]
+                        // A hub's look at a spoke in its own account (none of the three has
+                        // resource-level permissions either).
+                        || a == [
+                            "config:DescribeConfigurationRecorders",
+                            "config:DescribeConfigurationRecorderStatus",
+                            "cloudtrail:DescribeTrails"
+                        ],
                     "{place}: Resource \"*\" for {a:?}"
                 );
             }
@@ -797,6 +804,18 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         (
             "organizations:DescribeAccount",
             sub("arn:${AWS::Partition}:organizations::*:account/o-*/*"),
+        ),
+        // A hub's look at what a spoke's region shows it, in the hub's own account.
+        ("config:DescribeConfigurationRecorders", json!("*")),
+        ("config:DescribeConfigurationRecorderStatus", json!("*")),
+        ("cloudtrail:DescribeTrails", json!("*")),
+        (
+            "cloudtrail:GetTrailStatus",
+            sub("arn:${AWS::Partition}:cloudtrail:*:${AWS::AccountId}:trail/*"),
+        ),
+        (
+            "cloudtrail:GetEventSelectors",
+            sub("arn:${AWS::Partition}:cloudtrail:*:${AWS::AccountId}:trail/*"),
         ),
     ];
     let granted: BTreeSet<_> = role_allows("HandlerRole")

@@ -240,6 +240,10 @@ pub struct StackOutputs {
     pub actor_feed_rule_name: Option<String>,
     /// The hub's event bus (a hub stack only).
     pub hub_bus_arn: Option<String>,
+    /// The queue the hub's function reads (a hub stack only).
+    pub hub_queue_arn: Option<String>,
+    /// Where the events that failed their receives on the hub's queue wait (a hub stack only).
+    pub hub_dead_letter_queue_url: Option<String>,
 }
 
 impl StackOutputs {
@@ -258,6 +262,8 @@ impl StackOutputs {
         alarm_topic_arn: None,
         actor_feed_rule_name: None,
         hub_bus_arn: None,
+        hub_queue_arn: None,
+        hub_dead_letter_queue_url: None,
     };
 
     /// The outputs from their names and values.
@@ -277,6 +283,8 @@ impl StackOutputs {
             alarm_topic_arn: take("AlarmTopicArn"),
             actor_feed_rule_name: take("ActorFeedRuleName"),
             hub_bus_arn: take("HubBusArn"),
+            hub_queue_arn: take("HubQueueArn"),
+            hub_dead_letter_queue_url: take("HubDeadLetterQueueUrl"),
         }
     }
 
@@ -363,6 +371,14 @@ impl StackOutputs {
                     format!("arn:{partition}:sqs:{region}:{account}:{queue}"),
                 );
             }
+            "HubQueue" => {
+                let queue = physical.rsplit('/').next().unwrap_or(physical);
+                set(
+                    &mut self.hub_queue_arn,
+                    format!("arn:{partition}:sqs:{region}:{account}:{queue}"),
+                );
+            }
+            "HubDeadLetterQueue" => set(&mut self.hub_dead_letter_queue_url, physical.to_owned()),
             "IdempotencyTable" => set(&mut self.idempotency_table_name, physical.to_owned()),
             "LogGroup" => set(&mut self.log_group_name, physical.to_owned()),
             _ => {}
