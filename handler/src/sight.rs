@@ -232,7 +232,19 @@ pub async fn look(reader: &Reader, account: &str, region: &str) -> Vec<Sight> {
     };
     match read_trails(&reader.cloudtrail).await {
         Ok(trails) if trails.iter().any(|t| t.feeds(region)) => {}
-        Ok(_) => sight.push(Sight::NoTrail),
+        // A covering trail that cannot be judged (an organization trail a member account may
+        // not inspect, say) is not taken for a missing one.
+        Ok(trails) => match trails
+            .iter()
+            .filter(|t| t.covers(region))
+            .find_map(|t| t.unreadable().map(|e| (t, e)))
+        {
+            Some((t, e)) => {
+                tracing::warn!(account, region, trail = %t.name, error = %e, "the spoke's trail cannot be judged");
+                sight.push(Sight::Unreadable);
+            }
+            None => sight.push(Sight::NoTrail),
+        },
         Err(e) => {
             tracing::warn!(account, region, error = %e, "the spoke's trails cannot be read");
             sight.push(Sight::Unreadable);

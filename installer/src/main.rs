@@ -220,6 +220,7 @@ async fn spoke_command(g: &GlobalArgs, c: &SpokeCommand) -> Result<u8> {
             let what = format!("remove the sgwatch spoke (stack {})", args.stack_name);
             confirm(g, &what)?;
             let r = spoke::teardown(args, &aws::load(g).await?, progress).await?;
+            warn(&r.warnings);
             report(g.output, &r)?;
             Ok(0)
         }

@@ -5,7 +5,11 @@
 //!
 //! Like install, each is observe → plan → apply: [`observe`] reads the account (the stack, the
 //! recorder, the reader role, a full sgwatch stack), [`plan`] is pure, and install applies the
-//! one stack change. A re-run changes nothing; teardown removes the spoke's stack and nothing else.
+//! stack change and then the recorder's steps. A region with no AWS Config recorder gets one, as
+//! `install` makes it: the stack adds its bucket and role (`CreateRecorder`), and the recorder
+//! `sgwatch` records security groups continuously into a bucket-only delivery channel. An existing
+//! recorder is adopted and never changed. A re-run changes nothing; teardown removes what the spoke
+//! made (its stack, and the recorder and channel it created) and keeps the history bucket.
 
 use std::collections::BTreeMap;
 
@@ -32,7 +36,7 @@ pub enum SpokeCommand {
     Plan(SpokeArgs),
     /// Checks the spoke, one line per check
     Status(SpokeNameArgs),
-    /// Removes the spoke's stack, and nothing else
+    /// Removes the spoke's stack and the recorder it made, and nothing else
     Teardown(SpokeNameArgs),
 }
 
@@ -231,6 +235,10 @@ pub struct Plan {
     /// One line per difference, for plan's report.
     pub differences: Vec<String>,
     pub warnings: Vec<String>,
+    /// The spoke makes (or already made) the region's recorder: its steps follow the stack's.
+    pub makes_recorder: bool,
+    /// The recorder's steps, one line each (after the stack's change).
+    pub config_steps: Vec<String>,
 }
 
 /// Decides, from what is there and what is wanted. Pure.
@@ -241,13 +249,19 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
             place: observed.place.clone(),
         });
     }
-    recorded(&observed.recorder, &observed.place)?;
-    // IAM is global: the first region's spoke makes the reader role, and keeps it.
     let deployed_params: BTreeMap<String, String> = observed
         .stack
         .as_ref()
         .map(stack_params)
         .unwrap_or_default();
+    // A region with no recorder gets the spoke's; once made, the spoke keeps it (and its bucket).
+    let makes_recorder = deployed_params.get("CreateRecorder").map(String::as_str) == Some("true")
+        || observed.recorder.recorder.is_none();
+    if !makes_recorder || !owns_recorder(observed, makes_recorder) {
+        recorded(&observed.recorder, &observed.place)?;
+    }
+    wanted.insert("CreateRecorder".into(), makes_recorder.to_string());
+    // IAM is global: the first region's spoke makes the reader role, and keeps it.
     let makes_reader = deployed_params.get("CreateReaderRole").map(String::as_str) == Some("true")
         || !observed.reader_role;
     wanted.insert("CreateReaderRole".into(), makes_reader.to_string());
@@ -259,12 +273,28 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
             READER_ROLE, observed.place.account
         ));
     }
+    let config_steps: Vec<String> = if makes_recorder {
+        let want = want(observed.stack.as_ref().map(|d| &d.outputs));
+        let owned = owned(observed, makes_recorder);
+        recorder::steps(&observed.recorder, owned, &want, &observed.place)
+            .map_err(|e| SpokeError::NotRecorded {
+                place: observed.place.clone(),
+                why: format!(" ({e})"),
+            })?
+            .iter()
+            .map(|step| step.describe(&want))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let Some(_) = &observed.stack else {
         return Ok(Plan {
             params: wanted,
             stack: Some(false),
-            differences: vec!["create the spoke's stack".into()],
+            differences: vec!["create the spoke's stack".to_owned()],
             warnings,
+            makes_recorder,
+            config_steps,
         });
     };
     let mut differences: Vec<String> = wanted
@@ -285,7 +315,35 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
         params: wanted,
         differences,
         warnings,
+        makes_recorder,
+        config_steps,
     })
+}
+
+/// What the spoke wants of the recorder it makes: security groups, continuously, as the stack's
+/// role, into the stack's bucket (no topic: the hub hears Config through EventBridge).
+fn want(outputs: Option<&stack::StackOutputs>) -> recorder::Want {
+    recorder::Want {
+        types: vec![recorder::SECURITY_GROUP.to_owned()],
+        role_arn: outputs.and_then(|o| o.config_role_arn.clone()),
+        bucket: outputs.and_then(|o| o.config_bucket_name.clone()),
+        topic: None,
+        extend: false,
+        bucket_only: true,
+    }
+}
+
+/// The recorder and channel the spoke made: named `sgwatch`, in a region whose spoke makes one.
+fn owned(observed: &Observed, makes_recorder: bool) -> recorder::Owned {
+    let found = &observed.recorder;
+    recorder::Owned {
+        recorder: makes_recorder && found.recorder_name().is_none_or(|n| n == recorder::NAME),
+        channel: makes_recorder && found.channel_name().is_none_or(|n| n == recorder::NAME),
+    }
+}
+
+fn owns_recorder(observed: &Observed, makes_recorder: bool) -> bool {
+    owned(observed, makes_recorder).recorder
 }
 
 fn stack_params(d: &Deployed) -> BTreeMap<String, String> {
@@ -355,11 +413,13 @@ pub async fn plan_only(args: &SpokeArgs, config: &SdkConfig) -> Result<Report, c
     let wanted = check(args)?;
     let observed = observe(config, &args.name).await?;
     let p = plan(&observed, wanted)?;
+    let mut changes = p.differences;
+    changes.extend(p.config_steps);
     Ok(report(
         "spoke plan",
         &observed.place,
         args,
-        p.differences,
+        changes,
         p.warnings,
     ))
 }
@@ -373,42 +433,56 @@ pub async fn install(
     let wanted = check(args)?;
     let observed = observe(config, &args.name).await?;
     let p = plan(&observed, wanted)?;
-    let Some(exists) = p.stack else {
-        return Ok(report(
-            "spoke install",
-            &observed.place,
-            args,
-            Vec::new(),
-            p.warnings,
-        ));
-    };
     let cf = crate::aws::cloudformation(config);
     let name = &args.name.stack_name;
-    let body = Body {
-        template: TEMPLATE,
-        // The reader role has a fixed name, which the hub assumes.
-        capability: Capability::CapabilityNamedIam,
-    };
-    let change_set =
-        stack::create_change_set_of(&cf, name, body, &p.params, exists, &observed.place).await?;
-    if change_set.empty {
-        stack::delete_change_set(&cf, name, &change_set, &observed.place).await?;
-        return Ok(report(
-            "spoke install",
-            &observed.place,
-            args,
-            Vec::new(),
-            p.warnings,
-        ));
+    let mut changes = Vec::new();
+    if let Some(exists) = p.stack {
+        let body = Body {
+            template: TEMPLATE,
+            // The reader role has a fixed name, which the hub assumes.
+            capability: Capability::CapabilityNamedIam,
+        };
+        let change_set =
+            stack::create_change_set_of(&cf, name, body, &p.params, exists, &observed.place)
+                .await?;
+        if change_set.empty {
+            stack::delete_change_set(&cf, name, &change_set, &observed.place).await?;
+        } else {
+            stack::execute(&cf, name, &change_set, &observed.place, progress).await?;
+            changes = p.differences;
+        }
     }
-    stack::execute(&cf, name, &change_set, &observed.place, progress).await?;
+    if p.makes_recorder {
+        changes.extend(make_recorder(config, &cf, name, &observed).await?);
+    }
     Ok(report(
         "spoke install",
         &observed.place,
         args,
-        p.differences,
+        changes,
         p.warnings,
     ))
+}
+
+/// The recorder's steps, with the bucket and role the stack now has; what was done.
+async fn make_recorder(
+    config: &SdkConfig,
+    cf: &aws_sdk_cloudformation::Client,
+    name: &str,
+    observed: &Observed,
+) -> Result<Vec<String>, crate::Error> {
+    let place = &observed.place;
+    let deployed = Deployed::require(cf, name, place).await?;
+    let want = want(Some(&deployed.outputs));
+    let owned = owned(observed, true);
+    let steps = recorder::steps(&observed.recorder, owned, &want, place)?;
+    let configservice = crate::aws::configservice(config);
+    let mut done = Vec::new();
+    for step in &steps {
+        recorder::apply(&configservice, place, &observed.recorder, step, &want).await?;
+        done.push(step.describe(&want));
+    }
+    Ok(done)
 }
 
 fn report(
@@ -428,7 +502,8 @@ fn report(
     }
 }
 
-/// `sgwatch spoke teardown`: the spoke's stack, nothing else (the recorder is the account's).
+/// `sgwatch spoke teardown`: the spoke's stack, and the recorder and channel it made (an adopted
+/// recorder is the account's and stays). The history bucket is kept and named.
 pub async fn teardown(
     names: &SpokeNameArgs,
     config: &SdkConfig,
@@ -439,18 +514,45 @@ pub async fn teardown(
     }
     let place = crate::aws::place(config).await?;
     let cf = crate::aws::cloudformation(config);
-    let removed = stack::delete(&cf, &names.stack_name, &place, progress).await?;
+    let mut changes = Vec::new();
+    let mut warnings = Vec::new();
+    if let Some(deployed) = Deployed::find(&cf, &names.stack_name, &place).await? {
+        if stack_params(&deployed)
+            .get("CreateRecorder")
+            .map(String::as_str)
+            == Some("true")
+        {
+            let configservice = crate::aws::configservice(config);
+            let found = recorder::find(&configservice, &place).await?;
+            if found.recorder_name() == Some(recorder::NAME) {
+                let channel = found.channel_name().filter(|c| *c == recorder::NAME);
+                recorder::delete_created(&configservice, &place, recorder::NAME, channel).await?;
+                changes.push(format!(
+                    "removed configuration recorder {}{}",
+                    recorder::NAME,
+                    channel
+                        .map(|c| format!(" and delivery channel {c}"))
+                        .unwrap_or_default()
+                ));
+            }
+            if let Some(bucket) = &deployed.outputs.config_bucket_name {
+                warnings.push(format!(
+                    "kept bucket {bucket}: it holds this region's configuration history; delete it \
+                     when no longer needed"
+                ));
+            }
+        }
+    }
+    if stack::delete(&cf, &names.stack_name, &place, progress).await? {
+        changes.push(format!("removed stack {}", names.stack_name));
+    }
     Ok(Report {
         verb: "spoke teardown",
         account: place.account,
         region: place.region,
         stack: names.stack_name.clone(),
-        changes: if removed {
-            vec![format!("removed stack {}", names.stack_name)]
-        } else {
-            Vec::new()
-        },
-        warnings: Vec::new(),
+        changes,
+        warnings,
     })
 }
 
@@ -605,5 +707,65 @@ mod tests {
         let mut named = args(BUS, ROLE, None);
         named.name.stack_name = "spoke".into();
         assert!(matches!(check(&named), Err(SpokeError::StackName(_))));
+    }
+
+    fn observed(recorder: Found) -> Observed {
+        Observed {
+            place: Place {
+                account: "111122223333".into(),
+                region: "eu-west-1".into(),
+            },
+            stack: None,
+            template: None,
+            full_stack: None,
+            recorder,
+            reader_role: false,
+        }
+    }
+
+    #[test]
+    fn a_region_without_a_recorder_gets_one_and_an_adopted_one_is_left_alone() {
+        use aws_sdk_config::types::{ConfigurationRecorder, RecordingGroup, ResourceType};
+        let wanted = check(&args(BUS, ROLE, None)).unwrap();
+        let none = plan(&observed(Found::default()), wanted.clone()).unwrap();
+        assert!(none.makes_recorder);
+        assert_eq!(none.params["CreateRecorder"], "true");
+        assert_eq!(
+            none.config_steps,
+            [
+                "create configuration recorder sgwatch recording AWS::EC2::SecurityGroup (role \
+                 the stack's ConfigRole)",
+                "create delivery channel sgwatch → s3://the stack's ConfigBucket and no topic",
+                "start recording with recorder sgwatch",
+            ]
+        );
+        let adopted = |group: RecordingGroup, recording: bool| Found {
+            recorder: Some(
+                ConfigurationRecorder::builder()
+                    .name("default")
+                    .recording_group(group)
+                    .build(),
+            ),
+            recording,
+            ..Found::default()
+        };
+        let all = RecordingGroup::builder().all_supported(true).build();
+        let kept = plan(&observed(adopted(all.clone(), true)), wanted.clone()).unwrap();
+        assert!(!kept.makes_recorder);
+        assert_eq!(kept.params["CreateRecorder"], "false");
+        assert!(kept.config_steps.is_empty());
+        // An adopted recorder that is stopped, or leaves out security groups, is never changed.
+        assert!(matches!(
+            plan(&observed(adopted(all, false)), wanted.clone()),
+            Err(SpokeError::NotRecorded { .. })
+        ));
+        let vpcs = RecordingGroup::builder()
+            .all_supported(false)
+            .resource_types(ResourceType::from("AWS::EC2::VPC"))
+            .build();
+        assert!(matches!(
+            plan(&observed(adopted(vpcs, true)), wanted),
+            Err(SpokeError::NotRecorded { .. })
+        ));
     }
 }

@@ -168,6 +168,7 @@ pub fn want(args: &InstallArgs, checked: &Checked, outputs: &StackOutputs) -> Wa
         bucket: outputs.config_bucket_name.clone(),
         topic: outputs.topic_arn.clone(),
         extend: args.extend_recorder,
+        bucket_only: false,
     }
 }
 

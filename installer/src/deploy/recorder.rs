@@ -169,6 +169,9 @@ pub struct Want {
     pub topic: Option<String>,
     /// `--extend-recorder`: may add security groups to an adopted recorder.
     pub extend: bool,
+    /// The channel delivers to the bucket only (a spoke's: the hub hears Config's events through
+    /// EventBridge, not a topic).
+    pub bucket_only: bool,
 }
 
 /// Which of the found recorder and channel install made (as its record says).
@@ -207,6 +210,11 @@ impl Step {
         let or_stack = |v: &Option<String>, what: &str| {
             v.clone().unwrap_or_else(|| format!("the stack's {what}"))
         };
+        let topic = if want.bucket_only {
+            "no topic".to_owned()
+        } else {
+            or_stack(&want.topic, "Topic")
+        };
         match self {
             Step::CreateRecorder => format!(
                 "create configuration recorder {NAME} recording {} (role {})",
@@ -222,14 +230,12 @@ impl Step {
                 format!("add {SECURITY_GROUP} to the types adopted recorder {name} records")
             }
             Step::CreateChannel => format!(
-                "create delivery channel {NAME} → s3://{} and {}",
+                "create delivery channel {NAME} → s3://{} and {topic}",
                 or_stack(&want.bucket, "ConfigBucket"),
-                or_stack(&want.topic, "Topic")
             ),
             Step::UpdateChannel { name } => format!(
-                "point delivery channel {name} at s3://{} and {}",
+                "point delivery channel {name} at s3://{} and {topic}",
                 or_stack(&want.bucket, "ConfigBucket"),
-                or_stack(&want.topic, "Topic")
             ),
             Step::StartRecorder { name } => format!("start recording with recorder {name}"),
         }
@@ -370,10 +376,15 @@ pub async fn apply(
                 Step::UpdateChannel { name } => name.as_str(),
                 _ => NAME,
             };
+            let topic = if want.bucket_only {
+                None
+            } else {
+                Some(needs(&want.topic, "TopicArn")?)
+            };
             let channel = DeliveryChannel::builder()
                 .name(name)
                 .s3_bucket_name(needs(&want.bucket, "ConfigBucketName")?)
-                .sns_topic_arn(needs(&want.topic, "TopicArn")?)
+                .set_sns_topic_arn(topic)
                 .build();
             let what = format!("putting delivery channel {name}");
             while_iam_propagates(&what, || {
@@ -691,6 +702,7 @@ mod tests {
             bucket: Some("sgwatch-configbucket".into()),
             topic: Some("arn:aws:sns:eu-west-1:111122223333:sgwatch-Topic".into()),
             extend: false,
+            bucket_only: false,
         }
     }
 

@@ -664,6 +664,168 @@ async fn redrive_replays_what_failed_every_receive_on_the_hub_queue() {
     assert_eq!(moto.ses_messages().await.len(), 1);
 }
 
+/// A member region with no AWS Config recorder: `spoke install` makes one as `install` does
+/// (security groups, continuously, into the spoke's own bucket), a re-run changes nothing, and
+/// teardown removes the recorder and channel it made and keeps the history bucket.
+#[tokio::test]
+async fn spoke_install_makes_the_recorder_a_region_lacks_and_teardown_removes_it() {
+    let programs = Programs::build_for("spoke-recorder");
+    let moto = Moto::start();
+    let (account, region) = (MEMBERS[0], REGION);
+    let keys = moto.keys_in(account).await;
+    let member = moto.sdk_config_in_account(account, region).await;
+    let bus = format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/sgwatch-hub");
+    let role = format!("arn:aws:iam::{ACCOUNT}:role/sgwatch-HandlerRole-HUB");
+    let spoke = ["spoke", "install", "--hub", &bus, "--hub-role", &role];
+    let config = aws_sdk_config::Client::new(&member);
+    assert!(config
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .unwrap()
+        .configuration_recorders()
+        .is_empty());
+
+    let plan = sgwatch_as(
+        &programs,
+        &moto,
+        region,
+        Some(&keys),
+        &["spoke", "plan", "--hub", &bus, "--hub-role", &role],
+    )
+    .await
+    .unwrap();
+    ok(&plan);
+    assert!(
+        plan.stdout
+            .contains("create configuration recorder sgwatch recording AWS::EC2::SecurityGroup"),
+        "{}",
+        plan.stdout
+    );
+    let installed = sgwatch_as(&programs, &moto, region, Some(&keys), &spoke)
+        .await
+        .unwrap();
+    ok(&installed);
+    for line in [
+        "create the spoke's stack",
+        "create configuration recorder sgwatch recording AWS::EC2::SecurityGroup",
+        "create delivery channel sgwatch → s3://",
+        "start recording with recorder sgwatch",
+    ] {
+        assert!(
+            installed.stdout.contains(line),
+            "{line}:\n{}",
+            installed.stdout
+        );
+    }
+
+    // What Config shows: the recorder records security groups as the stack's role, continuously,
+    // into the stack's bucket, with no topic.
+    let cf = aws_sdk_cloudformation::Client::new(&member);
+    let outputs: BTreeMap<String, String> = cf
+        .describe_stacks()
+        .stack_name("sgwatch-spoke")
+        .send()
+        .await
+        .unwrap()
+        .stacks()[0]
+        .outputs()
+        .iter()
+        .map(|o| {
+            (
+                o.output_key().unwrap().to_owned(),
+                o.output_value().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let recorders = config
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .unwrap();
+    let recorder = &recorders.configuration_recorders()[0];
+    assert_eq!(recorder.name(), Some("sgwatch"));
+    assert_eq!(
+        recorder.role_arn(),
+        outputs.get("ConfigRoleArn").map(String::as_str)
+    );
+    let types: Vec<&str> = recorder
+        .recording_group()
+        .unwrap()
+        .resource_types()
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    assert_eq!(types, ["AWS::EC2::SecurityGroup"]);
+    let status = config
+        .describe_configuration_recorder_status()
+        .send()
+        .await
+        .unwrap();
+    assert!(status.configuration_recorders_status()[0].recording());
+    let channels = config.describe_delivery_channels().send().await.unwrap();
+    let channel = &channels.delivery_channels()[0];
+    assert_eq!(channel.name(), Some("sgwatch"));
+    assert_eq!(
+        channel.s3_bucket_name(),
+        outputs.get("ConfigBucketName").map(String::as_str)
+    );
+    assert_eq!(channel.sns_topic_arn(), None);
+
+    let again = sgwatch_as(&programs, &moto, region, Some(&keys), &spoke)
+        .await
+        .unwrap();
+    ok(&again);
+    assert!(again.stdout.contains("no changes"), "{}", again.stdout);
+    let checked = sgwatch_as(&programs, &moto, region, Some(&keys), &["spoke", "status"])
+        .await
+        .unwrap();
+    ok(&checked);
+
+    let down = sgwatch_as(
+        &programs,
+        &moto,
+        region,
+        Some(&keys),
+        &["spoke", "teardown", "--yes"],
+    )
+    .await
+    .unwrap();
+    ok(&down);
+    assert!(
+        down.stdout
+            .contains("removed configuration recorder sgwatch and delivery channel sgwatch"),
+        "{}",
+        down.stdout
+    );
+    let bucket = outputs["ConfigBucketName"].clone();
+    assert!(
+        down.stderr.contains(&format!("kept bucket {bucket}")),
+        "{}",
+        down.stderr
+    );
+    assert!(config
+        .describe_configuration_recorders()
+        .send()
+        .await
+        .unwrap()
+        .configuration_recorders()
+        .is_empty());
+    assert!(config
+        .describe_delivery_channels()
+        .send()
+        .await
+        .unwrap()
+        .delivery_channels()
+        .is_empty());
+    sgwatch_handler::aws::s3_client(&member)
+        .head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("the history bucket {bucket} is gone: {e:?}"));
+}
+
 /// IAM returns policy documents URL-encoded.
 fn urlencoding_decode(s: &str) -> String {
     let bytes = s.as_bytes();

@@ -320,12 +320,15 @@ fn a_spokes_forwarding_role_may_put_events_on_the_hub_bus_and_nowhere_else() {
         params["DetailType"],
         sgwatch_handler::spokes::HEARTBEAT_DETAIL_TYPE
     );
-    // The spoke creates nothing that sends, stores or runs code.
-    let types: BTreeSet<&str> = spoke()["Resources"]
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|r| r["Type"].as_str().unwrap())
+    // The spoke creates nothing that sends, stores or runs code; only in a region with no Config
+    // recorder (`CreateRecorder`) does it add the recorder's bucket and role.
+    let resources = spoke()["Resources"].as_object().unwrap().clone();
+    let (for_recorder, always): (Vec<_>, Vec<_>) = resources
+        .iter()
+        .partition(|(_, r)| r["Condition"] == "MakesRecorder");
+    let types: BTreeSet<&str> = always
+        .iter()
+        .map(|(_, r)| r["Type"].as_str().unwrap())
         .collect();
     assert_eq!(
         types,
@@ -334,6 +337,30 @@ fn a_spokes_forwarding_role_may_put_events_on_the_hub_bus_and_nowhere_else() {
             "AWS::IAM::Role",
             "AWS::Scheduler::Schedule"
         ])
+    );
+    let for_recorder: BTreeSet<&str> = for_recorder.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(
+        for_recorder,
+        BTreeSet::from(["ConfigBucket", "ConfigBucketPolicy", "ConfigRole"])
+    );
+    assert_eq!(
+        spoke()["Parameters"]["CreateRecorder"]["Default"],
+        "false",
+        "a stack set's spokes adopt the account's recorder"
+    );
+    let delivers: Vec<&Value> = list(&spoke_resource("ConfigRole")["Properties"]["Policies"])
+        .into_iter()
+        .flat_map(|p| list(&p["PolicyDocument"]["Statement"]))
+        .flat_map(|s| list(&s["Action"]))
+        .collect();
+    assert_eq!(
+        delivers,
+        [
+            &json!("s3:PutObject"),
+            &json!("s3:PutObjectAcl"),
+            &json!("s3:GetBucketAcl")
+        ],
+        "the recorder's role writes to its bucket and nothing else"
     );
 }
 
