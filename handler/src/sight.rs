@@ -202,21 +202,41 @@ pub async fn read_trails(ct: &aws_sdk_cloudtrail::Client) -> Result<Vec<Trail>, 
     Ok(out)
 }
 
-/// What the recorder of a region shows the hub: nothing amiss, or each reason it hides changes.
+/// What the recorder of a region shows the hub: nothing amiss, or each reason it hides changes,
+/// in [`Sight`]'s order (`spoke install` names the first).
 pub fn recorder_sight(recorder: Option<&ConfigurationRecorder>, recording: bool) -> Vec<Sight> {
     let Some(recorder) = recorder else {
         return vec![Sight::NoRecorder];
     };
+    let records_groups = records_security_groups(recorder);
     let mut sight = Vec::new();
+    if !records_groups {
+        sight.push(Sight::GroupsNotRecorded);
+    }
     if !recording {
         sight.push(Sight::RecorderOff);
     }
-    if !records_security_groups(recorder) {
-        sight.push(Sight::GroupsNotRecorded);
-    } else if daily_security_groups(recorder).is_some() {
+    if records_groups && daily_security_groups(recorder).is_some() {
         sight.push(Sight::NotContinuous);
     }
     sight
+}
+
+/// What a region's trails show the hub: nothing amiss when one feeds the bus; else unreadable
+/// when a covering trail cannot be judged (an organization trail a member account may not
+/// inspect, say: not taken for a missing one), else no trail. Pure.
+pub fn trail_sight(trails: &[Trail], region: &str) -> Option<Sight> {
+    if trails.iter().any(|t| t.feeds(region)) {
+        return None;
+    }
+    let unreadable = trails
+        .iter()
+        .any(|t| t.covers(region) && t.unreadable().is_some());
+    Some(if unreadable {
+        Sight::Unreadable
+    } else {
+        Sight::NoTrail
+    })
 }
 
 /// Looks at `region` through `reader`: its recorder and status, and its trails. What cannot be
@@ -231,20 +251,17 @@ pub async fn look(reader: &Reader, account: &str, region: &str) -> Vec<Sight> {
         }
     };
     match read_trails(&reader.cloudtrail).await {
-        Ok(trails) if trails.iter().any(|t| t.feeds(region)) => {}
-        // A covering trail that cannot be judged (an organization trail a member account may
-        // not inspect, say) is not taken for a missing one.
-        Ok(trails) => match trails
-            .iter()
-            .filter(|t| t.covers(region))
-            .find_map(|t| t.unreadable().map(|e| (t, e)))
-        {
-            Some((t, e)) => {
-                tracing::warn!(account, region, trail = %t.name, error = %e, "the spoke's trail cannot be judged");
-                sight.push(Sight::Unreadable);
+        Ok(trails) => {
+            let seen = trail_sight(&trails, region);
+            if seen == Some(Sight::Unreadable) {
+                for t in trails.iter().filter(|t| t.covers(region)) {
+                    if let Some(error) = t.unreadable() {
+                        tracing::warn!(account, region, trail = %t.name, error, "the spoke's trail cannot be judged");
+                    }
+                }
             }
-            None => sight.push(Sight::NoTrail),
-        },
+            sight.extend(seen);
+        }
         Err(e) => {
             tracing::warn!(account, region, error = %e, "the spoke's trails cannot be read");
             sight.push(Sight::Unreadable);
@@ -355,5 +372,26 @@ mod tests {
         assert!(!trail(false, Ok(true)).feeds("eu-west-1"));
         assert!(!trail(true, Ok(false)).feeds("eu-west-1"));
         assert!(!trail(true, Err("denied".into())).feeds("eu-west-1"));
+    }
+
+    #[test]
+    fn a_trail_that_cannot_be_judged_is_unreadable_not_missing() {
+        let trail = |name: &str, home: &str, logging: Result<bool, String>| Trail {
+            name: name.into(),
+            home_region: home.into(),
+            multi_region: false,
+            logging,
+            management_writes: Ok(true),
+        };
+        let org = trail("org-trail", "eu-west-1", Err("AccessDenied".into()));
+        let here = trail("local", "eu-west-1", Ok(true));
+        let elsewhere = trail("far", "us-east-1", Ok(true));
+        assert_eq!(
+            trail_sight(std::slice::from_ref(&org), "eu-west-1"),
+            Some(Sight::Unreadable)
+        );
+        assert_eq!(trail_sight(&[org, here], "eu-west-1"), None);
+        assert_eq!(trail_sight(&[elsewhere], "eu-west-1"), Some(Sight::NoTrail));
+        assert_eq!(trail_sight(&[], "eu-west-1"), Some(Sight::NoTrail));
     }
 }

@@ -675,17 +675,22 @@ impl LambdaEmulator {
         read_log(&self.function_log)
     }
 
-    /// Invokes the handler through the emulator's Lambda Invoke API and returns its response;
-    /// a function error is an error, with the handler's log.
-    pub async fn invoke(&self, config: &SdkConfig, event: &Value) -> Result<Value> {
-        let lambda = aws_sdk_lambda::Client::from_conf(
+    /// A Lambda client of the emulator's Invoke API. Lambda answers a function error with HTTP
+    /// 200 and `X-Amz-Function-Error`; the emulator answers 500, which the SDK would retry,
+    /// running the handler three times per call: this client does not retry.
+    pub fn client(&self, config: &SdkConfig) -> aws_sdk_lambda::Client {
+        aws_sdk_lambda::Client::from_conf(
             aws_sdk_lambda::config::Builder::from(config)
-                // Lambda answers a function error with HTTP 200 and X-Amz-Function-Error; the emulator
-                // answers 500, which the SDK would retry, running the handler three times per call.
                 .retry_config(aws_config::retry::RetryConfig::disabled())
                 .endpoint_url(&self.endpoint)
                 .build(),
-        );
+        )
+    }
+
+    /// Invokes the handler through the emulator's Lambda Invoke API and returns its response;
+    /// a function error is an error, with the handler's log.
+    pub async fn invoke(&self, config: &SdkConfig, event: &Value) -> Result<Value> {
+        let lambda = self.client(config);
         let call = lambda
             .invoke()
             .function_name(&self.function_name)

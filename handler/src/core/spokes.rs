@@ -220,10 +220,10 @@ pub fn add_sight(marks: &mut Marks, attribute_name: &str, codes: &str) {
 pub enum Sight {
     /// The region has no configuration recorder: Config records no change.
     NoRecorder,
-    /// The recorder is stopped.
-    RecorderOff,
     /// The recorder leaves out `AWS::EC2::SecurityGroup`.
     GroupsNotRecorded,
+    /// The recorder is stopped.
+    RecorderOff,
     /// Security groups are recorded once a day, not continuously: a change reaches the hub up to
     /// a day late.
     NotContinuous,
@@ -259,8 +259,8 @@ impl Sight {
     pub fn parse_codes(codes: &str) -> Vec<Sight> {
         let all = [
             Sight::NoRecorder,
-            Sight::RecorderOff,
             Sight::GroupsNotRecorded,
+            Sight::RecorderOff,
             Sight::NotContinuous,
             Sight::NoTrail,
             Sight::Unreadable,

@@ -19,7 +19,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use sgwatch_handler::members::READER_ROLE;
-use sgwatch_handler::spokes;
+use sgwatch_handler::spokes::{self, Sight};
 
 use crate::aws::Place;
 use crate::deploy::recorder::{self, Found};
@@ -252,12 +252,12 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
     let deployed_params: BTreeMap<String, String> = observed
         .stack
         .as_ref()
-        .map(stack_params)
+        .map(|d| d.params.all.clone())
         .unwrap_or_default();
     // A region with no recorder gets the spoke's; once made, the spoke keeps it (and its bucket).
     let makes_recorder = deployed_params.get("CreateRecorder").map(String::as_str) == Some("true")
         || observed.recorder.recorder.is_none();
-    if !makes_recorder || !owns_recorder(observed, makes_recorder) {
+    if !owned(observed, makes_recorder).recorder {
         recorded(&observed.recorder, &observed.place)?;
     }
     wanted.insert("CreateRecorder".into(), makes_recorder.to_string());
@@ -342,44 +342,26 @@ fn owned(observed: &Observed, makes_recorder: bool) -> recorder::Owned {
     }
 }
 
-fn owns_recorder(observed: &Observed, makes_recorder: bool) -> bool {
-    owned(observed, makes_recorder).recorder
-}
-
-fn stack_params(d: &Deployed) -> BTreeMap<String, String> {
-    d.stack
-        .parameters()
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p.parameter_key()?.to_owned(),
-                p.parameter_value()?.to_owned(),
-            ))
-        })
-        .collect()
-}
-
 /// The recorder must record security groups, and continuously, or the spoke forwards nothing
 /// (or a day late).
 fn recorded(found: &Found, place: &Place) -> Result<(), SpokeError> {
-    let why = if found.recorder.is_none() {
-        Some(" (there is no recorder)".to_owned())
-    } else if !found.records_security_groups() {
-        Some(String::new())
-    } else if !found.recording {
-        Some(" that is recording (the recorder is stopped)".to_owned())
-    } else {
-        found
-            .daily_security_groups()
-            .map(|daily| format!(" continuously ({daily})"))
+    let sight = sgwatch_handler::sight::recorder_sight(found.recorder.as_ref(), found.recording);
+    let Some(first) = sight.first() else {
+        return Ok(());
     };
-    match why {
-        Some(why) => Err(SpokeError::NotRecorded {
-            place: place.clone(),
-            why,
-        }),
-        None => Ok(()),
-    }
+    let why = match first {
+        Sight::NoRecorder => " (there is no recorder)".to_owned(),
+        Sight::GroupsNotRecorded => String::new(),
+        Sight::RecorderOff => " that is recording (the recorder is stopped)".to_owned(),
+        _ => format!(
+            " continuously ({})",
+            found.daily_security_groups().unwrap_or_default()
+        ),
+    };
+    Err(SpokeError::NotRecorded {
+        place: place.clone(),
+        why,
+    })
 }
 
 /// What a spoke command did, or would do.
@@ -517,7 +499,9 @@ pub async fn teardown(
     let mut changes = Vec::new();
     let mut warnings = Vec::new();
     if let Some(deployed) = Deployed::find(&cf, &names.stack_name, &place).await? {
-        if stack_params(&deployed)
+        if deployed
+            .params
+            .all
             .get("CreateRecorder")
             .map(String::as_str)
             == Some("true")
@@ -606,10 +590,7 @@ pub async fn status(names: &SpokeNameArgs, config: &SdkConfig) -> Result<Status,
         Some(d) => {
             let status = d.status().map(|s| s.as_str()).unwrap_or("?").to_owned();
             let settled = matches!(status.as_str(), "CREATE_COMPLETE" | "UPDATE_COMPLETE");
-            let hub = stack_params(d)
-                .get("HubBusArn")
-                .cloned()
-                .unwrap_or_default();
+            let hub = (d.params.all).get("HubBusArn").cloned().unwrap_or_default();
             Check {
                 ok: settled,
                 what: "stack".into(),

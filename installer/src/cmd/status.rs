@@ -188,16 +188,16 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
     seen.ses = ses(config, &seen).await;
     (seen.handler_role, seen.config_role) = roles(config, &seen).await;
     if let Some(url) = seen.outputs().failure_queue_url.clone() {
-        let mut parked = parked(config, &url).await;
+        let mut count = parked(config, &url).await;
         // A hub's events that failed every receive wait in its dead-letter queue; redrive
         // replays both.
         if let Some(dlq) = seen.outputs().hub_dead_letter_queue_url.clone() {
-            parked = match (parked, self::parked(config, &dlq).await) {
+            count = match (count, parked(config, &dlq).await) {
                 (Ok(a), Ok(b)) => Ok(a + b),
                 (Err(e), _) | (_, Err(e)) => Err(e),
             };
         }
-        seen.queue = Some((url, parked));
+        seen.queue = Some((url, count));
     }
     Ok(seen)
 }

@@ -37,14 +37,7 @@ async fn invoke(
     emulator: &LambdaEmulator,
     event: &Value,
 ) -> (Option<String>, Value) {
-    let lambda = aws_sdk_lambda::Client::from_conf(
-        aws_sdk_lambda::config::Builder::from(config)
-            // Lambda answers a function error with HTTP 200 and X-Amz-Function-Error; the emulator
-            // answers 500, which the SDK would retry, running the handler three times per call.
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .endpoint_url(&emulator.endpoint)
-            .build(),
-    );
+    let lambda = emulator.client(config);
     let result = lambda
         .invoke()
         .function_name(&emulator.function_name)
