@@ -13,6 +13,7 @@ use crate::core::settings::Settings;
 use crate::dedupe::Dedupe;
 use crate::deliver::mail;
 use crate::deliver::post::Poster;
+use crate::handovers::Handovers;
 use crate::members::Members;
 
 /// The AWS clients the handler uses, built once per cold start.
@@ -38,6 +39,11 @@ pub struct Services {
     pub members: Option<Arc<Members>>,
     /// The member account and region the record being handled is from (a hub's only).
     pub origin: Option<(String, String)>,
+    /// Reads the handover marker in the function's own account (a full stack's).
+    pub ssm: aws_sdk_ssm::Client,
+    /// The handover markers read so far: a hub's, or a full stack's that reads its own
+    /// (`SGWATCH_HANDOVER_PARAMETER`); absent elsewhere.
+    pub handovers: Option<Arc<Handovers>>,
 }
 
 /// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
@@ -85,6 +91,9 @@ impl Services {
                 .then(|| Arc::new(Poster::new(config).with_reach(settings.reach()))),
             members: settings.hub.then(|| Arc::new(Members::new(config))),
             origin: None,
+            ssm: aws_sdk_ssm::Client::new(config),
+            handovers: (settings.hub || settings.handover_parameter.is_some())
+                .then(|| Arc::new(Handovers::new(settings.hub))),
         }
     }
 
@@ -130,6 +139,13 @@ impl Services {
         self.reader()
             .await
             .map_or_else(|| self.cloudtrail.clone(), |r| r.cloudtrail)
+    }
+
+    /// The client that reads the handover marker of this record's account and region.
+    pub async fn ssm_reader(&self) -> aws_sdk_ssm::Client {
+        self.reader()
+            .await
+            .map_or_else(|| self.ssm.clone(), |r| r.ssm)
     }
 
     /// The client that reads a Config bucket for this record.

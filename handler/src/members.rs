@@ -30,6 +30,7 @@ pub struct Reader {
     pub ec2: aws_sdk_ec2::Client,
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     pub s3: aws_sdk_s3::Client,
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 impl Reader {
@@ -39,6 +40,7 @@ impl Reader {
             ec2: aws_sdk_ec2::Client::new(config),
             cloudtrail: aws_sdk_cloudtrail::Client::new(config),
             s3: aws::s3_client(config),
+            ssm: aws_sdk_ssm::Client::new(config),
         }
     }
 }

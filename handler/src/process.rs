@@ -31,6 +31,7 @@ use crate::core::who::ActorLookup;
 use std::time::SystemTime;
 
 use crate::core::feed::ApiCall;
+use crate::core::handover::{self, Marker};
 use crate::core::message::{
     envelopes, is_sqs_batch, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized,
     ParseError, StateId, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
@@ -240,8 +241,22 @@ async fn process(
         Ok(ConfigMessage::CoverageCheck) => {
             return silent_spokes(message_id, original, invocation, settings, services).await
         }
-        Ok(ConfigMessage::ItemChange(change)) => (change, None),
+        Ok(ConfigMessage::ItemChange(change)) => {
+            let item = &change.configuration_item;
+            let at = item.configuration_item_capture_time.as_deref();
+            let (account, region) = (&item.aws_account_id, &item.aws_region);
+            if handed_over(message_id, account, region, at, settings, services).await {
+                return Outcome::Skipped;
+            }
+            (change, None)
+        }
         Ok(ConfigMessage::Oversized(o)) => {
+            let summary = &o.configuration_item_summary;
+            let at = summary.configuration_item_capture_time.as_deref();
+            let (account, region) = (&summary.aws_account_id, &summary.aws_region);
+            if handed_over(message_id, account, region, at, settings, services).await {
+                return Outcome::Skipped;
+            }
             match read_oversized(message_id, &o, invocation, settings, services).await {
                 Ok(read) => read,
                 Err(outcome) => return outcome,
@@ -252,6 +267,48 @@ async fn process(
         message_id, &change, note, original, invocation, settings, services,
     )
     .await
+}
+
+/// Whether a handover leaves this change of `account` × `region` at `at` to the other side: to
+/// the hub from the full stack once T has come, to the full stack from the hub before T (or while
+/// the handover is pending). See [`crate::core::handover`].
+async fn handed_over(
+    message_id: &str,
+    account: &str,
+    region: &str,
+    at: Option<&str>,
+    settings: &Settings,
+    services: &Services,
+) -> bool {
+    let Some(marker) = handover_marker(account, region, settings, services).await else {
+        return false;
+    };
+    let tells = if settings.hub {
+        marker.hub_tells(at)
+    } else {
+        marker.full_stack_tells(at)
+    };
+    if !tells {
+        info!(message_id, account, region, at, "skipped: {}", marker.left_to(settings.hub));
+    }
+    !tells
+}
+
+/// The handover marker of `account` × `region`, where this function reads one.
+async fn handover_marker(
+    account: &str,
+    region: &str,
+    settings: &Settings,
+    services: &Services,
+) -> Option<Marker> {
+    let handovers = services.handovers.as_ref()?;
+    let parameter = match &settings.handover_parameter {
+        _ if settings.hub => handover::PARAMETER,
+        Some(p) => p.as_str(),
+        None => return None,
+    };
+    let ssm = services.ssm_reader().await;
+    Some(handovers.marker(&ssm, parameter, account, region).await)
 }
 
 /// The account and region a message is about.
@@ -794,6 +851,19 @@ async fn process_api_call(
         return Outcome::Skipped;
     }
     let recorded = record_call(message_id, call, services).await;
+    // The call is kept for the actor either way; its early warning is one side's (a handover).
+    let warns = match handover_marker(&call.account, &call.region, settings, services).await {
+        Some(m) if settings.hub => m.hub_tells(Some(&call.event_time)),
+        Some(m) => m.full_stack_warns(),
+        None => true,
+    };
+    if !warns {
+        info!(message_id, event_id = %call.event_id, "no early warning: a handover leaves this call's warning to the other side");
+        return Outcome::Feed {
+            recorded,
+            warning: None,
+        };
+    }
     let rated;
     let call = if settings.early_warning.is_some() {
         rated = rated_call(message_id, call, services).await;
@@ -1117,6 +1187,13 @@ mod tests {
             poster: None,
             members: None,
             origin: None,
+            ssm: aws_sdk_ssm::Client::from_conf(
+                aws_sdk_ssm::Config::builder()
+                    .behavior_version_latest()
+                    .region(aws_sdk_ssm::config::Region::new("us-east-1"))
+                    .build(),
+            ),
+            handovers: None,
         }
     }
 

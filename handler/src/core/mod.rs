@@ -5,12 +5,14 @@
 //! `message` reads the inputs; `rules`, `severity`, `recipients` and `destination` are the
 //! vocabulary; `decide` (with `reason`) makes the decision; `feed` and `who` say who made a
 //! change; `render` (with `text` and `visible`) words it; `settings` reads the policy and
-//! `explain` shows it all as JSON. `spokes` is the hub's view of its spokes.
+//! `explain` shows it all as JSON. `spokes` is the hub's view of its spokes, and `handover` decides, while a full stack hands a
+//! region over to the hub, which of the two tells each change.
 
 pub mod decide;
 pub mod destination;
 pub mod explain;
 pub mod feed;
+pub mod handover;
 pub mod message;
 pub mod reason;
 pub mod recipients;

@@ -118,6 +118,9 @@ pub struct Settings {
     /// This function is the organization's hub (`SGWATCH_HUB`): it keeps the coverage map of its
     /// spokes and reads member accounts through their `sgwatch-reader` role.
     pub hub: bool,
+    /// The handover marker this full stack reads (`SGWATCH_HANDOVER_PARAMETER`): once a spoke
+    /// takes the region over for the hub, changes from its time on are left to the hub.
+    pub handover_parameter: Option<String>,
 }
 
 /// A setting that is missing or has a value the handler cannot use.
@@ -303,9 +306,23 @@ impl Settings {
             Some(v) => parse_bool("SGWATCH_HUB", v)?,
             None => false,
         };
+        let handover_parameter = match non_empty(&get("SGWATCH_HANDOVER_PARAMETER")) {
+            Some(name) if name.starts_with('/') && !name.contains(char::is_whitespace) => {
+                Some(name.to_owned())
+            }
+            Some(name) => {
+                return Err(SettingsError::Invalid {
+                    name: "SGWATCH_HANDOVER_PARAMETER",
+                    value: name.to_owned(),
+                    why: "expected an SSM parameter name such as /sgwatch/handover".to_owned(),
+                })
+            }
+            None => None,
+        };
         Ok(Settings {
             policy,
             hub,
+            handover_parameter,
             loopback_destinations,
             sender,
             lookup_actor,
