@@ -54,6 +54,8 @@ pub enum ErrorKind {
     Spoke(#[from] crate::cmd::spoke::SpokeError),
     #[error(transparent)]
     Hub(#[from] crate::cmd::hub::HubError),
+    #[error(transparent)]
+    Handover(#[from] crate::deploy::handover::HandoverError),
 }
 
 // Every module error converts through its `ErrorKind` variant: one impl instead of one per type.

@@ -84,6 +84,7 @@ impl RolloutArgs {
                 stack_name: "sgwatch-spoke".into(),
                 full_stack_name: "sgwatch".into(),
             },
+            replace: spoke::ReplaceArgs::default(),
         })
     }
 }

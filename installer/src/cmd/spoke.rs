@@ -12,16 +12,21 @@
 //! made (its stack, and the recorder and channel it created) and keeps the history bucket.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_cloudformation::types::Capability;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 
+use sgwatch_handler::handover::{Marker, KEPT_FOR_SECS, PARAMETER};
 use sgwatch_handler::members::READER_ROLE;
 use sgwatch_handler::spokes::{self, Sight};
 
 use crate::aws::Place;
+use crate::cmd::teardown::{self as full_teardown, TeardownArgs};
+use crate::cmd::verify::parse_duration;
+use crate::deploy::handover::{self, FullStack};
 use crate::deploy::recorder::{self, Found};
 use crate::deploy::stack::{self, Body, Deployed};
 
@@ -55,6 +60,35 @@ pub struct SpokeArgs {
     pub organization_id: Option<String>,
     #[command(flatten)]
     pub name: SpokeNameArgs,
+    #[command(flatten)]
+    pub replace: ReplaceArgs,
+}
+
+/// Moving a region from its full stack to the hub (`--replace-stack`).
+#[derive(Debug, Clone, Args)]
+pub struct ReplaceArgs {
+    /// Take this region over from the full sgwatch stack that runs here, with no change told
+    /// twice or missed, and remove that stack (keeping its configuration history)
+    #[arg(long)]
+    pub replace_stack: bool,
+    /// How far ahead the handover time is set: before it the full stack tells, from it the hub.
+    /// At least 60s, so that every function has read it in time
+    #[arg(long, default_value = "90s", value_name = "DURATION", value_parser = parse_duration)]
+    pub handover_in: Duration,
+    /// How long after the handover time the full stack is kept, for its notifications still on
+    /// their way (Lambda retries a failed one twice within about three minutes)
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
+    pub handover_wait: Duration,
+}
+
+impl Default for ReplaceArgs {
+    fn default() -> ReplaceArgs {
+        ReplaceArgs {
+            replace_stack: false,
+            handover_in: Duration::from_secs(90),
+            handover_wait: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -91,10 +125,13 @@ pub enum SpokeError {
     StackName(String),
     #[error(
         "{place} already runs the full sgwatch stack {stack}, which emails this account's owners \
-         itself: a spoke beside it would tell them twice. Keep the full stack, or remove it \
-         (`sgwatch teardown --stack-name {stack}`) and run spoke install again"
+         itself: a spoke beside it would tell them twice. Keep the full stack, or let the spoke \
+         take the region over (`sgwatch spoke install --replace-stack`), which removes it with no \
+         change told twice or missed"
     )]
     FullStack { stack: String, place: Place },
+    #[error("--handover-in and --handover-wait must each be at most an hour; got {0:?}")]
+    HandoverTiming(Duration),
     #[error(
         "{place} has no AWS Config recorder that records AWS::EC2::SecurityGroup{why}: the spoke \
          would forward nothing. Record security groups (continuous recording) with the account's \
@@ -158,6 +195,11 @@ pub fn check(args: &SpokeArgs) -> Result<BTreeMap<String, String>, SpokeError> {
     if !valid_stack_name(&args.name.stack_name) {
         return Err(SpokeError::StackName(args.name.stack_name.clone()));
     }
+    for d in [args.replace.handover_in, args.replace.handover_wait] {
+        if d > Duration::from_secs(3600) {
+            return Err(SpokeError::HandoverTiming(d));
+        }
+    }
     Ok(BTreeMap::from([
         ("HubBusArn".to_owned(), args.hub_bus.clone()),
         ("HubHandlerRoleArn".to_owned(), args.hub_role.clone()),
@@ -177,10 +219,18 @@ pub struct Observed {
     pub recorder: Found,
     /// The reader role exists (made by this stack or by the spoke of another region).
     pub reader_role: bool,
+    /// The region's handover marker.
+    pub marker: Marker,
+    /// The full stack this spoke replaces (`--replace-stack`, where one runs).
+    pub replaced: Option<FullStack>,
 }
 
-/// Reads the account: read-only calls.
-pub async fn observe(config: &SdkConfig, names: &SpokeNameArgs) -> Result<Observed, crate::Error> {
+/// Reads the account: read-only calls. `replace`: the full stack, where one runs, is read whole.
+pub async fn observe(
+    config: &SdkConfig,
+    names: &SpokeNameArgs,
+    replace: bool,
+) -> Result<Observed, crate::Error> {
     let place = crate::aws::place(config).await?;
     let cf = crate::aws::cloudformation(config);
     let stack = Deployed::find(&cf, &names.stack_name, &place).await?;
@@ -215,6 +265,11 @@ pub async fn observe(config: &SdkConfig, names: &SpokeNameArgs) -> Result<Observ
             .into())
         }
     };
+    let marker = handover::read(&crate::aws::ssm(config), &place).await?;
+    let replaced = match &full_stack {
+        Some(name) if replace => Some(handover::full_stack(config, &place, name).await?),
+        _ => None,
+    };
     Ok(Observed {
         place,
         stack,
@@ -222,6 +277,8 @@ pub async fn observe(config: &SdkConfig, names: &SpokeNameArgs) -> Result<Observ
         full_stack,
         recorder,
         reader_role,
+        marker,
+        replaced,
     })
 }
 
@@ -237,13 +294,19 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The spoke makes (or already made) the region's recorder: its steps follow the stack's.
     pub makes_recorder: bool,
-    /// The recorder's steps, one line each (after the stack's change).
+    /// The recorder's steps, one line each (after the stack's change, or after the handover).
     pub config_steps: Vec<String>,
+    /// The handover's steps, one line each (`--replace-stack`).
+    pub handover_steps: Vec<String>,
 }
 
 /// Decides, from what is there and what is wanted. Pure.
-pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result<Plan, SpokeError> {
-    if let Some(stack) = &observed.full_stack {
+pub fn plan(
+    observed: &Observed,
+    mut wanted: BTreeMap<String, String>,
+    replace: &ReplaceArgs,
+) -> Result<Plan, SpokeError> {
+    if let (Some(stack), None) = (&observed.full_stack, &observed.replaced) {
         return Err(SpokeError::FullStack {
             stack: stack.clone(),
             place: observed.place.clone(),
@@ -255,8 +318,11 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
         .map(|d| d.params.all.clone())
         .unwrap_or_default();
     // A region with no recorder gets the spoke's; once made, the spoke keeps it (and its bucket).
+    // The recorder a replaced full stack made becomes the spoke's.
+    let takes_over = observed.replaced.as_ref().is_some_and(|f| f.owned().recorder);
     let makes_recorder = deployed_params.get("CreateRecorder").map(String::as_str) == Some("true")
-        || observed.recorder.recorder.is_none();
+        || observed.recorder.recorder.is_none()
+        || takes_over;
     if !owned(observed, makes_recorder).recorder {
         recorded(&observed.recorder, &observed.place)?;
     }
@@ -287,6 +353,7 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
     } else {
         Vec::new()
     };
+    let handover_steps = handover_steps(observed, replace, &mut warnings);
     let Some(_) = &observed.stack else {
         return Ok(Plan {
             params: wanted,
@@ -295,6 +362,7 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
             warnings,
             makes_recorder,
             config_steps,
+            handover_steps,
         });
     };
     let mut differences: Vec<String> = wanted
@@ -317,7 +385,68 @@ pub fn plan(observed: &Observed, mut wanted: BTreeMap<String, String>) -> Result
         warnings,
         makes_recorder,
         config_steps,
+        handover_steps,
     })
+}
+
+/// The handover's steps, where the spoke replaces a full stack; the marker's cleanup where a
+/// handover was left pending with no full stack any more (the hub would otherwise leave the
+/// region's changes to no one).
+fn handover_steps(
+    observed: &Observed,
+    replace: &ReplaceArgs,
+    warnings: &mut Vec<String>,
+) -> Vec<String> {
+    let Some(full) = &observed.replaced else {
+        return match observed.marker {
+            Marker::Pending => vec![format!(
+                "remove the handover marker {PARAMETER}: it says pending, and no full stack runs \
+                 here"
+            )],
+            _ => Vec::new(),
+        };
+    };
+    let name = full.name();
+    let mut steps = Vec::new();
+    if observed.marker == Marker::Absent {
+        steps.push(format!(
+            "set the handover marker {PARAMETER} to pending: {name} tells every change until the \
+             handover time"
+        ));
+    }
+    let sets_time = !matches!(observed.marker, Marker::At(_));
+    if sets_time && replace.handover_in < Duration::from_secs(KEPT_FOR_SECS) {
+        warnings.push(format!(
+            "--handover-in {}s is less than the {KEPT_FOR_SECS}s a function keeps its reading of \
+             the marker: a change just after the handover time may be told twice",
+            replace.handover_in.as_secs()
+        ));
+    }
+    match observed.marker {
+        Marker::At(t) => steps.push(format!(
+            "the handover time is {} (set by an earlier run): before it {name} tells, from it the \
+             hub",
+            handover::time_text(t)
+        )),
+        _ => steps.push(format!(
+            "set the handover time to {}s from then: before it {name} tells, from it the hub",
+            replace.handover_in.as_secs()
+        )),
+    }
+    steps.push(format!(
+        "wait {}s past the handover time for {name}'s notifications on their way, then check \
+         its failure queue is empty",
+        replace.handover_wait.as_secs()
+    ));
+    if full.owned().recorder {
+        steps.push(format!(
+            "take over the recorder and channel {name} made (below), recording throughout"
+        ));
+    }
+    steps.push(format!(
+        "remove {name} and what it made, keeping its configuration history bucket"
+    ));
+    steps
 }
 
 /// What the spoke wants of the recorder it makes: security groups, continuously, as the stack's
@@ -393,9 +522,15 @@ impl std::fmt::Display for Report {
 /// `sgwatch spoke plan`.
 pub async fn plan_only(args: &SpokeArgs, config: &SdkConfig) -> Result<Report, crate::Error> {
     let wanted = check(args)?;
-    let observed = observe(config, &args.name).await?;
-    let p = plan(&observed, wanted)?;
+    let observed = observe(config, &args.name, args.replace.replace_stack).await?;
+    let mut p = plan(&observed, wanted, &args.replace)?;
+    if let Some(full) = &observed.replaced {
+        if let Err(e) = full.ready() {
+            p.warnings.push(format!("install would stop here: {e}"));
+        }
+    }
     let mut changes = p.differences;
+    changes.extend(p.handover_steps);
     changes.extend(p.config_steps);
     Ok(report(
         "spoke plan",
@@ -413,11 +548,28 @@ pub async fn install(
     progress: bool,
 ) -> Result<Report, crate::Error> {
     let wanted = check(args)?;
-    let observed = observe(config, &args.name).await?;
-    let p = plan(&observed, wanted)?;
+    let observed = observe(config, &args.name, args.replace.replace_stack).await?;
+    let mut p = plan(&observed, wanted, &args.replace)?;
     let cf = crate::aws::cloudformation(config);
+    let ssm = crate::aws::ssm(config);
+    let place = &observed.place;
     let name = &args.name.stack_name;
     let mut changes = Vec::new();
+    if let Some(full) = &observed.replaced {
+        full.ready()?;
+        if observed.marker == Marker::Absent {
+            handover::write(&ssm, place, Marker::Pending).await?;
+            changes.push(format!(
+                "handover marker {PARAMETER}: pending ({} tells every change)",
+                full.name()
+            ));
+        }
+    } else if observed.marker == Marker::Pending {
+        handover::remove(&ssm, place).await?;
+        changes.push(format!(
+            "removed the handover marker {PARAMETER}: it said pending, and no full stack runs here"
+        ));
+    }
     if let Some(exists) = p.stack {
         let body = Body {
             template: TEMPLATE,
@@ -434,7 +586,53 @@ pub async fn install(
             changes = p.differences;
         }
     }
-    if p.makes_recorder {
+    if let Some(full) = &observed.replaced {
+        let t = match observed.marker {
+            Marker::At(t) => t,
+            _ => {
+                let t = handover::now_secs() + args.replace.handover_in.as_secs() as i64;
+                handover::write(&ssm, place, Marker::At(t)).await?;
+                changes.push(format!(
+                    "handover time {}: before it {} tells, from it the hub",
+                    handover::time_text(t),
+                    full.name()
+                ));
+                t
+            }
+        };
+        if progress {
+            eprintln!(
+                "handover at {}: changes before it are {}'s to tell, from it the hub's",
+                handover::time_text(t),
+                full.name()
+            );
+        }
+        let wait = args.replace.handover_wait.as_secs() as i64;
+        let why = format!("{}'s notifications still on their way", full.name());
+        handover::wait_until(t + wait, &why, progress).await;
+        let parked = handover::parked(config, &full.installed).await?;
+        let done = FullStack {
+            parked,
+            ..full.clone()
+        };
+        done.ready()?;
+        if p.makes_recorder {
+            changes.extend(make_recorder(config, &cf, name, &observed).await?);
+        }
+        handover::hand_over_record(config, &full.installed).await?;
+        let gone = TeardownArgs {
+            stack_name: full.name().to_owned(),
+            keep_history: true,
+        };
+        let removed = full_teardown::teardown(&gone, config, progress).await?;
+        changes.push(format!(
+            "removed the full stack {}: {}",
+            full.name(),
+            removed.removed.join(", ")
+        ));
+        p.warnings
+            .extend(removed.kept.iter().map(|k| format!("{}: kept {k}", full.name())));
+    } else if p.makes_recorder {
         changes.extend(make_recorder(config, &cf, name, &observed).await?);
     }
     Ok(report(
@@ -530,6 +728,10 @@ pub async fn teardown(
     if stack::delete(&cf, &names.stack_name, &place, progress).await? {
         changes.push(format!("removed stack {}", names.stack_name));
     }
+    // With no spoke, a marker would leave changes to a hub that no longer hears them.
+    if handover::remove(&crate::aws::ssm(config), &place).await? {
+        changes.push(format!("removed the handover marker {PARAMETER}"));
+    }
     Ok(Report {
         verb: "spoke teardown",
         account: place.account,
@@ -579,7 +781,7 @@ impl std::fmt::Display for Status {
 
 /// `sgwatch spoke status`: the stack, the recorder, the reader role.
 pub async fn status(names: &SpokeNameArgs, config: &SdkConfig) -> Result<Status, crate::Error> {
-    let observed = observe(config, names).await?;
+    let observed = observe(config, names, false).await?;
     let mut checks = Vec::new();
     checks.push(match &observed.stack {
         None => Check {
@@ -625,7 +827,34 @@ pub async fn status(names: &SpokeNameArgs, config: &SdkConfig) -> Result<Status,
             )
         },
     });
-    if observed.full_stack.is_some() {
+    match (observed.marker, &observed.full_stack) {
+        (Marker::Absent, _) => {}
+        (Marker::Pending, None) => checks.push(Check {
+            ok: false,
+            what: "handover".into(),
+            detail: format!(
+                "{PARAMETER} says pending, so the hub leaves this region's changes to a full stack, \
+                 and none runs here: run `sgwatch spoke install`"
+            ),
+        }),
+        (Marker::Pending, Some(full)) => checks.push(Check {
+            ok: true,
+            what: "handover".into(),
+            detail: format!(
+                "pending: {full} tells every change until `sgwatch spoke install \
+                 --replace-stack` sets the handover time"
+            ),
+        }),
+        (Marker::At(t), _) => checks.push(Check {
+            ok: true,
+            what: "handover".into(),
+            detail: format!(
+                "the hub tells changes from {} on",
+                handover::time_text(t)
+            ),
+        }),
+    }
+    if observed.full_stack.is_some() && observed.marker == Marker::Absent {
         checks.push(Check {
             ok: false,
             what: "full stack".into(),
@@ -656,6 +885,7 @@ mod tests {
                 stack_name: "sgwatch-spoke".into(),
                 full_stack_name: "sgwatch".into(),
             },
+            replace: ReplaceArgs::default(),
         }
     }
 
@@ -701,6 +931,8 @@ mod tests {
             full_stack: None,
             recorder,
             reader_role: false,
+            marker: Marker::Absent,
+            replaced: None,
         }
     }
 
@@ -708,7 +940,7 @@ mod tests {
     fn a_region_without_a_recorder_gets_one_and_an_adopted_one_is_left_alone() {
         use aws_sdk_config::types::{ConfigurationRecorder, RecordingGroup, ResourceType};
         let wanted = check(&args(BUS, ROLE, None)).unwrap();
-        let none = plan(&observed(Found::default()), wanted.clone()).unwrap();
+        let none = plan(&observed(Found::default()), wanted.clone(), &ReplaceArgs::default()).unwrap();
         assert!(none.makes_recorder);
         assert_eq!(none.params["CreateRecorder"], "true");
         assert_eq!(
@@ -731,13 +963,13 @@ mod tests {
             ..Found::default()
         };
         let all = RecordingGroup::builder().all_supported(true).build();
-        let kept = plan(&observed(adopted(all.clone(), true)), wanted.clone()).unwrap();
+        let kept = plan(&observed(adopted(all.clone(), true)), wanted.clone(), &ReplaceArgs::default()).unwrap();
         assert!(!kept.makes_recorder);
         assert_eq!(kept.params["CreateRecorder"], "false");
         assert!(kept.config_steps.is_empty());
         // An adopted recorder that is stopped, or leaves out security groups, is never changed.
         assert!(matches!(
-            plan(&observed(adopted(all, false)), wanted.clone()),
+            plan(&observed(adopted(all, false)), wanted.clone(), &ReplaceArgs::default()),
             Err(SpokeError::NotRecorded { .. })
         ));
         let vpcs = RecordingGroup::builder()
@@ -745,7 +977,7 @@ mod tests {
             .resource_types(ResourceType::from("AWS::EC2::VPC"))
             .build();
         assert!(matches!(
-            plan(&observed(adopted(vpcs, true)), wanted),
+            plan(&observed(adopted(vpcs, true)), wanted, &ReplaceArgs::default()),
             Err(SpokeError::NotRecorded { .. })
         ));
     }

@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod baseline;
 pub mod check;
 pub mod destinations;
+pub mod handover;
 pub mod observe;
 pub mod package;
 pub mod plan;

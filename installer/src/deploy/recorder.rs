@@ -297,8 +297,10 @@ pub fn steps(
             let differs = |wanted: &Option<String>, actual: Option<&str>| {
                 wanted.as_deref().is_some_and(|w| Some(w) != actual)
             };
+            // A spoke's channel has no topic: one left there (the full stack's it replaces) goes.
             if differs(&want.bucket, channel.s3_bucket_name())
                 || differs(&want.topic, channel.sns_topic_arn())
+                || (want.bucket_only && channel.sns_topic_arn().is_some())
             {
                 out.push(Step::UpdateChannel {
                     name: channel.name().unwrap_or(NAME).to_owned(),
