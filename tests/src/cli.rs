@@ -163,6 +163,46 @@ pub async fn sgwatch_as(
     keys: Option<&crate::emulator::Keys>,
     args: &[&str],
 ) -> Result<CommandRun> {
+    let (mut cmd, shown) = installer(programs, moto, region, keys, args);
+    cmd.stdin(Stdio::null()).kill_on_drop(true);
+    let output = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| anyhow!("`{shown}` did not finish within {COMMAND_TIMEOUT:?}"))?
+        .with_context(|| format!("running `{shown}`"))?;
+    Ok(CommandRun {
+        command: shown,
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Starts the installer as [`sgwatch_as`] would run it, its output piped, for a test that acts
+/// while it runs; the command line as shown.
+pub fn spawn_as(
+    programs: &Programs,
+    moto: &Moto,
+    region: &str,
+    keys: Option<&crate::emulator::Keys>,
+    args: &[&str],
+) -> Result<(tokio::process::Child, String)> {
+    let (mut cmd, shown) = installer(programs, moto, region, keys, args);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().with_context(|| format!("starting `{shown}`"))?;
+    Ok((child, shown))
+}
+
+/// The installer's command against moto in `region`, as `keys` or the test credentials.
+fn installer(
+    programs: &Programs,
+    moto: &Moto,
+    region: &str,
+    keys: Option<&crate::emulator::Keys>,
+    args: &[&str],
+) -> (Command, String) {
     let (command, rest) = args.split_first().expect("a subcommand");
     let mut full: Vec<&str> = vec![command];
     // A command with subcommands (`hub install`) takes the global flags after them.
@@ -184,17 +224,7 @@ pub async fn sgwatch_as(
     }
     let shown = format!("sgwatch {}", full.join(" "));
     let shown = shown.replace(&programs.work_dir.display().to_string(), "$WORK");
-    cmd.stdin(Stdio::null()).kill_on_drop(true);
-    let output = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
-        .await
-        .map_err(|_| anyhow!("`{shown}` did not finish within {COMMAND_TIMEOUT:?}"))?
-        .with_context(|| format!("running `{shown}`"))?;
-    Ok(CommandRun {
-        command: shown,
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
+    (cmd, shown)
 }
 
 /// Test credentials, and none of the user's profiles, SSO sessions or endpoints.

@@ -583,7 +583,7 @@ pub async fn install(
             stack::delete_change_set(&cf, name, &change_set, &observed.place).await?;
         } else {
             stack::execute(&cf, name, &change_set, &observed.place, progress).await?;
-            changes = p.differences;
+            changes.extend(p.differences);
         }
     }
     if let Some(full) = &observed.replaced {

@@ -7,6 +7,7 @@ mod e2e;
 mod email_browser;
 mod feed;
 mod handler_aws;
+mod handover;
 mod harness;
 mod history;
 mod hub;
