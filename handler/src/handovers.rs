@@ -136,7 +136,10 @@ mod tests {
         let read = other.marker(&ssm, "/sgwatch/handover", A, R).await;
         assert_eq!(read, Marker::At(1_796_472_000));
         let hub = Handovers::new(true);
-        assert_eq!(hub.kept(Marker::Pending), Duration::from_secs(KEPT_FOR_SECS));
+        assert_eq!(
+            hub.kept(Marker::Pending),
+            Duration::from_secs(KEPT_FOR_SECS)
+        );
         for settled in [Marker::Absent, Marker::At(0)] {
             let hours = Duration::from_secs(HUB_KEEPS_SETTLED_SECS);
             assert_eq!(hub.kept(settled), hours);

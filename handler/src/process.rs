@@ -289,7 +289,14 @@ async fn handed_over(
         marker.full_stack_tells(at)
     };
     if !tells {
-        info!(message_id, account, region, at, "skipped: {}", marker.left_to(settings.hub));
+        info!(
+            message_id,
+            account,
+            region,
+            at,
+            "skipped: {}",
+            marker.left_to(settings.hub)
+        );
     }
     !tells
 }

@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn a_marker_is_pending_or_a_time_for_one_account_and_region() {
         let here = |v: &str| Marker::for_place(v, "111122223333", "eu-west-1");
-        assert_eq!(here(" pending 111122223333  eu-west-1\n"), Ok(Marker::Pending));
+        assert_eq!(
+            here(" pending 111122223333  eu-west-1\n"),
+            Ok(Marker::Pending)
+        );
         assert_eq!(
             here("2026-12-05T13:00:00+01:00 111122223333 eu-west-1"),
             here(&format!("{T} 111122223333 eu-west-1"))

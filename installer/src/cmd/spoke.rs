@@ -319,7 +319,10 @@ pub fn plan(
         .unwrap_or_default();
     // A region with no recorder gets the spoke's; once made, the spoke keeps it (and its bucket).
     // The recorder a replaced full stack made becomes the spoke's.
-    let takes_over = observed.replaced.as_ref().is_some_and(|f| f.owned().recorder);
+    let takes_over = observed
+        .replaced
+        .as_ref()
+        .is_some_and(|f| f.owned().recorder);
     let makes_recorder = deployed_params.get("CreateRecorder").map(String::as_str) == Some("true")
         || observed.recorder.recorder.is_none()
         || takes_over;
@@ -630,8 +633,12 @@ pub async fn install(
             full.name(),
             removed.removed.join(", ")
         ));
-        p.warnings
-            .extend(removed.kept.iter().map(|k| format!("{}: kept {k}", full.name())));
+        p.warnings.extend(
+            removed
+                .kept
+                .iter()
+                .map(|k| format!("{}: kept {k}", full.name())),
+        );
     } else if p.makes_recorder {
         changes.extend(make_recorder(config, &cf, name, &observed).await?);
     }
@@ -940,7 +947,12 @@ mod tests {
     fn a_region_without_a_recorder_gets_one_and_an_adopted_one_is_left_alone() {
         use aws_sdk_config::types::{ConfigurationRecorder, RecordingGroup, ResourceType};
         let wanted = check(&args(BUS, ROLE, None)).unwrap();
-        let none = plan(&observed(Found::default()), wanted.clone(), &ReplaceArgs::default()).unwrap();
+        let none = plan(
+            &observed(Found::default()),
+            wanted.clone(),
+            &ReplaceArgs::default(),
+        )
+        .unwrap();
         assert!(none.makes_recorder);
         assert_eq!(none.params["CreateRecorder"], "true");
         assert_eq!(
@@ -963,13 +975,22 @@ mod tests {
             ..Found::default()
         };
         let all = RecordingGroup::builder().all_supported(true).build();
-        let kept = plan(&observed(adopted(all.clone(), true)), wanted.clone(), &ReplaceArgs::default()).unwrap();
+        let kept = plan(
+            &observed(adopted(all.clone(), true)),
+            wanted.clone(),
+            &ReplaceArgs::default(),
+        )
+        .unwrap();
         assert!(!kept.makes_recorder);
         assert_eq!(kept.params["CreateRecorder"], "false");
         assert!(kept.config_steps.is_empty());
         // An adopted recorder that is stopped, or leaves out security groups, is never changed.
         assert!(matches!(
-            plan(&observed(adopted(all, false)), wanted.clone(), &ReplaceArgs::default()),
+            plan(
+                &observed(adopted(all, false)),
+                wanted.clone(),
+                &ReplaceArgs::default()
+            ),
             Err(SpokeError::NotRecorded { .. })
         ));
         let vpcs = RecordingGroup::builder()
@@ -977,8 +998,133 @@ mod tests {
             .resource_types(ResourceType::from("AWS::EC2::VPC"))
             .build();
         assert!(matches!(
-            plan(&observed(adopted(vpcs, true)), wanted, &ReplaceArgs::default()),
+            plan(
+                &observed(adopted(vpcs, true)),
+                wanted,
+                &ReplaceArgs::default()
+            ),
             Err(SpokeError::NotRecorded { .. })
         ));
+    }
+
+    /// The full stack `sgwatch`, which made the recorder `sgwatch` and its channel.
+    fn replaced(found: &Found, parked: u64, reads_marker: bool) -> FullStack {
+        use crate::deploy::artifacts::{InstallState, Ownership};
+        use crate::deploy::observe::Installed;
+        FullStack {
+            installed: Installed {
+                place: observed(Found::default()).place,
+                stack_name: "sgwatch".into(),
+                deployed: None,
+                state: Some(InstallState {
+                    stack_name: "sgwatch".into(),
+                    recorder: Ownership::Created,
+                    recorder_name: recorder::NAME.into(),
+                    channel: Ownership::Created,
+                    channel_name: recorder::NAME.into(),
+                    ..InstallState::default()
+                }),
+                found: found.clone(),
+            },
+            reads_marker,
+            parked,
+        }
+    }
+
+    #[test]
+    fn a_spoke_replaces_a_full_stack_only_when_asked_and_takes_over_what_it_made() {
+        use aws_sdk_config::types::{ConfigurationRecorder, DeliveryChannel, RecordingGroup};
+        let found = Found {
+            recorder: Some(
+                ConfigurationRecorder::builder()
+                    .name("sgwatch")
+                    .role_arn("arn:aws:iam::111122223333:role/sgwatch-ConfigRole-A")
+                    .recording_group(RecordingGroup::builder().all_supported(true).build())
+                    .build(),
+            ),
+            channel: Some(
+                DeliveryChannel::builder()
+                    .name("sgwatch")
+                    .s3_bucket_name("sgwatch-configbucket-a")
+                    .sns_topic_arn("arn:aws:sns:eu-west-1:111122223333:sgwatch-Topic-A")
+                    .build(),
+            ),
+            recording: true,
+            ..Found::default()
+        };
+        let wanted = check(&args(BUS, ROLE, None)).unwrap();
+        let mut beside = observed(found.clone());
+        beside.full_stack = Some("sgwatch".into());
+        let refused = plan(&beside, wanted.clone(), &ReplaceArgs::default());
+        assert!(matches!(refused, Err(SpokeError::FullStack { .. })));
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("--replace-stack"), "{message}");
+
+        let mut replacing = beside.clone();
+        replacing.replaced = Some(replaced(&found, 0, true));
+        let p = plan(&replacing, wanted.clone(), &ReplaceArgs::default()).unwrap();
+        assert!(p.makes_recorder);
+        assert_eq!(p.params["CreateRecorder"], "true");
+        assert_eq!(
+            p.handover_steps,
+            [
+                "set the handover marker /sgwatch/handover to pending: sgwatch tells every change \
+                 until the handover time",
+                "set the handover time to 90s from then: before it sgwatch tells, from it the hub",
+                "wait 300s past the handover time for sgwatch's notifications on their way, then \
+                 check its failure queue is empty",
+                "take over the recorder and channel sgwatch made (below), recording throughout",
+                "remove sgwatch and what it made, keeping its configuration history bucket",
+            ]
+        );
+        assert_eq!(
+            p.config_steps,
+            [
+                "update configuration recorder sgwatch: record AWS::EC2::SecurityGroup (role the \
+                 stack's ConfigRole)",
+                "point delivery channel sgwatch at s3://the stack's ConfigBucket and no topic",
+            ]
+        );
+        // A run that stopped after setting T resumes with it, and warns of nothing.
+        replacing.marker = Marker::At(1_796_472_000);
+        let quick = ReplaceArgs {
+            handover_in: Duration::from_secs(5),
+            ..ReplaceArgs::default()
+        };
+        let resumed = plan(&replacing, wanted.clone(), &quick).unwrap();
+        assert!(resumed.handover_steps[0]
+            .starts_with("the handover time is 2026-12-05T12:00:00Z (set by an earlier run)"));
+        assert!(resumed
+            .warnings
+            .iter()
+            .all(|w| !w.contains("--handover-in")));
+        replacing.marker = Marker::Absent;
+        let hurried = plan(&replacing, wanted, &quick).unwrap();
+        assert!(hurried
+            .warnings
+            .iter()
+            .any(|w| w.contains("--handover-in 5s")));
+
+        // A full stack that would tell on after T, or whose parked notifications would be lost,
+        // stops the switch before anything is done.
+        assert!(matches!(
+            replaced(&found, 0, false).ready(),
+            Err(handover::HandoverError::TooOld { .. })
+        ));
+        assert!(matches!(
+            replaced(&found, 2, true).ready(),
+            Err(handover::HandoverError::Parked { count: 2, .. })
+        ));
+        assert!(replaced(&found, 0, true).ready().is_ok());
+    }
+
+    #[test]
+    fn a_pending_marker_with_no_full_stack_is_removed() {
+        let wanted = check(&args(BUS, ROLE, None)).unwrap();
+        let mut left = observed(Found::default());
+        left.marker = Marker::Pending;
+        let p = plan(&left, wanted, &ReplaceArgs::default()).unwrap();
+        assert_eq!(p.handover_steps.len(), 1);
+        assert!(p.handover_steps[0].starts_with("remove the handover marker"));
     }
 }

@@ -31,8 +31,10 @@ pub enum HandoverError {
         place: Place,
         detail: String,
     },
-    #[error("{place}: {source}; remove it (`aws ssm delete-parameter --name {PARAMETER}`) and run \
-             spoke install again")]
+    #[error(
+        "{place}: {source}; remove it (`aws ssm delete-parameter --name {PARAMETER}`) and run \
+             spoke install again"
+    )]
     BadMarker { place: Place, source: BadMarker },
     #[error(
         "the full stack {stack} in {place} does not read the handover marker (it was installed by \

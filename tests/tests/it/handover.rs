@@ -59,7 +59,16 @@ async fn change(moto: &Moto, group: &str, port: i32, full: Option<&Services>) ->
             .unwrap_or_else(|e| panic!("the full stack's function failed on port {port}: {e}"));
     }
     let kind = "Config Configuration Item Change";
-    organization::put(moto, (MEMBER, REGION), "aws.config", kind, &item, None, None).await;
+    organization::put(
+        moto,
+        (MEMBER, REGION),
+        "aws.config",
+        kind,
+        &item,
+        None,
+        None,
+    )
+    .await;
     item
 }
 
@@ -71,7 +80,9 @@ fn told(mail: &[SentEmail]) -> BTreeMap<i32, Vec<(String, String)>> {
         for port in [3389, 22, 5432] {
             if text.contains(&format!("tcp/{port}")) || text.contains(&format!("port {port}")) {
                 let subject = m.subject.clone().unwrap_or_default();
-                told.entry(port).or_default().push((m.account.clone(), subject));
+                told.entry(port)
+                    .or_default()
+                    .push((m.account.clone(), subject));
             }
         }
     }
@@ -199,7 +210,13 @@ async fn replace_stack_hands_the_region_to_the_hub_and_a_change_during_it_is_tol
     if let Ok(left) = t.duration_since(SystemTime::now()) {
         tokio::time::sleep(left + Duration::from_secs(1)).await;
     }
-    change(&moto, &group, 22, Some(&Services::new(&member, &full_settings))).await;
+    change(
+        &moto,
+        &group,
+        22,
+        Some(&Services::new(&member, &full_settings)),
+    )
+    .await;
 
     let hub_settings = deployed_settings(&hub).await.unwrap();
     let hub_services = Services::new(&hub, &hub_settings);
@@ -262,7 +279,10 @@ async fn replace_stack_hands_the_region_to_the_hub_and_a_change_during_it_is_tol
         .unwrap();
     let recorder = &recorders.configuration_recorders()[0];
     assert_eq!(recorder.name(), Some("sgwatch"));
-    assert_eq!(recorder.role_arn(), Some(spoke_outputs["ConfigRoleArn"].as_str()));
+    assert_eq!(
+        recorder.role_arn(),
+        Some(spoke_outputs["ConfigRoleArn"].as_str())
+    );
     let recording = config
         .describe_configuration_recorder_status()
         .send()
@@ -289,7 +309,10 @@ async fn replace_stack_hands_the_region_to_the_hub_and_a_change_during_it_is_tol
         .send()
         .await
         .unwrap();
-    let value = marker.parameter().and_then(|p| p.value()).unwrap_or_default();
+    let value = marker
+        .parameter()
+        .and_then(|p| p.value())
+        .unwrap_or_default();
     assert!(value.ends_with(&format!(" {MEMBER} {REGION}")), "{value}");
 
     // After the switch the hub alone tells the region; a re-run changes nothing.
@@ -297,7 +320,10 @@ async fn replace_stack_hands_the_region_to_the_hub_and_a_change_during_it_is_tol
     let report = batch(queue.drain().await, &hub_settings, &hub_services).await;
     assert_eq!((report.records, report.failed), (1, 0), "{report:?}");
     let by_port = told(&moto.ses_messages().await);
-    assert_eq!(by_port[&5432], [(ACCOUNT.to_owned(), by_port[&5432][0].1.clone())]);
+    assert_eq!(
+        by_port[&5432],
+        [(ACCOUNT.to_owned(), by_port[&5432][0].1.clone())]
+    );
     assert_eq!(by_port[&3389].len() + by_port[&22].len(), 2);
     let again = sgwatch_as(&programs, &moto, REGION, Some(&keys), &switch)
         .await
