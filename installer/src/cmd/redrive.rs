@@ -43,7 +43,6 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, Message, MessageSystemAttributeName,
-    QueueAttributeName,
 };
 use clap::Args;
 use serde::Serialize;
@@ -534,27 +533,6 @@ pub fn parked_line(count: u64) -> Option<String> {
     (count > 0).then(|| {
         format!("{count} events parked in the failure queue; replay with `sgwatch redrive --yes`")
     })
-}
-
-/// How many messages the queue holds (visible and in flight), from its attributes.
-pub async fn parked_count(config: &SdkConfig, queue_url: &str) -> Result<u64, String> {
-    let attrs = crate::aws::sqs(config)
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .map_err(|e| error_text(&e))?;
-    let get = |name: QueueAttributeName| {
-        attrs
-            .attributes()
-            .and_then(|m| m.get(&name))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Ok(get(QueueAttributeName::ApproximateNumberOfMessages)
-        + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }
 
 /// Lists the failure queue (and a hub's dead-letter queue) and, when `replay`, gives each

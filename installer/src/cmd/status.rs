@@ -403,21 +403,11 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
     (handler, config_role)
 }
 
-/// How many messages the failure queue holds.
+/// How many messages the failure queue holds (visible and in flight).
 async fn parked(config: &SdkConfig, url: &str) -> Result<u64, String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let attrs = crate::aws::sqs(config)
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .send()
+    crate::deploy::observe::parked_count(config, url)
         .await
-        .map_err(|e| format!("cannot read {url}: {}", error_text(&e)))?;
-    Ok(attrs
-        .attributes()
-        .and_then(|m| m.get(&QueueAttributeName::ApproximateNumberOfMessages))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0))
+        .map_err(|e| format!("cannot read {url}: {e}"))
 }
 
 /// The stack and what it says about itself.

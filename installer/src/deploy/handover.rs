@@ -123,7 +123,7 @@ pub async fn parked(config: &SdkConfig, installed: &Installed) -> Result<u64, Ha
     let Some(url) = &installed.outputs().failure_queue_url else {
         return Ok(0);
     };
-    crate::cmd::redrive::parked_count(config, url)
+    observe::parked_count(config, url)
         .await
         .map_err(|detail| HandoverError::Queue {
             stack: installed.stack_name.clone(),

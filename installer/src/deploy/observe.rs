@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
+use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::aws::{sns_for, Place};
 use crate::deploy::artifacts::{self, ArtifactsError, InstallState};
@@ -211,4 +212,25 @@ pub async fn subscriptions(
         out.insert(topic.clone(), subscribed);
     }
     Ok(out)
+}
+
+/// How many messages the queue holds (visible and in flight), from its attributes.
+pub async fn parked_count(config: &SdkConfig, queue_url: &str) -> Result<u64, String> {
+    let attrs = crate::aws::sqs(config)
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| crate::aws::error_text(&e))?;
+    let get = |name: QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|m| m.get(&name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(get(QueueAttributeName::ApproximateNumberOfMessages)
+        + get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }

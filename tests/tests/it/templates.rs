@@ -1049,6 +1049,10 @@ fn function_gets_every_setting_from_the_parameters() {
             json!({"Fn::If": ["HearsCalls", r#ref("EarlyWarning"), "off"]}),
         ),
         ("SGWATCH_HUB", r#ref("Hub")),
+        (
+            "SGWATCH_HANDOVER_PARAMETER",
+            json!({"Fn::If": ["IsHub", "", "/sgwatch/handover"]}),
+        ),
         ("RUST_LOG", json!("info")),
     ];
     for (name, value) in &expected {
