@@ -71,6 +71,7 @@ pub fn decide_warning(
         tags: group.tags.clone(),
         previous_tags: group.tags.clone(),
         test: false,
+        known_rules: Vec::new(),
     };
     Some(decide(analysis, policy))
 }

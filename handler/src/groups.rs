@@ -2,10 +2,13 @@
 //! when a call from the actor feed may need an early warning (read-only; the handler's role has
 //! `ec2:DescribeSecurityGroups`, which supports no resource-level permissions); and whether the
 //! rules a `ModifySecurityGroupRules` call rewrote are ingress, read with
-//! `DescribeSecurityGroupRules` (`ec2:DescribeSecurityGroupRules`, likewise).
+//! `DescribeSecurityGroupRules` (`ec2:DescribeSecurityGroupRules`, likewise), which also names
+//! the rules the alert's commands remove.
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 
+use crate::core::remedy::KnownRule;
+use crate::core::rules::{Direction, Protocol};
 use crate::early::GroupNow;
 
 /// The group `group_id` now; `None` when it no longer exists.
@@ -73,6 +76,54 @@ pub async fn rule_directions(
         .filter(|r| r.group_id() == Some(group_id))
         .filter_map(|r| Some((r.security_group_rule_id()?.to_owned(), r.is_egress()?)))
         .collect())
+}
+
+/// The group's rules with their ids (`DescribeSecurityGroupRules` filtered by `group-id`), to
+/// name the rule a command removes.
+pub async fn rules(ec2: &aws_sdk_ec2::Client, group_id: &str) -> Result<Vec<KnownRule>, String> {
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("group-id")
+        .values(group_id)
+        .build();
+    let mut known = Vec::new();
+    let mut pages = ec2
+        .describe_security_group_rules()
+        .filters(filter)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            format!(
+                "DescribeSecurityGroupRules {group_id}: {}",
+                DisplayErrorContext(&e)
+            )
+        })?;
+        for r in page.security_group_rules() {
+            let source = r
+                .cidr_ipv4()
+                .or(r.cidr_ipv6())
+                .or(r.prefix_list_id())
+                .or(r.referenced_group_info().and_then(|g| g.group_id()));
+            let (Some(id), Some(source), Some(egress)) =
+                (r.security_group_rule_id(), source, r.is_egress())
+            else {
+                continue;
+            };
+            known.push(KnownRule {
+                id: id.to_owned(),
+                direction: if egress {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                },
+                protocol: Protocol::parse(r.ip_protocol().unwrap_or("-1")),
+                from_port: r.from_port().map(i64::from),
+                to_port: r.to_port().map(i64::from),
+                source: source.to_owned(),
+            });
+        }
+    }
+    Ok(known)
 }
 
 #[cfg(test)]

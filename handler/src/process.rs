@@ -36,6 +36,7 @@ use crate::core::message::{
     envelopes, is_sqs_batch, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized,
     ParseError, StateId, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
+use crate::core::remedy::{self, KnownRule};
 use crate::core::render::{degraded_email, render, silent_spoke_email};
 use crate::core::settings::Settings;
 use crate::core::spokes::{self, Heartbeat, Mark, Sight};
@@ -318,6 +319,24 @@ async fn handover_marker(
     Some(handovers.marker(&ssm, parameter, account, region).await)
 }
 
+/// The group's rules with their ids, when the alert gives a command to remove one (a rule added
+/// open to the internet); none when they cannot be read (the command then names the rule by its
+/// permission).
+async fn known_rules(message_id: &str, d: &Decision, services: &Services) -> Vec<KnownRule> {
+    let a = &d.analysis;
+    if a.subject.change_type == ChangeType::Delete || !a.changes.iter().any(remedy::wanted) {
+        return Vec::new();
+    }
+    let ec2 = services.ec2_reader().await;
+    match groups::rules(&ec2, &a.subject.resource_id).await {
+        Ok(known) => known,
+        Err(e) => {
+            warn!(message_id, error = %e, "the group's rule ids could not be read: the alert names the rule by its permission");
+            Vec::new()
+        }
+    }
+}
+
 /// The account and region a message is about.
 fn origin(message: &ConfigMessage) -> Option<(&str, &str)> {
     match message {
@@ -469,11 +488,12 @@ async fn process_change(
         };
     let mut analysis = analysis;
     analysis.subject.account_name = account_name(&analysis.subject.account, services).await;
-    let d = decide(analysis, &settings.policy);
+    let mut d = decide(analysis, &settings.policy);
     log_decision(message_id, &d);
     if !d.notify {
         return Outcome::Skipped;
     }
+    d.analysis.known_rules = known_rules(message_id, &d, services).await;
     let s = &d.analysis.subject;
     let facts = s.facts(message_id);
     let feed = read_feed(services, &d).await;
@@ -1000,6 +1020,7 @@ async fn early_warning(
     if !d.notify {
         return Outcome::Skipped;
     }
+    d.analysis.known_rules = known_rules(message_id, &d, services).await;
     let facts = warning_facts(message_id, call, group, &d);
     // Keyed by the call: a redelivered event warns no one twice.
     let key = Key::early(&call.account, &call.region, group, &call.event_id);

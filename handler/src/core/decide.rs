@@ -15,6 +15,7 @@ use crate::core::message::{
 };
 use crate::core::reason::{address_list, Fallback, Instead, Reason, TagChange};
 use crate::core::recipients::{parse_owner_tag, Recipients};
+use crate::core::remedy::KnownRule;
 use crate::core::rules::{diff, Change, Direction, RuleSet};
 use crate::core::settings::Policy;
 use crate::core::severity::{classify, overall, Severity};
@@ -64,6 +65,9 @@ pub struct Analysis {
     pub previous_tags: BTreeMap<String, String>,
     /// A test notification sent by `sgwatch test-event`.
     pub test: bool,
+    /// The group's rules with their ids, where they were read (to name the rule a command
+    /// removes; see [`crate::core::remedy`]).
+    pub known_rules: Vec<KnownRule>,
 }
 
 /// Whether to email, whom, and why.
@@ -157,6 +161,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
         tags,
         previous_tags,
         test: change.test,
+        known_rules: Vec::new(),
     };
     analysis.rate();
     Ok(analysis)

@@ -16,6 +16,7 @@ pub mod handover;
 pub mod message;
 pub mod reason;
 pub mod recipients;
+pub mod remedy;
 pub mod render;
 pub mod rules;
 pub mod settings;

@@ -12,6 +12,7 @@ use html_escape::{encode_double_quoted_attribute, encode_text};
 
 use crate::core::decide::{Decision, PropertyChange};
 use crate::core::message::{ChangeType, Facts};
+use crate::core::remedy::{self, Remedy};
 use crate::core::rules::{Action, Change};
 use crate::core::severity::{classify, source_note};
 pub use crate::core::text::one_line;
@@ -251,9 +252,26 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
             t.push('\n');
         }
     }
-    if !a.properties.is_empty() {
+    let remedies = remedies(d);
+    if !remedies.is_empty() {
+        t.push_str(
+            "\nTo remove what was opened (each command removes that rule and nothing else):\n",
+        );
+        for r in &remedies {
+            let _ = writeln!(t, "  {}\n    {}", r.rule, r.command);
+        }
+    }
+    let tags = tag_lines(d);
+    if !tags.is_empty() {
+        t.push_str("\nTags:\n");
+        for line in &tags {
+            let _ = writeln!(t, "  {}", one_line(line));
+        }
+    }
+    let others: Vec<&PropertyChange> = a.properties.iter().filter(|p| !is_tags(p)).collect();
+    if !others.is_empty() {
         t.push_str("\nOther changes:\n");
-        for p in &a.properties {
+        for p in others {
             let show = |v: &Option<String>| {
                 v.as_deref()
                     .map(|v| format!("\"{}\"", one_line(v)))
@@ -297,8 +315,34 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     if !a.changes.is_empty() {
         html_rules(&mut h, &a.changes);
     }
-    if !a.properties.is_empty() {
-        html_properties(&mut h, &a.properties);
+    let remedies = remedies(d);
+    if !remedies.is_empty() {
+        h.push_str("<h3>To remove what was opened</h3><p>Each command removes that rule and nothing else:</p>");
+        for r in &remedies {
+            let _ = write!(
+                h,
+                "<p>{}<br><code style=\"background:#f3f3f3;padding:2px 4px\">{}</code></p>",
+                html_text(&r.rule),
+                html_text(&r.command)
+            );
+        }
+    }
+    let tags = tag_lines(d);
+    if !tags.is_empty() {
+        h.push_str("<h3>Tags</h3><ul>");
+        for line in &tags {
+            let _ = write!(h, "<li>{}</li>", html_text(line));
+        }
+        h.push_str("</ul>");
+    }
+    let others: Vec<PropertyChange> = a
+        .properties
+        .iter()
+        .filter(|p| !is_tags(p))
+        .cloned()
+        .collect();
+    if !others.is_empty() {
+        html_properties(&mut h, &others);
     }
     if let Some(link) = console_link(&s.region, &s.resource_id) {
         let _ = write!(
@@ -314,6 +358,66 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     );
     h.push_str("<p style=\"color:#555\">sgwatch</p></body></html>");
     h
+}
+
+/// The commands that remove each rule the change added open to the internet.
+pub fn remedies(d: &Decision) -> Vec<Remedy> {
+    let a = &d.analysis;
+    if a.subject.change_type == ChangeType::Delete {
+        return Vec::new();
+    }
+    remedy::remedies(
+        &a.subject.region,
+        &a.subject.resource_id,
+        &a.changes,
+        &a.known_rules,
+    )
+}
+
+/// A tags property of the diff (`Tags`, `Tags.0`): told by key instead ([`tag_lines`]).
+fn is_tags(p: &PropertyChange) -> bool {
+    p.name == "Tags"
+        || p.name
+            .strip_prefix("Tags.")
+            .is_some_and(|i| i.parse::<usize>().is_ok())
+}
+
+/// What the change did to the tags, by key: `removed: NotifyOnChange=Yes, OwnerDL=a@…`,
+/// `added: …`, and `OwnerDL: a@… → b@…` for each value changed. Empty when the diff changed
+/// no tag. Values as the resource has them: the caller escapes.
+pub fn tag_lines(d: &Decision) -> Vec<String> {
+    let a = &d.analysis;
+    if !a.properties.iter().any(is_tags) {
+        return Vec::new();
+    }
+    let (before, after) = (&a.previous_tags, &a.tags);
+    let pairs = |keys: Vec<(&String, &String)>| {
+        keys.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let removed: Vec<_> = before
+        .iter()
+        .filter(|(k, _)| !after.contains_key(*k))
+        .collect();
+    let added: Vec<_> = after
+        .iter()
+        .filter(|(k, _)| !before.contains_key(*k))
+        .collect();
+    let mut lines = Vec::new();
+    if !removed.is_empty() {
+        lines.push(format!("removed: {}", pairs(removed)));
+    }
+    if !added.is_empty() {
+        lines.push(format!("added: {}", pairs(added)));
+    }
+    for (k, old) in before {
+        if let Some(new) = after.get(k).filter(|new| *new != old) {
+            lines.push(format!("{k}: {old} → {new}"));
+        }
+    }
+    lines
 }
 
 /// A resource-supplied value as HTML text: escaped, hidden characters shown ([`visible`]).
@@ -499,6 +603,7 @@ mod tests {
     use crate::actor::Actor;
     use crate::core::decide::{analyze, decide};
     use crate::core::message::{parse_message, ConfigMessage};
+    use crate::core::remedy::KnownRule;
     use crate::core::settings::Policy;
     use serde_json::{json, Value};
 
@@ -559,6 +664,96 @@ mod tests {
         assert!(email.text.contains("Account:    Prod"), "{}", email.text);
         assert!(!email.text.contains("\nBcc"), "{}", email.text);
         assert!(!email.html.contains("<b>Bcc"), "{}", email.html);
+    }
+
+    #[test]
+    fn the_alert_gives_the_command_that_removes_the_rule_opened_and_nothing_else() {
+        let mut d = decision(fixture());
+        let by_permission = "aws ec2 revoke-security-group-ingress --region us-east-1 --group-id \
+                             sg-0123456789abcdef0 --ip-permissions \
+                             'IpProtocol=tcp,FromPort=3389,ToPort=3389,IpRanges=[{CidrIp=0.0.0.0/0}]'";
+        let email = render(&d, &found());
+        assert!(
+            email.text.contains(&format!(
+                "To remove what was opened (each command removes that rule and nothing else):\n  \
+                 +ingress tcp/3389 from 0.0.0.0/0\n    {by_permission}\n"
+            )),
+            "{}",
+            email.text
+        );
+        assert!(email
+            .html
+            .contains(&encode_text(by_permission).into_owned()));
+        // Where EC2 lists the rule, its id names it.
+        d.analysis.known_rules = vec![KnownRule {
+            id: "sgr-0123456789abcdef0".into(),
+            direction: crate::core::rules::Direction::Ingress,
+            protocol: crate::core::rules::Protocol::Tcp,
+            from_port: Some(3389),
+            to_port: Some(3389),
+            source: "0.0.0.0/0".into(),
+        }];
+        let email = render(&d, &found());
+        assert!(email.text.contains(
+            "    aws ec2 revoke-security-group-ingress --region us-east-1 --group-id \
+             sg-0123456789abcdef0 --security-group-rule-ids sgr-0123456789abcdef0\n"
+        ));
+        // A change that opened nothing to the internet, or a group deleted, gets no command.
+        d.analysis.changes[0].rule.source = crate::core::rules::Source::Cidr4("10.0.0.0/8".into());
+        let inside = render(&d, &found());
+        assert!(
+            !inside.text.contains("revoke-security-group"),
+            "{}",
+            inside.text
+        );
+        let mut deleted = decision(fixture());
+        deleted.analysis.subject.change_type = ChangeType::Delete;
+        assert!(remedies(&deleted).is_empty());
+    }
+
+    #[test]
+    fn tag_changes_are_told_by_key_not_by_position() {
+        let mut v = fixture();
+        let item = &mut v["configurationItem"];
+        item["tags"] = json!({"NotifyChannels": "secops", "OwnerDL": "b@corp.example"});
+        item["configuration"]["tags"] = json!([
+            {"key": "NotifyChannels", "value": "secops"},
+            {"key": "OwnerDL", "value": "b@corp.example"}
+        ]);
+        v["configurationItemDiff"]["changedProperties"] = json!({
+            "Configuration.Tags.0": {
+                "previousValue": {"key": "NotifyOnChange", "value": "Yes"},
+                "updatedValue": {"key": "NotifyChannels", "value": "secops"},
+                "changeType": "UPDATE"
+            },
+            "Configuration.Tags.1": {
+                "previousValue": {"key": "OwnerDL", "value": "a@corp.example"},
+                "updatedValue": {"key": "OwnerDL", "value": "b@corp.example"},
+                "changeType": "UPDATE"
+            }
+        });
+        let d = decision(v);
+        assert_eq!(
+            tag_lines(&d),
+            [
+                "removed: NotifyOnChange=Yes",
+                "added: NotifyChannels=secops",
+                "OwnerDL: a@corp.example → b@corp.example",
+            ]
+        );
+        let email = render(&d, &found());
+        assert!(
+            email
+                .text
+                .contains("\nTags:\n  removed: NotifyOnChange=Yes\n"),
+            "{}",
+            email.text
+        );
+        assert!(!email.text.contains("Tags.0"), "{}", email.text);
+        assert!(!email.html.contains("Tags.0"), "{}", email.html);
+        assert!(email
+            .html
+            .contains("<li>OwnerDL: a@corp.example → b@corp.example</li>"));
     }
 
     #[test]

@@ -124,6 +124,12 @@ pub fn handler_asks(h: &HandlerUse<'_>) -> Vec<Ask> {
             "*",
             "ReadItemsThroughConfig",
         ),
+        Ask::new("ec2:DescribeSecurityGroupRules", "*", "ReadRuleIds"),
+        Ask::new(
+            "ssm:GetParameter",
+            format!("arn:{p}:ssm:{region}:{account}:parameter/sgwatch/handover"),
+            "ReadHandoverMarker",
+        ),
     ];
     for name in &h.destination_parameters {
         // Parameter ARNs join `parameter` and a name that starts with `/`.
@@ -146,11 +152,6 @@ pub fn handler_asks(h: &HandlerUse<'_>) -> Vec<Ask> {
             "ec2:DescribeSecurityGroups",
             "*",
             "ReadGroupTagsForEarlyWarning",
-        ));
-        asks.push(Ask::new(
-            "ec2:DescribeSecurityGroupRules",
-            "*",
-            "ReadRuleDirectionForEarlyWarning",
         ));
     }
     asks
@@ -342,7 +343,9 @@ mod tests {
                 "dynamodb:GetItem",
                 "sqs:SendMessage",
                 "cloudtrail:LookupEvents",
-                "config:GetResourceConfigHistory"
+                "config:GetResourceConfigHistory",
+                "ec2:DescribeSecurityGroupRules",
+                "ssm:GetParameter"
             ]
         );
         let cn = config_asks(
@@ -373,7 +376,7 @@ mod tests {
             destination_key: Some(key),
             actor_feed: true,
         });
-        let extra: Vec<(&str, &str, &str)> = asks[8..]
+        let extra: Vec<(&str, &str, &str)> = asks[10..]
             .iter()
             .map(|a| (a.action, a.resource.as_str(), a.statement))
             .collect();
@@ -396,22 +399,17 @@ mod tests {
                     "*",
                     "ReadGroupTagsForEarlyWarning"
                 ),
-                (
-                    "ec2:DescribeSecurityGroupRules",
-                    "*",
-                    "ReadRuleDirectionForEarlyWarning"
-                ),
             ]
         );
         assert_eq!(
-            asks[10].context,
+            asks[12].context,
             [(
                 "kms:ViaService",
                 "ssm.cn-north-1.amazonaws.com.cn".to_owned()
             )]
         );
         // Off: only what every install needs.
-        assert_eq!(uses().len(), 8);
+        assert_eq!(uses().len(), 10);
     }
 
     #[test]
@@ -524,6 +522,6 @@ mod tests {
                 .build()
         });
         let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&all]);
-        assert_eq!(simulate(&iam, ROLE, &asks).await, Simulated::Allowed(8));
+        assert_eq!(simulate(&iam, ROLE, &asks).await, Simulated::Allowed(10));
     }
 }

@@ -788,9 +788,10 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         // handler_reads_exactly_the_destination_parameters.
         ("ssm:GetParameter", Value::Null),
         ("kms:Decrypt", r#ref("DestinationKmsKeyArn")),
-        // Early warning reads the group's tags, and whether a rewritten rule is ingress; only
-        // with the actor feed (see below).
+        // Early warning reads the group's tags; only with the actor feed (see below).
         ("ec2:DescribeSecurityGroups", json!("*")),
+        // The alert's commands name rules by id; early warning reads whether a rewritten rule
+        // is ingress.
         ("ec2:DescribeSecurityGroupRules", json!("*")),
         // A hub's: its queue, the spokes' reader role and the accounts' names (see
         // hub_templates).
@@ -1589,7 +1590,7 @@ fn the_actor_feed_rule_sends_security_group_calls_to_the_function_when_on() {
         get_att("ActorFeedRule", "Arn")
     );
 
-    // Off (the template's default): no ec2 permission, and the handler warns no one early.
+    // Off (the template's default): no DescribeSecurityGroups, and the handler warns no one early.
     let role = |feed: &str| {
         Resolver::new("sgwatch", &[("ActorFeed", feed)]).resolved_statements("HandlerRole")
     };
@@ -1600,12 +1601,13 @@ fn the_actor_feed_rule_sends_security_group_calls_to_the_function_when_on() {
     };
     assert!(!describes(&role("off")));
     assert!(describes(&role("on")));
+    // Rule ids (for the alert's commands) are read with the feed or without it.
     let reads_rules = |statements: &Vec<Value>| {
         json!(statements)
             .to_string()
             .contains("ec2:DescribeSecurityGroupRules")
     };
-    assert!(!reads_rules(&role("off")));
+    assert!(reads_rules(&role("off")));
     assert!(reads_rules(&role("on")));
     let early = |feed: &str| {
         Resolver::new("sgwatch", &[("ActorFeed", feed)])
