@@ -4,6 +4,8 @@
 //! first, as the actor feed would have recorded them, then the Config notification).
 
 use serde::Serialize;
+
+use crate::core::remedy::Remedy;
 use serde_json::Value;
 
 use crate::core::decide::{analyze, decide, Analysis, Decision, PropertyChange};
@@ -50,6 +52,8 @@ pub struct ExplainedDecision {
     pub actor: Option<String>,
     /// The callers the actor feed names, each with the calls that made the change.
     pub callers: Vec<Caller>,
+    /// For each rule added open to the internet, the command that removes it and nothing else.
+    pub remedies: Vec<Remedy>,
 }
 
 /// The actor line `explain` renders, since it looks nothing up.
@@ -100,6 +104,7 @@ pub fn explained(message_type: &str, d: &Decision, email: Option<&Email>) -> Exp
         properties: d.analysis.properties.clone(),
         subject: email.map(|e| e.subject.clone()),
         text: email.map(|e| e.text.clone()),
+        remedies: crate::core::render::remedies(d),
         ..Default::default()
     }
 }

@@ -12,7 +12,7 @@
 use serde_json::{json, Value};
 
 use crate::core::decide::{Decision, PropertyChange};
-use crate::core::render::{actor_text, change_line, console_link, subject};
+use crate::core::render::{actor_text, change_line, console_link, remedies, subject};
 use crate::core::rules::{Action, Change};
 use crate::core::severity::{classify, Severity};
 use crate::core::text::one_line;
@@ -120,6 +120,14 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
         blocks.push(section(notes.join("\n")));
     }
     blocks.extend(rule_blocks(&a.changes));
+    let remedies = remedies(d);
+    if !remedies.is_empty() {
+        let lines: Vec<String> = remedies.iter().map(|r| code(&r.command)).collect();
+        blocks.push(section(format!(
+            "*To remove what was opened* (each command removes that rule and nothing else):\n{}",
+            lines.join("\n")
+        )));
+    }
     if !a.properties.is_empty() {
         blocks.push(other_changes(&a.properties));
     }
@@ -288,10 +296,17 @@ mod tests {
         );
         assert_eq!(
             blocks[2]["text"]["text"],
+            "*To remove what was opened* (each command removes that rule and nothing else):\n\
+             `aws ec2 revoke-security-group-ingress --region us-east-1 --group-id \
+             sg-0123456789abcdef0 --ip-permissions \
+             'IpProtocol=tcp,FromPort=3389,ToPort=3389,IpRanges=[{CidrIp=0.0.0.0/0}]'`"
+        );
+        assert_eq!(
+            blocks[3]["text"]["text"],
             "<https://us-east-1.console.aws.amazon.com/ec2/home?region=us-east-1#SecurityGroup:groupId=sg-0123456789abcdef0|Open the security group in the AWS console>"
         );
         assert_eq!(
-            blocks[3]["elements"][0]["text"],
+            blocks[4]["elements"][0]["text"],
             "Why this channel got it: tag NotifyOnChange=Yes; recipients from tag OwnerDL"
         );
         assert!(m["text"]

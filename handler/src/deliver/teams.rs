@@ -11,7 +11,7 @@
 use serde_json::{json, Value};
 
 use crate::core::decide::{Decision, PropertyChange, Subject};
-use crate::core::render::{actor_text, change_line, console_link};
+use crate::core::render::{actor_text, change_line, console_link, remedies};
 use crate::core::rules::Change;
 use crate::core::severity::{classify, Severity};
 use crate::core::text::one_line;
@@ -97,6 +97,19 @@ fn card(d: &Decision, actor: &ActorLookup, shown: usize) -> Value {
     }
     if !a.changes.is_empty() {
         body.extend(rule_blocks(&a.changes, shown));
+    }
+    let remedies = remedies(d);
+    if !remedies.is_empty() {
+        body.push(
+            json!({"type": "TextBlock", "text": "To remove what was opened",
+                         "weight": "Bolder", "separator": true}),
+        );
+        for r in remedies.iter().take(shown.max(1)) {
+            body.push(
+                json!({"type": "TextBlock", "text": escape(&r.command), "wrap": true,
+                             "fontType": "Monospace"}),
+            );
+        }
     }
     if !a.properties.is_empty() {
         body.extend(property_blocks(&a.properties, shown));
@@ -258,6 +271,16 @@ mod tests {
             card["body"][3]["text"],
             "\\[critical\\] +ingress tcp/3389 from 0.0.0.0/0"
         );
+        assert_eq!(card["body"][4]["text"], "To remove what was opened");
+        let command = card["body"][5]["text"].as_str().unwrap();
+        assert!(
+            command.starts_with(
+                "aws ec2 revoke-security-group-ingress --region us-east-1 --group-id \
+                 sg-0123456789abcdef0 --ip-permissions 'IpProtocol=tcp,FromPort=3389"
+            ),
+            "{command}"
+        );
+        assert_eq!(card["body"][5]["fontType"], "Monospace");
         assert_eq!(card["actions"][0]["type"], "Action.OpenUrl");
         assert!(card["actions"][0]["url"]
             .as_str()
