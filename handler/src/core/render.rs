@@ -98,13 +98,16 @@ fn gist(d: &Decision) -> String {
                 let _ = write!(out, " (+{} more)", a.changes.len() - 1);
             }
         } else if !a.properties.is_empty() {
-            let names: Vec<&str> = a
-                .properties
-                .iter()
-                .take(3)
-                .map(|p| p.name.as_str())
-                .collect();
-            let more = a.properties.len().saturating_sub(3);
+            // Tags by name, once: Config's positions (`Tags.0`) mean nothing to a person.
+            let mut all: Vec<&str> = Vec::new();
+            for p in &a.properties {
+                let name = if is_tags(p) { "tags" } else { p.name.as_str() };
+                if !all.contains(&name) {
+                    all.push(name);
+                }
+            }
+            let names: Vec<&str> = all.iter().take(3).copied().collect();
+            let more = all.len().saturating_sub(3);
             if !out.is_empty() {
                 out.push_str(", ");
             }
@@ -299,7 +302,16 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     let s = &a.subject;
     let mut h = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>{BODY_OPEN}"
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <style>{NARROW_STYLE}</style></head>{BODY_OPEN}"
+    );
+    let (background, colour) = banner_colours(a.severity);
+    let _ = write!(
+        h,
+        "<div style=\"background:{background};color:{colour};padding:10px 12px;font-weight:bold\">\
+         {}: {}</div>",
+        a.severity.as_str().to_uppercase(),
+        html_text(&gist(d))
     );
     if a.test {
         h.push_str("<p><strong>THIS IS A TEST</strong> sent by <code>sgwatch test-event</code>: nothing necessarily changed.</p>");
@@ -466,10 +478,47 @@ fn html_summary(h: &mut String, d: &Decision, actor: &ActorLookup) {
     h.push_str("</table>");
 }
 
-/// The "Rules" table: one row per rule added or removed.
+/// Below 600 px (a phone) the rules table gives way to one line per rule: six columns at 390 px
+/// broke words ("critic al"). Inline styles hide the lines where a client drops `<style>`.
+const NARROW_STYLE: &str = "@media (max-width:600px){.sgw-wide{display:none!important}\
+                            .sgw-narrow{display:block!important;max-height:none!important;\
+                            overflow:visible!important}}";
+
+/// The banner's background and text colours for a severity (as the Slack attachment's).
+fn banner_colours(severity: crate::core::severity::Severity) -> (&'static str, &'static str) {
+    use crate::core::severity::Severity;
+    match severity {
+        Severity::Critical => ("#B00020", "#ffffff"),
+        Severity::High => ("#E65100", "#ffffff"),
+        Severity::Medium => ("#F2C744", "#000000"),
+        Severity::Low => ("#2B7BB9", "#ffffff"),
+        Severity::Info => ("#9E9E9E", "#000000"),
+    }
+}
+
+/// The "Rules" table: one row per rule added or removed; on a phone, one line per rule.
 fn html_rules(h: &mut String, changes: &[Change]) {
+    h.push_str("<h3>Rules</h3><div class=\"sgw-narrow\" style=\"display:none;max-height:0;overflow:hidden\">");
+    for c in changes {
+        let action = match c.action {
+            Action::Added => "added",
+            Action::Removed => "removed",
+        };
+        let description = c
+            .rule
+            .description
+            .as_deref()
+            .map(|d| format!(" \"{}\"", html_text(d)))
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<p><strong>{}</strong> {action} {}{description}</p>",
+            classify(c),
+            html_text(&c.rule.to_string()),
+        );
+    }
     h.push_str(
-        "<h3>Rules</h3><table border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">",
+        "</div><table class=\"sgw-wide\" border=\"1\" cellpadding=\"4\" style=\"border-collapse:collapse\">",
     );
     h.push_str("<tr><th>Change</th><th>Severity</th><th>Direction</th><th>Protocol/ports</th><th>Source</th><th>Description</th></tr>");
     for c in changes {

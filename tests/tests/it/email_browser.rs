@@ -166,3 +166,63 @@ fn the_email_screenshots_at_desktop_and_phone_widths() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// How the email lays out at `width` px in Chromium: whether the rules table and the one-line
+/// rules show, and the words of 20 characters or fewer that wrap across lines other than after a
+/// hyphen (a person reads "critic al" as two words). The email runs no script: the page that frames it measures it.
+fn layout(width: u32) -> serde_json::Value {
+    let dir = scratch(&format!("browser-layout-{width}"));
+    let page = dir.join("frame.html");
+    let email = samples::rdp_email().html;
+    let srcdoc = email
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let script = r#"
+        window.onload = () => {
+          const d = document.getElementById('f').contentDocument;
+          const shown = (sel) => { const e = d.querySelector(sel); return !!e && e.getClientRects().length > 0 && getComputedStyle(e).display !== 'none'; };
+          const broken = [];
+          const walker = d.createTreeWalker(d.body, NodeFilter.SHOW_TEXT);
+          for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+            if (!n.parentElement || n.parentElement.getClientRects().length === 0) continue;
+            // A line may end after a hyphen, as in print; within a word it may not.
+            const re = /[^\s-]+/g; let m;
+            while ((m = re.exec(n.data)) !== null) {
+              if (m[0].length > 20) continue;
+              const r = d.createRange(); r.setStart(n, m.index); r.setEnd(n, m.index + m[0].length);
+              const tops = new Set(Array.from(r.getClientRects()).map(x => Math.round(x.top)));
+              if (tops.size > 1) broken.push(m[0]);
+            }
+          }
+          document.body.setAttribute('data-layout', JSON.stringify({table: shown('.sgw-wide'), lines: shown('.sgw-narrow'), broken}));
+        };"#;
+    let html = format!(
+        "<!DOCTYPE html><html><body style=\"margin:0\"><iframe id=\"f\" style=\"border:0;width:{width}px;height:3000px\" srcdoc=\"{srcdoc}\"></iframe><script>{script}</script></body></html>"
+    );
+    std::fs::write(&page, html).unwrap();
+    let out = chromium(&dir.join("profile"))
+        .arg("--virtual-time-budget=5000")
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let measured = attribute_values(&dom, "data-layout");
+    let json = html_decode(measured.first().unwrap_or_else(|| panic!("no layout measured: {dom}")));
+    let _ = std::fs::remove_dir_all(&dir);
+    serde_json::from_str(&json).unwrap()
+}
+
+#[test]
+fn on_a_phone_each_rule_is_one_line_and_no_word_breaks() {
+    let phone = layout(390);
+    assert_eq!(phone["table"], false, "{phone}");
+    assert_eq!(phone["lines"], true, "{phone}");
+    assert_eq!(phone["broken"], serde_json::json!([]), "{phone}");
+    let desktop = layout(1200);
+    assert_eq!(desktop["table"], true, "{desktop}");
+    assert_eq!(desktop["lines"], false, "{desktop}");
+    assert_eq!(desktop["broken"], serde_json::json!([]), "{desktop}");
+}
