@@ -116,6 +116,7 @@ fn actor_of(event: &TrailEvent) -> Actor {
         time: text(&doc["eventTime"])
             .or_else(|| DateTime::from_secs(event.time).fmt(Format::DateTime).ok()),
         event_name: Some(event.event_name.clone()),
+        event_id: text(&doc["eventID"]),
     }
 }
 

@@ -62,6 +62,32 @@ pub fn console_link(region: &str, group_id: &str) -> Option<String> {
     })
 }
 
+/// The CloudTrail console's page of one event, when the id and region look like AWS's (an event
+/// id is a UUID).
+pub fn cloudtrail_link(region: &str, event_id: &str) -> Option<String> {
+    let region_ok = !region.is_empty()
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let id_ok = event_id.len() == 36 && event_id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    (region_ok && id_ok).then(|| {
+        format!("https://{region}.console.aws.amazon.com/cloudtrailv2/home?region={region}#/events/{event_id}")
+    })
+}
+
+/// The CloudTrail links of the calls that made the change, each once.
+fn cloudtrail_links(d: &Decision, actor: &ActorLookup) -> Vec<String> {
+    let mut links: Vec<String> = Vec::new();
+    for id in actor.event_ids() {
+        if let Some(link) = cloudtrail_link(&d.analysis.subject.region, id) {
+            if !links.contains(&link) {
+                links.push(link);
+            }
+        }
+    }
+    links
+}
+
 /// `+ingress tcp/3389 from 0.0.0.0/0`, and what a prefix list was found to hold:
 /// `+ingress tcp/22 from pl-1 (prefix list pl-1: entries unknown)`. As the resource has it.
 fn change_text(change: &Change) -> String {
@@ -292,6 +318,9 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
     if let Some(link) = console_link(&s.region, &s.resource_id) {
         let _ = writeln!(t, "\nOpen in the console: {link}");
     }
+    for link in cloudtrail_links(d, actor) {
+        let _ = writeln!(t, "The call in CloudTrail: {link}");
+    }
     let _ = writeln!(t, "\nWhy you got this: {}", one_line(&d.reason()));
     t.push_str("-- \nsgwatch\n");
     t
@@ -360,6 +389,13 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
         let _ = write!(
             h,
             "<p><a href=\"{}\">Open the security group in the AWS console</a></p>",
+            encode_double_quoted_attribute(&link)
+        );
+    }
+    for link in cloudtrail_links(d, actor) {
+        let _ = write!(
+            h,
+            "<p><a href=\"{}\">See the call in CloudTrail</a></p>",
             encode_double_quoted_attribute(&link)
         );
     }
@@ -677,6 +713,7 @@ mod tests {
             source_ip: Some("203.0.113.7".into()),
             time: Some("2026-11-20T09:13:58Z".into()),
             event_name: Some("AuthorizeSecurityGroupIngress".into()),
+            event_id: None,
         })
     }
 
@@ -761,6 +798,35 @@ mod tests {
     }
 
     #[test]
+    fn the_call_is_linked_in_cloudtrail_when_its_event_id_is_known() {
+        let d = decision(fixture());
+        let id = "6b7f9a3e-2c41-4d5e-9f00-1a2b3c4d5e6f";
+        let mut actor = Actor {
+            event_id: Some(id.into()),
+            ..Actor::default()
+        };
+        let email = render(&d, &ActorLookup::Found(actor.clone()));
+        let link = format!(
+            "https://us-east-1.console.aws.amazon.com/cloudtrailv2/home?region=us-east-1#/events/{id}"
+        );
+        assert!(
+            email
+                .text
+                .contains(&format!("The call in CloudTrail: {link}\n")),
+            "{}",
+            email.text
+        );
+        assert!(email.html.contains(&format!(
+            "<a href=\"{link}\">See the call in CloudTrail</a>"
+        )));
+        // An id that is not one CloudTrail would write makes no link.
+        actor.event_id = Some("x\" onclick=\"alert(1)".into());
+        let email = render(&d, &ActorLookup::Found(actor));
+        assert!(!email.text.contains("CloudTrail:"), "{}", email.text);
+        assert!(!email.html.contains("onclick"), "{}", email.html);
+    }
+
+    #[test]
     fn tag_changes_are_told_by_key_not_by_position() {
         let mut v = fixture();
         let item = &mut v["configurationItem"];
@@ -831,6 +897,7 @@ mod tests {
         let call = |name: &str, time: &str| CallRef {
             event_name: name.into(),
             event_time: time.into(),
+            event_id: "not-an-id\n<b>".into(),
             request_id: None,
             user_agent: None,
         };

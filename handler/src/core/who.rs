@@ -20,6 +20,8 @@ pub struct Actor {
     pub source_ip: Option<String>,
     pub time: Option<String>,
     pub event_name: Option<String>,
+    /// CloudTrail's `eventID`: the email links the event in the console.
+    pub event_id: Option<String>,
 }
 
 /// The outcome of looking up the actor.
@@ -31,6 +33,20 @@ pub enum ActorLookup {
     Found(Actor),
     /// Not found or not looked up; the text says why.
     Unknown(String),
+}
+
+impl ActorLookup {
+    /// CloudTrail's ids of the calls that made the change, where they are known.
+    pub fn event_ids(&self) -> Vec<&str> {
+        match self {
+            ActorLookup::Feed(callers) => callers
+                .iter()
+                .flat_map(|c| c.calls.iter().map(|call| call.event_id.as_str()))
+                .collect(),
+            ActorLookup::Found(actor) => actor.event_id.as_deref().into_iter().collect(),
+            ActorLookup::Unknown(_) => Vec::new(),
+        }
+    }
 }
 
 /// One caller of the calls that made a change, with those calls.
@@ -52,6 +68,8 @@ pub struct Caller {
 pub struct CallRef {
     pub event_name: String,
     pub event_time: String,
+    /// CloudTrail's `eventID`: the email links the event in the console.
+    pub event_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -67,6 +85,7 @@ pub fn callers(calls: &[ApiCall], analysis: &Analysis) -> Vec<Caller> {
         let call = CallRef {
             event_name: c.event_name.clone(),
             event_time: c.event_time.clone(),
+            event_id: c.event_id.clone(),
             request_id: c.request_id.clone(),
             user_agent: c.user_agent.clone(),
         };

@@ -210,7 +210,11 @@ fn layout(width: u32) -> serde_json::Value {
         .expect("chromium runs");
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     let measured = attribute_values(&dom, "data-layout");
-    let json = html_decode(measured.first().unwrap_or_else(|| panic!("no layout measured: {dom}")));
+    let json = html_decode(
+        measured
+            .first()
+            .unwrap_or_else(|| panic!("no layout measured: {dom}")),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     serde_json::from_str(&json).unwrap()
 }
