@@ -46,6 +46,7 @@ fn actor() -> ActorLookup {
         source_ip: Some("203.0.113.7".into()),
         time: Some("2026-11-20T09:13:58Z".into()),
         event_name: Some("AuthorizeSecurityGroupIngress".into()),
+        event_id: None,
     })
 }
 
