@@ -320,12 +320,28 @@ async fn handover_marker(
 }
 
 /// The group's rules with their ids, when the alert gives a command to remove one (a rule added
-/// open to the internet); none when they cannot be read (the command then names the rule by its
-/// permission).
-async fn known_rules(message_id: &str, d: &Decision, services: &Services) -> Vec<KnownRule> {
+/// open to the internet): first as the calls that made them answered (CloudTrail's
+/// `responseElements`), else as EC2 lists them now; none when they cannot be read (the command
+/// then names the rule by its permission).
+async fn known_rules(
+    message_id: &str,
+    d: &Decision,
+    calls: &[ApiCall],
+    services: &Services,
+) -> Vec<KnownRule> {
     let a = &d.analysis;
     if a.subject.change_type == ChangeType::Delete || !a.changes.iter().any(remedy::wanted) {
         return Vec::new();
+    }
+    let made: Vec<KnownRule> = calls
+        .iter()
+        .flat_map(|c| &c.made)
+        .filter(|m| m.group_id == a.subject.resource_id)
+        .map(|m| m.known())
+        .collect();
+    let wanted = a.changes.iter().filter(|c| remedy::wanted(c));
+    if wanted.clone().all(|c| remedy::rule_id(c, &made).is_some()) {
+        return made;
     }
     let ec2 = services.ec2_reader().await;
     match groups::rules(&ec2, &a.subject.resource_id).await {
@@ -493,12 +509,12 @@ async fn process_change(
     if !d.notify {
         return Outcome::Skipped;
     }
-    d.analysis.known_rules = known_rules(message_id, &d, services).await;
-    let s = &d.analysis.subject;
-    let facts = s.facts(message_id);
     let feed = read_feed(services, &d).await;
     let warnings: &[Warning] = feed.as_ref().map(|f| &f.warnings[..]).unwrap_or_default();
     let calls: &[ApiCall] = feed.as_ref().map(|f| &f.calls[..]).unwrap_or_default();
+    d.analysis.known_rules = known_rules(message_id, &d, calls, services).await;
+    let s = &d.analysis.subject;
+    let facts = s.facts(message_id);
     let parts = early::subtract(&d, warnings, calls);
     // The early warning goes by email only: destinations always get the whole change.
     if parts.is_empty() && d.destinations.is_empty() {
@@ -1020,7 +1036,8 @@ async fn early_warning(
     if !d.notify {
         return Outcome::Skipped;
     }
-    d.analysis.known_rules = known_rules(message_id, &d, services).await;
+    d.analysis.known_rules =
+        known_rules(message_id, &d, std::slice::from_ref(call), services).await;
     let facts = warning_facts(message_id, call, group, &d);
     // Keyed by the call: a redelivered event warns no one twice.
     let key = Key::early(&call.account, &call.region, group, &call.event_id);

@@ -20,7 +20,8 @@ use aws_smithy_types::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::core::rules::{Action, Change, Direction, RuleSet};
+use crate::core::remedy::KnownRule;
+use crate::core::rules::{Action, Change, Direction, Protocol, RuleSet};
 
 /// The API calls that change a security group.
 pub const SECURITY_GROUP_EVENTS: [&str; 11] = [
@@ -98,6 +99,70 @@ pub struct ApiCall {
     /// The rules a `ModifySecurityGroupRules` call rewrites, with their new bodies; not stored.
     #[serde(skip)]
     pub modified: Vec<ModifiedRule>,
+    /// The rules the call made, with their ids, as its `responseElements` lists them
+    /// (`securityGroupRuleSet`): the alert's command names the rule by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub made: Vec<MadeRule>,
+}
+
+/// A rule a call made, as its response lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MadeRule {
+    /// `sgr-…`.
+    pub id: String,
+    pub group_id: String,
+    pub egress: bool,
+    pub protocol: String,
+    #[serde(default)]
+    pub from_port: Option<i64>,
+    #[serde(default)]
+    pub to_port: Option<i64>,
+    /// The CIDR, prefix list or group it names.
+    pub source: String,
+}
+
+impl MadeRule {
+    /// As a rule of the group with its id.
+    pub fn known(&self) -> KnownRule {
+        KnownRule {
+            id: self.id.clone(),
+            direction: if self.egress {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            protocol: Protocol::parse(&self.protocol),
+            from_port: self.from_port,
+            to_port: self.to_port,
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// The rules a call's response lists (`securityGroupRuleSet.items`).
+fn made_rules(response: &Value) -> Vec<MadeRule> {
+    let items = response["securityGroupRuleSet"]["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|r| {
+            let source = ["cidrIpv4", "cidrIpv6", "prefixListId"]
+                .iter()
+                .find_map(|k| string_at(r, k))
+                .or_else(|| string_at(&r["referencedGroupInfo"], "groupId"))?;
+            Some(MadeRule {
+                id: string_at(r, "securityGroupRuleId")?,
+                group_id: string_at(r, "groupId")?,
+                egress: r["isEgress"].as_bool()?,
+                protocol: string_at(r, "ipProtocol")?,
+                from_port: r["fromPort"].as_i64(),
+                to_port: r["toPort"].as_i64(),
+                source,
+            })
+        })
+        .collect()
 }
 
 /// One rule a `ModifySecurityGroupRules` call rewrites (the console's "Edit inbound rules" and
@@ -226,6 +291,7 @@ pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
         rules,
         requested,
         modified,
+        made: made_rules(response),
     })
 }
 
@@ -463,6 +529,17 @@ mod tests {
         assert_eq!(call.group_ids, ["sg-0123456789abcdef0"]);
         let requested: Vec<String> = call.requested.iter().map(|c| c.rule.to_string()).collect();
         assert_eq!(requested, ["ingress tcp/3389 from 0.0.0.0/0"]);
+        // The response names the rule it made: the alert's command removes it by id.
+        assert_eq!(call.made.len(), 1);
+        let known = call.made[0].known();
+        assert_eq!(known.id, "sgr-0a1b2c3d4e5f60718");
+        assert_eq!(
+            crate::core::remedy::rule_id(&call.requested[0], &[known]),
+            Some("sgr-0a1b2c3d4e5f60718")
+        );
+        // Kept in the feed: the id survives the store's round trip.
+        let stored: ApiCall = serde_json::from_str(&serde_json::to_string(&call).unwrap()).unwrap();
+        assert_eq!(stored.made, call.made);
     }
 
     #[test]

@@ -259,6 +259,47 @@ async fn replace_stack_hands_the_region_to_the_hub_and_a_change_during_it_is_tol
     assert_eq!(by_port[&22].len(), 1, "{by_port:#?}");
     assert_eq!(by_port[&22][0].0, ACCOUNT, "{by_port:#?}");
 
+    // Each alert gives the command that removes its rule, by the id EC2 gave the rule: read by
+    // the full stack with its own role, and by the hub through the member's reader role.
+    let listed = ec2
+        .describe_security_group_rules()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("group-id")
+                .values(&group)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for port in [3389, 22] {
+        let id = listed
+            .security_group_rules()
+            .iter()
+            .find(|r| r.from_port() == Some(port) && r.is_egress() == Some(false))
+            .and_then(|r| r.security_group_rule_id())
+            .unwrap_or_else(|| panic!("moto lists no rule for port {port}"));
+        let command = format!(
+            "aws ec2 revoke-security-group-ingress --region {REGION} --group-id {group} \
+             --security-group-rule-ids {id}"
+        );
+        let told: Vec<&SentEmail> = mail
+            .iter()
+            .filter(|m| {
+                m.text
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains(&format!("tcp/{port}"))
+            })
+            .collect();
+        assert_eq!(told.len(), 1, "{told:#?}");
+        assert!(
+            told.iter()
+                .all(|m| m.text.as_deref().unwrap_or_default().contains(&command)),
+            "{command}: {told:#?}"
+        );
+    }
+
     // The full stack is gone; the recorder it made records on, now the spoke's: its role, its
     // bucket, no topic. The full stack's history stays.
     let cf = aws_sdk_cloudformation::Client::new(&member);
