@@ -3,10 +3,12 @@
 //! `ec2:DescribeSecurityGroups`, which supports no resource-level permissions); and whether the
 //! rules a `ModifySecurityGroupRules` call rewrote are ingress, read with
 //! `DescribeSecurityGroupRules` (`ec2:DescribeSecurityGroupRules`, likewise), which also names
-//! the rules the alert's commands remove.
+//! the rules the alert's commands remove; and what the group is attached to, read with
+//! `DescribeNetworkInterfaces` (`ec2:DescribeNetworkInterfaces`, likewise).
 
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 
+use crate::core::exposure::Attached;
 use crate::core::remedy::KnownRule;
 use crate::core::rules::{Direction, Protocol};
 use crate::early::GroupNow;
@@ -124,6 +126,46 @@ pub async fn rules(ec2: &aws_sdk_ec2::Client, group_id: &str) -> Result<Vec<Know
         }
     }
     Ok(known)
+}
+
+/// The network interfaces that use `group_id`, with their instances and public IP addresses
+/// (`DescribeNetworkInterfaces` filtered by `group-id`).
+pub async fn attached(ec2: &aws_sdk_ec2::Client, group_id: &str) -> Result<Vec<Attached>, String> {
+    let filter = aws_sdk_ec2::types::Filter::builder()
+        .name("group-id")
+        .values(group_id)
+        .build();
+    let mut out = Vec::new();
+    let mut pages = ec2
+        .describe_network_interfaces()
+        .filters(filter)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| {
+            format!(
+                "DescribeNetworkInterfaces {group_id}: {}",
+                DisplayErrorContext(&e)
+            )
+        })?;
+        for eni in page.network_interfaces() {
+            let Some(id) = eni.network_interface_id() else {
+                continue;
+            };
+            out.push(Attached {
+                interface: id.to_owned(),
+                instance: eni
+                    .attachment()
+                    .and_then(|a| a.instance_id())
+                    .map(str::to_owned),
+                public_ip: eni
+                    .association()
+                    .and_then(|a| a.public_ip())
+                    .map(str::to_owned),
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub mod sight;
 // The public paths other crates use (the installer, the tests, the benchmarks): one flat facade
 // over the folders.
 pub use crate::core::{
-    decide, destination, explain, feed, handover, message, reason, recipients, remedy, render,
-    rules, settings, severity, spokes, text, visible, who,
+    decide, destination, explain, exposure, feed, handover, message, reason, recipients, remedy,
+    render, rules, settings, severity, spokes, text, visible, who,
 };
 pub use crate::deliver::{mail, post, slack, teams, webhook};

@@ -30,6 +30,7 @@ use crate::core::decide::{analyze, decide, Analysis, Decision, PropertyChange};
 use crate::core::who::ActorLookup;
 use std::time::SystemTime;
 
+use crate::core::exposure::Exposure;
 use crate::core::feed::ApiCall;
 use crate::core::handover::{self, Marker};
 use crate::core::message::{
@@ -353,6 +354,22 @@ async fn known_rules(
     }
 }
 
+/// What the group is attached to, read from EC2 for an alert about a group that still exists;
+/// AWS Config's relationships stay where EC2 cannot be read.
+async fn exposure(message_id: &str, d: &mut Decision, services: &Services) {
+    let a = &d.analysis;
+    if a.subject.change_type == ChangeType::Delete {
+        return;
+    }
+    let ec2 = services.ec2_reader().await;
+    match groups::attached(&ec2, &a.subject.resource_id).await {
+        Ok(interfaces) => d.analysis.exposure = Some(Exposure::Ec2 { interfaces }),
+        Err(e) => {
+            warn!(message_id, error = %e, "what the group is attached to could not be read: the alert says what AWS Config records");
+        }
+    }
+}
+
 /// The account and region a message is about.
 fn origin(message: &ConfigMessage) -> Option<(&str, &str)> {
     match message {
@@ -513,6 +530,7 @@ async fn process_change(
     let warnings: &[Warning] = feed.as_ref().map(|f| &f.warnings[..]).unwrap_or_default();
     let calls: &[ApiCall] = feed.as_ref().map(|f| &f.calls[..]).unwrap_or_default();
     d.analysis.known_rules = known_rules(message_id, &d, calls, services).await;
+    exposure(message_id, &mut d, services).await;
     let s = &d.analysis.subject;
     let facts = s.facts(message_id);
     let parts = early::subtract(&d, warnings, calls);
@@ -1038,6 +1056,7 @@ async fn early_warning(
     }
     d.analysis.known_rules =
         known_rules(message_id, &d, std::slice::from_ref(call), services).await;
+    exposure(message_id, &mut d, services).await;
     let facts = warning_facts(message_id, call, group, &d);
     // Keyed by the call: a redelivered event warns no one twice.
     let key = Key::early(&call.account, &call.region, group, &call.event_id);

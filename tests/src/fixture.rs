@@ -166,6 +166,57 @@ pub async fn security_group(
         .ok_or_else(|| anyhow!("CreateSecurityGroup {name} returned no group id"))
 }
 
+/// A network interface in a default subnet that uses `group`, with an Elastic IP address
+/// associated: what a public instance would put behind the group. Returns the interface and its
+/// public address.
+pub async fn public_interface(ec2: &aws_sdk_ec2::Client, group: &str) -> Result<(String, String)> {
+    let subnets = ec2
+        .describe_subnets()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("default-for-az")
+                .values("true")
+                .build(),
+        )
+        .send()
+        .await
+        .context("listing the default subnets")?;
+    let subnet = subnets
+        .subnets()
+        .first()
+        .and_then(|s| s.subnet_id())
+        .ok_or_else(|| anyhow!("no default subnet"))?
+        .to_owned();
+    let eni = ec2
+        .create_network_interface()
+        .subnet_id(&subnet)
+        .groups(group)
+        .send()
+        .await
+        .context("creating a network interface")?
+        .network_interface()
+        .and_then(|n| n.network_interface_id())
+        .ok_or_else(|| anyhow!("CreateNetworkInterface returned no id"))?
+        .to_owned();
+    let address = ec2
+        .allocate_address()
+        .domain(aws_sdk_ec2::types::DomainType::Vpc)
+        .send()
+        .await
+        .context("allocating an Elastic IP address")?;
+    let (allocation, ip) = (
+        address.allocation_id().unwrap_or_default().to_owned(),
+        address.public_ip().unwrap_or_default().to_owned(),
+    );
+    ec2.associate_address()
+        .allocation_id(&allocation)
+        .network_interface_id(&eni)
+        .send()
+        .await
+        .context("associating the Elastic IP address")?;
+    Ok((eni, ip))
+}
+
 /// tcp/`port` from anywhere.
 pub fn open_to_the_world(port: i32) -> IpPermission {
     IpPermission::builder()

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::core::destination::{parse_channels_tag, Channels};
+use crate::core::exposure::Exposure;
 use crate::core::message::{
     ChangeType, ChangedProperty, ConfigurationItem, Facts, ItemChange, ItemStatus, StateId,
 };
@@ -68,6 +69,8 @@ pub struct Analysis {
     /// The group's rules with their ids, where they were read (to name the rule a command
     /// removes; see [`crate::core::remedy`]).
     pub known_rules: Vec<KnownRule>,
+    /// What the group is attached to: from EC2 where it was read, else AWS Config's relationships.
+    pub exposure: Option<Exposure>,
 }
 
 /// Whether to email, whom, and why.
@@ -162,6 +165,10 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
         previous_tags,
         test: change.test,
         known_rules: Vec::new(),
+        exposure: item
+            .relationships
+            .as_deref()
+            .map(crate::core::exposure::from_relationships),
     };
     analysis.rate();
     Ok(analysis)

@@ -137,6 +137,10 @@ pub struct ConfigurationItem {
     /// The tags as a map; values that are not strings are kept as their JSON text.
     #[serde(default, deserialize_with = "lenient_tags")]
     pub tags: BTreeMap<String, String>,
+    /// What the resource is related to (for a group: its VPC, network interfaces, instances);
+    /// `None` when the item does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationships: Option<Vec<Value>>,
 }
 
 impl ConfigurationItem {

@@ -11,6 +11,7 @@
 pub mod decide;
 pub mod destination;
 pub mod explain;
+pub mod exposure;
 pub mod feed;
 pub mod handover;
 pub mod message;

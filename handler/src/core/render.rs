@@ -258,6 +258,9 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
         .unwrap_or_default();
     let _ = writeln!(t, "Change:     {}{when}", one_line(s.change_type.as_str()));
     let _ = writeln!(t, "Changed by: {}", actor_text(actor));
+    if let Some(e) = &a.exposure {
+        let _ = writeln!(t, "Attached to: {}", one_line(&e.sentence()));
+    }
     if !d.notes.is_empty() {
         t.push_str("\nWho is told:\n");
         for note in &d.notes {
@@ -505,7 +508,17 @@ fn html_summary(h: &mut String, d: &Decision, actor: &ActorLookup) {
             format!("{}{when}", html_text(s.change_type.as_str())),
         ),
         ("Changed by", html_text(&actor_text(actor))),
-    ] {
+        (
+            "Attached to",
+            a.exposure
+                .as_ref()
+                .map(|e| html_text(&e.sentence()))
+                .unwrap_or_default(),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    {
         let _ = write!(
             h,
             "<tr><th align=\"left\" style=\"white-space:nowrap\">{k}</th><td>{v}</td></tr>"
@@ -824,6 +837,29 @@ mod tests {
         let email = render(&d, &ActorLookup::Found(actor));
         assert!(!email.text.contains("CloudTrail:"), "{}", email.text);
         assert!(!email.html.contains("onclick"), "{}", email.html);
+    }
+
+    #[test]
+    fn the_alert_says_what_the_group_is_attached_to() {
+        use crate::core::exposure::{Attached, Exposure};
+        let mut d = decision(fixture());
+        // The fixture's item relates the group to its VPC only.
+        assert!(render(&d, &found()).text.contains(
+            "Attached to: nothing, as AWS Config records it (public IP addresses not read)\n"
+        ));
+        d.analysis.exposure = Some(Exposure::Ec2 {
+            interfaces: vec![Attached {
+                interface: "eni-1".into(),
+                instance: Some("i-0abc<b>".into()),
+                public_ip: Some("203.0.113.10".into()),
+            }],
+        });
+        let email = render(&d, &found());
+        assert!(email.text.contains(
+            "Attached to: 1 network interface (instance i-0abc<b>), 1 with a public IP address \
+             (203.0.113.10)\n"
+        ));
+        assert!(email.html.contains("<th align=\"left\" style=\"white-space:nowrap\">Attached to</th><td>1 network interface (instance i-0abc&lt;b&gt;)"), "{}", email.html);
     }
 
     #[test]

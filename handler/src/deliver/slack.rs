@@ -190,15 +190,22 @@ fn facts(d: &Decision, actor: &ActorLookup) -> Value {
         .map(|c| format!(" at {}", escape(c)))
         .unwrap_or_default();
     let field = |title: &str, value: String| json!({"type": "mrkdwn", "text": cut(format!("*{title}*\n{value}"), MAX_FIELD_CHARS)});
-    json!({
-        "type": "section",
-        "fields": [
-            field("Severity", a.severity.as_str().to_uppercase()),
-            field("Account / region", format!("{} / {}", escape(&s.account), escape(&s.region))),
-            field("Change", format!("{}{when}", escape(s.change_type.as_str()))),
-            field("Changed by", escape(&actor_text(actor))),
-        ]
-    })
+    let mut fields = vec![
+        field("Severity", a.severity.as_str().to_uppercase()),
+        field(
+            "Account / region",
+            format!("{} / {}", escape(&s.account), escape(&s.region)),
+        ),
+        field(
+            "Change",
+            format!("{}{when}", escape(s.change_type.as_str())),
+        ),
+        field("Changed by", escape(&actor_text(actor))),
+    ];
+    if let Some(e) = &a.exposure {
+        fields.push(field("Attached to", escape(&e.sentence())));
+    }
+    json!({"type": "section", "fields": fields})
 }
 
 /// The sections of rules added, then removed, sharing [`MAX_RULE_SECTIONS`] between them.

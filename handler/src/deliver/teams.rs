@@ -150,12 +150,16 @@ fn facts(d: &Decision, actor: &ActorLookup) -> Value {
         .as_deref()
         .map(|c| format!(" at {}", escape(c)))
         .unwrap_or_default();
-    json!({"type": "FactSet", "facts": [
-        {"title": "Account", "value": escape(&s.account)},
-        {"title": "Region", "value": escape(&s.region)},
-        {"title": "Change", "value": format!("{}{when}", escape(s.change_type.as_str()))},
-        {"title": "Changed by", "value": escape(&actor_text(actor))},
-    ]})
+    let mut facts = vec![
+        json!({"title": "Account", "value": escape(&s.account)}),
+        json!({"title": "Region", "value": escape(&s.region)}),
+        json!({"title": "Change", "value": format!("{}{when}", escape(s.change_type.as_str()))}),
+        json!({"title": "Changed by", "value": escape(&actor_text(actor))}),
+    ];
+    if let Some(e) = &d.analysis.exposure {
+        facts.push(json!({"title": "Attached to", "value": escape(&e.sentence())}));
+    }
+    json!({"type": "FactSet", "facts": facts})
 }
 
 /// The "Rules" title and the first `shown` rules, the rest counted.

@@ -126,6 +126,11 @@ pub fn handler_asks(h: &HandlerUse<'_>) -> Vec<Ask> {
         ),
         Ask::new("ec2:DescribeSecurityGroupRules", "*", "ReadRuleIds"),
         Ask::new(
+            "ec2:DescribeNetworkInterfaces",
+            "*",
+            "ReadWhatTheGroupIsAttachedTo",
+        ),
+        Ask::new(
             "ssm:GetParameter",
             format!("arn:{p}:ssm:{region}:{account}:parameter/sgwatch/handover"),
             "ReadHandoverMarker",
@@ -345,6 +350,7 @@ mod tests {
                 "cloudtrail:LookupEvents",
                 "config:GetResourceConfigHistory",
                 "ec2:DescribeSecurityGroupRules",
+                "ec2:DescribeNetworkInterfaces",
                 "ssm:GetParameter"
             ]
         );
@@ -376,7 +382,7 @@ mod tests {
             destination_key: Some(key),
             actor_feed: true,
         });
-        let extra: Vec<(&str, &str, &str)> = asks[10..]
+        let extra: Vec<(&str, &str, &str)> = asks[11..]
             .iter()
             .map(|a| (a.action, a.resource.as_str(), a.statement))
             .collect();
@@ -402,14 +408,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            asks[12].context,
+            asks[13].context,
             [(
                 "kms:ViaService",
                 "ssm.cn-north-1.amazonaws.com.cn".to_owned()
             )]
         );
         // Off: only what every install needs.
-        assert_eq!(uses().len(), 10);
+        assert_eq!(uses().len(), 11);
     }
 
     #[test]
@@ -522,6 +528,6 @@ mod tests {
                 .build()
         });
         let iam = mock_client!(aws_sdk_iam, RuleMode::MatchAny, [&all]);
-        assert_eq!(simulate(&iam, ROLE, &asks).await, Simulated::Allowed(10));
+        assert_eq!(simulate(&iam, ROLE, &asks).await, Simulated::Allowed(11));
     }
 }

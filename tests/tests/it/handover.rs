@@ -157,6 +157,7 @@ async fn replace_stack_hands_the_region_to_the_hub_and_a_change_during_it_is_tol
     let group = fixture::security_group(&ec2, "team-a-web", "team A's web servers", &tags)
         .await
         .unwrap();
+    let (_, public_ip) = fixture::public_interface(&ec2, &group).await.unwrap();
 
     // A spoke beside the full stack is refused, and says how to switch.
     let spoke = ["spoke", "install", "--hub", &bus, "--hub-role", &role];
@@ -293,6 +294,17 @@ async fn replace_stack_hands_the_region_to_the_hub_and_a_change_during_it_is_tol
             })
             .collect();
         assert_eq!(told.len(), 1, "{told:#?}");
+        // And what the group is attached to, as EC2 lists it: a public interface.
+        let attached =
+            format!("Attached to: 1 network interface, 1 with a public IP address ({public_ip})\n");
+        assert!(
+            told[0]
+                .text
+                .as_deref()
+                .unwrap_or_default()
+                .contains(&attached),
+            "{attached}: {told:#?}"
+        );
         assert!(
             told.iter()
                 .all(|m| m.text.as_deref().unwrap_or_default().contains(&command)),

@@ -793,6 +793,8 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         // The alert's commands name rules by id; early warning reads whether a rewritten rule
         // is ingress.
         ("ec2:DescribeSecurityGroupRules", json!("*")),
+        // The alert says what the group is attached to.
+        ("ec2:DescribeNetworkInterfaces", json!("*")),
         // A hub's: its queue, the spokes' reader role and the accounts' names (see
         // hub_templates).
         ("sqs:ReceiveMessage", get_att("HubQueue", "Arn")),
