@@ -52,12 +52,15 @@ fn sns(message: &Value) -> Value {
     fixture::sns(message, "m-1")
 }
 
-/// The decision the handler makes for [`message`], computed here through the same library.
+/// The decision the handler makes for [`message`], computed here through the same library,
+/// with what the handler reads from EC2: the fixture's group has no network interface in moto.
 fn decision() -> Decision {
     let ConfigMessage::ItemChange(c) = parse_message(&message()).unwrap() else {
         panic!("the fixture is an item change")
     };
-    decide(analyze(&c).unwrap(), &settings().policy)
+    let mut d = decide(analyze(&c).unwrap(), &settings().policy);
+    d.analysis.exposure = Some(sgwatch_handler::exposure::Exposure::Ec2 { interfaces: vec![] });
+    d
 }
 
 async fn put(config: &aws_config::SdkConfig, name: &str, value: &str) {

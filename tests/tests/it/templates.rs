@@ -691,8 +691,8 @@ fn no_allow_statement_grants_a_wildcard_action() {
 #[test]
 fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
     // LookupEvents, GetResourceConfigHistory, DescribeSecurityGroups,
-    // DescribeSecurityGroupRules, DescribeConfigurationRecorders(Status) and DescribeTrails have no
-    // resource-level permissions; everything else names its resource.
+    // DescribeSecurityGroupRules, DescribeNetworkInterfaces, DescribeConfigurationRecorders(Status)
+    // and DescribeTrails have no resource-level permissions; everything else names its resource.
     for (place, doc) in policy_documents() {
         for s in statements(doc).into_iter().filter(|s| is_allow(s)) {
             if list(&s["Resource"]).iter().any(|r| *r == "*") {
@@ -702,6 +702,7 @@ fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
                         || a == ["config:GetResourceConfigHistory"]
                         || a == ["ec2:DescribeSecurityGroups"]
                         || a == ["ec2:DescribeSecurityGroupRules"]
+                        || a == ["ec2:DescribeNetworkInterfaces"]
                         // A hub's look at a spoke in its own account (none of the three has
                         // resource-level permissions either).
                         || a == [
