@@ -14,6 +14,7 @@ use crate::dedupe::Dedupe;
 use crate::deliver::mail;
 use crate::deliver::post::Poster;
 use crate::handovers::Handovers;
+use crate::links::Signer;
 use crate::members::Members;
 
 /// The AWS clients the handler uses, built once per cold start.
@@ -44,6 +45,9 @@ pub struct Services {
     /// The handover markers read so far: a hub's, or a full stack's that reads its own
     /// (`SGWATCH_HANDOVER_PARAMETER`); absent elsewhere.
     pub handovers: Option<Arc<Handovers>>,
+    /// Signs the owners' Revert and Keep links (`SGWATCH_ACT_URL` and `SGWATCH_ACT_KEY`);
+    /// absent when alerts carry none.
+    pub signer: Option<Signer>,
 }
 
 /// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
@@ -94,6 +98,15 @@ impl Services {
             ssm: aws_sdk_ssm::Client::new(config),
             handovers: (settings.hub || settings.handover_parameter.is_some())
                 .then(|| Arc::new(Handovers::new(settings.hub))),
+            signer: match (&settings.act.url, &settings.act.key) {
+                (Some(url), Some(key)) => Some(Signer {
+                    kms: aws_sdk_kms::Client::new(config),
+                    key: key.clone(),
+                    url: url.clone(),
+                    hours: settings.act.link_hours,
+                }),
+                _ => None,
+            },
         }
     }
 

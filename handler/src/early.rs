@@ -72,6 +72,7 @@ pub fn decide_warning(
         previous_tags: group.tags.clone(),
         test: false,
         known_rules: Vec::new(),
+        links: Vec::new(),
         exposure: None,
     };
     Some(decide(analysis, policy))

@@ -39,6 +39,14 @@ pub mod attr {
     pub const DECIDED_AT_MS: &str = "decided_at_ms";
     /// Epoch milliseconds of the first email SES accepted.
     pub const ACCEPTED_AT_MS: &str = "accepted_at_ms";
+    /// What an owner's link did: `revert` or `keep` ([`crate::core::link::Act`]).
+    pub const ACT: &str = "act";
+    /// When an owner's link acted, RFC 3339.
+    pub const AT: &str = "at";
+    /// Epoch seconds until which a kept rule raises no alert.
+    pub const UNTIL: &str = "until";
+    /// The addresses the alert whose link acted was sent to, comma-separated.
+    pub const TOLD: &str = "told";
 }
 
 /// The key of a ledger item.
@@ -68,6 +76,25 @@ pub enum Key {
         account: String,
         region: String,
         last_heartbeat: u64,
+    },
+    /// A Revert or Keep link that acted, by the sha256 of its token: `act/HASH`. A token acts
+    /// once: its item is written only if absent.
+    Act { token_sha256: String },
+    /// A rule its owners keep, by what it allows: `kept/ACCOUNT/REGION/GROUP/RULE`, the rule as
+    /// [`crate::core::link::RuleRef::key`] writes it.
+    Kept {
+        account: String,
+        region: String,
+        group: String,
+        rule: String,
+    },
+    /// A rule removed through a Revert link: `reverted/ACCOUNT/REGION/GROUP/RULE`, so the change
+    /// the revert causes is told as what it is.
+    Reverted {
+        account: String,
+        region: String,
+        group: String,
+        rule: String,
     },
 }
 
@@ -148,6 +175,19 @@ impl fmt::Display for Key {
                 region,
                 last_heartbeat,
             } => write!(f, "silent/{account}/{region}/{last_heartbeat}"),
+            Key::Act { token_sha256 } => write!(f, "act/{token_sha256}"),
+            Key::Kept {
+                account,
+                region,
+                group,
+                rule,
+            } => write!(f, "kept/{account}/{region}/{group}/{rule}"),
+            Key::Reverted {
+                account,
+                region,
+                group,
+                rule,
+            } => write!(f, "reverted/{account}/{region}/{group}/{rule}"),
         }
     }
 }

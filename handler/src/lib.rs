@@ -16,6 +16,7 @@
 pub mod core;
 pub mod deliver;
 
+pub mod act;
 pub mod actor;
 pub mod aws;
 pub mod context;
@@ -26,6 +27,7 @@ pub mod feed_store;
 pub mod groups;
 pub mod handovers;
 pub mod ledger;
+pub mod links;
 pub mod logs;
 pub mod members;
 pub mod oversized;
@@ -36,7 +38,7 @@ pub mod sight;
 // The public paths other crates use (the installer, the tests, the benchmarks): one flat facade
 // over the folders.
 pub use crate::core::{
-    decide, destination, explain, exposure, feed, handover, message, reason, recipients, remedy,
-    render, rules, settings, severity, spokes, text, visible, who,
+    decide, destination, explain, exposure, feed, handover, link, message, page, reason,
+    recipients, remedy, render, rules, settings, severity, spokes, text, visible, who,
 };
 pub use crate::deliver::{mail, post, slack, teams, webhook};

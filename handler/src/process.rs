@@ -33,6 +33,7 @@ use std::time::SystemTime;
 use crate::core::exposure::Exposure;
 use crate::core::feed::ApiCall;
 use crate::core::handover::{self, Marker};
+use crate::core::link;
 use crate::core::message::{
     envelopes, is_sqs_batch, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized,
     ParseError, StateId, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
@@ -48,7 +49,9 @@ use crate::deliver::{
 };
 use crate::feed_store::{Feed, Warning};
 use crate::ledger::{Entry, Facts, Key};
-use crate::{actor, coverage, dedupe, early, feed_store, groups, oversized, prefix_lists, sight};
+use crate::{
+    actor, coverage, dedupe, early, feed_store, groups, links, oversized, prefix_lists, sight,
+};
 
 use crate::context::Outcome;
 pub use crate::context::{FailureQueue, Invocation, Services};
@@ -354,6 +357,101 @@ async fn known_rules(
     }
 }
 
+/// Leaves out of `a` each rule its owners keep (a Keep link): no alert repeats for it while the
+/// exception stands, whatever its severity. When what they keep cannot be read, the change is
+/// told whole.
+async fn not_kept(message_id: &str, a: &mut Analysis, services: &Services) {
+    let Some(table) = &services.dedupe else {
+        return;
+    };
+    if !a.changes.iter().any(remedy::wanted) {
+        return;
+    }
+    let s = &a.subject;
+    let place = (
+        s.account.as_str(),
+        s.region.as_str(),
+        s.resource_id.as_str(),
+    );
+    let now = dedupe::epoch_secs(SystemTime::now());
+    match links::kept(table, place, &a.changes, now).await {
+        Ok(kept) if !kept.is_empty() => {
+            for k in &kept {
+                info!(message_id, rule = %k.rule, kept_at = %k.at, until = %link::rfc3339(k.until), "not told: the owners keep this rule");
+            }
+            a.changes.retain(|c| {
+                !(remedy::wanted(c) && kept.iter().any(|k| k.rule == c.rule.to_string()))
+            });
+            a.rate();
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(message_id, error = %e, "the rules the owners keep could not be read: the change is told whole");
+        }
+    }
+}
+
+/// Says, of each rule the change removed through a Revert link, that it was reverted so, and
+/// tells a change that is nothing else at INFO.
+async fn told_as_reverted(message_id: &str, d: &mut Decision, services: &Services) {
+    let Some(table) = &services.dedupe else {
+        return;
+    };
+    let s = &d.analysis.subject;
+    let place = (
+        s.account.as_str(),
+        s.region.as_str(),
+        s.resource_id.as_str(),
+    );
+    let now = dedupe::epoch_secs(SystemTime::now());
+    let reverted = match links::reverted(table, place, &d.analysis.changes, now).await {
+        Ok(reverted) => reverted,
+        Err(e) => {
+            warn!(message_id, error = %e, "the reverts could not be read: the change is told as any other");
+            return;
+        }
+    };
+    for r in &reverted {
+        let to = if r.told.is_empty() {
+            "the owners"
+        } else {
+            r.told.as_str()
+        };
+        d.notes.push(format!(
+            "{} was reverted through sgwatch at {} by a link sent to {to}",
+            r.rule, r.at
+        ));
+    }
+    let only_reverts = d.analysis.properties.is_empty()
+        && d.analysis.changes.iter().all(|c| {
+            c.action == crate::core::rules::Action::Removed
+                && reverted.iter().any(|r| r.rule == c.rule.to_string())
+        });
+    if !reverted.is_empty() && only_reverts {
+        d.analysis.severity = crate::core::severity::Severity::Info;
+    }
+}
+
+/// Signs the alert's Revert and Keep links, where the stack has them; an alert whose links
+/// cannot be signed goes without them (its commands still say what to run).
+async fn sign_links(message_id: &str, d: &mut Decision, alert: &Key, services: &Services) {
+    let Some(signer) = &services.signer else {
+        return;
+    };
+    if d.analysis.subject.change_type == ChangeType::Delete
+        || !d.analysis.changes.iter().any(remedy::wanted)
+    {
+        return;
+    }
+    let now = dedupe::epoch_secs(SystemTime::now());
+    match signer.links(d, alert, now).await {
+        Ok(links) => d.analysis.links = links,
+        Err(e) => {
+            warn!(message_id, error = %e, "the alert's links could not be signed: it goes without them");
+        }
+    }
+}
+
 /// What the group is attached to, read from EC2 for an alert about a group that still exists;
 /// AWS Config's relationships stay where EC2 cannot be read.
 async fn exposure(message_id: &str, d: &mut Decision, services: &Services) {
@@ -521,16 +619,20 @@ async fn process_change(
         };
     let mut analysis = analysis;
     analysis.subject.account_name = account_name(&analysis.subject.account, services).await;
+    not_kept(message_id, &mut analysis, services).await;
     let mut d = decide(analysis, &settings.policy);
     log_decision(message_id, &d);
     if !d.notify {
         return Outcome::Skipped;
     }
+    told_as_reverted(message_id, &mut d, services).await;
     let feed = read_feed(services, &d).await;
     let warnings: &[Warning] = feed.as_ref().map(|f| &f.warnings[..]).unwrap_or_default();
     let calls: &[ApiCall] = feed.as_ref().map(|f| &f.calls[..]).unwrap_or_default();
     d.analysis.known_rules = known_rules(message_id, &d, calls, services).await;
     exposure(message_id, &mut d, services).await;
+    let alert = Key::of_change(&d.analysis.subject, change);
+    sign_links(message_id, &mut d, &alert, services).await;
     let s = &d.analysis.subject;
     let facts = s.facts(message_id);
     let parts = early::subtract(&d, warnings, calls);
@@ -539,12 +641,7 @@ async fn process_change(
         info!(facts = ?facts, "skipped: the early warning told every recipient all of this change");
         return Outcome::Skipped;
     }
-    let claim = Ledger::claim(
-        services,
-        Some(Key::of_change(s, change)),
-        s.capture_time.as_deref(),
-        invocation,
-    );
+    let claim = Ledger::claim(services, Some(alert), s.capture_time.as_deref(), invocation);
     let mut ledger = match claim.await {
         Ok(Some(ledger)) => ledger,
         Ok(None) => return Outcome::Skipped,
@@ -1054,12 +1151,17 @@ async fn early_warning(
     if !d.notify {
         return Outcome::Skipped;
     }
+    not_kept(message_id, &mut d.analysis, services).await;
+    if d.analysis.changes.is_empty() {
+        return Outcome::Skipped;
+    }
     d.analysis.known_rules =
         known_rules(message_id, &d, std::slice::from_ref(call), services).await;
     exposure(message_id, &mut d, services).await;
     let facts = warning_facts(message_id, call, group, &d);
     // Keyed by the call: a redelivered event warns no one twice.
     let key = Key::early(&call.account, &call.region, group, &call.event_id);
+    sign_links(message_id, &mut d, &key, services).await;
     let mut ledger = match Ledger::claim(
         services,
         Some(key),
@@ -1258,6 +1360,7 @@ mod tests {
                     .build(),
             ),
             handovers: None,
+            signer: None,
         }
     }
 

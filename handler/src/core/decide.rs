@@ -69,6 +69,9 @@ pub struct Analysis {
     /// The group's rules with their ids, where they were read (to name the rule a command
     /// removes; see [`crate::core::remedy`]).
     pub known_rules: Vec<KnownRule>,
+    /// The owners' Revert and Keep links, one pair per rule added open to the internet, where
+    /// the stack signs them (see [`crate::core::link`]).
+    pub links: Vec<crate::core::link::Links>,
     /// What the group is attached to: from EC2 where it was read, else AWS Config's relationships.
     pub exposure: Option<Exposure>,
 }
@@ -165,6 +168,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
         previous_tags,
         test: change.test,
         known_rules: Vec::new(),
+        links: Vec::new(),
         exposure: item
             .relationships
             .as_deref()

@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use crate::core::link::Links;
 use crate::core::rules::{Action, Change, Direction, Protocol, Source};
 
 /// A rule of the group as EC2 lists it now (`DescribeSecurityGroupRules`), or as the call that
@@ -29,6 +30,12 @@ pub struct KnownRule {
 pub struct Remedy {
     pub rule: String,
     pub command: String,
+    /// The link that removes the rule in one click, where the stack signs links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revert_link: Option<String>,
+    /// The link that keeps the rule (an acknowledgement, and no alert for it for a while).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_link: Option<String>,
 }
 
 /// Whether the alert gives a command to remove this change's rule: an ingress rule added and open
@@ -106,22 +113,33 @@ pub fn revoke_command(
 }
 
 /// The commands for a change of `group` in `region`: one per rule added open to the internet.
-pub fn remedies(region: &str, group: &str, changes: &[Change], known: &[KnownRule]) -> Vec<Remedy> {
+/// With each, the rule's links among `links`, where the stack signed them.
+pub fn remedies(
+    region: &str,
+    group: &str,
+    changes: &[Change],
+    known: &[KnownRule],
+    links: &[Links],
+) -> Vec<Remedy> {
     changes
         .iter()
         .filter(|c| wanted(c))
         .filter_map(|c| {
             let command = revoke_command(region, group, c, rule_id(c, known))?;
+            let rule = c.rule.to_string();
+            let links = links.iter().find(|l| l.rule == rule);
             Some(Remedy {
                 rule: crate::core::render::change_line(c),
                 command,
+                revert_link: links.map(|l| l.revert.clone()),
+                keep_link: links.map(|l| l.keep.clone()),
             })
         })
         .collect()
 }
 
 /// `sg-0123abcd`, `sgr-…`, `pl-…`: the prefix and 8 to 17 lowercase hex digits.
-fn is_id(id: &str, prefix: &str) -> bool {
+pub(crate) fn is_id(id: &str, prefix: &str) -> bool {
     id.strip_prefix(prefix).is_some_and(|hex| {
         (8..=17).contains(&hex.len())
             && hex
@@ -131,7 +149,7 @@ fn is_id(id: &str, prefix: &str) -> bool {
 }
 
 /// `us-east-1`, `eu-central-2`, `us-gov-west-1`.
-fn is_region(region: &str) -> bool {
+pub(crate) fn is_region(region: &str) -> bool {
     !region.is_empty()
         && region.len() <= 32
         && region
@@ -190,12 +208,14 @@ mod tests {
             },
         ];
         assert_eq!(
-            remedies("us-east-1", SG, &[rdp()], &known),
+            remedies("us-east-1", SG, &[rdp()], &known, &[]),
             [Remedy {
                 rule: "+ingress tcp/3389 from 0.0.0.0/0".into(),
                 command: "aws ec2 revoke-security-group-ingress --region us-east-1 --group-id \
                           sg-0123456789abcdef0 --security-group-rule-ids sgr-0bbbbbbbbbbbbbbbb"
                     .into(),
+                revert_link: None,
+                keep_link: None,
             }]
         );
         assert_eq!(
@@ -231,7 +251,7 @@ mod tests {
         );
         let mut egress = rdp();
         egress.rule.direction = Direction::Egress;
-        assert!(remedies("us-east-1", SG, &[removed, office, egress], &[]).is_empty());
+        assert!(remedies("us-east-1", SG, &[removed, office, egress], &[], &[]).is_empty());
     }
 
     #[test]

@@ -291,6 +291,13 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
         );
         for r in &remedies {
             let _ = writeln!(t, "  {}\n    {}", r.rule, r.command);
+            if let (Some(revert), Some(keep)) = (&r.revert_link, &r.keep_link) {
+                let _ = writeln!(t, "    Revert this rule: {revert}\n    Keep it: {keep}");
+            }
+        }
+        if remedies.iter().any(|r| r.revert_link.is_some()) {
+            t.push_str(LINKS_NOTE);
+            t.push('\n');
         }
     }
     let tags = tag_lines(d);
@@ -369,6 +376,19 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
                 html_text(&r.rule),
                 html_text(&r.command)
             );
+            if let (Some(revert), Some(keep)) = (&r.revert_link, &r.keep_link) {
+                let button = "display:inline-block;padding:6px 14px;margin:0 8px 4px 0;border-radius:4px;text-decoration:none;font-weight:bold";
+                let _ = write!(
+                    h,
+                    "<p><a href=\"{}\" style=\"{button};background:#b00020;color:#fff\">Revert this rule</a>\
+                     <a href=\"{}\" style=\"{button};background:#e8e8e8;color:#222\">Keep it</a></p>",
+                    encode_double_quoted_attribute(revert),
+                    encode_double_quoted_attribute(keep)
+                );
+            }
+        }
+        if remedies.iter().any(|r| r.revert_link.is_some()) {
+            let _ = write!(h, "<p style=\"color:#555\">{}</p>", html_text(LINKS_NOTE));
         }
     }
     let tags = tag_lines(d);
@@ -411,6 +431,9 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     h
 }
 
+/// What the email says of the Revert and Keep links.
+pub const LINKS_NOTE: &str = "Each link opens a page that shows the rule as it is now and asks before it acts; a link acts once, and Revert removes the rule only if it is unchanged.";
+
 /// The commands that remove each rule the change added open to the internet.
 pub fn remedies(d: &Decision) -> Vec<Remedy> {
     let a = &d.analysis;
@@ -422,6 +445,7 @@ pub fn remedies(d: &Decision) -> Vec<Remedy> {
         &a.subject.resource_id,
         &a.changes,
         &a.known_rules,
+        &a.links,
     )
 }
 

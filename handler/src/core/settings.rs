@@ -121,6 +121,89 @@ pub struct Settings {
     /// The handover marker this full stack reads (`SGWATCH_HANDOVER_PARAMETER`): once a spoke
     /// takes the region over for the hub, changes from its time on are left to the hub.
     pub handover_parameter: Option<String>,
+    /// The owners' Revert and Keep links (`SGWATCH_ACT_URL`, `SGWATCH_ACT_KEY`,
+    /// `SGWATCH_ACT_LINK_HOURS`, `SGWATCH_ACT_KEEP_DAYS`); see [`crate::core::link`].
+    pub act: ActSettings,
+}
+
+/// The links' settings. The handler signs links when both the act function's URL and the key
+/// are set; the act function needs the key (it cannot know its own URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActSettings {
+    /// The act function's URL (`https://…`).
+    pub url: Option<String>,
+    /// The KMS HMAC key the links are signed with (its id or ARN).
+    pub key: Option<String>,
+    /// How long a link acts.
+    pub link_hours: u64,
+    /// How long a Keep stands.
+    pub keep_days: u64,
+}
+
+impl Default for ActSettings {
+    fn default() -> Self {
+        ActSettings {
+            url: None,
+            key: None,
+            link_hours: crate::core::link::DEFAULT_HOURS,
+            keep_days: crate::core::link::DEFAULT_KEEP_DAYS,
+        }
+    }
+}
+
+impl ActSettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<ActSettings, SettingsError> {
+        let mut act = ActSettings::default();
+        if let Some(url) = non_empty(&get("SGWATCH_ACT_URL")) {
+            let plain = url
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !"\"'<>`\\".contains(c));
+            if !(url.starts_with("https://") && plain) {
+                return Err(SettingsError::Invalid {
+                    name: "SGWATCH_ACT_URL",
+                    value: url.to_owned(),
+                    why: "expected the act function's URL, https://…".to_owned(),
+                });
+            }
+            act.url = Some(url.to_owned());
+        }
+        if let Some(key) = non_empty(&get("SGWATCH_ACT_KEY")) {
+            if key.contains(char::is_whitespace) {
+                return Err(SettingsError::Invalid {
+                    name: "SGWATCH_ACT_KEY",
+                    value: key.to_owned(),
+                    why: "expected a KMS key id or ARN".to_owned(),
+                });
+            }
+            act.key = Some(key.to_owned());
+        }
+        let count = |name: &'static str, max: u64| -> Result<Option<u64>, SettingsError> {
+            let value = get(name);
+            let Some(v) = non_empty(&value) else {
+                return Ok(None);
+            };
+            match v.trim().parse::<u64>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(SettingsError::Invalid {
+                    name,
+                    value: v.to_owned(),
+                    why: format!("expected a whole number from 1 to {max}"),
+                }),
+            }
+        };
+        if let Some(hours) = count("SGWATCH_ACT_LINK_HOURS", 24 * 7)? {
+            act.link_hours = hours;
+        }
+        if let Some(days) = count("SGWATCH_ACT_KEEP_DAYS", 365)? {
+            act.keep_days = days;
+        }
+        Ok(act)
+    }
+
+    /// Whether alerts carry links: the URL and the key are both set.
+    pub fn links(&self) -> bool {
+        self.url.is_some() && self.key.is_some()
+    }
 }
 
 /// A setting that is missing or has a value the handler cannot use.
@@ -319,8 +402,10 @@ impl Settings {
             }
             None => None,
         };
+        let act = ActSettings::from_lookup(&get)?;
         Ok(Settings {
             policy,
+            act,
             hub,
             handover_parameter,
             loopback_destinations,

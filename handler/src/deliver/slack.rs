@@ -71,6 +71,28 @@ fn cut(text: String, max: usize) -> String {
     out
 }
 
+/// The Revert and Keep links of each rule as URL buttons (no Slack app needed): at most five
+/// rules' worth, each button's text within Block Kit's 75 characters.
+fn link_buttons(remedies: &[crate::core::remedy::Remedy]) -> Vec<Value> {
+    remedies
+        .iter()
+        .filter_map(|r| Some((r, r.revert_link.as_ref()?, r.keep_link.as_ref()?)))
+        .take(5)
+        .map(|(r, revert, keep)| {
+            let label = |verb: &str| {
+                let text = format!("{verb} {}", r.rule.trim_start_matches('+'));
+                cut(text, 75)
+            };
+            json!({"type": "actions", "elements": [
+                {"type": "button", "style": "danger", "url": revert,
+                 "text": {"type": "plain_text", "text": label("Revert")}},
+                {"type": "button", "url": keep,
+                 "text": {"type": "plain_text", "text": label("Keep")}},
+            ]})
+        })
+        .collect()
+}
+
 fn section(text: String) -> Value {
     json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(text, MAX_SECTION_CHARS)}})
 }
@@ -127,6 +149,7 @@ pub fn message(d: &Decision, actor: &ActorLookup) -> Value {
             "*To remove what was opened* (each command removes that rule and nothing else):\n{}",
             lines.join("\n")
         )));
+        blocks.extend(link_buttons(&remedies));
     }
     if !a.properties.is_empty() {
         blocks.push(other_changes(&a.properties));

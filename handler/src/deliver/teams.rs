@@ -116,7 +116,19 @@ fn card(d: &Decision, actor: &ActorLookup, shown: usize) -> Value {
     }
     body.push(json!({"type": "TextBlock", "text": format!("Why this channel got it: {}", escape(&d.reason())),
                      "wrap": true, "isSubtle": true, "size": "Small", "separator": true}));
-    envelope(body, actions(&a.subject))
+    let mut actions = actions(&a.subject);
+    for r in remedies.iter().take(shown.max(1)) {
+        if let (Some(revert), Some(keep)) = (&r.revert_link, &r.keep_link) {
+            let rule = escape(r.rule.trim_start_matches('+'));
+            actions.push(
+                json!({"type": "Action.OpenUrl", "title": format!("Revert {rule}"), "url": revert}),
+            );
+            actions.push(
+                json!({"type": "Action.OpenUrl", "title": format!("Keep {rule}"), "url": keep}),
+            );
+        }
+    }
+    envelope(body, actions)
 }
 
 /// The coloured container naming the severity and the group.
