@@ -1,5 +1,6 @@
 //! Integration tests of sgwatch end to end: one binary (linking the AWS SDK once), a module per concern.
 
+mod act;
 mod burst;
 mod delivery;
 mod destinations;
