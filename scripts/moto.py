@@ -145,6 +145,14 @@ def _with_integer_concurrency(cls, resource_name, cloudformation_json, *args, **
     props = cloudformation_json.get("Properties", {})
     if isinstance(props.get("ReservedConcurrentExecutions"), str):
         props["ReservedConcurrentExecutions"] = int(props["ReservedConcurrentExecutions"])
+    # Bridge "numbers in a function's environment": moto resolves a Number parameter to an
+    # integer, and an environment variable set from one stays an integer, which
+    # GetFunctionConfiguration then answers and the SDK refuses. CloudFormation's Ref of any
+    # parameter is a string.
+    variables = (props.get("Environment") or {}).get("Variables") or {}
+    for name, value in variables.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            variables[name] = str(value)
     return _create_function_from_cfn(cls, resource_name, cloudformation_json, *args, **kwargs)
 
 
@@ -274,6 +282,86 @@ def _no_mapping_runs(add_message):
 
 
 SqsQueue.add_message = _no_mapping_runs(SqsQueue.add_message)
+
+
+# moto's CloudFormation knows no AWS::Lambda::Url (its Lambda API makes function URLs, but a
+# template's are skipped, and a GetAtt of one fails the stack). Bridge "function URLs in
+# CloudFormation": the resource makes the function's URL config through moto's Lambda backend,
+# and answers GetAtt FunctionUrl and FunctionArn as CloudFormation does ("AWS::Lambda::Url,
+# Return values"). moto serves no URL: nothing answers at it.
+from moto.awslambda.models import lambda_backends
+from moto.core.common_models import CloudFormationModel
+
+
+class _FunctionUrl(CloudFormationModel):
+    # moto files each model under the service its module names (`moto.SERVICE.…`).
+    __module__ = "moto.awslambda.function_url"
+
+    def __init__(self, function_arn, url):
+        self.function_arn = function_arn
+        self.url = url
+
+    @staticmethod
+    def cloudformation_name_type():
+        return ""
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::Lambda::Url"
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr in ("FunctionUrl", "FunctionArn")
+
+    @property
+    def physical_resource_id(self):
+        return self.function_arn
+
+    def get_cfn_attribute(self, attribute_name):
+        return {"FunctionUrl": self.url, "FunctionArn": self.function_arn}[attribute_name]
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        props = cloudformation_json["Properties"]
+        backend = lambda_backends[account_id][region_name]
+        config = backend.create_function_url_config(
+            props["TargetFunctionArn"], {"AuthType": props.get("AuthType", "AWS_IAM")})
+        return cls(config.function.function_arn, config.url + "/")
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name):
+        props = cloudformation_json["Properties"]
+        with contextlib.suppress(Exception):
+            lambda_backends[account_id][region_name].delete_function_url_config(
+                props["TargetFunctionArn"])
+
+
+# moto makes every AWS::KMS::Key of a template a symmetric encryption key, whatever its KeySpec
+# and KeyUsage say, so a stack's HMAC key cannot make a MAC. Bridge "KeySpec in CloudFormation":
+# make the key as the template says.
+from moto.kms.models import Key as KmsKey, kms_backends
+
+
+def _key_as_specified(cls, resource_name, cloudformation_json, account_id, region_name,
+                      **kwargs):
+    props = cloudformation_json["Properties"]
+    policy = props["KeyPolicy"]
+    key = kms_backends[account_id][region_name].create_key(
+        # As the KMS API takes it: a JSON string (moto reads a key's policy as one).
+        policy=policy if isinstance(policy, str) else json.dumps(policy),
+        key_usage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+        key_spec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+        description=props.get("Description"),
+        tags=props.get("Tags", []),
+    )
+    key.key_rotation_status = props.get("EnableKeyRotation", False)
+    key.enabled = props.get("Enabled", True)
+    return key
+
+
+KmsKey.create_from_cloudformation_json = classmethod(_key_as_specified)
 
 
 # With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT), moto authorises every non-S3 request against

@@ -119,16 +119,20 @@ impl Programs {
         use zip::write::SimpleFileOptions;
 
         let path = self.work_dir.join("bootstrap.zip");
-        let binary = std::fs::read(&self.bootstrap)
-            .with_context(|| format!("reading {}", self.bootstrap.display()))?;
         let file =
             std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut zip = zip::ZipWriter::new(file);
         let options = SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Deflated)
             .unix_permissions(0o755);
-        zip.start_file("bootstrap", options)?;
-        zip.write_all(&binary)?;
+        // The act function's binary rides in the same zip, as `sgwatch package` builds it.
+        let act = self.bootstrap.with_file_name("act");
+        for (name, binary) in [("bootstrap", &self.bootstrap), ("act", &act)] {
+            let bytes =
+                std::fs::read(binary).with_context(|| format!("reading {}", binary.display()))?;
+            zip.start_file(name, options)?;
+            zip.write_all(&bytes)?;
+        }
         zip.finish()?;
         Ok(path)
     }

@@ -10,6 +10,15 @@ use serde_json::Value;
 use sgwatch_handler::{aws, logs, process, settings::Settings};
 
 fn main() -> Result<(), Error> {
+    // The act function runs from the handler's zip (one build signs and checks the links): its
+    // handler is `act`, the binary beside this one, which takes over this process.
+    if std::env::var("_HANDLER").as_deref() == Ok("act") {
+        use std::os::unix::process::CommandExt;
+        let root = std::env::var_os("LAMBDA_TASK_ROOT").unwrap_or_else(|| "/var/task".into());
+        let act = std::path::Path::new(&root).join("act");
+        let error = std::process::Command::new(&act).exec();
+        return Err(format!("cannot start {}: {error}", act.display()).into());
+    }
     // Lambda's logging controls set AWS_LAMBDA_LOG_FORMAT (and AWS_LAMBDA_LOG_LEVEL) from the
     // function's LoggingConfig; when nothing chose a format, keep the JSON lines (one `decision`
     // line per notification) that docs/FAILURE-SEMANTICS.md documents. This runs before any

@@ -9,6 +9,7 @@
 use std::path::Path;
 
 use aws_config::SdkConfig;
+use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::aws::Place;
@@ -111,6 +112,17 @@ async fn observe_and_plan(
             Some(why)
         }
     };
+    // The links stay as deployed unless the flag says otherwise.
+    if args.act_links.is_none() {
+        args.act_links = observed
+            .params()
+            .all
+            .get("ActLinks")
+            .and_then(|v| stack::OnOff::from_str(v, true).ok());
+    }
+    if args.act_links == Some(stack::OnOff::On) {
+        package::check_act(&artifact.path)?;
+    }
     let wanted = Wanted {
         args,
         checked,

@@ -622,6 +622,10 @@ fn install_args(t: &Target, arch: package::Arch, zip: Option<PathBuf>) -> Instal
         // Decided per account and region from its trails.
         actor_feed: None,
         // A hub is one stack, installed with `sgwatch hub install`.
+        // The links are decided per stack: as deployed, else off.
+        act_links: None,
+        link_hours: None,
+        keep_days: None,
         hub: None,
     }
 }

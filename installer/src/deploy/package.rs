@@ -118,6 +118,8 @@ pub enum PackageError {
     },
     #[error("building the handler failed: {0}")]
     Build(String),
+    #[error("{path} has no executable `act` beside `bootstrap`: --act-links on runs it as the act function. Build the zip with `sgwatch package`")]
+    NoAct { path: PathBuf },
 }
 
 /// Checks a handler zip: a zip, with an executable `bootstrap` at the top that runs on `arch`.
@@ -234,14 +236,16 @@ fn check_machine(head: &[u8], arch: Arch) -> Result<(), Mismatch> {
 
 /// Zips `binary` as `bootstrap` (mode 0755) into `zip_path`, and checks it runs on `arch`.
 pub fn zip_binary(binary: &Path, zip_path: &Path, arch: Arch) -> Result<Artifact, PackageError> {
-    let read = |source| PackageError::Read {
-        path: binary.to_owned(),
-        source,
-    };
-    let mut data = Vec::new();
-    std::fs::File::open(binary)
-        .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(read)?;
+    zip_binaries(&[("bootstrap", binary)], zip_path, arch)
+}
+
+/// Zips each `(name, binary)` (mode 0755) into `zip_path`, and checks its `bootstrap` runs on
+/// `arch`.
+pub fn zip_binaries(
+    binaries: &[(&str, &Path)],
+    zip_path: &Path,
+    arch: Arch,
+) -> Result<Artifact, PackageError> {
     if let Some(dir) = zip_path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| PackageError::Read {
             path: dir.to_owned(),
@@ -263,11 +267,45 @@ pub fn zip_binary(binary: &Path, zip_path: &Path, arch: Arch) -> Result<Artifact
         path: zip_path.to_owned(),
         source: e,
     };
-    zip.start_file("bootstrap", options)
-        .map_err(|e| io(std::io::Error::other(e)))?;
-    zip.write_all(&data).map_err(io)?;
+    for (name, binary) in binaries {
+        let mut data = Vec::new();
+        std::fs::File::open(binary)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(|source| PackageError::Read {
+                path: binary.to_path_buf(),
+                source,
+            })?;
+        zip.start_file(*name, options)
+            .map_err(|e| io(std::io::Error::other(e)))?;
+        zip.write_all(&data).map_err(io)?;
+    }
     zip.finish().map_err(|e| io(std::io::Error::other(e)))?;
     check_zip(zip_path, arch)
+}
+
+/// Checks that a handler zip also holds the `act` function's binary (`act`, executable), which
+/// `--act-links on` deploys from the same zip.
+pub fn check_act(path: &Path) -> Result<(), PackageError> {
+    let bytes = std::fs::read(path).map_err(|source| PackageError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(&bytes)).map_err(|e| PackageError::NotZip {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let executable = archive
+        .by_name("act")
+        .ok()
+        .and_then(|e| e.unix_mode())
+        .is_some_and(|mode| mode & 0o111 != 0);
+    if !executable {
+        return Err(PackageError::NoAct {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Builds the handler with cargo-lambda for `arch` and zips it into `output_dir`.
@@ -293,6 +331,8 @@ pub fn build(arch: Arch, output_dir: &Path) -> Result<Artifact, PackageError> {
             "sgwatch-handler",
             "--bin",
             "bootstrap",
+            "--bin",
+            "act",
             "--lambda-dir",
         ])
         .arg(&lambda_dir)
@@ -322,8 +362,13 @@ pub fn build(arch: Arch, output_dir: &Path) -> Result<Artifact, PackageError> {
             "`cargo lambda build` exited with {status}; its output above says why"
         )));
     }
-    zip_binary(
-        &lambda_dir.join("bootstrap/bootstrap"),
+    // One zip for both functions: the handler signs the links that act checks, so they are
+    // always one build. Lambda runs `bootstrap`; the act function's starts `act` (its handler).
+    zip_binaries(
+        &[
+            ("bootstrap", &lambda_dir.join("bootstrap/bootstrap")),
+            ("act", &lambda_dir.join("act/bootstrap")),
+        ],
         &output_dir.join("bootstrap.zip"),
         arch,
     )

@@ -327,6 +327,25 @@ fn parameters(
                 .as_str()
                 .to_owned(),
         ),
+        (
+            "ActLinks",
+            args.act_links
+                .unwrap_or(stack::OnOff::Off)
+                .as_str()
+                .to_owned(),
+        ),
+        (
+            "ActLinkHours",
+            args.link_hours
+                .map_or(sgwatch_handler::link::DEFAULT_HOURS, u64::from)
+                .to_string(),
+        ),
+        (
+            "KeepDays",
+            args.keep_days
+                .map_or(sgwatch_handler::link::DEFAULT_KEEP_DAYS, u64::from)
+                .to_string(),
+        ),
     ];
     settings(wanted, identity)
         .into_iter()
@@ -747,6 +766,9 @@ mod tests {
             extend_recorder: false,
             reserved_concurrency: None,
             actor_feed: None,
+            act_links: None,
+            link_hours: None,
+            keep_days: None,
             hub: None,
         };
         let checked = args.check().expect("valid flags");

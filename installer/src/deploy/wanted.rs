@@ -52,6 +52,17 @@ pub struct InstallArgs {
     /// logs in the region)
     #[arg(long, value_enum, value_name = "on|off")]
     pub actor_feed: Option<OnOff>,
+    /// Give each alert Revert and Keep links for each rule it added open to the internet: the
+    /// act function behind a public function URL, and a KMS HMAC key that signs the links
+    /// (default: as deployed, else off)
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub act_links: Option<OnOff>,
+    /// Hours an alert's links act (1-168; default 24)
+    #[arg(long, value_name = "HOURS", value_parser = clap::value_parser!(u16).range(1..=168))]
+    pub link_hours: Option<u16>,
+    /// Days a Keep stands, during which no alert repeats for the rule kept (1-365; default 30)
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u16).range(1..=365))]
+    pub keep_days: Option<u16>,
     /// Set by `sgwatch hub install`: this stack is the organization's hub.
     #[arg(skip)]
     pub hub: Option<Hub>,
@@ -128,6 +139,18 @@ pub enum InstallError {
          handler to: run install with --source eventbridge"
     )]
     ChannelWithoutTopic { channel: String, place: Place },
+    #[error(
+        "--act-links on needs the opt-in tag NotifyOnChange, not {0:?}: the act function's IAM \
+         policy may revoke only on groups carrying the tag, and a policy's condition key cannot \
+         come from a setting. Install without --notify-tag, or with --act-links off"
+    )]
+    ActLinksTag(String),
+    #[error(
+        "--act-links is a full stack's setting: a hub's links would act in member accounts, \
+         which the hub's roles may not do. Install the links with each member's own stack, or \
+         leave them off"
+    )]
+    ActLinksHub,
 }
 
 /// Settings checked before any AWS call.
@@ -159,6 +182,14 @@ impl InstallArgs {
         }
         if let Some(hub) = &self.hub {
             hub.check()?;
+        }
+        if self.act_links == Some(OnOff::On) {
+            if self.hub.is_some() {
+                return Err(InstallError::ActLinksHub.into());
+            }
+            if policy.notify_tag != Policy::default().notify_tag {
+                return Err(InstallError::ActLinksTag(policy.notify_tag.clone()).into());
+            }
         }
         Ok(Checked {
             policy,

@@ -521,3 +521,199 @@ async fn a_kept_rule_is_told_once_to_the_security_contact_and_never_alerts_again
     let text = last.text.as_deref().unwrap();
     assert!(!text.contains("tcp/22"), "{text}");
 }
+
+/// `install --act-links on` deploys the act function from the handler's zip, behind a public
+/// function URL, with an HMAC key and a role that may revoke only on groups that opt in; the
+/// handler signs with that key and points at that URL. A custom opt-in tag is refused first.
+#[tokio::test(flavor = "multi_thread")]
+async fn install_with_act_links_deploys_act_its_url_its_key_and_a_narrow_role() {
+    use sgwatch_tests::cli::{sgwatch, Programs};
+    use sgwatch_tests::inventory::deployed_function_env;
+
+    let programs = Programs::build_for("act-install");
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let zip = programs.handler_zip().unwrap().display().to_string();
+    let install = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "install",
+            "--sender",
+            SENDER,
+            "--handler-zip",
+            &zip,
+            "--arch",
+            "x86_64",
+            "--act-links",
+            "on",
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let args = install(&["--notify-tag", "Watched"]);
+    let refused = sgwatch(
+        &programs,
+        &moto,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert!(!refused.success());
+    assert!(
+        refused
+            .stderr
+            .contains("--act-links on needs the opt-in tag NotifyOnChange, not \"Watched\""),
+        "{}",
+        refused.stderr
+    );
+    let args = install(&[]);
+    let run = sgwatch(
+        &programs,
+        &moto,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await
+    .unwrap();
+    assert!(run.success(), "{}\n{}", run.stdout, run.stderr);
+
+    // The handler signs with the stack's key and points at act's URL.
+    let env = deployed_function_env(&config).await.unwrap();
+    let url = env["SGWATCH_ACT_URL"].clone();
+    let key = env["SGWATCH_ACT_KEY"].clone();
+    assert!(
+        url.starts_with("https://") && url.ends_with(".on.aws/"),
+        "{url}"
+    );
+    let described = aws_sdk_kms::Client::new(&config)
+        .describe_key()
+        .key_id(&key)
+        .send()
+        .await
+        .unwrap();
+    let meta = described.key_metadata().unwrap();
+    assert_eq!(meta.key_spec(), Some(&aws_sdk_kms::types::KeySpec::Hmac256));
+    assert_eq!(
+        meta.key_usage(),
+        Some(&aws_sdk_kms::types::KeyUsageType::GenerateVerifyMac)
+    );
+
+    // act: the zip's `act`, behind that URL, anyone may open it.
+    let lambda = aws_sdk_lambda::Client::new(&config);
+    let act = lambda
+        .get_function_configuration()
+        .function_name("sgwatch-act")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(act.handler(), Some("act"));
+    let act_env = act
+        .environment()
+        .and_then(|e| e.variables())
+        .unwrap()
+        .clone();
+    assert_eq!(act_env["SGWATCH_ACT_KEY"], key);
+    let url_config = lambda
+        .get_function_url_config()
+        .function_name("sgwatch-act")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(url_config.function_url(), url.trim_end_matches('/'));
+    assert_eq!(
+        url_config.auth_type(),
+        &aws_sdk_lambda::types::FunctionUrlAuthType::None
+    );
+
+    // Its role may revoke ingress only on groups carrying the opt-in tag key, and authorize
+    // nothing; every action is named.
+    let role = act.role().unwrap().rsplit('/').next().unwrap().to_owned();
+    let iam = aws_sdk_iam::Client::new(&config);
+    let policy = iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name("act")
+        .send()
+        .await
+        .unwrap();
+    let document: Value =
+        serde_json::from_str(&urlencoding_decode(policy.policy_document())).unwrap();
+    let statements = document["Statement"].as_array().unwrap();
+    let actions: Vec<&str> = statements
+        .iter()
+        .flat_map(|s| match &s["Action"] {
+            Value::String(a) => vec![a.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        })
+        .collect();
+    assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
+    assert!(
+        !actions.iter().any(|a| a.contains("Authorize")),
+        "{actions:?}"
+    );
+    let on_groups = statements
+        .iter()
+        .find(|s| s["Sid"] == "RevokeOnlyOnGroupsThatOptIn")
+        .unwrap();
+    assert_eq!(
+        on_groups["Condition"],
+        json!({"Null": {"aws:ResourceTag/NotifyOnChange": "false"}})
+    );
+
+    // What was deployed acts: the handler's links, checked by act with its own settings.
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let act_settings = Settings::from_lookup(|k| act_env.get(k).cloned()).unwrap();
+    let services = Services::new(&config, &settings);
+    let act_services = ActServices::new(&config, &act_env["SGWATCH_IDEMPOTENCY_TABLE"]);
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let group = fixture::security_group(
+        &ec2,
+        "shared-http",
+        "Department A's web servers",
+        &[("NotifyOnChange", "Yes"), ("OwnerDL", OWNER)],
+    )
+    .await
+    .unwrap();
+    let before = synth::describe(&ec2, &group).await.unwrap();
+    open(&ec2, &group, 3389).await.unwrap();
+    let after = synth::describe(&ec2, &group).await.unwrap();
+    let capture = Capture {
+        account: ACCOUNT.into(),
+        region: REGION.into(),
+        time: DateTime::from(SystemTime::now()),
+    };
+    let item = synth::item_change(Some(&before), Some(&after), &capture).unwrap();
+    handle(&fixture::sns(&item, "sns-rdp"), &settings, &services)
+        .await
+        .unwrap();
+    let (revert, _) = links(&to(&moto.ses_messages().await, OWNER)[0]);
+    assert!(revert.starts_with(&url), "{revert}");
+    let page = act::respond(
+        &url_event("POST", &revert),
+        &act_settings,
+        &act_services,
+        SystemTime::now(),
+    )
+    .await;
+    assert!(matches!(page, Page::Reverted { .. }), "{page:?}");
+    assert_eq!(
+        synth::describe(&ec2, &group).await.unwrap()["ipPermissions"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+}
+
+/// An IAM policy document as GetRolePolicy returns it: URL-encoded JSON. (moto answers a role's
+/// inline policy from a template as Python writes a dict, single-quoted: read as JSON too.)
+fn urlencoding_decode(text: &str) -> String {
+    let decoded =
+        sgwatch_handler::core::page::form_value(&format!("x={}", text.replace('+', "%2B")), "x")
+            .unwrap_or_else(|| text.to_owned());
+    if decoded.starts_with("{'") {
+        decoded.replace('\'', "\"")
+    } else {
+        decoded
+    }
+}
