@@ -141,22 +141,38 @@ CloudFormationBackend.execute_change_set = _refresh_outputs_after(
 _create_function_from_cfn = LambdaFunction.create_from_cloudformation_json.__func__
 
 
-def _with_integer_concurrency(cls, resource_name, cloudformation_json, *args, **kwargs):
-    props = cloudformation_json.get("Properties", {})
-    if isinstance(props.get("ReservedConcurrentExecutions"), str):
-        props["ReservedConcurrentExecutions"] = int(props["ReservedConcurrentExecutions"])
-    # Bridge "numbers in a function's environment": moto resolves a Number parameter to an
-    # integer, and an environment variable set from one stays an integer, which
-    # GetFunctionConfiguration then answers and the SDK refuses. CloudFormation's Ref of any
-    # parameter is a string.
+# Bridge "numbers in a function's environment": moto resolves a Number parameter to an integer,
+# and an environment variable set from one stays an integer, which GetFunctionConfiguration then
+# answers and the SDK refuses. CloudFormation's Ref of any parameter is a string.
+def _string_variables(props):
     variables = (props.get("Environment") or {}).get("Variables") or {}
     for name, value in variables.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             variables[name] = str(value)
+
+
+def _with_integer_concurrency(cls, resource_name, cloudformation_json, *args, **kwargs):
+    props = cloudformation_json.get("Properties", {})
+    if isinstance(props.get("ReservedConcurrentExecutions"), str):
+        props["ReservedConcurrentExecutions"] = int(props["ReservedConcurrentExecutions"])
+    _string_variables(props)
     return _create_function_from_cfn(cls, resource_name, cloudformation_json, *args, **kwargs)
 
 
 LambdaFunction.create_from_cloudformation_json = classmethod(_with_integer_concurrency)
+
+_update_function_from_cfn = LambdaFunction.update_from_cloudformation_json.__func__
+
+
+def _update_with_string_variables(cls, original_resource, new_resource_name, cloudformation_json,
+                                  account_id, region_name):
+    _string_variables(cloudformation_json.get("Properties", {}))
+    return _update_function_from_cfn(
+        cls, original_resource=original_resource, new_resource_name=new_resource_name,
+        cloudformation_json=cloudformation_json, account_id=account_id, region_name=region_name)
+
+
+LambdaFunction.update_from_cloudformation_json = classmethod(_update_with_string_variables)
 
 
 # moto's EventBridge answers TestEventPattern with an empty body (the call is a stub), though its
@@ -282,6 +298,45 @@ def _no_mapping_runs(add_message):
 
 
 SqsQueue.add_message = _no_mapping_runs(SqsQueue.add_message)
+
+
+# moto's stack update ignores resources' conditions: a resource whose condition is false but
+# whose properties name a changed parameter is "updated", and its GetAtt of another resource
+# under the same condition (never made) fails the whole update. CloudFormation makes a resource
+# when its condition becomes true and deletes it when it becomes false. Bridge "conditions on
+# update": a resource under a false condition is not updated, and one that exists is deleted
+# after the update (one under a true condition that does not exist yet is made when first used,
+# as moto already does on create).
+from moto.cloudformation import parsing as _cfn_parsing
+
+_update_resource = _cfn_parsing.parse_and_update_resource
+
+
+def _update_if_its_condition_holds(logical_id, resource_json, resources_map, account_id,
+                                   region_name):
+    condition = resource_json.get("Condition")
+    if condition and not resources_map.lazy_condition_map[condition]:
+        return resources_map._parsed_resources.get(logical_id)
+    return _update_resource(logical_id, resource_json, resources_map, account_id, region_name)
+
+
+_cfn_parsing.parse_and_update_resource = _update_if_its_condition_holds
+_resource_map_update = _cfn_parsing.ResourceMap.update
+
+
+def _update_by_conditions(self, template, parameters=None):
+    _resource_map_update(self, template, parameters)
+    for logical_id, resource_json in list(self._resource_json_map.items()):
+        condition = resource_json.get("Condition")
+        if not condition or self.lazy_condition_map[condition]:
+            continue
+        resource = self._parsed_resources.pop(logical_id, None)
+        if resource is not None:
+            with contextlib.suppress(Exception):
+                self._delete_resource(resource, resource_json)
+
+
+_cfn_parsing.ResourceMap.update = _update_by_conditions
 
 
 # moto's CloudFormation knows no AWS::Lambda::Url (its Lambda API makes function URLs, but a
