@@ -409,7 +409,8 @@ def _key_as_specified(cls, resource_name, cloudformation_json, account_id, regio
         key_usage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
         key_spec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
         description=props.get("Description"),
-        tags=props.get("Tags", []),
+        # As KMS's API names them (a template writes Key and Value).
+        tags=[{"TagKey": t["Key"], "TagValue": t["Value"]} for t in props.get("Tags", [])],
     )
     key.key_rotation_status = props.get("EnableKeyRotation", False)
     key.enabled = props.get("Enabled", True)

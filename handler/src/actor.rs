@@ -117,6 +117,7 @@ fn actor_of(event: &TrailEvent) -> Actor {
             .or_else(|| DateTime::from_secs(event.time).fmt(Format::DateTime).ok()),
         event_name: Some(event.event_name.clone()),
         event_id: text(&doc["eventID"]),
+        invoked_by: text(&identity["invokedBy"]),
     }
 }
 

@@ -73,6 +73,7 @@ pub fn decide_warning(
         test: false,
         known_rules: Vec::new(),
         links: Vec::new(),
+        reverted: Vec::new(),
         exposure: None,
     };
     Some(decide(analysis, policy))

@@ -38,7 +38,8 @@ pub mod sight;
 // The public paths other crates use (the installer, the tests, the benchmarks): one flat facade
 // over the folders.
 pub use crate::core::{
-    decide, destination, explain, exposure, feed, handover, link, message, page, reason,
-    recipients, remedy, render, rules, settings, severity, spokes, text, visible, who,
+    autorevert, decide, destination, explain, exposure, feed, handover, link, message, page,
+    reason, recipients, remedy, render, rules, settings, severity, spokes, text, trust, visible,
+    who,
 };
 pub use crate::deliver::{mail, post, slack, teams, webhook};

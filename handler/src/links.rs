@@ -36,7 +36,11 @@ impl Signer {
     pub async fn links(&self, d: &Decision, alert: &Key, now: u64) -> Result<Vec<Links>, String> {
         let s = &d.analysis.subject;
         let mut out = Vec::new();
-        for c in d.analysis.changes.iter().filter(|c| remedy::wanted(c)) {
+        let wanted =
+            d.analysis.changes.iter().filter(|c| {
+                remedy::wanted(c) && !d.analysis.reverted.contains(&c.rule.to_string())
+            });
+        for c in wanted {
             let id = remedy::rule_id(c, &d.analysis.known_rules);
             let grant = Grant {
                 account: s.account.clone(),
@@ -206,10 +210,13 @@ pub async fn record_kept(
     told: &[String],
 ) -> Result<(), String> {
     let key = kept_key(&grant.account, &grant.region, &grant.group, &grant.rule);
-    put(table, &key, at, until, told).await
+    put(table, &key, at, until, &told.join(", ")).await
 }
 
-/// Records that `grant`'s rule was removed through its link.
+/// How a rule was reverted, as the ledger keeps it (`told`).
+pub const AUTO_REVERT: &str = "auto-revert";
+
+/// Records that `grant`'s rule was removed through its link sent to `told`.
 pub async fn record_reverted(
     table: &Dedupe,
     grant: &Grant,
@@ -218,29 +225,45 @@ pub async fn record_reverted(
     told: &[String],
 ) -> Result<(), String> {
     let key = reverted_key(&grant.account, &grant.region, &grant.group, &grant.rule);
-    put(table, &key, at, now + KEEP_RECORD_SECS, told).await
+    let told = if told.is_empty() {
+        "the owners".to_owned()
+    } else {
+        told.join(", ")
+    };
+    put(table, &key, at, now + KEEP_RECORD_SECS, &told).await
 }
 
-async fn put(
+/// Records that auto-revert removed `rule` from `group` at `at`.
+pub async fn record_auto_reverted(
     table: &Dedupe,
-    key: &Key,
+    (account, region, group): (&str, &str, &str),
+    rule: &RuleRef,
     at: &str,
-    until: u64,
-    told: &[String],
+    now: u64,
 ) -> Result<(), String> {
+    let key = reverted_key(account, region, group, rule);
+    put(table, &key, at, now + KEEP_RECORD_SECS, AUTO_REVERT).await
+}
+
+/// One UpdateItem (the handler's role may update and read the table, not put).
+async fn put(table: &Dedupe, key: &Key, at: &str, until: u64, told: &str) -> Result<(), String> {
     table
         .client
-        .put_item()
+        .update_item()
         .table_name(&table.table)
-        .item(attr::KEY, s(&key.to_string()))
-        .item(attr::AT, s(at))
-        .item(attr::UNTIL, n(until))
-        .item(attr::TOLD, s(&told.join(", ")))
-        .item(attr::EXPIRES_AT, n(until))
+        .key(attr::KEY, s(&key.to_string()))
+        .update_expression("SET #at = :at, #until = :until, #told = :told, #expires = :until")
+        .expression_attribute_names("#at", attr::AT)
+        .expression_attribute_names("#until", attr::UNTIL)
+        .expression_attribute_names("#told", attr::TOLD)
+        .expression_attribute_names("#expires", attr::EXPIRES_AT)
+        .expression_attribute_values(":at", s(at))
+        .expression_attribute_values(":until", n(until))
+        .expression_attribute_values(":told", s(told))
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| format!("DynamoDB PutItem {key}: {}", DisplayErrorContext(&e)))
+        .map_err(|e| format!("DynamoDB UpdateItem {key}: {}", DisplayErrorContext(&e)))
 }
 
 /// Whom the alert kept under `alert` (a ledger key) was emailed to, as the ledger says.
@@ -269,12 +292,30 @@ pub struct Kept {
     pub until: u64,
 }
 
-/// A rule removed through a link, as the handler finds it for a change.
+/// A rule removed through a link or by auto-revert, as the handler finds it for a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reverted {
     pub rule: String,
     pub at: String,
+    /// Whom the link's alert was sent to, or [`AUTO_REVERT`].
     pub told: String,
+}
+
+impl Reverted {
+    /// The alert's line for the change the revert caused.
+    pub fn note(&self) -> String {
+        if self.told == AUTO_REVERT {
+            format!(
+                "{} was reverted automatically by sgwatch at {} (auto-revert)",
+                self.rule, self.at
+            )
+        } else {
+            format!(
+                "{} was reverted through sgwatch at {} by a link sent to {}",
+                self.rule, self.at, self.told
+            )
+        }
+    }
 }
 
 /// The rules among `changes` that the owners of `group` keep at `now`: added ingress rules open
@@ -300,6 +341,24 @@ pub async fn kept(
         }
     }
     Ok(out)
+}
+
+/// The record of `rule`'s revert on `group`, if there is a standing one.
+pub async fn reverted_rule(
+    table: &Dedupe,
+    (account, region, group): (&str, &str, &str),
+    rule: &RuleRef,
+    now: u64,
+) -> Result<Option<Reverted>, String> {
+    let key = reverted_key(account, region, group, rule);
+    Ok(get(table, &key)
+        .await?
+        .filter(|item| number(item, attr::UNTIL).is_some_and(|until| until > now))
+        .map(|item| Reverted {
+            rule: rule.describe(),
+            at: text(&item, attr::AT),
+            told: text(&item, attr::TOLD),
+        }))
 }
 
 /// The rules among `changes` removed through a link: removed ingress rules open to the internet

@@ -30,6 +30,7 @@ use crate::core::decide::{analyze, decide, Analysis, Decision, PropertyChange};
 use crate::core::who::ActorLookup;
 use std::time::SystemTime;
 
+use crate::core::autorevert::{self, Verdict};
 use crate::core::exposure::Exposure;
 use crate::core::feed::ApiCall;
 use crate::core::handover::{self, Marker};
@@ -42,6 +43,7 @@ use crate::core::remedy::{self, KnownRule};
 use crate::core::render::{degraded_email, render, silent_spoke_email};
 use crate::core::settings::Settings;
 use crate::core::spokes::{self, Heartbeat, Mark, Sight};
+use crate::core::trust;
 use crate::core::{feed, who};
 use crate::dedupe::Dedupe;
 use crate::deliver::{
@@ -412,15 +414,7 @@ async fn told_as_reverted(message_id: &str, d: &mut Decision, services: &Service
         }
     };
     for r in &reverted {
-        let to = if r.told.is_empty() {
-            "the owners"
-        } else {
-            r.told.as_str()
-        };
-        d.notes.push(format!(
-            "{} was reverted through sgwatch at {} by a link sent to {to}",
-            r.rule, r.at
-        ));
+        d.notes.push(r.note());
     }
     let only_reverts = d.analysis.properties.is_empty()
         && d.analysis.changes.iter().all(|c| {
@@ -429,6 +423,101 @@ async fn told_as_reverted(message_id: &str, d: &mut Decision, services: &Service
         });
     if !reverted.is_empty() && only_reverts {
         d.analysis.severity = crate::core::severity::Severity::Info;
+    }
+}
+
+/// Auto-revert, where it is on: removes each rule the change added that qualifies (see
+/// [`autorevert::verdict`]) after reading the group's rules now, or in shadow mode says it would
+/// have; the alert says what was done and how to undo it. A rule already gone (an earlier attempt
+/// of this invocation reverted it) is told as reverted when the ledger says so.
+async fn auto_revert(
+    message_id: &str,
+    d: &mut Decision,
+    actor: &ActorLookup,
+    settings: &Settings,
+    services: &Services,
+) {
+    let trusted = trust::trusted_by(&settings.trusted_principals, actor);
+    let rules = match autorevert::verdict(d, &settings.auto_revert, trusted) {
+        Verdict::Nothing => return,
+        Verdict::Spared { rules, why } => {
+            info!(message_id, reason = %why, "auto-revert: not reverted");
+            d.notes.push(autorevert::spared_note(&rules, &why));
+            return;
+        }
+        Verdict::Revert(rules) if settings.auto_revert.mode == autorevert::Mode::Shadow => {
+            for c in &rules {
+                info!(message_id, rule = %c.rule, "auto-revert (shadow): would revert");
+                d.notes.push(autorevert::shadow_note(c));
+            }
+            return;
+        }
+        Verdict::Revert(rules) => rules,
+    };
+    let s = &d.analysis.subject;
+    let (account, region, group) = (s.account.clone(), s.region.clone(), s.resource_id.clone());
+    let place = (account.as_str(), region.as_str(), group.as_str());
+    let ec2 = services.ec2_reader().await;
+    let now_rules = match groups::rules(&ec2, &group).await {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(message_id, error = %e, "auto-revert: the group's rules could not be read; nothing reverted");
+            let rules: Vec<String> = rules.iter().map(|c| c.rule.to_string()).collect();
+            d.notes.push(format!(
+                "not reverted: {} (the group's rules could not be read: {e})",
+                rules.join(", ")
+            ));
+            return;
+        }
+    };
+    let now = dedupe::epoch_secs(SystemTime::now());
+    let at = link::rfc3339(now);
+    for c in rules {
+        let wanted = link::RuleRef::of_change(&c, None);
+        let note = match now_rules.iter().find(|r| wanted.allows_the_same(r)) {
+            Some(rule) => {
+                let revoked = ec2
+                    .revoke_security_group_ingress()
+                    .group_id(&group)
+                    .security_group_rule_ids(&rule.id)
+                    .send()
+                    .await;
+                match revoked {
+                    Ok(_) => {
+                        info!(message_id, group = %group, rule = %rule.id, "auto-revert: reverted");
+                        if let Some(table) = &services.dedupe {
+                            if let Err(e) =
+                                links::record_auto_reverted(table, place, &wanted, &at, now).await
+                            {
+                                warn!(message_id, error = %e, "auto-revert: the revert could not be recorded");
+                            }
+                        }
+                        d.analysis.reverted.push(c.rule.to_string());
+                        autorevert::reverted_note(&region, &group, &c, &at)
+                    }
+                    Err(e) => {
+                        let why = aws_sdk_ec2::error::DisplayErrorContext(&e).to_string();
+                        warn!(message_id, group = %group, rule = %rule.id, error = %why, "auto-revert: the rule could not be removed");
+                        format!("{} could not be reverted: {why}", c.rule)
+                    }
+                }
+            }
+            None => {
+                let record = match &services.dedupe {
+                    Some(table) => links::reverted_rule(table, place, &wanted, now)
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => None,
+                };
+                d.analysis.reverted.push(c.rule.to_string());
+                match record {
+                    Some(r) => autorevert::reverted_note(&region, &group, &c, &r.at),
+                    None => format!("{} was gone by the time sgwatch went to revert it", c.rule),
+                }
+            }
+        };
+        d.notes.push(note);
     }
 }
 
@@ -631,6 +720,8 @@ async fn process_change(
     let calls: &[ApiCall] = feed.as_ref().map(|f| &f.calls[..]).unwrap_or_default();
     d.analysis.known_rules = known_rules(message_id, &d, calls, services).await;
     exposure(message_id, &mut d, services).await;
+    let actor = resolve_actor(feed.as_ref(), &d, settings, services).await;
+    auto_revert(message_id, &mut d, &actor, settings, services).await;
     let alert = Key::of_change(&d.analysis.subject, change);
     sign_links(message_id, &mut d, &alert, services).await;
     let s = &d.analysis.subject;
@@ -647,7 +738,6 @@ async fn process_change(
         Ok(None) => return Outcome::Skipped,
         Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
     };
-    let actor = resolve_actor(feed.as_ref(), &d, settings, services).await;
     let to = Delivery {
         settings,
         services,
@@ -1158,6 +1248,8 @@ async fn early_warning(
     d.analysis.known_rules =
         known_rules(message_id, &d, std::slice::from_ref(call), services).await;
     exposure(message_id, &mut d, services).await;
+    let actor = ActorLookup::Feed(who::callers(std::slice::from_ref(call), &d.analysis));
+    auto_revert(message_id, &mut d, &actor, settings, services).await;
     let facts = warning_facts(message_id, call, group, &d);
     // Keyed by the call: a redelivered event warns no one twice.
     let key = Key::early(&call.account, &call.region, group, &call.event_id);
@@ -1174,7 +1266,6 @@ async fn early_warning(
         Ok(None) => return Outcome::Skipped,
         Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
     };
-    let actor = ActorLookup::Feed(who::callers(std::slice::from_ref(call), &d.analysis));
     let email = render(&d, &actor).with_notice(&early::warning_notice(call));
     let result = deliver(
         settings,

@@ -17,6 +17,7 @@ pub fn actor() -> ActorLookup {
         time: Some("2026-11-20T09:13:58Z".into()),
         event_name: Some("AuthorizeSecurityGroupIngress".into()),
         event_id: None,
+        invoked_by: None,
     })
 }
 

@@ -72,6 +72,9 @@ pub struct Analysis {
     /// The owners' Revert and Keep links, one pair per rule added open to the internet, where
     /// the stack signs them (see [`crate::core::link`]).
     pub links: Vec<crate::core::link::Links>,
+    /// The rules (as `ingress tcp/3389 from 0.0.0.0/0`) auto-revert removed: the alert gives no
+    /// command or link to remove them.
+    pub reverted: Vec<String>,
     /// What the group is attached to: from EC2 where it was read, else AWS Config's relationships.
     pub exposure: Option<Exposure>,
 }
@@ -169,6 +172,7 @@ pub fn analyze(change: &ItemChange) -> Result<Analysis, AnalysisError> {
         test: change.test,
         known_rules: Vec::new(),
         links: Vec::new(),
+        reverted: Vec::new(),
         exposure: item
             .relationships
             .as_deref()

@@ -78,6 +78,10 @@ pub struct ApiCall {
     pub session_name: Option<String>,
     #[serde(default)]
     pub source_ip: Option<String>,
+    /// `userIdentity.invokedBy`: the AWS service that made the call on the principal's behalf
+    /// (`cloudformation.amazonaws.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoked_by: Option<String>,
     #[serde(default)]
     pub user_agent: Option<String>,
     /// `requestID`: EC2's request id, as the caller saw it.
@@ -284,6 +288,7 @@ pub fn parse_event(event: &Value) -> Result<ApiCall, FeedError> {
         session_issuer,
         session_name,
         source_ip: string_at(detail, "sourceIPAddress"),
+        invoked_by: string_at(identity, "invokedBy"),
         user_agent: string_at(detail, "userAgent"),
         request_id: string_at(detail, "requestID"),
         error_code: string_at(detail, "errorCode"),

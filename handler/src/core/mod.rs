@@ -8,6 +8,7 @@
 //! `explain` shows it all as JSON. `spokes` is the hub's view of its spokes, and `handover` decides, while a full stack hands a
 //! region over to the hub, which of the two tells each change.
 
+pub mod autorevert;
 pub mod decide;
 pub mod destination;
 pub mod explain;
@@ -26,5 +27,6 @@ pub mod settings;
 pub mod severity;
 pub mod spokes;
 pub mod text;
+pub mod trust;
 pub mod visible;
 pub mod who;

@@ -80,6 +80,25 @@ pub fn revoke_command(
     if let Some(id) = rule_id.filter(|id| is_id(id, "sgr-")) {
         return Some(format!("{head} --security-group-rule-ids {id}"));
     }
+    // Quoted: the brackets would otherwise be a shell's glob.
+    Some(format!("{head} --ip-permissions '{}'", permission(change)?))
+}
+
+/// `aws ec2 authorize-security-group-ingress …` that adds `change`'s rule back to `group` of
+/// `region` (after sgwatch reverted it); `None` when a value is not one AWS would write.
+pub fn authorize_command(region: &str, group: &str, change: &Change) -> Option<String> {
+    if !(is_region(region) && is_id(group, "sg-")) {
+        return None;
+    }
+    Some(format!(
+        "aws ec2 authorize-security-group-ingress --region {region} --group-id {group} --ip-permissions '{}'",
+        permission(change)?
+    ))
+}
+
+/// The rule as the CLI's `--ip-permissions` shorthand:
+/// `IpProtocol=tcp,FromPort=3389,ToPort=3389,IpRanges=[{CidrIp=0.0.0.0/0}]`.
+fn permission(change: &Change) -> Option<String> {
     let r = &change.rule;
     let protocol = match &r.protocol {
         Protocol::All => "-1".to_owned(),
@@ -108,8 +127,7 @@ pub fn revoke_command(
         }
         _ => return None,
     }
-    // Quoted: the brackets would otherwise be a shell's glob.
-    Some(format!("{head} --ip-permissions '{permission}'"))
+    Some(permission)
 }
 
 /// The commands for a change of `group` in `region`: one per rule added open to the internet.

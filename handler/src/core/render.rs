@@ -440,10 +440,16 @@ pub fn remedies(d: &Decision) -> Vec<Remedy> {
     if a.subject.change_type == ChangeType::Delete {
         return Vec::new();
     }
+    let changes: Vec<_> = a
+        .changes
+        .iter()
+        .filter(|c| !a.reverted.contains(&c.rule.to_string()))
+        .cloned()
+        .collect();
     remedy::remedies(
         &a.subject.region,
         &a.subject.resource_id,
-        &a.changes,
+        &changes,
         &a.known_rules,
         &a.links,
     )
@@ -751,6 +757,7 @@ mod tests {
             time: Some("2026-11-20T09:13:58Z".into()),
             event_name: Some("AuthorizeSecurityGroupIngress".into()),
             event_id: None,
+            invoked_by: None,
         })
     }
 
@@ -967,6 +974,7 @@ mod tests {
                 session_issuer: None,
                 session_name: None,
                 source_ip: Some("203.0.113.7".into()),
+                invoked_by: None,
                 calls: vec![call(
                     "AuthorizeSecurityGroupIngress",
                     "2026-11-20T09:13:58Z",
@@ -977,6 +985,7 @@ mod tests {
                 session_issuer: Some("arn:aws:iam::111122223333:role/Ops".into()),
                 session_name: Some("<b>eve</b>".into()),
                 source_ip: None,
+                invoked_by: None,
                 calls: vec![
                     call("CreateTags", "2026-11-20T09:14:01Z"),
                     call("RevokeSecurityGroupIngress", "2026-11-20T09:14:02Z"),

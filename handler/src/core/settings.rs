@@ -7,9 +7,11 @@ use std::str::FromStr;
 use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 
+use crate::core::autorevert::AutoRevert;
 use crate::core::destination::{parse_destinations, Destination, Reach};
 use crate::core::recipients::parse_address;
 use crate::core::severity::Severity;
+use crate::core::trust::{self, Pattern};
 
 /// The default resource type sgwatch watches.
 pub const SECURITY_GROUP: &str = "AWS::EC2::SecurityGroup";
@@ -124,6 +126,12 @@ pub struct Settings {
     /// The owners' Revert and Keep links (`SGWATCH_ACT_URL`, `SGWATCH_ACT_KEY`,
     /// `SGWATCH_ACT_LINK_HOURS`, `SGWATCH_ACT_KEEP_DAYS`); see [`crate::core::link`].
     pub act: ActSettings,
+    /// Auto-revert (`SGWATCH_AUTO_REVERT`, `SGWATCH_AUTO_REVERT_AT`); see
+    /// [`crate::core::autorevert`].
+    pub auto_revert: AutoRevert,
+    /// The principals whose changes auto-revert never undoes (`SGWATCH_TRUSTED_PRINCIPALS`); see
+    /// [`crate::core::trust`].
+    pub trusted_principals: Vec<Pattern>,
 }
 
 /// The links' settings. The handler signs links when both the act function's URL and the key
@@ -403,9 +411,34 @@ impl Settings {
             None => None,
         };
         let act = ActSettings::from_lookup(&get)?;
+        let mut auto_revert = AutoRevert::default();
+        if let Some(v) = non_empty(&get("SGWATCH_AUTO_REVERT")) {
+            auto_revert.mode = v.parse().map_err(|why| SettingsError::Invalid {
+                name: "SGWATCH_AUTO_REVERT",
+                value: v.to_owned(),
+                why,
+            })?;
+        }
+        if let Some(v) = non_empty(&get("SGWATCH_AUTO_REVERT_AT")) {
+            auto_revert.at = v.parse().map_err(|why| SettingsError::Invalid {
+                name: "SGWATCH_AUTO_REVERT_AT",
+                value: v.to_owned(),
+                why,
+            })?;
+        }
+        let trusted_principals = match non_empty(&get("SGWATCH_TRUSTED_PRINCIPALS")) {
+            Some(v) => trust::parse(v).map_err(|why| SettingsError::Invalid {
+                name: "SGWATCH_TRUSTED_PRINCIPALS",
+                value: v.to_owned(),
+                why,
+            })?,
+            None => Vec::new(),
+        };
         Ok(Settings {
             policy,
             act,
+            auto_revert,
+            trusted_principals,
             hub,
             handover_parameter,
             loopback_destinations,

@@ -22,6 +22,8 @@ pub struct Actor {
     pub event_name: Option<String>,
     /// CloudTrail's `eventID`: the email links the event in the console.
     pub event_id: Option<String>,
+    /// `userIdentity.invokedBy`: the AWS service that made the call on the principal's behalf.
+    pub invoked_by: Option<String>,
 }
 
 /// The outcome of looking up the actor.
@@ -60,6 +62,9 @@ pub struct Caller {
     pub session_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
+    /// `userIdentity.invokedBy`: the AWS service that made the calls on the principal's behalf.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoked_by: Option<String>,
     pub calls: Vec<CallRef>,
 }
 
@@ -99,6 +104,7 @@ pub fn callers(calls: &[ApiCall], analysis: &Analysis) -> Vec<Caller> {
                 session_issuer: c.session_issuer.clone(),
                 session_name: c.session_name.clone(),
                 source_ip: c.source_ip.clone(),
+                invoked_by: c.invoked_by.clone(),
                 calls: vec![call],
             }),
         }

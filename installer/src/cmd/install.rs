@@ -17,7 +17,7 @@ use crate::deploy::baseline::{self, Exposed};
 use crate::deploy::observe::{self, Observed};
 use crate::deploy::plan::{self, Plan, Step};
 pub use crate::deploy::wanted::InstallArgs;
-use crate::deploy::wanted::Wanted;
+use crate::deploy::wanted::{AutoRevertMode, Wanted};
 use crate::deploy::{actor_feed, apply, package, stack};
 
 /// What install did (or plan would do).
@@ -122,6 +122,20 @@ async fn observe_and_plan(
     }
     if args.act_links == Some(stack::OnOff::On) {
         package::check_act(&artifact.path)?;
+    }
+    // Auto-revert and the principals it trusts stay as deployed unless the flags say otherwise:
+    // a re-run without them must not start reverting a pipeline's changes.
+    let deployed = &observed.params().all;
+    if args.auto_revert.is_none() {
+        args.auto_revert = deployed
+            .get("AutoRevert")
+            .and_then(|v| AutoRevertMode::from_str(v, true).ok());
+    }
+    if args.auto_revert_at.is_none() {
+        args.auto_revert_at = deployed.get("AutoRevertAt").cloned();
+    }
+    if args.trusted_principals.is_none() {
+        args.trusted_principals = deployed.get("TrustedPrincipals").cloned().map(|v| vec![v]);
     }
     let wanted = Wanted {
         args,

@@ -626,6 +626,9 @@ fn install_args(t: &Target, arch: package::Arch, zip: Option<PathBuf>) -> Instal
         act_links: None,
         link_hours: None,
         keep_days: None,
+        auto_revert: None,
+        auto_revert_at: None,
+        trusted_principals: None,
         hub: None,
     }
 }

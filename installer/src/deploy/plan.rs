@@ -346,6 +346,30 @@ fn parameters(
                 .map_or(sgwatch_handler::link::DEFAULT_KEEP_DAYS, u64::from)
                 .to_string(),
         ),
+        (
+            "AutoRevert",
+            args.auto_revert.map_or("off", |m| m.as_str()).to_owned(),
+        ),
+        (
+            "AutoRevertAt",
+            args.auto_revert_at
+                .as_deref()
+                .and_then(|v| v.parse::<sgwatch_handler::severity::Severity>().ok())
+                .unwrap_or(sgwatch_handler::severity::Severity::Critical)
+                .as_str()
+                .to_owned(),
+        ),
+        (
+            "TrustedPrincipals",
+            args.trusted_principals
+                .iter()
+                .flatten()
+                .flat_map(|p| p.split(','))
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     ];
     settings(wanted, identity)
         .into_iter()
@@ -769,6 +793,9 @@ mod tests {
             act_links: None,
             link_hours: None,
             keep_days: None,
+            auto_revert: None,
+            auto_revert_at: None,
+            trusted_principals: None,
             hub: None,
         };
         let checked = args.check().expect("valid flags");

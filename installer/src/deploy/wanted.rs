@@ -63,9 +63,43 @@ pub struct InstallArgs {
     /// Days a Keep stands, during which no alert repeats for the rule kept (1-365; default 30)
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u16).range(1..=365))]
     pub keep_days: Option<u16>,
+    /// Auto-revert: off; shadow (the alert says what it would have reverted); on (the handler
+    /// removes each internet-open ingress rule a change added at --auto-revert-at, then alerts
+    /// with how to restore it). Default: as deployed, else off
+    #[arg(long, value_enum, value_name = "off|shadow|on")]
+    pub auto_revert: Option<AutoRevertMode>,
+    /// The lowest severity auto-revert acts on (default critical)
+    #[arg(long, value_name = "SEVERITY")]
+    pub auto_revert_at: Option<String>,
+    /// A principal whose changes auto-revert never undoes (repeatable): an IAM ARN pattern with
+    /// `*` (arn:aws:iam::111122223333:role/deploy-*), or invokedBy:SERVICE. Default: as deployed;
+    /// an empty value clears the list
+    #[arg(long = "trusted-principal", value_name = "PATTERN")]
+    pub trusted_principals: Option<Vec<String>>,
     /// Set by `sgwatch hub install`: this stack is the organization's hub.
     #[arg(skip)]
     pub hub: Option<Hub>,
+}
+
+/// `--auto-revert`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoRevertMode {
+    Off,
+    Shadow,
+    On,
+}
+
+impl AutoRevertMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoRevertMode::Off => "off",
+            AutoRevertMode::Shadow => "shadow",
+            AutoRevertMode::On => "on",
+        }
+    }
 }
 
 /// Who may put events on a hub's bus: an organization, listed accounts, or both.
@@ -146,6 +180,21 @@ pub enum InstallError {
     )]
     ActLinksTag(String),
     #[error(
+        "--auto-revert on needs the opt-in tag NotifyOnChange, not {0:?}: the handler's IAM \
+         policy may revoke only on groups carrying the tag, and a policy's condition key cannot \
+         come from a setting. Install without --notify-tag, or with --auto-revert shadow or off"
+    )]
+    AutoRevertTag(String),
+    #[error(
+        "--auto-revert is a full stack's setting: a hub's roles may not change member accounts' \
+         groups. Install it with each member's own stack, or leave it off"
+    )]
+    AutoRevertHub,
+    #[error("--auto-revert-at {value:?} is invalid: {why}")]
+    AutoRevertAt { value: String, why: String },
+    #[error("--trusted-principal {0}")]
+    TrustedPrincipal(String),
+    #[error(
         "--act-links is a full stack's setting: a hub's links would act in member accounts, \
          which the hub's roles may not do. Install the links with each member's own stack, or \
          leave them off"
@@ -182,6 +231,24 @@ impl InstallArgs {
         }
         if let Some(hub) = &self.hub {
             hub.check()?;
+        }
+        if let Some(at) = &self.auto_revert_at {
+            at.parse::<sgwatch_handler::severity::Severity>()
+                .map_err(|why| InstallError::AutoRevertAt {
+                    value: at.clone(),
+                    why,
+                })?;
+        }
+        for p in self.trusted_principals.iter().flatten() {
+            sgwatch_handler::trust::parse(p).map_err(InstallError::TrustedPrincipal)?;
+        }
+        if self.auto_revert.is_some_and(|m| m != AutoRevertMode::Off) && self.hub.is_some() {
+            return Err(InstallError::AutoRevertHub.into());
+        }
+        if self.auto_revert == Some(AutoRevertMode::On)
+            && policy.notify_tag != Policy::default().notify_tag
+        {
+            return Err(InstallError::AutoRevertTag(policy.notify_tag.clone()).into());
         }
         if self.act_links == Some(OnOff::On) {
             if self.hub.is_some() {

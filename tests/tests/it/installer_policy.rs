@@ -39,6 +39,25 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
         "list handler",
         "stacks never list",
     ),
+    ("kms:ListKeys", "list handler", "stacks never list"),
+    (
+        "lambda:ListFunctionUrlConfigs",
+        "list handler",
+        "stacks never list",
+    ),
+    // AWS::KMS::Key: the link key is HMAC, which KMS cannot rotate, and carries no tags.
+    ("kms:TagResource", "Tags", "the link key carries no tags"),
+    ("kms:UntagResource", "Tags", "the link key carries no tags"),
+    (
+        "kms:EnableKeyRotation",
+        "EnableKeyRotation",
+        "an HMAC key cannot rotate; the template leaves it unset",
+    ),
+    (
+        "kms:DisableKeyRotation",
+        "EnableKeyRotation",
+        "an HMAC key cannot rotate; the template leaves it unset",
+    ),
     // AWS::IAM::Policy: sgwatch attaches its conditional policies to its own roles only.
     ("iam:DeleteGroupPolicy", "Groups", "attached to roles only"),
     ("iam:DeleteUserPolicy", "Users", "attached to roles only"),
@@ -170,11 +189,6 @@ const EXCLUDED: &[(&str, &str, &str)] = &[
     ),
     (
         "kms:Decrypt",
-        "KMSMasterKeyId / KmsKeyArn",
-        "AWS owned or managed keys only",
-    ),
-    (
-        "kms:DescribeKey",
         "KMSMasterKeyId / KmsKeyArn",
         "AWS owned or managed keys only",
     ),

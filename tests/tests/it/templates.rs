@@ -372,6 +372,15 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("HubEventSource", "AWS::Lambda::EventSourceMapping"),
         ("HubWatch", "AWS::Events::Rule"),
         ("HubWatchPermission", "AWS::Lambda::Permission"),
+        ("AutoRevertPolicy", "AWS::IAM::Policy"),
+        ("LinkKey", "AWS::KMS::Key"),
+        ("LinkSigningPolicy", "AWS::IAM::Policy"),
+        ("ActLogGroup", "AWS::Logs::LogGroup"),
+        ("ActRole", "AWS::IAM::Role"),
+        ("ActFunction", "AWS::Lambda::Function"),
+        ("ActUrl", "AWS::Lambda::Url"),
+        ("ActUrlPermission", "AWS::Lambda::Permission"),
+        ("ActInvokePermission", "AWS::Lambda::Permission"),
     ];
     for (id, kind) in expected {
         assert_eq!(resource(id)["Type"], kind, "type of {id}");
@@ -703,6 +712,11 @@ fn only_cloudtrail_lookup_events_has_a_wildcard_resource() {
                         || a == ["ec2:DescribeSecurityGroups"]
                         || a == ["ec2:DescribeSecurityGroupRules"]
                         || a == ["ec2:DescribeNetworkInterfaces"]
+                        // The act function reads the group and its rules as they are now.
+                        || a == [
+                            "ec2:DescribeSecurityGroups",
+                            "ec2:DescribeSecurityGroupRules"
+                        ]
                         // A hub's look at a spoke in its own account (none of the three has
                         // resource-level permissions either).
                         || a == [
@@ -796,6 +810,10 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         ("ec2:DescribeSecurityGroupRules", json!("*")),
         // The alert says what the group is attached to.
         ("ec2:DescribeNetworkInterfaces", json!("*")),
+        // Only with the links on: signing them.
+        ("kms:GenerateMac", get_att("LinkKey", "Arn")),
+        // Only with auto-revert on: see auto_revert_revokes_only_on_groups_that_opt_in.
+        ("ec2:RevokeSecurityGroupIngress", Value::Null),
         // A hub's: its queue, the spokes' reader role and the accounts' names (see
         // hub_templates).
         ("sqs:ReceiveMessage", get_att("HubQueue", "Arn")),
@@ -861,6 +879,11 @@ fn every_lambda_permission_names_its_source_by_arn_and_sets_no_source_account() 
     for (id, r) in template()["Resources"].as_object().unwrap() {
         if r["Type"] == "AWS::Lambda::Permission" {
             let p = &r["Properties"];
+            // The act function's URL is public by design (its requests carry signed tokens):
+            // its two grants are checked below, and nothing else may name it.
+            if p["FunctionName"] == r#ref("ActFunction") {
+                continue;
+            }
             assert_eq!(p["Action"], "lambda:InvokeFunction", "{id}");
             assert_eq!(p["FunctionName"], get_att("Function", "Arn"), "{id}");
             assert!(p["SourceArn"].is_object(), "{id} has no SourceArn");
@@ -884,6 +907,18 @@ fn every_lambda_permission_names_its_source_by_arn_and_sets_no_source_account() 
             "SnsPermission"
         ]
     );
+    // A public function URL, and InvokeFunction only through it; both only with the links on.
+    for (id, action) in [
+        ("ActUrlPermission", "lambda:InvokeFunctionUrl"),
+        ("ActInvokePermission", "lambda:InvokeFunction"),
+    ] {
+        assert_eq!(resource(id)["Condition"], "ActLinksOn", "{id}");
+        assert_eq!(props(id)["Action"], action, "{id}");
+        assert_eq!(props(id)["Principal"], "*", "{id}");
+    }
+    assert_eq!(props("ActUrlPermission")["FunctionUrlAuthType"], "NONE");
+    assert_eq!(props("ActInvokePermission")["InvokedViaFunctionUrl"], true);
+    assert_eq!(props("ActUrl")["AuthType"], "NONE");
     assert_eq!(resource("HubWatchPermission")["Condition"], "IsHub");
     assert_eq!(
         props("HubWatchPermission")["SourceArn"],
@@ -1057,6 +1092,21 @@ fn function_gets_every_setting_from_the_parameters() {
             "SGWATCH_HANDOVER_PARAMETER",
             json!({"Fn::If": ["IsHub", "", "/sgwatch/handover"]}),
         ),
+        (
+            "SGWATCH_ACT_URL",
+            json!({"Fn::If": ["ActLinksOn", get_att("ActUrl", "FunctionUrl"), ""]}),
+        ),
+        (
+            "SGWATCH_ACT_KEY",
+            json!({"Fn::If": ["ActLinksOn", get_att("LinkKey", "Arn"), ""]}),
+        ),
+        ("SGWATCH_ACT_LINK_HOURS", r#ref("ActLinkHours")),
+        (
+            "SGWATCH_AUTO_REVERT",
+            json!({"Fn::If": ["IsHub", "off", r#ref("AutoRevert")]}),
+        ),
+        ("SGWATCH_AUTO_REVERT_AT", r#ref("AutoRevertAt")),
+        ("SGWATCH_TRUSTED_PRINCIPALS", r#ref("TrustedPrincipals")),
         ("RUST_LOG", json!("info")),
     ];
     for (name, value) in &expected {
@@ -1697,7 +1747,19 @@ fn every_name_fits_its_limit_for_the_longest_stack_name_install_accepts() {
         }
     }
     named.sort();
-    assert_eq!(named, ["Function.FunctionName", "LogGroup.LogGroupName"]);
+    assert_eq!(
+        named,
+        [
+            "ActFunction.FunctionName",
+            "ActLogGroup.LogGroupName",
+            "Function.FunctionName",
+            "LogGroup.LogGroupName"
+        ]
+    );
+    assert_eq!(
+        r.resolve(&props("ActFunction")["FunctionName"]),
+        json!(format!("{stack}-act"))
+    );
     assert_eq!(
         r.resolve(&props("Function")["FunctionName"]),
         json!(format!("{stack}-handler"))
@@ -1852,6 +1914,8 @@ fn names_fit_their_limits_for_the_longest_stack_set_name_the_docs_allow() {
     let limits = [
         ("Function", "FunctionName", 64),
         ("LogGroup", "LogGroupName", 512),
+        ("ActFunction", "FunctionName", 64),
+        ("ActLogGroup", "LogGroupName", 512),
         ("FailureQueueAlarm", "AlarmName", 255),
         ("FunctionErrorsAlarm", "AlarmName", 255),
         ("FunctionThrottlesAlarm", "AlarmName", 255),
@@ -1891,4 +1955,41 @@ fn names_fit_their_limits_for_the_longest_stack_set_name_the_docs_allow() {
             }
         }
     }
+}
+
+/// Auto-revert's grant, and the act function's: each may remove an ingress rule only from a
+/// group carrying the opt-in tag key, and neither may authorize one; each only when turned on.
+#[test]
+fn auto_revert_and_act_revoke_only_on_groups_that_opt_in() {
+    let opted_in = json!({"Null": {"aws:ResourceTag/NotifyOnChange": "false"}});
+    for role in ["HandlerRole", "ActRole"] {
+        let revokes: Vec<&Value> = role_allows(role)
+            .into_iter()
+            .filter(|s| actions(s).contains(&"ec2:RevokeSecurityGroupIngress"))
+            .collect();
+        assert_eq!(revokes.len(), 2, "{role}");
+        for s in &revokes {
+            assert_eq!(actions(s), ["ec2:RevokeSecurityGroupIngress"], "{role}");
+        }
+        let on_groups = revokes
+            .iter()
+            .find(|s| s["Resource"].to_string().contains(":security-group/*"))
+            .unwrap();
+        assert_eq!(on_groups["Condition"], opted_in, "{role}");
+        let granted: Vec<&str> = role_allows(role).into_iter().flat_map(actions).collect();
+        assert!(
+            !granted
+                .iter()
+                .any(|a| a.contains("Authorize") || a.contains("CreateTags")),
+            "{role}: {granted:?}"
+        );
+    }
+    assert_eq!(resource("AutoRevertPolicy")["Condition"], "AutoRevertOn");
+    assert_eq!(resource("ActRole")["Condition"], "ActLinksOn");
+    assert_eq!(
+        template()["Conditions"]["AutoRevertOn"],
+        json!({"Fn::And": [{"Fn::Equals": [r#ref("AutoRevert"), "on"]}, {"Fn::Not": [{"Condition": "IsHub"}]}]})
+    );
+    assert_eq!(props("LinkKey")["KeySpec"], "HMAC_256");
+    assert_eq!(props("LinkKey")["KeyUsage"], "GENERATE_VERIFY_MAC");
 }
