@@ -1,6 +1,7 @@
 //! Integration tests of sgwatch end to end: one binary (linking the AWS SDK once), a module per concern.
 
 mod act;
+mod auto_revert;
 mod burst;
 mod delivery;
 mod destinations;
