@@ -328,3 +328,27 @@ pub async fn delivery_channel(
         .await
         .unwrap_or_else(|e| panic!("starting configuration recorder {recorder}: {e:?}"));
 }
+
+/// The event a Lambda function URL gives its function (payload format 2.0) for `method` on
+/// `url`: the query string on a GET (as a mail scanner or a person opening the link sends it),
+/// the form the confirmation page posts on a POST.
+pub fn function_url_event(method: &str, url: &str) -> Value {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let host = url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let mut event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": query,
+        "headers": {"host": host, "user-agent": "Mozilla/5.0"},
+        "requestContext": {"http": {"method": method, "path": "/", "protocol": "HTTP/1.1",
+            "sourceIp": "198.51.100.7", "userAgent": "Mozilla/5.0"}},
+        "isBase64Encoded": false,
+    });
+    if method == "POST" {
+        event["body"] = Value::String(query.to_owned());
+        event["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
+    }
+    event
+}

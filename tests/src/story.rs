@@ -53,6 +53,21 @@ pub enum Install {
     Unavailable(String),
 }
 
+/// What Department A's click on Revert did.
+#[derive(Debug, Clone)]
+pub struct Clicked {
+    /// The link, as the email gave it.
+    pub link: String,
+    /// Each request to the link, in order: (who, method, HTTP status, the page's title).
+    pub pages: Vec<(String, String, u64, String)>,
+    /// The group's ingress rules before the click and after it.
+    pub rules_before: String,
+    pub rules_after: String,
+    /// What the handler returned for AWS Config's notification of the revert, and the emails.
+    pub revert_invocation: Value,
+    pub revert_emails: Vec<SentEmail>,
+}
+
 /// Everything the story did and saw, for the demo to summarise and the test to assert.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -76,6 +91,8 @@ pub struct Outcome {
     pub emails: Vec<SentEmail>,
     /// What the RDP change posted to Department A's Slack channel (the capture server).
     pub slack_posts: Vec<Captured>,
+    /// Department A's click on the email's Revert link (installed with `--act-links on`).
+    pub act: Option<Clicked>,
     /// What the handler returned for the untagged group's change.
     pub untagged_invocation: Value,
     /// Emails moto has accepted before and after the untagged group's invocation returned.
@@ -171,6 +188,50 @@ impl Outcome {
                 "expected one Slack post for the RDP change, got {}",
                 posts.len()
             )),
+        }
+        match &self.act {
+            None => problems.push("the email had no Revert link to click".into()),
+            Some(act) => {
+                let statuses: Vec<(&str, u64)> = act
+                    .pages
+                    .iter()
+                    .map(|(_, m, s, _)| (m.as_str(), *s))
+                    .collect();
+                let expected = [
+                    ("GET", 200),
+                    ("GET", 200),
+                    ("GET", 200),
+                    ("POST", 200),
+                    ("POST", 409),
+                ];
+                if statuses != expected {
+                    problems.push(format!("the link answered {statuses:?}, not {expected:?}"));
+                }
+                if act.rules_after != "tcp/80 from 0.0.0.0/0" {
+                    problems.push(format!(
+                        "after Revert the group holds {}, not just tcp/80 from 0.0.0.0/0",
+                        act.rules_after
+                    ));
+                }
+                match act.revert_emails.as_slice() {
+                    [email] => {
+                        let subject = email.subject.as_deref().unwrap_or_default();
+                        let text = email.text.as_deref().unwrap_or_default();
+                        if !subject.starts_with("[sgwatch INFO]") {
+                            problems.push(format!("the revert is not told at INFO: {subject}"));
+                        }
+                        if !text.contains("was reverted through sgwatch at")
+                            || !text.contains(&format!("by a link sent to {OWNER}"))
+                        {
+                            problems.push("the revert's email does not say it was reverted through sgwatch by the link sent to Department A".into());
+                        }
+                    }
+                    emails => problems.push(format!(
+                        "expected one email for the revert, got {}",
+                        emails.len()
+                    )),
+                }
+            }
         }
         if self.mail_after_untagged != self.mail_before_untagged {
             problems.push(format!(
@@ -515,6 +576,29 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         n.block(&serde_json::to_string_pretty(&message).unwrap_or_default());
     }
 
+    let act = match emails.first() {
+        Some(email)
+            if function_env
+                .get("SGWATCH_ACT_URL")
+                .is_some_and(|u| !u.is_empty()) =>
+        {
+            Some(
+                click_revert(
+                    &mut n,
+                    moto,
+                    programs,
+                    &config,
+                    &ec2,
+                    &tagged_group,
+                    email,
+                    &emulator,
+                )
+                .await?,
+            )
+        }
+        _ => None,
+    };
+
     n.step("A group without the tags changes too: nobody is emailed");
     let untagged_group =
         security_group(&ec2, "dept-b-scratch", "Department B scratch", &[]).await?;
@@ -647,6 +731,7 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
         rdp_invocation,
         emails,
         slack_posts,
+        act,
         untagged_invocation,
         mail_before_untagged,
         mail_after_untagged,
@@ -664,6 +749,128 @@ pub async fn play(moto: &Moto, programs: &Programs) -> Result<Outcome> {
     })
 }
 
+/// Department A clicks Revert in the alert: a mail scanner opens the link first (twice), which
+/// changes nothing; Department A's browser opens it and presses the button (the POST); a second
+/// press finds the link used. The act function is the real `act` binary, started as Lambda starts
+/// it (the zip's `bootstrap` with handler `act`) under the Runtime API emulator, with the deployed
+/// function's environment. AWS Config's notification of the revert then reaches the handler.
+#[allow(clippy::too_many_arguments)]
+async fn click_revert(
+    n: &mut Narrator,
+    moto: &Moto,
+    programs: &Programs,
+    config: &SdkConfig,
+    ec2: &aws_sdk_ec2::Client,
+    group: &str,
+    email: &SentEmail,
+    handler: &LambdaEmulator,
+) -> Result<Clicked> {
+    n.step("Department A clicks Revert in the email (the act function behind its URL)");
+    let text = email.text.as_deref().unwrap_or_default();
+    let link = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Revert this rule:"))
+        .map(|l| l.trim().to_owned())
+        .ok_or_else(|| anyhow!("the email has no Revert link:\n{text}"))?;
+    n.say(format!(
+        "Revert this rule: {}…",
+        &link[..link.len().min(90)]
+    ));
+    let act = aws_sdk_lambda::Client::new(config)
+        .get_function_configuration()
+        .function_name("sgwatch-act")
+        .send()
+        .await
+        .context("reading the act function's configuration")?;
+    let mut env: BTreeMap<String, String> = act
+        .environment()
+        .and_then(|e| e.variables())
+        .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    // As Lambda runs the function: the zip's bootstrap, told its handler, in its task root.
+    let task_root = programs
+        .bootstrap
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    env.insert(
+        "_HANDLER".into(),
+        act.handler().unwrap_or_default().to_owned(),
+    );
+    env.insert("LAMBDA_TASK_ROOT".into(), task_root);
+    env.insert("AWS_LAMBDA_FUNCTION_NAME".into(), "sgwatch-act".into());
+    // The emulator knows a function by the project's binary of that name.
+    let emulator = LambdaEmulator::start_as(programs, &moto.endpoint, &env, "act").await?;
+    let before = synth::describe(ec2, group).await?;
+    let rules_before = ingress_summary(&before);
+    n.say(format!("{group} now: {rules_before}"));
+    let mut pages = Vec::new();
+    for (who, method) in [
+        ("a mail scanner", "GET"),
+        ("a mail scanner", "GET"),
+        ("Department A's browser", "GET"),
+        ("Department A presses Revert this rule", "POST"),
+        ("Department A presses it again", "POST"),
+    ] {
+        let response = emulator
+            .invoke(config, &fixture::function_url_event(method, &link))
+            .await?;
+        let status = response["statusCode"].as_u64().unwrap_or_default();
+        let body = response["body"].as_str().unwrap_or_default();
+        let title = body
+            .split("<title>sgwatch: ")
+            .nth(1)
+            .and_then(|t| t.split("</title>").next())
+            .unwrap_or_default()
+            .to_owned();
+        let first = body
+            .split("<p>")
+            .nth(1)
+            .and_then(|p| p.split("</p>").next())
+            .unwrap_or_default();
+        n.say(format!("{who}: {method} → {status} {title}: {first}"));
+        if method == "POST"
+            && pages
+                .iter()
+                .all(|(_, m, _, _): &(String, String, u64, String)| m != "POST")
+        {
+            let now = synth::describe(ec2, group).await?;
+            n.say(format!("{group} now: {}", ingress_summary(&now)));
+        }
+        pages.push((who.to_owned(), method.to_owned(), status, title));
+    }
+    let act_log = emulator.stop().await;
+    let after = synth::describe(ec2, group).await?;
+    let rules_after = ingress_summary(&after);
+
+    n.step("AWS Config reports the revert; the handler tells it as what it is");
+    let (event, _) = notification(programs, &before, &after, "rdp-reverted")?;
+    let mail_before = moto.ses_messages().await.len();
+    let revert_invocation = handler.invoke(config, &event).await?;
+    n.say(format!("handler returned {revert_invocation}"));
+    let all = moto
+        .wait_for_ses_messages(mail_before + 1, MAIL_TIMEOUT)
+        .await;
+    let revert_emails: Vec<SentEmail> = all[mail_before..].to_vec();
+    for email in &revert_emails {
+        n.say(format!("To:      {}", email.destinations.join(", ")));
+        n.say(format!(
+            "Subject: {}",
+            email.subject.as_deref().unwrap_or_default()
+        ));
+        n.block(email.text.as_deref().unwrap_or("(no text part)"));
+    }
+    n.say(format!("act's log: {}", act_log.display()));
+    Ok(Clicked {
+        link,
+        pages,
+        rules_before,
+        rules_after,
+        revert_invocation,
+        revert_emails,
+    })
+}
+
 /// Runs `sgwatch install`, or says why it cannot.
 pub async fn install(programs: &Programs, moto: &Moto) -> Result<Install> {
     let help = cli::sgwatch(programs, moto, &["install", "--help"]).await?;
@@ -678,6 +885,10 @@ pub async fn install(programs: &Programs, moto: &Moto) -> Result<Install> {
     let mut args = vec!["install", "--sender", SENDER, "--handler-zip", &zip];
     if help.stdout.contains("--destination") {
         args.extend(["--destination", SLACK_DESTINATION]);
+    }
+    // Department A's Revert link, when the installer offers it.
+    if help.stdout.contains("--act-links") {
+        args.extend(["--act-links", "on"]);
     }
     // The zip holds the host's build; tell the stack when the installer lets us.
     if help.stdout.contains("--arch") {

@@ -186,22 +186,8 @@ impl World {
     }
 }
 
-/// The function URL's event for `method` on `url`: the query string on a GET, the form the
-/// confirmation page posts on a POST.
 fn url_event(method: &str, url: &str) -> Value {
-    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let mut event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": query,
-        "headers": {"host": "act.example.test", "user-agent": "Mozilla/5.0 (mail link scanner)"},
-        "requestContext": {"http": {"method": method, "path": "/", "protocol": "HTTP/1.1",
-            "sourceIp": "198.51.100.7", "userAgent": "Mozilla/5.0"}},
-        "isBase64Encoded": false,
-    });
-    if method == "POST" {
-        event["body"] = Value::String(query.to_owned());
-        event["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
-    }
-    event
+    fixture::function_url_event(method, url)
 }
 
 /// The `Revert this rule:` and `Keep it:` links of the email's text, in order.
@@ -312,9 +298,8 @@ async fn the_change_a_revert_causes_is_told_at_info_as_a_revert() {
     assert!(subject.starts_with("[sgwatch INFO]"), "{subject}");
     let text = told.text.as_deref().unwrap();
     assert!(
-        text.contains(&format!(
-            "ingress tcp/3389 from 0.0.0.0/0 was reverted through sgwatch at "
-        )) && text.contains(&format!("by a link sent to {OWNER}")),
+        text.contains("ingress tcp/3389 from 0.0.0.0/0 was reverted through sgwatch at ")
+            && text.contains(&format!("by a link sent to {OWNER}")),
         "{text}"
     );
 }

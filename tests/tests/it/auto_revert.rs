@@ -163,9 +163,7 @@ async fn on_reverts_the_rdp_rule_the_change_added_and_nothing_else() {
     assert_eq!(mail.len(), 1, "{mail:#?}");
     let text = mail[0].text.as_deref().unwrap();
     assert!(
-        text.contains(&format!(
-            "ingress tcp/3389 from 0.0.0.0/0 was reverted by sgwatch at "
-        )) && text.contains(&format!(
+        text.contains("ingress tcp/3389 from 0.0.0.0/0 was reverted by sgwatch at ") && text.contains(&format!(
             "to restore it: aws ec2 authorize-security-group-ingress --region {REGION} --group-id {} --ip-permissions 'IpProtocol=tcp,FromPort=3389,ToPort=3389,IpRanges=[{{CidrIp=0.0.0.0/0}}]'",
             w.group
         )),
