@@ -115,6 +115,9 @@ pub struct Seen {
     pub ses: Option<(String, Result<String, String>, Option<String>)>,
     pub handler_role: Option<Simulated>,
     pub config_role: Option<Simulated>,
+    /// What acts on alerts: the links' function URL, the act role's simulation, and whether a
+    /// role that revokes is refused on a group without the opt-in tag (act's, the handler's).
+    pub acting: Acting,
     /// The failure queue's URL and how many messages it holds.
     pub queue: Option<(String, Result<u64, String>)>,
 }
@@ -126,6 +129,16 @@ impl std::ops::Deref for Seen {
     }
 }
 
+/// What status learned about acting on alerts (`--act-links`, `--auto-revert`).
+#[derive(Debug, Clone, Default)]
+pub struct Acting {
+    /// The act function's URL as Lambda serves it (`GetFunctionUrlConfig`).
+    pub url: Option<Result<String, String>>,
+    pub act_role: Option<Simulated>,
+    /// (role, whether IAM allows it to revoke on a group without the tag).
+    pub untagged_revoke: Vec<(&'static str, Result<bool, String>)>,
+}
+
 /// The checks, link by link, in the order of the chain.
 pub const LINKS: &[fn(&Seen) -> Vec<Check>] = &[
     stack_link,
@@ -135,6 +148,7 @@ pub const LINKS: &[fn(&Seen) -> Vec<Check>] = &[
     function_link,
     ses_link,
     roles_link,
+    acting_link,
     failures_link,
     record_link,
 ];
@@ -171,6 +185,7 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
         ses: None,
         handler_role: None,
         config_role: None,
+        acting: Acting::default(),
         queue: None,
     };
     if let Some(channel) = seen.found.channel.clone() {
@@ -187,6 +202,7 @@ pub async fn look(args: &StatusArgs, config: &SdkConfig) -> Result<Seen, crate::
     seen.route = route(config, &seen).await;
     seen.ses = ses(config, &seen).await;
     (seen.handler_role, seen.config_role) = roles(config, &seen).await;
+    seen.acting = acting(config, &seen).await;
     if let Some(url) = seen.outputs().failure_queue_url.clone() {
         let mut count = parked(config, &url).await;
         // A hub's events that failed every receive wait in its dead-letter queue; redrive
@@ -386,6 +402,8 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
                 .collect(),
             destination_key: params.destination_kms_key_arn.as_deref(),
             actor_feed: params.actor_feed == Some(OnOff::On),
+            link_key: o.link_key_arn.as_deref(),
+            auto_revert: params.all.get("AutoRevert").map(String::as_str) == Some("on"),
         });
         handler = Some(simulate::simulate(&iam, role_arn, &asks).await);
     }
@@ -401,6 +419,64 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
         }
     }
     (handler, config_role)
+}
+
+/// The links' function URL and the roles that may revoke: act's (with the links on) and the
+/// handler's (with auto-revert on), each asked what it needs and what it must be refused.
+async fn acting(config: &SdkConfig, seen: &Seen) -> Acting {
+    let iam = crate::aws::iam(config);
+    let (o, params) = (seen.outputs(), seen.params());
+    let place = &seen.place;
+    let mut acting = Acting::default();
+    if let Some(function) = o.function_name.as_deref().filter(|_| o.act_url.is_some()) {
+        let act = function.replace("-handler", "-act");
+        acting.url = Some(
+            crate::aws::lambda(config)
+                .get_function_url_config()
+                .function_name(&act)
+                .send()
+                .await
+                .map(|u| u.function_url().to_owned())
+                .map_err(|e| format!("GetFunctionUrlConfig {act}: {}", error_text(&e))),
+        );
+    }
+    let identity = match &seen.ses {
+        Some((sender, Ok(identity), _)) => Some((sender.as_str(), identity.as_str())),
+        _ => None,
+    };
+    if let (Some(role_arn), Some(key), Some(table), Some((sender, identity))) = (
+        &o.act_role_arn,
+        &o.link_key_arn,
+        &o.idempotency_table_name,
+        identity,
+    ) {
+        let asks = simulate::act_asks(&simulate::ActUse {
+            role_arn,
+            region: &place.region,
+            account: &place.account,
+            sender,
+            identity,
+            table,
+            key,
+        });
+        acting.act_role = Some(simulate::simulate(&iam, role_arn, &asks).await);
+        let untagged = simulate::revoke_without_the_tag(role_arn, &place.region, &place.account);
+        acting
+            .untagged_revoke
+            .push(("act role", simulate::allowed(&iam, role_arn, &untagged).await));
+    }
+    if let Some(role_arn) = o
+        .handler_role_arn
+        .as_ref()
+        .filter(|_| params.all.get("AutoRevert").map(String::as_str) == Some("on"))
+    {
+        let untagged = simulate::revoke_without_the_tag(role_arn, &place.region, &place.account);
+        acting.untagged_revoke.push((
+            "handler role",
+            simulate::allowed(&iam, role_arn, &untagged).await,
+        ));
+    }
+    acting
 }
 
 /// How many messages the failure queue holds (visible and in flight).
@@ -763,6 +839,71 @@ fn roles_link(seen: &Seen) -> Vec<Check> {
     }
     if let Some(answer) = &seen.config_role {
         out.extend(simulated("config role may deliver", answer));
+    }
+    out
+}
+
+/// Acting on alerts: the links (on, with their URL, or off), auto-revert's mode, act's role, and
+/// that no role revokes on a group without the opt-in tag.
+fn acting_link(seen: &Seen) -> Vec<Check> {
+    let (o, all) = (seen.outputs(), &seen.params().all);
+    if seen.deployed.is_none() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let links_on = all.get("ActLinks").map(String::as_str) == Some("on");
+    out.push(match (&seen.acting.url, &o.act_url) {
+        (Some(Ok(url)), _) => Check::ok(
+            "owners' links",
+            format!(
+                "Revert and Keep links at {url} (a link acts {} h, a Keep stands {} days)",
+                all.get("ActLinkHours").map_or("24", String::as_str),
+                all.get("KeepDays").map_or("30", String::as_str)
+            ),
+        ),
+        (Some(Err(e)), _) => Check::fail(
+            "owners' links",
+            format!("the act function's URL cannot be read: {e}; run install again"),
+        ),
+        (None, _) if links_on => Check::fail(
+            "owners' links",
+            "--act-links is on but the stack lists no act function URL: run install again",
+        ),
+        (None, _) => Check::ok(
+            "owners' links",
+            "off: alerts give commands, no links (install --act-links on adds Revert and Keep links)",
+        ),
+    });
+    let mode = all.get("AutoRevert").map_or("off", String::as_str);
+    let at = all.get("AutoRevertAt").map_or("critical", String::as_str);
+    let trusted = all
+        .get("TrustedPrincipals")
+        .filter(|t| !t.is_empty())
+        .map_or_else(|| "no trusted principals".to_owned(), |t| format!("trusted: {t}"));
+    out.push(Check::ok(
+        "auto-revert",
+        match mode {
+            "off" => "off (install --auto-revert shadow tries it without reverting)".to_owned(),
+            "shadow" => format!("shadow at {at} and above: says what it would revert; {trusted}"),
+            _ => format!("on at {at} and above: removes internet-open ingress rules a change adds; {trusted}"),
+        },
+    ));
+    if let Some(answer) = &seen.acting.act_role {
+        out.extend(simulated("act role may act", answer));
+    }
+    for (role, answer) in &seen.acting.untagged_revoke {
+        let check = format!("{role} revokes only where groups opt in");
+        out.push(match answer {
+            Ok(false) => Check::ok(
+                &check,
+                "RevokeSecurityGroupIngress is refused on a group without NotifyOnChange",
+            ),
+            Ok(true) => Check::fail(
+                &check,
+                format!("the {role} may revoke on a group without NotifyOnChange: its policy lost the tag condition; run install again"),
+            ),
+            Err(why) => Check::warn(&check, format!("could not simulate: {why}")),
+        });
     }
     out
 }

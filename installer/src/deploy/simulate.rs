@@ -76,6 +76,73 @@ pub struct HandlerUse<'a> {
     pub destination_key: Option<&'a str>,
     /// Whether the actor feed, and so the early warning, is on (`ActorFeed`).
     pub actor_feed: bool,
+    /// The links' key, when the handler signs links (`--act-links on`).
+    pub link_key: Option<&'a str>,
+    /// Whether auto-revert removes rules (`--auto-revert on`).
+    pub auto_revert: bool,
+}
+
+/// A group of the account and region that opts in, as a revoke names it; with the request's
+/// `aws:ResourceTag/NotifyOnChange` when `opted_in`.
+fn revoke_on_group(p: &str, region: &str, account: &str, statement: &'static str, opted_in: bool) -> Ask {
+    let ask = Ask::new(
+        "ec2:RevokeSecurityGroupIngress",
+        format!("arn:{p}:ec2:{region}:{account}:security-group/sg-0123456789abcdef0"),
+        statement,
+    );
+    if opted_in {
+        ask.with("aws:ResourceTag/NotifyOnChange", "Yes")
+    } else {
+        ask
+    }
+}
+
+/// What the act function does with its role (the template's ActRole `act` policy).
+pub struct ActUse<'a> {
+    pub role_arn: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub sender: &'a str,
+    pub identity: &'a str,
+    pub table: &'a str,
+    pub key: &'a str,
+}
+
+pub fn act_asks(a: &ActUse<'_>) -> Vec<Ask> {
+    let p = partition(a.role_arn);
+    let (region, account) = (a.region, a.account);
+    let table = format!("arn:{p}:dynamodb:{region}:{account}:table/{}", a.table);
+    let mut asks = vec![Ask::new("kms:VerifyMac", a.key, "CheckLinks")];
+    for action in [
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    ] {
+        asks.push(Ask::new(action, table.clone(), "RecordEachAct"));
+    }
+    asks.extend([
+        Ask::new("ec2:DescribeSecurityGroups", "*", "ReadTheGroupNow"),
+        Ask::new("ec2:DescribeSecurityGroupRules", "*", "ReadTheGroupNow"),
+        revoke_on_group(p, region, account, "RevokeOnlyOnGroupsThatOptIn", true),
+        Ask::new(
+            "ec2:RevokeSecurityGroupIngress",
+            format!("arn:{p}:ec2:{region}:{account}:security-group-rule/sgr-0123456789abcdef0"),
+            "RevokeByRuleId",
+        ),
+        Ask::new(
+            "ses:SendEmail",
+            format!("arn:{p}:ses:{region}:{account}:identity/{}", a.identity),
+            "SendAsSenderOnly",
+        )
+        .with("ses:FromAddress", a.sender),
+    ]);
+    asks
+}
+
+/// The revoke a role must be refused: on a group that does not carry the opt-in tag key.
+pub fn revoke_without_the_tag(role_arn: &str, region: &str, account: &str) -> Ask {
+    revoke_on_group(partition(role_arn), region, account, "none", false)
 }
 
 /// The endpoint suffix of a partition, as `AWS::URLSuffix` gives it.
@@ -159,6 +226,18 @@ pub fn handler_asks(h: &HandlerUse<'_>) -> Vec<Ask> {
             "ReadGroupTagsForEarlyWarning",
         ));
     }
+    if let Some(key) = h.link_key {
+        asks.push(Ask::new("kms:GenerateMac", key, "SignLinks"));
+    }
+    if h.auto_revert {
+        asks.push(revoke_on_group(
+            p,
+            region,
+            account,
+            "RevokeOnlyOnGroupsThatOptIn",
+            true,
+        ));
+    }
     asks
 }
 
@@ -232,6 +311,15 @@ pub fn verdict(role: &str, ask: &Ask, r: &EvaluationResult) -> Option<String> {
 
 /// Asks the simulator about each of `asks` for `role_arn`, one call per ask (each has its own
 /// resource and context). A failed call makes the whole answer [`Simulated::Unavailable`].
+/// Whether IAM allows `ask` to `role_arn`; `Err` when it cannot be asked.
+pub async fn allowed(iam: &aws_sdk_iam::Client, role_arn: &str, ask: &Ask) -> Result<bool, String> {
+    match simulate(iam, role_arn, std::slice::from_ref(ask)).await {
+        Simulated::Allowed(_) => Ok(true),
+        Simulated::Denied(_) => Ok(false),
+        Simulated::Unavailable(why) => Err(why),
+    }
+}
+
 pub async fn simulate(iam: &aws_sdk_iam::Client, role_arn: &str, asks: &[Ask]) -> Simulated {
     let role = role_arn.rsplit('/').next().unwrap_or(role_arn);
     // A report line, not a step anything waits on: one attempt (an emulator without the call
@@ -310,6 +398,8 @@ mod tests {
             destination_parameters: Vec::new(),
             destination_key: None,
             actor_feed: false,
+            link_key: None,
+            auto_revert: false,
         })
     }
 
@@ -381,6 +471,8 @@ mod tests {
             destination_parameters: vec!["/sgwatch/secops-slack", "/sgwatch/siem-key"],
             destination_key: Some(key),
             actor_feed: true,
+            link_key: None,
+            auto_revert: false,
         });
         let extra: Vec<(&str, &str, &str)> = asks[11..]
             .iter()

@@ -212,8 +212,20 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         "SES production access",
         "handler role may act",
         "config role may deliver",
+        "act role may act",
+        "act role revokes only where groups opt in",
         "alarms on sgwatch failing",
     ];
+    // The links are on, at the URL Lambda serves.
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("ok    owners' links")
+                && l.contains("Revert and Keep links at https://")),
+        "{}",
+        status.stdout
+    );
     for line in status.stdout.lines().skip(1) {
         let line = line.trim_start();
         assert!(

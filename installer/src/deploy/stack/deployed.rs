@@ -244,6 +244,10 @@ pub struct StackOutputs {
     pub hub_queue_arn: Option<String>,
     /// Where the events that failed their receives on the hub's queue wait (a hub stack only).
     pub hub_dead_letter_queue_url: Option<String>,
+    /// The act function's URL, its role and the links' key (with `--act-links on` only).
+    pub act_url: Option<String>,
+    pub act_role_arn: Option<String>,
+    pub link_key_arn: Option<String>,
 }
 
 impl StackOutputs {
@@ -264,6 +268,9 @@ impl StackOutputs {
         hub_bus_arn: None,
         hub_queue_arn: None,
         hub_dead_letter_queue_url: None,
+        act_url: None,
+        act_role_arn: None,
+        link_key_arn: None,
     };
 
     /// The outputs from their names and values.
@@ -285,6 +292,9 @@ impl StackOutputs {
             hub_bus_arn: take("HubBusArn"),
             hub_queue_arn: take("HubQueueArn"),
             hub_dead_letter_queue_url: take("HubDeadLetterQueueUrl"),
+            act_url: take("ActUrl"),
+            act_role_arn: take("ActRoleArn"),
+            link_key_arn: take("LinkKeyArn"),
         }
     }
 
@@ -354,6 +364,10 @@ impl StackOutputs {
             ),
             "HandlerRole" => set(
                 &mut self.handler_role_arn,
+                format!("arn:{partition}:iam::{account}:role/{physical}"),
+            ),
+            "ActRole" => set(
+                &mut self.act_role_arn,
                 format!("arn:{partition}:iam::{account}:role/{physical}"),
             ),
             "Function" => {
