@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
+use crate::core::autorevert::{self, AutoRevert, Mode, Verdict};
 use crate::core::remedy::Remedy;
+use crate::core::trust::{trusted_by, Pattern};
 use serde_json::Value;
 
 use crate::core::decide::{analyze, decide, Analysis, Decision, PropertyChange};
@@ -54,6 +56,32 @@ pub struct ExplainedDecision {
     pub callers: Vec<Caller>,
     /// For each rule added open to the internet, the command that removes it and nothing else.
     pub remedies: Vec<Remedy>,
+    /// What auto-revert would do, when it is set (`--auto-revert shadow|on`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_revert: Option<ExplainedAutoRevert>,
+}
+
+/// What auto-revert would do with a change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainedAutoRevert {
+    /// `shadow` or `on`.
+    pub mode: String,
+    /// The lowest severity it acts on.
+    pub at: Severity,
+    /// `revert` (on), `would revert` (shadow), `spared` or `nothing`.
+    pub action: String,
+    /// The rules it acts on or spares, as `ingress tcp/3389 from 0.0.0.0/0`.
+    pub rules: Vec<String>,
+    /// Why they are spared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// What acts on alerts, for `explain`: auto-revert and the principals it trusts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Acting {
+    pub auto_revert: AutoRevert,
+    pub trusted: Vec<Pattern>,
 }
 
 /// The actor line `explain` renders, since it looks nothing up.
@@ -61,6 +89,12 @@ pub const OFFLINE_ACTOR: &str = "not looked up by sgwatch explain";
 
 /// Explains every notification found in `event`: one event, or a JSON array of events.
 pub fn explain(event: &Value, policy: &Policy) -> Vec<Explained> {
+    explain_acting(event, policy, &Acting::default())
+}
+
+/// [`explain`], saying what auto-revert would do with each change. The actor is known only from
+/// the API calls the input holds: without them it is unknown, and so never trusted.
+pub fn explain_acting(event: &Value, policy: &Policy, acting: &Acting) -> Vec<Explained> {
     let found: Vec<_> = match event.as_array() {
         Some(events) => events.iter().flat_map(envelopes).collect(),
         None => envelopes(event),
@@ -78,7 +112,7 @@ pub fn explain(event: &Value, policy: &Policy) -> Vec<Explained> {
             Err(e) => Explained::Error {
                 error: e.to_string(),
             },
-            Ok(message) => explain_message(&message, policy, &calls),
+            Ok(message) => explain_message(&message, policy, &calls, acting),
         })
         .collect()
 }
@@ -110,7 +144,12 @@ pub fn explained(message_type: &str, d: &Decision, email: Option<&Email>) -> Exp
 }
 
 /// One notification or API call explained.
-fn explain_message(message: &ConfigMessage, policy: &Policy, calls: &[ApiCall]) -> Explained {
+fn explain_message(
+    message: &ConfigMessage,
+    policy: &Policy,
+    calls: &[ApiCall],
+    acting: &Acting,
+) -> Explained {
     let message_type = message.message_type();
     match message {
         ConfigMessage::ApiCall(call) => explain_api_call(message_type, call),
@@ -118,7 +157,7 @@ fn explain_message(message: &ConfigMessage, policy: &Policy, calls: &[ApiCall]) 
             Err(e) => Explained::Error {
                 error: e.to_string(),
             },
-            Ok(analysis) => explain_analysis(message_type, analysis, policy, calls),
+            Ok(analysis) => explain_analysis(message_type, analysis, policy, calls, acting),
         },
         ConfigMessage::Oversized(o) => explain_oversized(message_type, o),
         ConfigMessage::Heartbeat(beat) => Explained::Decision(Box::new(ExplainedDecision {
@@ -192,6 +231,7 @@ fn explain_analysis(
     analysis: Analysis,
     policy: &Policy,
     calls: &[ApiCall],
+    acting: &Acting,
 ) -> Explained {
     let d = decide(analysis, policy);
     let found = callers(calls, &d.analysis);
@@ -201,9 +241,32 @@ fn explain_analysis(
         ActorLookup::Feed(found.clone())
     };
     let email = d.notify.then(|| render(&d, &actor));
+    let auto = &acting.auto_revert;
+    let auto_revert = (d.notify && auto.mode != Mode::Off).then(|| {
+        let trusted = trusted_by(&acting.trusted, &actor);
+        let names = |rules: &[crate::core::rules::Change]| {
+            rules.iter().map(|c| c.rule.to_string()).collect::<Vec<_>>()
+        };
+        let (action, rules, why) = match autorevert::verdict(&d, auto, trusted) {
+            Verdict::Nothing => ("nothing", Vec::new(), None),
+            Verdict::Spared { rules, why } => ("spared", names(&rules), Some(why)),
+            Verdict::Revert(rules) if auto.mode == Mode::Shadow => {
+                ("would revert", names(&rules), None)
+            }
+            Verdict::Revert(rules) => ("revert", names(&rules), None),
+        };
+        ExplainedAutoRevert {
+            mode: auto.mode.to_string(),
+            at: auto.at,
+            action: action.to_owned(),
+            rules,
+            why,
+        }
+    });
     Explained::Decision(Box::new(ExplainedDecision {
         actor: d.notify.then(|| actor_text(&actor)),
         callers: found,
+        auto_revert,
         ..explained(message_type, &d, email.as_ref())
     }))
 }
@@ -235,6 +298,31 @@ fn explain_oversized(message_type: &str, o: &Oversized) -> Explained {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn explain_says_what_auto_revert_would_do_and_an_unknown_actor_is_not_trusted() {
+        let acting = Acting {
+            auto_revert: AutoRevert {
+                mode: Mode::Shadow,
+                at: Severity::Critical,
+            },
+            trusted: crate::core::trust::parse("arn:aws:iam::123456789012:user/*").unwrap(),
+        };
+        let out = serde_json::to_value(explain_acting(
+            &fixture("rdp-opened.json"),
+            &Policy::default(),
+            &acting,
+        ))
+        .unwrap();
+        assert_eq!(
+            out[0]["auto_revert"],
+            json!({"mode": "shadow", "at": "critical", "action": "would revert",
+                   "rules": ["ingress tcp/3389 from 0.0.0.0/0"]})
+        );
+        let off =
+            serde_json::to_value(explain(&fixture("rdp-opened.json"), &Policy::default())).unwrap();
+        assert!(off[0].get("auto_revert").is_none());
+    }
 
     fn fixture(name: &str) -> Value {
         let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

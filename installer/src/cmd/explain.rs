@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
-use sgwatch_handler::explain::{explain, Explained};
-use sgwatch_handler::settings::{Policy, RawPolicy};
+use sgwatch_handler::explain::{explain_acting, Acting, Explained};
+use sgwatch_handler::settings::{Policy, RawPolicy, Settings};
 
 use crate::deploy::policy_args::{InvalidSetting, PolicyArgs};
 
@@ -23,6 +23,15 @@ pub struct ExplainArgs {
     /// Only these accounts are served, comma-separated ids or `*`; others are skipped (the function's SGWATCH_ACCOUNTS). Default: any account
     #[arg(long, value_name = "ID,...")]
     pub accounts: Option<String>,
+    /// Say what auto-revert would do with each change: off (default), shadow or on (the function's SGWATCH_AUTO_REVERT)
+    #[arg(long, value_name = "off|shadow|on")]
+    pub auto_revert: Option<String>,
+    /// The lowest severity auto-revert acts on (default critical; SGWATCH_AUTO_REVERT_AT)
+    #[arg(long, value_name = "SEVERITY")]
+    pub auto_revert_at: Option<String>,
+    /// A principal whose changes auto-revert never undoes (repeatable; SGWATCH_TRUSTED_PRINCIPALS). Only the API calls in the input name a change's actor
+    #[arg(long = "trusted-principal", value_name = "PATTERN")]
+    pub trusted_principals: Vec<String>,
     /// A bare Config message, an SNS event or an EventBridge event; `-` reads standard input
     #[arg(value_name = "FILE|-")]
     pub input: PathBuf,
@@ -63,6 +72,19 @@ pub fn run(args: &ExplainArgs) -> Result<Explanation, crate::Error> {
         ..args.policy.raw()
     };
     let policy = Policy::from_raw(&raw).map_err(InvalidSetting::from)?;
+    // The function's own reading of the same settings: what it would refuse, this refuses.
+    let settings = Settings::from_lookup(|name| match name {
+        "SGWATCH_SENDER" => Some("explain@example.com".to_owned()),
+        "SGWATCH_AUTO_REVERT" => args.auto_revert.clone(),
+        "SGWATCH_AUTO_REVERT_AT" => args.auto_revert_at.clone(),
+        "SGWATCH_TRUSTED_PRINCIPALS" => Some(args.trusted_principals.join(",")),
+        _ => None,
+    })
+    .map_err(InvalidSetting::from)?;
+    let acting = Acting {
+        auto_revert: settings.auto_revert,
+        trusted: settings.trusted_principals,
+    };
     let mut text = String::new();
     if args.input.as_os_str() == "-" {
         std::io::stdin()
@@ -79,7 +101,7 @@ pub fn run(args: &ExplainArgs) -> Result<Explanation, crate::Error> {
         text = String::from_utf8_lossy(&bytes).into_owned();
     }
     let explained = match serde_json::from_str::<serde_json::Value>(&text) {
-        Ok(event) => explain(&event, &policy),
+        Ok(event) => explain_acting(&event, &policy, &acting),
         Err(e) => vec![Explained::Error {
             error: format!("the input is not JSON: {e}"),
         }],

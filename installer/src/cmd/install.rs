@@ -37,6 +37,60 @@ pub struct Report {
     /// When install starts recording: the tagged groups already open to the world on a critical
     /// or high port, printed once instead of a burst of emails.
     pub baseline: Vec<Exposed>,
+    /// What acts on alerts: the owners' links and auto-revert.
+    pub acting: Acting,
+}
+
+/// The owners' links and auto-revert, as install deploys them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Acting {
+    /// `on` or `off`.
+    pub links: &'static str,
+    /// `off`, `shadow` or `on`.
+    pub auto_revert: &'static str,
+    pub auto_revert_at: String,
+    pub trusted_principals: Vec<String>,
+}
+
+impl Acting {
+    fn of(args: &InstallArgs) -> Acting {
+        Acting {
+            links: args.act_links.unwrap_or(stack::OnOff::Off).as_str(),
+            auto_revert: args.auto_revert.map_or("off", |m| m.as_str()),
+            auto_revert_at: args
+                .auto_revert_at
+                .clone()
+                .unwrap_or_else(|| "critical".to_owned())
+                .to_ascii_lowercase(),
+            trusted_principals: args
+                .trusted_principals
+                .iter()
+                .flatten()
+                .flat_map(|p| p.split(','))
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for Acting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "acting on alerts: links {}; auto-revert {}",
+            self.links, self.auto_revert
+        )?;
+        if self.auto_revert != "off" {
+            write!(f, " at {} and above", self.auto_revert_at)?;
+        }
+        if self.trusted_principals.is_empty() {
+            write!(f, "; no trusted principals")
+        } else {
+            write!(f, "; trusted: {}", self.trusted_principals.join(", "))
+        }
+    }
 }
 
 /// The changes, one a line (the warnings go to standard error, see `main`).
@@ -59,6 +113,7 @@ impl std::fmt::Display for Report {
                 writeln!(f, "  {c}")?;
             }
         }
+        writeln!(f, "{}", self.acting)?;
         if !self.baseline_until.is_empty() {
             writeln!(
                 f,
@@ -167,6 +222,7 @@ fn report(verb: &'static str, place: &Place, wanted: &Wanted, plan: Plan) -> Rep
         baseline_until: plan.baseline_until,
         warnings: plan.warnings,
         baseline: Vec::new(),
+        acting: Acting::of(&wanted.args),
     }
 }
 

@@ -463,7 +463,7 @@ async fn acting(config: &SdkConfig, seen: &Seen) -> Acting {
         let untagged = simulate::revoke_without_the_tag(role_arn, &place.region, &place.account);
         acting
             .untagged_revoke
-            .push(("act role", simulate::allowed(&iam, role_arn, &untagged).await));
+            .push(("act", simulate::allowed(&iam, role_arn, &untagged).await));
     }
     if let Some(role_arn) = o
         .handler_role_arn
@@ -472,7 +472,7 @@ async fn acting(config: &SdkConfig, seen: &Seen) -> Acting {
     {
         let untagged = simulate::revoke_without_the_tag(role_arn, &place.region, &place.account);
         acting.untagged_revoke.push((
-            "handler role",
+            "handler",
             simulate::allowed(&iam, role_arn, &untagged).await,
         ));
     }
@@ -879,7 +879,10 @@ fn acting_link(seen: &Seen) -> Vec<Check> {
     let trusted = all
         .get("TrustedPrincipals")
         .filter(|t| !t.is_empty())
-        .map_or_else(|| "no trusted principals".to_owned(), |t| format!("trusted: {t}"));
+        .map_or_else(
+            || "no trusted principals".to_owned(),
+            |t| format!("trusted: {t}"),
+        );
     out.push(Check::ok(
         "auto-revert",
         match mode {
@@ -892,7 +895,7 @@ fn acting_link(seen: &Seen) -> Vec<Check> {
         out.extend(simulated("act role may act", answer));
     }
     for (role, answer) in &seen.acting.untagged_revoke {
-        let check = format!("{role} revokes only where groups opt in");
+        let check = format!("{role} revokes only opted-in");
         out.push(match answer {
             Ok(false) => Check::ok(
                 &check,
@@ -900,7 +903,7 @@ fn acting_link(seen: &Seen) -> Vec<Check> {
             ),
             Ok(true) => Check::fail(
                 &check,
-                format!("the {role} may revoke on a group without NotifyOnChange: its policy lost the tag condition; run install again"),
+                format!("the {role} role may revoke on a group without NotifyOnChange: its policy lost the tag condition; run install again"),
             ),
             Err(why) => Check::warn(&check, format!("could not simulate: {why}")),
         });

@@ -42,6 +42,9 @@ fn flag_of(variable: &str) -> String {
     if variable == "SGWATCH_DESTINATIONS" {
         return "--destination".to_owned();
     }
+    if variable == "SGWATCH_TRUSTED_PRINCIPALS" {
+        return "--trusted-principal".to_owned();
+    }
     format!(
         "--{}",
         variable

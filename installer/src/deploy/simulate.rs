@@ -84,7 +84,13 @@ pub struct HandlerUse<'a> {
 
 /// A group of the account and region that opts in, as a revoke names it; with the request's
 /// `aws:ResourceTag/NotifyOnChange` when `opted_in`.
-fn revoke_on_group(p: &str, region: &str, account: &str, statement: &'static str, opted_in: bool) -> Ask {
+fn revoke_on_group(
+    p: &str,
+    region: &str,
+    account: &str,
+    statement: &'static str,
+    opted_in: bool,
+) -> Ask {
     let ask = Ask::new(
         "ec2:RevokeSecurityGroupIngress",
         format!("arn:{p}:ec2:{region}:{account}:security-group/sg-0123456789abcdef0"),

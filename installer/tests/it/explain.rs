@@ -303,3 +303,42 @@ fn help_describes_the_settings() {
         assert!(help.contains(flag), "{flag}: {help}");
     }
 }
+
+#[test]
+fn explain_says_what_auto_revert_would_do_and_refuses_a_mode_it_does_not_know() {
+    let file = fixture("rdp-opened.sns-event.json");
+    let out = sgwatch(
+        &[
+            "explain",
+            "--auto-revert",
+            "shadow",
+            "--auto-revert-at",
+            "high",
+            &file,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        json(&out)[0]["auto_revert"],
+        serde_json::json!({"mode": "shadow", "at": "high", "action": "would revert",
+                           "rules": ["ingress tcp/3389 from 0.0.0.0/0"]})
+    );
+    let off = sgwatch(&["explain", &file], None);
+    assert!(json(&off)[0].get("auto_revert").is_none());
+    let bad = sgwatch(&["explain", "--auto-revert", "maybe", &file], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr)
+        .contains("--auto-revert \"maybe\" is invalid: expected off, shadow or on"));
+    let untrusting = sgwatch(&["explain", "--trusted-principal", "*", &file], None);
+    assert_eq!(untrusting.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&untrusting.stderr).contains("--trusted-principal"),
+        "{}",
+        String::from_utf8_lossy(&untrusting.stderr)
+    );
+}

@@ -213,7 +213,7 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         "handler role may act",
         "config role may deliver",
         "act role may act",
-        "act role revokes only where groups opt in",
+        "act revokes only opted-in",
         "alarms on sgwatch failing",
     ];
     // The links are on, at the URL Lambda serves.
