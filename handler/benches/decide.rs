@@ -111,6 +111,39 @@ fn bench(c: &mut Criterion) {
         })
     });
     feed.finish();
+
+    // The act function's own work per click, AWS calls aside: read the token, and write the page.
+    let mut act = c.benchmark_group("act");
+    let grant = sgwatch_handler::link::Grant {
+        account: "123456789012".into(),
+        region: "us-east-1".into(),
+        group: "sg-0123456789abcdef0".into(),
+        rule: sgwatch_handler::link::RuleRef {
+            id: Some("sgr-0bbbbbbbbbbbbbbbb".into()),
+            protocol: "tcp".into(),
+            from_port: Some(3389),
+            to_port: Some(3389),
+            source: "0.0.0.0/0".into(),
+        },
+        state: "123456789012/us-east-1/sg-0123456789abcdef0/1764900000000".into(),
+        expires: 1_800_000_000,
+    };
+    let token = sgwatch_handler::link::token(&grant.signed_text(), &[7u8; 32]);
+    act.bench_function("read-token-and-confirm-page", |b| {
+        b.iter(|| {
+            let read = sgwatch_handler::link::read(std::hint::black_box(&token)).unwrap();
+            sgwatch_handler::page::Page::Confirm {
+                act: sgwatch_handler::link::Act::Revert,
+                grant: read.grant,
+                now: sgwatch_handler::page::RuleNow::Gone,
+                token: token.clone(),
+                keep_days: 30,
+            }
+            .html()
+            .len()
+        })
+    });
+    act.finish();
 }
 
 criterion_group!(benches, bench);

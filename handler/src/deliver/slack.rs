@@ -346,6 +346,35 @@ mod tests {
     }
 
     #[test]
+    fn the_owners_links_are_url_buttons_under_the_commands() {
+        let mut d = decision(fixture());
+        d.analysis.links = vec![crate::core::link::Links {
+            rule: "ingress tcp/3389 from 0.0.0.0/0".into(),
+            revert: "https://act.example/?do=revert&t=1.a.b".into(),
+            keep: "https://act.example/?do=keep&t=1.a.b".into(),
+        }];
+        let m = message(&d, &unknown());
+        let actions: Vec<&Value> = m["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "actions")
+            .collect();
+        assert_eq!(actions.len(), 1, "{m:#}");
+        let buttons = &actions[0]["elements"];
+        assert_eq!(buttons[0]["url"], "https://act.example/?do=revert&t=1.a.b");
+        assert_eq!(buttons[0]["style"], "danger");
+        assert_eq!(
+            buttons[0]["text"]["text"],
+            "Revert ingress tcp/3389 from 0.0.0.0/0"
+        );
+        assert_eq!(buttons[1]["url"], "https://act.example/?do=keep&t=1.a.b");
+        // Without links, no buttons.
+        let plain = message(&decision(fixture()), &unknown());
+        assert!(!plain.to_string().contains("\"actions\""));
+    }
+
+    #[test]
     fn a_group_named_channel_pings_nobody_and_forges_no_link() {
         let mut v = fixture();
         v["configurationItem"]["resourceName"] = json!("<!channel> & <https://evil.example|click>");

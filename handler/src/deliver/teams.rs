@@ -266,6 +266,33 @@ mod tests {
     }
 
     #[test]
+    fn the_owners_links_are_open_url_actions() {
+        let mut d = decision(fixture());
+        d.analysis.links = vec![crate::core::link::Links {
+            rule: "ingress tcp/3389 from 0.0.0.0/0".into(),
+            revert: "https://act.example/?do=revert&t=1.a.b".into(),
+            keep: "https://act.example/?do=keep&t=1.a.b".into(),
+        }];
+        let m = message(&d, &ActorLookup::Unknown("not looked up".into()));
+        let actions = &m["attachments"][0]["content"]["actions"];
+        let titles: Vec<&str> = actions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["title"].as_str())
+            .collect();
+        assert_eq!(
+            titles,
+            [
+                "Open in the AWS console",
+                "Revert ingress tcp/3389 from 0.0.0.0/0",
+                "Keep ingress tcp/3389 from 0.0.0.0/0"
+            ]
+        );
+        assert_eq!(actions[1]["url"], "https://act.example/?do=revert&t=1.a.b");
+    }
+
+    #[test]
     fn an_adaptive_card_in_a_message_with_the_console_action() {
         let m = message(
             &decision(fixture()),
