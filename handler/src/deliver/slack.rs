@@ -354,7 +354,7 @@ mod tests {
             keep: "https://act.example/?do=keep&t=1.a.b".into(),
         }];
         let m = message(&d, &unknown());
-        let actions: Vec<&Value> = m["blocks"]
+        let actions: Vec<&Value> = m["attachments"][0]["blocks"]
             .as_array()
             .unwrap()
             .iter()
