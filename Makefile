@@ -12,6 +12,9 @@ setup:
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	# cargo-deny reads the metadata of every target's crates (Windows' too), which a Linux build
+	# never downloads: fetched first, or a fresh machine's offline check fails on a missing crate.
+	cargo fetch --quiet
 	cargo deny --offline check licenses bans sources
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 	@if [ -e scripts/lint-templates.sh ]; then bash scripts/lint-templates.sh; fi
