@@ -48,6 +48,35 @@ pub struct Services {
     /// Signs the owners' Revert and Keep links (`SGWATCH_ACT_URL` and `SGWATCH_ACT_KEY`);
     /// absent when alerts carry none.
     pub signer: Option<Signer>,
+    /// The time quiet periods and digests are decided by.
+    pub clock: Clock,
+}
+
+/// The one clock the noise controls read: the system's, or a time a test sets (shared by every
+/// copy, so a test moves it for the handler it built).
+#[derive(Clone, Debug, Default)]
+pub struct Clock(Option<Arc<AtomicU64>>);
+
+impl Clock {
+    /// A clock stopped at `epoch_secs`, moved by [`Clock::set`].
+    pub fn fixed(epoch_secs: u64) -> Clock {
+        Clock(Some(Arc::new(AtomicU64::new(epoch_secs))))
+    }
+
+    /// Moves a fixed clock to `epoch_secs`; the system's clock does not move.
+    pub fn set(&self, epoch_secs: u64) {
+        if let Some(t) = &self.0 {
+            t.store(epoch_secs, Ordering::SeqCst);
+        }
+    }
+
+    /// Seconds since the epoch.
+    pub fn now_secs(&self) -> u64 {
+        match &self.0 {
+            Some(t) => t.load(Ordering::SeqCst),
+            None => crate::dedupe::epoch_secs(SystemTime::now()),
+        }
+    }
 }
 
 /// The stack's failure queue (`SGWATCH_FAILURE_QUEUE_URL`).
@@ -107,6 +136,7 @@ impl Services {
                 }),
                 _ => None,
             },
+            clock: Clock::default(),
         }
     }
 
@@ -260,6 +290,8 @@ pub(crate) enum Outcome {
     },
     /// A spoke's heartbeat, recorded in the hub's coverage map.
     Heartbeat,
+    /// A change held for its recipients' digest ([`crate::core::quiet`]).
+    Held,
 }
 
 /// Less than the margin is left before the invocation's deadline: this much.

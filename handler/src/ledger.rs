@@ -47,6 +47,10 @@ pub mod attr {
     pub const UNTIL: &str = "until";
     /// The addresses the alert whose link acted was sent to, comma-separated.
     pub const TOLD: &str = "told";
+    /// A string set of the lines held for a recipient's digest ([`crate::core::digest::Line`]).
+    pub const LINES: &str = "lines";
+    /// A string set of the recipients that have had lines held.
+    pub const RECIPIENTS: &str = "recipients";
 }
 
 /// The key of a ledger item.
@@ -96,6 +100,12 @@ pub enum Key {
         group: String,
         rule: String,
     },
+    /// The changes held for a recipient's next digest: `held/RECIPIENT`.
+    Held { recipient: String },
+    /// The recipients that have had changes held: `held`.
+    HeldIndex,
+    /// A digest sent, by its recipient and a hash of its lines: `digest/RECIPIENT/HASH`.
+    Digest { recipient: String, hash: String },
 }
 
 impl Key {
@@ -188,6 +198,9 @@ impl fmt::Display for Key {
                 group,
                 rule,
             } => write!(f, "reverted/{account}/{region}/{group}/{rule}"),
+            Key::Held { recipient } => write!(f, "held/{recipient}"),
+            Key::HeldIndex => f.write_str("held"),
+            Key::Digest { recipient, hash } => write!(f, "digest/{recipient}/{hash}"),
         }
     }
 }
@@ -238,15 +251,22 @@ pub enum Entry {
     Notice { fallback: String, rejected: String },
     /// The record parked in the failure queue: `failure-queue`.
     Parked,
+    /// The change held for this address's digest: `held:ADDRESS`.
+    Held(String),
 }
 
 const DESTINATION: &str = "destination:";
 const NOTICE: &str = "notice:";
 const PARKED: &str = "failure-queue";
+const HELD: &str = "held:";
 
 impl Entry {
     pub fn email(address: &str) -> Entry {
         Entry::Email(address.to_ascii_lowercase())
+    }
+
+    pub fn held(address: &str) -> Entry {
+        Entry::Held(address.to_ascii_lowercase())
     }
 
     pub fn destination(name: &str) -> Entry {
@@ -268,6 +288,9 @@ impl Entry {
         }
         if let Some(name) = stored.strip_prefix(DESTINATION) {
             return Entry::Destination(name.to_owned());
+        }
+        if let Some(address) = stored.strip_prefix(HELD) {
+            return Entry::Held(address.to_owned());
         }
         // An address holds no colon: the fallback's ends at the first.
         if let Some((fallback, rejected)) =
@@ -294,6 +317,7 @@ impl fmt::Display for Entry {
             Entry::Destination(name) => write!(f, "{DESTINATION}{name}"),
             Entry::Notice { fallback, rejected } => write!(f, "{NOTICE}{fallback}:{rejected}"),
             Entry::Parked => f.write_str(PARKED),
+            Entry::Held(address) => write!(f, "{HELD}{address}"),
         }
     }
 }

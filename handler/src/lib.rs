@@ -26,6 +26,7 @@ pub mod early;
 pub mod feed_store;
 pub mod groups;
 pub mod handovers;
+pub mod held;
 pub mod ledger;
 pub mod links;
 pub mod logs;
@@ -38,8 +39,8 @@ pub mod sight;
 // The public paths other crates use (the installer, the tests, the benchmarks): one flat facade
 // over the folders.
 pub use crate::core::{
-    autorevert, decide, destination, explain, exposure, feed, handover, link, message, page,
-    reason, recipients, remedy, render, rules, settings, severity, spokes, text, trust, visible,
-    who,
+    autorevert, decide, destination, digest, explain, exposure, feed, handover, link, message,
+    page, quiet, reason, recipients, remedy, render, rules, settings, severity, spokes, text,
+    trust, visible, who,
 };
 pub use crate::deliver::{mail, post, slack, teams, webhook};

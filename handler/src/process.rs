@@ -31,6 +31,7 @@ use crate::core::who::ActorLookup;
 use std::time::SystemTime;
 
 use crate::core::autorevert::{self, Verdict};
+use crate::core::digest::Line;
 use crate::core::exposure::Exposure;
 use crate::core::feed::ApiCall;
 use crate::core::handover::{self, Marker};
@@ -39,6 +40,7 @@ use crate::core::message::{
     envelopes, is_sqs_batch, ChangeType, ConfigMessage, Envelope, ItemChange, Oversized,
     ParseError, StateId, ITEM_CHANGE, OVERSIZED_ITEM_CHANGE,
 };
+use crate::core::quiet::{self, Route};
 use crate::core::remedy::{self, KnownRule};
 use crate::core::render::{degraded_email, render, silent_spoke_email};
 use crate::core::settings::Settings;
@@ -47,7 +49,8 @@ use crate::core::trust;
 use crate::core::{feed, who};
 use crate::dedupe::Dedupe;
 use crate::deliver::{
-    deliver, email_parts, finish, park_unreadable, post_and_report, Delivery, Ledger,
+    deliver, email_parts, finish, park_unreadable, post_and_report, DeliverError, Delivered,
+    Delivery, Ledger,
 };
 use crate::feed_store::{Feed, Warning};
 use crate::ledger::{Entry, Facts, Key};
@@ -74,6 +77,9 @@ pub struct Report {
     /// Spokes' heartbeats recorded in the hub's coverage map (absent when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub heartbeats: usize,
+    /// Changes held for their recipients' digest instead of emailed now (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub held: usize,
     /// The records of an SQS batch that failed, for the event source mapping to deliver again
     /// (`ReportBatchItemFailures`): the rest of the batch is done and deleted.
     #[serde(rename = "batchItemFailures", skip_serializing_if = "Vec::is_empty")]
@@ -117,6 +123,7 @@ fn count(report: &mut Report, failures: &mut Vec<String>, outcome: Outcome) {
             failures.push(why);
         }
         Outcome::Heartbeat => report.heartbeats += 1,
+        Outcome::Held => report.held += 1,
         Outcome::Feed { recorded, warning } => {
             if recorded {
                 report.recorded += 1;
@@ -244,6 +251,10 @@ async fn process(
         }
         Ok(ConfigMessage::Heartbeat(beat)) => {
             return heartbeat(message_id, &beat, settings, services).await
+        }
+        Ok(ConfigMessage::DigestDue(due)) => {
+            return crate::held::send_digests(message_id, &due, invocation, settings, services)
+                .await
         }
         Ok(ConfigMessage::CoverageCheck) => {
             return silent_spokes(message_id, original, invocation, settings, services).await
@@ -571,6 +582,7 @@ fn origin(message: &ConfigMessage) -> Option<(&str, &str)> {
         ConfigMessage::ApiCall(call) => Some((&call.account, &call.region)),
         ConfigMessage::Heartbeat(_)
         | ConfigMessage::CoverageCheck
+        | ConfigMessage::DigestDue(_)
         | ConfigMessage::Other { .. } => None,
     }
 }
@@ -723,7 +735,10 @@ async fn process_change(
     let actor = resolve_actor(feed.as_ref(), &d, settings, services).await;
     auto_revert(message_id, &mut d, &actor, settings, services).await;
     let alert = Key::of_change(&d.analysis.subject, change);
-    sign_links(message_id, &mut d, &alert, services).await;
+    let routed = route(message_id, &mut d, &actor, settings, services);
+    if routed.route == Route::Now {
+        sign_links(message_id, &mut d, &alert, services).await;
+    }
     let s = &d.analysis.subject;
     let facts = s.facts(message_id);
     let parts = early::subtract(&d, warnings, calls);
@@ -732,6 +747,14 @@ async fn process_change(
         info!(facts = ?facts, "skipped: the early warning told every recipient all of this change");
         return Outcome::Skipped;
     }
+    let line = Line::of(
+        &d,
+        &actor,
+        &alert.to_string(),
+        &routed.why,
+        routed.not_before,
+        services.clock.now_secs(),
+    );
     let claim = Ledger::claim(services, Some(alert), s.capture_time.as_deref(), invocation);
     let mut ledger = match claim.await {
         Ok(Some(ledger)) => ledger,
@@ -743,7 +766,12 @@ async fn process_change(
         services,
         invocation,
     };
-    let (mut subject, emailed) = email_parts(&to, &parts, &actor, &mut ledger).await;
+    let (mut subject, emailed) = if routed.route == Route::Now {
+        email_parts(&to, &parts, &actor, &mut ledger).await
+    } else {
+        let held = hold(&facts, &parts, &line, services, &mut ledger).await;
+        (render(&d, &actor).subject, held)
+    };
     // The destinations are told whatever became of the email, and the email never waits on them.
     let result = if d.destinations.is_empty() {
         emailed
@@ -754,10 +782,70 @@ async fn process_change(
         }
         post_and_report(&to, &d, &actor, &whole, emailed, &mut ledger).await
     };
-    finish(
+    match finish(
         result, &facts, &subject, original, ledger, services, invocation,
     )
     .await
+    {
+        Outcome::Sent if routed.route != Route::Now => Outcome::Held,
+        outcome => outcome,
+    }
+}
+
+/// Where the change goes ([`quiet::route`]), with what its email or digest line says of it. Without
+/// a table to hold it in, it goes now.
+fn route(
+    message_id: &str,
+    d: &mut Decision,
+    actor: &ActorLookup,
+    settings: &Settings,
+    services: &Services,
+) -> quiet::Routed {
+    let a = &d.analysis;
+    let deciding = [
+        settings.policy.notify_tag.as_str(),
+        settings.policy.owner_tag.as_str(),
+    ];
+    let change = quiet::Change {
+        severity: a.severity,
+        tags: &a.tags,
+        tags_before: &a.previous_tags,
+        deciding_tags: &deciding,
+        actor,
+    };
+    let now = services.clock.now_secs();
+    let mut routed = quiet::route(&settings.quiet, &settings.trusted_principals, &change, now);
+    if routed.route != Route::Now && services.dedupe.is_none() {
+        warn!(message_id, route = %routed.route, why = %routed.why, "sent now: there is no ledger table to hold it in");
+        routed.route = Route::Now;
+    }
+    info!(message_id, route = %routed.route, why = %routed.why, "routed");
+    d.notes.extend(routed.notes.iter().cloned());
+    routed
+}
+
+/// Holds the change's line for each recipient of `parts` not yet told of it, and records each
+/// in the change's ledger, so a retry holds no one twice.
+async fn hold(
+    facts: &Facts,
+    parts: &[early::Part],
+    line: &Line,
+    services: &Services,
+    ledger: &mut Ledger,
+) -> Result<Delivered, DeliverError> {
+    let Some(table) = services.dedupe.as_ref() else {
+        return Ok(Delivered::default());
+    };
+    for r in parts.iter().flat_map(|p| &p.decision.recipients) {
+        if ledger.has(&Entry::email(r)) || ledger.has(&Entry::held(r)) {
+            continue;
+        }
+        crate::held::hold(table, std::slice::from_ref(r), line)
+            .await
+            .map_err(|why| DeliverError::Hold(format!("{}: {why}", facts.label())))?;
+        ledger.record(&[Entry::held(r)], None).await?;
+    }
+    Ok(Delivered::default())
 }
 
 /// A spoke's heartbeat: the hub marks its account × region as heard from now. A served-accounts
@@ -1452,6 +1540,7 @@ mod tests {
             ),
             handovers: None,
             signer: None,
+            clock: crate::context::Clock::default(),
         }
     }
 

@@ -171,6 +171,13 @@ fn explain_message(
             ),
             ..Default::default()
         })),
+        ConfigMessage::DigestDue(_) => Explained::Decision(Box::new(ExplainedDecision {
+            message_type: message_type.to_owned(),
+            notify: Some(false),
+            reason: "the daily schedule: each recipient is sent the digest of the changes held for them and due"
+                .to_owned(),
+            ..Default::default()
+        })),
         ConfigMessage::CoverageCheck => Explained::Decision(Box::new(ExplainedDecision {
             message_type: message_type.to_owned(),
             notify: Some(false),

@@ -84,6 +84,8 @@ pub enum ConfigMessage {
     Heartbeat(crate::core::spokes::Heartbeat),
     /// Not from AWS Config: the hub's hourly look for spokes gone silent.
     CoverageCheck,
+    /// Not from AWS Config: the daily schedule that sends the digests.
+    DigestDue(crate::core::digest::Due),
 }
 
 impl ConfigMessage {
@@ -95,6 +97,7 @@ impl ConfigMessage {
             ConfigMessage::ApiCall(_) => crate::core::feed::DETAIL_TYPE,
             ConfigMessage::Heartbeat(_) => crate::core::spokes::HEARTBEAT_DETAIL_TYPE,
             ConfigMessage::CoverageCheck => crate::core::spokes::COVERAGE_CHECK_DETAIL_TYPE,
+            ConfigMessage::DigestDue(_) => crate::core::digest::DIGEST_DETAIL_TYPE,
         }
     }
 }
@@ -394,6 +397,15 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
         return vec![Envelope {
             message_id,
             message,
+            excerpt: None,
+        }];
+    }
+    if crate::core::digest::is_due(event) {
+        return vec![Envelope {
+            message_id: event.get("id").and_then(Value::as_str).map(str::to_owned),
+            message: Ok(ConfigMessage::DigestDue(crate::core::digest::parse_due(
+                event,
+            ))),
             excerpt: None,
         }];
     }

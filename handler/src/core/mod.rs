@@ -5,12 +5,13 @@
 //! `message` reads the inputs; `rules`, `severity`, `recipients` and `destination` are the
 //! vocabulary; `decide` (with `reason`) makes the decision; `feed` and `who` say who made a
 //! change; `render` (with `text` and `visible`) words it; `settings` reads the policy and
-//! `explain` shows it all as JSON. `spokes` is the hub's view of its spokes, and `handover` decides, while a full stack hands a
+//! `explain` shows it all as JSON; `quiet` routes a change (now, to the digest, or held) and `digest` words the daily digest. `spokes` is the hub's view of its spokes, and `handover` decides, while a full stack hands a
 //! region over to the hub, which of the two tells each change.
 
 pub mod autorevert;
 pub mod decide;
 pub mod destination;
+pub mod digest;
 pub mod explain;
 pub mod exposure;
 pub mod feed;
@@ -18,6 +19,7 @@ pub mod handover;
 pub mod link;
 pub mod message;
 pub mod page;
+pub mod quiet;
 pub mod reason;
 pub mod recipients;
 pub mod remedy;

@@ -106,8 +106,8 @@ pub(crate) fn change_line(change: &Change) -> String {
     one_line(&change_text(change))
 }
 
-/// What the subject says after the colon.
-fn gist(d: &Decision) -> String {
+/// What the subject says after the colon: the change in a few words.
+pub fn gist(d: &Decision) -> String {
     let a = &d.analysis;
     let mut out = match a.subject.change_type.as_str() {
         "CREATE" => "group created".to_owned(),

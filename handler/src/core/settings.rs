@@ -9,6 +9,7 @@ use aws_smithy_types::DateTime;
 
 use crate::core::autorevert::AutoRevert;
 use crate::core::destination::{parse_destinations, Destination, Reach};
+use crate::core::quiet::Quiet;
 use crate::core::recipients::parse_address;
 use crate::core::severity::Severity;
 use crate::core::trust::{self, Pattern};
@@ -132,6 +133,8 @@ pub struct Settings {
     /// The principals whose changes auto-revert never undoes (`SGWATCH_TRUSTED_PRINCIPALS`); see
     /// [`crate::core::trust`].
     pub trusted_principals: Vec<Pattern>,
+    /// The noise controls (`SGWATCH_DIGEST`); see [`crate::core::quiet`].
+    pub quiet: Quiet,
 }
 
 /// The links' settings. The handler signs links when both the act function's URL and the key
@@ -434,9 +437,25 @@ impl Settings {
             })?,
             None => Vec::new(),
         };
+        let mut quiet = Quiet::default();
+        if let Some(v) = non_empty(&get("SGWATCH_DIGEST")) {
+            quiet.digest = match v.to_ascii_lowercase().as_str() {
+                "off" => None,
+                "low" => Some(Severity::Low),
+                "info" => Some(Severity::Info),
+                _ => {
+                    return Err(SettingsError::Invalid {
+                        name: "SGWATCH_DIGEST",
+                        value: v.to_owned(),
+                        why: "expected low, info or off".to_owned(),
+                    })
+                }
+            };
+        }
         Ok(Settings {
             policy,
             act,
+            quiet,
             auto_revert,
             trusted_principals,
             hub,

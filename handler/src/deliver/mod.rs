@@ -298,6 +298,8 @@ pub(crate) enum DeliverError {
     Deadline(Duration),
     #[error(transparent)]
     Post(#[from] PostError),
+    #[error("the change could not be held for the digest: {0}")]
+    Hold(String),
 }
 
 /// Tells the fallback recipient (when there is one) of a change no owner is emailed and every
