@@ -39,6 +39,7 @@ async fn sns_event_sends_the_owner_an_email_through_ses() {
             failed: 0,
             recorded: 0,
             heartbeats: 0,
+            held: 0,
             batch_item_failures: Vec::new(),
         }
     );
@@ -92,6 +93,7 @@ async fn untagged_group_and_other_message_types_send_nothing() {
             failed: 0,
             recorded: 0,
             heartbeats: 0,
+            held: 0,
             batch_item_failures: Vec::new(),
         }
     );

@@ -19,6 +19,7 @@ mod iam_enforced;
 mod installer_policy;
 mod ledger;
 mod logs;
+mod quiet;
 mod redrive;
 mod send_once;
 mod templates;

@@ -1,0 +1,370 @@
+//! Quiet by design, against moto, in process: a trusted pipeline's small change waits for the
+//! daily digest, its CRITICAL change does not; a group's quiet period holds changes until it
+//! ends, and setting it is told at once; a digest that cannot be sent keeps every line for the
+//! retry. Time is the handler's clock, set by the test.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_ec2::operation::RequestId;
+use aws_sdk_ec2::types::{IpPermission, IpRange};
+use aws_smithy_types::DateTime;
+use serde_json::{json, Value};
+use sgwatch_handler::context::Clock;
+use sgwatch_handler::process::{handle, Services};
+use sgwatch_handler::settings::Settings;
+use sgwatch_synth::cloudtrail::{self, Call, Identity};
+use sgwatch_synth::{self as synth, Capture};
+use sgwatch_tests::emulator::{Moto, SentEmail, ACCOUNT, REGION};
+use sgwatch_tests::fixture::{self, open, security_group, SENDER, TABLE};
+
+const OWNER: &str = "dept-a@corp.example";
+const DEPT_B: &str = "arn:aws:iam::123456789012:user/dept-b-admin";
+const PIPELINE: &str = "arn:aws:iam::123456789012:role/deploy-pipeline";
+const TRUSTED: &str = "arn:aws:iam::123456789012:role/deploy-*";
+
+/// The scheduled event that sends the digests, as the stack's schedule gives it.
+fn digest_due() -> Value {
+    json!({"source": "sgwatch.digest", "detail-type": "sgwatch digest", "detail": {}})
+}
+
+struct World {
+    moto: Moto,
+    ec2: aws_sdk_ec2::Client,
+    settings: Settings,
+    services: Services,
+    group: String,
+    config: aws_config::SdkConfig,
+    /// Each notification given to the handler, to give it again as SNS may.
+    notified: std::sync::Mutex<Vec<Value>>,
+}
+
+/// Now, as the handler's clock starts.
+fn start() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn rfc3339(secs: u64) -> String {
+    DateTime::from_secs(secs as i64)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap()
+}
+
+async fn world(verify_sender: bool, group_tags: &[(&str, &str)]) -> World {
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    if verify_sender {
+        moto.verify_sender(&config, SENDER).await;
+    }
+    fixture::idempotency_table(&config, TABLE).await;
+    let settings = fixture::settings(&[
+        ("SGWATCH_TRUSTED_PRINCIPALS", TRUSTED),
+        ("SGWATCH_EARLY_WARNING", "off"),
+    ]);
+    let mut services = Services::new(&config, &settings);
+    services.clock = Clock::fixed(start());
+    let ec2 = aws_sdk_ec2::Client::new(&config);
+    let mut tags = vec![("NotifyOnChange", "Yes"), ("OwnerDL", OWNER)];
+    tags.extend_from_slice(group_tags);
+    let group = security_group(&ec2, "dept-a-web", "Department A's web servers", &tags)
+        .await
+        .unwrap();
+    open(&ec2, &group, 80).await.unwrap();
+    World {
+        moto,
+        ec2,
+        settings,
+        services,
+        group,
+        config,
+        notified: std::sync::Mutex::new(Vec::new()),
+    }
+}
+
+/// A rule from `cidr` on `port`.
+fn rule(port: i32, cidr: &str) -> IpPermission {
+    IpPermission::builder()
+        .ip_protocol("tcp")
+        .from_port(port)
+        .to_port(port)
+        .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+        .build()
+}
+
+impl World {
+    /// `who` adds `permissions`; the handler gets the call's CloudTrail event (the actor feed),
+    /// then AWS Config's notification of the change. The handler's report.
+    async fn added_by(&self, who: &str, permissions: &[IpPermission], id: &str) -> Value {
+        let before = synth::describe(&self.ec2, &self.group).await.unwrap();
+        let at = DateTime::from(SystemTime::now());
+        let out = self
+            .ec2
+            .authorize_security_group_ingress()
+            .group_id(&self.group)
+            .set_ip_permissions(Some(permissions.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        let call = Call {
+            event_name: "AuthorizeSecurityGroupIngress".into(),
+            request_parameters: cloudtrail::authorize_ingress_parameters(&self.group, permissions),
+            response_elements: json!({"_return": true}),
+            request_id: out.request_id().unwrap_or("moto").to_owned(),
+            region: REGION.into(),
+            time: at,
+        };
+        let identity = Identity {
+            arn: who.into(),
+            account: ACCOUNT.into(),
+            source_ip: "203.0.113.7".into(),
+            user_agent: "aws-cli/2.15.30".into(),
+        };
+        let feed = cloudtrail::api_call_event(&call, &identity).unwrap();
+        handle(&feed, &self.settings, &self.services).await.unwrap();
+        let after = synth::describe(&self.ec2, &self.group).await.unwrap();
+        self.notify(&before, &after, id).await
+    }
+
+    /// Tags the group `key=value` (a change AWS Config reports with no call in the feed).
+    async fn tagged(&self, key: &str, value: &str, id: &str) -> Value {
+        let before = synth::describe(&self.ec2, &self.group).await.unwrap();
+        self.ec2
+            .create_tags()
+            .resources(&self.group)
+            .tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let after = synth::describe(&self.ec2, &self.group).await.unwrap();
+        self.notify(&before, &after, id).await
+    }
+
+    async fn notify(&self, before: &Value, after: &Value, id: &str) -> Value {
+        let capture = Capture {
+            account: ACCOUNT.into(),
+            region: REGION.into(),
+            time: DateTime::from(SystemTime::now() + Duration::from_secs(2)),
+        };
+        let item = synth::item_change(Some(before), Some(after), &capture).unwrap();
+        let event = fixture::sns(&item, id);
+        self.notified.lock().unwrap().push(event.clone());
+        self.again(&event).await
+    }
+
+    /// `event` to the handler; its report.
+    async fn again(&self, event: &Value) -> Value {
+        let report = handle(event, &self.settings, &self.services)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        serde_json::to_value(report).unwrap()
+    }
+
+    /// The stack's daily schedule fires; the handler's report, or its error.
+    async fn digest_due(&self) -> Result<Value, String> {
+        handle(&digest_due(), &self.settings, &self.services)
+            .await
+            .map(|r| serde_json::to_value(r).unwrap())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn owner_mail(&self) -> Vec<SentEmail> {
+        self.moto
+            .ses_messages()
+            .await
+            .into_iter()
+            .filter(|m| m.destinations == [OWNER])
+            .collect()
+    }
+
+    /// The lines held for the owner, as stored.
+    async fn held(&self) -> Vec<String> {
+        let table = self.services.dedupe.as_ref().unwrap();
+        sgwatch_handler::held::held(table, OWNER).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn a_trusted_pipelines_small_change_waits_for_the_digest_and_its_critical_one_does_not() {
+    let w = world(true, &[]).await;
+    let report = w
+        .added_by(PIPELINE, &[rule(22, "10.0.0.0/8")], "config-pipeline-ssh")
+        .await;
+    assert_eq!(report["held"], 1, "{report}");
+    assert_eq!(report["sent"], 0, "{report}");
+    assert!(w.owner_mail().await.is_empty());
+    assert_eq!(w.held().await.len(), 1);
+
+    // The same pipeline opens RDP to the world: CRITICAL is never delayed.
+    let report = w
+        .added_by(PIPELINE, &[rule(3389, "0.0.0.0/0")], "config-pipeline-rdp")
+        .await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    let text = mail[0].text.as_deref().unwrap();
+    assert!(mail[0]
+        .subject
+        .as_deref()
+        .unwrap()
+        .starts_with("[sgwatch CRITICAL]"));
+    assert!(
+        text.contains(&format!("Made by a trusted principal (pattern {TRUSTED}).")),
+        "{text}"
+    );
+
+    // A redelivery of the held change holds nothing twice.
+    let first = w.notified.lock().unwrap()[0].clone();
+    let report = w.again(&first).await;
+    assert_eq!(report["skipped"], 1, "{report}");
+    assert_eq!(w.held().await.len(), 1);
+
+    // The schedule fires: one digest, with the held change's line.
+    let report = w.digest_due().await.unwrap();
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 2, "{mail:#?}");
+    let digest = &mail[1];
+    assert_eq!(
+        digest.subject.as_deref(),
+        Some("[sgwatch digest] 1 change to 1 security group")
+    );
+    let text = digest.text.as_deref().unwrap();
+    assert!(
+        text.contains(&format!("{} (dept-a-web) in {ACCOUNT}/{REGION}", w.group)),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "LOW +ingress tcp/22 from 10.0.0.0/8, by {PIPELINE}"
+        )) && text.contains(&format!(
+            "(made by a trusted principal (pattern {TRUSTED}) and below HIGH)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("#SecurityGroup:groupId={}", w.group)),
+        "{text}"
+    );
+    // Sent, the lines are gone: the next day's schedule sends nothing.
+    assert!(w.held().await.is_empty());
+    let report = w.digest_due().await.unwrap();
+    assert_eq!(report["sent"], 0, "{report}");
+    assert_eq!(w.owner_mail().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_quiet_period_holds_changes_until_it_ends_and_setting_it_is_told_at_once() {
+    let w = world(true, &[]).await;
+    let t0 = w.services.clock.now_secs();
+    let until = rfc3339(t0 + 2 * 3600);
+    // Department B quiets Department A's group: Department A hears of it at once.
+    let report = w
+        .tagged("sgwatch:quiet-until", &until, "config-quiet")
+        .await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    let text = mail[0].text.as_deref().unwrap();
+    assert!(
+        text.contains(&format!("This group is quiet until {until} (sgwatch:quiet-until): changes below CRITICAL are held until then and sent as a digest.")),
+        "{text}"
+    );
+
+    // During the quiet: MySQL open to the world (HIGH) is held; RDP (CRITICAL) is not.
+    let report = w
+        .added_by(DEPT_B, &[rule(3306, "0.0.0.0/0")], "config-mysql")
+        .await;
+    assert_eq!(report["held"], 1, "{report}");
+    let report = w
+        .added_by(DEPT_B, &[rule(3389, "0.0.0.0/0")], "config-rdp")
+        .await;
+    assert_eq!(report["sent"], 1, "{report}");
+    assert_eq!(w.owner_mail().await.len(), 2);
+
+    // An hour in, the day's digest holds nothing due: the quiet has not ended.
+    w.services.clock.set(t0 + 3600);
+    let report = w.digest_due().await.unwrap();
+    assert_eq!(report["sent"], 0, "{report}");
+    assert_eq!(w.owner_mail().await.len(), 2);
+    assert_eq!(w.held().await.len(), 1);
+
+    // After it, the held change goes in the digest.
+    w.services.clock.set(t0 + 3 * 3600);
+    let report = w.digest_due().await.unwrap();
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 3, "{mail:#?}");
+    let text = mail[2].text.as_deref().unwrap();
+    assert!(
+        text.contains(&format!(
+            "HIGH +ingress tcp/3306 from 0.0.0.0/0, by {DEPT_B}"
+        )) && text.contains(&format!(
+            "(the group is quiet until {until} (sgwatch:quiet-until))"
+        )),
+        "{text}"
+    );
+    assert!(w.held().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_quiet_period_more_than_30_days_ahead_is_refused_and_told() {
+    let w = world(true, &[]).await;
+    let t0 = w.services.clock.now_secs();
+    let until = rfc3339(t0 + 40 * 24 * 3600);
+    w.tagged("sgwatch:quiet-until", &until, "config-quiet-far")
+        .await;
+    let report = w
+        .added_by(DEPT_B, &[rule(3306, "0.0.0.0/0")], "config-mysql")
+        .await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 2, "{mail:#?}");
+    for m in &mail {
+        let text = m.text.as_deref().unwrap();
+        assert!(
+            text.contains(&format!("sgwatch:quiet-until asks for quiet until {until}, more than 30 days ahead: refused, so every change is told as usual.")),
+            "{text}"
+        );
+    }
+    assert!(w.held().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_digest_that_cannot_be_sent_keeps_every_line_for_the_retry() {
+    // SES refuses the sender until it is verified: holding needs no SES, the digest does.
+    let w = world(false, &[]).await;
+    w.added_by(PIPELINE, &[rule(22, "10.0.0.0/8")], "config-ssh")
+        .await;
+    w.added_by(PIPELINE, &[rule(8080, "10.1.0.0/16")], "config-8080")
+        .await;
+    assert_eq!(w.held().await.len(), 2);
+    let err = w.digest_due().await.unwrap_err();
+    assert!(
+        err.contains("digests not sent, kept for the retry"),
+        "{err}"
+    );
+    assert_eq!(
+        w.held().await.len(),
+        2,
+        "nothing is lost when the digest fails"
+    );
+    assert!(w.owner_mail().await.is_empty());
+
+    // Lambda's retry, once SES accepts the sender: one digest with both.
+    w.moto.verify_sender(&w.config, SENDER).await;
+    let report = w.digest_due().await.unwrap();
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    assert_eq!(
+        mail[0].subject.as_deref(),
+        Some("[sgwatch digest] 2 changes to 1 security group")
+    );
+    assert!(w.held().await.is_empty());
+}
