@@ -420,6 +420,82 @@ def _key_as_specified(cls, resource_name, cloudformation_json, account_id, regio
 KmsKey.create_from_cloudformation_json = classmethod(_key_as_specified)
 
 
+# moto's CloudFormation knows no AWS::Scheduler::Schedule (its Scheduler API makes schedules, but
+# a template's are skipped, and a GetAtt of one fails the stack). Bridge "schedules in
+# CloudFormation": the resource makes the schedule through moto's Scheduler backend, named as
+# CloudFormation names what a template leaves unnamed, and answers GetAtt Arn. moto runs no
+# schedule: nothing is invoked at its time.
+from moto.scheduler.models import scheduler_backends
+
+
+class _Schedule(CloudFormationModel):
+    __module__ = "moto.scheduler.schedule"
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    @staticmethod
+    def cloudformation_name_type():
+        return "Name"
+
+    @staticmethod
+    def cloudformation_type():
+        return "AWS::Scheduler::Schedule"
+
+    @classmethod
+    def has_cfn_attr(cls, attr):
+        return attr == "Arn"
+
+    @property
+    def physical_resource_id(self):
+        return self.schedule.name
+
+    def get_cfn_attribute(self, attribute_name):
+        return self.schedule.arn
+
+    @staticmethod
+    def _create(name, props, account_id, region_name):
+        return scheduler_backends[account_id][region_name].create_schedule(
+            description=props.get("Description"),
+            end_date=props.get("EndDate"),
+            flexible_time_window=props.get("FlexibleTimeWindow", {"Mode": "OFF"}),
+            group_name=props.get("GroupName"),
+            kms_key_arn=props.get("KmsKeyArn"),
+            name=name,
+            schedule_expression=props["ScheduleExpression"],
+            schedule_expression_timezone=props.get("ScheduleExpressionTimezone"),
+            start_date=props.get("StartDate"),
+            state=props.get("State", "ENABLED"),
+            target=props["Target"],
+            action_after_completion=None,
+        )
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name, **kwargs):
+        props = cloudformation_json["Properties"]
+        name = props.get("Name") or resource_name
+        return cls(cls._create(name, props, account_id, region_name))
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource, new_resource_name,
+                                        cloudformation_json, account_id, region_name):
+        props = cloudformation_json["Properties"]
+        backend = scheduler_backends[account_id][region_name]
+        name = original_resource.schedule.name
+        with contextlib.suppress(Exception):
+            backend.delete_schedule(props.get("GroupName"), name)
+        return cls(cls._create(name, props, account_id, region_name))
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id,
+                                        region_name):
+        props = cloudformation_json["Properties"]
+        with contextlib.suppress(Exception):
+            scheduler_backends[account_id][region_name].delete_schedule(
+                props.get("GroupName"), resource_name)
+
+
 # With IAM enforced (INITIAL_NO_AUTH_ACTION_COUNT), moto authorises every non-S3 request against
 # the resource "*" and no condition keys, so a statement naming a table or an SES identity never
 # matches, and one with a condition always denies. Bridge "resource ARNs": for the calls the

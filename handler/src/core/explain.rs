@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use crate::core::autorevert::{self, AutoRevert, Mode, Verdict};
+use crate::core::quiet::{self, Quiet, Routed};
 use crate::core::remedy::Remedy;
 use crate::core::trust::{trusted_by, Pattern};
 use serde_json::Value;
@@ -59,6 +60,9 @@ pub struct ExplainedDecision {
     /// What auto-revert would do, when it is set (`--auto-revert shadow|on`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_revert: Option<ExplainedAutoRevert>,
+    /// Where the email would go (`now`, `digest` or `held`) and why, for a change that notifies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<Routed>,
 }
 
 /// What auto-revert would do with a change.
@@ -82,6 +86,10 @@ pub struct ExplainedAutoRevert {
 pub struct Acting {
     pub auto_revert: AutoRevert,
     pub trusted: Vec<Pattern>,
+    /// The noise controls: where each change would go.
+    pub quiet: Quiet,
+    /// The time quiet periods are judged at (epoch seconds); without it, no route is shown.
+    pub now: Option<u64>,
 }
 
 /// The actor line `explain` renders, since it looks nothing up.
@@ -247,6 +255,21 @@ fn explain_analysis(
     } else {
         ActorLookup::Feed(found.clone())
     };
+    let route = acting.now.filter(|_| d.notify).map(|now| {
+        let deciding = [policy.notify_tag.as_str(), policy.owner_tag.as_str()];
+        let change = quiet::Change {
+            severity: d.analysis.severity,
+            tags: &d.analysis.tags,
+            tags_before: &d.analysis.previous_tags,
+            deciding_tags: &deciding,
+            actor: &actor,
+        };
+        quiet::route(&acting.quiet, &acting.trusted, &change, now)
+    });
+    let mut d = d;
+    if let Some(r) = &route {
+        d.notes.extend(r.notes.iter().cloned());
+    }
     let email = d.notify.then(|| render(&d, &actor));
     let auto = &acting.auto_revert;
     let auto_revert = (d.notify && auto.mode != Mode::Off).then(|| {
@@ -274,6 +297,7 @@ fn explain_analysis(
         actor: d.notify.then(|| actor_text(&actor)),
         callers: found,
         auto_revert,
+        route,
         ..explained(message_type, &d, email.as_ref())
     }))
 }

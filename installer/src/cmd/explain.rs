@@ -29,9 +29,15 @@ pub struct ExplainArgs {
     /// The lowest severity auto-revert acts on (default critical; SGWATCH_AUTO_REVERT_AT)
     #[arg(long, value_name = "SEVERITY")]
     pub auto_revert_at: Option<String>,
-    /// A principal whose changes auto-revert never undoes (repeatable; SGWATCH_TRUSTED_PRINCIPALS). Only the API calls in the input name a change's actor
+    /// A principal whose changes auto-revert never undoes and whose changes below HIGH go to the digest (repeatable; SGWATCH_TRUSTED_PRINCIPALS). Only the API calls in the input name a change's actor
     #[arg(long = "trusted-principal", value_name = "PATTERN")]
     pub trusted_principals: Vec<String>,
+    /// Say which changes go to the daily digest: off (default), info or low (the function's SGWATCH_DIGEST)
+    #[arg(long, value_name = "off|info|low")]
+    pub digest: Option<String>,
+    /// Judge quiet periods (sgwatch:quiet-until) at this RFC 3339 time instead of now
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// A bare Config message, an SNS event or an EventBridge event; `-` reads standard input
     #[arg(value_name = "FILE|-")]
     pub input: PathBuf,
@@ -78,12 +84,31 @@ pub fn run(args: &ExplainArgs) -> Result<Explanation, crate::Error> {
         "SGWATCH_AUTO_REVERT" => args.auto_revert.clone(),
         "SGWATCH_AUTO_REVERT_AT" => args.auto_revert_at.clone(),
         "SGWATCH_TRUSTED_PRINCIPALS" => Some(args.trusted_principals.join(",")),
+        "SGWATCH_DIGEST" => args.digest.clone(),
         _ => None,
     })
     .map_err(InvalidSetting::from)?;
+    let now = match &args.at {
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        Some(at) => aws_smithy_types::DateTime::from_str(
+            at,
+            aws_smithy_types::date_time::Format::DateTimeWithOffset,
+        )
+        .ok()
+        .and_then(|t| u64::try_from(t.secs()).ok())
+        .ok_or_else(|| InvalidSetting::Invalid {
+            flag: "--at".to_owned(),
+            value: at.clone(),
+            why: "expected an RFC 3339 time such as 2026-12-24T18:00:00Z".to_owned(),
+        })?,
+    };
     let acting = Acting {
         auto_revert: settings.auto_revert,
         trusted: settings.trusted_principals,
+        quiet: settings.quiet,
+        now: Some(now),
     };
     let mut text = String::new();
     if args.input.as_os_str() == "-" {

@@ -17,7 +17,7 @@ use crate::deploy::baseline::{self, Exposed};
 use crate::deploy::observe::{self, Observed};
 use crate::deploy::plan::{self, Plan, Step};
 pub use crate::deploy::wanted::InstallArgs;
-use crate::deploy::wanted::{AutoRevertMode, Wanted};
+use crate::deploy::wanted::{AutoRevertMode, DigestLevel, Wanted};
 use crate::deploy::{actor_feed, apply, package, stack};
 
 /// What install did (or plan would do).
@@ -39,6 +39,46 @@ pub struct Report {
     pub baseline: Vec<Exposed>,
     /// What acts on alerts: the owners' links and auto-revert.
     pub acting: Acting,
+    /// The noise controls: the daily digest and when it goes.
+    pub quiet: Quiet,
+}
+
+/// The daily digest, as install deploys it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quiet {
+    /// `off`, `info` or `low`.
+    pub digest: &'static str,
+    /// `HH:MM`.
+    pub digest_at: String,
+    pub digest_timezone: String,
+}
+
+impl Quiet {
+    fn of(args: &InstallArgs) -> Quiet {
+        let (h, m) = args.digest_at.unwrap_or((8, 0));
+        Quiet {
+            digest: args.digest.map_or("off", DigestLevel::as_str),
+            digest_at: format!("{h:02}:{m:02}"),
+            digest_timezone: args
+                .digest_timezone
+                .clone()
+                .unwrap_or_else(|| "UTC".to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for Quiet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = match self.digest {
+            "off" => String::new(),
+            level => format!("{} and below, ", level.to_ascii_uppercase()),
+        };
+        write!(
+            f,
+            "daily digest at {} {}: {level}trusted principals' changes below HIGH, and quiet periods' below CRITICAL",
+            self.digest_at, self.digest_timezone
+        )
+    }
 }
 
 /// The owners' links and auto-revert, as install deploys them.
@@ -114,6 +154,7 @@ impl std::fmt::Display for Report {
             }
         }
         writeln!(f, "{}", self.acting)?;
+        writeln!(f, "{}", self.quiet)?;
         if !self.baseline_until.is_empty() {
             writeln!(
                 f,
@@ -192,6 +233,21 @@ async fn observe_and_plan(
     if args.trusted_principals.is_none() {
         args.trusted_principals = deployed.get("TrustedPrincipals").cloned().map(|v| vec![v]);
     }
+    // The digest stays as deployed unless the flags say otherwise.
+    if args.digest.is_none() {
+        args.digest = deployed
+            .get("Digest")
+            .and_then(|v| DigestLevel::from_str(v, true).ok());
+    }
+    if args.digest_at.is_none() {
+        let part = |name: &str| deployed.get(name).and_then(|v| v.parse::<u8>().ok());
+        if let (Some(h), Some(m)) = (part("DigestHour"), part("DigestMinute")) {
+            args.digest_at = Some((h, m));
+        }
+    }
+    if args.digest_timezone.is_none() {
+        args.digest_timezone = deployed.get("DigestTimezone").cloned();
+    }
     let wanted = Wanted {
         args,
         checked,
@@ -223,6 +279,7 @@ fn report(verb: &'static str, place: &Place, wanted: &Wanted, plan: Plan) -> Rep
         warnings: plan.warnings,
         baseline: Vec::new(),
         acting: Acting::of(&wanted.args),
+        quiet: Quiet::of(&wanted.args),
     }
 }
 

@@ -629,6 +629,9 @@ fn install_args(t: &Target, arch: package::Arch, zip: Option<PathBuf>) -> Instal
         auto_revert: None,
         auto_revert_at: None,
         trusted_principals: None,
+        digest: None,
+        digest_at: None,
+        digest_timezone: None,
         hub: None,
     }
 }

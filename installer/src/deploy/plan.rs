@@ -16,7 +16,7 @@ use crate::deploy::observe::{Installed, Observed, Topic};
 use crate::deploy::recorder::{self, Found, Owned, Want};
 use crate::deploy::stack::{self, Deployed, Source, StackError, StackOutputs};
 use crate::deploy::topic;
-use crate::deploy::wanted::{Checked, InstallArgs, InstallError, Wanted};
+use crate::deploy::wanted::{Checked, DigestLevel, InstallArgs, InstallError, Wanted};
 
 /// The stack's change: created, or updated through a change set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,6 +358,24 @@ fn parameters(
                 .unwrap_or(sgwatch_handler::severity::Severity::Critical)
                 .as_str()
                 .to_owned(),
+        ),
+        (
+            "Digest",
+            args.digest.map_or("off", DigestLevel::as_str).to_owned(),
+        ),
+        (
+            "DigestHour",
+            args.digest_at.map_or(8, |(h, _)| h).to_string(),
+        ),
+        (
+            "DigestMinute",
+            args.digest_at.map_or(0, |(_, m)| m).to_string(),
+        ),
+        (
+            "DigestTimezone",
+            args.digest_timezone
+                .clone()
+                .unwrap_or_else(|| "UTC".to_owned()),
         ),
         (
             "TrustedPrincipals",
@@ -796,6 +814,9 @@ mod tests {
             auto_revert: None,
             auto_revert_at: None,
             trusted_principals: None,
+            digest: None,
+            digest_at: None,
+            digest_timezone: None,
             hub: None,
         };
         let checked = args.check().expect("valid flags");

@@ -76,6 +76,20 @@ pub struct InstallArgs {
     /// an empty value clears the list
     #[arg(long = "trusted-principal", value_name = "PATTERN")]
     pub trusted_principals: Option<Vec<String>>,
+    /// Changes at or below this severity go to each recipient's daily digest instead of an
+    /// email each (default: as deployed, else off). A trusted principal's changes below HIGH
+    /// and a group's changes during its sgwatch:quiet-until period below CRITICAL go to the
+    /// digest whatever this says
+    #[arg(long, value_enum, value_name = "off|info|low")]
+    pub digest: Option<DigestLevel>,
+    /// When the daily digest is sent, as HH:MM in --digest-timezone (default: as deployed, else
+    /// 08:00)
+    #[arg(long, value_name = "HH:MM", value_parser = parse_time_of_day)]
+    pub digest_at: Option<(u8, u8)>,
+    /// The time zone of --digest-at, an IANA name such as Europe/Paris (default: as deployed,
+    /// else UTC)
+    #[arg(long, value_name = "ZONE", value_parser = parse_time_zone)]
+    pub digest_timezone: Option<String>,
     /// Set by `sgwatch hub install`: this stack is the organization's hub.
     #[arg(skip)]
     pub hub: Option<Hub>,
@@ -99,6 +113,56 @@ impl AutoRevertMode {
             AutoRevertMode::Shadow => "shadow",
             AutoRevertMode::On => "on",
         }
+    }
+}
+
+/// `--digest`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestLevel {
+    Off,
+    Info,
+    Low,
+}
+
+impl DigestLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestLevel::Off => "off",
+            DigestLevel::Info => "info",
+            DigestLevel::Low => "low",
+        }
+    }
+}
+
+/// `HH:MM`, 00:00 to 23:59.
+pub fn parse_time_of_day(v: &str) -> Result<(u8, u8), String> {
+    let parsed = v.split_once(':').and_then(|(h, m)| {
+        let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+        (two_digits(h) && two_digits(m)).then_some(())?;
+        Some((h.parse::<u8>().ok()?, m.parse::<u8>().ok()?))
+    });
+    match parsed {
+        Some((h, m)) if h < 24 && m < 60 => Ok((h, m)),
+        _ => Err(format!("{v:?} is not a time of day as HH:MM, e.g. 08:00")),
+    }
+}
+
+/// An IANA time zone name as EventBridge Scheduler takes it (its shape: the zone itself is
+/// checked by Scheduler when the stack is deployed).
+pub fn parse_time_zone(v: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&v.len())
+        && v.starts_with(|c: char| c.is_ascii_alphabetic())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-/".contains(c));
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(format!(
+            "{v:?} is not a time zone name: give an IANA name such as UTC, Europe/Paris or America/New_York"
+        ))
     }
 }
 

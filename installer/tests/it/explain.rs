@@ -342,3 +342,56 @@ fn explain_says_what_auto_revert_would_do_and_refuses_a_mode_it_does_not_know() 
         String::from_utf8_lossy(&untrusting.stderr)
     );
 }
+
+#[test]
+fn explain_says_where_each_change_would_go_now_in_the_digest_or_held() {
+    let rdp = std::fs::read_to_string(fixture("rdp-opened.json")).unwrap();
+    // The same change from a private range: LOW.
+    let low = rdp.replace("0.0.0.0/0", "10.0.0.0/8");
+    let route = |input: &str, args: &[&str]| {
+        let mut all = vec!["explain"];
+        all.extend_from_slice(args);
+        all.push("-");
+        let out = sgwatch(&all, Some(input));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json(&out)[0]["route"].clone()
+    };
+    assert_eq!(
+        route(&rdp, &["--digest", "low"]),
+        serde_json::json!({"route": "now", "why": "CRITICAL is never delayed"})
+    );
+    assert_eq!(
+        route(&low, &["--digest", "low"]),
+        serde_json::json!({"route": "digest", "why": "LOW is at or below the digest level (low)"})
+    );
+    assert_eq!(
+        route(&low, &[]),
+        serde_json::json!({"route": "now", "why": "no noise control holds it"})
+    );
+    // A group quiet until a time: held before it, judged at --at.
+    let quiet = low.replacen(
+        "\"NotifyOnChange\": \"Yes\",",
+        "\"NotifyOnChange\": \"Yes\", \"sgwatch:quiet-until\": \"2026-12-24T18:00:00Z\",",
+        1,
+    );
+    assert_ne!(quiet, low, "the fixture's tags moved");
+    let held = route(&quiet, &["--at", "2026-12-24T08:00:00Z"]);
+    assert_eq!(held["route"], "held", "{held}");
+    assert_eq!(held["not_before"], 1_798_135_200_u64, "{held}");
+    assert_eq!(
+        route(&quiet, &["--at", "2026-12-25T08:00:00Z"])["route"],
+        "now"
+    );
+    let bad = sgwatch(&["explain", "--digest", "medium", "-"], Some(&low));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains("--digest \"medium\" is invalid: expected low, info or off"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
