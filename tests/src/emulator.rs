@@ -233,6 +233,24 @@ impl Moto {
         })
     }
 
+    /// An EventBridge Scheduler call (`GET /schedules` lists them, `GET /schedules/NAME` gets
+    /// one), as its JSON answer: the tests build no Scheduler client for these calls.
+    pub async fn scheduler_get(&self, path: &str) -> serde_json::Value {
+        let endpoint = self.endpoint.clone();
+        let head = format!(
+            "GET {path} HTTP/1.0\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential=test/20260101/{REGION}/scheduler/aws4_request, SignedHeaders=host, \
+             Signature=0\r\n"
+        );
+        let path = path.to_owned();
+        let body = tokio::task::spawn_blocking(move || http(&endpoint, &head, ""))
+            .await
+            .expect("the HTTP GET task panicked")
+            .unwrap_or_else(|e| panic!("Scheduler GET {path} from moto: {e}"));
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("moto's Scheduler answer is not JSON ({e}): {body}"))
+    }
+
     /// Waits up to `timeout` until moto has accepted at least `count` emails (they come from a
     /// handler running in another process), then returns them all. Panics on timeout.
     pub async fn wait_for_ses_messages(&self, count: usize, timeout: Duration) -> Vec<SentEmail> {

@@ -338,6 +338,7 @@ mod tests {
                 at: Severity::Critical,
             },
             trusted: crate::core::trust::parse("arn:aws:iam::123456789012:user/*").unwrap(),
+            ..Acting::default()
         };
         let out = serde_json::to_value(explain_acting(
             &fixture("rdp-opened.json"),

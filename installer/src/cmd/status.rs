@@ -149,6 +149,7 @@ pub const LINKS: &[fn(&Seen) -> Vec<Check>] = &[
     ses_link,
     roles_link,
     acting_link,
+    quiet_link,
     failures_link,
     record_link,
 ];
@@ -909,6 +910,42 @@ fn acting_link(seen: &Seen) -> Vec<Check> {
         });
     }
     out
+}
+
+/// The noise controls: the digest level, when the daily digest goes, and its schedule.
+fn quiet_link(seen: &Seen) -> Vec<Check> {
+    if seen.deployed.is_none() {
+        return Vec::new();
+    }
+    let all = &seen.params().all;
+    let part = |name: &str, default: u8| {
+        all.get(name)
+            .and_then(|v| v.parse::<u8>().ok())
+            .unwrap_or(default)
+    };
+    let at = format!(
+        "{:02}:{:02} {}",
+        part("DigestHour", 8),
+        part("DigestMinute", 0),
+        all.get("DigestTimezone").map_or("UTC", String::as_str)
+    );
+    let level = match all.get("Digest").map_or("off", String::as_str) {
+        "off" => String::new(),
+        level => format!("{} and below, ", level.to_ascii_uppercase()),
+    };
+    let held = format!(
+        "{level}trusted principals' changes below HIGH, and quiet periods' (tag sgwatch:quiet-until) below CRITICAL"
+    );
+    vec![match &seen.outputs().digest_schedule_name {
+        Some(name) => Check::ok(
+            "daily digest",
+            format!("at {at} by schedule {name}: {held}"),
+        ),
+        None => Check::fail(
+            "daily digest",
+            format!("the stack lists no digest schedule, so changes held for the digest ({held}) are never sent: run install again"),
+        ),
+    }]
 }
 
 /// One line for a role's simulation: ok, one FAIL per denied action, or a warning when IAM could

@@ -692,7 +692,7 @@ async fn install_with_act_links_deploys_act_its_url_its_key_and_a_narrow_role() 
 
 /// An IAM policy document as GetRolePolicy returns it: URL-encoded JSON. (moto answers a role's
 /// inline policy from a template as Python writes a dict, single-quoted: read as JSON too.)
-fn urlencoding_decode(text: &str) -> String {
+pub(crate) fn urlencoding_decode(text: &str) -> String {
     let decoded =
         sgwatch_handler::core::page::form_value(&format!("x={}", text.replace('+', "%2B")), "x")
             .unwrap_or_else(|| text.to_owned());

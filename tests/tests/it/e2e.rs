@@ -226,6 +226,16 @@ async fn department_a_is_told_when_department_b_opens_rdp_and_teardown_leaves_no
         "{}",
         status.stdout
     );
+    // The daily digest and its schedule.
+    assert!(
+        status
+            .stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("ok    daily digest")
+                && l.contains("at 08:00 UTC by schedule sgwatch-DigestSchedule")),
+        "{}",
+        status.stdout
+    );
     for line in status.stdout.lines().skip(1) {
         let line = line.trim_start();
         assert!(

@@ -368,3 +368,141 @@ async fn a_digest_that_cannot_be_sent_keeps_every_line_for_the_retry() {
     );
     assert!(w.held().await.is_empty());
 }
+
+/// `install --digest low --digest-at 18:30 --digest-timezone Europe/Paris` deploys the handler
+/// with the digest level and a daily schedule at that time and zone that invokes it, through a
+/// role that may invoke only it; a re-run without the flags keeps them; a time of day that is
+/// none is refused before anything is deployed.
+#[tokio::test(flavor = "multi_thread")]
+async fn install_with_a_digest_deploys_its_daily_schedule_and_keeps_it() {
+    use sgwatch_tests::cli::{sgwatch, Programs};
+    use sgwatch_tests::inventory::deployed_function_env;
+
+    let programs = Programs::build_for("quiet-install");
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, SENDER).await;
+    let zip = programs.handler_zip().unwrap().display().to_string();
+    let install = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            "--sender",
+            SENDER,
+            "--handler-zip",
+            &zip,
+            "--arch",
+            "x86_64",
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| {
+        let (programs, moto) = (&programs, &moto);
+        async move {
+            sgwatch(
+                programs,
+                moto,
+                &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let refused = run(install(&["--digest-at", "25:00"])).await;
+    assert!(!refused.success());
+    assert!(
+        refused
+            .stderr
+            .contains("\"25:00\" is not a time of day as HH:MM, e.g. 08:00"),
+        "{}",
+        refused.stderr
+    );
+    let cf = aws_sdk_cloudformation::Client::new(&config);
+    assert!(cf
+        .describe_stacks()
+        .send()
+        .await
+        .unwrap()
+        .stacks()
+        .is_empty());
+
+    let first = run(install(&[
+        "--digest",
+        "low",
+        "--digest-at",
+        "18:30",
+        "--digest-timezone",
+        "Europe/Paris",
+    ]))
+    .await;
+    assert!(first.success(), "{}\n{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains("daily digest at 18:30 Europe/Paris: LOW and below, trusted principals' changes below HIGH, and quiet periods' below CRITICAL"),
+        "{}",
+        first.stdout
+    );
+    // Again without the flags: as deployed.
+    let again = run(install(&[])).await;
+    assert!(again.success(), "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        again
+            .stdout
+            .contains("daily digest at 18:30 Europe/Paris: LOW and below"),
+        "{}",
+        again.stdout
+    );
+
+    let env = deployed_function_env(&config).await.unwrap();
+    assert_eq!(env["SGWATCH_DIGEST"], "low");
+    // moto answers no DescribeStackResource for this stack: the schedule is the account's one.
+    let listed = moto.scheduler_get("/schedules").await;
+    let names: Vec<&str> = listed["Schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["Name"].as_str())
+        .collect();
+    assert!(
+        names.len() == 1 && names[0].contains("DigestSchedule"),
+        "{listed}"
+    );
+    let schedule = moto
+        .scheduler_get(&format!("/schedules/{}", names[0]))
+        .await;
+    assert_eq!(schedule["ScheduleExpression"], "cron(30 18 * * ? *)");
+    assert_eq!(schedule["ScheduleExpressionTimezone"], "Europe/Paris");
+    assert_eq!(schedule["State"], "ENABLED");
+    let target = &schedule["Target"];
+    let function = aws_sdk_lambda::Client::new(&config)
+        .get_function_configuration()
+        .function_name("sgwatch-handler")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(target["Arn"].as_str(), function.function_arn());
+    assert!(sgwatch_handler::digest::is_due(
+        &serde_json::from_str(target["Input"].as_str().unwrap()).unwrap()
+    ));
+    // Its role may invoke the handler and nothing else.
+    let role = target["RoleArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let iam = aws_sdk_iam::Client::new(&config);
+    let policy = iam
+        .get_role_policy()
+        .role_name(role)
+        .policy_name("invoke-handler")
+        .send()
+        .await
+        .unwrap();
+    let doc: Value =
+        serde_json::from_str(&crate::act::urlencoding_decode(policy.policy_document())).unwrap();
+    let statements = doc["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{doc}");
+    assert_eq!(statements[0]["Action"], "lambda:InvokeFunction");
+    assert_eq!(statements[0]["Resource"].as_str(), function.function_arn());
+}

@@ -301,6 +301,15 @@ fn parameters_match_the_installer_contract() {
         ),
         ("AdoptedTopicArn", "String", Some(json!("")), None),
         ("LogRetentionDays", "Number", Some(json!(30)), None),
+        (
+            "Digest",
+            "String",
+            Some(json!("off")),
+            Some(&["off", "info", "low"]),
+        ),
+        ("DigestHour", "Number", Some(json!(8)), None),
+        ("DigestMinute", "Number", Some(json!(0)), None),
+        ("DigestTimezone", "String", Some(json!("UTC")), None),
     ];
     let params = template()["Parameters"]
         .as_object()
@@ -381,6 +390,8 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("ActUrl", "AWS::Lambda::Url"),
         ("ActUrlPermission", "AWS::Lambda::Permission"),
         ("ActInvokePermission", "AWS::Lambda::Permission"),
+        ("DigestSchedulerRole", "AWS::IAM::Role"),
+        ("DigestSchedule", "AWS::Scheduler::Schedule"),
     ];
     for (id, kind) in expected {
         assert_eq!(resource(id)["Type"], kind, "type of {id}");
@@ -410,6 +421,7 @@ fn outputs_match_the_installer_contract() {
         ("SenderIdentity", r#ref("SenderIdentity")),
         ("ActorFeedRuleName", r#ref("ActorFeedRule")),
         ("AlarmTopicArn", r#ref("AlarmTopic")),
+        ("DigestScheduleName", r#ref("DigestSchedule")),
     ];
     for (name, value) in expected {
         assert_eq!(template()["Outputs"][name]["Value"], value, "output {name}");
@@ -1107,6 +1119,7 @@ fn function_gets_every_setting_from_the_parameters() {
         ),
         ("SGWATCH_AUTO_REVERT_AT", r#ref("AutoRevertAt")),
         ("SGWATCH_TRUSTED_PRINCIPALS", r#ref("TrustedPrincipals")),
+        ("SGWATCH_DIGEST", r#ref("Digest")),
         ("RUST_LOG", json!("info")),
     ];
     for (name, value) in &expected {
@@ -1992,4 +2005,26 @@ fn auto_revert_and_act_revoke_only_on_groups_that_opt_in() {
     );
     assert_eq!(props("LinkKey")["KeySpec"], "HMAC_256");
     assert_eq!(props("LinkKey")["KeyUsage"], "GENERATE_VERIFY_MAC");
+}
+
+#[test]
+fn the_digest_schedule_invokes_only_the_handler_daily_at_the_chosen_time_and_zone() {
+    assert_service_trust("DigestSchedulerRole", "scheduler.amazonaws.com");
+    let allows = role_allows("DigestSchedulerRole");
+    assert_eq!(allows.len(), 1, "{allows:?}");
+    assert_eq!(actions(allows[0]), ["lambda:InvokeFunction"]);
+    assert_eq!(allows[0]["Resource"], get_att("Function", "Arn"));
+    let p = props("DigestSchedule");
+    assert_eq!(
+        p["ScheduleExpression"],
+        sub("cron(${DigestMinute} ${DigestHour} * * ? *)")
+    );
+    assert_eq!(p["ScheduleExpressionTimezone"], r#ref("DigestTimezone"));
+    assert_eq!(p["Target"]["Arn"], get_att("Function", "Arn"));
+    assert_eq!(
+        p["Target"]["RoleArn"],
+        get_att("DigestSchedulerRole", "Arn")
+    );
+    let input: Value = serde_json::from_str(p["Target"]["Input"].as_str().unwrap()).unwrap();
+    assert!(sgwatch_handler::digest::is_due(&input), "{input}");
 }

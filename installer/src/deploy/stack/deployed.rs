@@ -248,6 +248,8 @@ pub struct StackOutputs {
     pub act_url: Option<String>,
     pub act_role_arn: Option<String>,
     pub link_key_arn: Option<String>,
+    /// The daily digest's EventBridge Scheduler schedule.
+    pub digest_schedule_name: Option<String>,
 }
 
 impl StackOutputs {
@@ -271,6 +273,7 @@ impl StackOutputs {
         act_url: None,
         act_role_arn: None,
         link_key_arn: None,
+        digest_schedule_name: None,
     };
 
     /// The outputs from their names and values.
@@ -295,6 +298,7 @@ impl StackOutputs {
             act_url: take("ActUrl"),
             act_role_arn: take("ActRoleArn"),
             link_key_arn: take("LinkKeyArn"),
+            digest_schedule_name: take("DigestScheduleName"),
         }
     }
 
