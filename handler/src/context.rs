@@ -50,6 +50,31 @@ pub struct Services {
     pub signer: Option<Signer>,
     /// The time quiet periods and digests are decided by.
     pub clock: Clock,
+    /// The queue whose delayed messages end coalescing windows (`SGWATCH_WAKE_QUEUE_URL`).
+    pub wake: Option<WakeQueue>,
+}
+
+/// The queue that wakes a group's coalesced email when its window ends.
+#[derive(Clone, Debug)]
+pub struct WakeQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+impl WakeQueue {
+    /// Sends `body`, delivered after `delay_secs` (SQS's limit, 900, at most).
+    pub async fn send(&self, body: String, delay_secs: u64) -> Result<(), String> {
+        let delay = i32::try_from(delay_secs.min(900)).unwrap_or(900);
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .delay_seconds(delay)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+    }
 }
 
 /// The one clock the noise controls read: the system's, or a time a test sets (shared by every
@@ -137,6 +162,14 @@ impl Services {
                 _ => None,
             },
             clock: Clock::default(),
+            wake: settings.wake_queue_url.as_ref().map(|url| WakeQueue {
+                client: aws_sdk_sqs::Client::from_conf(
+                    aws_sdk_sqs::config::Builder::from(config)
+                        .timeout_config(aws::handler_timeouts())
+                        .build(),
+                ),
+                url: url.clone(),
+            }),
         }
     }
 

@@ -106,6 +106,15 @@ pub enum Key {
     HeldIndex,
     /// A digest sent, by its recipient and a hash of its lines: `digest/RECIPIENT/HASH`.
     Digest { recipient: String, hash: String },
+    /// A group's coalescing window, with the changes made in it: `window/ACCOUNT/REGION/GROUP`.
+    Window {
+        account: String,
+        region: String,
+        group: String,
+    },
+    /// A coalesced email sent, by its recipient and a hash of its lines:
+    /// `coalesced/RECIPIENT/HASH`.
+    Coalesced { recipient: String, hash: String },
 }
 
 impl Key {
@@ -201,6 +210,12 @@ impl fmt::Display for Key {
             Key::Held { recipient } => write!(f, "held/{recipient}"),
             Key::HeldIndex => f.write_str("held"),
             Key::Digest { recipient, hash } => write!(f, "digest/{recipient}/{hash}"),
+            Key::Window {
+                account,
+                region,
+                group,
+            } => write!(f, "window/{account}/{region}/{group}"),
+            Key::Coalesced { recipient, hash } => write!(f, "coalesced/{recipient}/{hash}"),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod deliver;
 pub mod act;
 pub mod actor;
 pub mod aws;
+pub mod coalesce;
 pub mod context;
 pub mod coverage;
 pub mod dedupe;

@@ -252,6 +252,9 @@ async fn process(
         Ok(ConfigMessage::Heartbeat(beat)) => {
             return heartbeat(message_id, &beat, settings, services).await
         }
+        Ok(ConfigMessage::Wake(w)) => {
+            return crate::coalesce::wake_up(message_id, &w, invocation, settings, services).await
+        }
         Ok(ConfigMessage::DigestDue(due)) => {
             return crate::held::send_digests(message_id, &due, invocation, settings, services)
                 .await
@@ -583,6 +586,7 @@ fn origin(message: &ConfigMessage) -> Option<(&str, &str)> {
         ConfigMessage::Heartbeat(_)
         | ConfigMessage::CoverageCheck
         | ConfigMessage::DigestDue(_)
+        | ConfigMessage::Wake(_)
         | ConfigMessage::Other { .. } => None,
     }
 }
@@ -766,11 +770,23 @@ async fn process_change(
         services,
         invocation,
     };
-    let (mut subject, emailed) = if routed.route == Route::Now {
-        email_parts(&to, &parts, &actor, &mut ledger).await
-    } else {
-        let held = hold(&facts, &parts, &line, services, &mut ledger).await;
-        (render(&d, &actor).subject, held)
+    let (mut subject, emailed) = match routed.route {
+        Route::Now => {
+            let emailed = email_parts(&to, &parts, &actor, &mut ledger).await;
+            if d.analysis.severity == crate::core::severity::Severity::Critical && emailed.1.is_ok()
+            {
+                told_in_window(message_id, &parts, &line, settings, services).await;
+            }
+            emailed
+        }
+        Route::Coalesce => {
+            let joined = coalesce(&facts, &parts, &line, settings, services, &mut ledger).await;
+            (render(&d, &actor).subject, joined)
+        }
+        Route::Digest | Route::Held => {
+            let held = hold(&facts, &parts, &line, services, &mut ledger).await;
+            (render(&d, &actor).subject, held)
+        }
     };
     // The destinations are told whatever became of the email, and the email never waits on them.
     let result = if d.destinations.is_empty() {
@@ -815,6 +831,9 @@ fn route(
     };
     let now = services.clock.now_secs();
     let mut routed = quiet::route(&settings.quiet, &settings.trusted_principals, &change, now);
+    if routed.route == Route::Coalesce && services.wake.is_none() {
+        routed.route = Route::Now;
+    }
     if routed.route != Route::Now && services.dedupe.is_none() {
         warn!(message_id, route = %routed.route, why = %routed.why, "sent now: there is no ledger table to hold it in");
         routed.route = Route::Now;
@@ -822,6 +841,80 @@ fn route(
     info!(message_id, route = %routed.route, why = %routed.why, "routed");
     d.notes.extend(routed.notes.iter().cloned());
     routed
+}
+
+/// The recipients of `parts` not yet told of the change (by email, hold or window).
+fn untold(parts: &[early::Part], ledger: &Ledger) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in parts.iter().flat_map(|p| &p.decision.recipients) {
+        let told = ledger.has(&Entry::email(r)) || ledger.has(&Entry::held(r));
+        if !told && !out.iter().any(|o| o.eq_ignore_ascii_case(r)) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
+/// Adds the change to its group's coalescing window for the recipients of `parts` not yet told
+/// of it, and records them in the change's ledger, so a retry adds no one twice.
+async fn coalesce(
+    facts: &Facts,
+    parts: &[early::Part],
+    line: &Line,
+    settings: &Settings,
+    services: &Services,
+    ledger: &mut Ledger,
+) -> Result<Delivered, DeliverError> {
+    let (Some(table), to) = (services.dedupe.as_ref(), untold(parts, ledger)) else {
+        return Ok(Delivered::default());
+    };
+    if to.is_empty() {
+        return Ok(Delivered::default());
+    }
+    let line = Line {
+        to: to.clone(),
+        ..line.clone()
+    };
+    let now = services.clock.now_secs();
+    crate::coalesce::join(table, services, &line, now, settings.quiet.coalesce, true)
+        .await
+        .map_err(|why| DeliverError::Hold(format!("{}: {why}", facts.label())))?;
+    let entries: Vec<Entry> = to.iter().map(|r| Entry::held(r)).collect();
+    ledger.record(&entries, None).await?;
+    Ok(Delivered::default())
+}
+
+/// A CRITICAL change emailed at once joins its group's open window, marked as told, so the
+/// coalesced email that follows says so; it opens none.
+async fn told_in_window(
+    message_id: &str,
+    parts: &[early::Part],
+    line: &Line,
+    settings: &Settings,
+    services: &Services,
+) {
+    let Some(table) = services
+        .dedupe
+        .as_ref()
+        .filter(|_| settings.quiet.coalesce > 0)
+    else {
+        return;
+    };
+    let mut to: Vec<String> = Vec::new();
+    for r in parts.iter().flat_map(|p| &p.decision.recipients) {
+        if !to.iter().any(|o| o.eq_ignore_ascii_case(r)) {
+            to.push(r.clone());
+        }
+    }
+    let line = Line {
+        to,
+        told: true,
+        ..line.clone()
+    };
+    let now = services.clock.now_secs();
+    if let Err(e) = crate::coalesce::join(table, services, &line, now, 0, false).await {
+        warn!(message_id, error = %e, "the CRITICAL change told at once could not join its group's window");
+    }
 }
 
 /// Holds the change's line for each recipient of `parts` not yet told of it, and records each
@@ -836,10 +929,7 @@ async fn hold(
     let Some(table) = services.dedupe.as_ref() else {
         return Ok(Delivered::default());
     };
-    for r in parts.iter().flat_map(|p| &p.decision.recipients) {
-        if ledger.has(&Entry::email(r)) || ledger.has(&Entry::held(r)) {
-            continue;
-        }
+    for r in &untold(parts, ledger) {
         crate::held::hold(table, std::slice::from_ref(r), line)
             .await
             .map_err(|why| DeliverError::Hold(format!("{}: {why}", facts.label())))?;
@@ -1541,6 +1631,7 @@ mod tests {
             handovers: None,
             signer: None,
             clock: crate::context::Clock::default(),
+            wake: None,
         }
     }
 

@@ -56,7 +56,7 @@ pub fn due_event(recipient: &str, lines: &[String]) -> Value {
 
 /// One change held for the digest, as stored (JSON in a string set, so a retried hold stores it
 /// once: every field is the change's own, never the time of the attempt).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Line {
     /// When the change was made (Config's capture time, RFC 3339): lines sort by it.
     pub at: String,
@@ -79,6 +79,12 @@ pub struct Line {
     /// digest.
     #[serde(default)]
     pub not_before: u64,
+    /// Whom a coalesced change is for (a digest's line is kept per recipient instead).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    /// A coalesced change that was told at once (CRITICAL): the coalesced email says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub told: bool,
 }
 
 impl Line {
@@ -104,6 +110,8 @@ impl Line {
             by: actor_text(actor),
             why: why.to_owned(),
             not_before,
+            to: Vec::new(),
+            told: false,
         }
     }
 
@@ -208,6 +216,121 @@ pub fn email(lines: &[Line]) -> Email {
     }
 }
 
+/// The `source` of the message that wakes a group's coalesced email when its window ends.
+pub const WAKE_SOURCE: &str = "sgwatch.coalesce";
+/// Its `detail-type`.
+pub const WAKE_DETAIL_TYPE: &str = "sgwatch coalesced";
+
+/// A group's coalescing window has ended (or, early, will end at `until`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wake {
+    pub account: String,
+    pub region: String,
+    pub group: String,
+    /// When the window ends, epoch seconds.
+    pub until: u64,
+}
+
+/// Whether `event` wakes a group's coalesced email.
+pub fn is_wake(event: &Value) -> bool {
+    event.get("source").and_then(Value::as_str) == Some(WAKE_SOURCE)
+        && event.get("detail-type").and_then(Value::as_str) == Some(WAKE_DETAIL_TYPE)
+}
+
+/// The wake's detail, or why it cannot be read.
+pub fn parse_wake(event: &Value) -> Result<Wake, String> {
+    let detail = event.get("detail").cloned().unwrap_or(Value::Null);
+    serde_json::from_value(detail).map_err(|e| format!("a coalescing wake without its group: {e}"))
+}
+
+/// The message that wakes `wake`'s group.
+pub fn wake_event(wake: &Wake) -> Value {
+    serde_json::json!({"source": WAKE_SOURCE, "detail-type": WAKE_DETAIL_TYPE, "detail": wake})
+}
+
+/// One email for a group's changes within its coalescing window, in the order they were made.
+pub fn coalesced_email(lines: &[Line], window_secs: u64) -> Email {
+    let mut lines: Vec<&Line> = lines.iter().collect();
+    lines.sort();
+    let Some(last) = lines.last() else {
+        return email(&[]);
+    };
+    let worst = lines
+        .iter()
+        .map(|l| l.severity.as_str())
+        .max_by_key(|s| rank(s))
+        .unwrap_or("INFO");
+    let name = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.name.as_deref())
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let subject: String = one(&stripped(&format!(
+        "[sgwatch {worst}] {}{name} {}/{}: {} changes within {window_secs} s",
+        last.group,
+        last.account,
+        last.region,
+        lines.len()
+    )))
+    .chars()
+    .take(SUBJECT_MAX_CHARS)
+    .collect();
+    let heading = format!(
+        "sgwatch: security group {}{} in {}/{} was changed {} times within {window_secs} seconds, in this order:",
+        one_line(&last.group),
+        one_line(&name),
+        one_line(&last.account),
+        one_line(&last.region),
+        lines.len()
+    );
+    let mut text = format!("{heading}\n\n");
+    let mut html = format!(
+        "<html><body style=\"font-family:sans-serif;overflow-wrap:anywhere\"><p>{}</p><ol>",
+        encode_text(&heading)
+    );
+    for l in &lines {
+        let mut line = one(&format!(
+            "{} {} {}, by {}",
+            one_line(&l.at),
+            one_line(&l.severity),
+            one_line(&l.gist),
+            one_line(&l.by)
+        ));
+        if l.told {
+            line.push_str(" (told at once: CRITICAL is never delayed)");
+        }
+        let _ = writeln!(text, "  - {line}");
+        let _ = write!(html, "<li>{}</li>", encode_text(&line));
+    }
+    html.push_str("</ol>");
+    if let Some(link) = console_link(&last.region, &last.group) {
+        let _ = writeln!(text, "\nOpen in the console: {link}");
+        let _ = write!(
+            html,
+            "<p><a href=\"{}\">Open in the console</a></p>",
+            encode_double_quoted_attribute(&link)
+        );
+    }
+    html.push_str("</body></html>");
+    Email {
+        subject,
+        text,
+        html,
+    }
+}
+
+/// The order of severities as lines write them.
+fn rank(severity: &str) -> u8 {
+    match severity {
+        "CRITICAL" => 4,
+        "HIGH" => 3,
+        "MEDIUM" => 2,
+        "LOW" => 1,
+        _ => 0,
+    }
+}
+
 /// `2026-12-06T09:13:58Z LOW +ingress tcp/22 from 10.0.0.0/8, by arn:… (why)`, on one line.
 fn line_text(l: &Line) -> String {
     one(&format!(
@@ -242,6 +365,8 @@ mod tests {
             by: "arn:aws:iam::111122223333:role/deploy-prod".into(),
             why: "made by a trusted principal (pattern arn:aws:iam::111122223333:role/deploy-*) and below HIGH".into(),
             not_before: 0,
+            to: Vec::new(),
+            told: false,
         }
     }
 

@@ -179,6 +179,16 @@ fn explain_message(
             ),
             ..Default::default()
         })),
+        ConfigMessage::Wake(w) => Explained::Decision(Box::new(ExplainedDecision {
+            message_type: message_type.to_owned(),
+            resource_id: Some(w.group.clone()),
+            account: Some(w.account.clone()),
+            region: Some(w.region.clone()),
+            notify: Some(false),
+            reason: "the end of the group's coalescing window: each recipient is sent one email of the changes made in it"
+                .to_owned(),
+            ..Default::default()
+        })),
         ConfigMessage::DigestDue(_) => Explained::Decision(Box::new(ExplainedDecision {
             message_type: message_type.to_owned(),
             notify: Some(false),

@@ -86,6 +86,8 @@ pub enum ConfigMessage {
     CoverageCheck,
     /// Not from AWS Config: the daily schedule that sends the digests.
     DigestDue(crate::core::digest::Due),
+    /// Not from AWS Config: a group's coalescing window has ended.
+    Wake(crate::core::digest::Wake),
 }
 
 impl ConfigMessage {
@@ -98,6 +100,7 @@ impl ConfigMessage {
             ConfigMessage::Heartbeat(_) => crate::core::spokes::HEARTBEAT_DETAIL_TYPE,
             ConfigMessage::CoverageCheck => crate::core::spokes::COVERAGE_CHECK_DETAIL_TYPE,
             ConfigMessage::DigestDue(_) => crate::core::digest::DIGEST_DETAIL_TYPE,
+            ConfigMessage::Wake(_) => crate::core::digest::WAKE_DETAIL_TYPE,
         }
     }
 }
@@ -397,6 +400,20 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
         return vec![Envelope {
             message_id,
             message,
+            excerpt: None,
+        }];
+    }
+    if crate::core::digest::is_wake(event) {
+        return vec![Envelope {
+            message_id: event.get("id").and_then(Value::as_str).map(str::to_owned),
+            message: crate::core::digest::parse_wake(event)
+                .map(ConfigMessage::Wake)
+                .map_err(|detail| ParseError::Malformed {
+                    message_type: crate::core::digest::WAKE_DETAIL_TYPE.to_owned(),
+                    detail,
+                    resource_type: None,
+                    resource_id: None,
+                }),
             excerpt: None,
         }];
     }

@@ -11,7 +11,9 @@
 //! 4. A change made by a trusted principal ([`crate::core::trust`]) goes to the digest unless it
 //!    is HIGH or CRITICAL.
 //! 5. A change at or below the digest level (`SGWATCH_DIGEST`: `low`, `info`) goes to the digest.
-//! 6. Anything else goes now.
+//! 6. With coalescing on (`SGWATCH_COALESCE_SECONDS`), anything else joins its group's window:
+//!    one email for the changes made within it, when it ends.
+//! 7. Anything else goes now.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,6 +42,8 @@ pub enum Route {
     Digest,
     /// Held through the group's quiet period: into the first digest after it ends.
     Held,
+    /// With the group's other changes in its coalescing window: one email when it ends.
+    Coalesce,
 }
 
 impl fmt::Display for Route {
@@ -48,6 +52,7 @@ impl fmt::Display for Route {
             Route::Now => "now",
             Route::Digest => "digest",
             Route::Held => "held",
+            Route::Coalesce => "coalesce",
         })
     }
 }
@@ -86,6 +91,9 @@ pub struct Change<'a> {
 pub struct Quiet {
     /// Changes at or below this severity go to the daily digest; `None` when it is off.
     pub digest: Option<Severity>,
+    /// Seconds a group's changes are gathered into one email (`SGWATCH_COALESCE_SECONDS`); 0
+    /// when each goes alone.
+    pub coalesce: u64,
 }
 
 /// A quiet period as the tag states it.
@@ -211,6 +219,15 @@ pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> R
             ),
             notes,
         ),
+        _ if q.coalesce > 0 => Routed {
+            route: Route::Coalesce,
+            why: format!(
+                "gathered with the group's other changes within {} s into one email",
+                q.coalesce
+            ),
+            not_before: 0,
+            notes,
+        },
         _ => now_because("no noise control holds it".to_owned(), notes),
     }
 }
@@ -407,5 +424,41 @@ mod tests {
         let r = c.route();
         assert_eq!(r.route, Route::Now);
         assert!(r.why.contains("OwnerDL"), "{r:?}");
+    }
+}
+
+#[cfg(test)]
+mod coalescing {
+    use super::*;
+
+    #[test]
+    fn with_coalescing_on_what_nothing_else_holds_joins_the_window_and_critical_does_not() {
+        let owners: BTreeMap<String, String> =
+            [("NotifyOnChange", "Yes"), ("OwnerDL", "a@x.example")]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+        let actor = ActorLookup::Unknown("no trail".into());
+        let q = Quiet {
+            digest: Some(Severity::Low),
+            coalesce: 60,
+        };
+        let at = |severity| {
+            let change = Change {
+                severity,
+                tags: &owners,
+                tags_before: &owners,
+                deciding_tags: &["NotifyOnChange", "OwnerDL"],
+                actor: &actor,
+            };
+            route(&q, &[], &change, 1_796_000_000)
+        };
+        assert_eq!(at(Severity::High).route, Route::Coalesce);
+        assert_eq!(
+            at(Severity::Medium).why,
+            "gathered with the group's other changes within 60 s into one email"
+        );
+        assert_eq!(at(Severity::Low).route, Route::Digest);
+        assert_eq!(at(Severity::Critical).route, Route::Now);
     }
 }

@@ -133,9 +133,16 @@ pub struct Settings {
     /// The principals whose changes auto-revert never undoes (`SGWATCH_TRUSTED_PRINCIPALS`); see
     /// [`crate::core::trust`].
     pub trusted_principals: Vec<Pattern>,
-    /// The noise controls (`SGWATCH_DIGEST`); see [`crate::core::quiet`].
+    /// The noise controls (`SGWATCH_DIGEST`, `SGWATCH_COALESCE_SECONDS`); see
+    /// [`crate::core::quiet`].
     pub quiet: Quiet,
+    /// The queue whose delayed message ends a group's coalescing window
+    /// (`SGWATCH_WAKE_QUEUE_URL`); without it, changes are not coalesced.
+    pub wake_queue_url: Option<String>,
 }
+
+/// The longest coalescing window: SQS delays a message at most 15 minutes.
+pub const MAX_COALESCE_SECONDS: u64 = 900;
 
 /// The links' settings. The handler signs links when both the act function's URL and the key
 /// are set; the act function needs the key (it cannot know its own URL).
@@ -452,10 +459,27 @@ impl Settings {
                 }
             };
         }
+        if let Some(v) = non_empty(&get("SGWATCH_COALESCE_SECONDS")) {
+            quiet.coalesce = v
+                .parse::<u64>()
+                .ok()
+                .filter(|s| *s <= MAX_COALESCE_SECONDS)
+                .ok_or_else(|| SettingsError::Invalid {
+                    name: "SGWATCH_COALESCE_SECONDS",
+                    value: v.to_owned(),
+                    why: format!("expected seconds from 0 (off) to {MAX_COALESCE_SECONDS}"),
+                })?;
+        }
+        let wake_queue_url = non_empty(&get("SGWATCH_WAKE_QUEUE_URL")).map(str::to_owned);
+        if wake_queue_url.is_none() {
+            // Nothing would wake the window: each change goes alone.
+            quiet.coalesce = 0;
+        }
         Ok(Settings {
             policy,
             act,
             quiet,
+            wake_queue_url,
             auto_revert,
             trusted_principals,
             hub,

@@ -34,6 +34,7 @@ struct World {
     services: Services,
     group: String,
     config: aws_config::SdkConfig,
+    wake_url: String,
     /// Each notification given to the handler, to give it again as SNS may.
     notified: std::sync::Mutex<Vec<Value>>,
 }
@@ -53,16 +54,37 @@ fn rfc3339(secs: u64) -> String {
 }
 
 async fn world(verify_sender: bool, group_tags: &[(&str, &str)]) -> World {
+    world_with(verify_sender, group_tags, &[]).await
+}
+
+async fn world_with(
+    verify_sender: bool,
+    group_tags: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> World {
     let moto = Moto::start();
     let config = moto.sdk_config(None).await;
     if verify_sender {
         moto.verify_sender(&config, SENDER).await;
     }
     fixture::idempotency_table(&config, TABLE).await;
-    let settings = fixture::settings(&[
+    let wake_url = fixture::queue(&config, "sgwatch-wake").await;
+    let mut vars = vec![
         ("SGWATCH_TRUSTED_PRINCIPALS", TRUSTED),
         ("SGWATCH_EARLY_WARNING", "off"),
-    ]);
+    ];
+    vars.extend_from_slice(extra);
+    let with_wake: Vec<(&str, &str)> = vars
+        .iter()
+        .copied()
+        .chain(
+            extra
+                .iter()
+                .any(|(k, _)| *k == "SGWATCH_COALESCE_SECONDS")
+                .then_some(("SGWATCH_WAKE_QUEUE_URL", wake_url.as_str())),
+        )
+        .collect();
+    let settings = fixture::settings(&with_wake);
     let mut services = Services::new(&config, &settings);
     services.clock = Clock::fixed(start());
     let ec2 = aws_sdk_ec2::Client::new(&config);
@@ -79,6 +101,7 @@ async fn world(verify_sender: bool, group_tags: &[(&str, &str)]) -> World {
         services,
         group,
         config,
+        wake_url,
         notified: std::sync::Mutex::new(Vec::new()),
     }
 }
@@ -505,4 +528,167 @@ async fn install_with_a_digest_deploys_its_daily_schedule_and_keeps_it() {
     assert_eq!(statements.len(), 1, "{doc}");
     assert_eq!(statements[0]["Action"], "lambda:InvokeFunction");
     assert_eq!(statements[0]["Resource"].as_str(), function.function_arn());
+}
+
+impl World {
+    /// The wake messages the handler queued, once SQS delivers them (after their delay), as the
+    /// SQS event Lambda's event source mapping would give the handler.
+    async fn wakes(&self, wait: Duration) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.config);
+        let deadline = std::time::Instant::now() + wait;
+        let mut records = Vec::new();
+        while std::time::Instant::now() < deadline {
+            let got = sqs
+                .receive_message()
+                .queue_url(&self.wake_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for m in got.messages() {
+                records.push(json!({"Records": [{
+                    "messageId": m.message_id().unwrap(),
+                    "eventSource": "aws:sqs",
+                    "body": m.body().unwrap(),
+                }]}));
+                sqs.delete_message()
+                    .queue_url(&self.wake_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            if !records.is_empty() {
+                break;
+            }
+        }
+        records
+    }
+
+    async fn window_item(&self) -> Option<Value> {
+        let out = aws_sdk_dynamodb::Client::new(&self.config)
+            .get_item()
+            .table_name(TABLE)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                    "window/{ACCOUNT}/{REGION}/{}",
+                    self.group
+                )),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap();
+        out.item().map(|i| json!(format!("{i:?}")))
+    }
+}
+
+#[tokio::test]
+async fn a_burst_of_changes_goes_out_as_one_email_and_critical_is_not_delayed() {
+    let w = world_with(true, &[], &[("SGWATCH_COALESCE_SECONDS", "2")]).await;
+    let t0 = w.services.clock.now_secs();
+    // Department B edits the group three times within the window, RDP among them.
+    let report = w
+        .added_by(DEPT_B, &[rule(8080, "0.0.0.0/0")], "config-8080")
+        .await;
+    assert_eq!(report["held"], 1, "{report}");
+    w.added_by(DEPT_B, &[rule(3389, "0.0.0.0/0")], "config-rdp")
+        .await;
+    w.added_by(DEPT_B, &[rule(22, "10.0.0.0/8")], "config-ssh")
+        .await;
+    // CRITICAL went at once; the others wait for the window.
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    assert!(mail[0]
+        .subject
+        .as_deref()
+        .unwrap()
+        .starts_with("[sgwatch CRITICAL]"));
+    assert!(w.window_item().await.is_some());
+
+    // One wake, when the window ends (SQS delays it). Delivered before the handler's clock
+    // reaches the end (as a clock skew would), it waits again.
+    let wakes = w.wakes(Duration::from_secs(8)).await;
+    assert_eq!(wakes.len(), 1, "{wakes:?}");
+    let early = w.again(&wakes[0]).await;
+    assert_eq!(early["skipped"], 1, "{early}");
+    assert_eq!(w.owner_mail().await.len(), 1);
+
+    w.services.clock.set(t0 + 3);
+    let wakes = w.wakes(Duration::from_secs(8)).await;
+    assert_eq!(wakes.len(), 1, "the early wake waits again: {wakes:?}");
+    let report = w.again(&wakes[0]).await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 2, "{mail:#?}");
+    let subject = mail[1].subject.as_deref().unwrap();
+    assert_eq!(
+        subject,
+        format!(
+            "[sgwatch CRITICAL] {} (dept-a-web) {ACCOUNT}/{REGION}: 3 changes within 2 s",
+            w.group
+        )
+    );
+    let text = mail[1].text.as_deref().unwrap();
+    let (a, b, c) = (
+        text.find("+ingress tcp/8080 from 0.0.0.0/0").unwrap(),
+        text.find("+ingress tcp/3389 from 0.0.0.0/0").unwrap(),
+        text.find("+ingress tcp/22 from 10.0.0.0/8").unwrap(),
+    );
+    assert!(a < b && b < c, "in the order they were made: {text}");
+    let line = |rule: &str| text.lines().find(|l| l.contains(rule)).unwrap();
+    assert!(
+        line("tcp/3389").ends_with("(told at once: CRITICAL is never delayed)"),
+        "{text}"
+    );
+    for rule in ["tcp/8080", "tcp/3389", "tcp/22"] {
+        assert!(
+            line(rule).contains(&format!(", by {DEPT_B} from 203.0.113.7")),
+            "{text}"
+        );
+    }
+    assert!(!line("tcp/8080").contains("told at once"), "{text}");
+    // The window is closed; the same wake again sends nothing.
+    assert!(w.window_item().await.is_none());
+    let again = w.again(&wakes[0]).await;
+    assert_eq!(again["sent"], 0, "{again}");
+    assert_eq!(w.owner_mail().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_coalesced_email_that_cannot_be_sent_keeps_its_changes_for_the_retry() {
+    let w = world_with(false, &[], &[("SGWATCH_COALESCE_SECONDS", "1")]).await;
+    let t0 = w.services.clock.now_secs();
+    w.added_by(DEPT_B, &[rule(8080, "0.0.0.0/0")], "config-8080")
+        .await;
+    w.added_by(DEPT_B, &[rule(8443, "0.0.0.0/0")], "config-8443")
+        .await;
+    w.services.clock.set(t0 + 2);
+    let wakes = w.wakes(Duration::from_secs(8)).await;
+    assert_eq!(wakes.len(), 1, "{wakes:?}");
+    // SES refuses the sender: the record fails, for the queue to deliver it again.
+    let err = handle(&wakes[0], &w.settings, &w.services).await;
+    let report = serde_json::to_value(err.unwrap()).unwrap();
+    assert_eq!(report["failed"], 1, "{report}");
+    assert_eq!(
+        report["batchItemFailures"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert!(
+        w.window_item().await.is_some(),
+        "nothing is lost when the send fails"
+    );
+    w.moto.verify_sender(&w.config, SENDER).await;
+    let report = w.again(&wakes[0]).await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    assert!(mail[0]
+        .subject
+        .as_deref()
+        .unwrap()
+        .ends_with("2 changes within 1 s"));
 }
