@@ -297,6 +297,7 @@ mod tests {
             route(
                 &Quiet {
                     digest: self.digest,
+                    coalesce: 0,
                 },
                 &trusted,
                 &change,
