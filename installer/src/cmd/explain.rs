@@ -35,6 +35,9 @@ pub struct ExplainArgs {
     /// Say which changes go to the daily digest: off (default), info or low (the function's SGWATCH_DIGEST)
     #[arg(long, value_name = "off|info|low")]
     pub digest: Option<String>,
+    /// Say which changes would be gathered with their group's others into one email: a window such as 60s (the function's SGWATCH_COALESCE_SECONDS; default 0, off)
+    #[arg(long, value_name = "DURATION", value_parser = crate::deploy::wanted::parse_window)]
+    pub coalesce: Option<u64>,
     /// Judge quiet periods (sgwatch:quiet-until) at this RFC 3339 time instead of now
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
@@ -107,7 +110,10 @@ pub fn run(args: &ExplainArgs) -> Result<Explanation, crate::Error> {
     let acting = Acting {
         auto_revert: settings.auto_revert,
         trusted: settings.trusted_principals,
-        quiet: settings.quiet,
+        quiet: sgwatch_handler::quiet::Quiet {
+            coalesce: args.coalesce.unwrap_or(0),
+            ..settings.quiet
+        },
         now: Some(now),
     };
     let mut text = String::new();

@@ -46,6 +46,8 @@ pub struct Report {
 /// The daily digest, as install deploys it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Quiet {
+    /// Seconds a group's changes are gathered into one email; 0 when off.
+    pub coalesce_seconds: u64,
     /// `off`, `info` or `low`.
     pub digest: &'static str,
     /// `HH:MM`.
@@ -57,6 +59,7 @@ impl Quiet {
     fn of(args: &InstallArgs) -> Quiet {
         let (h, m) = args.digest_at.unwrap_or((8, 0));
         Quiet {
+            coalesce_seconds: args.coalesce.unwrap_or(60),
             digest: args.digest.map_or("off", DigestLevel::as_str),
             digest_at: format!("{h:02}:{m:02}"),
             digest_timezone: args
@@ -73,6 +76,13 @@ impl std::fmt::Display for Quiet {
             "off" => String::new(),
             level => format!("{} and below, ", level.to_ascii_uppercase()),
         };
+        match self.coalesce_seconds {
+            0 => writeln!(f, "coalescing: off, each change goes alone")?,
+            s => writeln!(
+                f,
+                "coalescing: a group's changes within {s} s go as one email (CRITICAL at once)"
+            )?,
+        }
         write!(
             f,
             "daily digest at {} {}: {level}trusted principals' changes below HIGH, and quiet periods' below CRITICAL",
@@ -233,7 +243,10 @@ async fn observe_and_plan(
     if args.trusted_principals.is_none() {
         args.trusted_principals = deployed.get("TrustedPrincipals").cloned().map(|v| vec![v]);
     }
-    // The digest stays as deployed unless the flags say otherwise.
+    // Coalescing and the digest stay as deployed unless the flags say otherwise.
+    if args.coalesce.is_none() {
+        args.coalesce = deployed.get("CoalesceSeconds").and_then(|v| v.parse().ok());
+    }
     if args.digest.is_none() {
         args.digest = deployed
             .get("Digest")

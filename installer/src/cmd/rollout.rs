@@ -629,6 +629,7 @@ fn install_args(t: &Target, arch: package::Arch, zip: Option<PathBuf>) -> Instal
         auto_revert: None,
         auto_revert_at: None,
         trusted_principals: None,
+        coalesce: None,
         digest: None,
         digest_at: None,
         digest_timezone: None,

@@ -936,7 +936,17 @@ fn quiet_link(seen: &Seen) -> Vec<Check> {
     let held = format!(
         "{level}trusted principals' changes below HIGH, and quiet periods' (tag sgwatch:quiet-until) below CRITICAL"
     );
-    vec![match &seen.outputs().digest_schedule_name {
+    let coalescing = match all.get("CoalesceSeconds").map_or("60", String::as_str) {
+        "0" => Check::ok(
+            "coalescing",
+            "off: each change goes alone (install --coalesce 60s gathers a group's changes)",
+        ),
+        s => Check::ok(
+            "coalescing",
+            format!("a group's changes within {s} s go as one email; CRITICAL at once"),
+        ),
+    };
+    let digest = match &seen.outputs().digest_schedule_name {
         Some(name) => Check::ok(
             "daily digest",
             format!("at {at} by schedule {name}: {held}"),
@@ -945,7 +955,8 @@ fn quiet_link(seen: &Seen) -> Vec<Check> {
             "daily digest",
             format!("the stack lists no digest schedule, so changes held for the digest ({held}) are never sent: run install again"),
         ),
-    }]
+    };
+    vec![coalescing, digest]
 }
 
 /// One line for a role's simulation: ok, one FAIL per denied action, or a warning when IAM could

@@ -359,6 +359,7 @@ fn parameters(
                 .as_str()
                 .to_owned(),
         ),
+        ("CoalesceSeconds", args.coalesce.unwrap_or(60).to_string()),
         (
             "Digest",
             args.digest.map_or("off", DigestLevel::as_str).to_owned(),
@@ -814,6 +815,7 @@ mod tests {
             auto_revert: None,
             auto_revert_at: None,
             trusted_principals: None,
+            coalesce: None,
             digest: None,
             digest_at: None,
             digest_timezone: None,

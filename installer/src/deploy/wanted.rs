@@ -76,6 +76,11 @@ pub struct InstallArgs {
     /// an empty value clears the list
     #[arg(long = "trusted-principal", value_name = "PATTERN")]
     pub trusted_principals: Option<Vec<String>>,
+    /// A group's changes within this window go out as one email per recipient; CRITICAL still
+    /// goes at once (`60s`, `2m`, up to `15m`; `0` sends each alone). Default: as deployed, else
+    /// 60s
+    #[arg(long, value_name = "DURATION", value_parser = parse_window)]
+    pub coalesce: Option<u64>,
     /// Changes at or below this severity go to each recipient's daily digest instead of an
     /// email each (default: as deployed, else off). A trusted principal's changes below HIGH
     /// and a group's changes during its sgwatch:quiet-until period below CRITICAL go to the
@@ -135,6 +140,22 @@ impl DigestLevel {
             DigestLevel::Low => "low",
         }
     }
+}
+
+/// `--coalesce`: `90`, `90s` or `2m`, at most 15 minutes (SQS's longest delay); seconds.
+pub fn parse_window(v: &str) -> Result<u64, String> {
+    let (digits, unit) = match v.strip_suffix('m') {
+        Some(d) => (d, 60),
+        None => (v.strip_suffix('s').unwrap_or(v), 1),
+    };
+    let secs = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|s| *s <= sgwatch_handler::settings::MAX_COALESCE_SECONDS);
+    secs.ok_or_else(|| {
+        format!("{v:?} is not a window from 0 to 15m: give seconds (60s) or minutes (2m); 0 turns coalescing off")
+    })
 }
 
 /// `HH:MM`, 00:00 to 23:59.

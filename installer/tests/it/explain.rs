@@ -372,6 +372,11 @@ fn explain_says_where_each_change_would_go_now_in_the_digest_or_held() {
         route(&low, &[]),
         serde_json::json!({"route": "now", "why": "no noise control holds it"})
     );
+    assert_eq!(
+        route(&low, &["--coalesce", "60s"]),
+        serde_json::json!({"route": "coalesce", "why": "gathered with the group's other changes within 60 s into one email"})
+    );
+    assert_eq!(route(&rdp, &["--coalesce", "60s"])["route"], "now");
     // A group quiet until a time: held before it, judged at --at.
     let quiet = low.replacen(
         "\"NotifyOnChange\": \"Yes\",",

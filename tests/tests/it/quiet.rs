@@ -432,6 +432,15 @@ async fn install_with_a_digest_deploys_its_daily_schedule_and_keeps_it() {
             .unwrap()
         }
     };
+    let refused = run(install(&["--coalesce", "20m"])).await;
+    assert!(!refused.success());
+    assert!(
+        refused
+            .stderr
+            .contains("\"20m\" is not a window from 0 to 15m"),
+        "{}",
+        refused.stderr
+    );
     let refused = run(install(&["--digest-at", "25:00"])).await;
     assert!(!refused.success());
     assert!(
@@ -451,6 +460,8 @@ async fn install_with_a_digest_deploys_its_daily_schedule_and_keeps_it() {
         .is_empty());
 
     let first = run(install(&[
+        "--coalesce",
+        "2m",
         "--digest",
         "low",
         "--digest-at",
@@ -460,6 +471,13 @@ async fn install_with_a_digest_deploys_its_daily_schedule_and_keeps_it() {
     ]))
     .await;
     assert!(first.success(), "{}\n{}", first.stdout, first.stderr);
+    assert!(
+        first.stdout.contains(
+            "coalescing: a group's changes within 120 s go as one email (CRITICAL at once)"
+        ),
+        "{}",
+        first.stdout
+    );
     assert!(
         first.stdout.contains("daily digest at 18:30 Europe/Paris: LOW and below, trusted principals' changes below HIGH, and quiet periods' below CRITICAL"),
         "{}",
@@ -478,6 +496,34 @@ async fn install_with_a_digest_deploys_its_daily_schedule_and_keeps_it() {
 
     let env = deployed_function_env(&config).await.unwrap();
     assert_eq!(env["SGWATCH_DIGEST"], "low");
+    assert_eq!(env["SGWATCH_COALESCE_SECONDS"], "120");
+    // The wake queue exists, parks in the failure queue, and feeds the handler.
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&env["SGWATCH_WAKE_QUEUE_URL"])
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attributes = attributes.attributes().unwrap();
+    let redrive: Value =
+        serde_json::from_str(&attributes[&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy])
+            .unwrap();
+    assert!(
+        redrive["deadLetterTargetArn"].as_str().is_some_and(
+            |a| a.ends_with(env["SGWATCH_FAILURE_QUEUE_URL"].rsplit('/').next().unwrap())
+        ),
+        "{redrive}"
+    );
+    let queue_arn = &attributes[&aws_sdk_sqs::types::QueueAttributeName::QueueArn];
+    let mappings = aws_sdk_lambda::Client::new(&config)
+        .list_event_source_mappings()
+        .event_source_arn(queue_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mappings.event_source_mappings().len(), 1, "{mappings:?}");
     // moto answers no DescribeStackResource for this stack: the schedule is the account's one.
     let listed = moto.scheduler_get("/schedules").await;
     let names: Vec<&str> = listed["Schedules"]

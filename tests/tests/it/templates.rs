@@ -307,6 +307,7 @@ fn parameters_match_the_installer_contract() {
             Some(json!("off")),
             Some(&["off", "info", "low"]),
         ),
+        ("CoalesceSeconds", "Number", Some(json!(60)), None),
         ("DigestHour", "Number", Some(json!(8)), None),
         ("DigestMinute", "Number", Some(json!(0)), None),
         ("DigestTimezone", "String", Some(json!("UTC")), None),
@@ -390,6 +391,9 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("ActUrl", "AWS::Lambda::Url"),
         ("ActUrlPermission", "AWS::Lambda::Permission"),
         ("ActInvokePermission", "AWS::Lambda::Permission"),
+        ("WakeQueue", "AWS::SQS::Queue"),
+        ("WakeQueuePolicy", "AWS::IAM::Policy"),
+        ("WakeEventSource", "AWS::Lambda::EventSourceMapping"),
         ("DigestSchedulerRole", "AWS::IAM::Role"),
         ("DigestSchedule", "AWS::Scheduler::Schedule"),
     ];
@@ -807,7 +811,9 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
             "ec2:GetManagedPrefixListEntries",
             sub("arn:${AWS::Partition}:ec2:${AWS::Region}:*:prefix-list/*"),
         ),
-        ("sqs:SendMessage", get_att("FailureQueue", "Arn")),
+        // The failure queue's (statement OnFailureDestination, below) and the wake queue's (see
+        // the_wake_queue_feeds_the_handler…).
+        ("sqs:SendMessage", Value::Null),
         ("dynamodb:UpdateItem", get_att("IdempotencyTable", "Arn")),
         ("dynamodb:GetItem", get_att("IdempotencyTable", "Arn")),
         ("config:GetResourceConfigHistory", json!("*")),
@@ -828,9 +834,10 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
         ("ec2:RevokeSecurityGroupIngress", Value::Null),
         // A hub's: its queue, the spokes' reader role and the accounts' names (see
         // hub_templates).
-        ("sqs:ReceiveMessage", get_att("HubQueue", "Arn")),
-        ("sqs:DeleteMessage", get_att("HubQueue", "Arn")),
-        ("sqs:GetQueueAttributes", get_att("HubQueue", "Arn")),
+        // (and the wake queue's, as sqs:SendMessage above).
+        ("sqs:ReceiveMessage", Value::Null),
+        ("sqs:DeleteMessage", Value::Null),
+        ("sqs:GetQueueAttributes", Value::Null),
         (
             "sts:AssumeRole",
             sub("arn:${AWS::Partition}:iam::*:role/sgwatch-reader"),
@@ -867,6 +874,14 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
             resource,
             "resource of {action}"
         );
+    }
+    let handler = &props("HandlerRole")["Policies"][0]["PolicyDocument"];
+    let on_failure = statement(handler, "OnFailureDestination");
+    assert_eq!(actions(on_failure), ["sqs:SendMessage"]);
+    assert_eq!(on_failure["Resource"], get_att("FailureQueue", "Arn"));
+    for sid in ["ReadTheHubQueue"] {
+        let s = statement(&props("HubQueueReadPolicy")["PolicyDocument"], sid);
+        assert_eq!(s["Resource"], get_att("HubQueue", "Arn"));
     }
 }
 
@@ -1120,6 +1135,8 @@ fn function_gets_every_setting_from_the_parameters() {
         ("SGWATCH_AUTO_REVERT_AT", r#ref("AutoRevertAt")),
         ("SGWATCH_TRUSTED_PRINCIPALS", r#ref("TrustedPrincipals")),
         ("SGWATCH_DIGEST", r#ref("Digest")),
+        ("SGWATCH_COALESCE_SECONDS", r#ref("CoalesceSeconds")),
+        ("SGWATCH_WAKE_QUEUE_URL", r#ref("WakeQueue")),
         ("RUST_LOG", json!("info")),
     ];
     for (name, value) in &expected {
@@ -2027,4 +2044,34 @@ fn the_digest_schedule_invokes_only_the_handler_daily_at_the_chosen_time_and_zon
     );
     let input: Value = serde_json::from_str(p["Target"]["Input"].as_str().unwrap()).unwrap();
     assert!(sgwatch_handler::digest::is_due(&input), "{input}");
+}
+
+#[test]
+fn the_wake_queue_feeds_the_handler_parks_in_the_failure_queue_and_only_the_handler_uses_it() {
+    let q = props("WakeQueue");
+    assert_eq!(
+        q["RedrivePolicy"]["deadLetterTargetArn"],
+        get_att("FailureQueue", "Arn")
+    );
+    assert_eq!(q["SqsManagedSseEnabled"], true);
+    let m = props("WakeEventSource");
+    assert_eq!(m["EventSourceArn"], get_att("WakeQueue", "Arn"));
+    assert_eq!(m["FunctionName"], get_att("Function", "Arn"));
+    assert_eq!(
+        m["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    let p = props("WakeQueuePolicy");
+    assert_eq!(p["Roles"], json!([r#ref("HandlerRole")]));
+    let s = statement(&p["PolicyDocument"], "WakeAndReadTheWakeQueue");
+    assert_eq!(
+        actions(s),
+        [
+            "sqs:SendMessage",
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes"
+        ]
+    );
+    assert_eq!(s["Resource"], get_att("WakeQueue", "Arn"));
 }
