@@ -890,6 +890,11 @@ pub async fn install(programs: &Programs, moto: &Moto) -> Result<Install> {
     if help.stdout.contains("--act-links") {
         args.extend(["--act-links", "on"]);
     }
+    // moto runs no event source mapping, so a coalescing window's wake would reach no handler:
+    // each change goes alone in the story (tests/it/quiet.rs drains the wake queue itself).
+    if help.stdout.contains("--coalesce") {
+        args.extend(["--coalesce", "0"]);
+    }
     // The zip holds the host's build; tell the stack when the installer lets us.
     if help.stdout.contains("--arch") {
         args.extend(["--arch", "x86_64"]);

@@ -1,7 +1,7 @@
 //! Quiet by design: where a change that notifies goes (now, to the daily digest, or held through
 //! its group's quiet period) and why. Pure: the time, the actor and the settings are given.
 //!
-//! In order, the first that applies:
+//! In order, the first that applies (after `sgwatch verify`'s own group, never held):
 //! 1. A change to the tags that decide (the opt-in, the owners, `sgwatch:quiet-until`) goes now:
 //!    nobody may quietly mute someone else's group.
 //! 2. CRITICAL goes now, always.
@@ -176,6 +176,12 @@ pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> R
         .copied()
         .filter(|k| tag(change.tags_before, k) != tag(change.tags, k))
         .collect();
+    if change.tags.contains_key(crate::core::decide::VERIFY_TAG) {
+        return now_because(
+            "sgwatch verify times the chain with this group: its changes are never held".to_owned(),
+            notes,
+        );
+    }
     if !changed.is_empty() {
         return now_because(
             format!(
@@ -461,5 +467,16 @@ mod coalescing {
         );
         assert_eq!(at(Severity::Low).route, Route::Digest);
         assert_eq!(at(Severity::Critical).route, Route::Now);
+        // `sgwatch verify`'s group: timed, so never held.
+        let mut marked = owners.clone();
+        marked.insert("sgwatch:verify".into(), "1795867200000".into());
+        let change = Change {
+            severity: Severity::Low,
+            tags: &marked,
+            tags_before: &marked,
+            deciding_tags: &["NotifyOnChange", "OwnerDL"],
+            actor: &actor,
+        };
+        assert_eq!(route(&q, &[], &change, 1_796_000_000).route, Route::Now);
     }
 }

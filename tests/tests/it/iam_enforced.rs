@@ -38,6 +38,10 @@ fn handler_policy() -> String {
             "<FailureQueue.Arn>",
             &format!("arn:aws:sqs:{REGION}:{ACCOUNT}:sgwatch-FailureQueue"),
         )
+        .replace(
+            "<WakeQueue.Arn>",
+            &format!("arn:aws:sqs:{REGION}:{ACCOUNT}:sgwatch-WakeQueue"),
+        )
         .replace("<LogGroup>", "/aws/lambda/sgwatch-handler")
 }
 

@@ -19,6 +19,7 @@ mod iam_enforced;
 mod installer_policy;
 mod ledger;
 mod logs;
+mod noisy_day;
 mod quiet;
 mod redrive;
 mod send_once;
