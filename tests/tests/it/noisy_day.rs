@@ -197,6 +197,7 @@ async fn replay(day: &Value, quiet: bool) -> Figures {
                 .send()
                 .await
                 .map(|o| aws_sdk_ec2::operation::RequestId::request_id(&o).map(str::to_owned))
+                .map_err(|e| format!("{e:?}"))
         } else {
             ec2.revoke_security_group_ingress()
                 .group_id(id)
@@ -204,8 +205,9 @@ async fn replay(day: &Value, quiet: bool) -> Figures {
                 .send()
                 .await
                 .map(|o| aws_sdk_ec2::operation::RequestId::request_id(&o).map(str::to_owned))
+                .map_err(|e| format!("{e:?}"))
         }
-        .unwrap_or_else(|e| panic!("change {i}: {e:?}"));
+        .unwrap_or_else(|e| panic!("change {i}: {e}"));
         let time = DateTime::from_secs(now as i64);
         let call = Call {
             event_name: if c.add {
