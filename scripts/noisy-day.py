@@ -49,8 +49,8 @@ def main():
             added[group].append((port, cidr))
 
     pipeline = round(CHANGES * PIPELINE_SHARE)
-    for _ in range(pipeline):
-        t = rng.randint(DAY_START, DAY_END)
+    # In time order, so that a rule is removed only after it was added.
+    for t in sorted(rng.randint(DAY_START, DAY_END) for _ in range(pipeline)):
         group = rng.randrange(GROUPS)
         if added[group] and rng.random() < 0.3:
             port, cidr = added[group].pop(rng.randrange(len(added[group])))
