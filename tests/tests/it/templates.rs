@@ -879,10 +879,11 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
     let on_failure = statement(handler, "OnFailureDestination");
     assert_eq!(actions(on_failure), ["sqs:SendMessage"]);
     assert_eq!(on_failure["Resource"], get_att("FailureQueue", "Arn"));
-    for sid in ["ReadTheHubQueue"] {
-        let s = statement(&props("HubQueueReadPolicy")["PolicyDocument"], sid);
-        assert_eq!(s["Resource"], get_att("HubQueue", "Arn"));
-    }
+    let hub = statement(
+        &props("HubQueueReadPolicy")["PolicyDocument"],
+        "ReadTheHubQueue",
+    );
+    assert_eq!(hub["Resource"], get_att("HubQueue", "Arn"));
 }
 
 #[test]
