@@ -134,6 +134,16 @@ pub async fn join(
     }
 }
 
+/// Whether `group`'s window is open at `now`.
+pub async fn is_open(
+    table: &Dedupe,
+    (account, region, group): (&str, &str, &str),
+    now: u64,
+) -> Result<bool, String> {
+    let (until, _) = window(table, &window_key(account, region, group)).await?;
+    Ok(until.is_some_and(|u| u >= now))
+}
+
 /// Sends the message that ends `line`'s group's window at `until`.
 async fn wake(services: &Services, line: &Line, until: u64, delay: u64) -> Result<(), String> {
     let Some(queue) = &services.wake else {
@@ -144,6 +154,7 @@ async fn wake(services: &Services, line: &Line, until: u64, delay: u64) -> Resul
         region: line.region.clone(),
         group: line.group.clone(),
         until,
+        summary_of_hour: None,
     };
     queue
         .send(digest::wake_event(&w).to_string(), delay)
@@ -184,6 +195,9 @@ pub(crate) async fn wake_up(
     settings: &Settings,
     services: &Services,
 ) -> Outcome {
+    if let Some(hour) = w.summary_of_hour {
+        return crate::rate::summary(message_id, w, hour, invocation, settings, services).await;
+    }
     let Some(table) = services.dedupe.as_ref() else {
         warn!(
             message_id,

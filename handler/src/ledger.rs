@@ -51,6 +51,8 @@ pub mod attr {
     pub const LINES: &str = "lines";
     /// A string set of the recipients that have had lines held.
     pub const RECIPIENTS: &str = "recipients";
+    /// A count: the emails about a group in an hour.
+    pub const COUNT: &str = "n";
 }
 
 /// The key of a ledger item.
@@ -115,6 +117,22 @@ pub enum Key {
     /// A coalesced email sent, by its recipient and a hash of its lines:
     /// `coalesced/RECIPIENT/HASH`.
     Coalesced { recipient: String, hash: String },
+    /// The emails about a group in a clock hour, counted against the rate limit:
+    /// `rate/ACCOUNT/REGION/GROUP/HOUR` (the hour's first second, epoch seconds).
+    Rate {
+        account: String,
+        region: String,
+        group: String,
+        hour: u64,
+    },
+    /// The summary of what the rate limit held back in that hour:
+    /// `ratesummary/ACCOUNT/REGION/GROUP/HOUR`.
+    RateSummary {
+        account: String,
+        region: String,
+        group: String,
+        hour: u64,
+    },
 }
 
 impl Key {
@@ -216,6 +234,18 @@ impl fmt::Display for Key {
                 group,
             } => write!(f, "window/{account}/{region}/{group}"),
             Key::Coalesced { recipient, hash } => write!(f, "coalesced/{recipient}/{hash}"),
+            Key::Rate {
+                account,
+                region,
+                group,
+                hour,
+            } => write!(f, "rate/{account}/{region}/{group}/{hour}"),
+            Key::RateSummary {
+                account,
+                region,
+                group,
+                hour,
+            } => write!(f, "ratesummary/{account}/{region}/{group}/{hour}"),
         }
     }
 }

@@ -35,6 +35,7 @@ pub mod members;
 pub mod oversized;
 pub mod prefix_lists;
 pub mod process;
+pub mod rate;
 pub mod sight;
 
 // The public paths other crates use (the installer, the tests, the benchmarks): one flat facade

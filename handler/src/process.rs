@@ -739,7 +739,11 @@ async fn process_change(
     let actor = resolve_actor(feed.as_ref(), &d, settings, services).await;
     auto_revert(message_id, &mut d, &actor, settings, services).await;
     let alert = Key::of_change(&d.analysis.subject, change);
-    let routed = route(message_id, &mut d, &actor, settings, services);
+    let mut routed = route(message_id, &mut d, &actor, settings, services);
+    if let Err(why) = rate_limit(&mut routed, &d, services, settings).await {
+        let facts = d.analysis.subject.facts(message_id);
+        return Outcome::Failed(format!("{}: {why}", facts.label()));
+    }
     if routed.route == Route::Now {
         sign_links(message_id, &mut d, &alert, services).await;
     }
@@ -841,6 +845,39 @@ fn route(
     info!(message_id, route = %routed.route, why = %routed.why, "routed");
     d.notes.extend(routed.notes.iter().cloned());
     routed
+}
+
+/// Past the rate limit, an email that would go now (or open a coalescing window) goes to the
+/// digest instead; the first held back in the hour wakes its summary.
+async fn rate_limit(
+    routed: &mut quiet::Routed,
+    d: &Decision,
+    services: &Services,
+    settings: &Settings,
+) -> Result<(), String> {
+    let max = settings.quiet.max_per_group_hour;
+    let (Some(table), true) = (services.dedupe.as_ref(), routed.limited && max > 0) else {
+        return Ok(());
+    };
+    let s = &d.analysis.subject;
+    let now = services.clock.now_secs();
+    let group = (
+        s.account.as_str(),
+        s.region.as_str(),
+        s.resource_id.as_str(),
+    );
+    // A change joining an open window adds no email.
+    if routed.route == Route::Coalesce && crate::coalesce::is_open(table, group, now).await? {
+        return Ok(());
+    }
+    let count = crate::rate::count(table, services, group, &d.recipients, now, max).await?;
+    if let crate::rate::Count::Over { .. } = count {
+        routed.route = Route::Digest;
+        routed.why = format!(
+            "the group passed {max} emails this hour (the rate limit): the hour's summary says so"
+        );
+    }
+    Ok(())
 }
 
 /// The recipients of `parts` not yet told of the change (by email, hold or window).

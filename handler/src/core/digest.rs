@@ -229,6 +229,10 @@ pub struct Wake {
     pub group: String,
     /// When the window ends, epoch seconds.
     pub until: u64,
+    /// Not a window: the end of the clock hour (its first second) whose emails passed the rate
+    /// limit, for its summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_of_hour: Option<u64>,
 }
 
 /// Whether `event` wakes a group's coalesced email.
@@ -316,6 +320,45 @@ pub fn coalesced_email(lines: &[Line], window_secs: u64) -> Email {
     Email {
         subject,
         text,
+        html,
+    }
+}
+
+/// The summary of an hour in which the rate limit held back `held` changes to a group after
+/// `max` emails.
+pub fn rate_summary_email(w: &Wake, hour: u64, max: u64, held: u64) -> Email {
+    let (from, to) = (rfc3339(hour), rfc3339(hour + 3600));
+    let changes = if held == 1 { "change" } else { "changes" };
+    let subject: String = one(&stripped(&format!(
+        "[sgwatch] {} {}/{}: {held} more {changes} held back for the digest",
+        w.group, w.account, w.region
+    )))
+    .chars()
+    .take(SUBJECT_MAX_CHARS)
+    .collect();
+    let mut lines = vec![
+        format!(
+            "sgwatch emailed you {max} times about security group {} in {}/{} between {from} and {to}, its limit for an hour.",
+            one_line(&w.group),
+            one_line(&w.account),
+            one_line(&w.region)
+        ),
+        format!("The {held} {changes} made after that are in your daily digest, with the group's other held changes."),
+        "CRITICAL changes were emailed at once, as always.".to_owned(),
+    ];
+    if let Some(link) = console_link(&w.region, &w.group) {
+        lines.push(format!("Open the group in the console: {link}"));
+    }
+    let html = format!(
+        "<html><body style=\"font-family:sans-serif;overflow-wrap:anywhere\">{}</body></html>",
+        lines
+            .iter()
+            .map(|l| format!("<p>{}</p>", encode_text(l)))
+            .collect::<String>()
+    );
+    Email {
+        subject,
+        text: lines.join("\n") + "\n",
         html,
     }
 }

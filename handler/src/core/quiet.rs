@@ -69,6 +69,10 @@ pub struct Routed {
     /// What the email says: who is trusted, the quiet period and whether it stands.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Whether the rate limit may hold it back (never CRITICAL, `sgwatch verify`'s group, or a
+    /// change to the tags that decide).
+    #[serde(skip)]
+    pub limited: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -94,6 +98,9 @@ pub struct Quiet {
     /// Seconds a group's changes are gathered into one email (`SGWATCH_COALESCE_SECONDS`); 0
     /// when each goes alone.
     pub coalesce: u64,
+    /// Most emails about one group in a clock hour (`SGWATCH_MAX_PER_GROUP_HOUR`); 0 for no
+    /// limit.
+    pub max_per_group_hour: u64,
 }
 
 /// A quiet period as the tag states it.
@@ -169,6 +176,7 @@ pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> R
         why,
         not_before: 0,
         notes,
+        limited: false,
     };
     let changed: Vec<&str> = [QUIET_TAG]
         .iter()
@@ -200,6 +208,7 @@ pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> R
             why: format!("the group is quiet until {} ({QUIET_TAG})", rfc3339(until)),
             not_before: until,
             notes,
+            limited: false,
         };
     }
     let digest = |why: String, notes: Vec<String>| Routed {
@@ -207,6 +216,7 @@ pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> R
         why,
         not_before: 0,
         notes,
+        limited: false,
     };
     if let Some(p) = trusted_by {
         if change.severity < Severity::High {
@@ -233,8 +243,12 @@ pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> R
             ),
             not_before: 0,
             notes,
+            limited: true,
         },
-        _ => now_because("no noise control holds it".to_owned(), notes),
+        _ => Routed {
+            limited: true,
+            ..now_because("no noise control holds it".to_owned(), notes)
+        },
     }
 }
 
@@ -304,6 +318,7 @@ mod tests {
                 &Quiet {
                     digest: self.digest,
                     coalesce: 0,
+                    max_per_group_hour: 0,
                 },
                 &trusted,
                 &change,
@@ -449,6 +464,7 @@ mod coalescing {
         let q = Quiet {
             digest: Some(Severity::Low),
             coalesce: 60,
+            max_per_group_hour: 10,
         };
         let at = |severity| {
             let change = Change {

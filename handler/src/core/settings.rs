@@ -470,10 +470,23 @@ impl Settings {
                     why: format!("expected seconds from 0 (off) to {MAX_COALESCE_SECONDS}"),
                 })?;
         }
+        if let Some(v) = non_empty(&get("SGWATCH_MAX_PER_GROUP_HOUR")) {
+            quiet.max_per_group_hour =
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n <= 1000)
+                    .ok_or_else(|| SettingsError::Invalid {
+                        name: "SGWATCH_MAX_PER_GROUP_HOUR",
+                        value: v.to_owned(),
+                        why: "expected emails from 0 (no limit) to 1000".to_owned(),
+                    })?;
+        }
         let wake_queue_url = non_empty(&get("SGWATCH_WAKE_QUEUE_URL")).map(str::to_owned);
         if wake_queue_url.is_none() {
-            // Nothing would wake the window: each change goes alone.
+            // Nothing would wake the window, nor the rate limit's summary: each change goes
+            // alone, and none is held back.
             quiet.coalesce = 0;
+            quiet.max_per_group_hour = 0;
         }
         Ok(Settings {
             policy,

@@ -48,6 +48,8 @@ pub struct Report {
 pub struct Quiet {
     /// Seconds a group's changes are gathered into one email; 0 when off.
     pub coalesce_seconds: u64,
+    /// Most emails about one group in an hour; 0 for no limit.
+    pub max_per_group_hour: u16,
     /// `off`, `info` or `low`.
     pub digest: &'static str,
     /// `HH:MM`.
@@ -60,6 +62,7 @@ impl Quiet {
         let (h, m) = args.digest_at.unwrap_or((8, 0));
         Quiet {
             coalesce_seconds: args.coalesce.unwrap_or(60),
+            max_per_group_hour: args.max_per_group_hour.unwrap_or(10),
             digest: args.digest.map_or("off", DigestLevel::as_str),
             digest_at: format!("{h:02}:{m:02}"),
             digest_timezone: args
@@ -81,6 +84,13 @@ impl std::fmt::Display for Quiet {
             s => writeln!(
                 f,
                 "coalescing: a group's changes within {s} s go as one email (CRITICAL at once)"
+            )?,
+        }
+        match self.max_per_group_hour {
+            0 => writeln!(f, "rate limit: none")?,
+            n => writeln!(
+                f,
+                "rate limit: {n} emails per group an hour, then the digest and a summary (CRITICAL always sent)"
             )?,
         }
         write!(
@@ -246,6 +256,9 @@ async fn observe_and_plan(
     // Coalescing and the digest stay as deployed unless the flags say otherwise.
     if args.coalesce.is_none() {
         args.coalesce = deployed.get("CoalesceSeconds").and_then(|v| v.parse().ok());
+    }
+    if args.max_per_group_hour.is_none() {
+        args.max_per_group_hour = deployed.get("MaxPerGroupHour").and_then(|v| v.parse().ok());
     }
     if args.digest.is_none() {
         args.digest = deployed

@@ -630,6 +630,7 @@ fn install_args(t: &Target, arch: package::Arch, zip: Option<PathBuf>) -> Instal
         auto_revert_at: None,
         trusted_principals: None,
         coalesce: None,
+        max_per_group_hour: None,
         digest: None,
         digest_at: None,
         digest_timezone: None,

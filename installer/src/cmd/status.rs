@@ -956,7 +956,14 @@ fn quiet_link(seen: &Seen) -> Vec<Check> {
             format!("the stack lists no digest schedule, so changes held for the digest ({held}) are never sent: run install again"),
         ),
     };
-    vec![coalescing, digest]
+    let rate = match all.get("MaxPerGroupHour").map_or("10", String::as_str) {
+        "0" => Check::ok("rate limit", "none: every change a noise control does not hold is emailed"),
+        n => Check::ok(
+            "rate limit",
+            format!("{n} emails per group an hour; past it, the digest and a summary at the hour's end (CRITICAL always sent)"),
+        ),
+    };
+    vec![coalescing, rate, digest]
 }
 
 /// One line for a role's simulation: ok, one FAIL per denied action, or a warning when IAM could

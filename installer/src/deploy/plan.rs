@@ -361,6 +361,10 @@ fn parameters(
         ),
         ("CoalesceSeconds", args.coalesce.unwrap_or(60).to_string()),
         (
+            "MaxPerGroupHour",
+            args.max_per_group_hour.unwrap_or(10).to_string(),
+        ),
+        (
             "Digest",
             args.digest.map_or("off", DigestLevel::as_str).to_owned(),
         ),
@@ -816,6 +820,7 @@ mod tests {
             auto_revert_at: None,
             trusted_principals: None,
             coalesce: None,
+            max_per_group_hour: None,
             digest: None,
             digest_at: None,
             digest_timezone: None,

@@ -81,6 +81,11 @@ pub struct InstallArgs {
     /// 60s
     #[arg(long, value_name = "DURATION", value_parser = parse_window)]
     pub coalesce: Option<u64>,
+    /// Most emails about one group in an hour (0-1000, 0 for no limit); the changes past it go
+    /// to the daily digest, and a summary says how many when the hour ends. CRITICAL is always
+    /// sent. Default: as deployed, else 10
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=1000))]
+    pub max_per_group_hour: Option<u16>,
     /// Changes at or below this severity go to each recipient's daily digest instead of an
     /// email each (default: as deployed, else off). A trusted principal's changes below HIGH
     /// and a group's changes during its sgwatch:quiet-until period below CRITICAL go to the

@@ -3,7 +3,7 @@
 //! teams, 2,000 changes, 70 % by the pipeline, bursts of console edits, 1 % CRITICAL) made for
 //! real on moto's EC2 and given to the handler as the actor feed and AWS Config would, once with
 //! no noise control and once with them (`--coalesce 60s`, `--trusted-principal` the pipeline,
-//! `--digest low`). Time is the handler's clock, moved to each change's time; each coalescing
+//! `--digest low`, `--max-per-group-hour 10`). Time is the handler's clock, moved to each change's time; each coalescing
 //! window's wake is given to the handler when its window ends, as SQS delivers it, and the
 //! digest at 08:00 the next day. It prints the emails per recipient, the most any owner got in
 //! one hour, and the CRITICAL changes delayed (not emailed in the invocation that decided them)
@@ -96,6 +96,7 @@ async fn replay(day: &Value, quiet: bool) -> Figures {
             ),
             ("SGWATCH_DIGEST", "low"),
             ("SGWATCH_COALESCE_SECONDS", "60"),
+            ("SGWATCH_MAX_PER_GROUP_HOUR", "10"),
             ("SGWATCH_WAKE_QUEUE_URL", wake_url.as_str()),
         ]);
     }
@@ -172,6 +173,7 @@ async fn replay(day: &Value, quiet: bool) -> Figures {
                 region: REGION.into(),
                 group: ids[g].clone(),
                 until,
+                summary_of_hour: None,
             });
             let report = handle(&wake, &settings, &services).await.unwrap();
             if report.sent > 0 {
@@ -274,6 +276,7 @@ async fn replay(day: &Value, quiet: bool) -> Figures {
             region: REGION.into(),
             group: ids[g].clone(),
             until,
+            summary_of_hour: None,
         });
         if handle(&wake, &settings, &services).await.unwrap().sent > 0 {
             f.told(&owner(g % owners), until);
@@ -326,7 +329,10 @@ async fn noisy_day_with_and_without_the_noise_controls() {
     let plain = replay(&day, false).await;
     print("no noise control", &plain);
     let quiet = replay(&day, true).await;
-    print("coalesce 60s, trusted pipeline, digest low", &quiet);
+    print(
+        "coalesce 60s, trusted pipeline, digest low, 10 per group an hour",
+        &quiet,
+    );
     println!(
         "{:.1}x fewer emails",
         plain.emails as f64 / quiet.emails.max(1) as f64

@@ -80,7 +80,9 @@ async fn world_with(
         .chain(
             extra
                 .iter()
-                .any(|(k, _)| *k == "SGWATCH_COALESCE_SECONDS")
+                .any(|(k, _)| {
+                    *k == "SGWATCH_COALESCE_SECONDS" || *k == "SGWATCH_MAX_PER_GROUP_HOUR"
+                })
                 .then_some(("SGWATCH_WAKE_QUEUE_URL", wake_url.as_str())),
         )
         .collect();
@@ -462,6 +464,8 @@ async fn install_with_a_digest_deploys_its_daily_schedule_and_keeps_it() {
     let first = run(install(&[
         "--coalesce",
         "2m",
+        "--max-per-group-hour",
+        "5",
         "--digest",
         "low",
         "--digest-at",
@@ -497,6 +501,7 @@ async fn install_with_a_digest_deploys_its_daily_schedule_and_keeps_it() {
     let env = deployed_function_env(&config).await.unwrap();
     assert_eq!(env["SGWATCH_DIGEST"], "low");
     assert_eq!(env["SGWATCH_COALESCE_SECONDS"], "120");
+    assert_eq!(env["SGWATCH_MAX_PER_GROUP_HOUR"], "5");
     // The wake queue exists, parks in the failure queue, and feeds the handler.
     let sqs = aws_sdk_sqs::Client::new(&config);
     let attributes = sqs
@@ -737,4 +742,90 @@ async fn a_coalesced_email_that_cannot_be_sent_keeps_its_changes_for_the_retry()
         .as_deref()
         .unwrap()
         .ends_with("2 changes within 1 s"));
+}
+
+#[tokio::test]
+async fn past_the_rate_limit_changes_go_to_the_digest_and_the_hour_ends_with_a_summary() {
+    let w = world_with(true, &[], &[("SGWATCH_MAX_PER_GROUP_HOUR", "2")]).await;
+    // A minute into an hour.
+    let hour = w.services.clock.now_secs() / 3600 * 3600;
+    w.services.clock.set(hour + 60);
+    let mut reports = Vec::new();
+    for (i, port) in [8080, 8081, 8082, 8083].into_iter().enumerate() {
+        let id = format!("config-{i}");
+        reports.push(w.added_by(DEPT_B, &[rule(port, "0.0.0.0/0")], &id).await);
+    }
+    let sent: Vec<_> = reports
+        .iter()
+        .map(|r| (r["sent"].clone(), r["held"].clone()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (json!(1), json!(null)),
+            (json!(1), json!(null)),
+            (json!(0), json!(1)),
+            (json!(0), json!(1))
+        ],
+        "{reports:?}"
+    );
+    // CRITICAL is always sent.
+    let rdp = w
+        .added_by(DEPT_B, &[rule(3389, "0.0.0.0/0")], "config-rdp")
+        .await;
+    assert_eq!(rdp["sent"], 1, "{rdp}");
+    assert_eq!(w.owner_mail().await.len(), 3);
+    // The summary's wake waits on the queue for the end of the hour (SQS's 15 minutes at most,
+    // then again).
+    let attributes = aws_sdk_sqs::Client::new(&w.config)
+        .get_queue_attributes()
+        .queue_url(&w.wake_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attributes.attributes().unwrap()
+            [&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed],
+        "1"
+    );
+    // The hour ends: one summary, with how many were held back.
+    w.services.clock.set(hour + 3600);
+    let wake = sgwatch_handler::digest::wake_event(&sgwatch_handler::digest::Wake {
+        account: ACCOUNT.into(),
+        region: REGION.into(),
+        group: w.group.clone(),
+        until: hour + 3600,
+        summary_of_hour: Some(hour),
+    });
+    let report = w.again(&json!({"Records": [{"messageId": "wake-1", "eventSource": "aws:sqs", "body": wake.to_string()}]})).await;
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    assert_eq!(mail.len(), 4, "{mail:#?}");
+    assert_eq!(
+        mail[3].subject.as_deref(),
+        Some(
+            format!(
+                "[sgwatch] {} {ACCOUNT}/{REGION}: 2 more changes held back for the digest",
+                w.group
+            )
+            .as_str()
+        )
+    );
+    let text = mail[3].text.as_deref().unwrap();
+    assert!(
+        text.contains("sgwatch emailed you 2 times about security group"),
+        "{text}"
+    );
+    // And the held ones are in the digest.
+    let report = w.digest_due().await.unwrap();
+    assert_eq!(report["sent"], 1, "{report}");
+    let mail = w.owner_mail().await;
+    let digest = mail[4].text.as_deref().unwrap();
+    assert!(
+        digest.contains("+ingress tcp/8082 from 0.0.0.0/0")
+            && digest.contains("+ingress tcp/8083 from 0.0.0.0/0")
+            && digest.contains("the group passed 2 emails this hour"),
+        "{digest}"
+    );
 }

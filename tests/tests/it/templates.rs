@@ -308,6 +308,7 @@ fn parameters_match_the_installer_contract() {
             Some(&["off", "info", "low"]),
         ),
         ("CoalesceSeconds", "Number", Some(json!(60)), None),
+        ("MaxPerGroupHour", "Number", Some(json!(10)), None),
         ("DigestHour", "Number", Some(json!(8)), None),
         ("DigestMinute", "Number", Some(json!(0)), None),
         ("DigestTimezone", "String", Some(json!("UTC")), None),
@@ -1137,6 +1138,7 @@ fn function_gets_every_setting_from_the_parameters() {
         ("SGWATCH_TRUSTED_PRINCIPALS", r#ref("TrustedPrincipals")),
         ("SGWATCH_DIGEST", r#ref("Digest")),
         ("SGWATCH_COALESCE_SECONDS", r#ref("CoalesceSeconds")),
+        ("SGWATCH_MAX_PER_GROUP_HOUR", r#ref("MaxPerGroupHour")),
         ("SGWATCH_WAKE_QUEUE_URL", r#ref("WakeQueue")),
         ("RUST_LOG", json!("info")),
     ];
