@@ -214,13 +214,8 @@ pub(crate) async fn wake_up(
     };
     let until = until.unwrap_or(w.until);
     if now < until {
-        let line = Line {
-            account: w.account.clone(),
-            region: w.region.clone(),
-            group: w.group.clone(),
-            ..Line::default()
-        };
-        return match wake(services, &line, until, until - now).await {
+        // Early (a clock skew): it waits again for the rest.
+        return match wake(services, &group_of(w), until, until - now).await {
             Ok(()) => Outcome::Skipped,
             Err(e) => failed(e),
         };
@@ -229,15 +224,7 @@ pub(crate) async fn wake_up(
         .into_iter()
         .filter_map(|s| Line::parse(&s).map(|l| (s, l)))
         .collect();
-    let mut by_recipient: BTreeMap<String, Vec<&(String, Line)>> = BTreeMap::new();
-    for pair in &lines {
-        for r in &pair.1.to {
-            by_recipient
-                .entry(r.to_ascii_lowercase())
-                .or_default()
-                .push(pair);
-        }
-    }
+    let by_recipient = by_recipient(&lines);
     let window_secs = settings.quiet.coalesce;
     let (mut sent, mut outcome) = (BTreeSet::new(), Outcome::Skipped);
     for (recipient, mine) in &by_recipient {
@@ -279,6 +266,27 @@ pub(crate) async fn wake_up(
     }
     info!(message_id, group = %w.group, changes = lines.len(), recipients = by_recipient.len(), "coalesced email sent");
     outcome
+}
+
+/// A line that names only `w`'s group, for [`wake`].
+fn group_of(w: &Wake) -> Line {
+    Line {
+        account: w.account.clone(),
+        region: w.region.clone(),
+        group: w.group.clone(),
+        ..Line::default()
+    }
+}
+
+/// The window's lines (as stored, and read) by the recipients each is for.
+fn by_recipient(lines: &[(String, Line)]) -> BTreeMap<String, Vec<&(String, Line)>> {
+    let mut out: BTreeMap<String, Vec<&(String, Line)>> = BTreeMap::new();
+    for pair in lines {
+        for r in &pair.1.to {
+            out.entry(r.to_ascii_lowercase()).or_default().push(pair);
+        }
+    }
+    out
 }
 
 /// One recipient's email of the window's `lines`.
@@ -388,13 +396,7 @@ async fn settle(
                 .send()
                 .await
                 .map_err(|e| format!("DynamoDB UpdateItem {key}: {}", DisplayErrorContext(&e)))?;
-            let line = Line {
-                account: w.account.clone(),
-                region: w.region.clone(),
-                group: w.group.clone(),
-                ..Line::default()
-            };
-            wake(services, &line, until, window_secs).await
+            wake(services, &group_of(w), until, window_secs).await
         }
         Err(e) => Err(format!(
             "DynamoDB DeleteItem {key}: {}",

@@ -732,14 +732,35 @@ async fn process_change(
     }
     told_as_reverted(message_id, &mut d, services).await;
     let feed = read_feed(services, &d).await;
-    let warnings: &[Warning] = feed.as_ref().map(|f| &f.warnings[..]).unwrap_or_default();
     let calls: &[ApiCall] = feed.as_ref().map(|f| &f.calls[..]).unwrap_or_default();
     d.analysis.known_rules = known_rules(message_id, &d, calls, services).await;
     exposure(message_id, &mut d, services).await;
     let actor = resolve_actor(feed.as_ref(), &d, settings, services).await;
     auto_revert(message_id, &mut d, &actor, settings, services).await;
     let alert = Key::of_change(&d.analysis.subject, change);
-    let mut routed = route(message_id, &mut d, &actor, settings, services);
+    let to = Delivery {
+        settings,
+        services,
+        invocation,
+    };
+    tell_change(message_id, alert, d, &actor, feed.as_ref(), original, &to).await
+}
+
+/// Tells a decided change: routed (now, coalesced, to the digest, held), its links signed when it
+/// goes now, claimed in the ledger, emailed or held, posted to its destinations, and settled.
+async fn tell_change(
+    message_id: &str,
+    alert: Key,
+    mut d: Decision,
+    actor: &ActorLookup,
+    feed: Option<&Feed>,
+    original: &Value,
+    to: &Delivery<'_>,
+) -> Outcome {
+    let (settings, services, invocation) = (to.settings, to.services, to.invocation);
+    let warnings: &[Warning] = feed.map(|f| &f.warnings[..]).unwrap_or_default();
+    let calls: &[ApiCall] = feed.map(|f| &f.calls[..]).unwrap_or_default();
+    let mut routed = route(message_id, &mut d, actor, settings, services);
     if let Err(why) = rate_limit(&mut routed, &d, services, settings).await {
         let facts = d.analysis.subject.facts(message_id);
         return Outcome::Failed(format!("{}: {why}", facts.label()));
@@ -757,7 +778,7 @@ async fn process_change(
     }
     let line = Line::of(
         &d,
-        &actor,
+        actor,
         &alert.to_string(),
         &routed.why,
         routed.not_before,
@@ -769,14 +790,9 @@ async fn process_change(
         Ok(None) => return Outcome::Skipped,
         Err(why) => return Outcome::Failed(format!("{}: {why}", facts.label())),
     };
-    let to = Delivery {
-        settings,
-        services,
-        invocation,
-    };
     let (mut subject, emailed) = match routed.route {
         Route::Now => {
-            let emailed = email_parts(&to, &parts, &actor, &mut ledger).await;
+            let emailed = email_parts(to, &parts, actor, &mut ledger).await;
             if d.analysis.severity == crate::core::severity::Severity::Critical && emailed.1.is_ok()
             {
                 told_in_window(message_id, &parts, &line, settings, services).await;
@@ -785,22 +801,22 @@ async fn process_change(
         }
         Route::Coalesce => {
             let joined = coalesce(&facts, &parts, &line, settings, services, &mut ledger).await;
-            (render(&d, &actor).subject, joined)
+            (render(&d, actor).subject, joined)
         }
         Route::Digest | Route::Held => {
             let held = hold(&facts, &parts, &line, services, &mut ledger).await;
-            (render(&d, &actor).subject, held)
+            (render(&d, actor).subject, held)
         }
     };
     // The destinations are told whatever became of the email, and the email never waits on them.
     let result = if d.destinations.is_empty() {
         emailed
     } else {
-        let whole = render(&d, &actor);
+        let whole = render(&d, actor);
         if subject.is_empty() {
             subject = whole.subject.clone();
         }
-        post_and_report(&to, &d, &actor, &whole, emailed, &mut ledger).await
+        post_and_report(to, &d, actor, &whole, emailed, &mut ledger).await
     };
     match finish(
         result, &facts, &subject, original, ledger, services, invocation,

@@ -124,6 +124,31 @@ pub async fn count(
     Ok(Count::Over { first })
 }
 
+/// The hour's count and the recipients of its emails.
+async fn read(table: &Dedupe, key: &Key) -> Result<(u64, Vec<String>), String> {
+    let out = table
+        .client
+        .get_item()
+        .table_name(&table.table)
+        .key(attr::KEY, s(&key.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| format!("DynamoDB GetItem {key}: {}", DisplayErrorContext(&e)))?;
+    let item = out.item().cloned().unwrap_or_default();
+    let count = item
+        .get(attr::COUNT)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let to = item
+        .get(attr::RECIPIENTS)
+        .and_then(|v| v.as_ss().ok())
+        .cloned()
+        .unwrap_or_default();
+    Ok((count, to))
+}
+
 /// At the end of the hour: each recipient of the group's emails that hour is told how many
 /// changes were held back for the digest.
 pub(crate) async fn summary(
@@ -152,35 +177,12 @@ pub(crate) async fn summary(
         };
     }
     let key = key(&w.account, &w.region, &w.group, hour);
-    let got = table
-        .client
-        .get_item()
-        .table_name(&table.table)
-        .key(attr::KEY, s(&key.to_string()))
-        .consistent_read(true)
-        .send()
-        .await;
-    let item = match got {
-        Ok(out) => out.item().cloned().unwrap_or_default(),
-        Err(e) => {
-            return Outcome::Failed(format!(
-                "{message_id}: DynamoDB GetItem {key}: {}",
-                DisplayErrorContext(&e)
-            ))
-        }
+    let (count, to) = match read(table, &key).await {
+        Ok(found) => found,
+        Err(e) => return Outcome::Failed(format!("{message_id}: {e}")),
     };
-    let count = item
-        .get(attr::COUNT)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
     let max = settings.quiet.max_per_group_hour;
     let held = count.saturating_sub(max);
-    let to: Vec<String> = item
-        .get(attr::RECIPIENTS)
-        .and_then(|v| v.as_ss().ok())
-        .cloned()
-        .unwrap_or_default();
     if held == 0 || to.is_empty() {
         return Outcome::Skipped;
     }

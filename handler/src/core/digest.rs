@@ -170,42 +170,7 @@ pub fn email(lines: &[Line]) -> Email {
         encode_text(&count)
     );
     for ((account, region, group), lines) in &by_group {
-        let name = lines
-            .iter()
-            .rev()
-            .find_map(|l| l.name.as_deref())
-            .map(|n| format!(" ({})", one_line(n)))
-            .unwrap_or_default();
-        let heading = format!(
-            "{}{name} in {}/{}",
-            one_line(group),
-            one_line(account),
-            one_line(region)
-        );
-        let link = console_link(region, group);
-        let _ = write!(text, "\n{heading}\n");
-        if let Some(link) = &link {
-            let _ = writeln!(text, "  {link}");
-        }
-        let _ = write!(
-            html,
-            "<h3 style=\"margin-bottom:4px\">{}</h3>",
-            encode_text(&heading)
-        );
-        if let Some(link) = &link {
-            let _ = write!(
-                html,
-                "<p style=\"margin-top:0\"><a href=\"{}\">Open the group in the console</a></p>",
-                encode_double_quoted_attribute(link)
-            );
-        }
-        html.push_str("<ul>");
-        for l in lines {
-            let line = line_text(l);
-            let _ = writeln!(text, "  - {line}");
-            let _ = write!(html, "<li>{}</li>", encode_text(&line));
-        }
-        html.push_str("</ul>");
+        group_section(&mut text, &mut html, (account, region, group), lines);
     }
     text.push_str("\nCRITICAL changes are never held: they were emailed when they were made.\n");
     html.push_str("<p>CRITICAL changes are never held: they were emailed when they were made.</p></body></html>");
@@ -372,6 +337,51 @@ fn rank(severity: &str) -> u8 {
         "LOW" => 1,
         _ => 0,
     }
+}
+
+/// One group's part of the digest: its heading, console link and one line per change.
+fn group_section(
+    text: &mut String,
+    html: &mut String,
+    (account, region, group): (&str, &str, &str),
+    lines: &[&Line],
+) {
+    let name = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.name.as_deref())
+        .map(|n| format!(" ({})", one_line(n)))
+        .unwrap_or_default();
+    let heading = format!(
+        "{}{name} in {}/{}",
+        one_line(group),
+        one_line(account),
+        one_line(region)
+    );
+    let link = console_link(region, group);
+    let _ = write!(text, "\n{heading}\n");
+    if let Some(link) = &link {
+        let _ = writeln!(text, "  {link}");
+    }
+    let _ = write!(
+        html,
+        "<h3 style=\"margin-bottom:4px\">{}</h3>",
+        encode_text(&heading)
+    );
+    if let Some(link) = &link {
+        let _ = write!(
+            html,
+            "<p style=\"margin-top:0\"><a href=\"{}\">Open the group in the console</a></p>",
+            encode_double_quoted_attribute(link)
+        );
+    }
+    html.push_str("<ul>");
+    for l in lines {
+        let line = line_text(l);
+        let _ = writeln!(text, "  - {line}");
+        let _ = write!(html, "<li>{}</li>", encode_text(&line));
+    }
+    html.push_str("</ul>");
 }
 
 /// `2026-12-06T09:13:58Z LOW +ingress tcp/22 from 10.0.0.0/8, by arn:… (why)`, on one line.

@@ -380,6 +380,28 @@ where
         .collect())
 }
 
+/// sgwatch's own scheduled events: a coalescing window's end, the daily digest, the hub's
+/// coverage check.
+fn own_event(event: &Value) -> Option<Result<ConfigMessage, ParseError>> {
+    use crate::core::digest;
+    if digest::is_wake(event) {
+        return Some(
+            digest::parse_wake(event)
+                .map(ConfigMessage::Wake)
+                .map_err(|detail| ParseError::Malformed {
+                    message_type: digest::WAKE_DETAIL_TYPE.to_owned(),
+                    detail,
+                    resource_type: None,
+                    resource_id: None,
+                }),
+        );
+    }
+    if digest::is_due(event) {
+        return Some(Ok(ConfigMessage::DigestDue(digest::parse_due(event))));
+    }
+    crate::core::spokes::is_coverage_check(event).then_some(Ok(ConfigMessage::CoverageCheck))
+}
+
 /// Every record of an input event: an SNS event, an SQS batch (the hub's queue, each body an
 /// EventBridge event), an EventBridge event or a bare Config message.
 pub fn envelopes(event: &Value) -> Vec<Envelope> {
@@ -403,33 +425,10 @@ pub fn envelopes(event: &Value) -> Vec<Envelope> {
             excerpt: None,
         }];
     }
-    if crate::core::digest::is_wake(event) {
+    if let Some(message) = own_event(event) {
         return vec![Envelope {
             message_id: event.get("id").and_then(Value::as_str).map(str::to_owned),
-            message: crate::core::digest::parse_wake(event)
-                .map(ConfigMessage::Wake)
-                .map_err(|detail| ParseError::Malformed {
-                    message_type: crate::core::digest::WAKE_DETAIL_TYPE.to_owned(),
-                    detail,
-                    resource_type: None,
-                    resource_id: None,
-                }),
-            excerpt: None,
-        }];
-    }
-    if crate::core::digest::is_due(event) {
-        return vec![Envelope {
-            message_id: event.get("id").and_then(Value::as_str).map(str::to_owned),
-            message: Ok(ConfigMessage::DigestDue(crate::core::digest::parse_due(
-                event,
-            ))),
-            excerpt: None,
-        }];
-    }
-    if crate::core::spokes::is_coverage_check(event) {
-        return vec![Envelope {
-            message_id: event.get("id").and_then(Value::as_str).map(str::to_owned),
-            message: Ok(ConfigMessage::CoverageCheck),
+            message,
             excerpt: None,
         }];
     }

@@ -163,6 +163,16 @@ fn period_note(p: &Period) -> Option<String> {
     }
 }
 
+/// The tags that decide who is told and when (the quiet tag among them) that `change` changes.
+fn deciding_tags_changed<'a>(change: &Change<'a>) -> Vec<&'a str> {
+    [QUIET_TAG]
+        .iter()
+        .chain(change.deciding_tags)
+        .copied()
+        .filter(|k| tag(change.tags_before, k) != tag(change.tags, k))
+        .collect()
+}
+
 /// Where `change` goes at `now` (epoch seconds), and why.
 pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> Routed {
     let period = period(change.tags, now);
@@ -178,12 +188,7 @@ pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> R
         notes,
         limited: false,
     };
-    let changed: Vec<&str> = [QUIET_TAG]
-        .iter()
-        .chain(change.deciding_tags)
-        .copied()
-        .filter(|k| tag(change.tags_before, k) != tag(change.tags, k))
-        .collect();
+    let changed = deciding_tags_changed(change);
     if change.tags.contains_key(crate::core::decide::VERIFY_TAG) {
         return now_because(
             "sgwatch verify times the chain with this group: its changes are never held".to_owned(),
@@ -211,44 +216,37 @@ pub fn route(q: &Quiet, trusted: &[Pattern], change: &Change<'_>, now: u64) -> R
             limited: false,
         };
     }
-    let digest = |why: String, notes: Vec<String>| Routed {
-        route: Route::Digest,
-        why,
-        not_before: 0,
-        notes,
-        limited: false,
-    };
-    if let Some(p) = trusted_by {
-        if change.severity < Severity::High {
-            return digest(
-                format!("made by a trusted principal (pattern {p}) and below HIGH"),
-                notes,
-            );
-        }
-    }
-    match q.digest {
-        Some(level) if change.severity <= level => digest(
+    let why = trusted_by
+        .filter(|_| change.severity < Severity::High)
+        .map(|p| format!("made by a trusted principal (pattern {p}) and below HIGH"))
+        .or_else(|| {
+            q.digest
+                .filter(|level| change.severity <= *level)
+                .map(|level| {
+                    format!(
+                        "{} is at or below the digest level ({})",
+                        change.severity.as_str().to_uppercase(),
+                        level.as_str()
+                    )
+                })
+        });
+    let (route, why) = match why {
+        Some(why) => (Route::Digest, why),
+        None if q.coalesce > 0 => (
+            Route::Coalesce,
             format!(
-                "{} is at or below the digest level ({})",
-                change.severity.as_str().to_uppercase(),
-                level.as_str()
-            ),
-            notes,
-        ),
-        _ if q.coalesce > 0 => Routed {
-            route: Route::Coalesce,
-            why: format!(
                 "gathered with the group's other changes within {} s into one email",
                 q.coalesce
             ),
-            not_before: 0,
-            notes,
-            limited: true,
-        },
-        _ => Routed {
-            limited: true,
-            ..now_because("no noise control holds it".to_owned(), notes)
-        },
+        ),
+        None => (Route::Now, "no noise control holds it".to_owned()),
+    };
+    Routed {
+        limited: route != Route::Digest,
+        route,
+        why,
+        not_before: 0,
+        notes,
     }
 }
 

@@ -421,73 +421,9 @@ impl Settings {
             None => None,
         };
         let act = ActSettings::from_lookup(&get)?;
-        let mut auto_revert = AutoRevert::default();
-        if let Some(v) = non_empty(&get("SGWATCH_AUTO_REVERT")) {
-            auto_revert.mode = v.parse().map_err(|why| SettingsError::Invalid {
-                name: "SGWATCH_AUTO_REVERT",
-                value: v.to_owned(),
-                why,
-            })?;
-        }
-        if let Some(v) = non_empty(&get("SGWATCH_AUTO_REVERT_AT")) {
-            auto_revert.at = v.parse().map_err(|why| SettingsError::Invalid {
-                name: "SGWATCH_AUTO_REVERT_AT",
-                value: v.to_owned(),
-                why,
-            })?;
-        }
-        let trusted_principals = match non_empty(&get("SGWATCH_TRUSTED_PRINCIPALS")) {
-            Some(v) => trust::parse(v).map_err(|why| SettingsError::Invalid {
-                name: "SGWATCH_TRUSTED_PRINCIPALS",
-                value: v.to_owned(),
-                why,
-            })?,
-            None => Vec::new(),
-        };
-        let mut quiet = Quiet::default();
-        if let Some(v) = non_empty(&get("SGWATCH_DIGEST")) {
-            quiet.digest = match v.to_ascii_lowercase().as_str() {
-                "off" => None,
-                "low" => Some(Severity::Low),
-                "info" => Some(Severity::Info),
-                _ => {
-                    return Err(SettingsError::Invalid {
-                        name: "SGWATCH_DIGEST",
-                        value: v.to_owned(),
-                        why: "expected low, info or off".to_owned(),
-                    })
-                }
-            };
-        }
-        if let Some(v) = non_empty(&get("SGWATCH_COALESCE_SECONDS")) {
-            quiet.coalesce = v
-                .parse::<u64>()
-                .ok()
-                .filter(|s| *s <= MAX_COALESCE_SECONDS)
-                .ok_or_else(|| SettingsError::Invalid {
-                    name: "SGWATCH_COALESCE_SECONDS",
-                    value: v.to_owned(),
-                    why: format!("expected seconds from 0 (off) to {MAX_COALESCE_SECONDS}"),
-                })?;
-        }
-        if let Some(v) = non_empty(&get("SGWATCH_MAX_PER_GROUP_HOUR")) {
-            quiet.max_per_group_hour =
-                v.parse::<u64>()
-                    .ok()
-                    .filter(|n| *n <= 1000)
-                    .ok_or_else(|| SettingsError::Invalid {
-                        name: "SGWATCH_MAX_PER_GROUP_HOUR",
-                        value: v.to_owned(),
-                        why: "expected emails from 0 (no limit) to 1000".to_owned(),
-                    })?;
-        }
+        let (auto_revert, trusted_principals) = acting_from(&get)?;
         let wake_queue_url = non_empty(&get("SGWATCH_WAKE_QUEUE_URL")).map(str::to_owned);
-        if wake_queue_url.is_none() {
-            // Nothing would wake the window, nor the rate limit's summary: each change goes
-            // alone, and none is held back.
-            quiet.coalesce = 0;
-            quiet.max_per_group_hour = 0;
-        }
+        let quiet = quiet_from(&get, wake_queue_url.is_some())?;
         Ok(Settings {
             policy,
             act,
@@ -519,6 +455,86 @@ impl Settings {
     pub fn from_env() -> Result<Settings, SettingsError> {
         Settings::from_lookup(|name| std::env::var(name).ok())
     }
+}
+
+/// Auto-revert and the principals it (and the digest) trusts (`SGWATCH_AUTO_REVERT`,
+/// `SGWATCH_AUTO_REVERT_AT`, `SGWATCH_TRUSTED_PRINCIPALS`).
+fn acting_from(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(AutoRevert, Vec<Pattern>), SettingsError> {
+    let mut auto_revert = AutoRevert::default();
+    if let Some(v) = non_empty(&get("SGWATCH_AUTO_REVERT")) {
+        auto_revert.mode = v.parse().map_err(|why| SettingsError::Invalid {
+            name: "SGWATCH_AUTO_REVERT",
+            value: v.to_owned(),
+            why,
+        })?;
+    }
+    if let Some(v) = non_empty(&get("SGWATCH_AUTO_REVERT_AT")) {
+        auto_revert.at = v.parse().map_err(|why| SettingsError::Invalid {
+            name: "SGWATCH_AUTO_REVERT_AT",
+            value: v.to_owned(),
+            why,
+        })?;
+    }
+    let trusted_principals = match non_empty(&get("SGWATCH_TRUSTED_PRINCIPALS")) {
+        Some(v) => trust::parse(v).map_err(|why| SettingsError::Invalid {
+            name: "SGWATCH_TRUSTED_PRINCIPALS",
+            value: v.to_owned(),
+            why,
+        })?,
+        None => Vec::new(),
+    };
+    Ok((auto_revert, trusted_principals))
+}
+
+/// The noise controls (`SGWATCH_DIGEST`, `SGWATCH_COALESCE_SECONDS`,
+/// `SGWATCH_MAX_PER_GROUP_HOUR`); `wakes` when a wake queue is set.
+fn quiet_from(get: &impl Fn(&str) -> Option<String>, wakes: bool) -> Result<Quiet, SettingsError> {
+    let mut quiet = Quiet::default();
+    if let Some(v) = non_empty(&get("SGWATCH_DIGEST")) {
+        quiet.digest = match v.to_ascii_lowercase().as_str() {
+            "off" => None,
+            "low" => Some(Severity::Low),
+            "info" => Some(Severity::Info),
+            _ => {
+                return Err(SettingsError::Invalid {
+                    name: "SGWATCH_DIGEST",
+                    value: v.to_owned(),
+                    why: "expected low, info or off".to_owned(),
+                })
+            }
+        };
+    }
+    if let Some(v) = non_empty(&get("SGWATCH_COALESCE_SECONDS")) {
+        quiet.coalesce = v
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s <= MAX_COALESCE_SECONDS)
+            .ok_or_else(|| SettingsError::Invalid {
+                name: "SGWATCH_COALESCE_SECONDS",
+                value: v.to_owned(),
+                why: format!("expected seconds from 0 (off) to {MAX_COALESCE_SECONDS}"),
+            })?;
+    }
+    if let Some(v) = non_empty(&get("SGWATCH_MAX_PER_GROUP_HOUR")) {
+        quiet.max_per_group_hour =
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n <= 1000)
+                .ok_or_else(|| SettingsError::Invalid {
+                    name: "SGWATCH_MAX_PER_GROUP_HOUR",
+                    value: v.to_owned(),
+                    why: "expected emails from 0 (no limit) to 1000".to_owned(),
+                })?;
+    }
+    if !wakes {
+        // Nothing would wake the window, nor the rate limit's summary: each change goes
+        // alone, and none is held back.
+        quiet.coalesce = 0;
+        quiet.max_per_group_hour = 0;
+    }
+    Ok(quiet)
 }
 
 /// `critical`, `high` or `off`: lower levels would email for every medium-risk port the moment it

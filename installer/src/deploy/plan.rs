@@ -327,6 +327,20 @@ fn parameters(
                 .as_str()
                 .to_owned(),
         ),
+    ];
+    settings(wanted, identity)
+        .into_iter()
+        .chain(deployment)
+        .chain(acting_parameters(args))
+        .chain(quiet_parameters(args))
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+}
+
+/// What acts on alerts, as stack parameters: the owners' links, auto-revert and the principals
+/// it trusts.
+fn acting_parameters(args: &InstallArgs) -> [(&'static str, String); 6] {
+    [
         (
             "ActLinks",
             args.act_links
@@ -359,6 +373,23 @@ fn parameters(
                 .as_str()
                 .to_owned(),
         ),
+        (
+            "TrustedPrincipals",
+            args.trusted_principals
+                .iter()
+                .flatten()
+                .flat_map(|p| p.split(','))
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ]
+}
+
+/// The noise controls' stack parameters: coalescing, the rate limit and the daily digest.
+fn quiet_parameters(args: &InstallArgs) -> [(&'static str, String); 6] {
+    [
         ("CoalesceSeconds", args.coalesce.unwrap_or(60).to_string()),
         (
             "MaxPerGroupHour",
@@ -382,23 +413,7 @@ fn parameters(
                 .clone()
                 .unwrap_or_else(|| "UTC".to_owned()),
         ),
-        (
-            "TrustedPrincipals",
-            args.trusted_principals
-                .iter()
-                .flatten()
-                .flat_map(|p| p.split(','))
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-    ];
-    settings(wanted, identity)
-        .into_iter()
-        .chain(deployment)
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    ]
 }
 
 /// The accounts whose changes the function tells: this one; for a hub, its organization's (any
