@@ -37,6 +37,9 @@ fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
+/// How long a closed window's empty item is kept before the table's TTL removes it.
+const CLOSED_KEEP_SECS: u64 = 24 * 3600;
+
 fn window_key(account: &str, region: &str, group: &str) -> Key {
     Key::Window {
         account: account.to_owned(),
@@ -373,13 +376,19 @@ async fn settle(
             .await
             .map_err(|e| format!("DynamoDB UpdateItem {key}: {}", DisplayErrorContext(&e)))?;
     }
+    // Closed by removing its end, only if no line joined meanwhile (an UpdateItem: the
+    // handler's role may not delete items); the empty item expires through the table's TTL.
     let closed = table
         .client
-        .delete_item()
+        .update_item()
         .table_name(&table.table)
         .key(attr::KEY, s(&key.to_string()))
+        .update_expression("REMOVE #until SET #expires = :expires")
         .condition_expression("attribute_not_exists(#lines)")
         .expression_attribute_names("#lines", attr::LINES)
+        .expression_attribute_names("#until", attr::UNTIL)
+        .expression_attribute_names("#expires", attr::EXPIRES_AT)
+        .expression_attribute_values(":expires", n(now + CLOSED_KEEP_SECS))
         .send()
         .await;
     match closed {
@@ -399,7 +408,7 @@ async fn settle(
             wake(services, &group_of(w), until, window_secs).await
         }
         Err(e) => Err(format!(
-            "DynamoDB DeleteItem {key}: {}",
+            "DynamoDB UpdateItem {key}: {}",
             DisplayErrorContext(&e)
         )),
     }

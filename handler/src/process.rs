@@ -485,54 +485,62 @@ async fn auto_revert(
         }
     };
     let now = dedupe::epoch_secs(SystemTime::now());
-    let at = link::rfc3339(now);
     for c in rules {
-        let wanted = link::RuleRef::of_change(&c, None);
-        let note = match now_rules.iter().find(|r| wanted.allows_the_same(r)) {
-            Some(rule) => {
-                let revoked = ec2
-                    .revoke_security_group_ingress()
-                    .group_id(&group)
-                    .security_group_rule_ids(&rule.id)
-                    .send()
-                    .await;
-                match revoked {
-                    Ok(_) => {
-                        info!(message_id, group = %group, rule = %rule.id, "auto-revert: reverted");
-                        if let Some(table) = &services.dedupe {
-                            if let Err(e) =
-                                links::record_auto_reverted(table, place, &wanted, &at, now).await
-                            {
-                                warn!(message_id, error = %e, "auto-revert: the revert could not be recorded");
-                            }
-                        }
-                        d.analysis.reverted.push(c.rule.to_string());
-                        autorevert::reverted_note(&region, &group, &c, &at)
-                    }
-                    Err(e) => {
-                        let why = aws_sdk_ec2::error::DisplayErrorContext(&e).to_string();
-                        warn!(message_id, group = %group, rule = %rule.id, error = %why, "auto-revert: the rule could not be removed");
-                        format!("{} could not be reverted: {why}", c.rule)
-                    }
-                }
-            }
-            None => {
-                let record = match &services.dedupe {
-                    Some(table) => links::reverted_rule(table, place, &wanted, now)
-                        .await
-                        .ok()
-                        .flatten(),
-                    None => None,
-                };
-                d.analysis.reverted.push(c.rule.to_string());
-                match record {
-                    Some(r) => autorevert::reverted_note(&region, &group, &c, &r.at),
-                    None => format!("{} was gone by the time sgwatch went to revert it", c.rule),
-                }
-            }
-        };
+        let (note, reverted) =
+            revert_rule(message_id, services, &ec2, place, &now_rules, &c, now).await;
+        if reverted {
+            d.analysis.reverted.push(c.rule.to_string());
+        }
         d.notes.push(note);
     }
+}
+
+/// Removes the rule `c` added, as `now_rules` name it, and records it; what the alert says of
+/// it, and whether it is gone (removed now, or before by sgwatch or someone else).
+async fn revert_rule(
+    message_id: &str,
+    services: &Services,
+    ec2: &aws_sdk_ec2::Client,
+    (account, region, group): (&str, &str, &str),
+    now_rules: &[KnownRule],
+    c: &crate::core::rules::Change,
+    now: u64,
+) -> (String, bool) {
+    let place = (account, region, group);
+    let at = link::rfc3339(now);
+    let wanted = link::RuleRef::of_change(c, None);
+    let Some(rule) = now_rules.iter().find(|r| wanted.allows_the_same(r)) else {
+        let record = match &services.dedupe {
+            Some(table) => links::reverted_rule(table, place, &wanted, now)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let note = match record {
+            Some(r) => autorevert::reverted_note(region, group, c, &r.at),
+            None => format!("{} was gone by the time sgwatch went to revert it", c.rule),
+        };
+        return (note, true);
+    };
+    let revoked = ec2
+        .revoke_security_group_ingress()
+        .group_id(group)
+        .security_group_rule_ids(&rule.id)
+        .send()
+        .await;
+    if let Err(e) = revoked {
+        let why = aws_sdk_ec2::error::DisplayErrorContext(&e).to_string();
+        warn!(message_id, group = %group, rule = %rule.id, error = %why, "auto-revert: the rule could not be removed");
+        return (format!("{} could not be reverted: {why}", c.rule), false);
+    }
+    info!(message_id, group = %group, rule = %rule.id, "auto-revert: reverted");
+    if let Some(table) = &services.dedupe {
+        if let Err(e) = links::record_auto_reverted(table, place, &wanted, &at, now).await {
+            warn!(message_id, error = %e, "auto-revert: the revert could not be recorded");
+        }
+    }
+    (autorevert::reverted_note(region, group, c, &at), true)
 }
 
 /// Signs the alert's Revert and Keep links, where the stack has them; an alert whose links
@@ -1460,15 +1468,7 @@ async fn early_warning(
         return Outcome::Skipped;
     };
     d.analysis.subject.account_name = account_name(&call.account, services).await;
-    info!(
-        message_id,
-        resource_id = group,
-        severity = %d.analysis.severity,
-        notify = d.notify,
-        recipients = d.recipients.len(),
-        reason = %d.reason(),
-        "early warning decision"
-    );
+    log_warning(message_id, group, &d);
     if !d.notify {
         return Outcome::Skipped;
     }
@@ -1522,6 +1522,19 @@ async fn early_warning(
         invocation,
     )
     .await
+}
+
+/// The early warning's decision, one log line.
+fn log_warning(message_id: &str, group: &str, d: &Decision) {
+    info!(
+        message_id,
+        resource_id = group,
+        severity = %d.analysis.severity,
+        notify = d.notify,
+        recipients = d.recipients.len(),
+        reason = %d.reason(),
+        "early warning decision"
+    );
 }
 
 /// What identifies an early warning in logs and parked records: the call stands for the state.

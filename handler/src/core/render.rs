@@ -284,6 +284,28 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
             t.push('\n');
         }
     }
+    text_remedies(&mut t, d);
+    let tags = tag_lines(d);
+    if !tags.is_empty() {
+        t.push_str("\nTags:\n");
+        for line in &tags {
+            let _ = writeln!(t, "  {}", one_line(line));
+        }
+    }
+    text_other_changes(&mut t, d);
+    if let Some(link) = console_link(&s.region, &s.resource_id) {
+        let _ = writeln!(t, "\nOpen in the console: {link}");
+    }
+    for link in cloudtrail_links(d, actor) {
+        let _ = writeln!(t, "The call in CloudTrail: {link}");
+    }
+    let _ = writeln!(t, "\nWhy you got this: {}", one_line(&d.reason()));
+    t.push_str("-- \nsgwatch\n");
+    t
+}
+
+/// The text part's commands (and links) that remove what was opened.
+fn text_remedies(t: &mut String, d: &Decision) {
     let remedies = remedies(d);
     if !remedies.is_empty() {
         t.push_str(
@@ -300,13 +322,11 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
             t.push('\n');
         }
     }
-    let tags = tag_lines(d);
-    if !tags.is_empty() {
-        t.push_str("\nTags:\n");
-        for line in &tags {
-            let _ = writeln!(t, "  {}", one_line(line));
-        }
-    }
+}
+
+/// The text part's changes besides rules and tags.
+fn text_other_changes(t: &mut String, d: &Decision) {
+    let a = &d.analysis;
     let others: Vec<&PropertyChange> = a.properties.iter().filter(|p| !is_tags(p)).collect();
     if !others.is_empty() {
         t.push_str("\nOther changes:\n");
@@ -325,15 +345,35 @@ fn text(d: &Decision, actor: &ActorLookup) -> String {
             );
         }
     }
-    if let Some(link) = console_link(&s.region, &s.resource_id) {
-        let _ = writeln!(t, "\nOpen in the console: {link}");
+}
+
+/// The HTML part's commands, and the Revert and Keep buttons, that remove what was opened.
+fn html_remedies(h: &mut String, d: &Decision) {
+    let remedies = remedies(d);
+    if !remedies.is_empty() {
+        h.push_str("<h3>To remove what was opened</h3><p>Each command removes that rule and nothing else:</p>");
+        for r in &remedies {
+            let _ = write!(
+                h,
+                "<p>{}<br><code style=\"background:#f3f3f3;padding:2px 4px\">{}</code></p>",
+                html_text(&r.rule),
+                html_text(&r.command)
+            );
+            if let (Some(revert), Some(keep)) = (&r.revert_link, &r.keep_link) {
+                let button = "display:inline-block;padding:6px 14px;margin:0 8px 4px 0;border-radius:4px;text-decoration:none;font-weight:bold";
+                let _ = write!(
+                    h,
+                    "<p><a href=\"{}\" style=\"{button};background:#b00020;color:#fff\">Revert this rule</a>\
+                     <a href=\"{}\" style=\"{button};background:#e8e8e8;color:#222\">Keep it</a></p>",
+                    encode_double_quoted_attribute(revert),
+                    encode_double_quoted_attribute(keep)
+                );
+            }
+        }
+        if remedies.iter().any(|r| r.revert_link.is_some()) {
+            let _ = write!(h, "<p style=\"color:#555\">{}</p>", html_text(LINKS_NOTE));
+        }
     }
-    for link in cloudtrail_links(d, actor) {
-        let _ = writeln!(t, "The call in CloudTrail: {link}");
-    }
-    let _ = writeln!(t, "\nWhy you got this: {}", one_line(&d.reason()));
-    t.push_str("-- \nsgwatch\n");
-    t
 }
 
 fn html(d: &Decision, actor: &ActorLookup) -> String {
@@ -366,31 +406,7 @@ fn html(d: &Decision, actor: &ActorLookup) -> String {
     if !a.changes.is_empty() {
         html_rules(&mut h, &a.changes);
     }
-    let remedies = remedies(d);
-    if !remedies.is_empty() {
-        h.push_str("<h3>To remove what was opened</h3><p>Each command removes that rule and nothing else:</p>");
-        for r in &remedies {
-            let _ = write!(
-                h,
-                "<p>{}<br><code style=\"background:#f3f3f3;padding:2px 4px\">{}</code></p>",
-                html_text(&r.rule),
-                html_text(&r.command)
-            );
-            if let (Some(revert), Some(keep)) = (&r.revert_link, &r.keep_link) {
-                let button = "display:inline-block;padding:6px 14px;margin:0 8px 4px 0;border-radius:4px;text-decoration:none;font-weight:bold";
-                let _ = write!(
-                    h,
-                    "<p><a href=\"{}\" style=\"{button};background:#b00020;color:#fff\">Revert this rule</a>\
-                     <a href=\"{}\" style=\"{button};background:#e8e8e8;color:#222\">Keep it</a></p>",
-                    encode_double_quoted_attribute(revert),
-                    encode_double_quoted_attribute(keep)
-                );
-            }
-        }
-        if remedies.iter().any(|r| r.revert_link.is_some()) {
-            let _ = write!(h, "<p style=\"color:#555\">{}</p>", html_text(LINKS_NOTE));
-        }
-    }
+    html_remedies(&mut h, d);
     let tags = tag_lines(d);
     if !tags.is_empty() {
         h.push_str("<h3>Tags</h3><ul>");

@@ -195,6 +195,45 @@ impl std::fmt::Display for Report {
     }
 }
 
+/// The settings acting on alerts and the noise controls stay as deployed unless the flags say
+/// otherwise.
+fn keep_as_deployed(args: &mut InstallArgs, deployed: &std::collections::BTreeMap<String, String>) {
+    // Auto-revert and the principals it trusts stay as deployed unless the flags say otherwise:
+    // a re-run without them must not start reverting a pipeline's changes.
+    if args.auto_revert.is_none() {
+        args.auto_revert = deployed
+            .get("AutoRevert")
+            .and_then(|v| AutoRevertMode::from_str(v, true).ok());
+    }
+    if args.auto_revert_at.is_none() {
+        args.auto_revert_at = deployed.get("AutoRevertAt").cloned();
+    }
+    if args.trusted_principals.is_none() {
+        args.trusted_principals = deployed.get("TrustedPrincipals").cloned().map(|v| vec![v]);
+    }
+    // Coalescing and the digest stay as deployed unless the flags say otherwise.
+    if args.coalesce.is_none() {
+        args.coalesce = deployed.get("CoalesceSeconds").and_then(|v| v.parse().ok());
+    }
+    if args.max_per_group_hour.is_none() {
+        args.max_per_group_hour = deployed.get("MaxPerGroupHour").and_then(|v| v.parse().ok());
+    }
+    if args.digest.is_none() {
+        args.digest = deployed
+            .get("Digest")
+            .and_then(|v| DigestLevel::from_str(v, true).ok());
+    }
+    if args.digest_at.is_none() {
+        let part = |name: &str| deployed.get(name).and_then(|v| v.parse::<u8>().ok());
+        if let (Some(h), Some(m)) = (part("DigestHour"), part("DigestMinute")) {
+            args.digest_at = Some((h, m));
+        }
+    }
+    if args.digest_timezone.is_none() {
+        args.digest_timezone = deployed.get("DigestTimezone").cloned();
+    }
+}
+
 /// Observes the account and plans; builds the handler (when no zip is given) only after
 /// preflight and the Config check have passed, so a missing SES identity or a recorder that
 /// cannot be adopted is reported in seconds rather than after minutes of compiling.
@@ -239,41 +278,7 @@ async fn observe_and_plan(
     if args.act_links == Some(stack::OnOff::On) {
         package::check_act(&artifact.path)?;
     }
-    // Auto-revert and the principals it trusts stay as deployed unless the flags say otherwise:
-    // a re-run without them must not start reverting a pipeline's changes.
-    let deployed = &observed.params().all;
-    if args.auto_revert.is_none() {
-        args.auto_revert = deployed
-            .get("AutoRevert")
-            .and_then(|v| AutoRevertMode::from_str(v, true).ok());
-    }
-    if args.auto_revert_at.is_none() {
-        args.auto_revert_at = deployed.get("AutoRevertAt").cloned();
-    }
-    if args.trusted_principals.is_none() {
-        args.trusted_principals = deployed.get("TrustedPrincipals").cloned().map(|v| vec![v]);
-    }
-    // Coalescing and the digest stay as deployed unless the flags say otherwise.
-    if args.coalesce.is_none() {
-        args.coalesce = deployed.get("CoalesceSeconds").and_then(|v| v.parse().ok());
-    }
-    if args.max_per_group_hour.is_none() {
-        args.max_per_group_hour = deployed.get("MaxPerGroupHour").and_then(|v| v.parse().ok());
-    }
-    if args.digest.is_none() {
-        args.digest = deployed
-            .get("Digest")
-            .and_then(|v| DigestLevel::from_str(v, true).ok());
-    }
-    if args.digest_at.is_none() {
-        let part = |name: &str| deployed.get(name).and_then(|v| v.parse::<u8>().ok());
-        if let (Some(h), Some(m)) = (part("DigestHour"), part("DigestMinute")) {
-            args.digest_at = Some((h, m));
-        }
-    }
-    if args.digest_timezone.is_none() {
-        args.digest_timezone = deployed.get("DigestTimezone").cloned();
-    }
+    keep_as_deployed(&mut args, &observed.params().all);
     let wanted = Wanted {
         args,
         checked,

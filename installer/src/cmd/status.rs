@@ -405,6 +405,7 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
             actor_feed: params.actor_feed == Some(OnOff::On),
             link_key: o.link_key_arn.as_deref(),
             auto_revert: params.all.get("AutoRevert").map(String::as_str) == Some("on"),
+            wake_queue_arn: o.wake_queue_arn.as_deref(),
         });
         handler = Some(simulate::simulate(&iam, role_arn, &asks).await);
     }

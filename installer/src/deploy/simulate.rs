@@ -80,6 +80,8 @@ pub struct HandlerUse<'a> {
     pub link_key: Option<&'a str>,
     /// Whether auto-revert removes rules (`--auto-revert on`).
     pub auto_revert: bool,
+    /// The wake queue, which ends coalescing windows and the rate limit's hours.
+    pub wake_queue_arn: Option<&'a str>,
 }
 
 /// A group of the account and region that opts in, as a revoke names it; with the request's
@@ -234,6 +236,13 @@ pub fn handler_asks(h: &HandlerUse<'_>) -> Vec<Ask> {
     }
     if let Some(key) = h.link_key {
         asks.push(Ask::new("kms:GenerateMac", key, "SignLinks"));
+    }
+    if let Some(queue) = h.wake_queue_arn {
+        asks.push(Ask::new(
+            "sqs:SendMessage",
+            queue,
+            "WakeAndReadTheWakeQueue",
+        ));
     }
     if h.auto_revert {
         asks.push(revoke_on_group(
@@ -406,6 +415,7 @@ mod tests {
             actor_feed: false,
             link_key: None,
             auto_revert: false,
+            wake_queue_arn: None,
         })
     }
 
@@ -479,6 +489,7 @@ mod tests {
             actor_feed: true,
             link_key: None,
             auto_revert: false,
+            wake_queue_arn: Some("arn:aws-cn:sqs:cn-north-1:123456789012:sgwatch-WakeQueue-1"),
         });
         let extra: Vec<(&str, &str, &str)> = asks[11..]
             .iter()
@@ -502,6 +513,11 @@ mod tests {
                     "ec2:DescribeSecurityGroups",
                     "*",
                     "ReadGroupTagsForEarlyWarning"
+                ),
+                (
+                    "sqs:SendMessage",
+                    "arn:aws-cn:sqs:cn-north-1:123456789012:sgwatch-WakeQueue-1",
+                    "WakeAndReadTheWakeQueue"
                 ),
             ]
         );

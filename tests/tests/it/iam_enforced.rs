@@ -210,3 +210,103 @@ async fn the_handler_role_allows_the_handlers_calls_and_nothing_beside() {
         "the handler only reads the Config bucket"
     );
 }
+
+/// The noise controls under the handler's role: a coalescing window opened (its item and its
+/// delayed wake) and sent, a change held for the digest and the digest sent, an email counted
+/// against the rate limit. A window is closed by an update: the role may not delete items.
+#[tokio::test]
+async fn the_handler_role_may_coalesce_hold_and_count_but_not_delete() {
+    use sgwatch_handler::context::Clock;
+    use sgwatch_handler::digest::{wake_event, Line, Wake};
+    use sgwatch_handler::process::{handle, Services};
+
+    let moto = Moto::start();
+    let admin = moto.sdk_config(None).await;
+    moto.verify_sender(&admin, SENDER).await;
+    idempotency_table(&admin, TABLE).await;
+    let wake_url = sgwatch_tests::fixture::queue(&admin, "sgwatch-WakeQueue").await;
+    let handler = user_with(&moto, &admin, "handler", &handler_policy()).await;
+    moto.enforce_iam().await;
+
+    let settings = sgwatch_tests::fixture::settings_from(&[
+        ("SGWATCH_SENDER", SENDER),
+        ("SGWATCH_LOOKUP_ACTOR", "false"),
+        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
+        ("SGWATCH_COALESCE_SECONDS", "60"),
+        ("SGWATCH_MAX_PER_GROUP_HOUR", "10"),
+        ("SGWATCH_WAKE_QUEUE_URL", &wake_url),
+    ]);
+    let mut services = Services::new(&handler, &settings);
+    let t0 = 1_796_601_600;
+    services.clock = Clock::fixed(t0);
+    let table = services.dedupe.clone().unwrap();
+    let line = Line {
+        at: "2026-12-07T00:00:00Z".into(),
+        key: format!("{ACCOUNT}/{REGION}/sg-0123456789abcdef0/1"),
+        account: ACCOUNT.into(),
+        region: REGION.into(),
+        group: "sg-0123456789abcdef0".into(),
+        severity: "MEDIUM".into(),
+        gist: "+ingress tcp/8080 from 0.0.0.0/0".into(),
+        by: "arn:aws:iam::123456789012:user/dept-b-admin".into(),
+        why: "gathered".into(),
+        to: vec![OWNER.into()],
+        ..Line::default()
+    };
+    let joined = sgwatch_handler::coalesce::join(&table, &services, &line, t0, 60, true)
+        .await
+        .unwrap_or_else(|e| panic!("the handler could not open a window: {e}\n{}", moto.log()));
+    assert_eq!(joined, sgwatch_handler::coalesce::Joined::Opened(t0 + 60));
+    services.clock.set(t0 + 60);
+    let wake = wake_event(&Wake {
+        account: ACCOUNT.into(),
+        region: REGION.into(),
+        group: line.group.clone(),
+        until: t0 + 60,
+        summary_of_hour: None,
+    });
+    let report = handle(&wake, &settings, &services)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", moto.log()));
+    assert_eq!(report.sent, 1, "{report:?}");
+    assert!(
+        !sgwatch_handler::coalesce::is_open(&table, (ACCOUNT, REGION, &line.group), t0 + 60)
+            .await
+            .unwrap()
+    );
+
+    sgwatch_handler::held::hold(&table, &[OWNER.to_owned()], &line)
+        .await
+        .unwrap_or_else(|e| panic!("the handler could not hold a change: {e}"));
+    let due = serde_json::json!({"source": "sgwatch.digest", "detail-type": "sgwatch digest", "detail": {}});
+    let report = handle(&due, &settings, &services).await.unwrap();
+    assert_eq!(report.sent, 1, "{report:?}");
+    assert_eq!(moto.ses_messages().await.len(), 2);
+
+    let counted = sgwatch_handler::rate::count(
+        &table,
+        &services,
+        (ACCOUNT, REGION, &line.group),
+        &[OWNER.to_owned()],
+        t0,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted, sgwatch_handler::rate::Count::Within(1));
+
+    let deleted = table
+        .client
+        .delete_item()
+        .table_name(TABLE)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!(
+                "window/{ACCOUNT}/{REGION}/{}",
+                line.group
+            )),
+        )
+        .send()
+        .await;
+    assert!(deleted.is_err(), "the handler's role may delete items");
+}

@@ -617,6 +617,7 @@ impl World {
         records
     }
 
+    /// The group's window, while it is open or holds changes.
     async fn window_item(&self) -> Option<Value> {
         let out = aws_sdk_dynamodb::Client::new(&self.config)
             .get_item()
@@ -632,7 +633,10 @@ impl World {
             .send()
             .await
             .unwrap();
-        out.item().map(|i| json!(format!("{i:?}")))
+        // A closed window's item stays, empty, until the table's TTL removes it.
+        out.item()
+            .filter(|i| i.contains_key("until") || i.contains_key("lines"))
+            .map(|i| json!(format!("{i:?}")))
     }
 }
 

@@ -427,6 +427,7 @@ fn outputs_match_the_installer_contract() {
         ("ActorFeedRuleName", r#ref("ActorFeedRule")),
         ("AlarmTopicArn", r#ref("AlarmTopic")),
         ("DigestScheduleName", r#ref("DigestSchedule")),
+        ("WakeQueueArn", get_att("WakeQueue", "Arn")),
     ];
     for (name, value) in expected {
         assert_eq!(template()["Outputs"][name]["Value"], value, "output {name}");

@@ -250,6 +250,8 @@ pub struct StackOutputs {
     pub link_key_arn: Option<String>,
     /// The daily digest's EventBridge Scheduler schedule.
     pub digest_schedule_name: Option<String>,
+    /// The queue that ends coalescing windows and the rate limit's hours.
+    pub wake_queue_arn: Option<String>,
 }
 
 impl StackOutputs {
@@ -274,6 +276,7 @@ impl StackOutputs {
         act_role_arn: None,
         link_key_arn: None,
         digest_schedule_name: None,
+        wake_queue_arn: None,
     };
 
     /// The outputs from their names and values.
@@ -299,6 +302,7 @@ impl StackOutputs {
             act_role_arn: take("ActRoleArn"),
             link_key_arn: take("LinkKeyArn"),
             digest_schedule_name: take("DigestScheduleName"),
+            wake_queue_arn: take("WakeQueueArn"),
         }
     }
 
