@@ -211,6 +211,15 @@ pub fn handler_asks(h: &HandlerUse<'_>) -> Vec<Ask> {
             "ReadHandoverMarker",
         ),
     ];
+    asks.extend(feature_asks(h, p));
+    asks
+}
+
+/// What the handler asks only where the stack turns a feature on: destinations' secrets, the
+/// early warning's reads, signing links, the wake queue, auto-revert.
+fn feature_asks(h: &HandlerUse<'_>, p: &str) -> Vec<Ask> {
+    let (region, account) = (h.region, h.account);
+    let mut asks = Vec::new();
     for name in &h.destination_parameters {
         // Parameter ARNs join `parameter` and a name that starts with `/`.
         let name = name.strip_prefix('/').unwrap_or(name);
