@@ -52,6 +52,10 @@ pub struct Services {
     pub clock: Clock,
     /// The queue whose delayed messages end coalescing windows (`SGWATCH_WAKE_QUEUE_URL`).
     pub wake: Option<WakeQueue>,
+    /// Publishes to the SNS topics of Amazon Q Developer destinations.
+    pub sns: aws_sdk_sns::Client,
+    /// Imports Security Hub findings of the function's own account.
+    pub securityhub: aws_sdk_securityhub::Client,
 }
 
 /// The queue that wakes a group's coalesced email when its window ends.
@@ -162,6 +166,8 @@ impl Services {
                 _ => None,
             },
             clock: Clock::default(),
+            sns: aws_sdk_sns::Client::new(config),
+            securityhub: aws_sdk_securityhub::Client::new(config),
             wake: settings.wake_queue_url.as_ref().map(|url| WakeQueue {
                 client: aws_sdk_sqs::Client::from_conf(
                     aws_sdk_sqs::config::Builder::from(config)
@@ -222,6 +228,14 @@ impl Services {
         self.reader()
             .await
             .map_or_else(|| self.ssm.clone(), |r| r.ssm)
+    }
+
+    /// The client that imports this record's Security Hub findings: in a hub, through the
+    /// member account's reader role (the account must import its own).
+    pub async fn securityhub_for(&self) -> aws_sdk_securityhub::Client {
+        self.reader()
+            .await
+            .map_or_else(|| self.securityhub.clone(), |r| r.securityhub)
     }
 
     /// The client that reads a Config bucket for this record.

@@ -53,6 +53,8 @@ pub mod attr {
     pub const RECIPIENTS: &str = "recipients";
     /// A count: the emails about a group in an hour.
     pub const COUNT: &str = "n";
+    /// When a rule recorded open was closed (epoch seconds).
+    pub const CLOSED: &str = "closed";
 }
 
 /// The key of a ledger item.
@@ -133,6 +135,9 @@ pub enum Key {
         group: String,
         hour: u64,
     },
+    /// A rule open to the internet that security teams' tools were told of, by its identity
+    /// ([`crate::core::finding::id`]): `open/ACCOUNT/REGION/GROUP/ingress/RULE`.
+    Open { id: String },
 }
 
 impl Key {
@@ -246,6 +251,7 @@ impl fmt::Display for Key {
                 group,
                 hour,
             } => write!(f, "ratesummary/{account}/{region}/{group}/{hour}"),
+            Key::Open { id } => write!(f, "open/{id}"),
         }
     }
 }
@@ -298,12 +304,15 @@ pub enum Entry {
     Parked,
     /// The change held for this address's digest: `held:ADDRESS`.
     Held(String),
+    /// The change's findings imported into Security Hub: `securityhub`.
+    Findings,
 }
 
 const DESTINATION: &str = "destination:";
 const NOTICE: &str = "notice:";
 const PARKED: &str = "failure-queue";
 const HELD: &str = "held:";
+const FINDINGS: &str = "securityhub";
 
 impl Entry {
     pub fn email(address: &str) -> Entry {
@@ -330,6 +339,9 @@ impl Entry {
         let stored = stored.to_ascii_lowercase();
         if stored == PARKED {
             return Entry::Parked;
+        }
+        if stored == FINDINGS {
+            return Entry::Findings;
         }
         if let Some(name) = stored.strip_prefix(DESTINATION) {
             return Entry::Destination(name.to_owned());
@@ -363,6 +375,7 @@ impl fmt::Display for Entry {
             Entry::Notice { fallback, rejected } => write!(f, "{NOTICE}{fallback}:{rejected}"),
             Entry::Parked => f.write_str(PARKED),
             Entry::Held(address) => write!(f, "{HELD}{address}"),
+            Entry::Findings => f.write_str(FINDINGS),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod coverage;
 pub mod dedupe;
 pub mod early;
 pub mod feed_store;
+pub mod findings;
 pub mod groups;
 pub mod handovers;
 pub mod held;
@@ -41,8 +42,8 @@ pub mod sight;
 // The public paths other crates use (the installer, the tests, the benchmarks): one flat facade
 // over the folders.
 pub use crate::core::{
-    autorevert, decide, destination, digest, explain, exposure, feed, handover, link, message,
-    page, quiet, reason, recipients, remedy, render, rules, settings, severity, spokes, text,
-    trust, visible, who,
+    autorevert, decide, destination, digest, explain, exposure, feed, finding, handover, link,
+    message, page, quiet, reason, recipients, remedy, render, rules, settings, severity, spokes,
+    text, trust, visible, who,
 };
-pub use crate::deliver::{mail, post, slack, teams, webhook};
+pub use crate::deliver::{chatbot, mail, pagerduty, post, slack, teams, webhook};

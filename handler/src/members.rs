@@ -31,6 +31,9 @@ pub struct Reader {
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     pub s3: aws_sdk_s3::Client,
     pub ssm: aws_sdk_ssm::Client,
+    /// Imports the account's Security Hub findings: with the default product, only the account
+    /// itself may.
+    pub securityhub: aws_sdk_securityhub::Client,
 }
 
 impl Reader {
@@ -41,6 +44,7 @@ impl Reader {
             cloudtrail: aws_sdk_cloudtrail::Client::new(config),
             s3: aws::s3_client(config),
             ssm: aws_sdk_ssm::Client::new(config),
+            securityhub: aws_sdk_securityhub::Client::new(config),
         }
     }
 }

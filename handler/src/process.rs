@@ -780,7 +780,10 @@ async fn tell_change(
     let facts = s.facts(message_id);
     let parts = early::subtract(&d, warnings, calls);
     // The early warning goes by email only: destinations always get the whole change.
-    if parts.is_empty() && d.destinations.is_empty() {
+    let findings = settings.security.security_hub
+        && !(crate::core::finding::opened(&d).is_empty()
+            && crate::core::finding::closed(&d).is_empty());
+    if parts.is_empty() && d.destinations.is_empty() && !findings {
         info!(facts = ?facts, "skipped: the early warning told every recipient all of this change");
         return Outcome::Skipped;
     }
@@ -825,6 +828,13 @@ async fn tell_change(
             subject = whole.subject.clone();
         }
         post_and_report(to, &d, actor, &whole, emailed, &mut ledger).await
+    };
+    // Security Hub hears of the change whatever became of the email, and a failure that may pass
+    // fails the invocation only once the email and the posts were tried.
+    let imported = crate::deliver::security_hub::tell(to, &d, actor, &mut ledger).await;
+    let result = match (result, imported) {
+        (Ok(_), Err(e)) => Err(e),
+        (result, _) => result,
     };
     match finish(
         result, &facts, &subject, original, ledger, services, invocation,
@@ -1698,6 +1708,18 @@ mod tests {
             signer: None,
             clock: crate::context::Clock::default(),
             wake: None,
+            sns: aws_sdk_sns::Client::from_conf(
+                aws_sdk_sns::Config::builder()
+                    .behavior_version_latest()
+                    .region(aws_sdk_sns::config::Region::new("us-east-1"))
+                    .build(),
+            ),
+            securityhub: aws_sdk_securityhub::Client::from_conf(
+                aws_sdk_securityhub::Config::builder()
+                    .behavior_version_latest()
+                    .region(aws_sdk_securityhub::config::Region::new("us-east-1"))
+                    .build(),
+            ),
         }
     }
 

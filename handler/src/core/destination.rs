@@ -1,11 +1,15 @@
 //! Named destinations besides email: a Slack channel, a Microsoft Teams channel (both through an
-//! incoming webhook URL) or a signed webhook of the team's own tools. Each is a name, a kind and
-//! the SSM Parameter Store parameter that holds its secret URL (a webhook also names the
-//! parameter of its signing key), written as one setting:
+//! incoming webhook URL), a signed webhook of the team's own tools, a PagerDuty service, or an
+//! SNS topic that Amazon Q Developer in chat applications posts from. Each is a name, a kind and
+//! the SSM Parameter Store parameter that holds its secret (a URL, or PagerDuty's routing key; a
+//! webhook also names the parameter of its signing key), or for Q Developer the topic's ARN,
+//! written as one setting:
 //!
 //! `secops=slack:/sgwatch/secops-slack,team-a=teams:/sgwatch/team-a,siem=webhook:/sgwatch/siem-url:/sgwatch/siem-key`
+//! `oncall=pagerduty:/sgwatch/pagerduty-key,chat=chatbot:arn:aws:sns:us-east-1:111122223333:secops`
 //!
-//! The URLs themselves never appear in settings, the template or logs: whoever holds one can post.
+//! The secrets themselves never appear in settings, the template or logs: whoever holds one can
+//! post. A topic's ARN is no secret: who may publish to it is the topic's policy and IAM's.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -21,6 +25,13 @@ pub enum Kind {
     Teams,
     /// An HTTPS endpoint of the team's own: the decision as `sgwatch explain` prints it, signed.
     Webhook,
+    /// A PagerDuty service (Events API v2): a `trigger` per rule opened to the internet at or
+    /// above the paging level, and a `resolve` when the rule is removed.
+    #[serde(rename = "pagerduty")]
+    PagerDuty,
+    /// An SNS topic that an Amazon Q Developer in chat applications channel configuration
+    /// subscribes to: a custom notification, which Q Developer posts to Slack, Teams or Chime.
+    Chatbot,
 }
 
 impl Kind {
@@ -29,6 +40,8 @@ impl Kind {
             Kind::Slack => "slack",
             Kind::Teams => "teams",
             Kind::Webhook => "webhook",
+            Kind::PagerDuty => "pagerduty",
+            Kind::Chatbot => "chatbot",
         }
     }
 }
@@ -47,8 +60,10 @@ impl FromStr for Kind {
             "slack" => Ok(Kind::Slack),
             "teams" => Ok(Kind::Teams),
             "webhook" => Ok(Kind::Webhook),
+            "pagerduty" => Ok(Kind::PagerDuty),
+            "chatbot" => Ok(Kind::Chatbot),
             other => Err(format!(
-                "{other:?} is not a destination kind (slack, teams or webhook)"
+                "{other:?} is not a destination kind (slack, teams, webhook, pagerduty or chatbot)"
             )),
         }
     }
@@ -60,16 +75,23 @@ pub struct Destination {
     /// What groups name in their channels tag; compared without regard to case.
     pub name: String,
     pub kind: Kind,
-    /// The SSM parameter (a SecureString) holding the URL posted to.
+    /// The SSM parameter (a SecureString) holding the URL posted to, or PagerDuty's routing key;
+    /// for a `chatbot` destination, the SNS topic's ARN.
     pub parameter: String,
     /// For a webhook: the SSM parameter holding the HMAC-SHA256 signing key.
     pub key_parameter: Option<String>,
 }
 
 impl Destination {
-    /// The parameters this destination reads, URL first.
+    /// The SSM parameters this destination reads, URL (or routing key) first; none for a topic.
     pub fn parameters(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.parameter.as_str()).chain(self.key_parameter.as_deref())
+        let own = (self.kind != Kind::Chatbot).then_some(self.parameter.as_str());
+        own.into_iter().chain(self.key_parameter.as_deref())
+    }
+
+    /// The SNS topic a `chatbot` destination publishes to.
+    pub fn topic(&self) -> Option<&str> {
+        (self.kind == Kind::Chatbot).then_some(self.parameter.as_str())
     }
 }
 
@@ -107,8 +129,18 @@ pub fn parse_destination(spec: &str) -> Result<Destination, String> {
             "destination name {name:?} must be 1-{NAME_MAX_CHARS} letters, digits, - or _"
         ));
     }
+    let (kind, target) = rest.split_once(':').unwrap_or((rest, ""));
+    let kind: Kind = kind.parse()?;
+    if kind == Kind::Chatbot {
+        return Ok(Destination {
+            name: name.to_owned(),
+            kind,
+            parameter: topic_arn(name, target)?,
+            key_parameter: None,
+        });
+    }
     let mut parts = rest.split(':');
-    let kind: Kind = parts.next().unwrap_or_default().parse()?;
+    parts.next();
     let parameter = parts
         .next()
         .filter(|p| !p.trim().is_empty())
@@ -127,6 +159,9 @@ pub fn parse_destination(spec: &str) -> Result<Destination, String> {
         )),
         (Kind::Slack | Kind::Teams, Some(_)) => Err(format!(
             "destination {name} is {kind}: it takes one parameter (its URL), not a key"
+        )),
+        (Kind::PagerDuty, Some(_)) => Err(format!(
+            "destination {name} is pagerduty: it takes one parameter (the routing key), not two"
         )),
         _ => Ok(Destination {
             name: name.to_owned(),
@@ -148,6 +183,34 @@ pub fn parse_destinations(value: &str) -> Result<Vec<Destination>, String> {
         out.push(d);
     }
     Ok(out)
+}
+
+/// The ARN of an SNS topic, `arn:PARTITION:sns:REGION:ACCOUNT:NAME`, as a chatbot destination
+/// names it: the stack grants `sns:Publish` on exactly it.
+fn topic_arn(name: &str, raw: &str) -> Result<String, String> {
+    let arn = raw.trim();
+    let parts: Vec<&str> = arn.split(':').collect();
+    let topic_name = |t: &str| {
+        (1..=256).contains(&t.len())
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && crate::core::remedy::is_region(parts[3])
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && topic_name(parts[5]);
+    if ok {
+        Ok(arn.to_owned())
+    } else {
+        Err(format!(
+            "destination {name} is chatbot: name the SNS topic the chat configuration subscribes \
+             to by its ARN ({name}=chatbot:arn:aws:sns:us-east-1:111122223333:secops-chat)"
+        ))
+    }
 }
 
 /// A full Parameter Store name: `/` then path segments of letters, digits and `_.-`. Full paths
@@ -357,6 +420,50 @@ mod tests {
             ["/sgwatch/siem-url", "/sgwatch/siem-key"]
         );
         assert_eq!(parse_destinations(" , ").unwrap(), []);
+    }
+
+    #[test]
+    fn pagerduty_names_its_routing_key_and_chatbot_its_topic() {
+        let all = parse_destinations(
+            "oncall=pagerduty:/sgwatch/pagerduty-key,\
+             chat=chatbot:arn:aws:sns:eu-west-1:111122223333:secops-chat",
+        )
+        .unwrap();
+        assert_eq!(all[0].kind, Kind::PagerDuty);
+        assert_eq!(
+            all[0].parameters().collect::<Vec<_>>(),
+            ["/sgwatch/pagerduty-key"]
+        );
+        assert_eq!(all[0].topic(), None);
+        assert_eq!(all[1].kind, Kind::Chatbot);
+        // A topic is granted by its ARN, never read from Parameter Store.
+        assert_eq!(all[1].parameters().count(), 0);
+        assert_eq!(
+            all[1].topic(),
+            Some("arn:aws:sns:eu-west-1:111122223333:secops-chat")
+        );
+        assert_eq!(
+            all[1].to_string(),
+            "chat=chatbot:arn:aws:sns:eu-west-1:111122223333:secops-chat"
+        );
+        for (spec, says) in [
+            ("chat=chatbot:/sgwatch/chat", "by its ARN"),
+            (
+                "chat=chatbot:arn:aws:sqs:eu-west-1:111122223333:q",
+                "by its ARN",
+            ),
+            ("chat=chatbot:arn:aws:sns:eu-west-1:1111:q", "by its ARN"),
+            (
+                "chat=chatbot:arn:aws:sns:eu-west-1:111122223333:a b",
+                "by its ARN",
+            ),
+            ("chat=chatbot", "by its ARN"),
+            ("oncall=pagerduty:/a:/b", "routing key"),
+            ("oncall=pagerduty", "names no SSM parameter"),
+        ] {
+            let err = parse_destinations(spec).unwrap_err();
+            assert!(err.contains(says), "{spec}: {err}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod digest;
 pub mod explain;
 pub mod exposure;
 pub mod feed;
+pub mod finding;
 pub mod handover;
 pub mod link;
 pub mod message;

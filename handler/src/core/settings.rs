@@ -139,6 +139,64 @@ pub struct Settings {
     /// The queue whose delayed message ends a group's coalescing window
     /// (`SGWATCH_WAKE_QUEUE_URL`); without it, changes are not coalesced.
     pub wake_queue_url: Option<String>,
+    /// Where security teams look (`SGWATCH_SECURITY_HUB`, `SGWATCH_PAGE_AT`,
+    /// `SGWATCH_PAGERDUTY_URL`); see [`crate::core::finding`].
+    pub security: SecuritySettings,
+}
+
+/// Security Hub findings and PagerDuty pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecuritySettings {
+    /// Import a Security Hub finding per rule opened to the internet (`SGWATCH_SECURITY_HUB`).
+    pub security_hub: bool,
+    /// The lowest severity of an opened rule that pages (`SGWATCH_PAGE_AT`, default `high`).
+    pub page_at: Severity,
+    /// PagerDuty's Events API v2 endpoint (`SGWATCH_PAGERDUTY_URL`): the US service region's by
+    /// default, `https://events.eu.pagerduty.com/v2/enqueue` for an account in the EU one.
+    pub pagerduty_url: String,
+}
+
+/// PagerDuty's Events API v2 endpoint in its US service region.
+pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        SecuritySettings {
+            security_hub: false,
+            page_at: Severity::High,
+            pagerduty_url: PAGERDUTY_URL.to_owned(),
+        }
+    }
+}
+
+impl SecuritySettings {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let mut out = SecuritySettings::default();
+        if let Some(v) = non_empty(&get("SGWATCH_SECURITY_HUB")) {
+            out.security_hub = parse_bool("SGWATCH_SECURITY_HUB", v)?;
+        }
+        if let Some(v) = non_empty(&get("SGWATCH_PAGE_AT")) {
+            out.page_at = v.parse().map_err(|why| SettingsError::Invalid {
+                name: "SGWATCH_PAGE_AT",
+                value: v.to_owned(),
+                why,
+            })?;
+        }
+        if let Some(url) = non_empty(&get("SGWATCH_PAGERDUTY_URL")) {
+            let plain = url
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !"\"'<>`\\".contains(c));
+            if !(plain && (url.starts_with("https://") || url.starts_with("http://"))) {
+                return Err(SettingsError::Invalid {
+                    name: "SGWATCH_PAGERDUTY_URL",
+                    value: url.to_owned(),
+                    why: "expected PagerDuty's Events API v2 URL, https://events.pagerduty.com/v2/enqueue or https://events.eu.pagerduty.com/v2/enqueue".to_owned(),
+                });
+            }
+            out.pagerduty_url = url.to_owned();
+        }
+        Ok(out)
+    }
 }
 
 /// The longest coalescing window: SQS delays a message at most 15 minutes.
@@ -424,8 +482,10 @@ impl Settings {
         let (auto_revert, trusted_principals) = acting_from(&get)?;
         let wake_queue_url = non_empty(&get("SGWATCH_WAKE_QUEUE_URL")).map(str::to_owned);
         let quiet = quiet_from(&get, wake_queue_url.is_some())?;
+        let security = SecuritySettings::from_lookup(&get)?;
         Ok(Settings {
             policy,
+            security,
             act,
             quiet,
             wake_queue_url,

@@ -4,8 +4,11 @@
 //! destinations, and what becomes of it all (`finish`): the ledger settled, what nobody could
 //! be told parked in the failure queue, or the claim given back for Lambda's retry.
 
+pub mod chatbot;
 pub mod mail;
+pub mod pagerduty;
 pub mod post;
+pub mod security_hub;
 pub mod slack;
 pub mod teams;
 pub mod webhook;
@@ -300,6 +303,8 @@ pub(crate) enum DeliverError {
     Post(#[from] PostError),
     #[error("the change could not be held for the digest: {0}")]
     Hold(String),
+    #[error(transparent)]
+    Findings(#[from] crate::findings::ImportError),
 }
 
 /// Tells the fallback recipient (when there is one) of a change no owner is emailed and every
@@ -374,28 +379,33 @@ pub(crate) async fn post_destinations(
             .time_left()
             .map(|left| std::time::Instant::now() + left.saturating_sub(dedupe::RECORD_WORST_CASE));
         let delivery = webhook::delivery(ledger.key.as_deref().unwrap_or("-"), name);
-        let post = || async {
-            let payload =
-                payload(poster, destination, d, actor, email, deadline, &delivery).await?;
-            poster.post(destination, &payload, deadline).await
-        };
-        let mut posted = post().await;
-        // A rotated URL or key: read the parameters again, and post once more if one changed.
-        if let Err(PostError::Refused {
-            status: 401 | 403 | 404,
-            ..
-        }) = &posted
-        {
-            if poster.refresh(destination, deadline).await {
-                info!(
-                    destination = name,
-                    "refused, and its parameters changed: posting once more"
-                );
-                posted = post().await;
+        let posted = match destination.kind {
+            Kind::Chatbot => {
+                let message = chatbot::message(d, actor, &delivery);
+                chatbot::publish(&services.sns, destination, &message)
+                    .await
+                    .map(|()| 1)
             }
-        }
+            Kind::PagerDuty => {
+                let security = &settings.security;
+                pagerduty::page(poster, destination, d, actor, security, deadline).await
+            }
+            Kind::Slack | Kind::Teams | Kind::Webhook => {
+                let post = Post {
+                    poster,
+                    destination,
+                    deadline,
+                    delivery: &delivery,
+                };
+                post.send(d, actor, email).await.map(|()| 1)
+            }
+        };
         match posted {
-            Ok(()) => {
+            Ok(0) => info!(
+                destination = name,
+                "nothing to page at or above the paging level"
+            ),
+            Ok(_) => {
                 ledger.record(&[Entry::destination(name)], None).await?;
                 info!(destination = name, kind = %destination.kind, "posted");
             }
@@ -412,6 +422,55 @@ pub(crate) async fn post_destinations(
     match retry {
         Some(e) => Err(e.into()),
         None => Ok(refused),
+    }
+}
+
+/// One post over HTTPS to a Slack, Teams or webhook destination.
+struct Post<'a> {
+    poster: &'a Poster,
+    destination: &'a Destination,
+    deadline: Option<std::time::Instant>,
+    delivery: &'a str,
+}
+
+impl Post<'_> {
+    /// Posts the decision; after a 401, 403 or 404, once more if the destination's parameters
+    /// changed (a rotated URL or key).
+    async fn send(
+        &self,
+        d: &Decision,
+        actor: &ActorLookup,
+        email: &Email,
+    ) -> Result<(), PostError> {
+        let (poster, destination, deadline) = (self.poster, self.destination, self.deadline);
+        let post = || async {
+            let payload = payload(
+                poster,
+                destination,
+                d,
+                actor,
+                email,
+                deadline,
+                self.delivery,
+            )
+            .await?;
+            poster.post(destination, &payload, deadline).await
+        };
+        let posted = post().await;
+        if let Err(PostError::Refused {
+            status: 401 | 403 | 404,
+            ..
+        }) = &posted
+        {
+            if poster.refresh(destination, deadline).await {
+                info!(
+                    destination = %destination.name,
+                    "refused, and its parameters changed: posting once more"
+                );
+                return post().await;
+            }
+        }
+        posted
     }
 }
 
@@ -455,6 +514,13 @@ async fn payload(
                     }
                 })?;
             Payload { body, headers }
+        }
+        Kind::PagerDuty | Kind::Chatbot => {
+            return Err(PostError::Url {
+                destination: destination.name.clone(),
+                parameter: destination.parameter.clone(),
+                reason: format!("a {} destination is not posted to a URL", destination.kind),
+            })
         }
     })
 }

@@ -112,6 +112,13 @@ pub enum PostError {
         status: u16,
         location: String,
     },
+    #[error("destination {destination}: SNS did not take the message for topic {topic}: {reason}")]
+    Publish {
+        destination: String,
+        topic: String,
+        reason: String,
+        transient: bool,
+    },
     #[error("destination {destination}: {}s left, too little to {what}; Lambda's retry posts it", .left.as_secs())]
     Deadline {
         destination: String,
@@ -124,7 +131,9 @@ impl PostError {
     /// Whether a later retry (Lambda's) may succeed where this one failed.
     pub fn is_transient(&self) -> bool {
         match self {
-            PostError::Parameter { transient, .. } => *transient,
+            PostError::Parameter { transient, .. } | PostError::Publish { transient, .. } => {
+                *transient
+            }
             PostError::Url { .. } | PostError::Refused { .. } | PostError::Redirected { .. } => {
                 false
             }
@@ -433,8 +442,21 @@ impl Poster {
         let url = self
             .parameter_until(name, &destination.parameter, deadline)
             .await?;
-        let uri =
-            checked_url(url.trim(), self.reach).map_err(|reason| unusable(destination, reason))?;
+        self.post_to(destination, url.trim(), payload, deadline)
+            .await
+    }
+
+    /// Posts `payload` to `url` for `destination` (PagerDuty's events endpoint, whose routing key
+    /// is the parameter), under the same checks, limits and retries as [`Poster::post`].
+    pub async fn post_to(
+        &self,
+        destination: &Destination,
+        url: &str,
+        payload: &Payload,
+        deadline: Option<Instant>,
+    ) -> Result<(), PostError> {
+        let name = destination.name.as_str();
+        let uri = checked_url(url, self.reach).map_err(|reason| unusable(destination, reason))?;
         let http = self
             .http()
             .map_err(|reason| exhausted(destination, 0, reason))?;

@@ -1,0 +1,117 @@
+//! Security Hub in a delivery (`SGWATCH_SECURITY_HUB`): the change's findings, imported once per
+//! change (the ledger's `securityhub` entry), whatever became of the email, and never in its way.
+//! A refusal (Security Hub not enabled, the import not permitted) is logged and blocks nothing:
+//! `sgwatch status` says what is missing. A failure that may pass fails the invocation once the
+//! email and the posts are done, so Lambda's retry imports only what this one did not.
+
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
+use tracing::{error, info};
+
+use crate::core::decide::Decision;
+use crate::core::finding::{closed, is_verify, opened, Exposed};
+use crate::core::severity::Severity;
+use crate::core::who::ActorLookup;
+use crate::deliver::{DeliverError, Delivery, Ledger};
+use crate::findings::{
+    changed_at, finding, import, opened_at, record_closed, record_opened, ImportError,
+};
+use crate::ledger::Entry;
+
+/// Security Hub's largest batch.
+const BATCH: usize = 100;
+
+fn rfc3339(secs: u64) -> String {
+    DateTime::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
+        .fmt(Format::DateTime)
+        .unwrap_or_default()
+}
+
+/// `sgwatch verify`'s finding: informational and archived from the start, so it proves the
+/// import and clutters no one's list.
+fn verify_finding(d: &Decision) -> Option<Exposed> {
+    let s = &d.analysis.subject;
+    let c = d.analysis.changes.first()?;
+    let rule = crate::core::link::RuleRef::of_change(c, None);
+    Some(Exposed {
+        id: format!("{}/{}/{}/verify", s.account, s.region, s.resource_id),
+        rule,
+        severity: Severity::Info,
+        command: None,
+    })
+}
+
+/// Imports the change's findings: one per rule it opened, and the archiving of each rule it
+/// closed that sgwatch recorded open.
+pub(crate) async fn tell(
+    to: &Delivery<'_>,
+    d: &Decision,
+    actor: &ActorLookup,
+    ledger: &mut Ledger,
+) -> Result<(), DeliverError> {
+    if !to.settings.security.security_hub || ledger.has(&Entry::Findings) {
+        return Ok(());
+    }
+    let services = to.services;
+    let table = services.dedupe.as_ref();
+    let now = rfc3339(services.clock.now_secs());
+    let at = changed_at(d, &now);
+    let mut findings = Vec::new();
+    let mut closing = Vec::new();
+    if is_verify(d) {
+        if let Some(e) = verify_finding(d) {
+            findings.push(finding(d, &e, actor, (&at, &at), false));
+        }
+    } else {
+        for e in opened(d) {
+            let created = match table {
+                Some(t) => record_opened(t, &e.id, &at).await?,
+                None => at.clone(),
+            };
+            findings.push(finding(d, &e, actor, (&created, &at), true));
+        }
+        for e in closed(d) {
+            let created = match table {
+                Some(t) => opened_at(t, &e.id).await?,
+                None => None,
+            };
+            // Closed only where sgwatch opened it: a rule from before is no finding of ours.
+            let Some(created) = created else { continue };
+            // Security Hub takes an update only with a later UpdatedAt.
+            let updated = if at > created {
+                at.clone()
+            } else {
+                now.clone()
+            };
+            findings.push(finding(d, &e, actor, (&created, &updated), false));
+            closing.push(e.id);
+        }
+    }
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let s = &d.analysis.subject;
+    let place = (s.account.as_str(), s.region.as_str());
+    let client = services.securityhub_for().await;
+    let count = findings.len();
+    let mut batches = findings.into_iter().peekable();
+    while batches.peek().is_some() {
+        let batch: Vec<_> = batches.by_ref().take(BATCH).collect();
+        match import(&client, place, batch).await {
+            Ok(()) => {}
+            Err(e @ ImportError::Refused { .. }) => {
+                error!(resource_id = %s.resource_id, error = %e, "findings not imported, and retrying cannot help: run sgwatch status");
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(t) = table {
+        for id in &closing {
+            record_closed(t, id, services.clock.now_secs()).await?;
+        }
+    }
+    ledger.record(&[Entry::Findings], None).await?;
+    info!(resource_id = %s.resource_id, findings = count, closed = closing.len(), "imported into Security Hub");
+    Ok(())
+}
