@@ -132,6 +132,7 @@ clients!(
     iam => aws_sdk_iam,
     lambda => aws_sdk_lambda,
     organizations => aws_sdk_organizations,
+    securityhub => aws_sdk_securityhub,
     sesv2 => aws_sdk_sesv2,
     sqs => aws_sdk_sqs,
     ssm => aws_sdk_ssm,

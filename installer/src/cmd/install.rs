@@ -41,6 +41,63 @@ pub struct Report {
     pub acting: Acting,
     /// The noise controls: the daily digest and when it goes.
     pub quiet: Quiet,
+    /// Where security teams look: Security Hub, and what pages.
+    pub security: Security,
+}
+
+/// Security Hub findings and PagerDuty's paging level, as install deploys them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Security {
+    /// `on` or `off`.
+    pub security_hub: &'static str,
+    /// The lowest severity that pages.
+    pub page_at: String,
+    /// The pagerduty and chatbot destinations, as `NAME (KIND)`.
+    pub destinations: Vec<String>,
+}
+
+impl Security {
+    fn of(wanted: &Wanted) -> Security {
+        use sgwatch_handler::destination::Kind;
+        let args = &wanted.args;
+        Security {
+            security_hub: args.security_hub.unwrap_or(stack::OnOff::Off).as_str(),
+            page_at: args
+                .page_at
+                .clone()
+                .unwrap_or_else(|| "high".to_owned())
+                .to_ascii_lowercase(),
+            destinations: wanted
+                .checked
+                .policy
+                .destinations
+                .iter()
+                .filter(|d| matches!(d.kind, Kind::PagerDuty | Kind::Chatbot))
+                .map(|d| format!("{} ({})", d.name, d.kind))
+                .collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for Security {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.security_hub {
+            "on" => write!(
+                f,
+                "Security Hub: a finding per rule opened to the internet, archived when it goes"
+            )?,
+            _ => write!(f, "Security Hub: off")?,
+        }
+        if !self.destinations.is_empty() {
+            write!(
+                f,
+                "\nsecurity destinations: {}; PagerDuty pages at {} and above",
+                self.destinations.join(", "),
+                self.page_at.to_ascii_uppercase()
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// The daily digest, as install deploys it.
@@ -175,6 +232,7 @@ impl std::fmt::Display for Report {
         }
         writeln!(f, "{}", self.acting)?;
         writeln!(f, "{}", self.quiet)?;
+        writeln!(f, "{}", self.security)?;
         if !self.baseline_until.is_empty() {
             writeln!(
                 f,
@@ -231,6 +289,18 @@ fn keep_as_deployed(args: &mut InstallArgs, deployed: &std::collections::BTreeMa
     }
     if args.digest_timezone.is_none() {
         args.digest_timezone = deployed.get("DigestTimezone").cloned();
+    }
+    // So do Security Hub findings and PagerDuty's level and endpoint.
+    if args.security_hub.is_none() {
+        args.security_hub = deployed
+            .get("SecurityHub")
+            .and_then(|v| stack::OnOff::from_str(v, true).ok());
+    }
+    if args.page_at.is_none() {
+        args.page_at = deployed.get("PageAt").cloned();
+    }
+    if args.pagerduty_url.is_none() {
+        args.pagerduty_url = deployed.get("PagerDutyUrl").cloned();
     }
 }
 
@@ -311,6 +381,7 @@ fn report(verb: &'static str, place: &Place, wanted: &Wanted, plan: Plan) -> Rep
         baseline: Vec::new(),
         acting: Acting::of(&wanted.args),
         quiet: Quiet::of(&wanted.args),
+        security: Security::of(wanted),
     }
 }
 

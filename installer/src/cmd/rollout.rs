@@ -634,6 +634,9 @@ fn install_args(t: &Target, arch: package::Arch, zip: Option<PathBuf>) -> Instal
         digest: None,
         digest_at: None,
         digest_timezone: None,
+        security_hub: None,
+        page_at: None,
+        pagerduty_url: None,
         hub: None,
     }
 }

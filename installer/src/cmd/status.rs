@@ -159,6 +159,7 @@ pub async fn status(args: &StatusArgs, config: &SdkConfig) -> Result<Status, cra
     let seen = look(args, config).await?;
     let mut checks: Vec<Check> = LINKS.iter().flat_map(|link| link(&seen)).collect();
     checks.extend(destinations::checks(config, &seen.params().all).await);
+    checks.extend(crate::deploy::security::checks(config, &seen.params().all).await);
     checks.extend(actor_feed::check(config, &seen).await);
     checks.extend(alarms::check(config, &seen).await);
     Ok(Status {
@@ -406,6 +407,12 @@ async fn roles(config: &SdkConfig, seen: &Seen) -> (Option<Simulated>, Option<Si
             link_key: o.link_key_arn.as_deref(),
             auto_revert: params.all.get("AutoRevert").map(String::as_str) == Some("on"),
             wake_queue_arn: o.wake_queue_arn.as_deref(),
+            security_hub: params.all.get("SecurityHub").map(String::as_str) == Some("on"),
+            chatbot_topics: params
+                .all
+                .get("ChatbotTopics")
+                .map(|t| t.split(',').filter(|t| !t.is_empty()).collect())
+                .unwrap_or_default(),
         });
         handler = Some(simulate::simulate(&iam, role_arn, &asks).await);
     }

@@ -19,7 +19,7 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use clap::Args;
 use serde::Serialize;
-use sgwatch_handler::ledger::{Item, Status};
+use sgwatch_handler::ledger::{Entry, Item, Status};
 use sgwatch_handler::settings::Policy;
 
 use crate::aws::{error_text, Place};
@@ -47,6 +47,11 @@ pub struct VerifyArgs {
     /// Who gets the test email (default: the stack's fallback recipient)
     #[arg(long)]
     pub recipient: Option<String>,
+    /// A destination of the stack the throwaway group also names in its channels tag
+    /// (repeatable): the change is posted there too, and the timeline shows it. A pagerduty
+    /// destination gets a change event, which pages no one
+    #[arg(long = "destination", value_name = "NAME")]
+    pub destinations: Vec<String>,
     /// How long to wait for AWS Config and the handler: 90s, 15m, 1h
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -98,6 +103,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub enum VerifyError {
     #[error("no recipient: the stack {stack} has no fallback recipient; pass --recipient EMAIL")]
     NoRecipient { stack: String },
+    #[error("--destination {name}: the stack has no such destination (configured: {configured})")]
+    NoSuchDestination { name: String, configured: String },
     #[error(
         "{place} has no default VPC: pass --vpc-id with the VPC to create the throwaway group in"
     )]
@@ -277,6 +284,9 @@ fn after(t: SystemTime, start: SystemTime) -> f64 {
     }
 }
 
+/// How long verify waits, once SES accepted the email, for the posts and findings after it.
+const AFTER_EMAIL: Duration = Duration::from_secs(30);
+
 /// The steps a ledger shows, after the change made at `made`. Pure.
 pub fn steps(made: SystemTime, rule: &str, ledger: Option<&Ledger>) -> Vec<Step> {
     let mut out = vec![Step {
@@ -320,6 +330,34 @@ pub fn steps(made: SystemTime, rule: &str, ledger: Option<&Ledger>) -> Vec<Step>
             ),
         });
     }
+    out.extend(posted(made, l));
+    out
+}
+
+/// The destinations and Security Hub the handler told of the change, as its record lists them
+/// once the delivery is done. The record keeps no time for each: they are shown at the time the
+/// delivery was, within the invocation that sent the email.
+fn posted(made: SystemTime, l: &Ledger) -> Vec<Step> {
+    let Some(ms) = l.accepted_at_ms.or(l.decided_at_ms) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in &l.delivered {
+        let (step, detail) = match entry {
+            Entry::Destination(name) => ("posted", format!("to destination {name}")),
+            Entry::Findings => (
+                "finding imported",
+                "into Security Hub: a test finding, archived from the start".to_owned(),
+            ),
+            _ => continue,
+        };
+        out.push(Step {
+            step,
+            at: rfc3339(from_ms(ms)),
+            after_secs: after(from_ms(ms), made),
+            detail,
+        });
+    }
     out
 }
 
@@ -330,6 +368,9 @@ struct Setup {
     recipient: String,
     notify_tag: String,
     owner_tag: String,
+    channels_tag: String,
+    /// The destinations the group names, checked against the stack's.
+    destinations: String,
 }
 
 impl Setup {
@@ -350,7 +391,31 @@ impl Setup {
             })?;
         // The stack's tags, else the handler's defaults.
         let defaults = Policy::default();
+        let configured = deployed.params.all.get("Destinations").cloned().unwrap_or_default();
+        let configured =
+            sgwatch_handler::destination::parse_destinations(&configured).unwrap_or_default();
+        for name in &args.destinations {
+            if !configured.iter().any(|d| d.name.eq_ignore_ascii_case(name)) {
+                let names: Vec<&str> = configured.iter().map(|d| d.name.as_str()).collect();
+                return Err(VerifyError::NoSuchDestination {
+                    name: name.clone(),
+                    configured: if names.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        names.join(", ")
+                    },
+                }
+                .into());
+            }
+        }
         Ok(Setup {
+            channels_tag: deployed
+                .params
+                .all
+                .get("ChannelsTag")
+                .cloned()
+                .unwrap_or(defaults.channels_tag.clone()),
+            destinations: args.destinations.join(","),
             table,
             recipient,
             notify_tag: (deployed.params.notify_tag.clone()).unwrap_or(defaults.notify_tag),
@@ -359,13 +424,17 @@ impl Setup {
     }
 
     /// The throwaway group's tags: opted in, naming the recipient, marked as this run's.
-    fn tags<'a>(&'a self, run_id: &'a str, group_name: &'a str) -> [(&'a str, &'a str); 4] {
-        [
-            (&self.notify_tag, OPT_IN),
+    fn tags<'a>(&'a self, run_id: &'a str, group_name: &'a str) -> Vec<(&'a str, &'a str)> {
+        let mut tags = vec![
+            (self.notify_tag.as_str(), OPT_IN),
             (&self.owner_tag, &self.recipient),
             (MARKER_TAG, run_id),
             ("Name", group_name),
-        ]
+        ];
+        if !self.destinations.is_empty() {
+            tags.push((&self.channels_tag, &self.destinations));
+        }
+        tags
     }
 }
 
@@ -536,12 +605,19 @@ async fn wait(
     let start = Instant::now();
     let terminal = std::io::stderr().is_terminal();
     let mut last_line = None::<Instant>;
+    let mut settled_at = None::<Instant>;
     loop {
         let ledgers = records(dynamodb, table, prefix)
             .await
             .map_err(Waited::Table)?;
         if let Some(l) = settled(&ledgers) {
-            return Ok(l.clone());
+            // The posts and the findings follow the email within the same invocation: the record
+            // is marked sent once they are done. Wait a little for that, not for ever.
+            let done = matches!(l.status, Some(Status::Sent | Status::Parked));
+            if done || settled_at.is_some_and(|t| t.elapsed() >= AFTER_EMAIL) {
+                return Ok(l.clone());
+            }
+            settled_at.get_or_insert_with(Instant::now);
         }
         let elapsed = start.elapsed();
         if elapsed >= args.timeout {

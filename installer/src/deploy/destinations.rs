@@ -74,7 +74,7 @@ pub fn check(name: &str, found: &Result<Option<ParameterType>, String>) -> Check
             Level::Fail,
             format!(
                 "{name} does not exist; the handler cannot post there: \
-                 aws ssm put-parameter --type SecureString --name {name} --value <URL>"
+                 aws ssm put-parameter --type SecureString --name {name} --value <URL, or the routing key of a pagerduty destination>"
             ),
         ),
         Err(e) => (

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod policy_args;
 pub mod preflight;
 pub mod recorder;
+pub mod security;
 pub mod simulate;
 pub mod stack;
 pub mod topic;

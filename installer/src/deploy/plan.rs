@@ -333,6 +333,7 @@ fn parameters(
         .chain(deployment)
         .chain(acting_parameters(args))
         .chain(quiet_parameters(args))
+        .chain(security_parameters(args))
         .map(|(k, v)| (k.to_owned(), v))
         .collect()
 }
@@ -416,6 +417,34 @@ fn quiet_parameters(args: &InstallArgs) -> [(&'static str, String); 6] {
     ]
 }
 
+/// Where security teams look: Security Hub findings, and PagerDuty's level and endpoint.
+fn security_parameters(args: &InstallArgs) -> [(&'static str, String); 3] {
+    [
+        (
+            "SecurityHub",
+            args.security_hub
+                .unwrap_or(stack::OnOff::Off)
+                .as_str()
+                .to_owned(),
+        ),
+        (
+            "PageAt",
+            args.page_at
+                .as_deref()
+                .and_then(|v| v.parse::<sgwatch_handler::severity::Severity>().ok())
+                .unwrap_or(sgwatch_handler::severity::Severity::High)
+                .as_str()
+                .to_owned(),
+        ),
+        (
+            "PagerDutyUrl",
+            args.pagerduty_url
+                .clone()
+                .unwrap_or_else(|| sgwatch_handler::settings::PAGERDUTY_URL.to_owned()),
+        ),
+    ]
+}
+
 /// The accounts whose changes the function tells: this one; for a hub, its organization's (any
 /// the bus admitted) or this one and its listed members.
 fn served_accounts(hub: Option<&crate::deploy::wanted::Hub>, place: &Place) -> String {
@@ -476,6 +505,10 @@ fn settings(wanted: &Wanted, identity: &str) -> Vec<(&'static str, String)> {
         (
             "DestinationParameters",
             crate::deploy::policy_args::destination_parameters(p).join(","),
+        ),
+        (
+            "ChatbotTopics",
+            crate::deploy::policy_args::chatbot_topics(p).join(","),
         ),
         (
             "DestinationKmsKeyArn",
@@ -839,6 +872,9 @@ mod tests {
             digest: None,
             digest_at: None,
             digest_timezone: None,
+            security_hub: None,
+            page_at: None,
+            pagerduty_url: None,
             hub: None,
         };
         let checked = args.check().expect("valid flags");

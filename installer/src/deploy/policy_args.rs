@@ -154,6 +154,17 @@ impl PolicyArgs {
                 ),
             });
         }
+        let topics = chatbot_topics(&policy);
+        if topics.len() > MAX_CHATBOT_TOPICS {
+            return Err(InvalidSetting::Invalid {
+                flag: "--destination".to_owned(),
+                value: self.destinations.join(" "),
+                why: format!(
+                    "the chatbot destinations name {} SNS topics; the stack grants at most {MAX_CHATBOT_TOPICS}",
+                    topics.len()
+                ),
+            });
+        }
         Ok(policy)
     }
 
@@ -185,6 +196,20 @@ pub fn destination_parameters(policy: &Policy) -> Vec<String> {
     for name in policy.destinations.iter().flat_map(|d| d.parameters()) {
         if !out.iter().any(|n| n == name) {
             out.push(name.to_owned());
+        }
+    }
+    out
+}
+
+/// The most SNS topics the stack's role can publish to (its `ChatbotTopics` parameter).
+pub const MAX_CHATBOT_TOPICS: usize = 10;
+
+/// Every SNS topic the chatbot destinations publish to, without repeats, for the stack's grant.
+pub fn chatbot_topics(policy: &Policy) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for topic in policy.destinations.iter().filter_map(|d| d.topic()) {
+        if !out.iter().any(|t| t == topic) {
+            out.push(topic.to_owned());
         }
     }
     out

@@ -82,6 +82,10 @@ pub struct HandlerUse<'a> {
     pub auto_revert: bool,
     /// The wake queue, which ends coalescing windows and the rate limit's hours.
     pub wake_queue_arn: Option<&'a str>,
+    /// Whether the handler imports Security Hub findings (`--security-hub on`).
+    pub security_hub: bool,
+    /// The SNS topics the chatbot destinations publish to (`ChatbotTopics`).
+    pub chatbot_topics: Vec<&'a str>,
 }
 
 /// A group of the account and region that opts in, as a revoke names it; with the request's
@@ -245,6 +249,16 @@ fn feature_asks(h: &HandlerUse<'_>, p: &str) -> Vec<Ask> {
     }
     if let Some(key) = h.link_key {
         asks.push(Ask::new("kms:GenerateMac", key, "SignLinks"));
+    }
+    if h.security_hub {
+        asks.push(Ask::new(
+            "securityhub:BatchImportFindings",
+            format!("arn:{p}:securityhub:{region}:{account}:product/{account}/default"),
+            "ImportOwnFindings",
+        ));
+    }
+    for topic in &h.chatbot_topics {
+        asks.push(Ask::new("sns:Publish", *topic, "PublishToChatTopics"));
     }
     if let Some(queue) = h.wake_queue_arn {
         asks.push(Ask::new(
@@ -420,6 +434,8 @@ mod tests {
             table: "sgwatch-IdempotencyTable-1",
             queue_arn: "arn:aws:sqs:us-east-1:123456789012:sgwatch-FailureQueue-1",
             destination_parameters: Vec::new(),
+            security_hub: false,
+            chatbot_topics: Vec::new(),
             destination_key: None,
             actor_feed: false,
             link_key: None,
@@ -494,6 +510,8 @@ mod tests {
             table: "t",
             queue_arn: "arn:aws-cn:sqs:cn-north-1:123456789012:q",
             destination_parameters: vec!["/sgwatch/secops-slack", "/sgwatch/siem-key"],
+            security_hub: false,
+            chatbot_topics: Vec::new(),
             destination_key: Some(key),
             actor_feed: true,
             link_key: None,

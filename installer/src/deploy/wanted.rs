@@ -100,6 +100,19 @@ pub struct InstallArgs {
     /// else UTC)
     #[arg(long, value_name = "ZONE", value_parser = parse_time_zone)]
     pub digest_timezone: Option<String>,
+    /// Import an AWS Security Hub finding per rule opened to the internet, archived when a later
+    /// change removes it (Security Hub must be enabled in the account and region). Default: as
+    /// deployed, else off
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub security_hub: Option<OnOff>,
+    /// The lowest severity of a rule opened to the internet that pagerduty destinations page
+    /// (critical, high, medium, low, info). Default: as deployed, else high
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    pub page_at: Option<String>,
+    /// PagerDuty's Events API v2 endpoint; https://events.eu.pagerduty.com/v2/enqueue for an
+    /// account in PagerDuty's EU service region. Default: as deployed, else the US endpoint
+    #[arg(long, value_name = "URL", value_parser = parse_pagerduty_url)]
+    pub pagerduty_url: Option<String>,
     /// Set by `sgwatch hub install`: this stack is the organization's hub.
     #[arg(skip)]
     pub hub: Option<Hub>,
@@ -364,4 +377,32 @@ pub struct Wanted {
     pub artifact: Artifact,
     /// When the plan is made: recording that starts now makes its baseline end an hour later.
     pub now: SystemTime,
+}
+
+/// `--page-at`: a severity, checked before AWS is called.
+fn parse_severity(value: &str) -> Result<String, String> {
+    value
+        .parse::<sgwatch_handler::severity::Severity>()
+        .map(|s| s.as_str().to_owned())
+}
+
+/// `--pagerduty-url`: an `https://` URL the stack's parameter accepts.
+fn parse_pagerduty_url(value: &str) -> Result<String, String> {
+    let rest = value.strip_prefix("https://").unwrap_or_default();
+    let host = rest.split('/').next().unwrap_or_default();
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "expected PagerDuty's Events API v2 URL, {} or https://events.eu.pagerduty.com/v2/enqueue",
+            sgwatch_handler::settings::PAGERDUTY_URL
+        ))
+    }
 }
