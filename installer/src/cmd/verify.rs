@@ -391,7 +391,12 @@ impl Setup {
             })?;
         // The stack's tags, else the handler's defaults.
         let defaults = Policy::default();
-        let configured = deployed.params.all.get("Destinations").cloned().unwrap_or_default();
+        let configured = deployed
+            .params
+            .all
+            .get("Destinations")
+            .cloned()
+            .unwrap_or_default();
         let configured =
             sgwatch_handler::destination::parse_destinations(&configured).unwrap_or_default();
         for name in &args.destinations {

@@ -89,7 +89,9 @@ pub async fn look_at_topic(config: &SdkConfig, topic: &str) -> Topic {
     match sns.get_topic_attributes().topic_arn(topic).send().await {
         Ok(_) => {}
         Err(e) if e.code() == Some("NotFound") => return Topic::Missing,
-        Err(e) => return Topic::Unreadable(aws_sdk_sns::error::DisplayErrorContext(&e).to_string()),
+        Err(e) => {
+            return Topic::Unreadable(aws_sdk_sns::error::DisplayErrorContext(&e).to_string())
+        }
     }
     let mut found = Vec::new();
     let mut pages = sns
@@ -119,7 +121,8 @@ pub fn is_chat(protocol: &str, endpoint: &str) -> bool {
         .strip_prefix("https://")
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_default();
-    protocol == "https" && (host == "chatbot.amazonaws.com" || host.ends_with(".chatbot.amazonaws.com"))
+    protocol == "https"
+        && (host == "chatbot.amazonaws.com" || host.ends_with(".chatbot.amazonaws.com"))
 }
 
 /// The line for `topic`, from [`look_at_topic`].
@@ -132,9 +135,10 @@ pub fn topic_check(topic: &str, found: &Topic) -> Check {
                  Amazon Q Developer in chat applications"
             ),
         ),
-        Topic::Subscribed(subs) if subs.iter().any(|(p, e)| is_chat(p, e)) => {
-            Check::ok(TOPIC_CHECK, format!("{topic} (a chat configuration subscribes)"))
-        }
+        Topic::Subscribed(subs) if subs.iter().any(|(p, e)| is_chat(p, e)) => Check::ok(
+            TOPIC_CHECK,
+            format!("{topic} (a chat configuration subscribes)"),
+        ),
         Topic::Subscribed(_) => Check::warn(
             TOPIC_CHECK,
             format!(
@@ -156,8 +160,14 @@ mod tests {
 
     #[test]
     fn only_q_developer_s_https_endpoint_counts_as_a_chat_subscription() {
-        assert!(is_chat("https", "https://global.sns-api.chatbot.amazonaws.com"));
-        assert!(!is_chat("https", "https://chatbot.amazonaws.com.evil.example/x"));
+        assert!(is_chat(
+            "https",
+            "https://global.sns-api.chatbot.amazonaws.com"
+        ));
+        assert!(!is_chat(
+            "https",
+            "https://chatbot.amazonaws.com.evil.example/x"
+        ));
         assert!(!is_chat("email", "secops@example.com"));
         let t = "arn:aws:sns:us-east-1:111122223333:chat";
         let none = Topic::Subscribed(vec![("email".into(), "a@example.com".into())]);

@@ -22,6 +22,7 @@ mod logs;
 mod noisy_day;
 mod quiet;
 mod redrive;
+mod security_teams;
 mod send_once;
 mod templates;
 mod tidy;
