@@ -735,8 +735,21 @@ async fn process_change(
     not_kept(message_id, &mut analysis, services).await;
     let mut d = decide(analysis, &settings.policy);
     log_decision(message_id, &d);
+    let to = Delivery {
+        settings,
+        services,
+        invocation,
+    };
     if !d.notify {
-        return Outcome::Skipped;
+        // Nobody is told of it, but what it closes is closed where security teams look.
+        return crate::deliver::security_hub::close_untold(message_id, &d, &to).await;
+    }
+    let security = &settings.security;
+    for name in crate::core::finding::resolving(&d, &settings.policy.destinations, security.page_at)
+    {
+        if !d.destinations.contains(&name) {
+            d.destinations.push(name);
+        }
     }
     told_as_reverted(message_id, &mut d, services).await;
     let feed = read_feed(services, &d).await;
@@ -746,11 +759,6 @@ async fn process_change(
     let actor = resolve_actor(feed.as_ref(), &d, settings, services).await;
     auto_revert(message_id, &mut d, &actor, settings, services).await;
     let alert = Key::of_change(&d.analysis.subject, change);
-    let to = Delivery {
-        settings,
-        services,
-        invocation,
-    };
     tell_change(message_id, alert, d, &actor, feed.as_ref(), original, &to).await
 }
 

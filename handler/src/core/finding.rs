@@ -8,6 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::core::decide::{Decision, Subject};
+use crate::core::destination::{Destination, Kind};
 use crate::core::link::RuleRef;
 use crate::core::message::ChangeType;
 use crate::core::remedy::{revoke_command, rule_id};
@@ -288,6 +289,20 @@ pub fn pager_events(
         .filter(|e| e.severity >= page_at)
         .map(|e| resolve(e, routing_key));
     triggers.chain(resolves).collect()
+}
+
+/// The pagerduty destinations that hear of the rules a change closes: every one configured,
+/// whatever the group's tags say now (the incident may have been raised through the fallback
+/// destination, or before the tags changed); resolving an incident that is not open is nothing.
+pub fn resolving(d: &Decision, destinations: &[Destination], page_at: Severity) -> Vec<String> {
+    if is_verify(d) || !closed(d).iter().any(|e| e.severity >= page_at) {
+        return Vec::new();
+    }
+    destinations
+        .iter()
+        .filter(|x| x.kind == Kind::PagerDuty)
+        .map(|x| x.name.clone())
+        .collect()
 }
 
 #[cfg(test)]

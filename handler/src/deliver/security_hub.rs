@@ -8,11 +8,12 @@ use aws_smithy_types::date_time::Format;
 use aws_smithy_types::DateTime;
 use tracing::{error, info};
 
+use crate::context::{Outcome, Services};
 use crate::core::decide::Decision;
-use crate::core::finding::{closed, is_verify, opened, Exposed};
+use crate::core::finding::{closed, is_verify, opened, resolving, Exposed};
 use crate::core::severity::Severity;
 use crate::core::who::ActorLookup;
-use crate::deliver::{DeliverError, Delivery, Ledger};
+use crate::deliver::{pagerduty, DeliverError, Delivery, Ledger};
 use crate::findings::{
     changed_at, finding, import, opened_at, record_closed, record_opened, ImportError,
 };
@@ -113,5 +114,115 @@ pub(crate) async fn tell(
     }
     ledger.record(&[Entry::Findings], None).await?;
     info!(resource_id = %s.resource_id, findings = count, closed = closing.len(), "imported into Security Hub");
+    Ok(())
+}
+
+/// A change nobody is told of (the group is not opted in, or the change is below what it
+/// notifies) that removes rules open to the internet: the findings sgwatch recorded open are
+/// archived and every pagerduty destination resolves its incident, so what opened with an alert
+/// (through `--always-notify-at`, or before the opt-in went) does not stay open for ever.
+/// Idempotent without the ledger: an archive with the same `UpdatedAt` is ignored, and a resolve
+/// of a closed incident is nothing.
+pub(crate) async fn close_untold(message_id: &str, d: &Decision, to: &Delivery<'_>) -> Outcome {
+    let (settings, services) = (to.settings, to.services);
+    let closing = closed(d);
+    if closing.is_empty() || is_verify(d) {
+        return Outcome::Skipped;
+    }
+    let mut failed: Vec<String> = Vec::new();
+    if settings.security.security_hub {
+        if let Err(e) = archive(d, &closing, services).await {
+            if e.is_transient() {
+                failed.push(e.to_string());
+            } else {
+                error!(message_id, error = %e, "findings not archived, and retrying cannot help: run sgwatch status");
+            }
+        }
+    }
+    let pagers = resolving(d, &settings.policy.destinations, settings.security.page_at);
+    // Only the resolves: what this change opens is told to no one, PagerDuty included.
+    let mut only_closing = d.clone();
+    only_closing
+        .analysis
+        .changes
+        .retain(|c| c.action == crate::core::rules::Action::Removed);
+    if let (Some(poster), false) = (&services.poster, pagers.is_empty()) {
+        let deadline = to
+            .invocation
+            .time_left()
+            .map(|left| std::time::Instant::now() + left);
+        for x in settings
+            .policy
+            .destinations
+            .iter()
+            .filter(|x| pagers.contains(&x.name))
+        {
+            let actor = ActorLookup::Unknown(String::new());
+            match pagerduty::page(
+                poster,
+                x,
+                &only_closing,
+                &actor,
+                &settings.security,
+                deadline,
+            )
+            .await
+            {
+                Ok(n) => {
+                    info!(message_id, destination = %x.name, resolved = n, "resolved in PagerDuty")
+                }
+                Err(e) if e.is_transient() => failed.push(e.to_string()),
+                Err(e) => {
+                    error!(message_id, destination = %x.name, error = %e, "not resolved, and retrying cannot help")
+                }
+            }
+        }
+    }
+    match failed.is_empty() {
+        true => Outcome::Skipped,
+        false => Outcome::Failed(format!(
+            "{}: {}",
+            d.analysis.subject.facts(message_id).label(),
+            failed.join("; ")
+        )),
+    }
+}
+
+/// Imports the archiving of each of `closing` that sgwatch recorded open, and records it closed.
+async fn archive(
+    d: &Decision,
+    closing: &[Exposed],
+    services: &Services,
+) -> Result<(), ImportError> {
+    let Some(table) = services.dedupe.as_ref() else {
+        return Ok(());
+    };
+    let now = rfc3339(services.clock.now_secs());
+    let at = changed_at(d, &now);
+    let actor = ActorLookup::Unknown("not looked up: nobody is told of this change".to_owned());
+    let mut findings = Vec::new();
+    let mut ids = Vec::new();
+    for e in closing {
+        let Some(created) = opened_at(table, &e.id).await? else {
+            continue;
+        };
+        let updated = if at > created {
+            at.clone()
+        } else {
+            now.clone()
+        };
+        findings.push(finding(d, e, &actor, (&created, &updated), false));
+        ids.push(e.id.clone());
+    }
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let s = &d.analysis.subject;
+    let client = services.securityhub_for().await;
+    import(&client, (&s.account, &s.region), findings).await?;
+    for id in &ids {
+        record_closed(table, id, services.clock.now_secs()).await?;
+    }
+    info!(resource_id = %s.resource_id, archived = ids.len(), "archived in Security Hub");
     Ok(())
 }

@@ -109,7 +109,7 @@ pub struct InstallArgs {
     /// (critical, high, medium, low, info). Default: as deployed, else high
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     pub page_at: Option<String>,
-    /// PagerDuty's Events API v2 endpoint; https://events.eu.pagerduty.com/v2/enqueue for an
+    /// PagerDuty's Events API v2 endpoint; `https://events.eu.pagerduty.com/v2/enqueue` for an
     /// account in PagerDuty's EU service region. Default: as deployed, else the US endpoint
     #[arg(long, value_name = "URL", value_parser = parse_pagerduty_url)]
     pub pagerduty_url: Option<String>,

@@ -504,3 +504,63 @@ async fn security_hub_off_and_a_missing_topic_block_neither_the_email_nor_the_pa
     assert!(!record.delivered.contains(&Entry::destination("chat")));
     assert!(!record.delivered.contains(&Entry::Findings));
 }
+
+#[tokio::test]
+async fn what_the_fallback_destination_paged_is_resolved_though_the_removal_tells_no_one() {
+    // The group is not opted in: RDP reaches the security team through --always-notify-at and
+    // the fallback destination; the removal is LOW and notifies no one.
+    let pager = CaptureServer::start(vec![]);
+    let (moto, config) = Moto::ready_to_send().await;
+    put_parameter(&config, "/sgwatch/pagerduty-key", ROUTING_KEY).await;
+    let url = format!("{}/v2/enqueue", pager.url);
+    let settings = fixture::settings(&[
+        ("SGWATCH_SECURITY_HUB", "on"),
+        (
+            "SGWATCH_DESTINATIONS",
+            "oncall=pagerduty:/sgwatch/pagerduty-key",
+        ),
+        ("SGWATCH_FALLBACK_DESTINATION", "oncall"),
+        ("SGWATCH_FALLBACK_RECIPIENT", "secops@example.com"),
+        ("SGWATCH_ALWAYS_NOTIFY_AT", "high"),
+        ("SGWATCH_PAGERDUTY_URL", &url),
+        ("SGWATCH_TEST_LOOPBACK_DESTINATIONS", "true"),
+    ]);
+    let services = Services::new(&config, &settings);
+    let untagged = |mut m: Value| {
+        m["configurationItem"]["tags"] = json!({});
+        m["configurationItem"]["configuration"]["tags"] = json!([]);
+        m
+    };
+
+    let report = handle(&sns(&untagged(opened("")), "m-1"), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (1, 0));
+    let mail = moto.ses_messages().await;
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0].destinations, ["secops@example.com"]);
+    assert_eq!(pager.requests()[0].json()["event_action"], "trigger");
+    assert_eq!(
+        findings(&config).await[0].record_state(),
+        Some(&RecordState::Active)
+    );
+
+    let report = handle(&sns(&untagged(removed("")), "m-2"), &settings, &services)
+        .await
+        .unwrap();
+    assert_eq!(report.failed, 0);
+    assert_eq!(
+        moto.ses_messages().await.len(),
+        1,
+        "the removal emails no one"
+    );
+    let posts = pager.requests();
+    assert_eq!(posts.len(), 2);
+    assert_eq!(
+        posts[1].json(),
+        json!({"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": RDP})
+    );
+    let f = &findings(&config).await[0];
+    assert_eq!(f.record_state(), Some(&RecordState::Archived));
+    assert_eq!(f.updated_at(), Some("2026-11-20T10:02:00.000Z"));
+}
