@@ -389,7 +389,12 @@ fn the_reader_role_reads_only_and_only_the_hubs_handler_may_assume_it() {
         })
         .map(|a| a.as_str().unwrap())
         .collect();
-    for a in &actions {
+    // It reads; its one write imports the account's own Security Hub findings (the hub's
+    // --security-hub on), into the account's own product and nowhere else.
+    for a in actions
+        .iter()
+        .filter(|a| **a != "securityhub:BatchImportFindings")
+    {
         let verb = a.split(':').nth(1).unwrap();
         assert!(
             ["Describe", "Get", "List", "Lookup"]
@@ -398,6 +403,20 @@ fn the_reader_role_reads_only_and_only_the_hubs_handler_may_assume_it() {
             "{a} is not a read"
         );
     }
+    let import: Vec<&Value> = inline_statements(reader)
+        .into_iter()
+        .filter(|s| {
+            list(&s["Action"])
+                .iter()
+                .any(|a| *a == "securityhub:BatchImportFindings")
+        })
+        .collect();
+    assert_eq!(import.len(), 1);
+    assert_eq!(list(&import[0]["Action"]).len(), 1, "{import:?}");
+    assert_eq!(
+        import[0]["Resource"],
+        json!({"Fn::Sub": "arn:${AWS::Partition}:securityhub:*:${AWS::AccountId}:product/${AWS::AccountId}/default"})
+    );
     // What the hub reads in a member account: oversized items, tags and rules for the early
     // warning, prefix lists, the actor when the feed missed it, and what `hub status` checks.
     for needed in [

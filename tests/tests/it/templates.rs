@@ -397,6 +397,8 @@ fn resources_have_the_logical_ids_and_types_the_installer_expects() {
         ("WakeEventSource", "AWS::Lambda::EventSourceMapping"),
         ("DigestSchedulerRole", "AWS::IAM::Role"),
         ("DigestSchedule", "AWS::Scheduler::Schedule"),
+        ("ChatbotTopicsPolicy", "AWS::IAM::Policy"),
+        ("SecurityHubFindingsPolicy", "AWS::IAM::Policy"),
     ];
     for (id, kind) in expected {
         assert_eq!(resource(id)["Type"], kind, "type of {id}");
@@ -848,6 +850,16 @@ fn handler_role_grants_exactly_what_the_handler_calls() {
             "organizations:DescribeAccount",
             sub("arn:${AWS::Partition}:organizations::*:account/o-*/*"),
         ),
+        // Only with --security-hub on: findings into the account's own product, and only there.
+        (
+            "securityhub:BatchImportFindings",
+            sub("arn:${AWS::Partition}:securityhub:${AWS::Region}:${AWS::AccountId}:product/${AWS::AccountId}/default"),
+        ),
+        // Only with chatbot destinations: exactly the topics they name.
+        (
+            "sns:Publish",
+            json!({"Fn::Split": [",", {"Ref": "ChatbotTopics"}]}),
+        ),
         // A hub's look at what a spoke's region shows it, in the hub's own account.
         ("config:DescribeConfigurationRecorders", json!("*")),
         ("config:DescribeConfigurationRecorderStatus", json!("*")),
@@ -1141,6 +1153,9 @@ fn function_gets_every_setting_from_the_parameters() {
         ("SGWATCH_COALESCE_SECONDS", r#ref("CoalesceSeconds")),
         ("SGWATCH_MAX_PER_GROUP_HOUR", r#ref("MaxPerGroupHour")),
         ("SGWATCH_WAKE_QUEUE_URL", r#ref("WakeQueue")),
+        ("SGWATCH_SECURITY_HUB", r#ref("SecurityHub")),
+        ("SGWATCH_PAGE_AT", r#ref("PageAt")),
+        ("SGWATCH_PAGERDUTY_URL", r#ref("PagerDutyUrl")),
         ("RUST_LOG", json!("info")),
     ];
     for (name, value) in &expected {
