@@ -503,7 +503,9 @@ class _Schedule(CloudFormationModel):
 # calls against the table's ARN; SES v2 SendEmail against the identity of the sender and of every
 # recipient (as SES does in the sandbox, where recipients must be verified identities too), with
 # ses:FromAddress set; IAM calls on a role against the role's ARN (`_iam_role_arn`);
-# CloudFormation calls on a stack against the stack's (`_cloudformation_stack_arn`). Other
+# CloudFormation calls on a stack against the stack's (`_cloudformation_stack_arn`); SNS Publish
+# against the topic's ARN (the chat topics the handler may publish to); Security Hub's
+# BatchImportFindings against each finding's product ARN (the account's own product). Other
 # requests keep moto's checks.
 def _authorize_like_aws(check_action_permitted):
     def identity_arns(partition, region, account, address):
@@ -531,6 +533,11 @@ def _authorize_like_aws(check_action_permitted):
             checks = [(identity_arns(partition, self._region, self.account_id, sender), conditions)]
             checks += [(identity_arns(partition, self._region, self.account_id, r), conditions)
                        for r in recipients]
+        elif self._action == "sns:Publish" and _param(self, "TopicArn"):
+            checks = [(_param(self, "TopicArn"), {})]
+        elif self._action == "securityhub:BatchImportFindings" and self._body:
+            findings = json.loads(self._body).get("Findings", [])
+            checks = [(arn, {}) for arn in sorted({f.get("ProductArn", "") for f in findings})]
         elif self._service == "iam":
             role = _iam_role_arn(self, partition)
             if role is not None:
@@ -816,7 +823,7 @@ def stop_on_signals(stop: threading.Event) -> None:
 POOL_SERVICES = (
     "sts", "iam", "s3", "sns", "sqs", "ses", "sesv2", "dynamodb", "ec2", "cloudformation",
     "events", "config", "lambda", "logs", "cloudtrail", "ssm", "cloudwatch", "scheduler",
-    "organizations",
+    "organizations", "securityhub",
 )
 
 

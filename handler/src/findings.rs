@@ -243,16 +243,21 @@ pub async fn import(
                 (Some(code), message) => format!("{code}: {}", message.unwrap_or_default()),
                 _ => aws_sdk_securityhub::error::DisplayErrorContext(&e).to_string(),
             };
-            let permanent = matches!(
-                e.code(),
-                Some(
-                    "InvalidAccessException"
-                        | "AccessDeniedException"
-                        | "AccessDenied"
-                        | "InvalidInputException"
-                        | "UnrecognizedClientException"
-                )
-            );
+            // Denied (401, 403) is for good whatever the body says.
+            let denied = e
+                .raw_response()
+                .is_some_and(|r| matches!(r.status().as_u16(), 401 | 403));
+            let permanent = denied
+                || matches!(
+                    e.code(),
+                    Some(
+                        "InvalidAccessException"
+                            | "AccessDeniedException"
+                            | "AccessDenied"
+                            | "InvalidInputException"
+                            | "UnrecognizedClientException"
+                    )
+                );
             if permanent {
                 refused(reason)
             } else {

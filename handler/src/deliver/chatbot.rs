@@ -127,22 +127,27 @@ pub async fn publish(
         .await
         .map(|_| ())
         .map_err(|e| {
-            let transient = !matches!(
-                e.code(),
-                Some(
-                    "NotFound"
-                        | "NotFoundException"
-                        | "AuthorizationError"
-                        | "InvalidParameter"
-                        | "InvalidParameterValue"
-                        | "KMSAccessDenied"
-                        | "KMSDisabled"
-                        | "KMSInvalidState"
-                        | "KMSNotFound"
-                        | "KMSOptInRequired"
-                        | "InvalidSecurity"
-                )
-            );
+            // Denied (401, 403) is for good whatever the body says.
+            let denied = e
+                .raw_response()
+                .is_some_and(|r| matches!(r.status().as_u16(), 401 | 403));
+            let transient = !denied
+                && !matches!(
+                    e.code(),
+                    Some(
+                        "NotFound"
+                            | "NotFoundException"
+                            | "AuthorizationError"
+                            | "InvalidParameter"
+                            | "InvalidParameterValue"
+                            | "KMSAccessDenied"
+                            | "KMSDisabled"
+                            | "KMSInvalidState"
+                            | "KMSNotFound"
+                            | "KMSOptInRequired"
+                            | "InvalidSecurity"
+                    )
+                );
             let reason = match (e.code(), e.message()) {
                 (Some(code), message) => format!("{code}: {}", message.unwrap_or_default()),
                 _ => aws_sdk_sns::error::DisplayErrorContext(&e).to_string(),

@@ -18,15 +18,19 @@ const TABLE: &str = "sgwatch-IdempotencyTable-ABC123";
 
 /// HandlerRole's policy as deployed for this server's resources.
 fn handler_policy() -> String {
-    let r = Resolver::new(
-        "sgwatch",
-        &[
-            ("Sender", SENDER),
-            ("SenderIdentity", "example.com"),
-            // With the actor feed, the role reads groups' tags for early warnings.
-            ("ActorFeed", "on"),
-        ],
-    );
+    handler_policy_with(&[])
+}
+
+/// HandlerRole's policy as deployed with the stack parameters `extra` too.
+fn handler_policy_with(extra: &[(&str, &str)]) -> String {
+    let mut params = vec![
+        ("Sender", SENDER),
+        ("SenderIdentity", "example.com"),
+        // With the actor feed, the role reads groups' tags for early warnings.
+        ("ActorFeed", "on"),
+    ];
+    params.extend_from_slice(extra);
+    let r = Resolver::new("sgwatch", &params);
     serde_json::json!({"Version": "2012-10-17", "Statement": r.resolved_statements("HandlerRole")})
         .to_string()
         .replace("<ConfigBucket.Arn>", &format!("arn:aws:s3:::{BUCKET}"))
@@ -309,4 +313,74 @@ async fn the_handler_role_may_coalesce_hold_and_count_but_not_delete() {
         .send()
         .await;
     assert!(deleted.is_err(), "the handler's role may delete items");
+}
+
+#[tokio::test]
+async fn the_handler_role_imports_its_own_findings_and_publishes_only_to_its_chat_topics() {
+    use sgwatch_handler::ledger::{Entry, Item};
+    use sgwatch_handler::process::{handle, Services};
+
+    let moto = Moto::start();
+    let admin = moto.sdk_config(None).await;
+    moto.verify_sender(&admin, SENDER).await;
+    idempotency_table(&admin, TABLE).await;
+    let sns = aws_sdk_sns::Client::new(&admin);
+    let mut topics = Vec::new();
+    for name in ["secops-chat", "someone-elses"] {
+        let out = sns.create_topic().name(name).send().await.unwrap();
+        topics.push(out.topic_arn().unwrap().to_owned());
+    }
+    let policy = handler_policy_with(&[("SecurityHub", "on"), ("ChatbotTopics", &topics[0])]);
+    let handler = user_with(&moto, &admin, "handler", &policy).await;
+    moto.enforce_iam().await;
+
+    let destinations = format!("chat=chatbot:{}", topics[0]);
+    let settings = sgwatch_tests::fixture::settings_from(&[
+        ("SGWATCH_SENDER", SENDER),
+        ("SGWATCH_LOOKUP_ACTOR", "false"),
+        ("SGWATCH_IDEMPOTENCY_TABLE", TABLE),
+        ("SGWATCH_SECURITY_HUB", "on"),
+        ("SGWATCH_DESTINATIONS", &destinations),
+    ]);
+    let services = Services::new(&handler, &settings);
+    let mut m = sgwatch_tests::fixture::json("rdp-opened.json");
+    m["configurationItem"]["tags"]["NotifyChannels"] = serde_json::json!("chat");
+    m["configurationItem"]["tags"]["OwnerDL"] = serde_json::json!(OWNER);
+    let report = handle(
+        &sgwatch_tests::fixture::sns(&m, "m-1"),
+        &settings,
+        &services,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", moto.log()));
+    assert_eq!(
+        (report.sent, report.failed),
+        (1, 0),
+        "{report:?}\n{}",
+        moto.log()
+    );
+    // Both took it, as the ledger (read as the handler, which may) says.
+    let key = format!("{ACCOUNT}/{REGION}/sg-0123456789abcdef0/1763629447512");
+    let got = aws_sdk_dynamodb::Client::new(&handler)
+        .get_item()
+        .table_name(TABLE)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(key))
+        .send()
+        .await
+        .unwrap();
+    let item = Item::from_item(got.item().unwrap());
+    assert!(item.delivered.contains(&Entry::Findings), "{item:?}");
+    assert!(
+        item.delivered.contains(&Entry::destination("chat")),
+        "{item:?}"
+    );
+
+    // Another topic is refused.
+    let denied = aws_sdk_sns::Client::new(&handler)
+        .publish()
+        .topic_arn(&topics[1])
+        .message("not allowed")
+        .send()
+        .await;
+    assert!(denied.is_err(), "{denied:?}");
 }
