@@ -564,3 +564,33 @@ async fn what_the_fallback_destination_paged_is_resolved_though_the_removal_tell
     assert_eq!(f.record_state(), Some(&RecordState::Archived));
     assert_eq!(f.updated_at(), Some("2026-11-20T10:02:00.000Z"));
 }
+
+#[tokio::test]
+async fn a_hub_imports_a_member_s_finding_into_the_member_s_own_security_hub() {
+    // With the default product, Security Hub takes a finding only from the account it belongs
+    // to: the hub imports a member's through the member's reader role.
+    const MEMBER: &str = "111111111111";
+    let (moto, hub) = Moto::ready_to_send().await;
+    let member = moto.sdk_config_in_account(MEMBER, REGION).await;
+    let settings = fixture::settings(&[("SGWATCH_HUB", "true"), ("SGWATCH_SECURITY_HUB", "on")]);
+    let services = Services::new(&hub, &settings);
+    let mut m = opened("");
+    m["configurationItem"]["awsAccountId"] = json!(MEMBER);
+
+    let report = handle(&sns(&m, "m-1"), &settings, &services)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", moto.log()));
+    assert_eq!((report.sent, report.failed), (1, 0), "{report:?}");
+    let theirs = findings(&member).await;
+    assert_eq!(theirs.len(), 1, "{theirs:#?}");
+    assert_eq!(theirs[0].aws_account_id(), Some(MEMBER));
+    assert_eq!(
+        theirs[0].product_arn(),
+        Some("arn:aws:securityhub:us-east-1:111111111111:product/111111111111/default")
+    );
+    assert_eq!(
+        theirs[0].id(),
+        Some("111111111111/us-east-1/sg-0123456789abcdef0/ingress/tcp:3389:3389:0.0.0.0/0")
+    );
+    assert!(findings(&hub).await.is_empty(), "none in the hub's own account");
+}
