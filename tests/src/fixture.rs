@@ -352,3 +352,28 @@ pub fn function_url_event(method: &str, url: &str) -> Value {
     }
     event
 }
+
+/// The findings Security Hub holds. The SDK reads a finding's resource details (a struct of
+/// some 30 KB, every resource type's) with deep frames: in a debug build that takes more than a
+/// test thread's stack, so the read runs on a thread of its own with room for it.
+pub async fn security_hub_findings(
+    config: &SdkConfig,
+) -> Vec<aws_sdk_securityhub::types::AwsSecurityFinding> {
+    let client = aws_sdk_securityhub::Client::new(config);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let got = runtime.block_on(async { client.get_findings().send().await });
+            let _ = tx.send(
+                got.map(|o| o.findings().to_vec())
+                    .map_err(|e| format!("{e:?}")),
+            );
+        })
+        .unwrap();
+    rx.await.unwrap().unwrap()
+}

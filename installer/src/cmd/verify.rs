@@ -895,4 +895,33 @@ mod tests {
         assert!(s[3].detail.contains("0100-abc"), "{}", s[3].detail);
         assert_eq!(steps(made, "rule", None).len(), 1);
     }
+
+    #[test]
+    fn the_timeline_shows_each_destination_posted_to_and_the_finding_imported() {
+        let made = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_867_200_000);
+        let l = ledger(
+            "sent",
+            &[
+                "owner@corp.example",
+                "destination:oncall",
+                "destination:secops-chat",
+                "securityhub",
+            ],
+            Some(1_795_867_208_500),
+        );
+        let s = steps(made, "rule", Some(&l));
+        let shown: Vec<(&str, &str)> = s[4..].iter().map(|s| (s.step, s.detail.as_str())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("posted", "to destination oncall"),
+                ("posted", "to destination secops-chat"),
+                (
+                    "finding imported",
+                    "into Security Hub: a test finding, archived from the start"
+                ),
+            ]
+        );
+        assert!(s[4..].iter().all(|s| s.after_secs == 8.5));
+    }
 }

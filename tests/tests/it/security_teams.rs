@@ -83,29 +83,10 @@ async fn ledger(config: &aws_config::SdkConfig, state: u64) -> Item {
     )
 }
 
-/// The findings Security Hub holds. The SDK reads a finding's resource details (a struct of
-/// some 30 KB, every resource type's) with deep frames: in a debug build that takes more than a
-/// test thread's stack, so the read runs on a thread of its own with room for it.
 async fn findings(
     config: &aws_config::SdkConfig,
 ) -> Vec<aws_sdk_securityhub::types::AwsSecurityFinding> {
-    let client = aws_sdk_securityhub::Client::new(config);
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let got = runtime.block_on(async { client.get_findings().send().await });
-            let _ = tx.send(
-                got.map(|o| o.findings().to_vec())
-                    .map_err(|e| format!("{e:?}")),
-            );
-        })
-        .unwrap();
-    rx.await.unwrap().unwrap()
+    fixture::security_hub_findings(config).await
 }
 
 const OPENED_STATE: u64 = 1763629447512;
@@ -592,5 +573,8 @@ async fn a_hub_imports_a_member_s_finding_into_the_member_s_own_security_hub() {
         theirs[0].id(),
         Some("111111111111/us-east-1/sg-0123456789abcdef0/ingress/tcp:3389:3389:0.0.0.0/0")
     );
-    assert!(findings(&hub).await.is_empty(), "none in the hub's own account");
+    assert!(
+        findings(&hub).await.is_empty(),
+        "none in the hub's own account"
+    );
 }

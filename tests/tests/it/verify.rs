@@ -157,3 +157,229 @@ async fn verify_without_config_times_out_clearly_and_still_deletes_its_group() {
     assert!(run.stderr.contains("pass --recipient"), "{}", run.stderr);
     let _ = std::fs::remove_dir_all(&programs.work_dir);
 }
+
+/// Installs with Security Hub on, a pagerduty and a chatbot destination, then: `status` checks
+/// each, and `verify --destination` shows each in its timeline.
+#[tokio::test(flavor = "multi_thread")]
+async fn status_checks_and_verify_shows_where_security_teams_look() {
+    use sgwatch_tests::capture::CaptureServer;
+    use sgwatch_tests::fixture;
+
+    let programs = Programs::build_for("verify-security");
+    let moto = Moto::start();
+    let config = moto.sdk_config(None).await;
+    moto.verify_sender(&config, sgwatch_tests::fixture::SENDER)
+        .await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic = sns
+        .create_topic()
+        .name("secops-chat")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_owned();
+    let copy = fixture::queue(&config, "chat-copy").await;
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint("arn:aws:sqs:us-east-1:123456789012:chat-copy")
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_ssm::Client::new(&config)
+        .put_parameter()
+        .name("/sgwatch/pagerduty-key")
+        .value("R0UT1NGKEY0F32CHARACTERS00000000")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let zip = programs.handler_zip().unwrap().display().to_string();
+    let chat = format!("chat={}", format_args!("chatbot:{topic}"));
+    let installed = cli::sgwatch(
+        &programs,
+        &moto,
+        &[
+            "install",
+            "--sender",
+            sgwatch_tests::fixture::SENDER,
+            "--handler-zip",
+            &zip,
+            "--arch",
+            "x86_64",
+            "--coalesce",
+            "0",
+            "--security-hub",
+            "on",
+            "--destination",
+            "oncall=pagerduty:/sgwatch/pagerduty-key",
+            "--destination",
+            &chat,
+            "--page-at",
+            "critical",
+            "--yes",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        installed.success(),
+        "{}\n{}",
+        installed.stdout,
+        installed.stderr
+    );
+    assert!(
+        installed
+            .stdout
+            .contains("security destinations: oncall (pagerduty), chat (chatbot); PagerDuty pages at CRITICAL and above"),
+        "{}",
+        installed.stdout
+    );
+
+    // status, before Security Hub is enabled and before a chat configuration subscribes.
+    let status = cli::sgwatch(&programs, &moto, &["status", "--output", "json"])
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&status.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", status.stdout, status.stderr));
+    let line = |report: &Value, check: &str| -> (String, String) {
+        let c = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == check)
+            .unwrap_or_else(|| panic!("no {check} line: {report:#}"));
+        (
+            c["level"].as_str().unwrap().to_owned(),
+            c["detail"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (level, detail) = line(&report, "Security Hub");
+    assert_eq!(level, "fail", "{detail}");
+    assert!(
+        detail.contains("aws securityhub enable-security-hub"),
+        "{detail}"
+    );
+    let (level, detail) = line(&report, "chat topic");
+    assert_eq!(level, "warn", "{detail}");
+    assert!(detail.contains("no chat subscription"), "{detail}");
+    let (level, detail) = line(&report, "destination parameter");
+    assert_eq!(
+        (level.as_str(), detail.as_str()),
+        ("ok", "/sgwatch/pagerduty-key (SecureString)")
+    );
+    aws_sdk_securityhub::Client::new(&config)
+        .enable_security_hub()
+        .send()
+        .await
+        .unwrap();
+    let chatbot = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("https")
+        .endpoint("https://global.sns-api.chatbot.amazonaws.com")
+        .send()
+        .await
+        .unwrap();
+    let status = cli::sgwatch(&programs, &moto, &["status", "--output", "json"])
+        .await
+        .unwrap();
+    let report: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(line(&report, "Security Hub").0, "ok");
+    assert_eq!(line(&report, "chat topic").0, "ok");
+    // moto would post each message to that endpoint, which is not reachable from here: the
+    // queue subscribed above stands in for the chat configuration from now on.
+    sns.unsubscribe()
+        .subscription_arn(chatbot.subscription_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    // verify, with both destinations; the handler's PagerDuty endpoint is a capture server.
+    let pager = CaptureServer::start(vec![]);
+    let mut env = sgwatch_tests::inventory::deployed_function_env(&config)
+        .await
+        .unwrap();
+    assert_eq!(
+        env.get("SGWATCH_SECURITY_HUB").map(String::as_str),
+        Some("on")
+    );
+    env.insert(
+        "SGWATCH_PAGERDUTY_URL".into(),
+        format!("{}/v2/enqueue", pager.url),
+    );
+    env.insert("SGWATCH_TEST_LOOPBACK_DESTINATIONS".into(), "true".into());
+    let emulator = LambdaEmulator::start(&programs, &moto, &env).await.unwrap();
+    let v = cli::verify(
+        &programs,
+        &moto,
+        &emulator,
+        &[
+            "--recipient",
+            RECIPIENT,
+            "--destination",
+            "oncall",
+            "--destination",
+            "chat",
+            "--timeout",
+            "120s",
+            "--output",
+            "json",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        v.run.success(),
+        "{}\n{}\nhandler: {}",
+        v.run.stdout,
+        v.run.stderr,
+        emulator.log()
+    );
+    let report: Value = serde_json::from_str(&v.run.stdout).unwrap();
+    let steps: Vec<(String, String)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_owned(),
+                s["detail"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (step, detail) in [
+        ("posted", "to destination oncall"),
+        ("posted", "to destination chat"),
+        (
+            "finding imported",
+            "into Security Hub: a test finding, archived from the start",
+        ),
+    ] {
+        assert!(
+            steps.contains(&(step.to_owned(), detail.to_owned())),
+            "{step} {detail}: {report:#}"
+        );
+    }
+    // What each one got: a change event (no incident), the chat message, an archived finding.
+    let posts = pager.requests();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].path, "/v2/change/enqueue");
+    assert!(posts[0].json()["payload"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("sgwatch verify: "));
+    let chat = fixture::queued(&config, &copy).await;
+    assert_eq!(chat.len(), 1, "{chat:#?}");
+    assert_eq!(chat[0]["source"], "custom");
+    let found = fixture::security_hub_findings(&config).await;
+    let f = &found[0];
+    assert!(f.id().unwrap().ends_with("/verify"), "{f:?}");
+    assert_eq!(
+        f.record_state(),
+        Some(&aws_sdk_securityhub::types::RecordState::Archived)
+    );
+}
