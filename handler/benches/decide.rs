@@ -144,6 +144,34 @@ fn bench(c: &mut Criterion) {
         })
     });
     act.finish();
+
+    // What security teams' tools get for RDP opened, besides the email: the Security Hub
+    // finding (built as the SDK sends it), PagerDuty's trigger and Q Developer's message.
+    let mut security = c.benchmark_group("security");
+    let d = {
+        let message = fixture("rdp-opened.json");
+        let envelope = envelopes(&message).into_iter().next().unwrap();
+        let Ok(ConfigMessage::ItemChange(change)) = envelope.message else {
+            panic!("an item change")
+        };
+        decide(analyze(&change).unwrap(), &Policy::default())
+    };
+    let actor = ActorLookup::Unknown("benchmark".into());
+    security.bench_function("finding-trigger-and-chat-message", |b| {
+        b.iter(|| {
+            let d = std::hint::black_box(&d);
+            let opened = sgwatch_handler::finding::opened(d);
+            let t = "2026-11-20T09:14:07.512Z";
+            let findings: Vec<_> = opened
+                .iter()
+                .map(|e| sgwatch_handler::findings::finding(d, e, &actor, (t, t), true))
+                .collect();
+            let pages = sgwatch_handler::finding::pager_events(d, &actor, "KEY", Severity::High);
+            let chat = sgwatch_handler::chatbot::message(d, &actor, "key/chat");
+            findings.len() + pages.len() + chat.to_string().len()
+        })
+    });
+    security.finish();
 }
 
 criterion_group!(benches, bench);
