@@ -122,6 +122,29 @@ fn permission(rule: &RuleRef) -> AwsEc2SecurityGroupIpPermission {
     }
 }
 
+/// The group as the finding's resource: an `AwsEc2SecurityGroup` with the rule.
+fn resource(d: &Decision, e: &Exposed) -> Resource {
+    let s = &d.analysis.subject;
+    let mut group = AwsEc2SecurityGroupDetails::builder()
+        .group_id(&s.resource_id)
+        .owner_id(&s.account)
+        .ip_permissions(permission(&e.rule));
+    if let Some(name) = s.name.as_deref().filter(|n| !n.is_empty()) {
+        group = group.group_name(cut(name, 255));
+    }
+    Resource::builder()
+        .r#type("AwsEc2SecurityGroup")
+        .id(group_arn(s))
+        .partition(sdk_partition(&s.region))
+        .region(&s.region)
+        .details(
+            ResourceDetails::builder()
+                .aws_ec2_security_group(group.build())
+                .build(),
+        )
+        .build()
+}
+
 /// When the change was captured, or `now` (both RFC 3339).
 pub fn changed_at(d: &Decision, now: &str) -> String {
     d.analysis
@@ -156,24 +179,6 @@ pub fn finding(
         )
         .types(TYPE)
         .build();
-    let mut group = AwsEc2SecurityGroupDetails::builder()
-        .group_id(&s.resource_id)
-        .owner_id(&s.account)
-        .ip_permissions(permission(&e.rule));
-    if let Some(name) = s.name.as_deref().filter(|n| !n.is_empty()) {
-        group = group.group_name(cut(name, 255));
-    }
-    let resource = Resource::builder()
-        .r#type("AwsEc2SecurityGroup")
-        .id(group_arn(s))
-        .partition(sdk_partition(&s.region))
-        .region(&s.region)
-        .details(
-            ResourceDetails::builder()
-                .aws_ec2_security_group(group.build())
-                .build(),
-        )
-        .build();
     let (compliance, state) = if open {
         (ComplianceStatus::Failed, RecordState::Active)
     } else {
@@ -196,7 +201,7 @@ pub fn finding(
         .finding_provider_fields(provider)
         .title(title(d, e, open))
         .description(description(d, e, actor, open))
-        .resources(resource)
+        .resources(resource(d, e))
         .compliance(Compliance::builder().status(compliance).build())
         .record_state(state)
         .product_fields("sgwatch/rule", e.rule.describe())

@@ -787,11 +787,8 @@ async fn tell_change(
     let s = &d.analysis.subject;
     let facts = s.facts(message_id);
     let parts = early::subtract(&d, warnings, calls);
-    // The early warning goes by email only: destinations always get the whole change.
-    let findings = settings.security.security_hub
-        && !(crate::core::finding::opened(&d).is_empty()
-            && crate::core::finding::closed(&d).is_empty());
-    if parts.is_empty() && d.destinations.is_empty() && !findings {
+    // The early warning goes by email only: destinations and findings always get the whole change.
+    if parts.is_empty() && !told_beyond_email(&d, settings) {
         info!(facts = ?facts, "skipped: the early warning told every recipient all of this change");
         return Outcome::Skipped;
     }
@@ -837,13 +834,7 @@ async fn tell_change(
         }
         post_and_report(to, &d, actor, &whole, emailed, &mut ledger).await
     };
-    // Security Hub hears of the change whatever became of the email, and a failure that may pass
-    // fails the invocation only once the email and the posts were tried.
-    let imported = crate::deliver::security_hub::tell(to, &d, actor, &mut ledger).await;
-    let result = match (result, imported) {
-        (Ok(_), Err(e)) => Err(e),
-        (result, _) => result,
-    };
+    let result = crate::deliver::security_hub::tell_after(to, &d, actor, result, &mut ledger).await;
     match finish(
         result, &facts, &subject, original, ledger, services, invocation,
     )
@@ -852,6 +843,11 @@ async fn tell_change(
         Outcome::Sent if routed.route != Route::Now => Outcome::Held,
         outcome => outcome,
     }
+}
+
+/// Whether the change goes anywhere besides the owners' email: destinations, or findings.
+fn told_beyond_email(d: &Decision, settings: &Settings) -> bool {
+    !d.destinations.is_empty() || crate::deliver::security_hub::has_findings(d, settings)
 }
 
 /// Where the change goes ([`quiet::route`]), with what its email or digest line says of it. Without

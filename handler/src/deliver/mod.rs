@@ -379,27 +379,13 @@ pub(crate) async fn post_destinations(
             .time_left()
             .map(|left| std::time::Instant::now() + left.saturating_sub(dedupe::RECORD_WORST_CASE));
         let delivery = webhook::delivery(ledger.key.as_deref().unwrap_or("-"), name);
-        let posted = match destination.kind {
-            Kind::Chatbot => {
-                let message = chatbot::message(d, actor, &delivery);
-                chatbot::publish(&services.sns, destination, &message)
-                    .await
-                    .map(|()| 1)
-            }
-            Kind::PagerDuty => {
-                let security = &settings.security;
-                pagerduty::page(poster, destination, d, actor, security, deadline).await
-            }
-            Kind::Slack | Kind::Teams | Kind::Webhook => {
-                let post = Post {
-                    poster,
-                    destination,
-                    deadline,
-                    delivery: &delivery,
-                };
-                post.send(d, actor, email).await.map(|()| 1)
-            }
+        let post = Post {
+            poster,
+            destination,
+            deadline,
+            delivery: &delivery,
         };
+        let posted = post.send_kind(settings, services, d, actor, email).await;
         match posted {
             Ok(0) => info!(
                 destination = name,
@@ -434,6 +420,33 @@ struct Post<'a> {
 }
 
 impl Post<'_> {
+    /// Tells the destination in its kind's way: how many posts it took (0: nothing to page).
+    async fn send_kind(
+        &self,
+        settings: &Settings,
+        services: &Services,
+        d: &Decision,
+        actor: &ActorLookup,
+        email: &Email,
+    ) -> Result<usize, PostError> {
+        let destination = self.destination;
+        match destination.kind {
+            Kind::Chatbot => {
+                let message = chatbot::message(d, actor, self.delivery);
+                chatbot::publish(&services.sns, destination, &message)
+                    .await
+                    .map(|()| 1)
+            }
+            Kind::PagerDuty => {
+                let security = &settings.security;
+                pagerduty::page(self.poster, destination, d, actor, security, self.deadline).await
+            }
+            Kind::Slack | Kind::Teams | Kind::Webhook => {
+                self.send(d, actor, email).await.map(|()| 1)
+            }
+        }
+    }
+
     /// Posts the decision; after a 401, 403 or 404, once more if the destination's parameters
     /// changed (a rotated URL or key).
     async fn send(

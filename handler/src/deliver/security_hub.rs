@@ -42,6 +42,28 @@ fn verify_finding(d: &Decision) -> Option<Exposed> {
     })
 }
 
+/// Whether the change has findings to import: Security Hub is on and it opens or closes a rule
+/// open to the internet.
+pub(crate) fn has_findings(d: &Decision, settings: &crate::core::settings::Settings) -> bool {
+    settings.security.security_hub && !(opened(d).is_empty() && closed(d).is_empty())
+}
+
+/// Imports the change's findings after the email and posts (`delivered`), whatever became of
+/// them; a failure that may pass fails the delivery only once those were tried.
+pub(crate) async fn tell_after(
+    to: &Delivery<'_>,
+    d: &Decision,
+    actor: &ActorLookup,
+    delivered: Result<crate::deliver::Delivered, DeliverError>,
+    ledger: &mut Ledger,
+) -> Result<crate::deliver::Delivered, DeliverError> {
+    let imported = tell(to, d, actor, ledger).await;
+    match (delivered, imported) {
+        (Ok(_), Err(e)) => Err(e),
+        (delivered, _) => delivered,
+    }
+}
+
 /// Imports the change's findings: one per rule it opened, and the archiving of each rule it
 /// closed that sgwatch recorded open.
 pub(crate) async fn tell(
