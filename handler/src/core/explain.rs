@@ -63,6 +63,39 @@ pub struct ExplainedDecision {
     /// Where the email would go (`now`, `digest` or `held`) and why, for a change that notifies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<Routed>,
+    /// Each rule the change opens to the internet or closes, under the identity Security Hub's
+    /// finding and PagerDuty's incident carry (see [`crate::core::finding`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exposed: Vec<ExplainedExposure>,
+}
+
+/// A rule a change opens to the internet or closes, as security teams' tools know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExplainedExposure {
+    /// `opened` or `closed`.
+    pub action: &'static str,
+    /// The Security Hub finding's `Id` and PagerDuty's `dedup_key`.
+    pub id: String,
+    /// As the email writes it: `ingress tcp/3389 from 0.0.0.0/0`.
+    pub rule: String,
+    /// The rule's own severity: what the finding says and what `--page-at` compares.
+    pub severity: Severity,
+}
+
+/// The rules `d` opens to the internet, then those it closes.
+fn exposures(d: &Decision) -> Vec<ExplainedExposure> {
+    let as_explained = |action, e: crate::core::finding::Exposed| ExplainedExposure {
+        action,
+        rule: e.rule.describe(),
+        id: e.id,
+        severity: e.severity,
+    };
+    let opened = crate::core::finding::opened(d).into_iter();
+    let closed = crate::core::finding::closed(d).into_iter();
+    opened
+        .map(|e| as_explained("opened", e))
+        .chain(closed.map(|e| as_explained("closed", e)))
+        .collect()
 }
 
 /// What auto-revert would do with a change.
@@ -147,6 +180,7 @@ pub fn explained(message_type: &str, d: &Decision, email: Option<&Email>) -> Exp
         subject: email.map(|e| e.subject.clone()),
         text: email.map(|e| e.text.clone()),
         remedies: crate::core::render::remedies(d),
+        exposed: exposures(d),
         ..Default::default()
     }
 }
@@ -364,6 +398,25 @@ mod tests {
         let off =
             serde_json::to_value(explain(&fixture("rdp-opened.json"), &Policy::default())).unwrap();
         assert!(off[0].get("auto_revert").is_none());
+    }
+
+    #[test]
+    fn explain_names_each_rule_opened_as_the_finding_and_the_incident_will() {
+        let out =
+            serde_json::to_value(explain(&fixture("rdp-opened.json"), &Policy::default())).unwrap();
+        assert_eq!(
+            out[0]["exposed"],
+            json!([{"action": "opened",
+                    "id": "123456789012/us-east-1/sg-0123456789abcdef0/ingress/tcp:3389:3389:0.0.0.0/0",
+                    "rule": "ingress tcp/3389 from 0.0.0.0/0", "severity": "critical"}])
+        );
+        // A change that opens nothing to the internet says nothing of it.
+        let out = serde_json::to_value(explain(
+            &fixture("owners-replaced.json"),
+            &Policy::default(),
+        ))
+        .unwrap();
+        assert!(out[0].get("exposed").is_none(), "{}", out[0]);
     }
 
     fn fixture(name: &str) -> Value {
