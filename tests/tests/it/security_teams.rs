@@ -578,3 +578,33 @@ async fn a_hub_imports_a_member_s_finding_into_the_member_s_own_security_hub() {
         "none in the hub's own account"
     );
 }
+
+#[tokio::test]
+async fn a_denied_import_is_final_whatever_its_body_says() {
+    // An explicit deny (an SCP, a permissions boundary) answers 403; its body need not be the
+    // JSON error Security Hub writes. Retrying cannot mend it: the email goes, the invocation
+    // succeeds, and `status` says what is missing.
+    let (moto, config) = Moto::ready_to_send().await;
+    let hub = CaptureServer::start(vec![Answer::status(403)
+        .header("content-type", "text/html")
+        .body("<ErrorResponse><Error><Code>AccessDenied</Code></Error></ErrorResponse>")]);
+    let settings = fixture::settings(&[("SGWATCH_SECURITY_HUB", "on")]);
+    let mut services = Services::new(&config, &settings);
+    services.securityhub = aws_sdk_securityhub::Client::from_conf(
+        aws_sdk_securityhub::config::Builder::from(&config)
+            .endpoint_url(&hub.url)
+            .build(),
+    );
+    let report = handle(&sns(&opened(""), "m-1"), &settings, &services)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("a denial failed the invocation, so Lambda would retry it: {e}")
+        });
+    assert_eq!((report.sent, report.failed), (1, 0));
+    assert_eq!(moto.ses_messages().await.len(), 1);
+    assert_eq!(hub.requests().len(), 1, "a denial is not retried");
+    assert!(!ledger(&config, OPENED_STATE)
+        .await
+        .delivered
+        .contains(&Entry::Findings));
+}
